@@ -1,0 +1,14 @@
+# One command for each job; both set up a fresh machine first (scripts/setup is idempotent).
+.PHONY: setup test chaos bench
+
+setup:
+	./scripts/setup
+
+test: setup
+	.venv/bin/python -m pytest -n 2 -p no:cacheprovider
+
+chaos: setup
+	.venv/bin/cbchaos run scenarios/ --report cbchaos-report
+
+bench: setup
+	.venv/bin/python bench/run_all.py

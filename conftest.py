@@ -1,0 +1,17 @@
+"""The repository's own test configuration: pytester and the Hypothesis profiles ``dev`` and ``ci``.
+
+``ci`` is loaded when the environment variable CI is set (as CI does); ``dev`` otherwise.
+Select one explicitly with ``--hypothesis-profile=dev|ci``.
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+pytest_plugins = ["pytester"]
+
+_common = dict(deadline=None, print_blob=True,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("dev", max_examples=30, **_common)
+settings.register_profile("ci", max_examples=15, derandomize=True, database=None, **_common)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -1,0 +1,90 @@
+"""Factories for extra instances (stable public API; keyword-only arguments).
+
+    from pytest_cbchaos import factories
+    redis_b = factories.redis_proc(name="redis_b")
+    proxy_b = factories.proxy("redis_b", name="redis-b")
+    client_b = factories.redis_client("proxy_b")
+
+Each call returns a pytest fixture function; assign it to a module-level name in a conftest
+or test module to use it. Process-backed fixtures are session scoped by default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pytest
+import redis
+
+from pytest_cbchaos.settings import get_settings
+
+Scope = Literal["session", "package", "module", "class", "function"]
+
+
+def redis_proc(*, name: str = "redis", backend: str | None = None, scope: Scope = "session") -> Any:
+    """A Redis server fixture (descriptor like ``cbchaos_redis_proc``)."""
+    from pytest_cbchaos.servers.redis import BackendUnavailable, start_redis
+
+    @pytest.fixture(scope=scope)
+    def _redis_proc(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+        s = get_settings(request.config)
+        try:
+            server = start_redis(backend or s.redis_backend, workdir=tmp_path_factory.mktemp(f"cbchaos-{name}"),
+                                 executable=s.redis_exec, url=s.redis_url, port_range=s.port_range,
+                                 startup_timeout=s.startup_timeout, image=s.redis_image)
+        except BackendUnavailable as exc:
+            pytest.exit(f"pytest-cbchaos: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        yield server
+        server.stop()
+
+    return _redis_proc
+
+
+def toxiproxy(*, backend: str | None = None, scope: Scope = "session") -> Any:
+    """A Toxiproxy-compatible server fixture (a ``ToxiproxyServer`` handle)."""
+
+    @pytest.fixture(scope=scope)
+    def _toxiproxy(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+        from pytest_cbchaos.fixtures import launch_toxiproxy
+
+        server = launch_toxiproxy(request.config, tmp_path_factory, backend=backend)
+        yield server
+        server.stop()
+
+    return _toxiproxy
+
+
+def proxy(upstream_fixture: str, *, name: str, toxiproxy_fixture: str = "cbchaos_toxiproxy",
+          scope: Scope = "session") -> Any:
+    """A proxy named ``name`` in front of another fixture's ``host``/``port`` (e.g. a Redis descriptor)."""
+
+    @pytest.fixture(scope=scope)
+    def _proxy(request: pytest.FixtureRequest) -> Any:
+        from pytest_cbchaos.fixtures import create_proxy
+
+        upstream = request.getfixturevalue(upstream_fixture)
+        server = request.getfixturevalue(toxiproxy_fixture)
+        proxy_obj = create_proxy(server, name, f"{upstream.host}:{upstream.port}")
+        yield proxy_obj
+        try:
+            proxy_obj.delete()
+        except Exception:
+            pass
+
+    return _proxy
+
+
+def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc", scope: Scope = "function",
+                 **client_kwargs: Any) -> Any:
+    """A redis-py client through ``proxy_fixture``, authenticated with ``proc_fixture``'s password."""
+
+    @pytest.fixture(scope=scope)
+    def _client(request: pytest.FixtureRequest) -> Any:
+        proxy_obj = request.getfixturevalue(proxy_fixture)
+        proc = request.getfixturevalue(proc_fixture)
+        kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, **client_kwargs}
+        client = redis.Redis(host=proxy_obj.listen_host, port=proxy_obj.listen_port, password=proc.password, **kwargs)
+        yield client
+        client.close()
+
+    return _client

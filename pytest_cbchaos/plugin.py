@@ -1,0 +1,42 @@
+"""pytest wiring of pytest-cbchaos: options, ini keys, markers, fixture modules. No logic here."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_cbchaos.settings import OPTIONS, flag, get_settings
+
+pytest_plugins = [
+    "pytest_cbchaos.fixtures",
+]
+
+MARKERS = [
+    "chaos(*faults): declares the faults a test injects (reported)",
+    "cbchaos_backends(*names): restrict the test to these proxy/redis backends",
+    "requires_real_redis: skip on the fakeredis backend (real-server timing or commands)",
+    "linearizable(model, timeout=None): check the test's recorded history against a model",
+    "slow: long-running (real opencode, load); still run in CI",
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("cbchaos", "pytest-cbchaos chaos kit")
+    for name, (ini_type, default, help_text) in OPTIONS.items():
+        group.addoption(flag(name), dest="cbchaos_" + name, default=None,
+                        help=f"{help_text} (default: {default})")
+        parser.addini("cbchaos_" + name, help_text, type=ini_type, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    get_settings(config)  # validate options early: a bad value is a usage error, not a test error
+    from pytest_cbchaos.session import configure_session
+
+    configure_session(config)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = get_settings(config)
+    return [f"cbchaos: proxy={s.proxy_backend} redis={s.redis_backend} seed={s.seed} "
+            f"ports={s.port_range[0]}-{s.port_range[1]}"]

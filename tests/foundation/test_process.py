@@ -1,0 +1,82 @@
+import os
+import socket
+import sys
+
+import pytest
+
+from pytest_cbchaos.servers.ports import allocate_port
+from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
+
+SERVER = """
+import socket, sys, time
+print("listening", flush=True)
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen()
+while True:
+    c, _ = s.accept(); c.sendall(b"hi"); c.close()
+"""
+
+
+def _probe(port):
+    def ready(_):
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
+            return c.recv(2) == b"hi"
+    return ready
+
+
+def _open_fds_pointing_to(path):
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(path):
+                out.append(fd)
+        except OSError:
+            pass
+    return out
+
+
+def test_start_pause_restart_stop(tmp_path):
+    lease = allocate_port()
+    proc = ManagedProcess("echo", [sys.executable, "-c", SERVER, str(lease.port)], log_dir=tmp_path,
+                          ready=_probe(lease.port), startup_timeout=10)
+    proc.start()
+    try:
+        assert proc.alive and os.getpgid(proc.pid) == proc.pid  # its own process group
+        assert not _open_fds_pointing_to(proc.log_path)  # the parent holds no log handle
+        proc.pause()
+        with pytest.raises(OSError):
+            with socket.create_connection(("127.0.0.1", lease.port), timeout=0.3) as c:
+                c.settimeout(0.3)
+                c.recv(2)
+        proc.resume()
+        old = proc.pid
+        proc.restart()
+        assert proc.pid != old and _probe(lease.port)(proc)
+    finally:
+        proc.stop()
+        lease.release()
+    assert not proc.alive
+    assert "listening" in proc.log_path.read_text()
+
+
+def test_early_exit_quotes_the_log_tail(tmp_path):
+    proc = ManagedProcess("broken", [sys.executable, "-c", "print('config error: bad port 99999'); raise SystemExit(3)"],
+                          log_dir=tmp_path, ready=lambda p: False, startup_timeout=5)
+    with pytest.raises(ServerStartError) as info:
+        proc.start()
+    assert "exited with code 3" in str(info.value)
+    assert "config error: bad port 99999" in str(info.value)
+
+
+def test_readiness_deadline(tmp_path):
+    proc = ManagedProcess("slow", [sys.executable, "-c", "import time; print('booting', flush=True); time.sleep(60)"],
+                          log_dir=tmp_path, ready=lambda p: False, startup_timeout=0.3)
+    with pytest.raises(ServerStartError, match="not ready after 0.3s") as info:
+        proc.start()
+    assert "booting" in str(info.value)
+    assert not proc.alive
+
+
+def test_missing_executable(tmp_path):
+    with pytest.raises(ServerStartError, match="cannot execute"):
+        ManagedProcess("nope", ["/nonexistent/redis-server"], log_dir=tmp_path).start()
