@@ -82,7 +82,9 @@ def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc"
     def _client(request: pytest.FixtureRequest) -> Any:
         proxy_obj = request.getfixturevalue(proxy_fixture)
         proc = request.getfixturevalue(proc_fixture)
-        kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, **client_kwargs}
+        from pytest_cbchaos.servers.redis import no_retry
+
+        kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "retry": no_retry(), **client_kwargs}
         client = redis.Redis(host=proxy_obj.listen_host, port=proxy_obj.listen_port, password=proc.password, **kwargs)
         yield client
         client.close()

@@ -16,11 +16,13 @@ from typing import Any, Iterator
 import pytest
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+from redis.backoff import NoBackoff
 
 from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.journal import FaultJournal
 from pytest_cbchaos.servers.ports import allocate_port
-from pytest_cbchaos.servers.redis import BackendUnavailable, RedisServer, start_redis
+from pytest_cbchaos.servers.redis import BackendUnavailable, RedisServer, no_retry, start_redis
 from pytest_cbchaos.session import worker_id
 from pytest_cbchaos.settings import Settings, get_settings
 
@@ -110,7 +112,7 @@ def cbchaos_redis_admin(cbchaos_redis_proc: RedisServer) -> Iterator[redis.Redis
 
 def _client_kwargs(proxy: Any, proc: RedisServer) -> dict[str, Any]:
     return dict(host=proxy.listen_host, port=proxy.listen_port, password=proc.password,
-                socket_timeout=5.0, socket_connect_timeout=5.0)
+                socket_timeout=5.0, socket_connect_timeout=5.0, retry=no_retry())
 
 
 @pytest.fixture
@@ -124,7 +126,9 @@ def cbchaos_redis(cbchaos_redis_proxy: Any, cbchaos_redis_proc: RedisServer) -> 
 @pytest.fixture
 def cbchaos_redis_async(cbchaos_redis_proxy: Any, cbchaos_redis_proc: RedisServer) -> Iterator[redis.asyncio.Redis]:
     """``redis.asyncio.Redis`` through the fault proxy; use it inside the test's event loop."""
-    client = redis.asyncio.Redis(**_client_kwargs(cbchaos_redis_proxy, cbchaos_redis_proc))
+    kwargs = _client_kwargs(cbchaos_redis_proxy, cbchaos_redis_proc)
+    kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+    client = redis.asyncio.Redis(**kwargs)
     yield client
     try:
         asyncio.run(client.aclose())

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
@@ -31,6 +33,12 @@ INSTALL_HINT = (
     "install redis-server (Debian/Ubuntu: `apt-get install redis-server`, or run ./scripts/setup), "
     "or `pip install 'fakeredis[lua]'` for the embedded backend"
 )
+
+
+def no_retry() -> Retry:
+    """redis-py retries timeouts and connection errors by default, which hides injected faults
+    and turns a definite refusal into seconds of backoff; the kit's clients never retry."""
+    return Retry(NoBackoff(), 0)
 
 
 class BackendUnavailable(ValueError):
@@ -65,6 +73,7 @@ class RedisServer:
         """A direct client (bypasses every proxy)."""
         kwargs.setdefault("socket_timeout", 5.0)
         kwargs.setdefault("socket_connect_timeout", 5.0)
+        kwargs.setdefault("retry", no_retry())
         return redis.Redis(host=self.host, port=self.port, password=self.password, **kwargs)
 
     def ping(self) -> bool:

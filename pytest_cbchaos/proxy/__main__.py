@@ -1,0 +1,125 @@
+"""``python -m pytest_cbchaos.proxy``: the embedded Toxiproxy-compatible server.
+
+Accepts toxiproxy-server's flags (``-host``, ``-port``, ``-config``, ``-seed``, ``-proxy-metrics``,
+``-runtime-metrics``, ``-version``; env ``LOG_LEVEL``) plus ``--port-file PATH`` (the bound API
+port is written there once listening) and ``--loopback-only`` (default on).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from pytest_cbchaos.proxy.api import VERSION, make_app
+from pytest_cbchaos.proxy.server import ApiError, ProxyCollection, ProxyRuntime
+
+LOG_LEVELS = ("panic", "fatal", "error", "warn", "info", "debug", "trace")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m pytest_cbchaos.proxy", allow_abbrev=False,
+                                description="Embedded Toxiproxy 2.x compatible server (pytest-cbchaos).")
+    p.add_argument("-host", "--host", default="localhost", help="host for the API to listen on")
+    p.add_argument("-port", "--port", default="8474", help="port for the API to listen on")
+    p.add_argument("-config", "--config", default="", help="JSON file with proxies to create (populate format)")
+    p.add_argument("-seed", "--seed", type=int, default=None, help="seed for toxicity rolls and jitter")
+    p.add_argument("-proxy-metrics", "--proxy-metrics", action="store_true", help="enable proxy metrics")
+    p.add_argument("-runtime-metrics", "--runtime-metrics", action="store_true", help="enable runtime metrics")
+    p.add_argument("-version", "--version", action="store_true", help="print the version and exit")
+    p.add_argument("--port-file", default=None, help="write the bound API port to this file once listening")
+    p.add_argument("--loopback-only", dest="loopback_only", action="store_true", default=True,
+                   help="bind wildcard addresses on 127.0.0.1 (default)")
+    p.add_argument("--no-loopback-only", dest="loopback_only", action="store_false")
+    args = p.parse_args(argv)
+    try:
+        port = int(args.port)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        p.error(f"-port: invalid value {args.port!r}: expected an integer 0-65535")
+    args.port = port
+    return args
+
+
+async def load_config(collection: ProxyCollection, path: str) -> None:
+    """Create the proxies of a ``-config`` file; errors are logged, never fatal (as Toxiproxy)."""
+    try:
+        entries = json.loads(Path(path).read_text())
+        if not isinstance(entries, list):
+            raise ValueError(f"expected a JSON array of proxies, got {type(entries).__name__}")
+    except (OSError, ValueError) as exc:
+        collection.log(f"error reading config file {path}: {exc}")
+        return
+    for i, entry in enumerate(entries, 1):
+        try:
+            if not isinstance(entry, dict) or not entry.get("name") or not entry.get("upstream"):
+                raise ApiError(f"missing required field: name or upstream at proxy {i}", 400)
+            proxy = ProxyRuntime(collection, entry["name"], entry.get("listen", ""), entry["upstream"])
+            if entry.get("enabled", True):
+                await proxy.start()
+            collection.proxies[proxy.name] = proxy
+        except ApiError as exc:
+            collection.log(f"config {path}: proxy {i}: {exc.message}")
+
+
+async def serve(args: argparse.Namespace) -> None:
+    level = os.environ.get("LOG_LEVEL", "info").lower()
+    collection = ProxyCollection(seed=args.seed, loopback_only=args.loopback_only,
+                                 proxy_metrics=args.proxy_metrics, runtime_metrics=args.runtime_metrics,
+                                 log_level=level if level in LOG_LEVELS else "info")
+    if args.config:
+        await load_config(collection, args.config)
+    host = args.host
+    if args.loopback_only and host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if host == "localhost":
+        host = "127.0.0.1"
+    runner = web.AppRunner(make_app(collection), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, args.port, reuse_address=True)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    if args.port_file:
+        tmp = Path(args.port_file + ".tmp")
+        tmp.write_text(str(port))
+        os.replace(tmp, args.port_file)
+    collection.log(f"API HTTP server starting host={host} port={port} version={VERSION}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    collection.log("shutting down")
+    try:
+        await asyncio.wait_for(_shutdown(collection, runner), 30.0)
+    except asyncio.TimeoutError:
+        pass
+
+
+async def _shutdown(collection: ProxyCollection, runner: web.AppRunner) -> None:
+    await collection.shutdown()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.version:
+        print(f"toxiproxy-server version {VERSION}")
+        return 0
+    try:
+        asyncio.run(serve(args))
+    except OSError as exc:
+        print(f"cannot start API server: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Go ``encoding/json`` look-alikes: struct decoding (case-insensitive keys, type errors) and encoding.
+
+Toxiproxy decodes request bodies into Go structs; clients depend on its exact 400 messages and
+on its output formatting (compact, HTML-escaped strings, float32 ``toxicity`` as the shortest
+decimal that round-trips). Only what the API needs is reproduced.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from decimal import Decimal
+from typing import Any, Mapping
+
+
+class DecodeError(ValueError):
+    """Body not decodable into the target struct; ``str()`` is a Go-style decoder message."""
+
+
+class Float32(float):
+    """A float stored as Go float32 (encoded as the shortest round-tripping decimal)."""
+
+    def __new__(cls, value: float) -> "Float32":
+        return super().__new__(cls, struct.unpack("f", struct.pack("f", float(value)))[0])
+
+
+def format_float32(value: float) -> str:
+    f = Float32(value)
+    if f != f or f in (float("inf"), float("-inf")):
+        raise ValueError("unsupported float")
+    if f == int(f) and abs(f) < 1e21:
+        return str(int(f))
+    for precision in range(1, 18):
+        text = f"{f:.{precision}g}"
+        if Float32(float(text)) == f:
+            break
+    absf = abs(f)
+    if absf < 1e-6 or absf >= 1e21:
+        mant, _, exp = f"{float(text):e}".partition("e")
+        mant = mant.rstrip("0").rstrip(".")
+        e = int(exp)
+        return f"{mant}e{'-' if e < 0 else '+'}{abs(e):02d}"
+    return format(Decimal(text), "f")
+
+
+def _escape(text: str) -> str:
+    out = json.dumps(text, ensure_ascii=False)
+    return (out.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def encode(value: Any) -> str:
+    """Compact JSON as Go's encoder writes it (dict insertion order is kept: pass sorted maps)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, Float32):
+        return format_float32(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format_float32(value) if value == Float32(value) else repr(value)
+    if isinstance(value, str):
+        return _escape(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_escape(str(k))}:{encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(encode(v) for v in value) + "]"
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _go_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def parse_first(raw: bytes) -> Any:
+    """Read the first JSON value of ``raw`` (trailing bytes ignored, like ``json.Decoder``)."""
+    text = raw.decode("utf-8", errors="replace")
+    stripped = text.lstrip(" \t\r\n")
+    if not stripped:
+        raise DecodeError("EOF")
+    try:
+        value, _ = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(stripped)
+    except json.JSONDecodeError as exc:
+        if exc.pos >= len(stripped):
+            raise DecodeError("unexpected EOF") from None
+        raise DecodeError(f"invalid character {stripped[exc.pos]!r} looking for beginning of value") from None
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError("invalid constant", name, 0)
+
+
+# Field kinds: "string", "bool", "int64", "float32", "object" (raw value kept), "any".
+Fields = Mapping[str, str]
+
+
+def _number_text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def convert_field(struct_name: str, field: str, kind: str, value: Any) -> Any:
+    """Convert one JSON value to the field's Go type or raise a Go-style DecodeError."""
+    def fail() -> DecodeError:
+        got = _go_kind(value)
+        shown = f"number {_number_text(value)}" if kind == "int64" and got == "number" else got
+        go_type = {"string": "string", "bool": "bool", "int64": "int64", "float32": "float32",
+                   "object": "json.RawMessage"}.get(kind, kind)
+        return DecodeError(f"json: cannot unmarshal {shown} into Go struct field {struct_name}.{field} of type {go_type}")
+
+    if kind == "any" or kind == "object":
+        return value
+    if kind == "string":
+        if not isinstance(value, str):
+            raise fail()
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fail()
+        return value
+    if kind == "int64":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail()
+        if not -(2 ** 63) <= value < 2 ** 63:
+            raise fail()
+        return value
+    if kind == "float32":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise fail()
+        return Float32(value)
+    raise fail()
+
+
+def decode_struct(value: Any, fields: Fields, struct_name: str, go_type: str | None = None) -> dict[str, Any]:
+    """Decode a parsed JSON value onto a struct with ``fields``; returns only the keys present.
+
+    Keys match case-insensitively, unknown keys are ignored, ``null`` leaves a field unchanged.
+    Like Go, the first type error is reported after the whole object has been read.
+    """
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {go_type or struct_name}")
+    lowered = {name.lower(): name for name in fields}
+    out: dict[str, Any] = {}
+    first_error: DecodeError | None = None
+    for key, item in value.items():
+        field = key if key in fields else lowered.get(key.lower())
+        if field is None or item is None:
+            continue
+        try:
+            out[field] = convert_field(struct_name, field, fields[field], item)
+        except DecodeError as exc:
+            first_error = first_error or exc
+    if first_error is not None:
+        raise first_error
+    return out
