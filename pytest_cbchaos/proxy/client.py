@@ -166,7 +166,11 @@ class Proxy:
         if toxicity is not None:
             body["toxicity"] = toxicity
         path = f"{self._path}/toxics/{quote(name, safe='')}"
-        return Toxic.from_json(self._client._request(self._client._update_method(), path, body), self)
+        toxic = Toxic.from_json(self._client._request(self._client._update_method(), path, body), self)
+        if self._client.journal is not None:
+            self._client.journal.instant(f"toxic_update:{toxic.type}", self.name,
+                                         {"name": name, "toxicity": toxicity, "attributes": dict(attributes)})
+        return toxic
 
     def remove_toxic(self, name: str) -> None:
         self._client._request("DELETE", f"{self._path}/toxics/{quote(name, safe='')}")

@@ -11,7 +11,7 @@ import ipaddress
 import socket
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_cbchaos.proxy.gojson import Float32
