@@ -8,6 +8,7 @@ from pytest_cbchaos.settings import OPTIONS, flag, get_settings
 
 pytest_plugins = [
     "pytest_cbchaos.fixtures",
+    "pytest_cbchaos.fixtures_history",
 ]
 
 MARKERS = [
