@@ -9,6 +9,8 @@ from pytest_cbchaos.settings import OPTIONS, flag, get_settings
 pytest_plugins = [
     "pytest_cbchaos.fixtures",
     "pytest_cbchaos.fixtures_history",
+    "pytest_cbchaos.scenario.pytest_hooks",
+    "pytest_cbchaos.report.pytest_hooks",
 ]
 
 MARKERS = [
@@ -17,6 +19,7 @@ MARKERS = [
     "requires_real_redis: skip on the fakeredis backend (real-server timing or commands)",
     "linearizable(model, timeout=None): check the test's recorded history against a model",
     "slow: long-running (real opencode, load); still run in CI",
+    "opencode: needs the real opencode binary",
 ]
 
 

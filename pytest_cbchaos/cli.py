@@ -1,0 +1,258 @@
+"""The ``cbchaos`` command: run scenarios, re-render reports, start servers, diagnose backends.
+
+    cbchaos run PATH... [--report DIR] [--seed N] [--redis BACKEND|URL] [--toxiproxy BACKEND|URL] [-n N] [-- PYTEST-ARGS]
+    cbchaos report DIR            re-render DIR/report.html from DIR/report.json
+    cbchaos servers               start Redis + the fault proxy, print addresses, wait for Ctrl-C
+    cbchaos doctor                which backends are available, how to install the missing ones
+    cbchaos check ...             offline linearizability check (pytest_cbchaos.linearizability.cli)
+
+Exit codes follow pytest's (0 ok, 1 failures, 2 interrupted, 3 internal, 4 usage, 5 nothing collected);
+a malformed scenario is a located message and exit code 4, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Sequence
+
+USAGE = 4
+REDIS_CHOICES = ("auto", "binary", "fakeredis", "docker")
+PROXY_CHOICES = ("embedded", "binary", "docker")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse exits 2; usage errors are 4 here, as in pytest
+        self.print_usage(sys.stderr)
+        print(f"cbchaos: error: {message}", file=sys.stderr)
+        raise SystemExit(USAGE)
+
+
+def _backend_args(value: str | None, kind: str) -> list[str]:
+    if not value:
+        return []
+    if "://" in value or (kind == "toxiproxy" and ":" in value and not value.startswith("/")):
+        url = value if "://" in value or kind == "redis" else f"http://{value}"
+        return [f"--cbchaos-{kind}-backend" if kind == "redis" else "--cbchaos-proxy-backend", "url",
+                f"--cbchaos-{kind}-url", url]
+    choices = REDIS_CHOICES if kind == "redis" else PROXY_CHOICES
+    if value not in choices:
+        raise SystemExit(_usage(f"--{kind} {value!r}: expected one of {', '.join(choices)} or a URL"))
+    return ["--cbchaos-redis-backend" if kind == "redis" else "--cbchaos-proxy-backend", value]
+
+
+def _usage(message: str) -> int:
+    print(f"cbchaos: error: {message}", file=sys.stderr)
+    return USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cbchaos", description="pytest-cbchaos chaos scenarios, reports and servers")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run scenario files / test paths through pytest")
+    run.add_argument("paths", nargs="+", metavar="PATH")
+    run.add_argument("--report", metavar="DIR", help="write report.json and report.html into DIR")
+    run.add_argument("--seed", type=int, help="seed for workloads, ports and toxicity rolls")
+    run.add_argument("--redis", metavar="BACKEND|URL", help=f"{'|'.join(REDIS_CHOICES)} or redis://...")
+    run.add_argument("--toxiproxy", metavar="BACKEND|URL", help=f"{'|'.join(PROXY_CHOICES)} or host:port")
+    run.add_argument("-k", dest="keyword", help="pytest -k expression")
+    run.add_argument("-m", dest="markexpr", help="pytest -m expression")
+    run.add_argument("-n", dest="numprocesses", help="xdist workers (needs pytest-xdist)")
+    run.add_argument("-q", "--quiet", action="store_true")
+    run.epilog = "Arguments after a lone -- are passed to pytest unchanged."
+    rep = sub.add_parser("report", help="re-render report.html from report.json")
+    rep.add_argument("dir", metavar="DIR")
+    srv = sub.add_parser("servers", help="start Redis and the fault proxy for manual exploration")
+    srv.add_argument("--redis", default="auto", metavar="BACKEND")
+    srv.add_argument("--toxiproxy", default="embedded", metavar="BACKEND")
+    srv.add_argument("--once", action="store_true", help=argparse.SUPPRESS)  # print and exit (tests)
+    sub.add_parser("doctor", help="show available backends and install hints")
+    chk = sub.add_parser("check", help="offline linearizability check of a history file")
+    try:
+        from pytest_cbchaos.linearizability.cli import add_check_parser  # type: ignore[import-not-found]
+
+        sub._name_parser_map.pop("check", None)
+        sub.choices.pop("check", None)  # type: ignore[union-attr]
+        add_check_parser(sub)
+    except Exception:
+        chk.add_argument("args", nargs=argparse.REMAINDER)
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import pytest
+
+    from pytest_cbchaos.scenario.errors import ScenarioErrors
+    from pytest_cbchaos.scenario.loader import discover, load_many
+
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        return _usage(f"no such file or directory: {', '.join(missing)}")
+    try:
+        load_many(discover(paths))  # validate up front: a malformed scenario is a usage error
+    except ScenarioErrors as exc:
+        for e in exc.errors:
+            print(f"cbchaos: malformed scenario: {e.format()}", file=sys.stderr)
+        return USAGE
+    argv = [str(p) for p in paths]
+    try:
+        argv += _backend_args(args.redis, "redis") + _backend_args(args.toxiproxy, "toxiproxy")
+    except SystemExit as exc:
+        return int(exc.code or USAGE)
+    if args.report:
+        argv += ["--cbchaos-report", args.report]
+    if args.seed is not None:
+        argv += ["--cbchaos-seed", str(args.seed)]
+    if args.keyword:
+        argv += ["-k", args.keyword]
+    if args.markexpr:
+        argv += ["-m", args.markexpr]
+    if args.numprocesses:
+        argv += ["-n", args.numprocesses]
+    argv += ["-q"] if args.quiet else ["-v", "--durations=5"]  # -v: one progress line per scenario
+    extra = list(getattr(args, "pytest_args", []))
+    argv += ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks", *extra]
+    return int(pytest.main(argv))
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pytest_cbchaos.report.html import write_html
+    from pytest_cbchaos.report.model import validate
+
+    directory = Path(args.dir)
+    src = directory / "report.json"
+    try:
+        report = json.loads(src.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return _usage(f"{src}: no such file (run `cbchaos run ... --report {directory}` first)")
+    except json.JSONDecodeError as exc:
+        return _usage(f"{src}:{exc.lineno}: not valid JSON: {exc.msg}")
+    try:
+        validate(report)
+    except Exception as exc:
+        path = "/".join(str(p) for p in getattr(exc, "absolute_path", []))
+        return _usage(f"{src}: {path or '<top level>'}: {getattr(exc, 'message', exc)} (see docs/report-schema.md)")
+    out = write_html(report, directory)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_servers(args: argparse.Namespace) -> int:
+    from pytest_cbchaos.scenario.runner import ServerPool
+    from pytest_cbchaos.scenario.targets import TargetUnavailable
+
+    workdir = Path(tempfile.mkdtemp(prefix="cbchaos-servers-"))
+    pool = ServerPool(redis_backend=args.redis, proxy_backend=args.toxiproxy, workdir=workdir)
+    try:
+        try:
+            server = pool.redis()
+        except TargetUnavailable as exc:
+            return _usage(str(exc))
+        print(f"redis      {server.backend} {server.version}  redis://:{server.password}@{server.host}:{server.port}/0"
+              if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
+        try:
+            proxy = pool.proxy("redis", f"{server.host}:{server.port}")
+            print(f"toxiproxy  {pool.toxiproxy().url}")
+            print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
+        except Exception as exc:
+            print(f"toxiproxy  unavailable: {exc}")
+        print(f"logs       {workdir}")
+        sys.stdout.flush()
+        if args.once:
+            return 0
+        print("Ctrl-C to stop")
+        stop = threading.Event()
+        try:
+            while not stop.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            print("stopping")
+        return 0
+    finally:
+        pool.stop()
+
+
+def _module(name: str) -> str | None:
+    try:
+        mod = importlib.import_module(name)
+        return str(getattr(mod, "__version__", "installed"))
+    except Exception:
+        return None
+
+
+def doctor_rows() -> list[tuple[str, str, str]]:
+    """(component, status, hint) for every backend the kit can use."""
+    rows: list[tuple[str, str, str]] = []
+    redis_bin = shutil.which("redis-server")
+    rows.append(("redis-server", redis_bin or "missing",
+                 "" if redis_bin else "apt-get install redis-server (embedded fakeredis is used meanwhile)"))
+    fr = _module("fakeredis")
+    lupa = _module("lupa")
+    rows.append(("fakeredis", fr or "missing", "" if fr else "pip install 'fakeredis[lua]'"))
+    rows.append(("lupa (Lua for fakeredis)", lupa or "missing", "" if lupa else "pip install lupa"))
+    tp = shutil.which("toxiproxy-server")
+    rows.append(("toxiproxy-server", tp or "missing (embedded proxy is the default)",
+                 "" if tp else "optional: download from github.com/Shopify/toxiproxy releases"))
+    rows.append(("embedded proxy", "available" if _module("pytest_cbchaos.proxy.server") else "not built yet", ""))
+    oc = shutil.which("opencode") or next((str(p) for p in [Path.cwd() / ".cbchaos-node/node_modules/.bin/opencode"]
+                                           if p.exists()), None)
+    rows.append(("opencode", oc or "missing", "" if oc else "npm install --prefix .cbchaos-node opencode-ai "
+                 "(opencode scenarios skip meanwhile)"))
+    docker = shutil.which("docker")
+    rows.append(("docker", docker or "missing", "" if docker else "optional: docker backends only"))
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    rows.append(("chromium", chromium or "missing", "" if chromium else "optional: apt-get install chromium (report tests)"))
+    faketime = shutil.which("faketime")
+    rows.append(("faketime", faketime or "missing", "" if faketime else "optional: apt-get install faketime (server clock skew)"))
+    for name in ("breaker", "recovery", "stream", "linearizability"):
+        mod = {"breaker": "pytest_cbchaos.breaker.store", "recovery": "pytest_cbchaos.recovery.runner",
+               "stream": "pytest_cbchaos.stream.relay", "linearizability": "pytest_cbchaos.linearizability.checker"}[name]
+        rows.append((f"kit: {name}", "available" if _module(mod) else "not available", ""))
+    return rows
+
+
+def cmd_doctor(_: argparse.Namespace) -> int:
+    rows = doctor_rows()
+    width = max(len(r[0]) for r in rows)
+    for comp, status, hint in rows:
+        print(f"{comp:<{width}}  {status}" + (f"\n{'':<{width}}  -> {hint}" if hint else ""))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        from pytest_cbchaos.linearizability.cli import run_check  # type: ignore[import-not-found]
+    except Exception as exc:
+        return _usage(f"the linearizability checker is not available ({type(exc).__name__}: {exc})")
+    return int(run_check(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if argv[:1] == ["run"] and "--" in argv:
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1:]
+    try:
+        args = parser.parse_args(argv)
+        args.pytest_args = passthrough
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else USAGE
+    handler = {"run": cmd_run, "report": cmd_report, "servers": cmd_servers, "doctor": cmd_doctor,
+               "check": cmd_check}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

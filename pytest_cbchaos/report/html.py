@@ -1,0 +1,196 @@
+"""Render report.json into one self-contained report.html (inline CSS/JS/SVG, no network).
+
+Content is rendered server-side (readable without JavaScript); the data is also embedded as JSON
+in a ``<script type="application/json">`` block with ``<`` escaped. Every user value is escaped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from html import escape
+from pathlib import Path
+from typing import Any
+
+STATE_COLORS = {"closed": "#2e9d4f", "open": "#d23b3b", "half_open": "#e0a020", "forced_open": "#7a1f1f"}
+WIDTH, LANE_H, PAD_L = 880, 16, 110
+
+CSS = """
+body{font:14px/1.4 system-ui,sans-serif;margin:20px;color:#222;background:#fafafa}
+h1{margin:0 0 4px}h2{margin:28px 0 6px;font-size:18px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+.badge{display:inline-block;padding:1px 8px;border-radius:8px;color:#fff;font-weight:600;font-size:12px}
+.passed,.ok{background:#2e9d4f}.failed,.violated,.illegal,.error{background:#d23b3b}
+.skipped,.none{background:#888}.unknown{background:#e0a020}
+section.test{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 14px;margin:12px 0}
+section.test.is-failed{border-color:#d23b3b}
+pre.counterexample{background:#fff3f3;border:1px solid #e7b4b4;padding:8px;overflow:auto;max-height:360px}
+.meta{color:#555;font-size:12px}svg{background:#fff;border:1px solid #eee}
+#controls{margin:8px 0}
+"""
+
+JS = """
+document.getElementById('only-failed').addEventListener('change', function(e){
+  document.querySelectorAll('section.test').forEach(function(s){
+    s.style.display = (e.target.checked && !s.classList.contains('is-failed')) ? 'none' : '';
+  });
+});
+"""
+
+
+def _badge(text: str) -> str:
+    t = escape(str(text))
+    return f'<span class="badge {t}">{t.upper()}</span>'
+
+
+def _x(t_ms: float, span: float) -> float:
+    return PAD_L + (WIDTH - PAD_L - 10) * max(0.0, t_ms) / span
+
+
+def _timeline(test: dict[str, Any]) -> str:
+    faults, transitions, latencies = test["faults"], test["transitions"], test["latencies"]
+    if not (faults or transitions or latencies):
+        return '<p class="meta">no timeline data</p>'
+    ends = [f.get("end_ms") or f.get("start_ms", 0) for f in faults] + [t["t_ms"] for t in transitions] \
+        + [p["t_ms"] for p in latencies] + [1.0]
+    span = max(ends) * 1.02 or 1.0
+    workers = sorted({str(t["worker"]) for t in transitions} | {str(p["worker"]) for p in latencies})
+    lanes = ["nemesis"] + [f"state {w}" for w in sorted({str(t['worker']) for t in transitions})]
+    plot_h = 90 if latencies else 0
+    height = 24 + LANE_H * len(lanes) + plot_h + 24
+    out = [f'<svg class="timeline" width="{WIDTH}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    for f in faults:  # fault windows shaded across all lanes
+        x0 = _x(f.get("start_ms", 0), span)
+        x1 = _x(f["end_ms"] if f.get("end_ms") is not None else span, span)
+        label = f"{f['kind']} {f['target']} {json.dumps(f.get('params', {}), sort_keys=True)}"
+        out.append(f'<rect class="fault-band" x="{x0:.1f}" y="20" width="{max(2.0, x1 - x0):.1f}" '
+                   f'height="{height - 44}" fill="#f4a3a3" fill-opacity="0.35"><title>{escape(label)}</title></rect>')
+        out.append(f'<text x="{x0 + 2:.1f}" y="{20 + LANE_H - 4}" font-size="10">{escape(f["kind"])}</text>')
+    for i, lane in enumerate(lanes):
+        y = 20 + i * LANE_H
+        out.append(f'<text x="4" y="{y + LANE_H - 4}" font-size="11">{escape(lane)}</text>')
+    by_worker: dict[str, list[dict[str, Any]]] = {}
+    for t in sorted(transitions, key=lambda t: t["t_ms"]):
+        by_worker.setdefault(str(t["worker"]), []).append(t)
+    for i, (w, ts) in enumerate(sorted(by_worker.items())):
+        y = 20 + (i + 1) * LANE_H
+        for j, t in enumerate(ts):
+            x0 = _x(t["t_ms"], span)
+            x1 = _x(ts[j + 1]["t_ms"], span) if j + 1 < len(ts) else _x(span, span)
+            color = STATE_COLORS.get(str(t["to"]), "#999")
+            out.append(f'<rect class="state-seg" x="{x0:.1f}" y="{y + 2}" width="{max(1.0, x1 - x0):.1f}" '
+                       f'height="{LANE_H - 4}" fill="{color}"><title>{escape(str(t["from"]))} -&gt; '
+                       f'{escape(str(t["to"]))} at {t["t_ms"]:.1f} ms</title></rect>')
+    if latencies:
+        top = 20 + LANE_H * len(lanes) + 6
+        max_ms = max(p["ms"] for p in latencies) or 1.0
+        out.append(f'<text x="4" y="{top + 12}" font-size="11">latency (max {max_ms:.0f} ms)</text>')
+        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
+        for p in latencies[:3000]:
+            x = _x(p["t_ms"], span)
+            y = top + plot_h - 6 - (plot_h - 12) * p["ms"] / max_ms
+            color = palette[workers.index(str(p["worker"])) % len(palette)] if p.get("ok", True) else "#d23b3b"
+            out.append(f'<circle class="lat" cx="{x:.1f}" cy="{y:.1f}" r="1.6" fill="{color}"/>')
+    axis_y = height - 8
+    for k in range(6):
+        t = span * k / 5
+        anchor = "end" if k == 5 else "start"
+        out.append(f'<text x="{_x(t, span):.1f}" y="{axis_y}" font-size="10" text-anchor="{anchor}">{t:.0f} ms</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _checks(test: dict[str, Any]) -> str:
+    if not test["checks"]:
+        return ""
+    rows = []
+    for c in test["checks"]:
+        enforced = "" if c.get("enforced", True) else " (measured)"
+        rows.append(f'<tr class="check"><td>{escape(c["name"])}</td><td>{_badge(c["verdict"])}{enforced}</td>'
+                    f'<td>{escape(c.get("detail") or "")}</td></tr>')
+    out = ['<table class="checks"><tr><th>check</th><th>verdict</th><th>detail</th></tr>', *rows, "</table>"]
+    for c in test["checks"]:
+        if c.get("counterexample") is not None and c.get("verdict") in ("violated", "illegal", "unknown"):
+            text = json.dumps(c["counterexample"], indent=2, sort_keys=True, default=str)
+            out.append(f'<h4>Counterexample: {escape(c["name"])}</h4><pre class="counterexample">{escape(text)}</pre>')
+    return "".join(out)
+
+
+def _links(test: dict[str, Any], base: Path | None) -> str:
+    art = test.get("artifacts")
+    if not art:
+        return ""
+    links = []
+    for name in ("timeline.html", "history.jsonl", "faults.jsonl", "results.json"):
+        p = Path(art) / name
+        if p.exists() or name != "timeline.html":
+            href = os.path.relpath(p, base) if base else str(p)
+            links.append(f'<a href="{escape(href)}">{escape(name)}</a>')
+    return '<p class="meta">history views: ' + " · ".join(links) + "</p>"
+
+
+def render_html(report: dict[str, Any], base: Path | None = None) -> str:
+    s = report["summary"]
+    summary_rows = "".join(f'<tr><th>{escape(k.replace("_", " "))}</th><td id="summary-{escape(k)}">{v}</td></tr>'
+                           for k, v in s.items())
+    index_rows = []
+    sections = []
+    for i, t in enumerate(report["tests"]):
+        anchor = f"t{i}"
+        failed = t["outcome"] in ("failed", "error")
+        index_rows.append(f'<tr class="row-{escape(t["outcome"])}"><td><a href="#{anchor}">{escape(t["nodeid"])}</a></td>'
+                          f'<td>{escape(str(t.get("target") or ""))}</td><td>{_badge(t["outcome"])}</td>'
+                          f'<td>{_badge(t["verdict"])}</td><td>{len(t["faults"])}</td><td>{len(t["checks"])}</td>'
+                          f'<td>{t["duration_s"]:.2f}s</td></tr>')
+        meta = [f"seed {t.get('seed')}" if t.get("seed") is not None else "", f"worker {t.get('worker')}",
+                f"{t.get('history_ops', 0)} ops" if t.get("history_ops") else ""]
+        body = [f'<section class="test{" is-failed" if failed else ""}" id="{anchor}">',
+                f'<h3>{escape(t["nodeid"])} {_badge(t["outcome"])} {_badge(t["verdict"])}</h3>',
+                f'<p class="meta">{escape(" · ".join(m for m in meta if m))}</p>']
+        if t.get("description"):
+            body.append(f"<p>{escape(t['description'])}</p>")
+        if t.get("skip_reason"):
+            body.append(f'<p class="meta">skipped: {escape(t["skip_reason"])}</p>')
+        if t.get("error"):
+            body.append(f'<p class="error-text">error: {escape(t["error"])}</p>')
+        body.append(_timeline(t))
+        body.append(_checks(t))
+        if t.get("recoveries"):
+            body.append("<p>recovery timings: " + ", ".join(
+                f"{escape(k)} = {'never' if v is None else f'{v:.3f} s'}" for k, v in t["recoveries"].items()) + "</p>")
+        body.append(_links(t, base))
+        if failed and t.get("longrepr") and not t["checks"]:
+            body.append(f'<pre class="counterexample">{escape(t["longrepr"])}</pre>')
+        body.append("</section>")
+        sections.append("".join(body))
+    probes = "".join(f'<tr><td>{escape(str(p["id"]))}</td><td>{escape(str(p["value"]))} {escape(str(p.get("unit", "")))}</td>'
+                     f'<td>{escape(str(p.get("note", "")))}</td><td>{escape(str(p.get("nodeid", "")))}</td></tr>'
+                     for p in report.get("probes", []))
+    backends = ", ".join(f"{k}: {v.get('name')} {v.get('version', '')}" for k, v in report.get("backends", {}).items()
+                         if isinstance(v, dict))
+    data = json.dumps(report, sort_keys=True, default=str).replace("<", "\\u003c")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>cbchaos report</title><style>{CSS}</style></head>
+<body>
+<h1>cbchaos report {_badge('failed' if s['failed'] or s['error'] else 'passed')}</h1>
+<p class="meta">generated {escape(str(report['generated_at']))} · seed {escape(str(report['seed']))} ·
+exit status {escape(str(report.get('exitstatus')))} · {escape(backends)}<br>command: <code>{escape(report.get('command', ''))}</code></p>
+<h2>Summary</h2><table id="summary">{summary_rows}</table>
+<h2>Tests and scenarios</h2>
+<div id="controls"><label><input type="checkbox" id="only-failed"> failures only</label></div>
+<table id="index"><tr><th>test</th><th>target</th><th>outcome</th><th>verdict</th><th>faults</th><th>checks</th><th>time</th></tr>
+{''.join(index_rows)}</table>
+{('<h2>Weakness probes</h2><table id="probes"><tr><th>id</th><th>value</th><th>note</th><th>test</th></tr>' + probes + '</table>') if probes else ''}
+<h2>Details</h2>
+{''.join(sections)}
+<script type="application/json" id="cbchaos-data">{data}</script>
+<script>{JS}</script>
+</body></html>
+"""
+
+
+def write_html(report: dict[str, Any], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "report.html"
+    path.write_text(render_html(report, base=directory.resolve()), encoding="utf-8")
+    return path

@@ -1,0 +1,181 @@
+"""Report hooks: per-test records via ``report.user_properties`` (so xdist ships them), JUnit
+properties, controller-side aggregation, report.json/report.html and the terminal summary.
+
+Enabled by ``--cbchaos-report=DIR`` (writes files); the terminal section is printed whenever
+a test contributed chaos data.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_cbchaos.report.collect import base_record, encode, verdict_of
+
+ENTRIES_KEY = pytest.StashKey[dict]()
+WORKERS_KEY = pytest.StashKey[dict]()
+
+
+def _settings(config: pytest.Config) -> Any:
+    from pytest_cbchaos.settings import get_settings
+
+    return get_settings(config)
+
+
+def _report_dir(config: pytest.Config) -> Path | None:
+    try:
+        d = _settings(config).report
+    except Exception:
+        return None
+    if d is None:
+        return None
+    return d if d.is_absolute() else Path(config.invocation_params.dir, d)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.when != "teardown" and not (report.when == "setup" and report.skipped):
+        return
+    record = base_record(item)
+    if record is None:
+        return
+    record["nodeid"] = item.nodeid
+    verdict = verdict_of(record)
+    # the record rides on the report object (xdist serialises plain attributes); JUnit gets short
+    # properties on the teardown report, which junitxml writes (no record_property warning, #7767 avoided)
+    report.cbchaos_record = encode(record)  # type: ignore[attr-defined]
+    report.user_properties.append(("cbchaos_verdict", verdict))
+    rdir = _report_dir(item.config)
+    if rdir is not None:
+        report.user_properties.append(("cbchaos_report", str(rdir / "report.html")))
+    if item.config.pluginmanager.hasplugin("html"):
+        _html_extras(report, record, verdict)
+
+
+def _html_extras(report: pytest.TestReport, record: dict[str, Any], verdict: str) -> None:
+    """pytest-html 4.x: a short verdict block and a link to the artifacts (only when installed)."""
+    try:
+        from html import escape
+
+        from pytest_html import extras  # type: ignore[import-not-found]
+    except Exception:
+        return
+    bad = [c["name"] for c in record.get("checks", []) if c.get("verdict") in ("violated", "illegal", "unknown")]
+    block = (f"<div class='cbchaos'>cbchaos verdict: <b>{escape(verdict)}</b>; faults {len(record.get('faults', []))}"
+             + (f"; violated: {escape(', '.join(bad))}" if bad else "") + "</div>")
+    report.extras = [*getattr(report, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
+    if record.get("artifacts"):
+        report.extras.append(extras.url(str(record["artifacts"]), name="cbchaos artifacts"))  # type: ignore[attr-defined]
+
+
+def _entries(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    return config.stash.setdefault(ENTRIES_KEY, {})
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Controller (or single process): fold every phase report into one entry per nodeid."""
+    config = _CONFIG[-1] if _CONFIG else None
+    if config is None or hasattr(config, "workerinput"):
+        return
+    entries = _entries(config)
+    entry = entries.setdefault(report.nodeid, {"outcome": "passed", "duration_s": 0.0, "record": None,
+                                               "longrepr": None, "skip_reason": None,
+                                               "worker": getattr(report, "node", None) and
+                                               getattr(report.node, "gateway", None) and report.node.gateway.id
+                                               or "master"})
+    entry["duration_s"] += getattr(report, "duration", 0.0) or 0.0
+    if report.failed:
+        entry["outcome"] = "failed" if report.when == "call" else "error"
+        entry["longrepr"] = str(report.longrepr)
+    elif report.skipped and entry["outcome"] == "passed":
+        entry["outcome"] = "skipped"
+        lr = report.longrepr
+        entry["skip_reason"] = lr[2] if isinstance(lr, tuple) and len(lr) == 3 else str(lr)
+    record = getattr(report, "cbchaos_record", None)
+    if record is not None:
+        entry["record"] = json.loads(record) if isinstance(record, str) else record
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG.append(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config in _CONFIG:
+        _CONFIG.remove(config)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if hasattr(config, "workeroutput"):  # xdist worker: ship per-worker data to the controller
+        try:
+            from pytest_cbchaos.scenario.pytest_hooks import POOL_KEY
+
+            pool = config.stash.get(POOL_KEY, None)
+            config.workeroutput["cbchaos_backends"] = json.dumps(pool.backends() if pool else {})
+        except Exception:
+            pass
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    out = getattr(node, "workeroutput", None) or {}
+    config = node.config
+    if "cbchaos_backends" in out:
+        config.stash.setdefault(WORKERS_KEY, {})[node.gateway.id] = {"backends": json.loads(out["cbchaos_backends"])}
+
+
+def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str, Any]:
+    from pytest_cbchaos.report.model import build_report, make_entry
+
+    entries = [make_entry(nodeid, e["outcome"], e["duration_s"], e["record"], e["longrepr"], e["skip_reason"],
+                          str(e["worker"])) for nodeid, e in _entries(config).items()]
+    workers = config.stash.get(WORKERS_KEY, {})
+    backends: dict[str, Any] = {}
+    for w in workers.values():
+        backends.update(w.get("backends", {}))
+    try:
+        from pytest_cbchaos.scenario.pytest_hooks import POOL_KEY
+
+        pool = config.stash.get(POOL_KEY, None)
+        if pool is not None:
+            backends.update(pool.backends())
+    except Exception:
+        pass
+    for e in entries:
+        backends.update(e.get("backends") or {})
+    try:
+        seed = _settings(config).seed
+    except Exception:
+        seed = None
+    command = " ".join(["pytest", *config.invocation_params.args])
+    return build_report(entries, seed=seed, command=command, backends=backends, workers=workers,
+                        exitstatus=int(exitstatus) if exitstatus is not None else None)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    from pytest_cbchaos.report.html import write_html
+    from pytest_cbchaos.report.model import write_json
+    from pytest_cbchaos.report.terminal import render_summary
+
+    report = build_from_config(config, exitstatus)
+    rdir = _report_dir(config)
+    paths: list[str] = []
+    if rdir is not None:
+        paths = [str(write_json(report, rdir)), str(write_html(report, rdir))]
+    interesting = any(t["checks"] or t["faults"] or t.get("kind") == "scenario" for t in report["tests"])
+    if not (interesting or paths):
+        return
+    terminalreporter.write_sep("=", "cbchaos")
+    terminalreporter.write(render_summary(report, paths, width=getattr(terminalreporter, "_tw", None)
+                                          and terminalreporter._tw.fullwidth or 100))

@@ -1,0 +1,177 @@
+"""pytest collection of scenario files: ``pytest scenarios/`` (honours -k, -m, markers and xdist).
+
+A file is collected when it is ``*.scenario.yaml``/``*.scenario.yml`` or any ``*.yaml``/``*.yml``
+inside a directory named ``scenarios``. A malformed file is a collection error whose text is the
+located message (no traceback), and the run exits with code 4 (usage error).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from pytest_cbchaos.scenario.errors import ScenarioError
+from pytest_cbchaos.scenario.loader import is_scenario_file, load_scenario
+from pytest_cbchaos.scenario.model import Scenario
+from pytest_cbchaos.scenario.targets import TargetUnavailable
+
+POOL_KEY = pytest.StashKey[Any]()
+LOAD_ERRORS_KEY = pytest.StashKey[list]()
+RESULT_KEY = pytest.StashKey[Any]()
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if is_scenario_file(file_path):
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioLoadError(Exception):
+    pass
+
+
+class ScenarioFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item]:
+        try:
+            scenario = load_scenario(self.path)
+        except ScenarioError as exc:
+            self.config.stash.setdefault(LOAD_ERRORS_KEY, []).append(exc.format())
+            raise ScenarioLoadError(exc.format()) from None
+        item = ScenarioItem.from_parent(self, name=scenario.name, scenario=scenario)
+        for marker in scenario.markers:
+            item.add_marker(marker)
+        item.add_marker(pytest.mark.chaos(*sorted({f.kind for f in scenario.faults})))
+        yield item
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if excinfo.errisinstance(ScenarioLoadError):
+            return f"malformed scenario: {excinfo.value}"
+        return super().repr_failure(excinfo)
+
+
+class ScenarioFailure(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, scenario: Scenario, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        # -k matches names, markers and extra keywords: target, tags, covered invariants, fault kinds
+        self.extra_keyword_matches.update({scenario.target, *scenario.tags, *scenario.covers,
+                                           *(f.kind for f in scenario.faults)})
+
+    def runtest(self) -> None:
+        from pytest_cbchaos.scenario.runner import run_scenario
+
+        pool = _pool(self.config)
+        seed = _seed(self.config)
+        artifacts = _artifact_dir(self.config, self.nodeid)
+        try:
+            result = run_scenario(self.scenario, env=pool, seed=seed, artifacts=artifacts)
+        except TargetUnavailable as exc:
+            pytest.skip(str(exc))
+        if artifacts is not None and result.outcome == "passed" and _keep(self.config) == "failed":
+            import shutil
+
+            shutil.rmtree(artifacts, ignore_errors=True)  # --cbchaos-keep=failed (default)
+            result.artifacts = None
+        self.stash[RESULT_KEY] = result
+        if result.outcome != "passed":
+            raise ScenarioFailure(format_failure(result))
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if excinfo.errisinstance(ScenarioFailure):
+            return excinfo.value.text
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"scenario {self.scenario.name} (target {self.scenario.target})"
+
+
+def format_failure(result: Any) -> str:
+    s = result.scenario
+    lines = [f"scenario {s.name} ({s.path}) target={s.target} seed={result.seed}: {result.outcome}"]
+    if result.error:
+        lines.append(f"  error: {result.error}")
+    for c in result.checks:
+        mark = "FAIL" if c.result.failed else c.result.verdict.upper()
+        where = f" [{s.path}:{c.line}]" if c.line else ""
+        lines.append(f"  {mark:8} {c.label}{where}: {c.result.detail}")
+        if c.result.failed and c.result.counterexample is not None:
+            import json
+
+            text = json.dumps(c.result.counterexample, indent=2, default=str, sort_keys=True)
+            lines.extend("      " + ln for ln in text.splitlines()[:40])
+    lines.append(f"  faults injected: {len(result.faults)}; re-run: cbchaos run {s.path} --seed {result.seed}")
+    if result.artifacts:
+        lines.append(f"  artifacts: {result.artifacts}")
+    return "\n".join(lines)
+
+
+def _seed(config: pytest.Config) -> int:
+    try:
+        from pytest_cbchaos.settings import get_settings
+
+        return get_settings(config).seed
+    except Exception:
+        return 0
+
+
+def _keep(config: pytest.Config) -> str:
+    try:
+        from pytest_cbchaos.settings import get_settings
+
+        return get_settings(config).keep
+    except Exception:
+        return "failed"
+
+
+def _artifact_dir(config: pytest.Config, nodeid: str) -> Path | None:
+    try:
+        from pytest_cbchaos.settings import get_settings
+
+        s = get_settings(config)
+    except Exception:
+        return None
+    if s.keep == "none":
+        return None
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
+    return Path(config.rootpath, s.artifacts, slug) if not s.artifacts.is_absolute() else s.artifacts / slug
+
+
+def _pool(config: pytest.Config) -> Any:
+    from pytest_cbchaos.scenario.runner import ServerPool
+
+    pool = config.stash.get(POOL_KEY, None)
+    if pool is None:
+        from pytest_cbchaos.settings import get_settings
+
+        import tempfile
+
+        workdir = Path(tempfile.mkdtemp(prefix="cbchaos-scenario-servers-"))
+        pool = ServerPool.from_settings(get_settings(config), workdir)
+        config.stash[POOL_KEY] = pool
+        config.add_cleanup(pool.stop)
+    return pool
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """Controller side (also under xdist): remember malformed scenario files for exit code 4."""
+    if report.failed and str(report.longrepr).startswith("malformed scenario:"):
+        _FAILED_LOADS.append(str(report.longrepr))
+
+
+_FAILED_LOADS: list[str] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _FAILED_LOADS or session.config.stash.get(LOAD_ERRORS_KEY, None):
+        session.exitstatus = pytest.ExitCode.USAGE_ERROR
+    _FAILED_LOADS.clear()

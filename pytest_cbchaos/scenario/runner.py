@@ -1,0 +1,426 @@
+"""Run one scenario: build the target, run the bounded workload while the fault timeline plays,
+heal, check, and return a :class:`ScenarioResult` (the report's per-scenario record).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_cbchaos.faults.clock import SkewedClock
+from pytest_cbchaos.faults.controller import FaultController
+from pytest_cbchaos.faults.journal import FaultJournal
+from pytest_cbchaos.scenario.model import FaultSpec, Scenario
+from pytest_cbchaos.scenario.targets import (
+    CheckResult, Observations, Target, TargetUnavailable, resolve_target,
+)
+
+MAX_OCCURRENCES = 100  # bound on repetitions of one `every` fault
+
+
+class ServerPool:
+    """Servers shared by the scenarios of one pytest worker (started lazily, stopped at session end)."""
+
+    def __init__(self, *, redis_backend: str = "auto", redis_exec: str | None = None, redis_url: str | None = None,
+                 proxy_backend: str = "embedded", toxiproxy_bin: str | None = None,
+                 toxiproxy_url: str | None = None, port_range: tuple[int, int] = (20000, 32767),
+                 startup_timeout: float = 10.0, seed: int = 0, workdir: Path | None = None) -> None:
+        self.redis_backend, self.redis_exec, self.redis_url = redis_backend, redis_exec, redis_url
+        self.proxy_backend, self.toxiproxy_bin, self.toxiproxy_url = proxy_backend, toxiproxy_bin, toxiproxy_url
+        self.port_range, self.startup_timeout, self.seed = port_range, startup_timeout, seed
+        self.workdir = workdir or Path(".cbchaos") / "servers"
+        self._redis: dict[str, Any] = {}
+        self._toxiproxy: Any = None
+        self._proxies: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Any, workdir: Path) -> "ServerPool":
+        return cls(redis_backend=settings.redis_backend, redis_exec=settings.redis_exec,
+                   redis_url=settings.redis_url, proxy_backend=settings.proxy_backend,
+                   toxiproxy_bin=settings.toxiproxy_bin, toxiproxy_url=settings.toxiproxy_url,
+                   port_range=settings.port_range, startup_timeout=settings.startup_timeout,
+                   seed=settings.seed, workdir=workdir)
+
+    def redis(self, backend: str | None = None) -> Any:
+        from pytest_cbchaos.servers.redis import BackendUnavailable, start_redis
+
+        backend = backend or self.redis_backend
+        with self._lock:
+            if backend not in self._redis:
+                d = self.workdir / f"redis-{backend}"
+                d.mkdir(parents=True, exist_ok=True)
+                try:
+                    self._redis[backend] = start_redis(backend, workdir=d, executable=self.redis_exec,
+                                                       url=self.redis_url, port_range=self.port_range,
+                                                       startup_timeout=self.startup_timeout)
+                except BackendUnavailable as exc:
+                    raise TargetUnavailable(f"redis backend {backend!r}: {exc}") from None
+            server = self._redis[backend]
+        if server.process is not None and not server.process.alive:
+            server.process.start()  # a previous scenario killed it
+        return server
+
+    def toxiproxy(self) -> Any:
+        with self._lock:
+            if self._toxiproxy is None:
+                try:
+                    from pytest_cbchaos.servers.toxiproxy import start_toxiproxy
+                except Exception as exc:
+                    raise TargetUnavailable(f"fault proxy unavailable (pytest_cbchaos.servers.toxiproxy: {exc})") from None
+                d = self.workdir / "toxiproxy"
+                d.mkdir(parents=True, exist_ok=True)
+                self._toxiproxy = start_toxiproxy(self.proxy_backend, workdir=d, port_range=self.port_range,
+                                                  binary=self.toxiproxy_bin, url=self.toxiproxy_url,
+                                                  image="ghcr.io/shopify/toxiproxy:2.12.0", seed=self.seed,
+                                                  startup_timeout=self.startup_timeout, worker="scenario")
+            return self._toxiproxy
+
+    def proxy(self, name: str, upstream: str) -> Any:
+        """A proxy ``name`` in front of ``host:port``; reset (no toxics, enabled) before it is handed out."""
+        from pytest_cbchaos.fixtures import create_proxy, reset_proxy
+
+        server = self.toxiproxy()
+        key = f"{name}->{upstream}"
+        with self._lock:
+            if key not in self._proxies:
+                self._proxies[key] = create_proxy(server, name, upstream)
+            proxy = self._proxies[key]
+        reset_proxy(proxy)
+        return proxy
+
+    def backends(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, server in self._redis.items():
+            out["redis"] = {"name": server.backend, "version": server.version}
+        if self._toxiproxy is not None:
+            out["proxy"] = {"name": getattr(self._toxiproxy, "backend", self.proxy_backend),
+                            "version": getattr(self._toxiproxy, "version", "")}
+        return out
+
+    def stop(self) -> None:
+        for proxy in self._proxies.values():
+            try:
+                proxy.delete()
+            except Exception:
+                pass
+        if self._toxiproxy is not None:
+            self._toxiproxy.stop()
+        for server in self._redis.values():
+            server.stop()
+        self._proxies.clear()
+        self._redis.clear()
+        self._toxiproxy = None
+
+
+@dataclass
+class RunContext:
+    """Everything a target needs during one run. ``stop`` is set when the workload must end."""
+
+    scenario: Scenario
+    target: Target
+    env: ServerPool | None
+    seed: int
+    artifacts: Path | None = None
+    journal: FaultJournal = field(default_factory=FaultJournal)
+    stop: threading.Event = field(default_factory=threading.Event)
+    proxies: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, Any] = field(default_factory=dict)
+    clocks: dict[str, SkewedClock] = field(default_factory=dict)
+    admin: Any = None  # a direct Redis client for redis actions and verification reads
+    t0_ns: int = field(default_factory=time.monotonic_ns)
+    state: dict[str, Any] = field(default_factory=dict)  # target scratch space
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+        self.faults = FaultController(self.journal)
+        self.deadline = time.monotonic() + self.scenario.budgets.wall_s
+
+    def t_ms(self, ns: int | None = None) -> float:
+        return ((time.monotonic_ns() if ns is None else ns) - self.t0_ns) / 1e6
+
+    def ops_left(self, done: int) -> bool:
+        """Bounded loops: True while the workload may continue (time, per-worker ops and wall budget)."""
+        return (not self.stop.is_set() and done < self.scenario.workload.ops_per_worker
+                and time.monotonic() < self.deadline)
+
+    def pace(self) -> bool:
+        """Wait the workload interval (interruptible by ``stop``); returns False once stopped."""
+        return not self.stop.wait(self.scenario.workload.interval_ms / 1000.0)
+
+
+@dataclass
+class CheckOutcome:
+    label: str
+    kind: str
+    name: str
+    result: CheckResult
+    line: int | None = None
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    seed: int
+    outcome: str  # passed | failed | error
+    duration_s: float
+    checks: list[CheckOutcome]
+    observations: Observations
+    faults: list[dict[str, Any]]
+    backends: dict[str, Any]
+    error: str | None = None
+    artifacts: Path | None = None
+
+    @property
+    def failed_checks(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if c.result.failed]
+
+    def to_record(self) -> dict[str, Any]:
+        """The report.json ``tests[]`` shape for a scenario (docs/report-schema.md)."""
+        obs = self.observations
+        t0 = self._t0_ns
+        return {
+            "kind": "scenario", "name": self.scenario.name, "target": self.scenario.target,
+            "file": str(self.scenario.path), "seed": self.seed, "outcome": self.outcome,
+            "duration_s": round(self.duration_s, 4), "description": self.scenario.description,
+            "covers": list(self.scenario.covers), "error": self.error,
+            "faults": [fault_record(f, t0) for f in self.faults],
+            "checks": [{"name": c.label, "kind": c.kind, "verdict": c.result.verdict,
+                        "enforced": c.result.enforced, "detail": c.result.detail,
+                        "counterexample": c.result.counterexample, "measured": c.result.measured,
+                        "line": c.line} for c in self.checks],
+            "latencies": obs.latencies[:5000], "transitions": obs.transitions[:2000],
+            "recoveries": dict(obs.recoveries), "probes": list(obs.probes), "metrics": small_metrics(obs.metrics),
+            "errors": list(obs.errors)[:50],
+            "history_ops": sum(1 for e in obs.history if e.get("type") == "invoke"),
+            "backends": self.backends,
+            "artifacts": str(self.artifacts) if self.artifacts else None,
+        }
+
+    _t0_ns: int = 0
+
+
+def small_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The report keeps scalars, short lists and small dicts of scalars; raw op lists stay in artifacts."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            out[key] = value
+        elif isinstance(value, (list, tuple)) and len(value) <= 50 and all(
+                isinstance(v, (str, int, float, bool)) or v is None for v in value):
+            out[key] = list(value)
+        elif isinstance(value, dict) and len(value) <= 50 and all(
+                isinstance(v, (str, int, float, bool)) or v is None for v in value.values()):
+            out[key] = dict(value)
+    return out
+
+
+def fault_record(window: dict[str, Any], t0_ns: int) -> dict[str, Any]:
+    """A journal entry plus ``start_ms``/``end_ms`` relative to the run's time axis."""
+    rec = dict(window)
+    rec["start_ms"] = round((window["start_ns"] - t0_ns) / 1e6, 3)
+    rec["end_ms"] = None if window.get("end_ns") is None else round((window["end_ns"] - t0_ns) / 1e6, 3)
+    return rec
+
+
+class FaultScheduler(threading.Thread):
+    """Plays the fault timeline against the context's proxies, processes, clocks and Redis."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        super().__init__(name=f"cbchaos-faults-{ctx.scenario.name}", daemon=True)
+        self.ctx = ctx
+        self.errors: list[str] = []
+        self.actions = self._plan()
+
+    def _plan(self) -> list[tuple[float, int, str, FaultSpec, int]]:
+        duration = self.ctx.scenario.workload.duration_s
+        plan = []
+        for idx, f in enumerate(self.ctx.scenario.faults):
+            t, n = f.at, 0
+            limit = min(f.times or MAX_OCCURRENCES, MAX_OCCURRENCES) if f.every else 1
+            while t < duration and n < limit:
+                plan.append((t, 1, "apply", f, idx))
+                if f.duration is not None:
+                    plan.append((min(t + f.duration, duration), 0, "heal", f, idx))
+                n += 1
+                if not f.every:
+                    break
+                t += f.every
+        return sorted(plan, key=lambda a: (a[0], a[1]))
+
+    def run(self) -> None:
+        active: dict[int, Any] = {}
+        start = time.monotonic()
+        for t, _, action, spec, idx in self.actions:
+            if self.ctx.stop.wait(max(0.0, start + t - time.monotonic())):
+                break
+            try:
+                if action == "apply":
+                    active[idx] = self._apply(spec)
+                else:
+                    self._heal(spec, active.pop(idx, None))
+            except Exception as exc:  # a fault that cannot be applied is reported, the run goes on
+                self.errors.append(f"{action} {spec.kind} on {spec.target} at {t:g}s: {type(exc).__name__}: {exc}")
+        for idx, handle in list(active.items()):
+            try:
+                self._heal(self.ctx.scenario.faults[idx], handle)
+            except Exception as exc:
+                self.errors.append(f"heal {self.ctx.scenario.faults[idx].kind}: {type(exc).__name__}: {exc}")
+
+    def _apply(self, f: FaultSpec) -> Any:
+        ctx, c = self.ctx, self.ctx.faults
+        p = dict(f.params)
+        if f.family == "proxy":
+            proxy = ctx.proxies[f.target]
+            if f.kind == "partition":
+                return c.partition(proxy, f.stream)
+            if f.kind == "down":
+                return c.down(proxy)
+            if f.kind in ("latency", "timeout") and "ms" not in p:
+                p["ms"] = int(p.pop("latency", p.pop("timeout", 0)))
+            return getattr(c, f.kind)(proxy, stream=f.stream, toxicity=f.toxicity, **p)
+        if f.family == "process":
+            target = ctx.processes[f.target]
+            if f.kind == "pause":
+                return c.process(target).pause()
+            if f.kind == "kill":
+                c.process(target).kill()
+                return target
+            return c.process(target).restart(graceful=bool(p.get("graceful", False)))
+        if f.family == "clock":
+            clock = ctx.clocks[f.target]
+            return c.skew_clock(clock, float(p.get("offset_s", 0.0)), float(p.get("drift_ppm", 0.0)), worker=f.target)
+        return self._redis_action(f, p)
+
+    def _heal(self, f: FaultSpec, handle: Any) -> None:
+        if handle is None:
+            return
+        if f.kind == "kill":  # `for` after a kill: bring it back on the same port
+            with self.ctx.journal.window("restart", f.target, {"after_kill": True}):
+                proc = getattr(handle, "process", None) or handle
+                if hasattr(proc, "start") and not getattr(proc, "alive", True):
+                    proc.start()
+                elif hasattr(proc, "restart"):
+                    proc.restart()
+            return
+        heal = getattr(handle, "heal", None)
+        if heal is not None:
+            heal()
+
+    def _redis_action(self, f: FaultSpec, p: dict[str, Any]) -> None:
+        admin = self.ctx.admin
+        if admin is None:
+            raise RuntimeError(f"{f.kind}: the target registered no admin Redis client")
+        with self.ctx.journal.window(f.kind, f.target, p):
+            if f.kind == "flushall":
+                admin.flushall()
+            elif f.kind == "script_flush":
+                admin.script_flush()
+            elif f.kind == "client_kill":
+                admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            else:  # evict: drop keys matching a pattern (the portable model of LRU/TTL eviction)
+                n = 0
+                for key in admin.scan_iter(match=p.get("pattern", "*"), count=100):
+                    admin.delete(key)
+                    n += 1
+                    if n >= int(p.get("max_keys", 10_000)):
+                        break
+
+
+def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None = None,
+                 artifacts: Path | None = None) -> ScenarioResult:
+    """Run ``scenario``; raises :class:`TargetUnavailable` (a skip) before anything starts."""
+    target = resolve_target(scenario.target, base=scenario.path.parent)
+    reason = target.unavailable(scenario)
+    if reason:
+        raise TargetUnavailable(reason)
+    seed = scenario.seed if scenario.seed is not None else (seed or 0)
+    ctx = RunContext(scenario=scenario, target=target, env=env, seed=seed, artifacts=artifacts)
+    for i in range(scenario.topology.workers):
+        ctx.clocks.setdefault(f"worker-{i}", SkewedClock(0.0))
+    started = time.monotonic()
+    obs = Observations()
+    error: str | None = None
+    scheduler: FaultScheduler | None = None
+    try:
+        target.setup(ctx)
+        ctx.t0_ns = time.monotonic_ns()
+        scheduler = FaultScheduler(ctx)
+        timer = threading.Timer(scenario.workload.duration_s, ctx.stop.set)
+        timer.daemon = True
+        holder: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                holder["obs"] = target.run(ctx)
+            except BaseException as exc:  # surfaced below; never swallowed
+                holder["exc"] = exc
+
+        runner = threading.Thread(target=work, name=f"cbchaos-workload-{scenario.name}", daemon=True)
+        timer.start()
+        scheduler.start()
+        runner.start()
+        runner.join(max(0.0, ctx.deadline - time.monotonic()))
+        ctx.stop.set()
+        timer.cancel()
+        scheduler.join(timeout=10.0)
+        if runner.is_alive():
+            error = f"workload exceeded the wall budget of {scenario.budgets.wall_s:g} s"
+            runner.join(timeout=5.0)
+        if "exc" in holder:
+            exc = holder["exc"]
+            if isinstance(exc, TargetUnavailable):
+                raise exc
+            error = f"workload raised {type(exc).__name__}: {exc}"
+        obs = holder.get("obs") or obs
+        if scheduler.errors:
+            obs.errors.extend(scheduler.errors)
+    finally:
+        ctx.stop.set()
+        try:
+            ctx.faults.heal_all()
+        finally:
+            ctx.journal.close_all()
+            target.teardown(ctx)
+    checks: list[CheckOutcome] = []
+    for spec in scenario.checks:
+        try:
+            result = target.check(spec, obs, ctx)
+        except Exception as exc:
+            result = CheckResult("unknown", f"check raised {type(exc).__name__}: {exc}")
+        checks.append(CheckOutcome(spec.label, spec.kind, spec.name, result, spec.line))
+    outcome = "error" if error else ("failed" if any(c.result.failed for c in checks) else "passed")
+    res = ScenarioResult(scenario=scenario, seed=seed, outcome=outcome, duration_s=time.monotonic() - started,
+                         checks=checks, observations=obs, faults=ctx.journal.to_dicts(),
+                         backends=env.backends() if env else {}, error=error, artifacts=artifacts)
+    res._t0_ns = ctx.t0_ns
+    if artifacts is not None:
+        write_artifacts(res, artifacts)
+    return res
+
+
+def write_artifacts(res: ScenarioResult, directory: Path) -> None:
+    """history.jsonl, faults.jsonl and results.json (linearizability.md §6.1 shape, abridged)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "history.jsonl", "w", encoding="utf-8") as fh:
+        for event in res.observations.history:
+            fh.write(json.dumps(event, sort_keys=True, default=str) + "\n")
+    with open(directory / "faults.jsonl", "w", encoding="utf-8") as fh:
+        for w in res.faults:
+            fh.write(json.dumps(w, sort_keys=True) + "\n")
+    record = res.to_record()
+    lin = [c for c in record["checks"] if c["kind"] == "linearizability"]
+    results = {"verdict": lin[0]["verdict"] if lin else None, "model": lin[0]["name"] if lin else None,
+               "seed": res.seed, "hypothesis_blob": None,
+               "partitions": (lin[0]["measured"] or {}).get("partitions", []) if lin else [],
+               "counterexample": lin[0]["counterexample"] if lin else None,
+               "faults": res.faults, "backends": res.backends, "duration_s": record["duration_s"],
+               "budget": {"wall_s": res.scenario.budgets.wall_s,
+                          "check_timeout_s": res.scenario.budgets.check_timeout_s},
+               "checks": record["checks"]}
+    (directory / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str), "utf-8")

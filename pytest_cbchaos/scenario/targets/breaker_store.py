@@ -1,0 +1,274 @@
+"""Target ``breaker-store``: N workers drive the project's Redis breaker store (breaker-store.md §2)
+through the fault proxy while the downstream fails for a phase, then recovers.
+
+Per worker loop: gate (``try_transition_and_claim_probe``); admitted callers "call" the simulated
+downstream (failing during ``workload.params.fail_from_s .. fail_until_s``) and record the outcome
+(``atomic_record_failure``/``atomic_record_success``; probe owners ``release_probe``). Replies are
+recorded with their metadata; invariants are checked by ``breaker_checks`` (pure functions).
+Worker death is modelled in-process: a ``kill`` of ``probe-owner`` makes the worker holding the
+probe abandon it (no release) and stop, which is what a SIGKILLed owner looks like to the store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable
+from pytest_cbchaos.scenario.targets import breaker_checks as bc
+
+
+class _ProbeOwner:
+    """Process-fault handle for the worker currently holding the probe."""
+
+    name = "probe-owner"
+
+    def __init__(self) -> None:
+        self.killed = threading.Event()
+        self.killed_at_ns: int | None = None
+        self.paused = threading.Event()
+
+    def kill(self) -> None:
+        self.killed_at_ns = time.monotonic_ns()
+        self.killed.set()
+
+    def pause(self) -> None:
+        self.paused.set()
+
+    def resume(self) -> None:
+        self.paused.clear()
+
+    def restart(self, graceful: bool = False) -> None:
+        self.kill()
+
+    @property
+    def alive(self) -> bool:
+        return not self.killed.is_set()
+
+    def start(self) -> None:  # a killed worker stays dead for the rest of the run
+        pass
+
+
+class BreakerStoreTarget(Target):
+    name = "breaker-store"
+    description = "distributed circuit breaker state in Redis, behind the fault proxy"
+    requires = ("pytest_cbchaos.breaker.store", "pytest_cbchaos.servers.toxiproxy")
+    default_proxies = ("redis",)
+    default_model = "breaker"
+    invariants = {
+        "CB-3": "single probe owner",
+        "CB-9": "failures while OPEN extend the cooldown",
+        "CB-15": "no false rejection after a concurrent close",
+        "CB-16": "open_until is monotone",
+        "CB-20": "reaching T failures always trips",
+        "CB-24": "a dead probe owner wedges for at most the lease",
+        "CB-26": "gate decisions consistent with open_until (clock skew bounded)",
+        "no-crash": "no store exception other than StoreError subclasses escaped",
+        "recovers": "the breaker closes again after the faults heal",
+    }
+    measured = frozenset({"CB-16", "CB-24", "CB-26"})
+
+    def processes(self, topology: Any) -> list[str]:
+        return [*super().processes(topology), "redis", "probe-owner"]
+
+    def required_modules(self, scenario: Any = None) -> tuple[str, ...]:
+        if scenario is not None and scenario.workload.params.get("store_factory"):
+            return ("pytest_cbchaos.servers.toxiproxy",)  # the user's store replaces ours
+        return self.requires
+
+    @staticmethod
+    def _store_factory(ctx: Any) -> Any:
+        spec = ctx.scenario.workload.params.get("store_factory")
+        if not spec:
+            from pytest_cbchaos.breaker.store import make_store  # type: ignore[import-not-found]
+
+            return lambda client, **kw: make_store("redis", redis_client=client, **kw)
+        import importlib
+        import sys
+
+        mod_name, _, attr = str(spec).partition(":")
+        base = str(ctx.scenario.path.parent)
+        added = base not in sys.path
+        if added:
+            sys.path.insert(0, base)
+        try:
+            return getattr(importlib.import_module(mod_name), attr)
+        finally:
+            if added:
+                sys.path.remove(base)
+
+    def setup(self, ctx: Any) -> None:
+        import redis
+
+        if ctx.env is None:
+            raise TargetUnavailable("breaker-store needs servers (no server pool)")
+        server = ctx.env.redis((ctx.scenario.topology.redis or {}).get("backend"))
+        ctx.processes["redis"] = server
+        ctx.admin = server.client()
+        ctx.admin.flushall()
+        proxy = ctx.env.proxy("redis", f"{server.host}:{server.port}")
+        ctx.proxies["redis"] = proxy
+        ctx.processes["probe-owner"] = _ProbeOwner()
+        ctx.state.update(server=server, proxy=proxy, redis_mod=redis)
+
+    def teardown(self, ctx: Any) -> None:
+        if ctx.admin is not None:
+            ctx.admin.close()
+
+    def _params(self, ctx: Any) -> dict[str, Any]:
+        p = {"threshold": 3, "recovery_s": 0.3, "lease_s": 0.5, "fail_from_s": 0.2, "fail_until_s": None,
+             "socket_timeout_s": 0.5, "backend": "svc",
+             "time_source": "server"}
+        p.update(ctx.scenario.workload.params)
+        if p["fail_until_s"] is None:
+            p["fail_until_s"] = ctx.scenario.workload.duration_s / 2
+        return p
+
+    def run(self, ctx: Any) -> Observations:
+        factory = self._store_factory(ctx)
+        redis = ctx.state["redis_mod"]
+        proxy, server = ctx.state["proxy"], ctx.state["server"]
+        p = self._params(ctx)
+        obs = Observations()
+        ops: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        owner: _ProbeOwner = ctx.processes["probe-owner"]
+        wedge: dict[str, Any] = {"holder": None, "takeover_ns": None}
+
+        def record(rec: dict[str, Any]) -> None:
+            with lock:
+                ops.append(rec)
+
+        def worker(wid: int) -> None:
+            name = f"w{wid}"
+            client = redis.Redis(host=proxy.listen_host, port=proxy.listen_port, password=server.password,
+                                 socket_timeout=p["socket_timeout_s"], socket_connect_timeout=p["socket_timeout_s"])
+            extra = {"time_source": p["time_source"], "clock": ctx.clocks.get(f"worker-{wid}")} \
+                if p["time_source"] == "client" else {}
+            store = factory(client, key_prefix=f"cbchaos:scn:{ctx.scenario.name}", probe_lease_seconds=p["lease_s"],
+                            **extra)
+            state = "closed"
+            done = 0
+            try:
+                while ctx.ops_left(done):
+                    done += 1
+                    t0 = time.monotonic_ns()
+                    try:
+                        claim = store.try_transition_and_claim_probe(p["backend"], None, p["recovery_s"],
+                                                                     lease_seconds=p["lease_s"])
+                        ok, reply = True, dict(claim.record)
+                        reply["_label"] = claim.label
+                        won, token, admitted = bool(claim.won), claim.token, bool(claim.admitted)
+                    except Exception as exc:
+                        ok, reply, won, token, admitted = False, {"error": f"{type(exc).__name__}: {exc}"}, False, None, False
+                    t1 = time.monotonic_ns()
+                    obs.add("latencies", {"t_ms": ctx.t_ms(t0), "worker": name, "ms": (t1 - t0) / 1e6, "ok": ok})
+                    record({"t_ms": ctx.t_ms(t0), "end_ms": ctx.t_ms(t1), "worker": name, "op": "gate", "ok": ok, "reply": reply,
+                            "won": won, "token": token, "admitted": admitted})
+                    state = self._transition(obs, ctx, name, state, reply, t1)
+                    if won:
+                        if wedge["holder"] is None and owner.killed_at_ns and t0 > owner.killed_at_ns:
+                            wedge["takeover_ns"] = t0
+                        if wedge["holder"] is None and not owner.killed.is_set():
+                            wedge["holder"] = name
+                        if wedge["holder"] == name and owner.killed.wait(0):
+                            return  # the probe owner "died" holding the claim: no release, no more ops
+                    if ok and admitted:
+                        elapsed = (time.monotonic_ns() - ctx.t0_ns) / 1e9
+                        failing = p["fail_from_s"] <= elapsed < p["fail_until_s"]
+                        t2 = time.monotonic_ns()
+                        try:
+                            if won:
+                                r = store.release_probe(p["backend"], token, "failure" if failing else "success",
+                                                        recovery_timeout=p["recovery_s"])
+                                kind = "release"
+                            elif failing:
+                                r = store.atomic_record_failure(p["backend"], p["threshold"], p["recovery_s"])
+                                kind = "failure"
+                            else:
+                                r = store.atomic_record_success(p["backend"])
+                                kind = "success"
+                            ok2, r = True, dict(r)
+                        except Exception as exc:
+                            ok2, r, kind = False, {"error": f"{type(exc).__name__}: {exc}"}, "failure" if failing else "success"
+                        record({"t_ms": ctx.t_ms(t2), "end_ms": ctx.t_ms(), "worker": name, "op": kind, "ok": ok2, "reply": r,
+                                "token": token, "outcome": "failure" if failing else "success"})
+                        state = self._transition(obs, ctx, name, state, r, time.monotonic_ns())
+                        if won and wedge["holder"] == name:
+                            wedge["holder"] = None
+                    if not ctx.pace():
+                        break
+            finally:
+                client.close()
+
+        threads = [threading.Thread(target=worker, args=(i,), daemon=True)
+                   for i in range(ctx.scenario.topology.workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=max(0.1, ctx.deadline - time.monotonic()))
+        obs.metrics["ops"] = ops
+        obs.metrics["params"] = p
+        obs.history = [{"process": o["worker"], "type": "ok" if o["ok"] else "info", "f": o["op"],
+                        "value": o["reply"].get("_new_state"), "time": int(o["t_ms"] * 1e6)} for o in ops]
+        obs.metrics["wedge_s"] = ((wedge["takeover_ns"] - owner.killed_at_ns) / 1e9
+                                  if owner.killed_at_ns and wedge["takeover_ns"] else None)
+        self._measure_recovery(obs, ctx, ops)
+        return obs
+
+    @staticmethod
+    def _transition(obs: Observations, ctx: Any, worker: str, state: str, reply: dict[str, Any], t_ns: int) -> str:
+        new = reply.get("_new_state") or reply.get("state")
+        if new and new != state:
+            obs.add("transitions", {"t_ms": ctx.t_ms(t_ns), "worker": worker, "from": state, "to": new})
+            return str(new)
+        return state
+
+    @staticmethod
+    def _measure_recovery(obs: Observations, ctx: Any, ops: list[dict[str, Any]]) -> None:
+        ends = [w["end_ns"] for w in ctx.journal.to_dicts() if w.get("end_ns")]
+        fail_until_ms = float(obs.metrics["params"]["fail_until_s"]) * 1000
+        start_ms = max([ctx.t_ms(e) for e in ends] + [fail_until_ms])
+        closed = [o["t_ms"] for o in ops if o["ok"] and o["t_ms"] >= start_ms
+                  and o["reply"].get("_new_state", o["reply"].get("state")) == "closed"]
+        obs.recoveries["closed-after-heal"] = (min(closed) - start_ms) / 1000 if closed else None
+
+    # -- invariants ---------------------------------------------------------------------------
+    def check_CB_3(self, obs: Observations, ctx: Any) -> CheckResult:
+        return bc.single_probe_owner(obs.metrics["ops"], obs.metrics["params"]["lease_s"])
+
+    def check_CB_9(self, obs: Observations, ctx: Any) -> CheckResult:
+        return bc.failure_extends_cooldown(obs.metrics["ops"], obs.metrics["params"]["recovery_s"])
+
+    def check_CB_15(self, obs: Observations, ctx: Any) -> CheckResult:
+        return bc.no_false_rejection(obs.metrics["ops"])
+
+    def check_CB_16(self, obs: Observations, ctx: Any) -> CheckResult:
+        return bc.open_until_monotone(obs.metrics["ops"])
+
+    def check_CB_20(self, obs: Observations, ctx: Any) -> CheckResult:
+        return bc.threshold_trips(obs.metrics["ops"], obs.metrics["params"]["threshold"])
+
+    def check_CB_24(self, obs: Observations, ctx: Any) -> CheckResult:
+        p = obs.metrics["params"]
+        r = bc.wedge_bound(obs.metrics.get("wedge_s"), p["lease_s"], ctx.scenario.workload.interval_ms / 1000)
+        obs.probes.append({"id": "CB-24", "value": obs.metrics.get("wedge_s"), "unit": "s", "note": "probe wedge"})
+        return r
+
+    def check_CB_26(self, obs: Observations, ctx: Any) -> CheckResult:
+        return bc.cooldown_consistent(obs.metrics["ops"])
+
+    def check_no_crash(self, obs: Observations, ctx: Any) -> CheckResult:
+        bad = [o for o in obs.metrics["ops"] if not o["ok"] and not str(o["reply"].get("error", "")).startswith("Store")]
+        if bad:
+            return CheckResult("violated", f"{len(bad)} non-StoreError exceptions escaped the store",
+                               counterexample={"ops": bad[:5]})
+        return CheckResult("ok", "only StoreError subclasses escaped")
+
+    def check_recovers(self, obs: Observations, ctx: Any) -> CheckResult:
+        v = obs.recoveries.get("closed-after-heal")
+        if v is None:
+            return CheckResult("violated", "the breaker never closed after the faults healed",
+                               counterexample={"transitions": obs.transitions[-10:]})
+        return CheckResult("ok", f"closed {v:.3f} s after the last heal")

@@ -1,0 +1,72 @@
+"""The ``cbchaos`` command: exit codes follow pytest's, malformed scenarios exit 4 with a located message."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_cbchaos.cli import doctor_rows, main
+
+
+def cbchaos(cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_cbchaos.cli", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def test_run_malformed_scenario_exits_4_with_located_error(scenario_project: pytest.Pytester) -> None:
+    (scenario_project.path / "scenarios" / "broken.yaml").write_text(
+        "name: broken\ntarget: sample_targets:CounterTarget\nworkload:\n  duration_s: -1\nchecks:\n  - invariant: x\n")
+    res = cbchaos(scenario_project.path, "run", "scenarios")
+    assert res.returncode == 4
+    assert "broken.yaml:4: workload.duration_s: invalid value; got -1; expected exclusiveMinimum 0" in res.stderr
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+def test_run_follows_pytest_exit_codes_and_writes_the_report(scenario_project: pytest.Pytester) -> None:
+    ok = cbchaos(scenario_project.path, "run", "scenarios/good.yaml", "--report", "rep", "--seed", "7",
+                 "--redis", "fakeredis")
+    assert ok.returncode == 0, ok.stdout[-3000:] + ok.stderr[-2000:]
+    assert "counter-pause PASSED" in ok.stdout  # -v progress line per scenario
+    report = json.loads((scenario_project.path / "rep" / "report.json").read_text())
+    assert report["seed"] == 7 and report["summary"]["passed"] == 1
+    bad = cbchaos(scenario_project.path, "run", "scenarios/mutant.yaml", "-q")
+    assert bad.returncode == 1 and "no-lost-increments" in bad.stdout
+    none = cbchaos(scenario_project.path, "run", "scenarios", "-k", "nothing-matches", "-q")
+    assert none.returncode == 5
+
+
+def test_report_rerenders_html(scenario_project: pytest.Pytester, tmp_path: Path) -> None:
+    from pytest_cbchaos.report.model import build_report, make_entry, write_json
+
+    write_json(build_report([make_entry("a::b", "passed", 0.1, None)], seed=3), tmp_path)
+    assert main(["report", str(tmp_path)]) == 0
+    assert "a::b" in (tmp_path / "report.html").read_text()
+    (tmp_path / "report.json").write_text('{"schema": "nope"}')
+    assert main(["report", str(tmp_path)]) == 4
+    assert main(["report", str(tmp_path / "missing")]) == 4
+
+
+def test_usage_errors_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run"]) == 4
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 4
+    assert main(["frobnicate"]) == 4
+    assert main(["run", str(tmp_path), "--redis", "mongodb"]) == 4
+    assert "expected one of auto, binary, fakeredis, docker or a URL" in capsys.readouterr().err
+
+
+def test_doctor_lists_backends_with_hints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "redis-server" in out and "fakeredis" in out and "opencode" in out and "toxiproxy-server" in out
+    assert all(hint for comp, status, hint in doctor_rows() if status == "missing")
+
+
+def test_servers_prints_addresses_and_stops(tmp_path: Path) -> None:
+    res = cbchaos(tmp_path, "servers", "--redis", "fakeredis", "--once", timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "redis      fakeredis" in res.stdout and "127.0.0.1:" in res.stdout

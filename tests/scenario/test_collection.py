@@ -1,0 +1,61 @@
+"""pytest collects scenario files: -k, markers, located errors with exit 4, mutant fails the run, xdist."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+PLUGINS = ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks"]
+
+
+def test_collect_only_lists_scenarios_with_k(scenario_project: pytest.Pytester) -> None:
+    r = scenario_project.runpytest(*PLUGINS, "--collect-only", "-q", "scenarios")
+    r.stdout.fnmatch_lines(["scenarios/good.yaml::counter-pause", "scenarios/mutant.yaml::counter-lost-update"])
+    r = scenario_project.runpytest(*PLUGINS, "--collect-only", "-q", "scenarios", "-k", "smoke")
+    assert "counter-pause" in r.stdout.str() and "counter-lost-update" not in r.stdout.str()
+    r = scenario_project.runpytest(*PLUGINS, "--collect-only", "-q", "scenarios", "-k", "pause and not lost")
+    assert "counter-pause" in r.stdout.str() and "counter-lost-update" not in r.stdout.str()
+
+
+def test_scenario_markers_select_with_m(scenario_project: pytest.Pytester) -> None:
+    (scenario_project.path / "scenarios" / "marked.yaml").write_text(
+        "name: marked\ntarget: sample_targets:CounterTarget\nmarkers: [slow]\nchecks:\n  - invariant: no-lost-increments\n")
+    scenario_project.makeini("[pytest]\nmarkers =\n    slow: slow\n")
+    r = scenario_project.runpytest(*PLUGINS, "--collect-only", "-q", "scenarios", "-m", "slow", "--strict-markers")
+    out = r.stdout.str()
+    assert "marked.yaml::marked" in out and "counter-pause" not in out
+
+
+def test_malformed_scenario_is_located_and_exits_4(scenario_project: pytest.Pytester) -> None:
+    (scenario_project.path / "scenarios" / "broken.yaml").write_text(
+        "name: broken\ntarget: sample_targets:CounterTarget\nchecks:\n  - invariant: no-lost-increments\n"
+        "faults:\n  - {kind: latency, target: redis, strem: up}\n")
+    r = scenario_project.runpytest(*PLUGINS, "scenarios")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    out = r.stdout.str()
+    assert "broken.yaml:6: faults[0].strem: unknown key" in out
+    assert "Traceback" not in out and "loader.py" not in out
+
+
+def test_passing_scenario_passes_and_mutant_fails_the_run(scenario_project: pytest.Pytester) -> None:
+    r = scenario_project.runpytest(*PLUGINS, "scenarios", "-p", "no:cacheprovider")
+    r.assert_outcomes(passed=1, failed=1)
+    assert r.ret == pytest.ExitCode.TESTS_FAILED
+    out = r.stdout.str()
+    assert "FAIL     invariant:no-lost-increments" in out and '"lost":' in out
+    assert "re-run: cbchaos run" in out
+
+
+def test_xdist_aggregates_the_report(scenario_project: pytest.Pytester) -> None:
+    r = scenario_project.runpytest_subprocess(*PLUGINS, "scenarios", "-n", "2", "--cbchaos-report", "rep",
+                                              "-p", "no:cacheprovider", "--junitxml", "junit.xml")
+    assert r.ret == pytest.ExitCode.TESTS_FAILED
+    report = json.loads((scenario_project.path / "rep" / "report.json").read_text())
+    s = report["summary"]
+    assert (s["tests"], s["passed"], s["failed"], s["scenarios"], s["violations"]) == (2, 1, 1, 2, 1)
+    assert s["faults_injected"] >= 1 and {t["worker"] for t in report["tests"]} <= {"gw0", "gw1"}
+    junit = (scenario_project.path / "junit.xml").read_text()
+    assert 'name="cbchaos_verdict" value="violated"' in junit and 'name="cbchaos_verdict" value="ok"' in junit
+    assert 'name="cbchaos_report"' in junit
+    r.stdout.fnmatch_lines(["*cbchaos: 2 tests (2 scenarios)*violations 1*"])
