@@ -1,0 +1,134 @@
+"""Breaker benchmarks (figures only, never assertions).
+
+1. In-memory allow+record pair: median ns/op of several runs, ratio to a baseline measured in the
+   same process (a bare lock + dict lookup + ``uuid``-free function call pair).
+2. Round trips per decision on a real redis-server counted from the server (``INFO commandstats``):
+   EVALSHA calls per allow / record_success / record_failure (must be exactly 1).
+3. ops/s of allow+record pairs: direct vs through the embedded fault proxy, 1 client and 8 processes.
+
+    .venv/bin/python bench/bench_breaker.py [--runs 5] [--pairs 20000] [--redis-pairs 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from pytest_cbchaos.breaker import InMemoryStore, RedisStore
+from pytest_cbchaos.breaker.conformance import workers
+
+
+def bench_memory(runs: int, pairs: int) -> None:
+    st = InMemoryStore()
+    lock, d = threading.Lock(), {"b": object()}
+
+    def base_pair() -> None:
+        with lock:
+            d.get("b")
+        with lock:
+            d.get("b")
+
+    def pair() -> None:
+        r = st.try_transition_and_claim_probe("b")
+        if r.admitted:
+            st.atomic_record_success("b")
+
+    def med(fn: Any) -> float:
+        out = []
+        for _ in range(runs):
+            t0 = time.perf_counter_ns()
+            for _ in range(pairs):
+                fn()
+            out.append((time.perf_counter_ns() - t0) / pairs)
+        return statistics.median(out)
+    b, m = med(base_pair), med(pair)
+    print(f"in-memory allow+record pair: median {m:.0f} ns/op (target <= 2000), baseline lock+dict pair "
+          f"{b:.0f} ns/op, ratio {m / b:.1f}x")
+
+
+def calls(admin: redis.Redis) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in admin.info("commandstats").items()}
+
+
+def bench_redis(runs: int, n: int) -> None:
+    from pytest_cbchaos.servers.redis import start_redis
+    from pytest_cbchaos.servers.toxiproxy import start_toxiproxy
+
+    work = Path(tempfile.mkdtemp(prefix="cbchaos-bench-"))
+    server = start_redis("binary", workdir=work / "redis")
+    proxy_srv = start_toxiproxy("embedded", workdir=work / "proxy")
+    try:
+        from pytest_cbchaos.fixtures import create_proxy
+
+        proxy = create_proxy(proxy_srv, "redis", f"{server.host}:{server.port}")
+        admin = server.client()
+        direct = {"host": server.host, "port": server.port, "password": server.password}
+        proxied = {"host": proxy.listen_host, "port": proxy.listen_port, "password": server.password}
+        st = RedisStore(redis.Redis(**direct, socket_timeout=5), key_prefix="bench")
+        st.atomic_record_failure("rt", 1000, 60)
+        st.try_transition_and_claim_probe("rt")
+        st.atomic_record_success("rt")
+        for name, fn in [("allow", lambda: st.try_transition_and_claim_probe("rt")),
+                         ("record_success", lambda: st.atomic_record_success("rt")),
+                         ("record_failure", lambda: st.atomic_record_failure("rt", 1000, 60))]:
+            before = calls(admin)
+            fn()
+            after = calls(admin)
+            print(f"round trips per {name}: {after.get('evalsha', 0) - before.get('evalsha', 0)} EVALSHA "
+                  f"(script-internal: {sorted(k for k in after if after[k] != before.get(k, 0) and k not in ('evalsha', 'info'))})")
+        for label, conn in (("direct", direct), ("proxy", proxied)):
+            s = RedisStore(redis.Redis(**conn, socket_timeout=5), key_prefix="bench")
+            rates = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    r = s.try_transition_and_claim_probe("ops")
+                    if r.admitted:
+                        s.atomic_record_success("ops")
+                rates.append(n / (time.perf_counter() - t0))
+            one = statistics.median(rates)
+            ctx = mp.get_context("spawn")
+            rates8 = []
+            for _ in range(max(1, runs // 2)):
+                barrier, out = ctx.Barrier(8), ctx.Queue()
+                c = {**conn, "key_prefix": "bench"}
+                ps = [ctx.Process(target=workers.load, args=(c, f"ops8-{uuid.uuid4().hex[:4]}", n // 4, barrier, out))
+                      for _ in range(8)]
+                for p in ps:
+                    p.start()
+                el = [out.get(timeout=120) for _ in ps]
+                for p in ps:
+                    p.join(timeout=30)
+                rates8.append(8 * (n // 4) / max(el))
+            eight = statistics.median(rates8)
+            print(f"allow+record pairs/s {label}: 1 client {one:,.0f}; 8 processes {eight:,.0f} "
+                  f"(ratio 8p/1c {eight / one:.2f})")
+        admin.close()
+    finally:
+        proxy_srv.stop()
+        server.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--pairs", type=int, default=20000)
+    ap.add_argument("--redis-pairs", type=int, default=2000)
+    ap.add_argument("--memory-only", action="store_true")
+    a = ap.parse_args()
+    bench_memory(a.runs, a.pairs)
+    if not a.memory_only:
+        bench_redis(a.runs, a.redis_pairs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""purgatory 3.0.1 (async factory only; its sync Redis unit of work is broken in 3.0.1).
+
+``purgatory[redis]`` pins ``redis<6``, which conflicts with the kit's redis-py 8: with redis-py >= 6
+installed this adapter reports itself unavailable (run it in a separate environment instead).
+Keys: ``cbr::<name>`` (JSON) and ``cbr::<name>::failure_count``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from .base import BreakerAdapter, BreakerRejected, _Fail, normalise_state
+
+
+class PurgatoryAdapter(BreakerAdapter):
+    name = "purgatory"
+    library = "purgatory"
+    import_name = "purgatory"
+    is_async = True
+    known_weaknesses = ("W-HERD", "W-LOST-COUNT", "W-REDIS-DOWN", "W-NO-TTL", "W-LINEAR")
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            major = int(version("redis").split(".")[0])
+        except PackageNotFoundError:
+            major = 0
+        if major >= 6:
+            return (f"purgatory[redis] pins redis>=5.2,<6 (needs redis<6) but redis-py {version('redis')} is installed; "
+                    "run the purgatory adapter in a separate environment")
+        return super().unavailable_reason()
+
+    def _build(self) -> None:
+        from purgatory import AsyncCircuitBreakerFactory
+        from purgatory.service._redis import AsyncRedisUnitOfWork  # type: ignore[import-not-found]
+
+        url = self.redis_url
+        if self.password and "@" not in url:
+            url = url.replace("redis://", f"redis://:{self.password}@", 1)
+        self.factory = AsyncCircuitBreakerFactory(default_threshold=self.config.failure_threshold,
+                                                  default_ttl=self.config.open_seconds,
+                                                  uow=AsyncRedisUnitOfWork(url))
+        self.run(self.factory.initialize())
+        from purgatory.domain.model import OpenedState  # type: ignore[import-not-found]
+
+        self._err = OpenedState
+
+    async def acall(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        ran = False
+        try:
+            async with await self.factory.get_breaker(self.breaker_name):
+                ran = True
+                return await fn()
+        except self._err as exc:
+            if ran:
+                raise
+            raise BreakerRejected(self.name, exc) from exc
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        async def afn() -> Any:
+            return fn()
+
+        return self.run(self.acall(afn))
+
+    def _outcome(self, ok: bool) -> None:
+        async def afn() -> None:
+            if not ok:
+                raise _Fail("recorded failure")
+
+        try:
+            self.run(self.acall(afn))
+        except (_Fail, BreakerRejected):
+            pass
+
+    def state(self) -> str:
+        brk = self.run(self.factory.get_breaker(self.breaker_name))
+        return normalise_state(brk.context.state)
+
+    def counters(self) -> dict[str, int | None]:
+        brk = self.run(self.factory.get_breaker(self.breaker_name))
+        return {"failures": int(brk.context.failure_count or 0), "successes": None}
+
+    def keys(self) -> list[str]:
+        return [f"cbr::{self.breaker_name}", f"cbr::{self.breaker_name}::failure_count"]

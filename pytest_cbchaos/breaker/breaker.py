@@ -1,0 +1,711 @@
+"""``CircuitBreaker`` and ``AsyncCircuitBreaker`` over one sans-I/O core (spec §4).
+
+The core (``_Core``) turns store replies into decisions, events and retry actions; the shells
+only do store I/O and sleeps (through the injected clock; the async shell never blocks the loop).
+Transition events are emitted iff the op's own reply says ``_applied`` (or ``_duplicate``) and
+``_prev_state != _new_state`` — never from a separate read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import functools
+import inspect
+import logging
+import math
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any, Awaitable, Callable
+
+from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
+from .store import InMemoryStore
+
+log = logging.getLogger("pytest_cbchaos.breaker")
+
+
+class CircuitState(str, enum.Enum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreakerOpenError(Exception):
+    def __init__(self, backend: str, state: str, retry_after: float | None = None) -> None:
+        super().__init__(f"Circuit breaker is {state} for {backend}")
+        self.backend, self.state, self.retry_after = backend, state, retry_after
+
+
+def _num(name: str, v: Any, lo: float, strict: bool) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo or (strict and v == lo):
+        raise ValueError(f"BreakerConfig.{name} must be a finite number {'>' if strict else '>='} {lo}, got {v!r}")
+    return v
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    enabled: bool = True
+    max_failures: int = 5
+    reset_time_seconds: float = 60
+    backoff_multiplier: float = 2.0
+    max_backoff_seconds: float = 300.0
+    initial_backoff_seconds: float = 1.0
+    jitter: tuple[float, float] = (0.8, 1.2)
+    retry_after_threshold_seconds: float = 120.0
+    retryable_status_codes: tuple[int, ...] = (500, 502, 503, 529)
+    max_retries: int = 3
+    probe_lease_seconds: float = 30.0
+    probe_max_hold_seconds: float = 300.0
+    probe_heartbeat: bool = True
+    probe_abort_policy: str = "reopen"
+    probe_release_timeout: float = 2.0
+    on_store_error: str = "raise"
+
+    def __post_init__(self) -> None:
+        for name in ("max_failures", "max_retries"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"BreakerConfig.{name} must be an int >= 1, got {v!r}")
+        _num("reset_time_seconds", self.reset_time_seconds, 0, True)
+        _num("backoff_multiplier", self.backoff_multiplier, 1.0, False)
+        _num("max_backoff_seconds", self.max_backoff_seconds, 1.0, False)
+        _num("initial_backoff_seconds", self.initial_backoff_seconds, 0, True)
+        _num("retry_after_threshold_seconds", self.retry_after_threshold_seconds, 0, False)
+        _num("probe_lease_seconds", self.probe_lease_seconds, 0, True)
+        _num("probe_max_hold_seconds", self.probe_max_hold_seconds, 0, True)
+        _num("probe_release_timeout", self.probe_release_timeout, 0, True)
+        if len(self.jitter) != 2 or not 0 < self.jitter[0] <= self.jitter[1]:
+            raise ValueError(f"BreakerConfig.jitter must be (low, high) with 0 < low <= high, got {self.jitter!r}")
+        if self.probe_abort_policy not in ("reopen", "free"):
+            raise ValueError(f"BreakerConfig.probe_abort_policy must be 'reopen' or 'free', got {self.probe_abort_policy!r}")
+        if self.on_store_error not in ("raise", "allow", "deny"):
+            raise ValueError(f"BreakerConfig.on_store_error must be 'raise', 'allow' or 'deny', got {self.on_store_error!r}")
+        if not all(isinstance(c, int) for c in self.retryable_status_codes):
+            raise ValueError(f"BreakerConfig.retryable_status_codes must be ints, got {self.retryable_status_codes!r}")
+
+
+@dataclass(frozen=True)
+class TransitionEvent:
+    backend: str
+    op: str
+    op_id: str | None
+    prev_state: str
+    state: str
+    cause: str = ""
+    now: float | None = None
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    backend: str
+    outcome: str
+    latency_seconds: float = 0.0
+    agent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StoreEvent:
+    backend: str
+    kind: str
+    detail: str = ""
+    now: float | None = None
+
+
+@dataclass
+class Permit:
+    admitted: bool
+    probe_token: str | None
+    state: str
+    op_id: str | None = None
+    resolved: bool = field(default=False, repr=False)
+    _breaker: Any = field(default=None, repr=False)
+
+    def success(self) -> Any:
+        return self._breaker._resolve(self, "success")
+
+    def failure(self, error_type: str | None = None) -> Any:
+        return self._breaker._resolve(self, "failure", error_type)
+
+    def release(self) -> Any:
+        return self._breaker._resolve(self, "release")
+
+    def __enter__(self) -> "Permit":
+        return self
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if et is None:
+            self.success()
+        elif isinstance(ev, Exception) and self._breaker._counted(ev):
+            self.failure(type(ev).__name__)
+        else:
+            self.release()
+
+    async def __aenter__(self) -> "Permit":
+        return self
+
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if et is None:
+            await self.success()
+        elif isinstance(ev, Exception) and self._breaker._counted(ev):
+            await self.failure(type(ev).__name__)
+        else:
+            await self.release()
+
+
+# ---- classification ---------------------------------------------------------------------------
+
+def extract_status_code(exc: BaseException) -> int | None:
+    code = getattr(exc, "status_code", None)
+    if code is None:
+        code = getattr(getattr(exc, "response", None), "status_code", None)
+    return code if isinstance(code, int) else None
+
+
+def extract_retry_after(exc: BaseException, clock: Any = None) -> float | None:
+    resp = getattr(exc, "response", None)
+    headers = getattr(resp, "headers", None) or getattr(exc, "headers", None) or {}
+    raw = None
+    try:
+        raw = headers.get("retry-after") or headers.get("Retry-After")
+    except AttributeError:
+        return None
+    if raw is None:
+        return None
+    try:
+        v = float(raw)
+        return v if math.isfinite(v) else None
+    except (TypeError, ValueError):
+        pass
+    try:
+        dt = parsedate_to_datetime(str(raw))
+        now = clock.time() if clock is not None else __import__("time").time()
+        return dt.timestamp() - now
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def classify_429(retry_after: float | None, threshold: float) -> str:
+    if retry_after is None:
+        return "CAP"
+    return "WAIT" if retry_after <= threshold else "STOP"
+
+
+# ---- sans-I/O core ----------------------------------------------------------------------------
+
+_PERMITS: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar("cbchaos_breaker_permits", default=())
+
+
+class _Core:
+    def __init__(self, backend: str, config: BreakerConfig | None, store: Any, clock: Any, rng: Any,
+                 metrics: Any, listeners: Any) -> None:
+        from pytest_cbchaos.faults.clock import SYSTEM_CLOCK
+
+        if not isinstance(backend, str):
+            raise ValueError(f"backend must be a str, got {backend!r}")
+        self.backend = backend
+        self.config = config or BreakerConfig()
+        self.clock = clock or SYSTEM_CLOCK
+        self.rng = rng or random.Random()
+        self.metrics = metrics
+        self.listeners = list(listeners)
+        self.store = store
+        self._key = f"{id(self)}"
+
+    # events
+    def _emit(self, method: str, ev: Any) -> None:
+        for lst in self.listeners:
+            fn = getattr(lst, method, None)
+            if fn is None:
+                continue
+            try:
+                fn(ev)
+            except Exception:  # listener errors never propagate
+                log.exception("breaker listener %r failed", lst)
+
+    def _transition_from_reply(self, op: str, d: dict, cause: str = "", op_id: str | None = None) -> None:
+        if (d.get("_applied") or d.get("_duplicate")) and d["_prev_state"] != d["_new_state"]:
+            if self.metrics is not None:
+                self.metrics.record_state_transition(self.backend, d["_prev_state"], d["_new_state"])
+            self._emit("on_transition", TransitionEvent(self.backend, op, op_id, d["_prev_state"], d["_new_state"],
+                                                        cause, d.get("_now")))
+        elif d.get("_applied") and op == "force_open" and d["_prev_state"] == "open":
+            self._emit("on_store_event", StoreEvent(self.backend, "open_extended", "", d.get("_now")))
+        if d.get("_corrupt"):
+            self._emit("on_store_event", StoreEvent(self.backend, "corrupt_field", ",".join(d["_corrupt"])))
+
+    def _request(self, outcome: str, latency: float = 0.0, agent_id: str | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.record_request(self.backend, outcome, latency)
+        self._emit("on_request", RequestEvent(self.backend, outcome, latency, agent_id))
+
+    def _permit_from_claim(self, cr: Any) -> Permit:
+        d = cr.record
+        if cr.won:
+            self._emit("on_store_event", StoreEvent(
+                self.backend, "probe_reclaimed" if cr.label == "half_open_probe_reclaimed" else "probe_claimed",
+                cr.label, d.get("_now")))
+            self._transition_from_reply("gate", d)
+            permit = Permit(True, cr.token, d["_prev_state"], None, _breaker=self)
+            if self.config.probe_heartbeat:
+                self._start_heartbeat(permit)
+            return permit
+        if d["_prev_state"] == "closed":
+            return Permit(True, None, "closed", None, _breaker=self)
+        if d.get("_applied"):
+            self._transition_from_reply("gate", d)
+        outcome = "rejected_open" if d["_prev_state"] == "open" else "rejected_half_open"
+        self._request(outcome)
+        raise CircuitBreakerOpenError(self.backend, d["_prev_state"], cr.retry_after)
+
+    def _store_error_gate(self, exc: BaseException) -> Permit:
+        self._emit("on_store_event", StoreEvent(self.backend, "store_error", repr(exc)))
+        pol = self.config.on_store_error
+        if isinstance(exc, (StoreUnavailableError, StoreContentionError)) and pol == "allow":
+            return Permit(True, None, "closed", None, _breaker=self)
+        if isinstance(exc, (StoreUnavailableError, StoreContentionError)) and pol == "deny":
+            raise CircuitBreakerOpenError(self.backend, "open", None) from exc
+        raise exc
+
+    def _counted(self, exc: BaseException) -> bool:
+        code = extract_status_code(exc)
+        if code == 429:
+            return classify_429(extract_retry_after(exc, self.clock), self.config.retry_after_threshold_seconds) == "CAP"
+        return code in self.config.retryable_status_codes
+
+    def _resolve_plan(self, permit: Permit, kind: str) -> tuple[str, dict] | None:
+        """Which store op resolves a permit: (method, kwargs) or None."""
+        if permit.resolved or not self.config.enabled:
+            return None
+        permit.resolved = True
+        self._stop_heartbeat(permit)
+        c = self.config
+        if permit.probe_token:
+            outcome = {"success": "success", "failure": "failure"}.get(kind)
+            if outcome is None:
+                outcome = "abort" if c.probe_abort_policy == "reopen" else "free"
+            return "release_probe", dict(probe_token=permit.probe_token, outcome=outcome,
+                                         recovery_timeout=c.reset_time_seconds)
+        if kind == "success":
+            return "atomic_record_success", {}
+        if kind == "failure":
+            return "atomic_record_failure", dict(failure_threshold=c.max_failures, recovery_timeout=c.reset_time_seconds)
+        return None
+
+    def _push(self, p: Permit) -> None:
+        _PERMITS.set(_PERMITS.get() + (p,))
+
+    def _pop(self) -> Permit | None:
+        st = _PERMITS.get()
+        for i in range(len(st) - 1, -1, -1):
+            if st[i]._breaker is self:
+                _PERMITS.set(st[:i] + st[i + 1:])
+                return st[i]
+        return None
+
+    def _start_heartbeat(self, permit: Permit) -> None:  # overridden by the shells
+        pass
+
+    def _stop_heartbeat(self, permit: Permit) -> None:
+        hb = getattr(permit, "_hb", None)
+        if hb is not None:
+            hb.set()
+
+    def _delay(self, delay: float) -> float:
+        lo, hi = self.config.jitter
+        return min(delay, self.config.max_backoff_seconds) * self.rng.uniform(lo, hi)
+
+
+class CircuitBreaker(_Core):
+    """Synchronous breaker; ``store=None`` means a private ``InMemoryStore`` on the same clock."""
+
+    def __init__(self, backend: str, config: BreakerConfig | None = None, *, store: Any = None, clock: Any = None,
+                 rng: Any = None, metrics: Any = None, listeners: Any = ()) -> None:
+        if store is not None and getattr(store, "is_async", False):
+            raise TypeError("CircuitBreaker needs a sync store; use AsyncCircuitBreaker for an async store")
+        super().__init__(backend, config, store, clock, rng, metrics, listeners)
+        if self.store is None:
+            self.store = InMemoryStore(clock=self.clock, probe_lease_seconds=self.config.probe_lease_seconds)
+
+    def _start_heartbeat(self, permit: Permit) -> None:
+        """Renew the claim every L/3 (real time) until it resolves, for at most probe_max_hold_seconds."""
+        stop = threading.Event()
+        permit._hb = stop  # type: ignore[attr-defined]
+        lease, hold = self.config.probe_lease_seconds, self.config.probe_max_hold_seconds
+        token = permit.probe_token
+
+        def beat() -> None:
+            start = time.monotonic()
+            while not stop.wait(lease / 3) and time.monotonic() - start < hold:
+                try:
+                    ok = self.store.renew_probe(self.backend, token, lease_seconds=lease)
+                except StoreError:
+                    continue  # the lease bounds the damage
+                if not ok:
+                    self._emit("on_store_event", StoreEvent(self.backend, "probe_lost", token or ""))
+                    return
+        threading.Thread(target=beat, name=f"cbchaos-heartbeat-{self.backend}", daemon=True).start()
+
+    # permits
+    def acquire(self) -> Permit:
+        if not self.config.enabled:
+            return Permit(True, None, "closed", None, _breaker=self)
+        try:
+            cr = self.store.try_transition_and_claim_probe(self.backend, None, self.config.reset_time_seconds,
+                                                           lease_seconds=self.config.probe_lease_seconds)
+        except StoreError as exc:
+            return self._store_error_gate(exc)
+        return self._permit_from_claim(cr)
+
+    def _resolve(self, permit: Permit, kind: str, error_type: str | None = None) -> dict | None:
+        plan = self._resolve_plan(permit, kind)
+        if plan is None:
+            return None
+        method, kw = plan
+        from .store import OpIds
+        op_id = OpIds()()
+        for attempt in range(2):  # one resend with the same op id; never replaces the call's result
+            try:
+                d = getattr(self.store, method)(self.backend, op_id=op_id, **kw)
+                self._transition_from_reply(method, d, error_type or kind, op_id)
+                return d
+            except StoreError as exc:
+                if attempt == 1:
+                    kind_ev = "indeterminate" if isinstance(exc, StoreIndeterminateError) else "store_error"
+                    self._emit("on_store_event", StoreEvent(self.backend, kind_ev, repr(exc)))
+                    log.warning("breaker %s: recording %s failed: %r", self.backend, kind, exc)
+        return None
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        permit = self.acquire()
+        t0 = self.clock.monotonic()
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            if self._counted(exc):
+                permit.failure(type(exc).__name__)
+            else:
+                permit.release()
+            self._request("failure", self.clock.monotonic() - t0)
+            raise
+        except BaseException:
+            permit.release()
+            raise
+        permit.success()
+        self._request("success", self.clock.monotonic() - t0)
+        return result
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError("CircuitBreaker cannot decorate a coroutine function; use AsyncCircuitBreaker")
+
+        @functools.wraps(fn)
+        def wrapper(*a: Any, **k: Any) -> Any:
+            return self.call(fn, *a, **k)
+        return wrapper
+
+    def __enter__(self) -> Permit:
+        p = self.acquire()
+        self._push(p)
+        return p
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        p = self._pop()
+        if p is not None:
+            p.__exit__(et, ev, tb)
+
+    # massgen-style manual API
+    def should_block(self) -> bool:
+        try:
+            p = self.acquire()
+        except CircuitBreakerOpenError:
+            return True
+        if p.probe_token:
+            self._push(p)
+        return False
+
+    def record_success(self) -> None:
+        p = self._pop() or Permit(True, None, "closed", _breaker=self)
+        p.success()
+
+    def record_failure(self, error_type: str | None = None, error_message: str | None = None) -> None:
+        p = self._pop() or Permit(True, None, "closed", _breaker=self)
+        p.failure(error_type)
+
+    def force_open(self, reason: str = "", open_for_seconds: float = 0) -> dict | None:
+        if not self.config.enabled:
+            return None
+        d = self.store.force_open(self.backend, max(self.config.reset_time_seconds, open_for_seconds))
+        self._transition_from_reply("force_open", d, reason)
+        return d
+
+    def reset(self) -> dict | None:
+        if not self.config.enabled:
+            return None
+        d = self.store.reset(self.backend)
+        self._transition_from_reply("reset", d, "reset")
+        return d
+
+    @property
+    def state(self) -> CircuitState:
+        return CircuitState(self.store.get_state(self.backend)["state"])
+
+    @property
+    def failure_count(self) -> int:
+        return int(self.store.get_state(self.backend)["failure_count"])
+
+    def call_with_retry(self, fn: Callable[[], Any], *, max_retries: int | None = None,
+                        agent_id: str | None = None) -> Any:
+        c = self.config
+        attempts = max_retries or c.max_retries
+        delay = c.initial_backoff_seconds
+        permit: Permit | None = None
+        for attempt in range(1, attempts + 1):
+            if permit is not None and permit.probe_token and not permit.resolved:
+                try:
+                    ok = self.store.renew_probe(self.backend, permit.probe_token, lease_seconds=c.probe_lease_seconds)
+                except StoreError:
+                    ok = False
+                if not ok:
+                    self._emit("on_store_event", StoreEvent(self.backend, "probe_lost", ""))
+                    permit = None
+            if permit is None or permit.resolved:
+                permit = self.acquire()
+            t0 = self.clock.monotonic()
+            try:
+                result = fn()
+            except Exception as exc:
+                lat = self.clock.monotonic() - t0
+                self._request("failure", lat, agent_id)
+                code = extract_status_code(exc)
+                if code == 429:
+                    ra = extract_retry_after(exc, self.clock)
+                    kind = classify_429(ra, c.retry_after_threshold_seconds)
+                    if kind == "STOP":
+                        permit.resolved = True
+                        self._stop_heartbeat(permit)
+                        self.force_open("429 STOP", ra or 0)
+                        raise
+                    if kind == "WAIT":
+                        if attempt == attempts:
+                            permit.release()
+                            raise
+                        self.clock.sleep(max(0.0, ra or 0.0))
+                        continue
+                if code == 429 or code in c.retryable_status_codes:
+                    d = permit.failure("429_cap" if code == 429 else f"http_{code}")
+                    if attempt == attempts or (d and d.get("state") == "open"):
+                        raise
+                    self.clock.sleep(self._delay(delay))
+                    delay *= c.backoff_multiplier
+                    permit = None
+                    continue
+                permit.release()
+                raise
+            except BaseException:
+                permit.release()  # bounded by the store's own timeouts; the lease bounds a failure
+                raise
+            permit.success()
+            self._request("success", self.clock.monotonic() - t0, agent_id)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _AsyncStop:
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.task: Any = None
+
+    def set(self) -> None:
+        self.event.set()
+
+
+class AsyncCircuitBreaker(_Core):
+    """Asyncio breaker on an async store (``AsyncRedisStore`` / ``AsyncInMemoryStore``)."""
+
+    def __init__(self, backend: str, config: BreakerConfig | None = None, *, store: Any = None, clock: Any = None,
+                 rng: Any = None, metrics: Any = None, listeners: Any = ()) -> None:
+        from .store import AsyncInMemoryStore
+
+        if store is not None and not getattr(store, "is_async", isinstance(store, AsyncInMemoryStore)):
+            if not isinstance(store, AsyncInMemoryStore):
+                raise TypeError("AsyncCircuitBreaker needs an async store (AsyncRedisStore, AsyncInMemoryStore)")
+        super().__init__(backend, config, store, clock, rng, metrics, listeners)
+        if self.store is None:
+            self.store = AsyncInMemoryStore(clock=self.clock, probe_lease_seconds=self.config.probe_lease_seconds)
+
+    def _start_heartbeat(self, permit: Permit) -> None:
+        """One task per held claim, renewing every L/3 until the claim resolves (never blocks the loop)."""
+        stop = _AsyncStop()
+        permit._hb = stop  # type: ignore[attr-defined]
+        lease, hold = self.config.probe_lease_seconds, self.config.probe_max_hold_seconds
+        token = permit.probe_token
+
+        async def beat() -> None:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            while loop.time() - start < hold:
+                try:
+                    await asyncio.wait_for(stop.event.wait(), lease / 3)
+                    return
+                except asyncio.TimeoutError:
+                    pass
+                try:
+                    ok = await self.store.renew_probe(self.backend, token, lease_seconds=lease)
+                except StoreError:
+                    continue
+                if not ok:
+                    self._emit("on_store_event", StoreEvent(self.backend, "probe_lost", token or ""))
+                    return
+        stop.task = asyncio.ensure_future(beat())
+
+    async def acquire(self) -> Permit:
+        if not self.config.enabled:
+            return Permit(True, None, "closed", None, _breaker=self)
+        try:
+            cr = await self.store.try_transition_and_claim_probe(self.backend, None, self.config.reset_time_seconds,
+                                                                 lease_seconds=self.config.probe_lease_seconds)
+        except StoreError as exc:
+            return self._store_error_gate(exc)
+        return self._permit_from_claim(cr)
+
+    async def _resolve(self, permit: Permit, kind: str, error_type: str | None = None) -> dict | None:
+        plan = self._resolve_plan(permit, kind)
+        if plan is None:
+            return None
+        method, kw = plan
+        from .store import OpIds
+        op_id = OpIds()()
+
+        async def run() -> dict | None:
+            for attempt in range(2):
+                try:
+                    d = await getattr(self.store, method)(self.backend, op_id=op_id, **kw)
+                    self._transition_from_reply(method, d, error_type or kind, op_id)
+                    return d
+                except StoreError as exc:
+                    if attempt == 1:
+                        self._emit("on_store_event", StoreEvent(self.backend, "store_error", repr(exc)))
+            return None
+        if kind == "release" and permit.probe_token:
+            # shielded from cancellation and bounded: the lease bounds the damage if it fails
+            task = asyncio.ensure_future(run())
+            try:
+                return await asyncio.wait_for(asyncio.shield(task), self.config.probe_release_timeout)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                return None
+        return await run()
+
+    async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        permit = await self.acquire()
+        t0 = self.clock.monotonic()
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:
+            if self._counted(exc):
+                await permit.failure(type(exc).__name__)
+            else:
+                await permit.release()
+            self._request("failure", self.clock.monotonic() - t0)
+            raise
+        except BaseException:
+            await permit.release()
+            raise
+        await permit.success()
+        self._request("success", self.clock.monotonic() - t0)
+        return result
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not inspect.iscoroutinefunction(fn):
+            raise TypeError("AsyncCircuitBreaker decorates coroutine functions only")
+
+        @functools.wraps(fn)
+        async def wrapper(*a: Any, **k: Any) -> Any:
+            return await self.call(fn, *a, **k)
+        return wrapper
+
+    async def __aenter__(self) -> Permit:
+        p = await self.acquire()
+        self._push(p)
+        return p
+
+    async def __aexit__(self, et: Any, ev: Any, tb: Any) -> None:
+        p = self._pop()
+        if p is not None:
+            await p.__aexit__(et, ev, tb)
+
+    async def force_open(self, reason: str = "", open_for_seconds: float = 0) -> dict | None:
+        if not self.config.enabled:
+            return None
+        d = await self.store.force_open(self.backend, max(self.config.reset_time_seconds, open_for_seconds))
+        self._transition_from_reply("force_open", d, reason)
+        return d
+
+    async def reset(self) -> dict | None:
+        if not self.config.enabled:
+            return None
+        d = await self.store.reset(self.backend)
+        self._transition_from_reply("reset", d, "reset")
+        return d
+
+    async def get_state(self) -> CircuitState:
+        return CircuitState((await self.store.get_state(self.backend))["state"])
+
+    async def call_with_retry(self, factory: Callable[[], Awaitable[Any]], *, max_retries: int | None = None,
+                              agent_id: str | None = None) -> Any:
+        c = self.config
+        attempts = max_retries or c.max_retries
+        delay = c.initial_backoff_seconds
+        permit: Permit | None = None
+        for attempt in range(1, attempts + 1):
+            if permit is not None and permit.probe_token and not permit.resolved:
+                try:
+                    ok = await self.store.renew_probe(self.backend, permit.probe_token,
+                                                      lease_seconds=c.probe_lease_seconds)
+                except StoreError:
+                    ok = False
+                if not ok:
+                    permit = None
+            if permit is None or permit.resolved:
+                permit = await self.acquire()
+            t0 = self.clock.monotonic()
+            try:
+                result = await factory()
+            except Exception as exc:
+                self._request("failure", self.clock.monotonic() - t0, agent_id)
+                code = extract_status_code(exc)
+                if code == 429:
+                    ra = extract_retry_after(exc, self.clock)
+                    kind = classify_429(ra, c.retry_after_threshold_seconds)
+                    if kind == "STOP":
+                        permit.resolved = True
+                        self._stop_heartbeat(permit)
+                        await self.force_open("429 STOP", ra or 0)
+                        raise
+                    if kind == "WAIT":
+                        if attempt == attempts:
+                            await permit.release()
+                            raise
+                        await self.clock.asleep(max(0.0, ra or 0.0))
+                        continue
+                if code == 429 or code in c.retryable_status_codes:
+                    d = await permit.failure("429_cap" if code == 429 else f"http_{code}")
+                    if attempt == attempts or (d and d.get("state") == "open"):
+                        raise
+                    await self.clock.asleep(self._delay(delay))
+                    delay *= c.backoff_multiplier
+                    permit = None
+                    continue
+                await permit.release()
+                raise
+            except BaseException:
+                await permit.release()
+                raise
+            await permit.success()
+            self._request("success", self.clock.monotonic() - t0, agent_id)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover

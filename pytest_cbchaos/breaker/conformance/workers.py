@@ -1,0 +1,55 @@
+"""Process workers for multi-process breaker scenarios (importable under the spawn start method).
+
+Each worker builds its own ``RedisStore`` (own pool) from ``conn`` = dict(host, port, password,
+key_prefix, time_source) and reports through a queue. Used by the project's tests and the bench.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+def _store(conn: dict[str, Any]) -> Any:
+    import redis
+
+    from pytest_cbchaos.breaker.redis_store import RedisStore
+
+    client = redis.Redis(host=conn["host"], port=conn["port"], password=conn.get("password"), socket_timeout=5,
+                         socket_connect_timeout=5)
+    return RedisStore(client, key_prefix=conn["key_prefix"], time_source=conn.get("time_source", "server"),
+                      probe_lease_seconds=conn.get("lease", 30.0))
+
+
+def gate_once(conn: dict[str, Any], backend: str, barrier: Any, out: Any) -> None:
+    """Wait on the barrier, run one gate, report ``(won, label, prev_state)``."""
+    st = _store(conn)
+    st.get_state(backend)  # connect before the barrier
+    barrier.wait(timeout=30)
+    r = st.try_transition_and_claim_probe(backend, None, 60)
+    out.put((r.won, r.label, r.record["_prev_state"]))
+    st.client.close()
+
+
+def claim_and_hang(conn: dict[str, Any], backend: str, out: Any) -> None:
+    """Claim the probe, report the token, then hang in the 'call' until killed (bounded: 120 s)."""
+    st = _store(conn)
+    r = st.try_transition_and_claim_probe(backend, None, 60)
+    out.put((r.won, r.token))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def load(conn: dict[str, Any], backend: str, n: int, barrier: Any, out: Any) -> None:
+    """``n`` allow+record pairs; reports elapsed seconds (bench)."""
+    st = _store(conn)
+    st.get_state(backend)
+    barrier.wait(timeout=30)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        r = st.try_transition_and_claim_probe(backend, None, 60)
+        if r.admitted:
+            st.atomic_record_success(backend)
+    out.put(time.perf_counter() - t0)
+    st.client.close()

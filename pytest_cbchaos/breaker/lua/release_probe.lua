@@ -1,0 +1,19 @@
+-- P1-P5. ARGV[6] = token, ARGV[7] = outcome, ARGV[8] = recovery timeout.
+local tok, outcome, rt = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local e = find_op(R)
+if e then return dup_reply(R, CORRUPT, e) end
+local prev = R.state
+if not token_current(R, tok) then
+  if prev ~= 'half_open' then return noop(R, CORRUPT, 'not_half_open') end
+  return noop(R, CORRUPT, 'stale_token')
+end
+if outcome == 'success' then
+  R.state = 'closed'; R.failure_count = 0
+elseif outcome == 'failure' then
+  R.state = 'open'; R.failure_count = inc(R.failure_count); R.last_failure_time = q6(NOW)
+  R.open_until = math.max(R.open_until, q6(NOW + rt))
+elseif outcome == 'abort' then
+  R.state = 'open'; R.open_until = math.max(R.open_until, q6(NOW + rt))
+end
+clear(R)
+return applied(R, CORRUPT, prev, '', '', false)

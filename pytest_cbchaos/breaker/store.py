@@ -1,0 +1,417 @@
+"""Store protocols, ``ClaimResult``, argument validation, ``InMemoryStore`` and ``make_store`` (spec §2).
+
+``InMemoryStore`` keeps *encoded* records (the shared codec, so corrupt-value tests can inject
+raw strings with :meth:`InMemoryStore.raw_set`) behind one ``threading.Lock`` and calls
+:mod:`.kernel` for every op. A decoded copy is cached next to each encoded record so the hot
+path (closed gate, no-op success) does no decoding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import threading
+import uuid
+from typing import Any, Mapping, NamedTuple, Protocol, runtime_checkable
+
+from . import kernel
+from .record import DEFAULT, MASSGEN_FIELDS, STATES, Record, decode, encode, valid_op_id, valid_token
+
+_DEFAULT_TTL = 3600
+
+
+class ClaimResult(NamedTuple):
+    """Gate reply; unpacks like massgen's ``(won, record, label)``."""
+
+    won: bool
+    record: dict[str, Any]
+    label: str
+
+    @property
+    def token(self) -> str | None:
+        return self.record.get("probe_token") if self.won else None
+
+    @property
+    def admitted(self) -> bool:
+        return self.won or self.record.get("_prev_state") == "closed"
+
+    @property
+    def retry_after(self) -> float | None:
+        now = self.record.get("_now") or 0.0
+        st = self.record.get("state")
+        if self.admitted:
+            return None
+        if st == "open":
+            return max(0.0, self.record.get("open_until", 0.0) - now)
+        if st == "half_open" and self.record.get("probe_lease_until"):
+            return max(0.0, self.record["probe_lease_until"] - now)
+        return None
+
+
+@runtime_checkable
+class CircuitBreakerStore(Protocol):
+    def get_state(self, backend: str) -> dict[str, Any]: ...
+    def set_state(self, backend: str, state: Mapping[str, Any]) -> None: ...
+    def cas_state(self, backend: str, expected_state: str, updates: Mapping[str, Any], *,
+                  expected_fields: Mapping[str, Any] | None = None) -> bool: ...
+    def increment_failure(self, backend: str) -> int: ...
+    def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float,
+                              **kw: Any) -> dict[str, Any]: ...
+    def atomic_record_success(self, backend: str, expected_state: str | None = None,
+                              **kw: Any) -> dict[str, Any]: ...
+    def try_transition_and_claim_probe(self, backend: str, now: float | None, recovery_timeout: float,
+                                       **kw: Any) -> ClaimResult: ...
+    def renew_probe(self, backend: str, probe_token: str, **kw: Any) -> bool: ...
+    def release_probe(self, backend: str, probe_token: str, outcome: str, **kw: Any) -> dict[str, Any]: ...
+    def force_open(self, backend: str, open_for_seconds: float, **kw: Any) -> dict[str, Any]: ...
+    def reset(self, backend: str, **kw: Any) -> dict[str, Any]: ...
+    def clear(self, backend: str) -> None: ...
+
+
+@runtime_checkable
+class AsyncCircuitBreakerStore(Protocol):
+    async def get_state(self, backend: str) -> dict[str, Any]: ...
+    async def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float,
+                                    **kw: Any) -> dict[str, Any]: ...
+    async def atomic_record_success(self, backend: str, expected_state: str | None = None,
+                                    **kw: Any) -> dict[str, Any]: ...
+    async def try_transition_and_claim_probe(self, backend: str, now: float | None, recovery_timeout: float,
+                                             **kw: Any) -> ClaimResult: ...
+    async def renew_probe(self, backend: str, probe_token: str, **kw: Any) -> bool: ...
+    async def release_probe(self, backend: str, probe_token: str, outcome: str, **kw: Any) -> dict[str, Any]: ...
+    async def force_open(self, backend: str, open_for_seconds: float, **kw: Any) -> dict[str, Any]: ...
+    async def reset(self, backend: str, **kw: Any) -> dict[str, Any]: ...
+    async def clear(self, backend: str) -> None: ...
+
+
+# ---- validation (before any I/O) -------------------------------------------------------------
+
+def _finite(name: str, v: Any, *, positive: bool) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+            or (positive and v == 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {v!r}")
+    return float(v)
+
+
+def check_threshold(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"failure_threshold must be an int >= 1, got {v!r}")
+    return v
+
+
+def check_recovery(v: Any) -> float:
+    return _finite("recovery_timeout", v, positive=True)
+
+
+def check_lease(v: Any) -> float:
+    return _finite("lease_seconds", v, positive=True)
+
+
+def check_open_for(v: Any) -> float:
+    return _finite("open_for_seconds", v, positive=False)
+
+
+def check_ttl(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise ValueError(f"{name} must be an int >= 1 (a zero TTL would delete the key on every write), got {v!r}")
+    return v
+
+
+def check_token(v: Any) -> str:
+    if not valid_token(v):
+        raise ValueError(f"probe_token must match '<generation>:<32 lowercase hex>', got {v!r}")
+    return v
+
+
+def check_outcome(v: Any) -> str:
+    if v not in kernel.OUTCOMES:
+        raise ValueError(f"outcome must be one of {kernel.OUTCOMES}, got {v!r}")
+    return v
+
+
+def check_backend(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"backend must be a str, got {v!r}")
+    return v
+
+
+def check_now(v: Any) -> float | None:
+    if v is None:
+        return None
+    return _finite("now", v, positive=False)
+
+
+def check_updates(updates: Mapping[str, Any], *, allow_all_massgen: bool = True) -> dict[str, Any]:
+    """Validate massgen-field updates for ``set_state``/``cas_state``; returns decoded values."""
+    if not isinstance(updates, Mapping):
+        raise ValueError(f"updates must be a mapping of massgen fields, got {updates!r}")
+    out: dict[str, Any] = {}
+    for k, v in updates.items():
+        if k not in MASSGEN_FIELDS:
+            raise ValueError(f"field {k!r} is not settable; expected one of {MASSGEN_FIELDS}")
+        if k == "state":
+            if v not in STATES:
+                raise ValueError(f"state must be one of {STATES}, got {v!r}")
+        elif k == "failure_count":
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 2**31 - 1:
+                raise ValueError(f"failure_count must be an int in 0..2^31-1, got {v!r}")
+        elif k == "half_open_probe_active":
+            if v not in (True, False, "True", "False"):
+                raise ValueError(f"half_open_probe_active must be a bool, got {v!r}")
+            v = v in (True, "True")
+        else:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1e11:
+                raise ValueError(f"{k} must be a finite number in 0..1e11, got {v!r}")
+            v = float("%.6f" % v)
+        out[k] = v
+    return out
+
+
+class OpIds:
+    """Cheap unique 32-hex op ids: a random 16-hex prefix per instance plus a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._n = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self._prefix}{next(self._n) & 0xFFFFFFFFFFFFFFFF:016x}"
+
+
+def resolve_op_id(op_id: str | None, ids: OpIds) -> str:
+    if op_id is None:
+        return ids()
+    if not valid_op_id(op_id):
+        raise ValueError(f"op_id must be 32 lowercase hex, got {op_id!r}")
+    return op_id
+
+
+def reply(o: kernel.Outcome, now: float, corrupt: tuple[str, ...] = ()) -> dict[str, Any]:
+    d = o.record.to_dict()
+    d.update(o.meta(now, corrupt))
+    return d
+
+
+def claim_result(o: kernel.Outcome, now: float, corrupt: tuple[str, ...] = ()) -> ClaimResult:
+    return ClaimResult(o.won, reply(o, now, corrupt), o.label if o.won else "")
+
+
+# ---- in-memory store --------------------------------------------------------------------------
+
+class InMemoryStore:
+    """Thread-safe single-process store on :mod:`.kernel`; TTL emulated with the clock."""
+
+    def __init__(self, *, clock: Any = None, ttl: int = _DEFAULT_TTL, half_open_probe_ttl: int | None = None,
+                 probe_lease_seconds: float = 30.0, strict_probe_ownership: bool = True) -> None:
+        from pytest_cbchaos.faults.clock import SYSTEM_CLOCK
+
+        self.ttl = check_ttl("ttl", ttl)
+        self.half_open_probe_ttl = None if half_open_probe_ttl is None else check_ttl(
+            "half_open_probe_ttl", half_open_probe_ttl)
+        self.probe_ttl = max(self.ttl, self.half_open_probe_ttl or self.ttl)
+        self.probe_lease_seconds = check_lease(probe_lease_seconds)
+        self.strict_probe_ownership = bool(strict_probe_ownership)
+        self.clock = clock or SYSTEM_CLOCK
+        self._lock = threading.Lock()
+        # backend -> [encoded dict, decoded Record | None, corrupt names, expires_at]
+        self._data: dict[str, list[Any]] = {}
+        self._ids = OpIds()
+        self._dict_cache: tuple[Record, dict[str, Any]] | None = None
+
+    # raw access for tests (corrupt-value injection, inspection)
+    def raw_set(self, backend: str, fields: Mapping[str, Any], ttl: float | None = None) -> None:
+        """Write raw (possibly corrupt) field values, like an admin ``HSET``."""
+        with self._lock:
+            ent = self._live(backend, self.clock.time())
+            enc = dict(ent[0]) if ent else {}
+            enc.update(fields)
+            exp = ent[3] if ent else self.clock.time() + (ttl or self.ttl)
+            self._data[backend] = [enc, None, (), exp]
+
+    def raw_get(self, backend: str) -> dict[str, Any] | None:
+        with self._lock:
+            ent = self._live(backend, self.clock.time())
+            return dict(ent[0]) if ent else None
+
+    def ttl_of(self, backend: str) -> float | None:
+        with self._lock:
+            ent = self._live(backend, self.clock.time())
+            return None if ent is None else ent[3] - self.clock.time()
+
+    def _live(self, backend: str, now: float) -> list[Any] | None:
+        ent = self._data.get(backend)
+        if ent is not None and now >= ent[3]:
+            del self._data[backend]
+            return None
+        return ent
+
+    def _read(self, backend: str, now: float) -> tuple[Record, tuple[str, ...]]:
+        ent = self._live(backend, now)
+        if ent is None:
+            return DEFAULT, ()
+        if ent[1] is None:
+            ent[1], ent[2] = decode(ent[0])
+        return ent[1], ent[2]
+
+    def _write(self, backend: str, rec: Record, now: float) -> None:
+        t = kernel.ttl_for(rec, now, self.ttl, self.probe_ttl)
+        # decoded lazily from the canonical encoding, so reads see stored precision (%.6f) like Redis
+        self._data[backend] = [encode(rec), None, (), now + t]
+
+    def _now(self, now: float | None) -> float:
+        return self.clock.time() if now is None else check_now(now)  # type: ignore[return-value]
+
+    def _run(self, backend: str, now: float | None, fn: Any) -> tuple[kernel.Outcome, float, tuple[str, ...]]:
+        t = self._now(now)
+        with self._lock:
+            rec, corrupt = self._read(backend, t)
+            o = fn(rec, t)
+            if o.applied:
+                self._write(backend, o.record, t)
+        return o, t, corrupt
+
+    def _reply(self, o: kernel.Outcome, t: float, corrupt: tuple[str, ...]) -> dict[str, Any]:
+        """Like :func:`reply`, reusing the encoded view of an unchanged record (the hot no-write path)."""
+        rec = o.record
+        cached = self._dict_cache
+        if cached is not None and cached[0] is rec:
+            d = dict(cached[1])
+        else:
+            d = rec.to_dict()
+            self._dict_cache = (rec, dict(d))
+        d.update(o.meta(t, corrupt))
+        return d
+
+    # ---- protocol ----
+    def get_state(self, backend: str) -> dict[str, Any]:
+        check_backend(backend)
+        with self._lock:
+            rec, corrupt = self._read(backend, self.clock.time())
+        d = kernel.normalize(rec).to_dict()
+        d["_corrupt"] = list(corrupt)
+        return d
+
+    def set_state(self, backend: str, state: Mapping[str, Any]) -> None:
+        check_backend(backend)
+        upd = check_updates(state)
+        rec = kernel.normalize(DEFAULT.replace(**upd))
+        t = self.clock.time()
+        with self._lock:
+            old, _ = self._read(backend, t)
+            self._write(backend, rec.replace(probe_generation=old.probe_generation, recent_ops=old.recent_ops), t)
+
+    def cas_state(self, backend: str, expected_state: str, updates: Mapping[str, Any], *,
+                  expected_fields: Mapping[str, Any] | None = None) -> bool:
+        check_backend(backend)
+        if expected_state not in STATES:
+            return False
+        upd = check_updates(updates)
+        o, _, _ = self._run(backend, None, lambda r, t: kernel.cas_state(r, expected_state, upd, expected_fields))
+        return bool(o.value)
+
+    def increment_failure(self, backend: str) -> int:
+        check_backend(backend)
+        o, _, _ = self._run(backend, None, lambda r, t: kernel.increment_failure(r, t))
+        return int(o.value)
+
+    def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float, *,
+                              op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
+        check_backend(backend)
+        th, rt = check_threshold(failure_threshold), check_recovery(recovery_timeout)
+        oid = resolve_op_id(op_id, self._ids)
+        o, t, c = self._run(backend, now, lambda r, t: kernel.record_failure(r, t, oid, th, rt))
+        return self._reply(o, t, c)
+
+    def atomic_record_success(self, backend: str, expected_state: str | None = None, *,
+                              op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
+        check_backend(backend)
+        if expected_state and expected_state not in STATES:
+            raise ValueError(f"expected_state must be one of {STATES} or None, got {expected_state!r}")
+        oid = resolve_op_id(op_id, self._ids)
+        strict = self.strict_probe_ownership
+        o, t, c = self._run(backend, now,
+                            lambda r, t: kernel.record_success(r, t, oid, expected_state or None, strict))
+        return self._reply(o, t, c)
+
+    def try_transition_and_claim_probe(self, backend: str, now: float | None = None,
+                                       recovery_timeout: float | None = None, *,
+                                       lease_seconds: float | None = None,
+                                       op_id: str | None = None) -> ClaimResult:
+        check_backend(backend)
+        lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
+        oid = resolve_op_id(op_id, self._ids)
+        o, t, c = self._run(backend, now, lambda r, t: kernel.gate(r, t, oid, lease))
+        return ClaimResult(o.won, self._reply(o, t, c), o.label if o.won else "")
+
+    def renew_probe(self, backend: str, probe_token: str, *, lease_seconds: float | None = None,
+                    op_id: str | None = None, now: float | None = None) -> bool:
+        check_backend(backend)
+        check_token(probe_token)
+        lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
+        o, _, _ = self._run(backend, now, lambda r, t: kernel.renew_probe(r, t, probe_token, lease))
+        return bool(o.value)
+
+    def release_probe(self, backend: str, probe_token: str, outcome: str, *, recovery_timeout: float,
+                      op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
+        check_backend(backend)
+        check_token(probe_token)
+        check_outcome(outcome)
+        rt = check_recovery(recovery_timeout)
+        oid = resolve_op_id(op_id, self._ids)
+        o, t, c = self._run(backend, now, lambda r, t: kernel.release_probe(r, t, oid, probe_token, outcome, rt))
+        return self._reply(o, t, c)
+
+    def force_open(self, backend: str, open_for_seconds: float, *, op_id: str | None = None,
+                   now: float | None = None) -> dict[str, Any]:
+        check_backend(backend)
+        d = check_open_for(open_for_seconds)
+        oid = resolve_op_id(op_id, self._ids)
+        o, t, c = self._run(backend, now, lambda r, t: kernel.force_open(r, t, oid, d))
+        return self._reply(o, t, c)
+
+    def reset(self, backend: str, *, op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
+        check_backend(backend)
+        oid = resolve_op_id(op_id, self._ids)
+        o, t, c = self._run(backend, now, lambda r, t: kernel.reset(r, t, oid))
+        return self._reply(o, t, c)
+
+    def clear(self, backend: str) -> None:
+        with self._lock:
+            self._data.pop(backend, None)
+
+
+class AsyncInMemoryStore:
+    """Async facade over :class:`InMemoryStore`; never awaits while holding the lock."""
+
+    def __init__(self, inner: InMemoryStore | None = None, **kw: Any) -> None:
+        self.inner = inner or InMemoryStore(**kw)
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self.inner, name)
+        if not callable(fn) or name.startswith("_"):
+            return fn
+
+        async def wrapper(*a: Any, **k: Any) -> Any:
+            return fn(*a, **k)
+
+        return wrapper
+
+
+def make_store(backend: str = "memory", **kwargs: Any) -> Any:
+    """``"memory"``, ``"redis"`` (needs ``redis_client``), ``"redis-async"``; forwards every keyword."""
+    if backend == "memory":
+        return InMemoryStore(**kwargs)
+    if backend in ("redis", "redis-async"):
+        client = kwargs.pop("redis_client", None)
+        if client is None:
+            raise ValueError(f"redis_client is required for backend={backend!r}")
+        from .redis_store import AsyncRedisStore, RedisStore
+
+        cls = RedisStore if backend == "redis" else AsyncRedisStore
+        return cls(client, **kwargs)
+    raise ValueError(f"Unknown circuit breaker store backend: {backend}")
+
+
+def new_op_id() -> str:
+    return uuid.uuid4().hex

@@ -1,0 +1,49 @@
+"""Breaker fixtures: ``cbchaos_breaker_store`` and ``cbchaos_breaker``.
+
+``cbchaos_breaker_store`` is parametrisable by indirect param: ``"memory"`` (default),
+``"redis"`` (``RedisStore`` through the fault proxy, server time), ``"redis-client-time"``
+or ``"redis-fallback"`` (WATCH path forced)::
+
+    @pytest.mark.parametrize("cbchaos_breaker_store", ["memory", "redis"], indirect=True)
+    def test_x(cbchaos_breaker_store): ...
+
+Redis variants use a per-test key prefix, so tests never see each other's records.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Iterator
+
+import pytest
+
+from pytest_cbchaos.breaker import BreakerConfig, CircuitBreaker, InMemoryStore
+
+STORE_KINDS = ("memory", "redis", "redis-client-time", "redis-fallback")
+
+
+@pytest.fixture
+def cbchaos_breaker_store(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh breaker store (default in-memory; see module doc for the params)."""
+    kind = getattr(request, "param", "memory")
+    if kind not in STORE_KINDS:
+        raise pytest.UsageError(f"cbchaos_breaker_store param {kind!r}: expected one of {STORE_KINDS}")
+    if kind == "memory":
+        yield InMemoryStore()
+        return
+    from pytest_cbchaos.breaker import RedisStore
+
+    client = request.getfixturevalue("cbchaos_redis")
+    opts: dict[str, Any] = {"key_prefix": f"cbchaos:cb:{uuid.uuid4().hex[:8]}"}
+    if kind == "redis-client-time":
+        opts["time_source"] = "client"
+    if kind == "redis-fallback":
+        opts["scripting"] = "disabled"
+    yield RedisStore(client, **opts)
+
+
+@pytest.fixture
+def cbchaos_breaker(cbchaos_breaker_store: Any) -> CircuitBreaker:
+    """A ``CircuitBreaker`` named after the test, on ``cbchaos_breaker_store`` (small threshold)."""
+    return CircuitBreaker("cbchaos-test", BreakerConfig(max_failures=3, reset_time_seconds=1.0),
+                          store=cbchaos_breaker_store)

@@ -1,0 +1,187 @@
+"""Events (Jepsen shape) and their pairing into operations (spec linearizability.md §1.1-1.3).
+
+An *event* is a dict ``{type, process, f, value, time, index, [error], [key], [extras...]}``.
+Pairing turns the invoke/completion events of each process into :class:`Op` objects and
+enforces well-formedness (§1.2): violations raise :class:`MalformedHistory` before any search.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable, Sequence
+
+INF = math.inf
+EVENT_TYPES = ("invoke", "ok", "fail", "info")
+NEMESIS = "nemesis"
+#: Keys of an event that are not "extras".
+CORE_KEYS = ("type", "process", "f", "value", "time", "index", "error", "key")
+
+
+class MalformedHistory(ValueError):
+    """A history violates §1.2; the message names the event index and the rule."""
+
+
+class _Unknown:
+    """Output of an indeterminate (``info``) op: any output is accepted."""
+
+    _inst: "_Unknown | None" = None
+
+    def __new__(cls) -> "_Unknown":
+        if cls._inst is None:
+            cls._inst = super().__new__(cls)
+        return cls._inst
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __reduce__(self) -> str:
+        return "UNKNOWN"
+
+
+UNKNOWN = _Unknown()
+
+
+class Op:
+    """One paired operation: ``[call, ret]`` with ``ret = inf`` for ``info`` ops."""
+
+    __slots__ = ("id", "process", "f", "input", "output", "call", "ret", "status", "key",
+                 "invoke_index", "complete_index", "error", "extras", "unknown")
+
+    def __init__(self, id: int, process: Any, f: str, input: Any, output: Any, call: float,
+                 ret: float, status: str, key: Any = None, invoke_index: int = 0,
+                 complete_index: int | None = None, error: Any = None,
+                 extras: dict[str, Any] | None = None) -> None:
+        self.id = id
+        self.process = process
+        self.f = f
+        self.input = input
+        self.output = output
+        self.call = call
+        self.ret = ret
+        self.status = status
+        self.key = key
+        self.invoke_index = invoke_index
+        self.complete_index = complete_index
+        self.error = error
+        self.extras = extras or {}
+        self.unknown = status == "info"
+
+    def __repr__(self) -> str:
+        out = "?" if self.unknown else repr(self.output)
+        key = f" key={self.key!r}" if self.key is not None else ""
+        return (f"Op(#{self.id} p{self.process} {self.f}({self.input!r}) -> {out}{key} "
+                f"[{self.call}, {self.ret}] {self.status})")
+
+    def replace(self, **kw: Any) -> "Op":
+        vals = {s: getattr(self, s) for s in self.__slots__ if s != "unknown"}
+        vals.update(kw)
+        return Op(**vals)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "process": self.process, "f": self.f, "input": self.input,
+                "output": None if self.unknown else self.output,
+                "call": self.call, "ret": None if self.ret == INF else self.ret,
+                "status": self.status, "key": self.key, "invoke_index": self.invoke_index,
+                "complete_index": self.complete_index, "error": self.error}
+
+
+def validate_event(ev: Any, where: str = "") -> None:
+    """Raise :class:`MalformedHistory` naming ``where`` if ``ev`` is not a well-typed event."""
+    loc = f"{where}: " if where else ""
+    if not isinstance(ev, dict):
+        raise MalformedHistory(f"{loc}event must be a JSON object, got {type(ev).__name__}")
+    t = ev.get("type")
+    if t not in EVENT_TYPES:
+        raise MalformedHistory(f"{loc}key 'type' = {t!r}; expected one of {', '.join(EVENT_TYPES)}")
+    p = ev.get("process")
+    if not (p == NEMESIS or (isinstance(p, int) and not isinstance(p, bool) and p >= 0)):
+        raise MalformedHistory(f"{loc}key 'process' = {p!r}; expected an int >= 0 or \"nemesis\"")
+    if p != NEMESIS and not isinstance(ev.get("f"), str):
+        raise MalformedHistory(f"{loc}key 'f' = {ev.get('f')!r}; expected a string")
+    for k in ("time", "index"):
+        v = ev.get(k)
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise MalformedHistory(f"{loc}key {k!r} = {v!r}; expected a number")
+
+
+def pair_events(events: Sequence[dict[str, Any]],
+                read_only: Callable[[str], bool] | None = None) -> list[Op]:
+    """Pair invoke/completion events into ops (fail ops included, with ``status='fail'``).
+
+    Pending invokes at the end get a synthetic ``info`` completion. Crashed reads (``info`` on an
+    ``f`` for which ``read_only(f)`` is true) become ``fail`` (§1.3).
+    """
+    ops: list[Op] = []
+    pending: dict[Any, tuple[int, dict[str, Any]]] = {}
+    retired: dict[Any, int] = {}
+    last_time: dict[Any, float] = {}
+    last_index = None
+    for pos, ev in enumerate(events):
+        validate_event(ev, f"event #{pos}")
+        idx = ev["index"]
+        if last_index is not None and idx <= last_index:
+            raise MalformedHistory(f"event index {idx}: indexes must be strictly increasing "
+                                   f"(previous {last_index})")
+        last_index = idx
+        p = ev["process"]
+        if p == NEMESIS:
+            continue
+        t = ev["time"]
+        if p in last_time and t < last_time[p]:
+            raise MalformedHistory(f"event index {idx}: process {p} time {t} goes backwards "
+                                   f"(previous {last_time[p]})")
+        last_time[p] = t
+        typ = ev["type"]
+        if typ == "invoke":
+            if p in retired:
+                raise MalformedHistory(f"event index {idx}: process {p} invokes after its op at "
+                                       f"index {retired[p]} completed as info (retired id)")
+            if p in pending:
+                raise MalformedHistory(f"event index {idx}: process {p} invokes while its op at "
+                                       f"index {pending[p][1]['index']} is still pending")
+            pending[p] = (len(ops), ev)
+            ops.append(None)  # type: ignore[arg-type]
+            continue
+        if p not in pending:
+            raise MalformedHistory(f"event index {idx}: {typ} completion for process {p} "
+                                   "without a pending invoke")
+        slot, inv = pending.pop(p)
+        if ev.get("f") != inv["f"]:
+            raise MalformedHistory(f"event index {idx}: completion f={ev.get('f')!r} does not match "
+                                   f"invoke f={inv['f']!r} at index {inv['index']}")
+        ops[slot] = _make_op(slot, inv, ev, typ, read_only)
+        if typ == "info":
+            retired[p] = idx
+    for p, (slot, inv) in pending.items():
+        ops[slot] = _make_op(slot, inv, None, "info", read_only)
+    return ops
+
+
+def _extras(inv: dict[str, Any], comp: dict[str, Any] | None) -> dict[str, Any]:
+    ex = {k: v for k, v in inv.items() if k not in CORE_KEYS}
+    if comp is not None:
+        ex.update({k: v for k, v in comp.items() if k not in CORE_KEYS and k not in ex})
+    return ex
+
+
+def _make_op(slot: int, inv: dict[str, Any], comp: dict[str, Any] | None, status: str,
+             read_only: Callable[[str], bool] | None) -> Op:
+    if status == "info" and read_only is not None and read_only(inv["f"]):
+        status = "fail"
+    key = inv.get("key", comp.get("key") if comp else None)
+    if status == "info":
+        ret: float = INF
+        output: Any = UNKNOWN
+    else:
+        assert comp is not None or status == "fail"
+        ret = comp["time"] if comp is not None else inv["time"]
+        output = comp.get("value") if comp is not None else None
+    return Op(slot, inv["process"], inv["f"], inv.get("value"), output, inv["time"], ret, status,
+              key=key, invoke_index=inv["index"],
+              complete_index=comp["index"] if comp is not None else None,
+              error=comp.get("error") if comp is not None else None, extras=_extras(inv, comp))
+
+
+def renumber(ops: Iterable[Op]) -> list[Op]:
+    """Copy ``ops`` with ids 0..n-1 (the checker numbers each partition densely)."""
+    return [op.replace(id=i) for i, op in enumerate(ops)]

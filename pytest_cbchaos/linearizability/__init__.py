@@ -1,0 +1,20 @@
+"""Linearizability checking: Wing & Gong search + Lowe's memo + P-compositional partitioning.
+
+Importable without pytest. See ``docs/linearizability.md``.
+"""
+
+from ..history.ops import INF, UNKNOWN, MalformedHistory, Op
+from .checker import (CheckResult, LinearizabilityViolation, PartitionResult, Verdict, check,
+                      check_events, compose, cut, minimal_window)
+from .jepsen import check_jepsen_log, read_jepsen_log
+from .model import Model, ModelProtocol, NondeterministicModel, PowerSetModel, partition_by_key
+from .models import (CasRegisterModel, CounterModel, KVModel, RegisterModel, SetModel, get_model,
+                     model_names, register_model)
+
+__all__ = [
+    "INF", "UNKNOWN", "MalformedHistory", "Op", "CheckResult", "LinearizabilityViolation",
+    "PartitionResult", "Verdict", "check", "check_events", "compose", "cut", "minimal_window",
+    "check_jepsen_log", "read_jepsen_log", "Model", "ModelProtocol", "NondeterministicModel",
+    "PowerSetModel", "partition_by_key", "CasRegisterModel", "CounterModel", "KVModel",
+    "RegisterModel", "SetModel", "get_model", "model_names", "register_model",
+]

@@ -1,0 +1,310 @@
+"""Checker entry points: partitioning, round-robin scheduling, budgets, verdicts (spec §2.4-2.8).
+
+Horn & Kroening, "Faster linearizability checking via P-compositionality" (FORTE'15) is the
+reason for partitioning: a history is linearizable iff every partition is.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from ..history.ops import INF, Op, pair_events
+from ..history.store import History
+from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch
+
+FIRST_SLICE = 10_000
+
+
+class Verdict(str, enum.Enum):
+    """OK | ILLEGAL | UNKNOWN; Jepsen ``true | false | :unknown``."""
+
+    OK = "ok"
+    ILLEGAL = "illegal"
+    UNKNOWN = "unknown"
+
+    @property
+    def jepsen(self) -> Any:
+        return {Verdict.OK: True, Verdict.ILLEGAL: False, Verdict.UNKNOWN: ":unknown"}[self]
+
+
+_PRIORITY = {Verdict.OK: 0, Verdict.UNKNOWN: 1, Verdict.ILLEGAL: 2}
+
+
+def compose(verdicts: Iterable[Verdict | str]) -> Verdict:
+    """Worst wins: any ILLEGAL, else any UNKNOWN, else OK (Jepsen ``valid-priorities``)."""
+    worst = Verdict.OK
+    for v in verdicts:
+        v = Verdict(v)
+        if _PRIORITY[v] > _PRIORITY[worst]:
+            worst = v
+    return worst
+
+
+class LinearizabilityViolation(AssertionError):
+    """Raised by test helpers when a history is ILLEGAL; carries the result and artifact paths."""
+
+    def __init__(self, message: str, result: "CheckResult | None" = None,
+                 artifacts: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+        self.artifacts = dict(artifacts or {})
+
+
+@dataclass
+class PartitionResult:
+    key: Any
+    verdict: Verdict
+    ops: int
+    required: int
+    steps: int
+    cache_entries: int
+    elapsed_s: float
+    best_prefix_len: int
+    counterexample: dict[str, Any] | None = None
+    linearization: list[int] | None = None
+    reason: str = ""
+    partition_ops: list[Op] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "verdict": self.verdict.value, "ops": self.ops,
+                "required": self.required, "steps": self.steps,
+                "cache_entries": self.cache_entries, "elapsed_s": round(self.elapsed_s, 6),
+                "best_prefix_len": self.best_prefix_len, "reason": self.reason}
+
+
+@dataclass
+class CheckResult:
+    verdict: Verdict
+    partitions: dict[Any, PartitionResult]
+    elapsed_s: float
+    budget_exhausted: bool
+    model: str = ""
+    ops: list[Op] = field(default_factory=list, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict is Verdict.OK
+
+    @property
+    def counterexample(self) -> dict[str, Any] | None:
+        for p in self.partitions.values():
+            if p.counterexample is not None:
+                return p.counterexample
+        return None
+
+    def failing(self) -> list[PartitionResult]:
+        return [p for p in self.partitions.values() if p.verdict is Verdict.ILLEGAL]
+
+    def summary(self) -> str:
+        n = len(self.partitions)
+        bad = sum(p.verdict is Verdict.ILLEGAL for p in self.partitions.values())
+        unk = sum(p.verdict is Verdict.UNKNOWN for p in self.partitions.values())
+        crashed = sum(op.status == "info" for op in self.ops)
+        return (f"{self.verdict.value.upper()} model={self.model} ops={len(self.ops)} "
+                f"crashed={crashed} partitions={n} illegal={bad} unknown={unk} "
+                f"elapsed={self.elapsed_s * 1000:.1f}ms")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict.value, "model": self.model,
+                "elapsed_s": round(self.elapsed_s, 6), "budget_exhausted": self.budget_exhausted,
+                "partitions": [p.to_dict() for p in self.partitions.values()],
+                "counterexample": _jsonable(self.counterexample)}
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    if isinstance(v, float):
+        return None if v == INF else v
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (set, frozenset)):
+        return sorted((_jsonable(x) for x in v), key=repr)
+    return repr(v)
+
+
+# ----------------------------------------------------------------------------------------
+def prepare(ops: Sequence[Op], model: Any) -> dict[Any, list[Op]]:
+    """Drop fail ops and crashed reads, partition, and renumber each partition 0..n-1."""
+    ro = model.read_only
+    is_pure = getattr(model, "is_pure", None)
+    # crashed reads and other crashed pure ops have no effect and no checked output: drop them
+    kept = [op for op in ops if op.status != "fail" and not (
+        op.unknown and (ro(op.f) or (is_pure is not None and is_pure(op))))]
+    parts = model.partition(kept)
+    out: dict[Any, list[Op]] = {}
+    for key, pops in parts.items():
+        pops = sorted(pops, key=lambda o: (o.call, o.invoke_index))
+        out[key] = [op.replace(id=i) for i, op in enumerate(pops)]
+    return out
+
+
+def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any, *,
+          timeout: float | None = 10.0, max_cache_entries: int = 2_000_000,
+          mode: str = "fast", workers: int = 1, max_steps: int | None = None) -> CheckResult:
+    """Check a history (a :class:`History`, paired ops or raw events) against ``model``.
+
+    ``mode="fast"`` stops at the first ILLEGAL partition; ``mode="report"`` decides every
+    partition, then re-runs the failing ones with counterexample tracking and adds the
+    ``minimal_window`` cut. Budgets (``timeout`` seconds, ``max_steps`` per partition,
+    ``max_cache_entries``) exhausted with no ILLEGAL partition give UNKNOWN.
+    """
+    if mode not in ("fast", "report"):
+        raise ValueError(f"mode must be 'fast' or 'report', got {mode!r}")
+    t0 = time.monotonic()
+    deadline = None if timeout is None else t0 + timeout
+    ops = _as_ops(history, model)
+    parts = prepare(ops, model)
+    results = _schedule(parts, model, deadline=deadline, max_cache=max_cache_entries,
+                        stop_on_illegal=(mode == "fast"), max_steps=max_steps, track=False)
+    if mode == "report":
+        for key, res in results.items():
+            if res.verdict is Verdict.ILLEGAL:
+                _add_counterexample(res, parts[key], model, timeout=timeout,
+                                    max_cache=max_cache_entries)
+    verdict = compose(r.verdict for r in results.values())
+    exhausted = any(r.verdict is Verdict.UNKNOWN for r in results.values())
+    return CheckResult(verdict, results, time.monotonic() - t0, exhausted,
+                       model=getattr(model, "name", type(model).__name__), ops=ops)
+
+
+def check_events(events: Sequence[dict[str, Any]], model: Any, **kw: Any) -> CheckResult:
+    """Check raw Jepsen-shaped events (§1.1)."""
+    return check(History(list(events)), model, **kw)
+
+
+def _as_ops(history: Any, model: Any) -> list[Op]:
+    if isinstance(history, History):
+        return history.ops(model.read_only)
+    seq = list(history)
+    if seq and isinstance(seq[0], dict):
+        return pair_events(seq, model.read_only)
+    return seq
+
+
+def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | None,
+              max_cache: int, stop_on_illegal: bool, max_steps: int | None,
+              track: bool) -> dict[Any, PartitionResult]:
+    """Round-robin over partitions in slices of 10,000 steps, doubling (spec §2.4)."""
+    searches = {k: PartitionSearch(v, model, track=track, max_cache_entries=max_cache)
+                for k, v in parts.items()}
+    slices = {k: FIRST_SLICE for k in searches}
+    active = [k for k, s in searches.items() if s.status == RUNNING]
+    stopped = False
+    while active and not stopped:
+        nxt_active = []
+        for k in active:
+            s = searches[k]
+            budget = slices[k]
+            if max_steps is not None:
+                budget = min(budget, max_steps - s.steps)
+            st = s.run(budget, deadline) if budget > 0 else RUNNING
+            slices[k] *= 2
+            if st == ILLEGAL and stop_on_illegal:
+                stopped = True
+                break
+            if st == RUNNING:
+                out_of_steps = max_steps is not None and s.steps >= max_steps
+                out_of_time = deadline is not None and time.monotonic() > deadline
+                if out_of_steps or out_of_time:
+                    s.status = UNKNOWN
+                    s.reason = "max_steps" if out_of_steps else "timeout"
+                else:
+                    nxt_active.append(k)
+        active = nxt_active
+    out = {}
+    for k, s in searches.items():
+        status = s.status
+        if status == RUNNING:
+            status = UNKNOWN
+            s.reason = s.reason or "cancelled: another partition is illegal"
+        out[k] = PartitionResult(
+            key=k, verdict=Verdict(status), ops=len(s.ops), required=s.n_required,
+            steps=s.steps, cache_entries=s.cache_entries, elapsed_s=s.elapsed_s,
+            best_prefix_len=s.best_prefix_len, reason=s.reason,
+            linearization=[i for i, _ in s.linearization] if s.linearization is not None else None,
+            partition_ops=s.ops)
+        if track:
+            out[k].counterexample = _counterexample(s, k, model) if status == ILLEGAL else None
+    return out
+
+
+def _counterexample(s: PartitionSearch, key: Any, model: Any) -> dict[str, Any]:
+    ops = s.ops
+    prefix = [{"op": i, "index": ops[i].invoke_index, "describe": model.describe_op(ops[i]),
+               "state_after": model.describe_state(st)} for i, st in s.best_path]
+    fu = s.first_unplaceable or {"op": None, "state": model.init(), "attempts": []}
+    first = None
+    if fu["op"] is not None:
+        op = ops[fu["op"]]
+        first = {"op": op.id, "index": op.invoke_index, "describe": model.describe_op(op),
+                 "call": op.call, "ret": None if op.ret == INF else op.ret,
+                 "process": op.process, "state": model.describe_state(fu["state"])}
+    attempts = [{"op": a["op"], "index": ops[a["op"]].invoke_index,
+                 "describe": model.describe_op(ops[a["op"]]),
+                 "state": model.describe_state(a["state"]), "explain": a["explain"]}
+                for a in fu["attempts"]]
+    return {"partition": key, "longest_prefix": prefix, "first_unplaceable": first,
+            "attempts": attempts}
+
+
+def _add_counterexample(res: PartitionResult, ops: list[Op], model: Any, *,
+                        timeout: float | None, max_cache: int) -> None:
+    """Re-run one ILLEGAL partition with tracking, then bisect for the minimal window."""
+    budget = None if timeout is None else max(1.0, timeout)
+    deadline = None if budget is None else time.monotonic() + budget
+    tracked = _schedule({res.key: ops}, model, deadline=deadline, max_cache=max_cache,
+                        stop_on_illegal=True, max_steps=None, track=True)[res.key]
+    res.counterexample = tracked.counterexample or {"partition": res.key, "longest_prefix": [],
+                                                    "first_unplaceable": None, "attempts": []}
+    res.best_prefix_len = tracked.best_prefix_len
+    res.counterexample["minimal_window"] = minimal_window(ops, model, deadline=deadline,
+                                                          max_cache=max_cache)
+
+
+def cut(ops: Sequence[Op], t: float) -> list[Op]:
+    """Keep ops invoked at or before ``t``; those still pending at ``t`` become ``info`` (§2.7)."""
+    out = []
+    for op in ops:
+        if op.call > t:
+            continue
+        if op.ret > t and not op.unknown:
+            op = op.replace(status="info", ret=INF)
+        out.append(op.replace(id=len(out)))
+    return out
+
+
+def minimal_window(ops: Sequence[Op], model: Any, *, deadline: float | None = None,
+                   max_cache: int = 2_000_000) -> dict[str, Any] | None:
+    """Shortest time-prefix that is still ILLEGAL, by bisection over return times."""
+    times = sorted({op.ret for op in ops if op.ret != INF})
+    if not times:
+        return None
+
+    def illegal(t: float) -> bool | None:
+        sub = cut(ops, t)
+        s = PartitionSearch(sub, model, max_cache_entries=max_cache)
+        st = s.run(10**12, deadline)
+        if st == RUNNING or st == UNKNOWN:
+            return None
+        return st == ILLEGAL
+
+    lo, hi = 0, len(times) - 1
+    if not illegal(times[hi]):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        r = illegal(times[mid])
+        if r is None:
+            break
+        if r:
+            hi = mid
+        else:
+            lo = mid + 1
+    t = times[hi]
+    return {"cut_ns": t, "ops": [op.invoke_index for op in ops if op.call <= t]}

@@ -1,0 +1,90 @@
+"""Reader for Jepsen etcd logs as shipped with Porcupine's test data (spec §4).
+
+Each recognised line becomes one event; ``time`` and ``index`` are the line number (the log
+has no timestamps, so line order is real-time order). ``:fail :cas`` is kept as a completed CAS
+whose result is ``false``; ``:fail :read`` is a ``fail`` (no effect, dropped before the search);
+``:info`` completions are indeterminate.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..history.ops import MalformedHistory, pair_events
+from ..history.store import History
+
+_PREFIX = r"^\s*INFO\s+jepsen\.util\s+-\s+(?P<p>\d+)\s+"
+_INT = r"-?\d+"
+_VAL = rf"(?:nil|{_INT})"
+_PATTERNS = [
+    ("invoke", "read", re.compile(_PREFIX + r":invoke\s+:read\s+nil\s*$")),
+    ("invoke", "write", re.compile(_PREFIX + rf":invoke\s+:write\s+(?P<v>{_INT})\s*$")),
+    ("invoke", "cas", re.compile(_PREFIX + rf":invoke\s+:cas\s+\[\s*(?P<a>{_VAL})\s+(?P<b>{_VAL})\s*\]\s*$")),
+    ("ok", "read", re.compile(_PREFIX + rf":ok\s+:read\s+(?P<v>{_VAL})\s*$")),
+    ("ok", "write", re.compile(_PREFIX + rf":ok\s+:write\s+(?P<v>{_INT})\s*$")),
+    ("ok", "cas", re.compile(_PREFIX + rf":ok\s+:cas\s+\[\s*(?P<a>{_VAL})\s+(?P<b>{_VAL})\s*\]\s*$")),
+    ("failcas", "cas", re.compile(_PREFIX + rf":fail\s+:cas\s+\[\s*(?P<a>{_VAL})\s+(?P<b>{_VAL})\s*\]\s*$")),
+    ("fail", "read", re.compile(_PREFIX + r":fail\s+:read\s+\S+\s*$")),
+    ("fail", "write", re.compile(_PREFIX + r":fail\s+:write\s+:\S+\s*$")),
+    ("fail", "cas", re.compile(_PREFIX + r":fail\s+:cas\s+:\S+\s*$")),
+    ("info", "read", re.compile(_PREFIX + r":info\s+:read\s+\S+\s*$")),
+    ("info", "write", re.compile(_PREFIX + r":info\s+:write\s+\S+\s*$")),
+    ("info", "cas", re.compile(_PREFIX + r":info\s+:cas\s+\S+(?:\s+\S+)?\s*$")),
+]
+
+
+def _val(s: str) -> Any:
+    return None if s == "nil" else int(s)
+
+
+def parse_jepsen_line(line: str) -> tuple[str, int, str, Any] | None:
+    """``(type, process, f, value)`` for a recognised line, else None (ignored)."""
+    for typ, f, rx in _PATTERNS:
+        m = rx.match(line)
+        if m is None:
+            continue
+        p = int(m.group("p"))
+        d = m.groupdict()
+        if typ == "invoke":
+            if f == "read":
+                return "invoke", p, f, None
+            if f == "write":
+                return "invoke", p, f, int(d["v"])
+            return "invoke", p, f, [_val(d["a"]), _val(d["b"])]
+        if typ == "ok":
+            if f == "cas":
+                return "ok", p, f, True
+            return "ok", p, f, _val(d["v"])
+        if typ == "failcas":
+            return "ok", p, "cas", False
+        return typ, p, f, None
+    return None
+
+
+def read_jepsen_log(path: str | Path) -> History:
+    """Parse a Jepsen etcd log into a :class:`History`; errors name the file and line."""
+    p = Path(path)
+    events: list[dict[str, Any]] = []
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, 1):
+            parsed = parse_jepsen_line(line.rstrip("\n"))
+            if parsed is None:
+                continue
+            typ, proc, f, value = parsed
+            events.append({"type": typ, "process": proc, "f": f, "value": value,
+                           "time": lineno, "index": lineno, "line": lineno})
+    h = History(events)
+    try:
+        pair_events(h.events)
+    except MalformedHistory as exc:
+        raise MalformedHistory(f"{p}: {exc}") from None
+    return h
+
+
+def check_jepsen_log(path: str | Path, **kw: Any) -> Any:
+    """Parse a Jepsen etcd log and check it against the ``cas-register`` model."""
+    from .checker import check
+    from .models import CasRegisterModel
+    return check(read_jepsen_log(path), CasRegisterModel(), **kw)

@@ -1,0 +1,206 @@
+"""Built-in models (spec §2.9): register, cas-register (etcd), kv, counter, set; a name registry."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from ..history.ops import Op
+from .model import Model, _short, partition_by_key
+
+_READ = "read"
+
+
+class RegisterModel(Model):
+    """Read/write register; initial value ``initial`` (default None)."""
+
+    name = "register"
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = initial
+
+    def init(self) -> Any:
+        return self.initial
+
+    def step(self, state: Any, op: Op) -> tuple[bool, Any]:
+        f = op.f
+        if f == "write":
+            return True, op.input
+        if f == "read":
+            return (op.unknown or op.output == state), state
+        return False, state
+
+    def read_only(self, f: str) -> bool:
+        return f == _READ
+
+    def op_class(self, op: Op) -> Any:
+        """Indeterminate ops with equal class are interchangeable (symmetry reduction)."""
+        return (op.f, repr(op.input), repr(op.key))
+
+    def explain(self, s: Any, op: Op) -> str:
+        if op.f == "read":
+            return f"read {_short(op.output)}, register holds {_short(s)}"
+        if op.f not in ("read", "write"):
+            return f"unknown operation {op.f!r} for model {self.name}"
+        return super().explain(s, op)
+
+
+class CasRegisterModel(RegisterModel):
+    """etcd semantics: initial nil; nil read only before any write; ``cas [old, new]`` -> bool."""
+
+    name = "cas-register"
+
+    def step(self, state: Any, op: Op) -> tuple[bool, Any]:
+        f = op.f
+        if f == "read":
+            return (op.unknown or op.output == state), state
+        if f == "write":
+            return True, op.input
+        if f == "cas":
+            old, new = op.input
+            if state == old:
+                return (op.unknown or op.output is True), new
+            return (op.unknown or op.output is False), state
+        return False, state
+
+    def is_pure(self, op: Op) -> bool:
+        """Ops that never change the state when legal: reads, failed CAS, CAS [a a]."""
+        if op.f == "read":
+            return True
+        if op.f == "cas":
+            old, new = op.input
+            return old == new or (not op.unknown and op.output is False)
+        return False
+
+    def describe_op(self, op: Op) -> str:
+        if op.f == "cas" and isinstance(op.input, (list, tuple)) and len(op.input) == 2:
+            out = "?" if op.unknown else ("ok" if op.output else "fail")
+            key = f"[{op.key}]" if op.key is not None else ""
+            return f"cas{key}({_short(op.input[0])} -> {_short(op.input[1])}) -> {out}"
+        return super().describe_op(op)
+
+    def explain(self, s: Any, op: Op) -> str:
+        if op.f == "cas":
+            old = op.input[0]
+            if op.output is True:
+                return f"cas expected {_short(old)} and applied, register holds {_short(s)}"
+            return f"cas expected {_short(old)} and failed, but register holds {_short(s)}"
+        return super().explain(s, op)
+
+
+class KVModel(CasRegisterModel):
+    """Key-value map of cas-registers, partitioned by ``op.key`` (P-compositional).
+
+    State is a sorted tuple of ``(key, value)`` pairs so an unpartitioned check is also right.
+    """
+
+    name = "kv"
+
+    def init(self) -> tuple:
+        return ()
+
+    def step(self, state: tuple, op: Op) -> tuple[bool, tuple]:
+        key = op.key
+        cur = None
+        for k, v in state:
+            if k == key:
+                cur = v
+                break
+        ok, new = CasRegisterModel.step(self, cur, op)
+        if not ok or new == cur:
+            return ok, state
+        items = [(k, v) for k, v in state if k != key]
+        if new is not None:
+            items.append((key, new))
+        items.sort(key=lambda kv: repr(kv[0]))
+        return True, tuple(items)
+
+    def partition(self, ops: Sequence[Op]) -> dict[Any, list[Op]]:
+        return partition_by_key(ops)
+
+    def explain(self, s: tuple, op: Op) -> str:
+        cur = dict(s).get(op.key)
+        return f"key {op.key!r}: " + CasRegisterModel.explain(self, cur, op)
+
+
+class CounterModel(Model):
+    """``incr`` (input = amount, default 1) / ``read``."""
+
+    name = "counter"
+
+    def init(self) -> int:
+        return 0
+
+    def step(self, state: int, op: Op) -> tuple[bool, int]:
+        if op.f == "incr":
+            return True, state + (1 if op.input is None else op.input)
+        if op.f == "read":
+            return (op.unknown or op.output == state), state
+        return False, state
+
+    def read_only(self, f: str) -> bool:
+        return f == _READ
+
+    def explain(self, s: int, op: Op) -> str:
+        if op.f == "read":
+            return f"read {_short(op.output)}, counter holds {s}"
+        return super().explain(s, op)
+
+
+class SetModel(Model):
+    """``add`` (input = element) / ``read`` (output = collection of elements)."""
+
+    name = "set"
+
+    def init(self) -> frozenset:
+        return frozenset()
+
+    def step(self, state: frozenset, op: Op) -> tuple[bool, frozenset]:
+        if op.f == "add":
+            return True, state | {op.input}
+        if op.f == "read":
+            return (op.unknown or frozenset(op.output or ()) == state), state
+        return False, state
+
+    def read_only(self, f: str) -> bool:
+        return f == _READ
+
+    def describe_state(self, s: frozenset) -> str:
+        return "{" + ", ".join(sorted(_short(x) for x in s)) + "}"
+
+
+_REGISTRY: dict[str, Callable[[], Any]] = {
+    "register": RegisterModel,
+    "cas-register": CasRegisterModel,
+    "kv": KVModel,
+    "counter": CounterModel,
+    "set": SetModel,
+}
+
+
+def register_model(name: str, factory: Callable[[], Any]) -> None:
+    """Make a model available by name (``cbchaos check --model NAME``)."""
+    _REGISTRY[name] = factory
+
+
+def model_names() -> list[str]:
+    _ensure_breaker()
+    return sorted(_REGISTRY)
+
+
+def get_model(name: str) -> Any:
+    """Instantiate a registered model; unknown names raise ``ValueError`` listing the choices."""
+    if name not in _REGISTRY:
+        _ensure_breaker()
+    try:
+        return _REGISTRY[name]()
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(model_names())}") from None
+
+
+def _ensure_breaker() -> None:
+    if "breaker-store" not in _REGISTRY:
+        try:
+            from .breaker_model import BreakerStoreModel
+        except ImportError:  # breaker layer not available
+            return
+        _REGISTRY["breaker-store"] = BreakerStoreModel

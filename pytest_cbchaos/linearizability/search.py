@@ -1,0 +1,286 @@
+"""Wing & Gong backtracking search with Lowe's memoisation, for one partition (spec §2.2-2.3).
+
+Credits: Wing & Gong (1993) for the search; Lowe, "Testing for linearizability" (2017) for the
+``(linearized-set, state)`` cache; Porcupine (Anish Athalye, MIT) as the reference design for
+the linked entry list and the state-hash buckets. The implementation is this project's own.
+
+The search is *resumable*: :meth:`PartitionSearch.run` advances it by at most ``max_steps``
+steps and returns, keeping its stack, so a scheduler can interleave partitions (§2.4).
+Hot-loop design for CPython: entries live in integer lists (``nxt``/``prv``), the set of
+linearized ops is a Python ``int`` bitset, and the memo is a ``set`` of ``(bits, state)``
+tuples (or hash buckets for models with custom equality).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from ..history.ops import Op
+
+RUNNING, OK, ILLEGAL, UNKNOWN = "running", "ok", "illegal", "unknown"
+
+
+class PartitionSearch:
+    """Search state for one partition's ops (ids must be 0..n-1 in list order)."""
+
+    def __init__(self, ops: Sequence[Op], model: Any, *, track: bool = False,
+                 max_cache_entries: int = 2_000_000) -> None:
+        self.ops = list(ops)
+        self.model = model
+        self.track = track
+        self.max_cache_entries = max_cache_entries
+        n = len(self.ops)
+        ents = []
+        required = 0
+        for i, op in enumerate(self.ops):
+            if op.id != i:
+                raise ValueError("partition ops must be numbered 0..n-1")
+            ents.append((op.call, 0, op.invoke_index, i))
+            if not op.unknown:
+                required |= 1 << i
+                ents.append((op.ret, 1, op.complete_index if op.complete_index is not None
+                             else op.invoke_index, i))
+        ents.sort(key=lambda e: (e[0], e[1], e[2]))
+        m = len(ents)
+        # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
+        self.is_call = [False] * (m + 2)
+        self.op_of = [-1] * (m + 2)
+        self.ret_of = [-1] * (m + 2)
+        call_entry = [0] * n
+        ret_entry = [-1] * n
+        for j, (_, kind, _, i) in enumerate(ents, 1):
+            self.op_of[j] = i
+            if kind == 0:
+                self.is_call[j] = True
+                call_entry[i] = j
+            else:
+                ret_entry[i] = j
+        for i in range(n):
+            self.ret_of[call_entry[i]] = ret_entry[i]
+        self.nxt = list(range(1, m + 2)) + [m + 1]
+        self.prv = [0] + list(range(0, m + 1))
+        self.tail = m + 1
+        self.required = required
+        self.n_required = bin(required).count("1")
+        self.call_entry = call_entry
+        is_pure = getattr(model, "is_pure", None)
+        if is_pure is None:
+            ro = model.read_only
+            self.pure = [bool(not op.unknown and ro(op.f)) for op in self.ops]
+        else:
+            self.pure = [bool(is_pure(op)) for op in self.ops]
+        # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
+        # input, as the model declares through ``op_class``) are interchangeable once both are
+        # callable, and the callable ones form a prefix in call order. So only the earliest
+        # unlinearized member of a class is ever tried: ``twin[i]`` is the previous member.
+        self.twin = [-1] * n
+        op_class = getattr(model, "op_class", None)
+        if op_class is not None:
+            last: dict[Any, int] = {}
+            for e in range(1, m + 1):
+                if not self.is_call[e]:
+                    continue
+                i = self.op_of[e]
+                op = self.ops[i]
+                if not op.unknown:
+                    continue
+                c = op_class(op)
+                if c is None:
+                    continue
+                if c in last:
+                    self.twin[i] = last[c]
+                last[c] = i
+        # search state
+        self.state = model.init()
+        self.bits = 0
+        self.stack: list[tuple[int, Any, int, bool]] = []
+        self.entry = self.nxt[0]
+        self.custom = bool(getattr(model, "custom_equality", False))
+        self.cache: Any = {} if self.custom else set()
+        self.cache_entries = 0
+        self.steps = 0
+        self.elapsed_s = 0.0
+        self.slow_steps = 0
+        self.status = OK if required == 0 else RUNNING
+        self.linearization: list[tuple[int, Any]] | None = [] if self.status == OK else None
+        # counterexample tracking
+        self.best = -1
+        self.best_path: list[tuple[int, Any]] = []
+        self.best_open = False
+        self.first_unplaceable: dict[str, Any] | None = None
+        self.reason = ""
+
+    # ------------------------------------------------------------------------------------
+    def run(self, max_steps: int, deadline: float | None = None) -> str:
+        """Advance by up to ``max_steps`` steps; returns the status (``running`` if paused)."""
+        if self.status != RUNNING:
+            return self.status
+        t_start = time.perf_counter()
+        try:
+            return self._run(max_steps, deadline)
+        finally:
+            self.elapsed_s += time.perf_counter() - t_start
+
+    def _run(self, max_steps: int, deadline: float | None) -> str:
+        ops = self.ops
+        step = self.model.step
+        is_call, op_of, ret_of = self.is_call, self.op_of, self.ret_of
+        nxt, prv = self.nxt, self.prv
+        required = self.required
+        stack = self.stack
+        push, pop = stack.append, stack.pop
+        cache = self.cache
+        custom = self.custom
+        track = self.track
+        max_cache = self.max_cache_entries
+        state, bits, entry = self.state, self.bits, self.entry
+        steps = self.steps
+        limit = steps + max_steps
+        cache_n = self.cache_entries
+        cache_add = None if custom else cache.add
+        pure = self.pure
+        twin = self.twin
+        while True:
+            steps += 1
+            if not steps & 1023:
+                if steps >= limit or (deadline is not None and time.monotonic() > deadline):
+                    self.state, self.bits, self.entry = state, bits, entry
+                    self.steps, self.cache_entries = steps, cache_n
+                    return RUNNING
+            if is_call[entry]:
+                i = op_of[entry]
+                t = twin[i]
+                if t >= 0 and not (bits >> t) & 1:
+                    entry = nxt[entry]
+                    continue
+                ok, ns = step(state, ops[i])
+                if ok:
+                    nb = bits | (1 << i)
+                    forced = pure[i] and ns == state
+                    if custom:
+                        new = self._custom_add(nb, ns)
+                    else:
+                        key = (nb, ns)
+                        new = key not in cache
+                        if new:
+                            cache_add(key)
+                    if new:
+                        cache_n += 1
+                        if cache_n > max_cache:
+                            self.state, self.bits, self.entry = state, bits, entry
+                            self.steps, self.cache_entries = steps, cache_n
+                            self.status = UNKNOWN
+                            self.reason = "max_cache_entries"
+                            return UNKNOWN
+                        push((entry, state, bits, forced))
+                        state, bits = ns, nb
+                        # lift the call entry and its return entry
+                        p, q = prv[entry], nxt[entry]
+                        nxt[p] = q
+                        prv[q] = p
+                        r = ret_of[entry]
+                        if r >= 0:
+                            p, q = prv[r], nxt[r]
+                            nxt[p] = q
+                            prv[q] = p
+                        if bits & required == required:
+                            self.state, self.bits = state, bits
+                            self.steps, self.cache_entries = steps, cache_n
+                            self.status = OK
+                            self.linearization = self._path(state)
+                            if track:
+                                self._note_progress(state)
+                            return OK
+                        if track:
+                            self._note_progress(state)
+                        entry = nxt[0]
+                        continue
+                    if not forced:
+                        entry = nxt[entry]
+                        continue
+                    # a pure op whose successor configuration already failed: so does this one
+                else:
+                    entry = nxt[entry]
+                    continue
+            # dead end: a return entry (or the tail) whose op was not linearized in time, or a
+            # forced pure op that failed. Pure-op reduction: an op that is legal here and leaves
+            # the state unchanged can be moved to the front of any linearization from this
+            # configuration (its call precedes every pending return), so if linearizing it first
+            # fails, the configuration fails and no other candidate needs trying.
+            if track and self.best_open and not is_call[entry]:
+                self._note_dead_end(entry, state)
+            while True:
+                if not stack:
+                    self.steps, self.cache_entries = steps, cache_n
+                    self.status = ILLEGAL
+                    return ILLEGAL
+                entry, state, bits, forced = pop()
+                r = ret_of[entry]
+                if r >= 0:
+                    nxt[prv[r]] = r
+                    prv[nxt[r]] = r
+                nxt[prv[entry]] = entry
+                prv[nxt[entry]] = entry
+                if not forced:
+                    break
+            entry = nxt[entry]
+
+    def _custom_add(self, bits: int, state: Any) -> bool:
+        model = self.model
+        h = hash(bits) ^ model.hash(state)
+        bucket = self.cache.get(h)
+        if bucket is None:
+            self.cache[h] = [(bits, state)]
+            return True
+        for b, s in bucket:
+            if b == bits and model.equal(s, state):
+                return False
+        bucket.append((bits, state))
+        return True
+
+    # -- counterexample bookkeeping (report mode) ------------------------------------------
+    def _note_progress(self, state: Any) -> None:
+        c = (self.bits_now() & self.required).bit_count()
+        if c > self.best:
+            self.best = c
+            self.best_path = self._path(state)
+            self.best_open = True
+
+    def bits_now(self) -> int:
+        b = 0
+        for e, *_ in self.stack:
+            b |= 1 << self.op_of[e]
+        return b
+
+    def _path(self, state: Any) -> list[tuple[int, Any]]:
+        """(op id, state after) for each op on the current stack."""
+        out = []
+        stack = self.stack
+        for k, (e, *_) in enumerate(stack):
+            after = stack[k + 1][1] if k + 1 < len(stack) else state
+            out.append((self.op_of[e], after))
+        return out
+
+    def _note_dead_end(self, entry: int, state: Any) -> None:
+        self.best_open = False
+        i = self.op_of[entry]
+        attempts = []
+        e = self.nxt[0]
+        while e != entry and e != self.tail and len(attempts) < 10:
+            if self.is_call[e]:
+                op = self.ops[self.op_of[e]]
+                try:
+                    expl = self.model.explain(state, op)
+                except Exception as exc:  # explain is advisory; never break the checker
+                    expl = f"explain failed: {exc!r}"
+                attempts.append({"op": op.id, "state": state, "explain": expl})
+            e = self.nxt[e]
+        self.first_unplaceable = {"op": i if i >= 0 else None, "state": state,
+                                  "attempts": attempts}
+
+    @property
+    def best_prefix_len(self) -> int:
+        if self.status == OK:
+            return self.n_required
+        return max(self.best, 0) if self.track else (self.bits_now() & self.required).bit_count()

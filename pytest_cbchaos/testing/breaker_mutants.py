@@ -1,0 +1,263 @@
+"""Deliberately broken breaker stores, one per invariant class (public so users can reuse them).
+
+Each mutant reintroduces a defect the spec's invariant suite guards against (most of them real
+massgen PR #1061 review findings). ``MUTANTS`` maps a name to ``(class, [CB ids that must catch
+it])``; ``mutant_target(name)`` gives a conformance ``StoreTarget``. The project's tests assert
+every listed check fails on its mutant, so a check that cannot fail is itself caught.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Mapping
+
+from pytest_cbchaos.breaker import kernel
+from pytest_cbchaos.breaker.conformance import StoreTarget
+from pytest_cbchaos.breaker.record import DEFAULT, q6
+from pytest_cbchaos.breaker.store import InMemoryStore, claim_result, reply
+
+
+class _Mutant(InMemoryStore):
+    pause_hook: Callable[[], Any] | None = None
+
+    def _pause(self) -> None:
+        if self.pause_hook is not None:
+            self.pause_hook()
+
+    def _two_step(self, backend: str, now: float | None, fn: Callable) -> tuple[kernel.Outcome, float]:
+        """Read, pause, then write without re-checking: the non-atomic composition of massgen."""
+        t = self._now(now)
+        with self._lock:
+            rec, _ = self._read(backend, t)
+        self._pause()
+        o = fn(rec, t)
+        if o.applied:
+            with self._lock:
+                self._write(backend, o.record, t)
+        return o, t
+
+
+class BlindClaimStore(_Mutant):
+    """Gate reads then writes its claim blindly: two gates can both win (CB-3)."""
+
+    def try_transition_and_claim_probe(self, backend: str, now: float | None = None, recovery_timeout: Any = None,
+                                       *, lease_seconds: float | None = None, op_id: str | None = None) -> Any:
+        oid = op_id or self._ids()
+        o, t = self._two_step(backend, now, lambda r, t: kernel.gate(r, t, oid, self.probe_lease_seconds))
+        return claim_result(o, t)
+
+
+class StateOnlyCasStore(_Mutant):
+    """Gate reads, then CASes on ``state`` only: a concurrent force_open is undone (CB-4)."""
+
+    def try_transition_and_claim_probe(self, backend: str, now: float | None = None, recovery_timeout: Any = None,
+                                       *, lease_seconds: float | None = None, op_id: str | None = None) -> Any:
+        oid = op_id or self._ids()
+        t = self._now(now)
+        with self._lock:
+            rec, _ = self._read(backend, t)
+        self._pause()
+        o = kernel.gate(rec, t, oid, self.probe_lease_seconds)
+        with self._lock:
+            cur, _ = self._read(backend, t)
+            if o.applied and cur.state == rec.state:
+                self._write(backend, o.record, t)
+        return claim_result(o, t)
+
+
+class GuardlessSuccessStore(_Mutant):
+    """A success closes OPEN (massgen's store-less path; no forced-open guard) (CB-6)."""
+
+    def atomic_record_success(self, backend: str, expected_state: str | None = None, *, op_id: str | None = None,
+                              now: float | None = None) -> dict:
+        t = self._now(now)
+        with self._lock:
+            rec, _ = self._read(backend, t)
+            new = DEFAULT.replace(probe_generation=rec.probe_generation)
+            self._write(backend, new, t)
+        return reply(kernel.Outcome(new, rec.state, "closed", True), t)
+
+
+class BlindForceOpenStore(_Mutant):
+    """force_open writes ``open_until = now + D`` unconditionally (CB-8, CB-14, CB-16)."""
+
+    def force_open(self, backend: str, open_for_seconds: float, *, op_id: str | None = None,
+                   now: float | None = None) -> dict:
+        t = self._now(now)
+        with self._lock:
+            rec, _ = self._read(backend, t)
+            new = kernel.normalize(rec).replace(state="open", open_until=q6(t + open_for_seconds),
+                                                half_open_probe_active=False, probe_token="",
+                                                probe_lease_until=0.0, probe_anchor=0.0)
+            self._write(backend, new, t)
+        return reply(kernel.Outcome(new, rec.state, "open", True), t)
+
+
+class NoExtendStore(_Mutant):
+    """A failure while OPEN does not extend the cooldown (CB-9)."""
+
+    def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float, *,
+                              op_id: str | None = None, now: float | None = None) -> dict:
+        t = self._now(now)
+        with self._lock:
+            rec, _ = self._read(backend, t)
+            if rec.state == "open":
+                new = rec.replace(failure_count=rec.failure_count + 1)
+                self._write(backend, new, t)
+                return reply(kernel.Outcome(new, "open", "open", True), t)
+        return super().atomic_record_failure(backend, failure_threshold, recovery_timeout, op_id=op_id, now=now)
+
+
+class BaseTtlStore(_Mutant):
+    """Every write uses the base TTL: the probe TTL and the merged-record TTL are ignored (CB-10, CB-12)."""
+
+    def _write(self, backend: str, rec: Any, now: float) -> None:
+        from pytest_cbchaos.breaker.record import encode
+
+        self._data[backend] = [encode(rec), rec, (), now + self.ttl]
+
+
+class MonotonicClockStore(_Mutant):
+    """Persists ``time.monotonic()``-based deadlines (CB-1)."""
+
+    def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float, *,
+                              op_id: str | None = None, now: float | None = None) -> dict:
+        mono = time.monotonic()
+        return super().atomic_record_failure(backend, failure_threshold, recovery_timeout, op_id=op_id, now=mono)
+
+
+class ZeroTtlStore(_Mutant):
+    """Accepts ``ttl <= 0`` and then expires the key on every write (CB-11, CB-20)."""
+
+    def __init__(self, **kw: Any) -> None:
+        ttl = kw.pop("ttl", 3600)
+        super().__init__(**kw)
+        self.ttl = ttl
+
+    def _write(self, backend: str, rec: Any, now: float) -> None:
+        if self.ttl <= 0:
+            self._data.pop(backend, None)
+            return
+        super()._write(backend, rec, now)
+
+
+class FalseRejectStore(_Mutant):
+    """Gate decides on a stale read but returns the fresh record: rejects a CLOSED circuit (CB-15)."""
+
+    def try_transition_and_claim_probe(self, backend: str, now: float | None = None, recovery_timeout: Any = None,
+                                       *, lease_seconds: float | None = None, op_id: str | None = None) -> Any:
+        oid = op_id or self._ids()
+        t = self._now(now)
+        with self._lock:
+            stale, _ = self._read(backend, t)
+        self._pause()
+        o = kernel.gate(stale, t, oid, self.probe_lease_seconds)
+        with self._lock:
+            cur, _ = self._read(backend, t)
+            if o.applied:
+                self._write(backend, o.record, t)
+                cur = o.record
+        res = claim_result(o, t)
+        res.record.update(kernel.normalize(cur).to_dict())
+        return res
+
+
+class UnfencedReleaseStore(_Mutant):
+    """Probe release and renew ignore the token (CB-17)."""
+
+    def _current(self, backend: str) -> str:
+        with self._lock:
+            rec, _ = self._read(backend, self.clock.time())
+        return kernel.normalize(rec).probe_token
+
+    def release_probe(self, backend: str, probe_token: str, outcome: str, **kw: Any) -> dict:
+        return super().release_probe(backend, self._current(backend) or probe_token, outcome, **kw)
+
+    def renew_probe(self, backend: str, probe_token: str, **kw: Any) -> bool:
+        cur = self._current(backend)
+        return super().renew_probe(backend, cur or probe_token, **kw) if cur else False
+
+
+class AnySuccessClosesStore(_Mutant):
+    """Any success closes HALF_OPEN (massgen's rule, strict ownership off) (CB-18)."""
+
+    def __init__(self, **kw: Any) -> None:
+        kw["strict_probe_ownership"] = False
+        super().__init__(**kw)
+
+
+class LaxBoolStore(_Mutant):
+    """Parses the probe flag case-insensitively and accepts ``1`` (massgen's Lua/Python split) (CB-21)."""
+
+    def _read(self, backend: str, now: float) -> Any:
+        ent = self._live(backend, now)
+        if ent is not None and ent[1] is None:
+            raw = ent[0].get("half_open_probe_active")
+            if isinstance(raw, str) and raw.strip().lower() in ("true", "1"):
+                ent[0]["half_open_probe_active"] = "True"
+        return super()._read(backend, now)
+
+
+class RaiseOnCorruptStore(_Mutant):
+    """Raises on a corrupt stored number instead of repairing it (CB-22)."""
+
+    def _read(self, backend: str, now: float) -> Any:
+        rec, corrupt = super()._read(backend, now)
+        if corrupt:
+            raise ValueError(f"corrupt fields {corrupt}")
+        return rec, corrupt
+
+
+class NonAtomicResetStore(_Mutant):
+    """reset is get + set: a trip between them is reported as the wrong previous state (CB-25)."""
+
+    def reset(self, backend: str, *, op_id: str | None = None, now: float | None = None) -> dict:
+        prev = self.get_state(backend)["state"]
+        self._pause()
+        t = self._now(now)
+        with self._lock:
+            rec, _ = self._read(backend, t)
+            new = DEFAULT.replace(probe_generation=rec.probe_generation)
+            self._write(backend, new, t)
+        return reply(kernel.Outcome(new, prev, "closed", True), t)
+
+
+class SharedNamespaceStore(_Mutant):
+    """Ignores ``key_prefix``: every instance shares one keyspace (CB-2)."""
+
+    _shared: dict = {}
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._data = SharedNamespaceStore._shared
+
+
+MUTANTS: dict[str, tuple[type, list[int]]] = {
+    "blind_claim": (BlindClaimStore, [3]),
+    "state_only_cas": (StateOnlyCasStore, [4]),
+    "guardless_success": (GuardlessSuccessStore, [6]),
+    "blind_force_open": (BlindForceOpenStore, [8, 14, 16]),
+    "no_extend": (NoExtendStore, [9]),
+    "base_ttl": (BaseTtlStore, [10, 12]),
+    "monotonic_clock": (MonotonicClockStore, [1]),
+    "zero_ttl": (ZeroTtlStore, [11, 20]),
+    "false_reject": (FalseRejectStore, [15]),
+    "unfenced_release": (UnfencedReleaseStore, [17]),
+    "any_success_closes": (AnySuccessClosesStore, [18]),
+    "lax_bool": (LaxBoolStore, [21]),
+    "raise_on_corrupt": (RaiseOnCorruptStore, [22]),
+    "non_atomic_reset": (NonAtomicResetStore, [25]),
+    "shared_namespace": (SharedNamespaceStore, [2]),
+}
+
+
+def mutant_target(name: str) -> StoreTarget:
+    cls, _ = MUTANTS[name]
+    if cls is SharedNamespaceStore:
+        SharedNamespaceStore._shared.clear()
+
+    def make(**kw: Any) -> Any:
+        kw.pop("key_prefix", None)
+        return cls(**kw)
+    return StoreTarget(f"mutant:{name}", make, raw_set=lambda s, b, f: s.raw_set(b, f),
+                       ttl_of=lambda s, b: s.ttl_of(b), third_party=True)

@@ -1,0 +1,82 @@
+"""8 worker processes share one real Redis through the proxy: one probe; a SIGKILLed owner wedges <= lease."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from pytest_cbchaos.breaker import RedisStore
+from pytest_cbchaos.breaker.conformance import workers
+
+pytestmark = pytest.mark.requires_real_redis
+N = 8
+
+
+def _conn(proxy: Any, proc: Any, **kw: Any) -> dict[str, Any]:
+    return {"host": proxy.listen_host, "port": proxy.listen_port, "password": proc.password,
+            "key_prefix": f"mp{uuid.uuid4().hex[:6]}", **kw}
+
+
+def _reap(ps: list[Any]) -> None:
+    for p in ps:
+        if p.is_alive():
+            os.kill(p.pid, signal.SIGKILL)
+        p.join(timeout=10)
+
+
+def test_half_open_admits_exactly_one_probe(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
+                                            cbchaos_redis: Any) -> None:
+    ctx = mp.get_context("spawn")
+    conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc)
+    admin = RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"])
+    admin.force_open("b", 0)  # OPEN, cooldown elapsed
+    barrier, out = ctx.Barrier(N), ctx.Queue()
+    ps = [ctx.Process(target=workers.gate_once, args=(conn, "b", barrier, out)) for _ in range(N)]
+    try:
+        for p in ps:
+            p.start()
+        results = [out.get(timeout=60) for _ in range(N)]
+    finally:
+        _reap(ps)
+    won = [r for r in results if r[0]]
+    assert len(won) == 1 and won[0][1] == "open->half_open", results
+    assert sum(1 for r in results if r[1] == "open->half_open") == 1
+
+
+def test_sigkilled_probe_owner_blocks_at_most_the_lease(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
+                                                        cbchaos_redis: Any) -> None:
+    lease = 1.0
+    ctx = mp.get_context("spawn")
+    conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc, lease=lease)
+    st = RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"], probe_lease_seconds=lease)
+    st.force_open("b", 0)
+    out = ctx.Queue()
+    p = ctx.Process(target=workers.claim_and_hang, args=(conn, "b", out))
+    p.start()
+    try:
+        won, token = out.get(timeout=60)
+        assert won and token
+        os.kill(p.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        p.join(timeout=10)
+    finally:
+        _reap([p])
+    gate_interval, wedge = 0.05, None
+    deadline = killed_at + lease + 5
+    while time.monotonic() < deadline:
+        r = st.try_transition_and_claim_probe("b", None, 60)
+        if r.won:
+            wedge = time.monotonic() - killed_at
+            assert r.label == "half_open_probe_reclaimed"
+            break
+        assert r.record["_reason"] == "probe_busy"
+        time.sleep(gate_interval)
+    assert wedge is not None and wedge <= lease + gate_interval + 0.5, wedge
+    # the dead owner's token is fenced off (CB-17)
+    assert st.release_probe("b", token, "success", recovery_timeout=60)["_reason"] == "stale_token"

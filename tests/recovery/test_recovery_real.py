@@ -1,0 +1,146 @@
+"""Acceptance against real opencode 1.18.33 (issue 7): normal turn, model stall, SIGKILL mid-turn,
+silenced SSE socket, budget exhaustion."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pytest_cbchaos.recovery import RunStatus
+from tests.recovery.harness import Plan
+from tests.recovery.oc_env import OpencodeEnv
+
+
+def wait_for(cond, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.02)  # polling a condition with a deadline
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(120)]
+
+
+def test_normal_turn_completes(oc: OpencodeEnv) -> None:
+    oc.llm.script(Plan(text="hello world", chunks=3, delay=0.05))
+    with oc.runner() as runner:
+        res = runner.run_turn("say hello")
+    assert res.status == RunStatus.OK, res
+    assert res.finish_reason == "stop" and res.idle_confirmed == "sse"
+    assert "hello world" in res.text and "say hello" not in res.text
+    assert res.recoveries_used == 0 and not res.budget_exhausted
+    assert [a.sse_connections for a in res.attempts] == [1]
+    kinds = [h["type"] for h in runner.history]
+    assert kinds.index("subscribe.confirmed") < kinds.index("prompt.sent")  # subscribe before prompt
+
+
+def test_model_stall_detected_and_recovered_by_abort(oc: OpencodeEnv) -> None:
+    stall = 2.0
+    oc.llm.script(Plan(text="partial answer", chunks=2, stall_after=1))
+    with oc.runner(stall_timeout=stall, max_recoveries=2) as runner:
+        res = runner.run_turn("the original prompt 7f3a")
+    assert res.status == RunStatus.OK, res
+    first = res.attempts[0]
+    assert first.verdict == RunStatus.SESSION_STALLED
+    age = first.evidence["last_progress_age_s"]
+    assert stall <= age <= stall + 1.0, first.evidence
+    assert first.sse_connections == 1  # ticks never closed the stream
+    assert first.aborted and res.recoveries_used == 1
+    mains = oc.llm.main_requests()
+    stalled, retried = mains[0], mains[-1]
+    assert stalled.client_closed_at is not None and stalled.client_closed_at <= retried.received_at  # INV-12
+    assert "the original prompt 7f3a" in retried.user_text()  # INV-13
+
+
+def test_sigkill_mid_turn_is_unreachable_fast_and_retried(oc: OpencodeEnv) -> None:
+    oc.llm.script(Plan(text="never finished", chunks=2, stall_after=1))
+    with oc.runner(stall_timeout=10, max_recoveries=1) as runner:
+        import threading
+        out: list = []
+        th = threading.Thread(target=lambda: out.append(runner.run_turn("kill me softly")))
+        th.start()
+        oc.llm.wait_stalled(30)
+        runner.mark_fault()
+        oc.server.kill()
+        th.join(90)
+        assert not th.is_alive()
+    res = out[0]
+    first = res.attempts[0]
+    assert first.verdict == RunStatus.SERVER_UNREACHABLE, first
+    assert first.fault_to_verdict_s is not None and first.fault_to_verdict_s <= 2.0
+    assert res.status == RunStatus.OK and res.recoveries_used == 1, res
+    assert res.attempts[1].generation == first.generation + 1  # type: ignore[operator]
+
+
+def test_silenced_sse_is_replaced_and_final_idle_kept(oc: OpencodeEnv) -> None:
+    oc.llm.script(Plan(text="quiet then done", chunks=2, stall_after=1))
+    with oc.runner(stall_timeout=8, heartbeat_interval=1, sse_silence_timeout=2, idle_poll_interval=0,
+                   sse_connect_timeout=1) as runner:
+        import threading
+        out: list = []
+        th = threading.Thread(target=lambda: out.append(runner.run_turn("silence test")))
+        th.start()
+        oc.llm.wait_stalled(30)
+        toxic = oc.events.add_toxic("timeout", stream="downstream", timeout=0)
+        wait_for(lambda: any(h["type"] == "sse.reconnect" and h.get("cause") == "silence" for h in runner.history),
+                 6, "silence reconnect")
+        oc.llm.release_all()  # the turn finishes while the events plane is silent
+        time.sleep(0.5)  # noqa: fault window length (the idle is published meanwhile), not synchronisation
+        oc.events.remove_toxic(toxic.name)
+        th.join(30)
+        assert not th.is_alive()
+    res = out[0]
+    assert res.status == RunStatus.OK and res.recoveries_used == 0, res
+    assert res.attempts[0].sse_connections >= 2
+    assert "quiet then done" in res.text
+
+
+def test_budget_exhaustion_is_never_success(oc: OpencodeEnv) -> None:
+    oc.llm.script(Plan(text="x", stall_after=0), Plan(text="y", stall_after=0))
+    with oc.runner(stall_timeout=1.5, probe_timeout=0.5, max_recoveries=1) as runner:
+        res = runner.run_turn("stall twice")
+    assert res.status == RunStatus.SESSION_STALLED and res.budget_exhausted, res
+    assert res.recoveries_used == 1 and len(res.attempts) == 2
+    oc.llm.release_all()
+
+
+@pytest.mark.filterwarnings("error::ResourceWarning")
+def test_runner_lifecycles_leave_no_threads_fds_or_consumers(oc: OpencodeEnv) -> None:
+    """INV-11/19 (runner side): each runner's loop thread, sockets and consumers end with close()."""
+    import gc
+    import threading
+
+    import psutil
+
+    from pytest_cbchaos.recovery.runner import CONSUMERS
+
+    me = psutil.Process()
+    with oc.runner() as runner:
+        assert runner.run_turn("baseline").status == RunStatus.OK
+    gc.collect()
+    fds, threads = me.num_fds(), threading.active_count()
+    for i in range(4):
+        oc.llm.script(Plan(text=f"round {i}", chunks=2))
+        with oc.runner() as runner:
+            assert runner.run_turn(f"round {i}").status == RunStatus.OK
+        assert CONSUMERS.live() == {}
+    gc.collect()
+    wait_for(lambda: threading.active_count() <= threads, 5, "runner threads to end")
+    assert abs(me.num_fds() - fds) <= 2, (fds, me.num_fds())
+
+
+def test_restart_leaves_no_process_of_the_replaced_generation(oc: OpencodeEnv) -> None:
+    """INV-19: the generation replaced by a recovery restart is gone (group and pid)."""
+    import os
+
+    oc.llm.script(Plan(text="stuck", chunks=2, stall_after=1))
+    old_pid = oc.server.pid
+    with oc.runner(stall_timeout=2, max_recoveries=1, abort_grace=0.3) as runner:
+        runner.core.should_abort = lambda: False  # force the restart path
+        res = runner.run_turn("restart me")
+    assert res.status == RunStatus.OK and res.recoveries_used == 1, res
+    assert oc.server.pid != old_pid
+    with pytest.raises(ProcessLookupError):
+        os.killpg(old_pid, 0)  # type: ignore[arg-type]

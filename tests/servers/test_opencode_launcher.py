@@ -1,0 +1,369 @@
+"""The opencode launcher: fast checks with fake binaries, and real ``opencode serve`` (marked slow)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pytest_cbchaos.servers import mockllm as m
+from pytest_cbchaos.servers.mockllm import MockLLM
+from pytest_cbchaos.servers.opencode import (INSTALL_HINT, Liveness, OpencodeBinary, OpencodeNotFound,
+                                             OpencodeServer, OpencodeStartError, find_opencode)
+from pytest_cbchaos.servers.opencode_config import build_config, build_env
+
+PROMPT = {"providerID": "cbchaos", "modelID": "mock"}
+
+
+def _fake_binary(tmp_path: Path, body: str) -> OpencodeBinary:
+    path = tmp_path / "fake-opencode"
+    path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return OpencodeBinary(path, "fake")
+
+
+# -- fast: config, discovery, start errors --------------------------------------------------------------
+def test_config_points_at_provider_and_merges_extra() -> None:
+    cfg = build_config("http://127.0.0.1:1234/v1", "k", {"provider": {"cbchaos": {"options": {"timeout": 5}}},
+                                                         "permission": {"bash": "deny"}})
+    prov = cfg["provider"]["cbchaos"]
+    assert prov["npm"] == "@ai-sdk/openai-compatible"
+    assert prov["options"] == {"baseURL": "http://127.0.0.1:1234/v1", "apiKey": "k", "timeout": 5}
+    assert cfg["model"] == "cbchaos/mock" and cfg["autoupdate"] is False and cfg["share"] == "disabled"
+    assert cfg["permission"] == {"bash": "deny"}
+    with pytest.raises(ValueError, match="provider_url='https://api.openai.com/v1'.*loopback"):
+        build_config("https://api.openai.com/v1")
+
+
+def test_child_env_is_an_allow_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENCODE_CONFIG", "/home/me/.opencode.json")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-real")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    env = build_env(tmp_path, "opencode", "pw")
+    assert "OPENCODE_CONFIG" not in env and "OPENAI_API_KEY" not in env
+    assert env["HTTPS_PROXY"] == "http://127.0.0.1:9" and "127.0.0.1" in env["NO_PROXY"]  # offline by default
+    assert "HTTPS_PROXY" not in build_env(tmp_path, "opencode", "pw", offline=False)
+    assert env["HOME"] == str(tmp_path / "home") and env["XDG_DATA_HOME"] == str(tmp_path / "data")
+    assert env["OPENCODE_SERVER_PASSWORD"] == "pw" and env["OPENCODE_DISABLE_AUTOUPDATE"] == "1"
+
+
+def test_explicit_missing_binary_names_install_command(tmp_path: Path) -> None:
+    with pytest.raises(OpencodeNotFound) as exc:
+        find_opencode(tmp_path / "nope")
+    assert "npm install --prefix .cbchaos-node opencode-ai@1.18.33" in str(exc.value)
+    assert "./scripts/setup" in INSTALL_HINT
+
+
+def test_early_exit_error_quotes_log_tail(tmp_path: Path) -> None:
+    fake = _fake_binary(tmp_path, """
+        import sys
+        print("cbchaos-fake: database is locked at /x/opencode.db", flush=True)
+        sys.exit(3)
+    """)
+    server = OpencodeServer(root=tmp_path / "srv", provider_url="http://127.0.0.1:9/v1", binary=fake,
+                            startup_timeout=5)
+    with pytest.raises(OpencodeStartError) as exc:
+        server.start()
+    msg = str(exc.value)
+    assert "database is locked" in msg and "exit status: 3" in msg and "last 30 log lines" in msg
+    assert str(tmp_path / "srv" / "logs") in msg and "serve --hostname 127.0.0.1" in msg
+    assert server.generation == 3  # retried on new ports, at most 3 spawns
+    assert all("requested_stop=False" in p.read_text() for p in server.log_paths)
+    server.stop()
+
+
+def test_readiness_timeout_quotes_log_tail(tmp_path: Path) -> None:
+    fake = _fake_binary(tmp_path, """
+        import time
+        print("cbchaos-fake: still loading plugins", flush=True)
+        for _ in range(600):
+            time.sleep(0.1)
+    """)
+    server = OpencodeServer(root=tmp_path / "srv", provider_url="http://127.0.0.1:9/v1", binary=fake,
+                            startup_timeout=0.5)
+    with pytest.raises(OpencodeStartError, match="(?s)not ready after 0.5s.*still loading plugins"):
+        server.start()
+    assert server.liveness() is Liveness.DEAD
+    server.stop()
+
+
+def test_401_from_health_fails_at_once_saying_password(tmp_path: Path) -> None:
+    fake = _fake_binary(tmp_path, """
+        import sys
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(401); self.send_header("Content-Length", "0"); self.end_headers()
+            def log_message(self, *a):
+                pass
+        HTTPServer(("127.0.0.1", port), H).serve_forever()
+    """)
+    server = OpencodeServer(root=tmp_path / "srv", provider_url="http://127.0.0.1:9/v1", binary=fake,
+                            startup_timeout=10)
+    with pytest.raises(OpencodeStartError, match="401.*OPENCODE_SERVER_PASSWORD did not reach the server"):
+        server.start()
+    assert server.liveness() is Liveness.DEAD
+    server.stop()
+
+
+def test_missing_opencode_skips_with_install_hint_or_fails_under_ci(pytester: pytest.Pytester,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.makeconftest("from pytest_cbchaos.fixtures_opencode import *  # noqa\n"
+                          "from pytest_cbchaos.fixtures_opencode import _cbchaos_opencode_hygiene  # noqa\n")
+    pytester.makepyfile("def test_it(cbchaos_opencode):\n    pass\n")
+    broken = pytester.path / "broken-opencode"  # exists but does not run: no fallback to another opencode
+    broken.write_text("#!/bin/sh\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("CBCHAOS_OPENCODE_BIN", str(broken))
+    monkeypatch.delenv("CI", raising=False)
+    res = pytester.runpytest("-rs", "-p", "no:cacheprovider")
+    res.assert_outcomes(skipped=1)
+    res.stdout.fnmatch_lines(["*npm install --prefix .cbchaos-node opencode-ai@1.18.33*"])
+    monkeypatch.setenv("CI", "true")
+    res = pytester.runpytest("-p", "no:cacheprovider")
+    res.assert_outcomes(errors=1)
+    res.stdout.fnmatch_lines(["*required: CI is set*"])
+
+
+FAKE_SERVE = """
+import json, subprocess, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port = int(sys.argv[sys.argv.index("--port") + 1])
+# a "tool call" child in its own session, as opencode's bash tool may leave behind
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+class H(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"healthy": True, "version": "fake"}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+print("fake opencode listening", flush=True)
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+def test_lifecycle_with_fake_server(tmp_path: Path) -> None:
+    """restart (new port by default, same port on request), pause/kill liveness, journal, descendants killed."""
+    import psutil
+
+    from pytest_cbchaos.faults.journal import FaultJournal
+
+    journal = FaultJournal()
+    server = OpencodeServer(root=tmp_path / "srv", provider_url="http://127.0.0.1:9/v1",
+                            binary=_fake_binary(tmp_path, FAKE_SERVE), startup_timeout=10, stop_grace=0.5,
+                            journal=journal, warm=False)
+    with server:
+        assert server.version == "fake" and server.liveness() is Liveness.ALIVE and server.pgid == server.pid
+        port = server.port
+        kids = []
+        deadline = time.monotonic() + 5
+        while not kids and time.monotonic() < deadline:
+            kids = psutil.Process(server.pid).children(recursive=True)
+            time.sleep(0.02)  # waiting for the fake's child to spawn, bounded
+        assert kids and os.getpgid(kids[0].pid) != server.pgid  # outside the server's group
+        server.pause()
+        assert server.liveness() is Liveness.STOPPED
+        server.resume()
+        assert server.liveness() is Liveness.ALIVE
+        server.restart()  # default: new port
+        assert server.port != port and server.generation == 2
+        assert not kids[0].is_running() or kids[0].status() == psutil.STATUS_ZOMBIE
+        port = server.port
+        server.kill()
+        assert server.liveness() is Liveness.DEAD
+        server.restart(same_port=True)
+        assert server.port == port and server.generation == 3 and server.health()["healthy"]
+        first, second = server.log_paths[0].read_text(), server.log_paths[1].read_text()
+        assert "requested_stop=True" in first and "fake opencode listening" in first
+        assert "signal SIGKILL requested_stop=False" in second
+    assert server.liveness() is Liveness.DEAD
+    assert "requested_stop=True" in server.log_paths[2].read_text()
+    kinds = [w.kind for w in journal.windows()]
+    assert kinds == ["pause", "restart", "kill", "restart"]
+    pause = journal.windows()[0]
+    assert pause.end_ns is not None and pause.end_ns >= pause.start_ns
+    server.stop()  # idempotent
+
+
+# -- real opencode -----------------------------------------------------------------------------------
+def _turn(server: OpencodeServer, text: str, base_url: str | None = None) -> dict:
+    with server.client(timeout=60, base_url=base_url) as c:
+        sid = c.post("/session", json={}).json()["id"]
+        assert sid.startswith("ses_")
+        r = c.post(f"/session/{sid}/message", json={**PROMPT, "parts": [{"type": "text", "text": text}]})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+
+@pytest.mark.slow
+def test_normal_turn_completes_with_mock_tokens(cbchaos_opencode: OpencodeServer, cbchaos_mock_llm: MockLLM) -> None:
+    server = cbchaos_opencode
+    assert server.health()["version"] == "1.18.33" and server.health()["healthy"] is True
+    assert httpx.get(server.base_url + "/global/health", timeout=5).status_code == 401
+    cbchaos_mock_llm.script("main", [m.tokens(["Hel", "lo ", "from ", "the mock"], delay=0.02)])
+    reply = _turn(server, "please greet cbchaos-1")
+    texts = [p.get("text") for p in reply["parts"] if p["type"] == "text"]
+    assert texts == ["Hello from the mock"]
+    finish = [p for p in reply["parts"] if p["type"] == "step-finish"]
+    assert finish and finish[-1]["reason"] == "stop"
+    assert reply["info"]["finish"] == "stop" and reply["info"]["time"].get("completed")
+    assert cbchaos_mock_llm.last_user_text("main") == "please greet cbchaos-1"
+    assert server.busy_sessions() == {}
+    # isolation: allow-listed env, private HOME, no inherited OPENCODE_* (read from the live child)
+    env = dict(line.split("=", 1) for line in
+               Path(f"/proc/{server.pid}/environ").read_text().split("\0") if "=" in line)
+    assert env["HOME"] == str(server.root / "home") and env["OPENCODE_SERVER_PASSWORD"] == server.password
+    assert {k for k in env if k.startswith("OPENCODE_")} <= {
+        "OPENCODE_SERVER_USERNAME", "OPENCODE_SERVER_PASSWORD", "OPENCODE_DISABLE_AUTOUPDATE",
+        "OPENCODE_DISABLE_MODELS_FETCH", "OPENCODE_DISABLE_LSP_DOWNLOAD"}
+    # offline: no npm install of config-dir dependencies into the private dirs
+    assert not (server.root / "config" / "opencode" / "node_modules").exists()
+    assert not (server.root / "home" / ".npm").exists()
+    # the parent never holds a log handle
+    assert not [f for f in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{f}").startswith(str(server.log_dir))]
+
+
+@pytest.mark.slow
+def test_restart_same_port_keeps_port_and_password(cbchaos_opencode: OpencodeServer, cbchaos_mock_llm: MockLLM) -> None:
+    server = cbchaos_opencode
+    port, gen, password, old_pid = server.port, server.generation, server.password, server.pid
+    server.pause()
+    assert server.liveness() is Liveness.STOPPED
+    server.restart(same_port=True)  # a stopped group is stopped too (SIGTERM + SIGCONT, then SIGKILL)
+    assert server.port == port and server.generation == gen + 1 and server.password == password
+    assert server.pid != old_pid and server.liveness() is Liveness.ALIVE
+    previous = server.log_paths[-2].read_text()
+    assert f"generation={gen} pid={old_pid}" in previous and "requested_stop=True" in previous
+    assert server.log_path.name == f"opencode.g{gen + 1}.log"
+    assert [f.kind for f in server.faults][-2:] == ["pause", "restart"]
+    assert server.health()["healthy"]
+
+
+@pytest.mark.slow
+def test_planes_through_fault_proxy_follow_restarts(cbchaos_opencode_proxy, cbchaos_mock_llm: MockLLM) -> None:
+    proxied = cbchaos_opencode_proxy
+    assert proxied.base_url != proxied.direct_url and proxied.events_url != proxied.base_url
+    cbchaos_mock_llm.script("main", [m.text("through the proxy")])
+    reply = _turn(proxied.server, "proxied turn", base_url=proxied.base_url)
+    assert [p.get("text") for p in reply["parts"] if p["type"] == "text"] == ["through the proxy"]
+    with httpx.Client(auth=proxied.auth, headers={"x-opencode-directory": str(proxied.project_dir)},
+                      timeout=httpx.Timeout(10, read=10)) as c:
+        with c.stream("GET", proxied.events_url + "/event") as r:
+            first = next(line for line in r.iter_lines() if line.startswith("data:"))
+    assert '"server.connected"' in first
+    # after a restart on a new port the proxies are re-pointed (restart() = server.restart() + sync_upstream())
+    proxied.control._update({"upstream": "127.0.0.1:9"})
+    proxied.sync_upstream()
+    assert proxied.control.upstream == proxied.events.upstream == f"127.0.0.1:{proxied.server.port}"
+    r = httpx.get(proxied.base_url + "/global/health", auth=proxied.auth, timeout=10)
+    assert r.status_code == 200 and r.json()["healthy"]
+
+
+ORPHAN_TEST = '''
+import json, os
+import pytest
+from pytest_cbchaos.servers import mockllm as m
+
+def test_turn(cbchaos_opencode, cbchaos_mock_llm):
+    import psutil
+    server = cbchaos_opencode
+    kids = [p.pid for p in psutil.Process(server.pid).children(recursive=True)]
+    with open(os.environ["CBCHAOS_TEST_OUT"], "w") as fh:
+        json.dump({"pids": [server.pid, *kids], "logs": str(server.log_dir)}, fh)
+'''
+
+
+@pytest.mark.slow
+def test_no_orphans_or_open_logs_after_session(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    import json
+
+    import psutil
+
+    pytester.makeconftest("from pytest_cbchaos.fixtures_opencode import *  # noqa\n"
+                          "from pytest_cbchaos.fixtures_opencode import _cbchaos_opencode_hygiene  # noqa\n")
+    pytester.makepyfile(ORPHAN_TEST)
+    out = tmp_path / "out.json"
+    os.environ["CBCHAOS_TEST_OUT"] = str(out)
+    try:
+        res = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
+    finally:
+        del os.environ["CBCHAOS_TEST_OUT"]
+    res.assert_outcomes(passed=1)
+    data = json.loads(out.read_text())
+    alive = []
+    for pid in data["pids"]:
+        try:
+            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                alive.append(pid)
+        except psutil.Error:
+            pass
+    assert alive == [], f"opencode processes survived the session: {alive}"
+    holders = []
+    for proc in psutil.process_iter():
+        try:
+            for f in proc.open_files():
+                if f.path.startswith(data["logs"]):
+                    holders.append((proc.pid, f.path))
+        except psutil.Error:
+            continue
+    assert holders == []
+    logs = sorted(Path(data["logs"]).glob("opencode.g*.log"))
+    assert len(logs) == 1 and "--- cbchaos exit:" in logs[0].read_text() and "requested_stop=True" in logs[0].read_text()
+
+
+KILLED_SCRIPT = """
+import json, sys, tempfile, time
+from pathlib import Path
+from pytest_cbchaos.servers.opencode import OpencodeServer
+server = OpencodeServer(root=Path(tempfile.mkdtemp()), provider_url="http://127.0.0.1:9/v1", warm=False).start()
+Path(sys.argv[1]).write_text(json.dumps([server.pid]))
+time.sleep(120)
+"""
+
+
+@pytest.mark.slow
+def test_sigkilled_owner_leaves_no_opencode(tmp_path: Path) -> None:
+    """Orphan protection: the owning Python process is SIGKILLed; the server group dies within 5 s."""
+    import json
+    import subprocess
+    import time
+
+    import psutil
+
+    out = tmp_path / "pid.json"
+    script = tmp_path / "owner.py"
+    script.write_text(KILLED_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[2]))
+    try:
+        deadline = time.monotonic() + 60
+        while not out.exists() or not out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, "owner never started opencode"
+            time.sleep(0.1)  # polling for the owner's marker file, bounded
+        [pid] = json.loads(out.read_text())
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                gone = psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                gone = True
+            if gone:
+                break
+            assert time.monotonic() < deadline, f"opencode {pid} survived its owner's SIGKILL by 5 s"
+            time.sleep(0.05)  # polling for the reaper, bounded
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

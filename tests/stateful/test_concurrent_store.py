@@ -1,0 +1,128 @@
+"""The concurrent breaker-store test: catches three non-atomic mutants, passes InMemoryStore,
+handles SIGKILLed process workers, and passes RedisStore on real Redis through the proxy with
+faults over >= 10,000 operations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+
+from pytest_cbchaos.breaker.store import InMemoryStore
+from pytest_cbchaos.linearizability import LinearizabilityViolation
+from pytest_cbchaos.stateful import (ConcurrentConfig, ConcurrentProgram, ProxyFaults, Round,
+                                     RunStats, concurrent_store_test, run_and_check)
+from pytest_cbchaos.stateful.store_commands import Command
+from pytest_cbchaos.testing.breaker_mutants import BlindClaimStore, StateOnlyCasStore
+from pytest_cbchaos.testing.linearizability_mutants import NonAtomicFailureCountStore, widen
+
+from _store_factories import RedisFactory
+
+MUTANT_SETTINGS = settings(max_examples=100, deadline=None, database=None,
+                           suppress_health_check=list(HealthCheck))
+
+
+def _shared(store):
+    return lambda worker, clock: store
+
+
+def _mutant_cfg(tmp_path: Path, **kw) -> ConcurrentConfig:
+    base = dict(workers=4, backends=1, max_rounds=2, max_cmds=4, faults=(), artifacts_dir=tmp_path,
+                lease=3600.0)
+    base.update(kw)
+    return ConcurrentConfig(**base)
+
+
+@pytest.mark.parametrize("make,weights", [
+    (lambda: NonAtomicFailureCountStore(probe_lease_seconds=3600.0),
+     {"record_failure": 8, "get_state": 3}),
+    (lambda: widen(StateOnlyCasStore(probe_lease_seconds=3600.0)),
+     {"gate": 6, "force_open": 4, "record_failure": 3}),
+    (lambda: widen(BlindClaimStore(probe_lease_seconds=3600.0)),
+     {"gate": 8, "record_failure": 3}),
+], ids=["nonatomic-failure-count", "cas-state-only", "blind-probe-claim"])
+def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights) -> None:
+    cfg = _mutant_cfg(tmp_path, command_weights=weights)
+    test = concurrent_store_test(_shared(make()), cfg, settings=MUTANT_SETTINGS)
+    with pytest.raises(LinearizabilityViolation) as ei:
+        test()
+    artifacts = ei.value.artifacts
+    assert Path(artifacts["timeline"]).exists() and Path(artifacts["history"]).exists()
+    assert "first unplaceable op" in str(ei.value)
+
+
+def test_inmemory_store_is_linearizable_with_skew_and_thread_kills(tmp_path: Path) -> None:
+    stats = RunStats()
+    cfg = ConcurrentConfig(workers=4, backends=2, max_rounds=3, faults=("sigkill", "skew"),
+                           fault_probability=0.5, artifacts_dir=tmp_path)
+    store = InMemoryStore(probe_lease_seconds=3600.0)
+    test = concurrent_store_test(_shared(store), cfg, stats=stats,
+                                 settings=settings(max_examples=30, deadline=None,
+                                                   suppress_health_check=list(HealthCheck)))
+    test()
+    assert stats.examples >= 1 and stats.verdicts.get("illegal", 0) == 0
+
+
+def _kill_program() -> ConcurrentProgram:
+    fail = Command("record_failure", 0, {"failure_threshold": 2, "recovery_timeout": 0.001})
+    gate = Command("gate", 0, {})
+    from pytest_cbchaos.stateful.concurrent import FaultAction
+    r0 = Round(((fail, gate, fail), (gate, fail), (fail, gate, gate)),
+               (FaultAction("sigkill", 1, 1),))
+    r1 = Round(((gate, Command("get_state", 0, {})), (fail, gate), (gate,)))
+    return ConcurrentProgram((fail,), (r0, r1), seed=7)
+
+
+def test_process_worker_sigkilled_mid_op_yields_info(tmp_path: Path) -> None:
+    cfg = ConcurrentConfig(workers=3, mode="processes", backends=1, artifacts_dir=tmp_path,
+                           time_source="client")
+    stats = RunStats()
+    factory = InMemoryPerProcess()
+    # each process has its own in-memory store: only the per-process histories are meaningful,
+    # so check the Redis-backed variant below for cross-process semantics; here: the plumbing.
+    result = None
+    try:
+        result = run_and_check(_kill_program(), factory, cfg, stats=stats)
+    except LinearizabilityViolation:
+        pass  # separate stores per process are not one object; the point is the :info op
+    assert stats.crashed >= 1
+
+
+class InMemoryPerProcess:
+    def __call__(self, worker, clock):
+        return InMemoryStore(probe_lease_seconds=3600.0)
+
+
+def test_process_workers_on_real_redis_with_sigkill(tmp_path: Path, cbchaos_redis_proc,
+                                                    cbchaos_redis_proxy) -> None:
+    factory = RedisFactory(cbchaos_redis_proxy.listen_host, cbchaos_redis_proxy.listen_port,
+                           cbchaos_redis_proc.password)
+    cfg = ConcurrentConfig(workers=3, mode="processes", backends=1, artifacts_dir=tmp_path,
+                           time_source="server")
+    stats = RunStats()
+    result = run_and_check(_kill_program(), factory, cfg, stats=stats)
+    assert result.verdict.value == "ok"
+    assert stats.crashed >= 1
+    crashed = [op for op in result.ops if op.status == "info"]
+    assert crashed and all(op.error for op in crashed)
+
+
+def test_redis_store_linearizable_under_faults_10k_ops(tmp_path: Path, cbchaos_redis_proc,
+                                                       cbchaos_redis_proxy, cbchaos_faults) -> None:
+    factory = RedisFactory(cbchaos_redis_proxy.listen_host, cbchaos_redis_proxy.listen_port,
+                           cbchaos_redis_proc.password)
+    stats = RunStats()
+    cfg = ConcurrentConfig(workers=4, backends=2, min_rounds=36, max_rounds=36, min_cmds=5,
+                           max_cmds=5, max_prefix=2, rounds_per_key=3,
+                           faults=("latency", "reset_peer", "down", "sigkill"),
+                           fault_probability=0.25, time_source="server", artifacts_dir=tmp_path,
+                           round_timeout=20.0)
+    test = concurrent_store_test(factory, cfg, stats=stats,
+                                 faults=lambda: ProxyFaults(cbchaos_faults, cbchaos_redis_proxy),
+                                 settings=settings(max_examples=15, deadline=None, database=None,
+                                                   derandomize=True, phases=[Phase.generate],
+                                                   suppress_health_check=list(HealthCheck)))
+    test()
+    assert stats.verdicts.get("illegal", 0) == 0
+    assert stats.ops >= 10_000, stats

@@ -1,0 +1,43 @@
+"""Stream test harness: real Redis (the kit's `cbchaos_redis_proc`) behind two fault proxies,
+`redis-producer` and `redis-consumer`, so a fault hits one side only."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import redis.asyncio as aioredis
+
+sys.path.insert(0, str(Path(__file__).parent))
+from netfault import FaultProxy  # noqa: E402
+
+
+@pytest.fixture
+def stream_proxies(cbchaos_redis_proc: Any) -> Iterator[dict[str, FaultProxy]]:
+    up = (cbchaos_redis_proc.host, cbchaos_redis_proc.port)
+    proxies = {"producer": FaultProxy(up, "redis-producer"), "consumer": FaultProxy(up, "redis-consumer")}
+    yield proxies
+    for p in proxies.values():
+        p.close()
+
+
+def client_for(proc: Any, proxy: FaultProxy | None = None, **kw: Any) -> aioredis.Redis:
+    host, port = (proxy.listen_host, proxy.listen_port) if proxy else (proc.host, proc.port)
+    kw.setdefault("socket_timeout", 2.0)
+    kw.setdefault("socket_connect_timeout", 1.0)
+    return aioredis.Redis(host=host, port=port, password=proc.password, **kw)
+
+
+@pytest.fixture
+def run() -> Any:
+    """Run a coroutine to completion in a fresh loop, with a hard bound."""
+
+    def _run(coro: Any, timeout: float = 30.0) -> Any:
+        async def bounded() -> Any:
+            return await asyncio.wait_for(coro, timeout)
+        return asyncio.run(bounded())
+
+    return _run
