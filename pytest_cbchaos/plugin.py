@@ -9,6 +9,7 @@ from pytest_cbchaos.settings import OPTIONS, flag, get_settings
 pytest_plugins = [
     "pytest_cbchaos.fixtures",
     "pytest_cbchaos.fixtures_history",
+    "pytest_cbchaos.fixtures_adapters",
     "pytest_cbchaos.scenario.pytest_hooks",
     "pytest_cbchaos.report.pytest_hooks",
 ]
