@@ -27,7 +27,7 @@ from .errors import (StoreConfigError, StoreContentionError, StoreDataError, Sto
                      StoreIndeterminateError, StoreUnavailableError)
 from .record import FIELDS, STATES, Record, decode, encode
 from .store import (ClaimResult, OpIds, check_backend, check_lease, check_now, check_open_for, check_outcome,
-                    check_recovery, check_threshold, check_token, check_ttl, check_updates, claim_result, reply,
+                    check_recovery, check_threshold, check_token, check_ttl, check_updates, reply,
                     resolve_op_id)
 
 LUA_DIR = Path(__file__).parent / "lua"

@@ -9,7 +9,7 @@ every listed check fails on its mutant, so a check that cannot fail is itself ca
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from pytest_cbchaos.breaker import kernel
 from pytest_cbchaos.breaker.conformance import StoreTarget

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator
+from typing import Iterator
 
 import fakeredis
 import pytest
 
 from pytest_cbchaos.breaker.conformance import StoreTarget, memory_target, redis_target
 
-pytest_plugins = ["pytest_cbchaos.fixtures_breaker"]
 
 TARGETS = ("memory", "fakeredis-lua", "fakeredis-nolua", "redis-proxy", "redis-proxy-fallback")
 

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..record import CODEC_VECTORS, encode
+from ..record import CODEC_VECTORS
 
 
 class InvariantViolation(AssertionError):
