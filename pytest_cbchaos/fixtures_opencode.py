@@ -72,9 +72,16 @@ def cbchaos_mock_llm_server() -> Iterator[MockLLM]:
     mock.stop()
 
 
+def _uses_opencode(request: pytest.FixtureRequest) -> bool:
+    return any(n in request.fixturenames for n in ("cbchaos_opencode", "cbchaos_opencode_proxy"))
+
+
 @pytest.fixture
-def cbchaos_mock_llm(cbchaos_mock_llm_server: MockLLM) -> Iterator[MockLLM]:
-    """Scriptable OpenAI-compatible provider, reset after the test."""
+def cbchaos_mock_llm(request: pytest.FixtureRequest, cbchaos_mock_llm_server: MockLLM) -> Iterator[MockLLM]:
+    """Scriptable OpenAI-compatible provider, reset after the test.
+
+    Teardown releases every gate and checks that no request stays open (with opencode in the test, that
+    check runs after the server's busy sessions were aborted, in the hygiene fixture)."""
     mock = cbchaos_mock_llm_server
     mock.reset()
     mock.strict = False
@@ -87,6 +94,15 @@ def cbchaos_mock_llm(cbchaos_mock_llm_server: MockLLM) -> Iterator[MockLLM]:
         mock.reset()
         pytest.fail(f"mock LLM (strict) got unscripted requests: {[(r.seq, r.kind) for r in unexpected]}",
                     pytrace=False)
+    if not _uses_opencode(request):
+        _check_mock_idle(mock)
+
+
+def _check_mock_idle(mock: MockLLM, timeout: float = 5.0) -> None:
+    try:
+        mock.wait_idle(timeout)
+    except TimeoutError as exc:
+        pytest.fail(f"mock LLM teardown: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -105,7 +121,8 @@ def cbchaos_opencode(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempP
     try:
         yield server
     finally:
-        pytestconfig.stash.__delitem__(_SERVER_KEY) if _SERVER_KEY in pytestconfig.stash else None
+        if _SERVER_KEY in pytestconfig.stash:
+            del pytestconfig.stash[_SERVER_KEY]
         server.stop()
 
 
@@ -131,10 +148,13 @@ def _cbchaos_opencode_hygiene(request: pytest.FixtureRequest) -> Iterator[None]:
     if "cbchaos_opencode" not in names and "cbchaos_opencode_proxy" not in names:
         return
     server = request.config.stash.get(_SERVER_KEY, None)
+    mock = request.getfixturevalue("cbchaos_mock_llm_server") if "cbchaos_mock_llm_server" in names else None
+    if mock is not None:
+        mock.release_all()
     if server is not None:
-        if "cbchaos_mock_llm_server" in names:
-            request.getfixturevalue("cbchaos_mock_llm_server").release_all()
         leave_clean(server)
+    if mock is not None:
+        _check_mock_idle(mock)
 
 
 class OpencodeProxied:

@@ -5,6 +5,7 @@ API summary (stable)::
     mock = MockLLM(strict=False, require_key=True)   # or: with MockLLM() as mock:
     mock.start()                    # aiohttp app in its own event-loop thread, 127.0.0.1:<allocated port>
     mock.base_url                   # "http://127.0.0.1:<port>/v1"; mock.host, mock.port, mock.api_key
+    api_key_for(mock.base_url)      # the key of a mock running in this process (launcher default)
     mock.script("main", [text("hello", chunks=3, delay=0.05)])   # FIFO per matcher
     mock.script("title", [http_error(429, retry_after=1)], times=2)
     mock.script(lambda body: "secret" in json.dumps(body), [stall_forever()])
@@ -52,6 +53,14 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 
 MODEL_ID = "mock"
 _POLL_S = 0.05
+
+
+_LIVE_KEYS: dict[str, str] = {}  # base_url -> api_key of mocks running in this process
+
+
+def api_key_for(base_url: str) -> str | None:
+    """The key of the mock serving ``base_url`` in this process (lets a launcher fill in its provider key)."""
+    return _LIVE_KEYS.get(base_url.rstrip("/"))
 
 
 class MockLLMError(RuntimeError):
@@ -315,6 +324,7 @@ class MockLLM:
         if errors or self._runner is None:
             self._shutdown_loop()
             raise MockLLMError(f"mock LLM could not bind 127.0.0.1:{self.port}: {errors[0] if errors else 'timeout'}")
+        _LIVE_KEYS[self.base_url] = self.api_key
         return self
 
     async def _serve(self) -> None:
@@ -361,6 +371,7 @@ class MockLLM:
         self._loop = self._thread = None
         self._runner = None
         if self._lease is not None:
+            _LIVE_KEYS.pop(self.base_url, None)
             self._lease.release()
             self._lease = None
 
@@ -811,7 +822,7 @@ class _Disconnected(Exception):
 
 
 __all__ = [
-    "Gate", "MockLLM", "MockLLMError", "MockLLMLeak", "RequestRecord", "Script", "Step",
+    "Gate", "MockLLM", "api_key_for", "MockLLMError", "MockLLMLeak", "RequestRecord", "Script", "Step",
     "disconnect", "finish", "http_error", "malformed", "stall", "stall_forever", "text", "tokens", "tool_call",
     "ttfb",
 ]

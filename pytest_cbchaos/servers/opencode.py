@@ -4,7 +4,8 @@ API summary (stable)::
 
     found = find_opencode(explicit=None, rootdir=None)   # -> OpencodeBinary(path, version) | None
     require_opencode(explicit=None, rootdir=None)        # -> OpencodeBinary or raises OpencodeNotFound (install hint)
-    server = OpencodeServer(root=tmp_dir, provider_url=mock.base_url, provider_key=mock.api_key,
+    server = OpencodeServer(root=tmp_dir, provider_url=mock.base_url, provider_key=None,  # None: key of the
+                            # MockLLM serving provider_url in this process, else "x"; pass it behind a proxy
                             binary=None, config_extra=None, startup_timeout=30.0, stop_grace=3.0,
                             log_level="INFO", port_range=(20000, 32767), journal=None, warm=True, offline=True)
                             # warm: after health, one directory-scoped request loads the project instance
@@ -50,6 +51,7 @@ from typing import Any, Mapping
 import httpx
 import psutil
 
+from pytest_cbchaos.servers.mockllm import api_key_for
 from pytest_cbchaos.servers.opencode_config import PRIVATE_DIRS, build_config, build_env
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
@@ -227,6 +229,24 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
+TAG_ENV = "CBCHAOS_SERVER_TAG"
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Live processes whose environment carries ``CBCHAOS_SERVER_TAG=<tag>`` (inherited by every descendant,
+    including tool-call subprocesses that left the server's group or were orphaned by a SIGKILL)."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(TAG_ENV) == tag:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
 def _pid_running(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -248,7 +268,7 @@ class FaultRecord:
 class OpencodeServer:
     """One logical opencode server: private dirs and password kept across generations."""
 
-    def __init__(self, *, root: Path | str, provider_url: str, provider_key: str = "x",
+    def __init__(self, *, root: Path | str, provider_url: str, provider_key: str | None = None,
                  binary: str | os.PathLike[str] | OpencodeBinary | None = None,
                  config_extra: Mapping[str, Any] | None = None, startup_timeout: float = 30.0,
                  stop_grace: float = 3.0, log_level: str = "INFO", port_range: tuple[int, int] = DEFAULT_RANGE,
@@ -266,7 +286,8 @@ class OpencodeServer:
             self.binary = require_opencode(binary, rootdir)
         self.root = Path(root)
         self.provider_url = provider_url
-        self.provider_key = provider_key
+        # default: the key of a MockLLM serving provider_url in this process (pass it when a proxy sits between)
+        self.provider_key = provider_key or api_key_for(provider_url) or "x"
         self.config_extra = dict(config_extra or {})
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
@@ -288,6 +309,7 @@ class OpencodeServer:
         self._requested_stop = False
         self._unauthorized = False
         self._pause_window: Any = None
+        self._uid = secrets.token_hex(8)
         self._atexit = False
         for d in PRIVATE_DIRS:
             (self.root / d).mkdir(parents=True, exist_ok=True)
@@ -397,8 +419,9 @@ class OpencodeServer:
             if self._lease is None:
                 self._lease = allocate_port(self.port_range)
             self.generation += 1
+            tag = f"{self._uid}.g{self.generation}"
             proc = ManagedProcess(f"opencode.g{self.generation}", self._argv(self._lease.port), log_dir=self.log_dir,
-                                  env=env, cwd=self.project_dir, ready=self._ready,
+                                  env={**env, TAG_ENV: tag}, cwd=self.project_dir, ready=self._ready,
                                   startup_timeout=self.startup_timeout, graceful_stop=self._graceful,
                                   stop_timeout=self.stop_grace)
             self._proc = proc
@@ -463,8 +486,12 @@ class OpencodeServer:
         listed = _descendants(pid)
         requested = proc.alive
         proc.stop()  # graceful hook, wait stop_grace, SIGKILL group, reap
+        tag = proc.env.get(TAG_ENV)
+        strays = tagged_processes(tag) if tag else []
+        listed = sorted(set(listed) | set(strays))
         for child in listed:
             try:
+                os.kill(child, _signal.SIGCONT)
                 os.kill(child, _signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
@@ -673,7 +700,7 @@ class OpencodeServer:
         return busy
 
 
-def start_opencode(*, provider_url: str, workdir: Path | str, provider_key: str = "x", **kw: Any) -> OpencodeServer:
+def start_opencode(*, provider_url: str, workdir: Path | str, provider_key: str | None = None, **kw: Any) -> OpencodeServer:
     """Create and start a server rooted at ``workdir``."""
     return OpencodeServer(root=workdir, provider_url=provider_url, provider_key=provider_key, **kw).start()
 

@@ -301,3 +301,14 @@ def test_usable_from_asyncio(mock: MockLLM) -> None:
         return raw
 
     assert content(frames(asyncio.run(main()))) == "xy"
+
+
+def test_api_key_registry_for_launchers() -> None:
+    mock = MockLLM().start()
+    try:
+        assert m.api_key_for(mock.base_url) == mock.api_key
+        assert m.api_key_for(mock.base_url + "/") == mock.api_key
+    finally:
+        url = mock.base_url
+        mock.stop()
+    assert m.api_key_for(url) is None

@@ -138,7 +138,8 @@ import json, subprocess, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 port = int(sys.argv[sys.argv.index("--port") + 1])
 # a "tool call" child in its own session, as opencode's bash tool may leave behind
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
+if True:  # CHILD
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], start_new_session=True)
 class H(BaseHTTPRequestHandler):
     def do_GET(self):
         body = json.dumps({"healthy": True, "version": "fake"}).encode()
@@ -178,15 +179,25 @@ def test_lifecycle_with_fake_server(tmp_path: Path) -> None:
         assert server.port != port and server.generation == 2
         assert not kids[0].is_running() or kids[0].status() == psutil.STATUS_ZOMBIE
         port = server.port
-        server.kill()
+        gen2_kids = []
+        deadline = time.monotonic() + 5
+        while not gen2_kids and time.monotonic() < deadline:
+            gen2_kids = psutil.Process(server.pid).children(recursive=True)
+            time.sleep(0.02)  # waiting for the fake's child to spawn, bounded
+        server.kill()  # SIGKILL to the group: the child in its own session is orphaned, not killed
         assert server.liveness() is Liveness.DEAD
-        server.restart(same_port=True)
+        assert gen2_kids[0].is_running()
+        server.restart(same_port=True)  # stop of the dead generation finds the orphan by its env tag
+        assert not gen2_kids[0].is_running() or gen2_kids[0].status() == psutil.STATUS_ZOMBIE
         assert server.port == port and server.generation == 3 and server.health()["healthy"]
         first, second = server.log_paths[0].read_text(), server.log_paths[1].read_text()
         assert "requested_stop=True" in first and "fake opencode listening" in first
         assert "signal SIGKILL requested_stop=False" in second
     assert server.liveness() is Liveness.DEAD
     assert "requested_stop=True" in server.log_paths[2].read_text()
+    from pytest_cbchaos.servers.opencode import tagged_processes
+
+    assert [tagged_processes(f"{server._uid}.g{g}") for g in (1, 2, 3)] == [[], [], []]
     kinds = [w.kind for w in journal.windows()]
     assert kinds == ["pause", "restart", "kill", "restart"]
     pause = journal.windows()[0]
@@ -207,7 +218,7 @@ def _turn(server: OpencodeServer, text: str, base_url: str | None = None) -> dic
 @pytest.mark.slow
 def test_normal_turn_completes_with_mock_tokens(cbchaos_opencode: OpencodeServer, cbchaos_mock_llm: MockLLM) -> None:
     server = cbchaos_opencode
-    assert server.health()["version"] == "1.18.33" and server.health()["healthy"] is True
+    assert server.health(timeout=10)["version"] == "1.18.33"
     assert httpx.get(server.base_url + "/global/health", timeout=5).status_code == 401
     cbchaos_mock_llm.script("main", [m.tokens(["Hel", "lo ", "from ", "the mock"], delay=0.02)])
     reply = _turn(server, "please greet cbchaos-1")
@@ -225,12 +236,36 @@ def test_normal_turn_completes_with_mock_tokens(cbchaos_opencode: OpencodeServer
     assert {k for k in env if k.startswith("OPENCODE_")} <= {
         "OPENCODE_SERVER_USERNAME", "OPENCODE_SERVER_PASSWORD", "OPENCODE_DISABLE_AUTOUPDATE",
         "OPENCODE_DISABLE_MODELS_FETCH", "OPENCODE_DISABLE_LSP_DOWNLOAD"}
+    assert env["CBCHAOS_SERVER_TAG"] == f"{server._uid}.g{server.generation}"
     # offline: no npm install of config-dir dependencies into the private dirs
     assert not (server.root / "config" / "opencode" / "node_modules").exists()
     assert not (server.root / "home" / ".npm").exists()
     # the parent never holds a log handle
     assert not [f for f in os.listdir("/proc/self/fd")
                 if os.path.realpath(f"/proc/self/fd/{f}").startswith(str(server.log_dir))]
+
+
+@pytest.mark.slow
+def test_hygiene_aborts_a_stalled_turn(cbchaos_opencode: OpencodeServer, cbchaos_mock_llm: MockLLM) -> None:
+    """What the fixtures do between tests: a busy session is aborted and opencode closes the provider request."""
+    from pytest_cbchaos.fixtures_opencode import leave_clean
+
+    server = cbchaos_opencode
+    cbchaos_mock_llm.script("main", [m.text("partial "), m.stall_forever()])
+    sid = server.request("POST", "/session", json={}).json()["id"]
+    r = server.request("POST", f"/session/{sid}/prompt_async",
+                       json={**PROMPT, "parts": [{"type": "text", "text": "stall please"}]})
+    assert r.status_code == 204
+    [rec] = cbchaos_mock_llm.wait_for("main", 1, timeout=60)
+    deadline = time.monotonic() + 10
+    while sid not in server.busy_sessions():
+        assert time.monotonic() < deadline, "session never went busy"
+        time.sleep(0.05)  # polling /session/status, bounded
+    assert server.busy_sessions()[sid]["type"] == "busy"
+    leave_clean(server, timeout=20)
+    assert server.busy_sessions() == {}
+    rec = cbchaos_mock_llm.wait_client_closed(rec.seq, timeout=10)
+    assert rec.outcome == "client_closed"  # the abort closed the stalled provider stream
 
 
 @pytest.mark.slow
@@ -246,16 +281,17 @@ def test_restart_same_port_keeps_port_and_password(cbchaos_opencode: OpencodeSer
     assert f"generation={gen} pid={old_pid}" in previous and "requested_stop=True" in previous
     assert server.log_path.name == f"opencode.g{gen + 1}.log"
     assert [f.kind for f in server.faults][-2:] == ["pause", "restart"]
-    assert server.health()["healthy"]
+    assert server.health(timeout=10)["healthy"]
 
 
 @pytest.mark.slow
 def test_planes_through_fault_proxy_follow_restarts(cbchaos_opencode_proxy, cbchaos_mock_llm: MockLLM) -> None:
     proxied = cbchaos_opencode_proxy
     assert proxied.base_url != proxied.direct_url and proxied.events_url != proxied.base_url
-    cbchaos_mock_llm.script("main", [m.text("through the proxy")])
-    reply = _turn(proxied.server, "proxied turn", base_url=proxied.base_url)
-    assert [p.get("text") for p in reply["parts"] if p["type"] == "text"] == ["through the proxy"]
+    with proxied.client(timeout=30) as c:  # control plane: REST with auth and directory header
+        sid = c.post("/session", json={}).json()["id"]
+        assert sid.startswith("ses_") and c.get("/session/status").json() == {}
+        assert c.delete(f"/session/{sid}").json() is True
     with httpx.Client(auth=proxied.auth, headers={"x-opencode-directory": str(proxied.project_dir)},
                       timeout=httpx.Timeout(10, read=10)) as c:
         with c.stream("GET", proxied.events_url + "/event") as r:
@@ -324,16 +360,19 @@ def test_no_orphans_or_open_logs_after_session(pytester: pytest.Pytester, tmp_pa
 KILLED_SCRIPT = """
 import json, sys, tempfile, time
 from pathlib import Path
-from pytest_cbchaos.servers.opencode import OpencodeServer
-server = OpencodeServer(root=Path(tempfile.mkdtemp()), provider_url="http://127.0.0.1:9/v1", warm=False).start()
+from pytest_cbchaos.servers.opencode import OpencodeBinary, OpencodeServer
+server = OpencodeServer(root=Path(tempfile.mkdtemp()), provider_url="http://127.0.0.1:9/v1", warm=False,
+                        binary=OpencodeBinary(Path(sys.argv[2]), "fake")).start()
 Path(sys.argv[1]).write_text(json.dumps([server.pid]))
 time.sleep(120)
 """
 
 
-@pytest.mark.slow
-def test_sigkilled_owner_leaves_no_opencode(tmp_path: Path) -> None:
-    """Orphan protection: the owning Python process is SIGKILLed; the server group dies within 5 s."""
+def test_sigkilled_owner_leaves_no_server(tmp_path: Path) -> None:
+    """Orphan protection through the launcher: the owning Python process is SIGKILLed; the server dies <= 5 s.
+
+    Uses the fake server: the launcher path (ManagedProcess registration with the reaper) is the same for
+    real opencode, whose group the reaper kills the same way."""
     import json
     import subprocess
     import time
@@ -343,12 +382,15 @@ def test_sigkilled_owner_leaves_no_opencode(tmp_path: Path) -> None:
     out = tmp_path / "pid.json"
     script = tmp_path / "owner.py"
     script.write_text(KILLED_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], stdout=subprocess.DEVNULL,
+    fake = _fake_binary(tmp_path, FAKE_SERVE.replace("if True:  # CHILD", "if False:"))
+    # no tool-call child here: the reaper kills the server's group; strays outside it are found by
+    # the launcher's env tag at stop(), which a SIGKILLed owner cannot run
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(fake.path)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[2]))
     try:
         deadline = time.monotonic() + 60
         while not out.exists() or not out.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, "owner never started opencode"
+            assert proc.poll() is None and time.monotonic() < deadline, "owner never started the server"
             time.sleep(0.1)  # polling for the owner's marker file, bounded
         [pid] = json.loads(out.read_text())
         proc.send_signal(signal.SIGKILL)
@@ -361,7 +403,7 @@ def test_sigkilled_owner_leaves_no_opencode(tmp_path: Path) -> None:
                 gone = True
             if gone:
                 break
-            assert time.monotonic() < deadline, f"opencode {pid} survived its owner's SIGKILL by 5 s"
+            assert time.monotonic() < deadline, f"server {pid} survived its owner's SIGKILL by 5 s"
             time.sleep(0.05)  # polling for the reaper, bounded
     finally:
         if proc.poll() is None:
