@@ -15,7 +15,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "stream"))
-from netfault import FaultProxy  # noqa: E402
+from stream_netfault import FaultProxy  # noqa: E402
 
 from pytest_cbchaos.servers.redis import start_redis  # noqa: E402
 from pytest_cbchaos.stream import LogReader, ScriptedSource, StreamConfig, StreamStore, TurnRelay  # noqa: E402

@@ -57,12 +57,9 @@ def write_artifacts(directory: Path, recorder: Any, result: Any, journal: Any) -
     results = result.to_dict()
     results["faults"] = journal.to_dicts()
     paths["results"].write_text(json.dumps(results, indent=2, default=str))
-    try:
-        from pytest_cbchaos.linearizability.html import render_timeline
+    from pytest_cbchaos.linearizability.html import write_timeline
 
-        paths["timeline"].write_text(render_timeline(history, result, faults=journal.to_dicts()))
-    except ImportError:
-        paths.pop("timeline")
+    write_timeline(result, paths["timeline"], history=history, title=directory.name)
     return {k: str(v) for k, v in paths.items()}
 
 

@@ -12,6 +12,7 @@ pytest_plugins = [
     "pytest_cbchaos.fixtures_adapters",
     "pytest_cbchaos.fixtures_breaker",
     "pytest_cbchaos.fixtures_opencode",
+    "pytest_cbchaos.fixtures_stream",
     "pytest_cbchaos.scenario.pytest_hooks",
     "pytest_cbchaos.report.pytest_hooks",
 ]

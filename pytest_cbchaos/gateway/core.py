@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 from typing import Any, AsyncIterator, Callable
@@ -129,11 +130,19 @@ class BreakerGuardedSource:
         except CircuitBreakerOpenError as exc:
             raise CircuitOpen(exc.backend, exc.state, exc.retry_after) from exc
 
-    @staticmethod
-    async def _resolve(permit: Any, how: str, *args: Any) -> None:
+    resolve_timeout_s = 3.0
+
+    @classmethod
+    async def _resolve(cls, permit: Any, how: str, *args: Any) -> None:
+        """Resolve a permit, bounded: a slow breaker store never holds a turn open."""
         r = getattr(permit, how)(*args)
         if inspect.isawaitable(r):
-            await r
+            task = asyncio.ensure_future(r)
+            done, _ = await asyncio.wait({task}, timeout=cls.resolve_timeout_s)
+            if task not in done:
+                task.cancel()
+            elif task.exception() is not None:
+                pass  # the breaker's own store error; the turn's outcome is already decided
 
     async def bootstrap(self, stage: str) -> None:
         breaker = self.opencode_breaker if stage == "session" else self.provider_breaker if stage == "transport" else None

@@ -48,7 +48,10 @@ class OpencodeSource:
     def _sink(self, attempt: Attempt) -> None:
         if attempt.n != self._attempt_n:
             self._attempt_n = attempt.n
-            self._queue.put_nowait(SourceEvent("recovery", {"attempt": attempt.n, "cause": "session_stalled"}))
+            verdicts = [h for h in self.runner.history if h.get("type") == "verdict"]
+            last = verdicts[-1].get("status") if verdicts else None
+            cause = "server_unreachable" if last == "SERVER_UNREACHABLE" else "session_stalled"
+            self._queue.put_nowait(SourceEvent("recovery", {"attempt": attempt.n, "cause": cause}))
         for pid, text in list(attempt.tracker.text_parts.items()):
             key = (attempt.n, pid)
             done = self._emitted.get(key, 0)

@@ -36,6 +36,9 @@ def default_classifier(exc: BaseException) -> tuple[str, Any, Any]:
     name = type(exc).__name__
     if name == "StoreIndeterminateError":
         return "info", None, ["indeterminate", str(exc)[:200]]
+    if name == "StoreUnavailableError":
+        # the breaker store raises this only when no attempt can have reached the server
+        return "fail", None, ["unavailable", str(exc)[:200]]
     if name in ("StoreDataError", "StoreConfigError"):
         return "ok", {"error": name}, None
     return "info", None, _err(exc)

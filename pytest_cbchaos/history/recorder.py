@@ -18,7 +18,7 @@ import multiprocessing.connection
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from .classify import Classifier, default_classifier
 from .ops import NEMESIS

@@ -7,9 +7,10 @@ History shape (what :mod:`pytest_cbchaos.stateful` records): ``f`` is a store op
 arguments (``op_id`` always, so tokens and dedupe replay exactly), and the completion ``value``
 the observed output (``breaker.model.output_from_reply``) plus ``now``: the reply's ``_now``.
 
-Indeterminate ops have no reply, so no ``now``: the step uses the largest lower bound it has
-(``now_min`` from the invoke, or the record's latest timestamp). Tests keep cooldowns at 0 and
-leases long so the decisions do not hinge on that approximation.
+Indeterminate ops have no reply, so no ``now``: the step uses a lower bound (``now_min``, the
+invoke's wall time, and the record's ``last_failure_time``). This is an approximation: an op
+delayed long after its invoke is replayed a little early. Tests keep cooldowns tiny or long and
+leases long so decisions do not hinge on it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,15 @@ from ..history.ops import Op
 from .model import Model, _short, partition_by_key
 
 
+def _lower_bound(state: Record, now_min: Any) -> float:
+    """A lower bound of the op's server time: its invoke wall time (same host) and the last
+    failure it must follow. Never ``open_until``: that is a deadline in the future."""
+    lo = state.last_failure_time
+    if now_min is not None:
+        lo = max(lo, float(now_min))
+    return lo
+
+
 class BreakerStoreModel(Model):
     name = "breaker-store"
 
@@ -31,10 +41,7 @@ class BreakerStoreModel(Model):
     def _inputs(self, state: Record, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
         inp = dict(op.input or {})
         if op.unknown:
-            lo = inp.pop("now_min", None)
-            approx = max(state.open_until, state.last_failure_time)
-            if lo is not None:
-                inp["now"] = max(float(lo), approx)
+            inp["now"] = _lower_bound(state, inp.pop("now_min", None))
             return inp, None
         lo = inp.pop("now_min", None)
         out = op.output
@@ -42,8 +49,8 @@ class BreakerStoreModel(Model):
             return inp, {"__unexpected__": out}
         if out.get("now") is not None:
             inp["now"] = out["now"]
-        elif lo is not None:
-            inp["now"] = max(float(lo), max(state.open_until, state.last_failure_time))
+        else:
+            inp["now"] = _lower_bound(state, lo)
         return inp, {k: v for k, v in out.items() if k != "now"}
 
     def step(self, state: Record, op: Op) -> tuple[bool, Record]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import html as _html
 import json
-import math
 from pathlib import Path
 from typing import Any
 

@@ -94,8 +94,11 @@ class PartitionSearch:
         # search state
         self.state = model.init()
         self.bits = 0
-        self.stack: list[tuple[int, Any, int, bool]] = []
+        self.stack: list[tuple[int, Any, int, bool, int]] = []
         self.entry = self.nxt[0]
+        self.phase = 0
+        self.skipped = False
+        self.info = [1 if op.unknown else 0 for op in self.ops]
         self.custom = bool(getattr(model, "custom_equality", False))
         self.cache: Any = {} if self.custom else set()
         self.cache_entries = 0
@@ -135,6 +138,8 @@ class PartitionSearch:
         track = self.track
         max_cache = self.max_cache_entries
         state, bits, entry = self.state, self.bits, self.entry
+        phase, skipped = self.phase, self.skipped
+        info = self.info
         steps = self.steps
         limit = steps + max_steps
         cache_n = self.cache_entries
@@ -145,11 +150,17 @@ class PartitionSearch:
             steps += 1
             if not steps & 1023:
                 if steps >= limit or (deadline is not None and time.monotonic() > deadline):
+                    self.phase, self.skipped = phase, skipped
                     self.state, self.bits, self.entry = state, bits, entry
                     self.steps, self.cache_entries = steps, cache_n
                     return RUNNING
             if is_call[entry]:
                 i = op_of[entry]
+                if info[i] != phase:
+                    # phase 0 tries required ops only; phase 1 the indeterminate ones
+                    skipped = True
+                    entry = nxt[entry]
+                    continue
                 t = twin[i]
                 if t >= 0 and not (bits >> t) & 1:
                     entry = nxt[entry]
@@ -173,7 +184,7 @@ class PartitionSearch:
                             self.status = UNKNOWN
                             self.reason = "max_cache_entries"
                             return UNKNOWN
-                        push((entry, state, bits, forced))
+                        push((entry, state, bits, forced, phase))
                         state, bits = ns, nb
                         # lift the call entry and its return entry
                         p, q = prv[entry], nxt[entry]
@@ -195,6 +206,8 @@ class PartitionSearch:
                         if track:
                             self._note_progress(state)
                         entry = nxt[0]
+                        phase = 0
+                        skipped = False
                         continue
                     if not forced:
                         entry = nxt[entry]
@@ -208,6 +221,11 @@ class PartitionSearch:
             # the state unchanged can be moved to the front of any linearization from this
             # configuration (its call precedes every pending return), so if linearizing it first
             # fails, the configuration fails and no other candidate needs trying.
+            if phase == 0 and skipped and not is_call[entry]:
+                # before giving up on this configuration, try the skipped indeterminate ops
+                phase = 1
+                entry = nxt[0]
+                continue
             if track and self.best_open and not is_call[entry]:
                 self._note_dead_end(entry, state)
             while True:
@@ -215,7 +233,7 @@ class PartitionSearch:
                     self.steps, self.cache_entries = steps, cache_n
                     self.status = ILLEGAL
                     return ILLEGAL
-                entry, state, bits, forced = pop()
+                entry, state, bits, forced, phase = pop()
                 r = ret_of[entry]
                 if r >= 0:
                     nxt[prv[r]] = r
@@ -224,6 +242,7 @@ class PartitionSearch:
                 prv[nxt[entry]] = entry
                 if not forced:
                     break
+            skipped = True
             entry = nxt[entry]
 
     def _custom_add(self, bits: int, state: Any) -> bool:

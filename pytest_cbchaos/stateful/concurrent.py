@@ -23,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from hypothesis import given, settings as hsettings
 from hypothesis import strategies as st
@@ -130,7 +130,7 @@ def programs(cfg: ConcurrentConfig) -> st.SearchStrategy[ConcurrentProgram]:
             pos = draw(st.integers(0, max(0, len(cmds[w]) - 1)))
             params: tuple = ()
             if kind == "latency":
-                params = (("ms", draw(st.sampled_from([5, 20, 50]))),)
+                params = (("ms", draw(st.sampled_from([1, 5, 20]))),)
             elif kind == "skew":
                 params = (("offset_s", draw(st.sampled_from([-5.0, 5.0, 2.5]))),)
             faults.append(FaultAction(kind, w, pos, params))

@@ -75,7 +75,7 @@ def test_gateway_fixture_mid_stream_provider_failure_and_live_consumer(cbchaos_g
             cbchaos_gateway.mock.set_default([text("partial answer here", chunks=4, delay=0.02), disconnect(after_chunks=0)])
             h = await gw.gateway.submit("g2", "hi", model_id="mock-model", message_id="m1")
             live = asyncio.create_task(gw.reader.collect("g2", message_id="m1", after_seq=h.after_seq))
-            out = await h.wait()
+            out = await asyncio.wait_for(h.wait(), 20)
             envs = await asyncio.wait_for(live, 5)
             view = fold(envs)
             assert out.status in ("failed", "completed")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import settings
+from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from pytest_cbchaos.breaker.store import InMemoryStore
@@ -20,7 +20,9 @@ def test_inmemory_store_matches_model() -> None:
 def test_machine_catches_guardless_success_mutant() -> None:
     with pytest.raises(AssertionError):
         run_state_machine_as_test(store_machine(lambda: GuardlessSuccessStore()),
-                                  settings=settings(SETTINGS, max_examples=100))
+                                  settings=settings(SETTINGS, max_examples=100,
+                                                    report_multiple_bugs=False,
+                                                    phases=[Phase.generate, Phase.shrink]))
 
 
 def test_redis_store_matches_model(cbchaos_redis) -> None:

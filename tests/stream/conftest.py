@@ -9,10 +9,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).parent))
-from netfault import FaultProxy  # noqa: E402
+from stream_netfault import FaultProxy  # noqa: E402
 
 
 @pytest.fixture
@@ -22,13 +21,6 @@ def stream_proxies(cbchaos_redis_proc: Any) -> Iterator[dict[str, FaultProxy]]:
     yield proxies
     for p in proxies.values():
         p.close()
-
-
-def client_for(proc: Any, proxy: FaultProxy | None = None, **kw: Any) -> aioredis.Redis:
-    host, port = (proxy.listen_host, proxy.listen_port) if proxy else (proc.host, proc.port)
-    kw.setdefault("socket_timeout", 2.0)
-    kw.setdefault("socket_connect_timeout", 1.0)
-    return aioredis.Redis(host=host, port=port, password=proc.password, **kw)
 
 
 @pytest.fixture

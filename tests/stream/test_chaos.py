@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from harness import Harness
+from stream_harness import Harness
 from pytest_cbchaos.stream import LogReader, ScriptedSource, StreamConfig, check_stream, fold
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.client import ConsumerBusy, StreamClient
@@ -240,7 +240,11 @@ def test_random_fault_turns(cbchaos_redis_proc, stream_proxies, run):
                     stream_proxies["producer"].down()
                     await asyncio.sleep(rng.uniform(0.1, 0.5))
                     stream_proxies["producer"].up()
-                out = await hd.wait()
+                try:
+                    out = await asyncio.wait_for(hd.wait(), 30)
+                except asyncio.TimeoutError:
+                    raise AssertionError(f"turn {i} ({mode}) did not end within 30 s: "
+                                         f"{[x for x in h.calls if x[1] == conv][-12:]}") from None
                 h.pstore.before_call = None
                 rec = await h.astore.record(conv, hd.message_id)
                 written[hd.message_id] = time.monotonic()  # upper bound of when the terminal became durable
@@ -261,7 +265,8 @@ def test_random_fault_turns(cbchaos_redis_proc, stream_proxies, run):
                 for mid, rec in (await h.astore.records(conv)).items():
                     if rec.get("terminal_kind") == "error":
                         for c in {0, rec["first_seq"] - 1, rec["first_seq"], rec["terminal_seq"] - 1}:
-                            replays[(c, mid)] = await reader.collect(conv, message_id=mid, after_seq=c)
+                            replays[(c, mid)] = await asyncio.wait_for(
+                                reader.collect(conv, message_id=mid, after_seq=c), 10)
                 entries = await h.astore.read_all(conv)
                 rep = check_stream(entries, records=await h.astore.records(conv),
                                    deliveries=[d for d in deliveries if d.name.startswith(conv + "-")],
@@ -275,4 +280,4 @@ def test_random_fault_turns(cbchaos_redis_proc, stream_proxies, run):
             for d in deliveries:
                 env, at = d.items[-1]
                 assert env.is_terminal and at - written[env.message_id] <= LIVE_BOUND_S
-    run(main(), timeout=120)
+    run(main(), timeout=240)

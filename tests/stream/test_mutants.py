@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import client_for
+from stream_helpers import client_for
 from pytest_cbchaos.stream import ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.envelope import encode_payload
