@@ -123,10 +123,10 @@ def _links(test: dict[str, Any], base: Path | None) -> str:
     links = []
     for name in ("timeline.html", "history.jsonl", "faults.jsonl", "results.json"):
         p = Path(art) / name
-        if p.exists() or name != "timeline.html":
+        if p.exists():
             href = os.path.relpath(p, base) if base else str(p)
             links.append(f'<a href="{escape(href)}">{escape(name)}</a>')
-    return '<p class="meta">history views: ' + " · ".join(links) + "</p>"
+    return ('<p class="meta">history views: ' + " · ".join(links) + "</p>") if links else ""
 
 
 def render_html(report: dict[str, Any], base: Path | None = None) -> str:

@@ -31,34 +31,56 @@ def recovery_deadline(spec: "CheckSpec", obs: Observations) -> CheckResult:
 
 
 def linearizability(spec: "CheckSpec", obs: Observations, ctx: "RunContext") -> CheckResult:
-    """Run the project's checker (``pytest_cbchaos.linearizability``) on the recorded history."""
+    """Run ``pytest_cbchaos.linearizability.checker.check(..., mode="report")`` on the recorded history.
+
+    The target records with :class:`pytest_cbchaos.history.recorder.Recorder` and leaves its
+    ``History`` in ``obs.metrics["lin_history"]`` (``obs.history`` events are the fallback). When the
+    run has an artifact directory, the checker's ``timeline.html`` is written there (linked from
+    report.html); ILLEGAL carries the counterexample, an exhausted budget is UNKNOWN (a failure).
+    """
     try:
-        from pytest_cbchaos.linearizability import check_events  # type: ignore[attr-defined]
+        from pytest_cbchaos.history.store import History
+        from pytest_cbchaos.linearizability import checker, models
     except Exception as exc:
         return CheckResult("skipped", f"linearizability checker unavailable ({type(exc).__name__}: {exc})",
                            enforced=False)
-    model = ctx.target.resolve_model(spec.name) if hasattr(ctx.target, "resolve_model") else spec.name
+    if obs.metrics.get("lin_unsupported"):
+        return CheckResult("unknown", f"history not checkable: {obs.metrics['lin_unsupported']}")
+    history = obs.metrics.get("lin_history")
+    if history is None:
+        history = History([e for e in obs.history if e.get("process") != "nemesis"])
     timeout = float(spec.params.get("timeout_s", ctx.scenario.budgets.check_timeout_s))
-    events = [e for e in obs.history if e.get("process") != "nemesis"]
     try:
-        result = check_events(events, model, timeout=timeout, mode="report")
+        model = models.get_model(spec.name)
+        result = checker.check(history, model, timeout=timeout, mode="report")
     except Exception as exc:  # a malformed history is our bug or the target's: report, fail
         return CheckResult("unknown", f"checker error: {type(exc).__name__}: {exc}")
     verdict = str(getattr(result.verdict, "value", result.verdict)).lower()
-    verdict = {"true": "ok", "false": "illegal"}.get(verdict, verdict)
-    partitions: list[dict[str, Any]] = []
-    counterexample = None
-    for key, part in getattr(result, "partitions", {}).items():
-        pv = str(getattr(part.verdict, "value", part.verdict)).lower()
-        partitions.append({"key": str(key), "verdict": pv, "ops": getattr(part, "ops", None),
-                           "steps": getattr(part, "steps", None), "elapsed_s": getattr(part, "elapsed_s", None)})
-        if counterexample is None and getattr(part, "counterexample", None) is not None:
-            ce = part.counterexample
-            counterexample = ce if isinstance(ce, dict) else getattr(ce, "to_dict", lambda: repr(ce))()
-    measured = {"partitions": partitions, "ops": sum(1 for e in events if e.get("type") == "invoke")}
+    partitions = [p.to_dict() for p in result.partitions.values()]
+    for p in partitions:
+        p["key"] = str(p["key"])
+    measured: dict[str, Any] = {"partitions": partitions, "ops": len(result.ops),
+                                "elapsed_s": round(result.elapsed_s, 4), "summary": result.summary()}
+    if ctx.artifacts is not None:
+        try:
+            from pytest_cbchaos.linearizability.html import write_timeline
+
+            path = write_timeline(result, ctx.artifacts / "timeline.html", history=history,
+                                  title=f"{ctx.scenario.name}: {spec.name}",
+                                  recheck=f"cbchaos run {ctx.scenario.path} --seed {ctx.seed}", seed=ctx.seed)
+            measured["timeline"] = str(path)
+        except Exception as exc:  # the verdict stands without its page
+            measured["timeline_error"] = f"{type(exc).__name__}: {exc}"
     if verdict == "ok":
-        return CheckResult("ok", f"linearizable against {spec.name}", measured=measured)
+        return CheckResult("ok", f"linearizable against {spec.name} ({result.summary()})", measured=measured)
     if verdict == "illegal":
-        return CheckResult("violated", f"history is not linearizable against {spec.name}",
-                           counterexample=counterexample, measured=measured)
-    return CheckResult("unknown", f"checker budget exhausted ({timeout:g} s) against {spec.name}", measured=measured)
+        return CheckResult("violated", f"ILLEGAL: history is not linearizable against {spec.name} "
+                           f"({result.summary()})", counterexample=_jsonable(result.counterexample), measured=measured)
+    return CheckResult("unknown", f"checker budget exhausted ({timeout:g} s) against {spec.name} "
+                       f"({result.summary()})", measured=measured)
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=repr))

@@ -206,8 +206,13 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
                                     expected="one of " + ", ".join(target.invariants))
             checks.append(CheckSpec("invariant", value, line=_line(marks, cpath)))
         elif kind == "linearizability":
-            checks.append(CheckSpec("linearizability", value.get("model", target.default_model), dict(value),
-                                    line=_line(marks, cpath)))
+            params = {"model": value} if isinstance(value, str) else dict(value)
+            model = params.get("model", target.default_model)
+            known = _model_names()
+            if known is not None and model not in known:
+                raise ScenarioError(file, _line(marks, cpath + (kind,)), _dotted(cpath + (kind,)),
+                                    "unknown linearizability model", value=model, expected="one of " + ", ".join(known))
+            checks.append(CheckSpec("linearizability", model, params, line=_line(marks, cpath)))
         else:
             checks.append(CheckSpec("recovery", value["name"], dict(value), line=_line(marks, cpath)))
     if not checks:
@@ -246,3 +251,12 @@ def discover(paths: list[Path]) -> list[Path]:
         elif p.suffix in (".yaml", ".yml"):
             found.append(p)
     return list(dict.fromkeys(found))
+
+
+def _model_names() -> list[str] | None:
+    """Registered checker models, or None while the checker is not importable (the check then skips)."""
+    try:
+        from pytest_cbchaos.linearizability.models import model_names
+    except Exception:
+        return None
+    return model_names()

@@ -16,7 +16,7 @@ import pytest
 from pytest_cbchaos.scenario.errors import ScenarioError
 from pytest_cbchaos.scenario.loader import is_scenario_file, load_scenario
 from pytest_cbchaos.scenario.model import Scenario
-from pytest_cbchaos.scenario.targets import TargetUnavailable
+from pytest_cbchaos.scenario.targets import Target, TargetUnavailable
 
 POOL_KEY = pytest.StashKey[Any]()
 LOAD_ERRORS_KEY = pytest.StashKey[list]()
@@ -75,12 +75,13 @@ class ScenarioItem(pytest.Item):
         try:
             result = run_scenario(self.scenario, env=pool, seed=seed, artifacts=artifacts)
         except TargetUnavailable as exc:
+            if getattr(exc, "required", False):
+                pytest.fail(f"{exc} (required: CI is set)", pytrace=False)
             pytest.skip(str(exc))
         if artifacts is not None and result.outcome == "passed" and _keep(self.config) == "failed":
-            import shutil
-
-            shutil.rmtree(artifacts, ignore_errors=True)  # --cbchaos-keep=failed (default)
-            result.artifacts = None
+            _prune(artifacts)  # --cbchaos-keep=failed (default): only the small linked timeline page stays
+            if not artifacts.exists():
+                result.artifacts = None
         self.stash[RESULT_KEY] = result
         if result.outcome != "passed":
             raise ScenarioFailure(format_failure(result))
@@ -92,6 +93,27 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, 0, f"scenario {self.scenario.name} (target {self.scenario.target})"
+
+
+KEEP_ON_PASS = ("timeline.html",)
+
+
+def _prune(directory: Path) -> None:
+    """Drop a passed scenario's raw artifacts, keeping the pages report.html links to."""
+    import shutil
+
+    if not directory.is_dir():
+        return
+    kept = False
+    for entry in directory.iterdir():
+        if entry.name in KEEP_ON_PASS:
+            kept = True
+        elif entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+    if not kept:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def format_failure(result: Any) -> str:
@@ -159,6 +181,30 @@ def _pool(config: pytest.Config) -> Any:
         config.stash[POOL_KEY] = pool
         config.add_cleanup(pool.stop)
     return pool
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start slow shared servers (opencode) in the background when this process will run their scenarios.
+
+    Only when at least two scenarios of the target are selected: under xdist a single one may well land
+    on the other worker, and a needless start would hold the session end."""
+    if session.config.option.collectonly:
+        return
+    from pytest_cbchaos.scenario.targets import resolve_target
+
+    by_target: dict[str, list[ScenarioItem]] = {}
+    for item in session.items:
+        if isinstance(item, ScenarioItem):
+            by_target.setdefault(item.scenario.target, []).append(item)
+    for name, items in by_target.items():
+        if len(items) < 2 and getattr(session.config, "workerinput", None) is not None:
+            continue
+        try:
+            target = resolve_target(name, base=items[0].scenario.path.parent)
+            if type(target).prestart is not Target.prestart and not target.unavailable(items[0].scenario):
+                target.prestart(_pool(session.config))
+        except Exception:
+            continue  # the scenario itself reports whatever is wrong
 
 
 def pytest_collectreport(report: pytest.CollectReport) -> None:

@@ -29,7 +29,9 @@ class ServerPool:
     def __init__(self, *, redis_backend: str = "auto", redis_exec: str | None = None, redis_url: str | None = None,
                  proxy_backend: str = "embedded", toxiproxy_bin: str | None = None,
                  toxiproxy_url: str | None = None, port_range: tuple[int, int] = (20000, 32767),
-                 startup_timeout: float = 10.0, seed: int = 0, workdir: Path | None = None) -> None:
+                 startup_timeout: float = 10.0, seed: int = 0, workdir: Path | None = None,
+                 opencode_bin: str | None = None, rootdir: Path | None = None) -> None:
+        self.opencode_bin, self.rootdir = opencode_bin, rootdir
         self.redis_backend, self.redis_exec, self.redis_url = redis_backend, redis_exec, redis_url
         self.proxy_backend, self.toxiproxy_bin, self.toxiproxy_url = proxy_backend, toxiproxy_bin, toxiproxy_url
         self.port_range, self.startup_timeout, self.seed = port_range, startup_timeout, seed
@@ -38,6 +40,10 @@ class ServerPool:
         self._toxiproxy: Any = None
         self._proxies: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self._shared: dict[str, Any] = {}
+        self._shared_lock = threading.Lock()
+        self._prestarts: list[threading.Thread] = []
+        self._stopped = False
 
     @classmethod
     def from_settings(cls, settings: Any, workdir: Path) -> "ServerPool":
@@ -45,7 +51,31 @@ class ServerPool:
                    redis_url=settings.redis_url, proxy_backend=settings.proxy_backend,
                    toxiproxy_bin=settings.toxiproxy_bin, toxiproxy_url=settings.toxiproxy_url,
                    port_range=settings.port_range, startup_timeout=settings.startup_timeout,
-                   seed=settings.seed, workdir=workdir)
+                   seed=settings.seed, workdir=workdir, opencode_bin=getattr(settings, "opencode_bin", None),
+                   rootdir=getattr(settings, "rootdir", None))
+
+    def shared(self, key: str, build: Any) -> Any:
+        """A worker-wide object built once by ``build(pool)`` (e.g. a warm opencode rig), stopped with the pool.
+
+        A failed build is not cached: the next scenario tries again (and reports the same error)."""
+        with self._shared_lock:
+            if self._stopped:
+                raise TargetUnavailable("the server pool is stopped")
+            if key not in self._shared:
+                self._shared[key] = build(self)
+            return self._shared[key]
+
+    def prestart(self, key: str, build: Any) -> None:
+        """Build a shared object in the background (e.g. while other scenarios run); errors surface later."""
+        def work() -> None:
+            try:
+                self.shared(key, build)
+            except BaseException:
+                pass  # the scenario that needs it builds it again and reports the error
+
+        t = threading.Thread(target=work, name=f"cbchaos-prestart-{key}", daemon=True)
+        self._prestarts.append(t)
+        t.start()
 
     def redis(self, backend: str | None = None) -> Any:
         from pytest_cbchaos.servers.redis import BackendUnavailable, start_redis
@@ -104,6 +134,15 @@ class ServerPool:
         return out
 
     def stop(self) -> None:
+        with self._shared_lock:  # waits for a background build, then no new one starts
+            self._stopped = True
+            shared = list(self._shared.values())
+            self._shared.clear()
+        for obj in shared:
+            try:
+                obj.stop()
+            except Exception:
+                pass
         for proxy in self._proxies.values():
             try:
                 proxy.delete()
@@ -261,7 +300,9 @@ class FaultScheduler(threading.Thread):
                 break
             try:
                 if action == "apply":
-                    active[idx] = self._apply(spec)
+                    handle = self._apply(spec)
+                    if not (spec.kind == "kill" and spec.duration is None):
+                        active[idx] = handle  # a kill without `for` stays down: the system must recover itself
                 else:
                     self._heal(spec, active.pop(idx, None))
             except Exception as exc:  # a fault that cannot be applied is reported, the run goes on
@@ -350,6 +391,8 @@ def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None
     try:
         target.setup(ctx)
         ctx.t0_ns = time.monotonic_ns()
+        # budgets.wall_s bounds workload + faults; server startup is bounded by its own startup timeout
+        ctx.deadline = time.monotonic() + scenario.budgets.wall_s
         scheduler = FaultScheduler(ctx)
         timer = threading.Timer(scenario.workload.duration_s, ctx.stop.set)
         timer.daemon = True

@@ -145,3 +145,29 @@ def good(client: redis.Redis, **kw: Any) -> SampleStore:
 
 def racy(client: redis.Redis, **kw: Any) -> SampleStore:
     return RacyGateStore(client, **kw)
+
+
+# -- in-memory stores from the project, for the linearizability check (they take op_id=) -----------------
+_SHARED: dict[tuple[str, str], Any] = {}
+
+
+def _shared(kind: str, key_prefix: str, make: Any) -> Any:
+    with _LOCK:  # one store per run, shared by its worker threads (like one Redis)
+        if (kind, key_prefix) not in _SHARED:
+            _SHARED[(kind, key_prefix)] = make()
+        return _SHARED[(kind, key_prefix)]
+
+
+def memory(client: redis.Redis, *, key_prefix: str, probe_lease_seconds: float = 0.5, **_: Any) -> Any:
+    """The project's atomic InMemoryStore: linearizable."""
+    from pytest_cbchaos.breaker.store import InMemoryStore
+
+    return _shared("memory", key_prefix, lambda: InMemoryStore(probe_lease_seconds=probe_lease_seconds))
+
+
+def nonatomic_failures(client: redis.Redis, *, key_prefix: str, probe_lease_seconds: float = 0.5, **_: Any) -> Any:
+    """``testing.linearizability_mutants.NonAtomicFailureCountStore``: concurrent failures are lost."""
+    from pytest_cbchaos.testing.linearizability_mutants import NonAtomicFailureCountStore
+
+    return _shared("nonatomic", key_prefix,
+                   lambda: NonAtomicFailureCountStore(gap_s=0.01, probe_lease_seconds=probe_lease_seconds))

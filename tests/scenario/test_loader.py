@@ -112,3 +112,15 @@ def test_shipped_scenarios_load_and_cover_the_spec_lists() -> None:
     assert ("reset_peer", "redis-producer") in st and ("down", "redis-consumer") in st
     for s in scenarios:  # each fits the "<= ~10 s on embedded defaults" rule (opencode ones are slow-marked)
         assert s.workload.duration_s <= 10 and ("slow" in s.markers or s.budgets.wall_s <= 15)
+
+
+def test_linearizability_model_by_name_and_unknown_model_located(tmp_path: Path) -> None:
+    ok = load_scenario(_write(tmp_path, "name: s1\ntarget: breaker-store\nchecks:\n  - linearizability: breaker-store\n"))
+    assert ok.checks[0].kind == "linearizability" and ok.checks[0].name == "breaker-store"
+    e = _err(tmp_path, "name: s1\ntarget: breaker-store\nchecks:\n  - invariant: CB-3\n  - linearizability: brekaer\n")
+    assert e.line == 5 and e.value == "brekaer" and "breaker-store" in str(e)
+
+
+def test_recovery_script_enum(tmp_path: Path) -> None:
+    e = _err(tmp_path, "name: s1\ntarget: recovery\ntopology: {opencode: {script: stal}}\nchecks:\n  - invariant: REC-1\n")
+    assert e.value == "stal" and "stall-once" in str(e)

@@ -35,7 +35,14 @@ class TargetNotFound(LookupError):
 
 
 class TargetUnavailable(Exception):
-    """The target's system (or a server it needs) is not installed: the scenario is skipped."""
+    """The target's system (or a server it needs) is not installed: the scenario is skipped.
+
+    ``required=True`` (e.g. env ``CI`` is set and the real server is mandatory there): a failure instead.
+    """
+
+    def __init__(self, reason: str, *, required: bool = False) -> None:
+        super().__init__(reason)
+        self.required = required
 
 
 @dataclass
@@ -99,6 +106,9 @@ class Target:
     def required_modules(self, scenario: Any = None) -> tuple[str, ...]:
         return self.requires
 
+    def prestart(self, pool: Any) -> None:
+        """Optional: start slow shared servers in the background once the session knows it will need them."""
+
     def setup(self, ctx: "RunContext") -> None:
         """Build the system; register ``ctx.proxies`` / ``ctx.processes`` / ``ctx.clocks``."""
 
@@ -122,6 +132,21 @@ class Target:
         if spec.kind == "recovery":
             return checks.recovery_deadline(spec, obs)
         return checks.linearizability(spec, obs, ctx)
+
+
+def import_object(spec: str, base: Path, key: str) -> Any:
+    """``"pkg.mod:attr"`` from a scenario parameter (the scenario's directory importable); ValueError names ``key``."""
+    mod_name, _, attr = str(spec).partition(":")
+    added = str(base) not in sys.path
+    if added:
+        sys.path.insert(0, str(base))
+    try:
+        return getattr(importlib.import_module(mod_name), attr)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"{key} {spec!r}: {type(exc).__name__}: {exc} (expected 'package.module:attr')") from None
+    finally:
+        if added:
+            sys.path.remove(str(base))
 
 
 def resolve_target(name: str, base: Path | None = None) -> Target:

@@ -11,8 +11,10 @@ probe abandon it (no release) and stop, which is what a SIGKILLed owner looks li
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
+import uuid
 from typing import Any
 
 from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable
@@ -55,7 +57,7 @@ class BreakerStoreTarget(Target):
     description = "distributed circuit breaker state in Redis, behind the fault proxy"
     requires = ("pytest_cbchaos.breaker.store", "pytest_cbchaos.servers.toxiproxy")
     default_proxies = ("redis",)
-    default_model = "breaker"
+    default_model = "breaker-store"
     invariants = {
         "CB-3": "single probe owner",
         "CB-9": "failures while OPEN extend the cooldown",
@@ -140,6 +142,30 @@ class BreakerStoreTarget(Target):
             with lock:
                 ops.append(rec)
 
+        from pytest_cbchaos.history.classify import default_classifier
+        from pytest_cbchaos.history.recorder import Recorder
+
+        n_workers = ctx.scenario.topology.workers
+        recorder = Recorder(n_workers, journal=ctx.journal, t0_ns=ctx.t0_ns)
+        backend = p["backend"]
+        supported: dict[str, Any] = {}
+
+        def lin(h: Any, f: str, call: Any) -> Any:
+            """Run ``call()`` as op ``f`` of the linearizability history (model breaker-store)."""
+            try:
+                reply = call()
+            except Exception as exc:
+                h.exception(exc, default_classifier)
+                raise
+            try:
+                out = observed(f, reply)
+            except Exception as exc:  # a reply without the store's metadata cannot be checked
+                h.info(("unobservable", f"{type(exc).__name__}: {exc}"))
+                supported["reason"] = f"{f} reply lacks the store metadata ({type(exc).__name__}: {exc})"
+                return reply
+            h.ok(out)
+            return reply
+
         def worker(wid: int) -> None:
             name = f"w{wid}"
             client = redis.Redis(host=proxy.listen_host, port=proxy.listen_port, password=server.password,
@@ -148,6 +174,16 @@ class BreakerStoreTarget(Target):
                 if p["time_source"] == "client" else {}
             store = factory(client, key_prefix=f"cbchaos:scn:{ctx.scenario.name}", probe_lease_seconds=p["lease_s"],
                             **extra)
+            ids = accepts_op_id(store)
+            if not ids:
+                supported["reason"] = f"{type(store).__name__} does not accept op_id= (the model replays ops by id)"
+            clock = ctx.clocks.get(f"worker-{wid}") if p["time_source"] == "client" else None
+
+            def invoke(f: str, **inp: Any) -> tuple[Any, dict[str, Any]]:
+                op_id = uuid.uuid4().hex
+                value = {"op_id": op_id, **inp, "now_min": clock.time() if clock is not None else time.time()}
+                return recorder.invoke(wid, f, value, key=backend), ({"op_id": op_id} if ids else {})
+
             state = "closed"
             done = 0
             try:
@@ -155,8 +191,9 @@ class BreakerStoreTarget(Target):
                     done += 1
                     t0 = time.monotonic_ns()
                     try:
-                        claim = store.try_transition_and_claim_probe(p["backend"], None, p["recovery_s"],
-                                                                     lease_seconds=p["lease_s"])
+                        h, kw = invoke("gate", lease_seconds=p["lease_s"])
+                        claim = lin(h, "gate", lambda: store.try_transition_and_claim_probe(
+                            backend, None, p["recovery_s"], lease_seconds=p["lease_s"], **kw))
                         ok, reply = True, dict(claim.record)
                         reply["_label"] = claim.label
                         won, token, admitted = bool(claim.won), claim.token, bool(claim.admitted)
@@ -180,14 +217,21 @@ class BreakerStoreTarget(Target):
                         t2 = time.monotonic_ns()
                         try:
                             if won:
-                                r = store.release_probe(p["backend"], token, "failure" if failing else "success",
-                                                        recovery_timeout=p["recovery_s"])
+                                outcome = "failure" if failing else "success"
+                                h, kw = invoke("release_probe", token=token, outcome=outcome,
+                                               recovery_timeout=p["recovery_s"])
+                                r = lin(h, "release_probe", lambda: store.release_probe(
+                                    backend, token, outcome, recovery_timeout=p["recovery_s"], **kw))
                                 kind = "release"
                             elif failing:
-                                r = store.atomic_record_failure(p["backend"], p["threshold"], p["recovery_s"])
+                                h, kw = invoke("record_failure", failure_threshold=p["threshold"],
+                                               recovery_timeout=p["recovery_s"])
+                                r = lin(h, "record_failure", lambda: store.atomic_record_failure(
+                                    backend, p["threshold"], p["recovery_s"], **kw))
                                 kind = "failure"
                             else:
-                                r = store.atomic_record_success(p["backend"])
+                                h, kw = invoke("record_success")
+                                r = lin(h, "record_success", lambda: store.atomic_record_success(backend, **kw))
                                 kind = "success"
                             ok2, r = True, dict(r)
                         except Exception as exc:
@@ -210,8 +254,11 @@ class BreakerStoreTarget(Target):
             t.join(timeout=max(0.1, ctx.deadline - time.monotonic()))
         obs.metrics["ops"] = ops
         obs.metrics["params"] = p
-        obs.history = [{"process": o["worker"], "type": "ok" if o["ok"] else "info", "f": o["op"],
-                        "value": o["reply"].get("_new_state"), "time": int(o["t_ms"] * 1e6)} for o in ops]
+        recorder.close(crash_pending=True)  # a worker still inside a call (wall budget) is indeterminate
+        obs.history = recorder.events()
+        obs.metrics["lin_history"] = recorder.history()
+        if supported.get("reason"):
+            obs.metrics["lin_unsupported"] = supported["reason"]
         obs.metrics["wedge_s"] = ((wedge["takeover_ns"] - owner.killed_at_ns) / 1e9
                                   if owner.killed_at_ns and wedge["takeover_ns"] else None)
         self._measure_recovery(obs, ctx, ops)
@@ -272,3 +319,26 @@ class BreakerStoreTarget(Target):
             return CheckResult("violated", "the breaker never closed after the faults healed",
                                counterexample={"transitions": obs.transitions[-10:]})
         return CheckResult("ok", f"closed {v:.3f} s after the last heal")
+
+
+def accepts_op_id(store: Any) -> bool:
+    """Whether every op the workload calls takes ``op_id=`` (needed to replay dedupe in the model)."""
+    for name in ("try_transition_and_claim_probe", "atomic_record_failure", "atomic_record_success", "release_probe"):
+        try:
+            params = inspect.signature(getattr(store, name)).parameters
+        except (AttributeError, TypeError, ValueError):
+            return False
+        if "op_id" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return False
+    return True
+
+
+def observed(f: str, reply: Any) -> dict[str, Any]:
+    """The completion value the breaker-store model checks: ``output_from_reply`` plus ``now``."""
+    from pytest_cbchaos.breaker import model as bmodel
+
+    out = bmodel.output_from_reply(f, reply)
+    rec = reply.record if hasattr(reply, "record") else reply
+    if isinstance(rec, dict) and rec.get("_now") is not None:
+        out["now"] = rec["_now"]
+    return out

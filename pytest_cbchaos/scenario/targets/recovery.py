@@ -1,26 +1,172 @@
-"""Target ``recovery``: real ``opencode serve`` behind two fault-proxy planes (control, events) with
-the scriptable mock model provider; the stall-recovery runner runs turns while faults hit the
-server process, the planes or the model. Invariants REC-n are opencode-recovery.md §6 item n.
+"""Target ``recovery``: real ``opencode serve`` (``servers/opencode.py``) whose model provider is the
+scriptable mock (``servers/mockllm.py``), its REST (control) and ``/event`` (events) planes behind two
+fault-proxy listeners, and the stall-recovery runner (``pytest_cbchaos.recovery``) running turns while
+the fault timeline hits the server process, the planes or the model. Invariants REC-n are
+opencode-recovery.md §6 item n.
 
-Needs: ``pytest_cbchaos.recovery`` (runner), ``pytest_cbchaos.servers.opencode`` (launcher),
-``pytest_cbchaos.servers.mockllm`` and an opencode binary; otherwise the scenario is skipped.
+One warm server (an :class:`OpencodeRig`) is shared by the recovery scenarios of a pytest worker
+(``ServerPool.shared``): starting opencode and its first turn cost seconds, so each scenario only
+resets it (mock scripts, proxy toxics, a dead or paused server brought back, busy sessions aborted).
+
+Model scripts (``topology.opencode.script``):
+
+* ``text`` (default): every request answers ``text(...)`` quickly;
+* ``stall``: every main request streams one chunk then stalls forever (the budget runs out);
+* ``stall-once``: the first main request stalls forever, later ones answer (recovery succeeds);
+* ``slow``: one chunk, a finite stall of ``stall_s`` (default 2.5 s), the rest, finish (long but healthy turn).
+
+Recovery times measured (``checks: - recovery: {name, deadline_s}``):
+
+* ``stall-detected``: progress age when the first ``SESSION_STALLED`` verdict was reached;
+* ``unreachable-detected``: seconds from the ``kill`` fault to the ``SERVER_UNREACHABLE`` verdict
+  (None = never: e.g. a runner that calls a dead server a stall);
+* ``sse-replaced``: seconds from the first events-plane fault to the first silence reconnect;
+* ``turn-completed``: seconds from the first fault to the end of the turn that was hit, None if not OK.
+
+Needs ``pytest_cbchaos.recovery``, the launcher and the mock; without an opencode binary the scenario
+skips with the install hint (fails when env ``CI`` is set).
 """
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
-from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable
+from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable, import_object
 
 OK_REASONS = ("stop", "end_turn")
+RIG_KEY = "opencode-rig"
+
+
+class OpencodeRig:
+    """A started mock provider + ``opencode serve`` + control/events proxies, shared per worker."""
+
+    def __init__(self, pool: Any) -> None:
+        from pytest_cbchaos.fixtures import create_proxy
+        from pytest_cbchaos.fixtures_opencode import OpencodeProxied
+        from pytest_cbchaos.servers.mockllm import MockLLM
+        from pytest_cbchaos.servers.opencode import OpencodeServer, require_opencode
+
+        self.mock = MockLLM().start()
+        self.server: Any = None
+        self.proxies: list[Any] = []
+        try:
+            binary = require_opencode(pool.opencode_bin, pool.rootdir)
+            root = Path(pool.workdir) / "opencode"
+            root.mkdir(parents=True, exist_ok=True)
+            self.server = OpencodeServer(root=root, binary=binary, provider_url=self.mock.base_url,
+                                         provider_key=self.mock.api_key,
+                                         startup_timeout=max(60.0, float(pool.startup_timeout)),
+                                         port_range=tuple(pool.port_range))
+            self.server.start()
+            tox = pool.toxiproxy()
+            upstream = f"127.0.0.1:{self.server.port}"
+            self.control = create_proxy(tox, "opencode-control", upstream)
+            self.events = create_proxy(tox, "opencode-events", upstream)
+            self.proxies = [self.control, self.events]
+            self.handle = OpencodeProxied(self.server, self.control, self.events)
+            self._warm()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _warm(self) -> None:
+        """The first turn of a fresh instance bootstraps it for seconds without events: pay it once."""
+        from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner
+        from pytest_cbchaos.servers.mockllm import text
+
+        self.mock.set_default([text("warm", chunks=1)])
+        with RecoveryRunner(self.handle, RecoveryConfig.for_tests(stall_timeout=60, start_timeout=60)) as runner:
+            res = runner.run_turn("warm up")
+        if int(res.status) != 0:
+            raise RuntimeError(f"opencode warm-up turn failed: status {res.status!r} ({res.error})")
+
+    def prepare(self) -> None:
+        """Clean state for the next scenario: scripts, toxics, a live unpaused server, no busy session."""
+        from pytest_cbchaos.fixtures import reset_proxy
+        from pytest_cbchaos.fixtures_opencode import leave_clean
+
+        self.mock.reset()
+        for proxy in self.proxies:
+            reset_proxy(proxy)
+        leave_clean(self.server)
+        self.handle.sync_upstream()
+
+    def stop(self) -> None:
+        for proxy in self.proxies:
+            try:
+                proxy.delete()
+            except Exception:
+                pass
+            lease = getattr(proxy, "_cbchaos_lease", None)
+            if lease is not None:
+                lease.release()
+        self.proxies = []
+        if self.server is not None:
+            try:
+                self.server.stop()
+            except Exception:
+                pass
+        try:
+            self.mock.release_all()
+            self.mock.stop()
+        except Exception:
+            pass
+
+
+class _OpencodeProcess:
+    """Process-fault handle for the fault timeline: tells the runner when the fault hit (REC-4)."""
+
+    name = "opencode"
+
+    def __init__(self, rig: OpencodeRig, ctx: Any) -> None:
+        self.rig, self.ctx = rig, ctx
+
+    def _mark(self) -> None:
+        runner = self.ctx.state.get("runner")
+        if runner is not None:
+            runner.mark_fault()
+        self.ctx.state.setdefault("fault_at", time.monotonic())
+
+    def kill(self) -> None:
+        """SIGKILL the group -- mid-turn: first wait (bounded) until the model request is in flight."""
+        wait = float(self.ctx.state.get("topo", {}).get("kill_after_model_request_s", 15.0))
+        if wait > 0:
+            try:
+                self.rig.mock.wait_for("main", count=1, timeout=wait)
+            except Exception:
+                pass  # no model request yet: kill anyway (the runner must cope with either)
+        self._mark()
+        self.ctx.state["kill_at"] = time.monotonic()
+        self.rig.server.kill()
+
+    def pause(self) -> None:
+        self._mark()
+        self.rig.server.pause()
+
+    def resume(self) -> None:
+        self.rig.server.resume()
+
+    def restart(self, graceful: bool = False) -> None:
+        self._mark()
+        self.rig.handle.restart()
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.rig.server.alive)
+
+    def start(self) -> None:
+        if not self.rig.server.alive:
+            self.rig.handle.restart()
 
 
 class RecoveryTarget(Target):
     name = "recovery"
     description = "opencode turn runner with stall / server-death recovery"
-    requires = ("pytest_cbchaos.recovery.facade", "pytest_cbchaos.servers.opencode", "pytest_cbchaos.servers.mockllm",
-                "pytest_cbchaos.servers.toxiproxy")
+    requires = ("pytest_cbchaos.recovery", "pytest_cbchaos.servers.opencode", "pytest_cbchaos.servers.mockllm",
+                "pytest_cbchaos.servers.toxiproxy", "pytest_cbchaos.fixtures_opencode")
     default_proxies = ("opencode-control", "opencode-events")
     default_model = "recovery"
     invariants = {
@@ -37,96 +183,151 @@ class RecoveryTarget(Target):
         reason = super().unavailable(scenario)
         if reason:
             return reason
-        from pytest_cbchaos.servers import opencode as oc
+        from pytest_cbchaos.servers.opencode import INSTALL_HINT, OpencodeNotFound, find_opencode
 
-        finder = getattr(oc, "find_opencode", None)
         try:
-            found = finder() if finder else None
-        except Exception as exc:
-            return f"opencode binary not found: {exc}"
-        return None if found else "opencode binary not found (install: npm install --prefix .cbchaos-node opencode-ai)"
+            found = find_opencode(os.environ.get("CBCHAOS_OPENCODE_BIN") or None)
+            message = f"opencode not found; {INSTALL_HINT}"
+        except OpencodeNotFound as exc:
+            found, message = None, str(exc)
+        if found is None:
+            if os.environ.get("CI"):
+                raise TargetUnavailable(message, required=True)
+            return message
+        return None
+
+    # -- build ----------------------------------------------------------------------------
+    def prestart(self, pool: Any) -> None:
+        """opencode takes seconds to start and warm: begin while the other scenarios run."""
+        pool.prestart(RIG_KEY, OpencodeRig)
 
     def setup(self, ctx: Any) -> None:
-        from pytest_cbchaos.servers import mockllm, opencode
+        from pytest_cbchaos.servers import mockllm as m
 
         if ctx.env is None:
             raise TargetUnavailable("recovery needs servers (no server pool)")
-        topo = ctx.scenario.topology.opencode or {}
-        try:
-            mock = mockllm.MockLLM()
-            mock.start()
-            server = opencode.start_opencode(provider_url=mock.base_url, workdir=ctx.env.workdir / "opencode")
-        except AttributeError as exc:
-            raise TargetUnavailable(f"opencode launcher API not available yet: {exc}") from None
-        ctx.state.update(mock=mock, server=server, topo=topo)
-        ctx.processes["opencode"] = server
-        upstream = f"127.0.0.1:{server.port}"
-        ctx.proxies["opencode-control"] = ctx.env.proxy("opencode-control", upstream)
-        ctx.proxies["opencode-events"] = ctx.env.proxy("opencode-events", upstream)
-        script = topo.get("script", "text")
-        times = int(topo.get("max_recoveries", 2)) + 1
+        rig: OpencodeRig = ctx.env.shared(RIG_KEY, OpencodeRig)
+        rig.prepare()
+        topo = dict(ctx.scenario.topology.opencode or {})
+        ctx.state.update(rig=rig, topo=topo)
+        ctx.processes["opencode"] = _OpencodeProcess(rig, ctx)
+        ctx.proxies["opencode-control"] = rig.control
+        ctx.proxies["opencode-events"] = rig.events
+        script = str(topo.get("script", "text"))
+        answer = [m.text("recovered answer", chunks=2, delay=0.02)]
+        rig.mock.set_default(answer)
+        budget = int(topo.get("max_recoveries", 2)) + 1
         if script == "stall":
-            mock.script("main", [mockllm.stall_forever()], times=times)
+            rig.mock.script("main", [m.text("partial", chunks=1), m.stall_forever()], times=budget)
+        elif script == "stall-once":
+            rig.mock.script("main", [m.text("partial", chunks=1), m.stall_forever()], times=1)
         elif script == "slow":
-            mock.script("main", [mockllm.text("hello", chunks=10, delay=0.2), mockllm.finish("stop")], times=times)
+            rig.mock.script("main", [m.text("slow ", chunks=1), m.stall(float(topo.get("stall_s", 2.5))),
+                                     m.text("but complete", chunks=2, delay=0.05), m.finish("stop")], times=1)
+        elif script != "text":
+            raise ValueError(f"topology.opencode.script: got {script!r}; expected one of text, stall, stall-once, slow")
 
     def teardown(self, ctx: Any) -> None:
-        for key in ("server", "mock"):
-            obj = ctx.state.get(key)
-            if obj is not None:
-                try:
-                    (getattr(obj, "release_all", None) or (lambda: None))()
-                    obj.stop()
-                except Exception:
-                    pass
+        runner = ctx.state.pop("runner", None)
+        rig = ctx.state.get("rig")
+        if rig is not None:
+            rig.mock.release_all()  # a stalled handler must not outlive the scenario
+        if runner is not None:
+            try:
+                runner.close()
+            except Exception as exc:
+                ctx.state.setdefault("teardown_errors", []).append(f"runner.close: {exc}")
 
+    def _config(self, topo: dict[str, Any]) -> Any:
+        from pytest_cbchaos.recovery import RecoveryConfig
+
+        keys = {"stall_timeout_s": "stall_timeout", "sse_silence_timeout_s": "sse_silence_timeout",
+                "heartbeat_interval_s": "heartbeat_interval", "request_timeout_s": "request_timeout",
+                "probe_timeout_s": "probe_timeout", "max_recoveries": "max_recoveries",
+                "abort_grace_s": "abort_grace", "start_timeout_s": "start_timeout",
+                "idle_poll_interval_s": "idle_poll_interval", "sse_connect_timeout_s": "sse_connect_timeout"}
+        kw: dict[str, Any] = {"probe_timeout": 0.5, "heartbeat_interval": 1.0, "sse_silence_timeout": 5.0,
+                              "start_timeout": 30.0}
+        kw.update({keys[k]: v for k, v in topo.items() if k in keys})
+        return RecoveryConfig.for_tests(**kw)
+
+    # -- workload -------------------------------------------------------------------------
     def run(self, ctx: Any) -> Observations:
-        from pytest_cbchaos.recovery.config import RecoveryConfig
-        from pytest_cbchaos.recovery.facade import RecoveryRunner
-        from pytest_cbchaos.recovery.handle import ServerTarget
+        from pytest_cbchaos.recovery import RecoveryRunner
 
         obs = Observations()
-        topo = ctx.state["topo"]
-        cfg = RecoveryConfig(stall_timeout=float(topo.get("stall_timeout_s", 3.0)),
-                             sse_silence_timeout=float(topo.get("sse_silence_timeout_s", 2.0)),
-                             heartbeat_interval=1.0, max_recoveries=int(topo.get("max_recoveries", 2)))
-        server = ctx.state["server"]
-        control, events = ctx.proxies["opencode-control"], ctx.proxies["opencode-events"]
-        target = ServerTarget(handle=server, base_url=f"http://{control.listen_host}:{control.listen_port}",
-                              events_url=f"http://{events.listen_host}:{events.listen_port}",
-                              password=getattr(server, "password", None),
-                              directory=str(getattr(server, "project_dir", "") or "") or None)
-        runner = RecoveryRunner(target, cfg)
-        prompt = str(ctx.scenario.workload.params.get("prompt", "say hello"))
-        results = []
-        try:
-            for n in range(int(ctx.scenario.workload.params.get("turns", 1))):
-                if ctx.stop.is_set():
-                    break
-                t0 = time.monotonic_ns()
-                res = runner.run_turn(prompt)
-                t1 = time.monotonic_ns()
-                results.append(res)
-                obs.add("latencies", {"t_ms": ctx.t_ms(t0), "worker": "runner", "ms": (t1 - t0) / 1e6,
-                                      "ok": int(res.status) == 0})
-                for a in getattr(res, "attempts", []):
-                    obs.add("transitions", {"t_ms": ctx.t_ms(t0), "worker": "runner", "from": f"attempt {a.n}",
-                                            "to": str(a.verdict)})
-        finally:
-            runner.close()
-        obs.metrics.update(results=results, cfg=cfg, prompt=prompt, turn_s=[(l["ms"] / 1000) for l in obs.latencies])
-        mock = ctx.state["mock"]
-        reqs = mock.requests() if callable(getattr(mock, "requests", None)) else getattr(mock, "requests", [])
-        obs.metrics["main_prompts"] = [r for r in reqs if getattr(r, "kind", "") == "main"]
+        topo, rig = ctx.state["topo"], ctx.state["rig"]
+        params = ctx.scenario.workload.params
+        cfg = self._config(topo)
+        factory = import_object(params["runner_factory"], ctx.scenario.path.parent, "workload.params.runner_factory") \
+            if params.get("runner_factory") else RecoveryRunner
+        runner = factory(rig.handle, cfg)
+        ctx.state["runner"] = runner
+        if ctx.state.get("fault_at") is not None:  # a fault already hit before the runner existed
+            runner.mark_fault(ctx.state["fault_at"])
+        prompt = str(params.get("prompt", "say hello 7f3a"))
+        results: list[Any] = []
+        obs.metrics.update(cfg=cfg, prompt=prompt, results=results, turn_s=[], turn_end=[])
+        for _ in range(int(params.get("turns", 1))):
+            if ctx.stop.is_set() and results:
+                break  # the duration bounds how many turns start; a started turn always ends (REC-20)
+            t0 = time.monotonic_ns()
+            res = runner.run_turn(prompt)
+            t1 = time.monotonic_ns()
+            results.append(res)
+            obs.metrics["turn_s"].append((t1 - t0) / 1e9)
+            obs.metrics["turn_end"].append(t1 / 1e9)
+            obs.add("latencies", {"t_ms": ctx.t_ms(t0), "worker": "runner", "ms": (t1 - t0) / 1e6,
+                                  "ok": int(res.status) == 0})
+            for a in res.attempts:
+                verdict = getattr(a.verdict, "name", str(a.verdict))
+                obs.add("transitions", {"t_ms": ctx.t_ms(int(a.ended_at * 1e9)) if a.ended_at else ctx.t_ms(t1),
+                                        "worker": "runner", "from": f"attempt {a.n}", "to": verdict})
+        obs.metrics["runner_history"] = list(getattr(runner, "history", []))
+        obs.metrics["main_prompts"] = [r for r in rig.mock.requests if r.kind == "main"]
+        obs.metrics["status"] = [int(r.status) for r in results]
+        obs.metrics["recoveries_used"] = [int(r.recoveries_used) for r in results]
+        self._measure(obs, ctx)
         return obs
+
+    @staticmethod
+    def _measure(obs: Observations, ctx: Any) -> None:
+        results = obs.metrics["results"]
+        attempts = [a for r in results for a in r.attempts]
+        stalled = [a for a in attempts if getattr(a.verdict, "name", "") == "SESSION_STALLED"]
+        if stalled:
+            age = stalled[0].evidence.get("last_progress_age_s")
+            obs.recoveries["stall-detected"] = float(age) if age is not None else None
+        kill_at = ctx.state.get("kill_at")
+        if kill_at is not None:
+            dead = [a for a in attempts if getattr(a.verdict, "name", "") == "SERVER_UNREACHABLE"
+                    and a.ended_at and a.ended_at >= kill_at]
+            obs.recoveries["unreachable-detected"] = (
+                dead[0].fault_to_verdict_s if dead and dead[0].fault_to_verdict_s is not None
+                else (dead[0].ended_at - kill_at if dead else None))
+        events_faults = [w for w in ctx.journal.to_dicts() if w.get("target") == "opencode-events"]
+        if events_faults:
+            start = events_faults[0]["start_ns"] / 1e9
+            reconnects = [h["t"] for h in obs.metrics["runner_history"]
+                          if h.get("type") == "sse.reconnect" and h.get("cause") == "silence" and h["t"] >= start]
+            obs.recoveries["sse-replaced"] = (min(reconnects) - start) if reconnects else None
+        windows = ctx.journal.to_dicts()
+        if windows and results:
+            first = min(w["start_ns"] for w in windows) / 1e9
+            ends = [e for e, r in zip(obs.metrics["turn_end"], results) if e >= first]
+            ok = [e for e, r in zip(obs.metrics["turn_end"], results) if e >= first and int(r.status) == 0]
+            obs.recoveries["turn-completed"] = (min(ok) - first) if ok and ends and min(ok) == min(ends) else None
 
     # -- invariants -----------------------------------------------------------------------
     def _each(self, obs: Observations, pred: Any, text: str) -> CheckResult:
-        for r in obs.metrics.get("results", []):
+        results = obs.metrics.get("results") or []
+        if not results:  # a check over no turn proves nothing
+            return CheckResult("violated", f"{text}: no turn ran (see the workload error)")
+        for r in results:
             problem = pred(r)
             if problem:
-                return CheckResult("violated", f"{text}: {problem}", counterexample={"result": repr(r)[:2000]})
-        return CheckResult("ok", text)
+                return CheckResult("violated", f"{text}: {problem}", counterexample=_result_dict(r))
+        return CheckResult("ok", f"{text} ({len(results)} turn(s), statuses {obs.metrics.get('status')})")
 
     def check_REC_1(self, obs: Observations, ctx: Any) -> CheckResult:
         return self._each(obs, lambda r: int(r.status) == 0 and (r.finish_reason not in OK_REASONS or not r.idle_confirmed)
@@ -134,17 +335,24 @@ class RecoveryTarget(Target):
 
     def check_REC_2(self, obs: Observations, ctx: Any) -> CheckResult:
         m = obs.metrics["cfg"].max_recoveries
-        return self._each(obs, lambda r: r.recoveries_used > m and f"{r.recoveries_used} > {m}", "shared budget")
+        return self._each(obs, lambda r: (r.recoveries_used > m or len(r.attempts) > m + 1)
+                          and f"{r.recoveries_used} recoveries / {len(r.attempts)} attempts > budget {m}",
+                          "shared budget")
 
     def check_REC_3(self, obs: Observations, ctx: Any) -> CheckResult:
         return self._each(obs, lambda r: r.budget_exhausted and int(r.status) not in (3, 4)
                           and f"exhausted with status {int(r.status)}", "exhaustion is failure")
 
     def check_REC_4(self, obs: Observations, ctx: Any) -> CheckResult:
+        if ctx.state.get("kill_at") is not None and obs.recoveries.get("unreachable-detected") is None:
+            return CheckResult("violated", "the server was killed but no attempt ended SERVER_UNREACHABLE",
+                               counterexample={"attempts": [_attempt_dict(a) for r in obs.metrics.get("results", [])
+                                                            for a in r.attempts]})
+
         def pred(r: Any) -> str | None:
-            for a in getattr(r, "attempts", []):
-                if str(a.verdict).endswith("SERVER_UNREACHABLE") and (a.fault_to_verdict_s or 0) > 2.0:
-                    return f"attempt {a.n}: {a.fault_to_verdict_s:.2f} s"
+            for a in r.attempts:
+                if getattr(a.verdict, "name", "") == "SERVER_UNREACHABLE" and (a.fault_to_verdict_s or 0) > 2.0:
+                    return f"attempt {a.n}: {a.fault_to_verdict_s:.2f} s after the fault"
             return None
         return self._each(obs, pred, "fast death")
 
@@ -152,31 +360,41 @@ class RecoveryTarget(Target):
         st = obs.metrics["cfg"].stall_timeout
 
         def pred(r: Any) -> str | None:
-            for a in getattr(r, "attempts", []):
-                if str(a.verdict).endswith("SESSION_STALLED") and a.fault_to_verdict_s is not None \
-                        and not (st - 0.05 <= a.fault_to_verdict_s <= st + 1.0):
-                    return f"stall verdict after {a.fault_to_verdict_s:.2f} s (stall_timeout {st})"
+            for a in r.attempts:
+                age = a.evidence.get("last_progress_age_s")
+                if getattr(a.verdict, "name", "") == "SESSION_STALLED" and age is not None \
+                        and not (st - 0.05 <= float(age) <= st + 1.0):
+                    return f"stall verdict after {float(age):.2f} s without progress (stall_timeout {st})"
             return None
         return self._each(obs, pred, "bounded stall")
 
     def check_REC_9(self, obs: Observations, ctx: Any) -> CheckResult:
+        if obs.recoveries.get("sse-replaced") is None and any(
+                w.get("target") == "opencode-events" for w in ctx.journal.to_dicts()):
+            return CheckResult("violated", "the events plane went silent but the socket was never replaced")
         return self._each(obs, lambda r: int(r.status) != 0 and f"status {int(r.status)} after a silenced events socket",
                           "silent socket replaced, turn OK")
 
     def check_REC_13(self, obs: Observations, ctx: Any) -> CheckResult:
-        prompt = obs.metrics["prompt"]
-        bad = [r for r in obs.metrics.get("main_prompts", []) if prompt not in str(getattr(r, "body", ""))]
+        prompt = obs.metrics.get("prompt", "")
+        mains = obs.metrics.get("main_prompts", [])
+        if not mains:
+            return CheckResult("violated", "no main request reached the model")
+        bad = [r for r in mains if prompt not in str(r.user_text() or "")]
         if bad:
-            return CheckResult("violated", f"{len(bad)} main requests lack the original prompt")
-        return CheckResult("ok", "every main request carries the original prompt")
+            return CheckResult("violated", f"{len(bad)} of {len(mains)} main requests lack the original prompt",
+                               counterexample={"seq": [r.seq for r in bad], "user_text": [r.user_text() for r in bad]})
+        return CheckResult("ok", f"all {len(mains)} main requests carry the original prompt")
 
     def check_REC_14(self, obs: Observations, ctx: Any) -> CheckResult:
         n = len(obs.metrics.get("main_prompts", []))
-        recov = sum(r.recoveries_used for r in obs.metrics.get("results", []))
-        turns = len(obs.metrics.get("results", []))
-        if n > turns + recov:
-            return CheckResult("violated", f"{n} main prompts for {turns} turns and {recov} recoveries")
-        return CheckResult("ok", f"{n} main prompts for {turns} turns and {recov} recoveries")
+        results = obs.metrics.get("results", [])
+        recov = sum(r.recoveries_used for r in results)
+        if not results:
+            return CheckResult("violated", "no turn ran")
+        if n > len(results) + recov:
+            return CheckResult("violated", f"{n} main prompts for {len(results)} turns and {recov} recoveries")
+        return CheckResult("ok", f"{n} main prompts for {len(results)} turns and {recov} recoveries")
 
     def check_REC_18(self, obs: Observations, ctx: Any) -> CheckResult:
         return self._each(obs, lambda r: (int(r.status) != 0 or r.recoveries_used) and
@@ -184,13 +402,30 @@ class RecoveryTarget(Target):
 
     def check_REC_20(self, obs: Observations, ctx: Any) -> CheckResult:
         cfg = obs.metrics["cfg"]
-        bound = (cfg.max_recoveries + 1) * (cfg.stall_timeout + 10) + 30
+        bound = (cfg.max_recoveries + 1) * (cfg.stall_timeout + cfg.start_timeout + cfg.abort_grace) + 10
+        if not obs.metrics.get("results"):
+            return CheckResult("violated", "no turn ended")
         slow = [t for t in obs.metrics.get("turn_s", []) if t > bound]
         if slow:
             return CheckResult("violated", f"a turn took {max(slow):.1f} s > bound {bound:.1f} s")
-        return CheckResult("ok", f"every turn within {bound:.1f} s")
+        return CheckResult("ok", f"every turn within {bound:.1f} s (max {max(obs.metrics['turn_s']):.1f} s)")
 
     def check_expected_status(self, obs: Observations, ctx: Any) -> CheckResult:
-        want = ctx.scenario.workload.params.get("expect_status", 0)
-        return self._each(obs, lambda r: int(r.status) != int(want) and f"status {int(r.status)} != {want}",
+        want = int(ctx.scenario.workload.params.get("expect_status", 0))
+        return self._each(obs, lambda r: int(r.status) != want and f"status {int(r.status)} != {want}",
                           f"final status {want}")
+
+
+def _attempt_dict(a: Any) -> dict[str, Any]:
+    return {"n": a.n, "verdict": getattr(a.verdict, "name", str(a.verdict)), "reason": a.reason,
+            "fault_to_verdict_s": a.fault_to_verdict_s, "sse_connections": a.sse_connections,
+            "aborted": a.aborted, "generation": a.generation,
+            "last_progress_age_s": a.evidence.get("last_progress_age_s")}
+
+
+def _result_dict(r: Any) -> dict[str, Any]:
+    return {"status": getattr(r.status, "name", str(r.status)), "finish_reason": r.finish_reason,
+            "idle_confirmed": r.idle_confirmed, "recoveries_used": r.recoveries_used,
+            "budget_exhausted": r.budget_exhausted, "error": r.error,
+            "attempts": [_attempt_dict(a) for a in r.attempts]}
+

@@ -137,6 +137,9 @@ class StreamTarget(Target):
 
     def check(self, spec: Any, obs: Observations, ctx: Any) -> CheckResult:
         if spec.kind == "invariant" and spec.name.startswith("DS-"):
+            if not obs.metrics.get("entries"):
+                return CheckResult("violated", f"{spec.name}: the stream is empty (nothing was checked)",
+                                   counterexample={"errors": obs.errors[:10]})
             rule = "INV-" + spec.name[3:] + " "
             bad = [v for v in obs.metrics.get("violations", []) if v.startswith(rule)]
             if bad:

@@ -1,0 +1,67 @@
+"""The ``recovery`` target against real opencode: the shipped scenario files pass with the real runner,
+and the same files pointed at deliberately broken runners (``testing/runner_mutants.py``, through
+``workload.params.runner_factory``) fail on the check that guards the broken behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks"]
+
+
+
+
+def _with_runner(shipped: str, name: str, factory: str) -> str:
+    """A shipped recovery scenario, renamed and pointed at ``factory``."""
+    text = (ROOT / "scenarios" / shipped).read_text()
+    text = text.replace(f"name: {shipped[:-5]}", f"name: {name}", 1)
+    return text.replace("params: {turns: 1", f'params: {{runner_factory: "{factory}", turns: 1', 1)
+
+
+@pytest.mark.slow
+@pytest.mark.opencode
+@pytest.mark.timeout(240)
+def test_recovery_checks_catch_mutant_runners(pytester: pytest.Pytester) -> None:
+    from pytest_cbchaos.servers.opencode import find_opencode
+
+    if find_opencode(os.environ.get("CBCHAOS_OPENCODE_BIN") or None) is None and not os.environ.get("CI"):
+        pytest.skip("opencode not installed (./scripts/setup)")
+    d = pytester.mkdir("scenarios")
+    # M2 calls a dead server a stall: no SERVER_UNREACHABLE within 2 s of the SIGKILL
+    (d / "kill-m2.yaml").write_text(_with_runner("recovery-server-kill.yaml", "kill-m2",
+                                                 "pytest_cbchaos.testing.runner_mutants:M2StallBeforeLiveness"))
+    # M1 reports OK after the recovery budget ran out
+    (d / "stall-m1.yaml").write_text(_with_runner("recovery-model-stall.yaml", "stall-m1",
+                                                  "pytest_cbchaos.testing.runner_mutants:M1SuccessAfterExhaustion"))
+    r = pytester.runpytest(*PLUGINS, "scenarios", "--cbchaos-report", "rep", "-p", "no:cacheprovider")
+    report = json.loads((pytester.path / "rep" / "report.json").read_text())
+    by_name = {t["name"]: t for t in report["tests"]}
+    verdicts = {n: {c["name"]: c["verdict"] for c in t["checks"]} for n, t in by_name.items()}
+    assert by_name["kill-m2"]["outcome"] == "failed", verdicts
+    assert verdicts["kill-m2"]["invariant:REC-4"] == "violated"
+    assert verdicts["kill-m2"]["recovery:unreachable-detected"] == "violated"
+    assert by_name["stall-m1"]["outcome"] == "failed", verdicts
+    assert verdicts["stall-m1"]["invariant:REC-3"] == "violated"
+    assert verdicts["stall-m1"]["invariant:expected-status"] == "violated"
+    assert r.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_missing_opencode_skips_with_hint_or_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No opencode binary: a reason with the install command; with env CI set, a required failure."""
+    import pytest_cbchaos.servers.opencode as oc
+    from pytest_cbchaos.scenario.targets import TargetUnavailable
+    from pytest_cbchaos.scenario.targets.recovery import RecoveryTarget
+
+    monkeypatch.setattr(oc, "find_opencode", lambda *a, **k: None)
+    monkeypatch.delenv("CI", raising=False)
+    reason = RecoveryTarget().unavailable()
+    assert reason and "opencode not found" in reason and "npm install" in reason
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(TargetUnavailable) as exc:
+        RecoveryTarget().unavailable()
+    assert exc.value.required
