@@ -92,6 +92,8 @@ class EventStream:
         """Close the current connection (from the watchdog); the reader reconnects."""
         if self._resp is not None and self._close_cause is None:
             self._close_cause = cause
+            # wake the pending read first: closing the transport alone may leave it waiting
+            self._resp.content.set_exception(ConnectionResetError(f"closed by watchdog: {cause}"))
             self._resp.close()
 
     def maintain(self, now: float) -> None:

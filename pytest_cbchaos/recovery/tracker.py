@@ -39,6 +39,8 @@ class TurnTracker:
     text_parts: dict[str, str] = field(default_factory=dict)
     part_message: dict[str, str] = field(default_factory=dict)
     stream_part_ids: set[str] = field(default_factory=set)
+    unseen_since: dict[str, float] = field(default_factory=dict)  # parts a sync showed first
+    lost_grace: float = 1.0  # a part still missing from the stream this long after a sync is lost
     running_tools: set[str] = field(default_factory=set)
     session_errors: list[Any] = field(default_factory=list)
     idle_seen_at: float | None = None
@@ -178,8 +180,11 @@ class TurnTracker:
                     continue
                 pid = part.get("id")
                 if isinstance(pid, str) and pid not in self.stream_part_ids:
-                    new_parts = True
-                    self.stream_part_ids.add(pid)
+                    # the stream may simply not have delivered it yet: lost only if still missing later
+                    first = self.unseen_since.setdefault(pid, now)
+                    if now - first >= self.lost_grace:
+                        new_parts = True
+                        self.stream_part_ids.add(pid)
                 if info.get("role") == "assistant":
                     self._part({"messageID": info["id"], **part, "sessionID": self.session_id})
         self._check_completion(now)

@@ -177,5 +177,5 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not (interesting or paths):
         return
     terminalreporter.write_sep("=", "cbchaos")
-    terminalreporter.write(render_summary(report, paths, width=getattr(terminalreporter, "_tw", None)
-                                          and terminalreporter._tw.fullwidth or 100))
+    width = getattr(getattr(terminalreporter, "_tw", None), "fullwidth", 0)
+    terminalreporter.write(render_summary(report, paths, width=max(width, 120)))

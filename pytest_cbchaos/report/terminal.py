@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 
-def render_summary(report: dict[str, Any], paths: list[str], width: int = 100) -> str:
+def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -> str:
     from rich.console import Console
     from rich.table import Table
 
@@ -19,8 +19,10 @@ def render_summary(report: dict[str, Any], paths: list[str], width: int = 100) -
     interesting = [t for t in report["tests"] if t["checks"] or t["faults"] or t.get("kind") == "scenario"]
     if interesting:
         table = Table(show_edge=False, pad_edge=False)
-        for col in ("test", "outcome", "verdict", "faults", "checks", "note"):
-            table.add_column(col, overflow="fold")
+        table.add_column("test", overflow="fold", ratio=3)
+        for col in ("outcome", "verdict", "faults", "checks"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("note", overflow="fold", ratio=1)
         for t in interesting[:60]:
             bad = [c["name"] for c in t["checks"] if c.get("verdict") in ("violated", "illegal", "unknown")]
             note = ("violated: " + ", ".join(bad)) if bad else (t.get("skip_reason") or "")

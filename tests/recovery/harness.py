@@ -117,6 +117,11 @@ class MiniLLM:
             self.requests.clear()
 
     def release_all(self) -> None:
+        with self._lock:  # synchronously, so a waiter never mistakes a released stall for a live one
+            for r in self.requests:
+                if r.outcome == "stalled":
+                    r.outcome = "released"
+
         def _rel() -> None:
             for g in self._gates:
                 g.set()

@@ -62,6 +62,7 @@ def test_sigkill_mid_turn_is_unreachable_fast_and_retried(oc: OpencodeEnv) -> No
         th = threading.Thread(target=lambda: out.append(runner.run_turn("kill me softly")))
         th.start()
         oc.llm.wait_stalled(30)
+        old_pid = oc.server.pid
         runner.mark_fault()
         oc.server.kill()
         th.join(90)
@@ -72,6 +73,9 @@ def test_sigkill_mid_turn_is_unreachable_fast_and_retried(oc: OpencodeEnv) -> No
     assert first.fault_to_verdict_s is not None and first.fault_to_verdict_s <= 2.0
     assert res.status == RunStatus.OK and res.recoveries_used == 1, res
     assert res.attempts[1].generation == first.generation + 1  # type: ignore[operator]
+    import os
+    with pytest.raises(ProcessLookupError):  # INV-19: nothing of the replaced generation lives
+        os.killpg(old_pid, 0)  # type: ignore[arg-type]
 
 
 def test_silenced_sse_is_replaced_and_final_idle_kept(oc: OpencodeEnv) -> None:
@@ -84,7 +88,8 @@ def test_silenced_sse_is_replaced_and_final_idle_kept(oc: OpencodeEnv) -> None:
         th.start()
         oc.llm.wait_stalled(30)
         toxic = oc.events.add_toxic("timeout", stream="downstream", timeout=0)
-        wait_for(lambda: any(h["type"] == "sse.reconnect" and h.get("cause") == "silence" for h in runner.history),
+        wait_for(lambda: any(h["type"] == "sse.reconnect" and h.get("cause") in ("silence", "sync_showed_lost_events")
+                             for h in runner.history),
                  6, "silence reconnect")
         oc.llm.release_all()  # the turn finishes while the events plane is silent
         time.sleep(0.5)  # noqa: fault window length (the idle is published meanwhile), not synchronisation
@@ -130,17 +135,3 @@ def test_runner_lifecycles_leave_no_threads_fds_or_consumers(oc: OpencodeEnv) ->
     wait_for(lambda: threading.active_count() <= threads, 5, "runner threads to end")
     assert abs(me.num_fds() - fds) <= 2, (fds, me.num_fds())
 
-
-def test_restart_leaves_no_process_of_the_replaced_generation(oc: OpencodeEnv) -> None:
-    """INV-19: the generation replaced by a recovery restart is gone (group and pid)."""
-    import os
-
-    oc.llm.script(Plan(text="stuck", chunks=2, stall_after=1))
-    old_pid = oc.server.pid
-    with oc.runner(stall_timeout=2, max_recoveries=1, abort_grace=0.3) as runner:
-        runner.core.should_abort = lambda: False  # force the restart path
-        res = runner.run_turn("restart me")
-    assert res.status == RunStatus.OK and res.recoveries_used == 1, res
-    assert oc.server.pid != old_pid
-    with pytest.raises(ProcessLookupError):
-        os.killpg(old_pid, 0)  # type: ignore[arg-type]

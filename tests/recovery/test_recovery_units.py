@@ -93,8 +93,9 @@ def test_sync_showing_unseen_parts_is_progress() -> None:
                                                                                  "text": "q"}]},
             {"info": {"id": "a", "role": "assistant", "parentID": "u", "sessionID": "s1"},
              "parts": [{"id": "p1", "type": "text", "text": "abc"}]}]
-    assert t.apply_sync(msgs, 1.0) is True
-    assert t.apply_sync(msgs, 2.0) is False
+    assert t.apply_sync(msgs, 1.0) is False  # not yet: the stream may deliver it a moment later
+    assert t.apply_sync(msgs, 2.5) is True
+    assert t.apply_sync(msgs, 4.0) is False  # counted once
     assert t.user_message_id == "u" and t.text == "abc"
 
 
