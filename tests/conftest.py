@@ -1,4 +1,4 @@
-"""Fixtures for scenario tests (constants live in scn_support.py so other test dirs can load them)."""
+"""Fixtures shared by the scenario, report and CLI tests (helpers live in tests/scenario/scn_support.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 def _support():
     name = "cbchaos_tests_scn_support"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "scenario" / "scn_support.py")
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).parent / "scenario" / "scn_support.py")
         mod = importlib.util.module_from_spec(spec)
         sys.modules[name] = mod
         spec.loader.exec_module(mod)
