@@ -1,7 +1,9 @@
 """Breaker benchmarks (figures only, never assertions).
 
 1. In-memory allow+record pair: median ns/op of several runs, ratio to a baseline measured in the
-   same process (a bare lock + dict lookup + ``uuid``-free function call pair).
+   same process (a bare lock + dict lookup + ``uuid``-free function call pair). Also, in the same
+   process: the same pair with the closed-state fast path off (every op through the kernel under
+   the lock, as before the fast path) and ``CircuitBreaker.call`` of a no-op on an InMemoryStore.
 2. Round trips per decision on a real redis-server counted from the server (``INFO commandstats``):
    EVALSHA calls per allow / record_success / record_failure (must be exactly 1).
 3. ops/s of allow+record pairs: direct vs through the embedded fault proxy, 1 client and 8 processes.
@@ -23,7 +25,7 @@ from typing import Any
 
 import redis
 
-from pytest_cbchaos.breaker import InMemoryStore, RedisStore
+from pytest_cbchaos.breaker import CircuitBreaker, InMemoryStore, RedisStore
 from pytest_cbchaos.breaker.conformance import workers
 
 
@@ -50,9 +52,31 @@ def bench_memory(runs: int, pairs: int) -> None:
                 fn()
             out.append((time.perf_counter_ns() - t0) / pairs)
         return statistics.median(out)
+    class KernelOnly(InMemoryStore):
+        """Subclass => fast path off: the pre-fast-path code path, for an in-process before/after."""
+
+    ko = KernelOnly()
+
+    def kernel_pair() -> None:
+        r = ko.try_transition_and_claim_probe("b")
+        if r.admitted:
+            ko.atomic_record_success("b")
+
+    cb = CircuitBreaker("b")
+
+    def noop() -> None:
+        return None
+
+    def cb_call() -> None:
+        cb.call(noop)
+
     b, m = med(base_pair), med(pair)
+    k, c = med(kernel_pair), med(cb_call)
     print(f"in-memory allow+record pair: median {m:.0f} ns/op (target <= 2000), baseline lock+dict pair "
           f"{b:.0f} ns/op, ratio {m / b:.1f}x")
+    print(f"  same pair, fast path off (kernel under lock): median {k:.0f} ns/op, ratio {k / b:.1f}x "
+          f"(fast path speed-up {k / m:.1f}x)")
+    print(f"  CircuitBreaker.call(no-op) on InMemoryStore: median {c:.0f} ns/op, ratio {c / b:.1f}x")
 
 
 def calls(admin: redis.Redis) -> dict[str, int]:

@@ -15,6 +15,7 @@ import functools
 import inspect
 import logging
 import math
+import os
 import random
 import threading
 import time
@@ -23,7 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable
 
 from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
-from .store import InMemoryStore
+from .store import InMemoryStore, OpIds
 
 log = logging.getLogger("pytest_cbchaos.breaker")
 
@@ -215,6 +216,17 @@ class _Core:
         self.listeners = list(listeners)
         self.store = store
         self._key = f"{id(self)}"
+        self._op_ids: OpIds | None = None
+        self._op_ids_pid = 0
+
+    def _next_op_id(self) -> str:
+        """A unique 32-hex op id: random prefix per breaker *and process* (so a forked child never
+        repeats its parent's ids, which a store would take for duplicates) plus a counter."""
+        ids, pid = self._op_ids, os.getpid()
+        if ids is None or self._op_ids_pid != pid:
+            ids = self._op_ids = OpIds()
+            self._op_ids_pid = pid
+        return ids()
 
     # events
     def _emit(self, method: str, ev: Any) -> None:
@@ -241,7 +253,8 @@ class _Core:
     def _request(self, outcome: str, latency: float = 0.0, agent_id: str | None = None) -> None:
         if self.metrics is not None:
             self.metrics.record_request(self.backend, outcome, latency)
-        self._emit("on_request", RequestEvent(self.backend, outcome, latency, agent_id))
+        if self.listeners:  # no event object when nobody listens (hot path)
+            self._emit("on_request", RequestEvent(self.backend, outcome, latency, agent_id))
 
     def _permit_from_claim(self, cr: Any) -> Permit:
         d = cr.record
@@ -366,8 +379,7 @@ class CircuitBreaker(_Core):
         if plan is None:
             return None
         method, kw = plan
-        from .store import OpIds
-        op_id = OpIds()()
+        op_id = self._next_op_id()
         for attempt in range(2):  # one resend with the same op id; never replaces the call's result
             try:
                 d = getattr(self.store, method)(self.backend, op_id=op_id, **kw)
@@ -578,8 +590,7 @@ class AsyncCircuitBreaker(_Core):
         if plan is None:
             return None
         method, kw = plan
-        from .store import OpIds
-        op_id = OpIds()()
+        op_id = self._next_op_id()
 
         async def run() -> dict | None:
             for attempt in range(2):

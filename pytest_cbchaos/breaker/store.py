@@ -2,8 +2,18 @@
 
 ``InMemoryStore`` keeps *encoded* records (the shared codec, so corrupt-value tests can inject
 raw strings with :meth:`InMemoryStore.raw_set`) behind one ``threading.Lock`` and calls
-:mod:`.kernel` for every op. A decoded copy is cached next to each encoded record so the hot
-path (closed gate, no-op success) does no decoding.
+:mod:`.kernel` for every op that may change the record. A decoded copy is cached next to each
+encoded record so reads do no decoding.
+
+Fast path (closed gate, no-op success): the kernel provably returns "no change" for a gate on a
+CLOSED record and for ``record_success`` on a CLOSED record with ``failure_count == 0`` (expected
+state absent or ``"closed"``), unless the op id is already in ``recent_ops`` (a duplicate). For
+those inputs the reply is a copy of a template precomputed from the kernel's own ``_noop`` reply
+(:func:`_fast_view`), read without the lock: entries are immutable once stored (replaced by one
+dict store under the lock), so the read is a single linearisation point. ``tests/breaker/
+test_fast_path.py`` holds fast path == kernel for arbitrary records. Every other case goes through
+the kernel under the lock, as before. Only exact ``InMemoryStore`` instances use it (subclasses that
+override internals, e.g. the mutants, keep the plain path).
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import weakref
 import threading
 import uuid
 from typing import Any, Mapping, NamedTuple, Protocol, runtime_checkable
@@ -168,15 +179,40 @@ def check_updates(updates: Mapping[str, Any], *, allow_all_massgen: bool = True)
     return out
 
 
+_MASK64 = 0xFFFFFFFFFFFFFFFF
+_tuple_new = tuple.__new__
+
+
 class OpIds:
-    """Cheap unique 32-hex op ids: a random 16-hex prefix per instance plus a counter."""
+    """Cheap unique 32-hex op ids: a random 16-hex prefix per instance plus a counter.
+
+    A fast path may take ``next(self._n) & _MASK64`` and call ``format(n)`` only when it needs the
+    string: the counter is consumed either way, so the id sequence stays the same.
+    """
 
     def __init__(self) -> None:
         self._prefix = os.urandom(8).hex()
         self._n = itertools.count(1)
+        _LIVE_OP_IDS.add(self)
+
+    def renew_prefix(self) -> None:
+        """A forked child must not repeat its parent's ids (they would read as duplicates)."""
+        self._prefix = os.urandom(8).hex()
 
     def __call__(self) -> str:
-        return f"{self._prefix}{next(self._n) & 0xFFFFFFFFFFFFFFFF:016x}"
+        return f"{self._prefix}{next(self._n) & _MASK64:016x}"
+
+    def format(self, n: int) -> str:
+        return f"{self._prefix}{n:016x}"
+
+    def own_counters(self, op_ids: Any) -> frozenset[int]:
+        """Counters of the ids in ``op_ids`` that this generator could produce."""
+        p = self._prefix
+        return frozenset(int(o[16:], 16) for o in op_ids if o.startswith(p))
+
+
+_LIVE_OP_IDS: "weakref.WeakSet[OpIds]" = weakref.WeakSet()
+os.register_at_fork(after_in_child=lambda: [ids.renew_prefix() for ids in list(_LIVE_OP_IDS)])
 
 
 def resolve_op_id(op_id: str | None, ids: OpIds) -> str:
@@ -199,6 +235,21 @@ def claim_result(o: kernel.Outcome, now: float, corrupt: tuple[str, ...] = ()) -
 
 # ---- in-memory store --------------------------------------------------------------------------
 
+# fast view of one decoded entry: (gate_noop, success_noop, reply template, corrupt, op ids, own counters)
+_FastView = tuple[bool, bool, dict[str, Any], tuple[str, ...], frozenset[str], frozenset[int]]
+
+
+def _fast_view(rec: Record, corrupt: tuple[str, ...], ids: OpIds) -> _FastView:
+    """Precompute the reply of the kernel's no-change outcome for ``rec`` (closed gate / closed
+    zero-failure success). The template is built by the same ``reply`` code path from the kernel's
+    own ``Outcome``, so its keys and values are the kernel's; only ``_now`` and ``_corrupt`` vary."""
+    nrec = kernel.normalize(rec)
+    closed = nrec.state == "closed"
+    tmpl = reply(kernel.Outcome(nrec, nrec.state, nrec.state, False), 0.0, corrupt) if closed else {}
+    ops = frozenset(o for o, _, _ in nrec.recent_ops)
+    return (closed, closed and nrec.failure_count == 0, tmpl, corrupt, ops, ids.own_counters(ops))
+
+
 class InMemoryStore:
     """Thread-safe single-process store on :mod:`.kernel`; TTL emulated with the clock."""
 
@@ -214,10 +265,13 @@ class InMemoryStore:
         self.strict_probe_ownership = bool(strict_probe_ownership)
         self.clock = clock or SYSTEM_CLOCK
         self._lock = threading.Lock()
-        # backend -> [encoded dict, decoded Record | None, corrupt names, expires_at]
+        # backend -> [encoded dict, decoded Record | None, corrupt names, expires_at, fast view | None]
         self._data: dict[str, list[Any]] = {}
         self._ids = OpIds()
         self._dict_cache: tuple[Record, dict[str, Any]] | None = None
+        # subclasses may override _read/_write/_data layout (mutants do): they keep the kernel path only
+        self._fast = type(self) is InMemoryStore
+        self._default_view = _fast_view(DEFAULT, (), self._ids)
 
     # raw access for tests (corrupt-value injection, inspection)
     def raw_set(self, backend: str, fields: Mapping[str, Any], ttl: float | None = None) -> None:
@@ -227,7 +281,7 @@ class InMemoryStore:
             enc = dict(ent[0]) if ent else {}
             enc.update(fields)
             exp = ent[3] if ent else self.clock.time() + (ttl or self.ttl)
-            self._data[backend] = [enc, None, (), exp]
+            self._data[backend] = [enc, None, (), exp, None]
 
     def raw_get(self, backend: str) -> dict[str, Any] | None:
         with self._lock:
@@ -252,18 +306,22 @@ class InMemoryStore:
             return DEFAULT, ()
         if ent[1] is None:
             ent[1], ent[2] = decode(ent[0])
+        if self._fast and ent[4] is None:
+            ent[4] = _fast_view(ent[1], ent[2], self._ids)  # one atomic store, read by the fast path
         return ent[1], ent[2]
 
     def _write(self, backend: str, rec: Record, now: float) -> None:
         t = kernel.ttl_for(rec, now, self.ttl, self.probe_ttl)
         # decoded lazily from the canonical encoding, so reads see stored precision (%.6f) like Redis
-        self._data[backend] = [encode(rec), None, (), now + t]
+        self._data[backend] = [encode(rec), None, (), now + t, None]
 
     def _now(self, now: float | None) -> float:
         return self.clock.time() if now is None else check_now(now)  # type: ignore[return-value]
 
     def _run(self, backend: str, now: float | None, fn: Any) -> tuple[kernel.Outcome, float, tuple[str, ...]]:
-        t = self._now(now)
+        return self._run_at(backend, self._now(now), fn)
+
+    def _run_at(self, backend: str, t: float, fn: Any) -> tuple[kernel.Outcome, float, tuple[str, ...]]:
         with self._lock:
             rec, corrupt = self._read(backend, t)
             o = fn(rec, t)
@@ -325,23 +383,62 @@ class InMemoryStore:
 
     def atomic_record_success(self, backend: str, expected_state: str | None = None, *,
                               op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
-        check_backend(backend)
+        if not isinstance(backend, str):
+            check_backend(backend)
         if expected_state and expected_state not in STATES:
             raise ValueError(f"expected_state must be one of {STATES} or None, got {expected_state!r}")
-        oid = resolve_op_id(op_id, self._ids)
         strict = self.strict_probe_ownership
-        o, t, c = self._run(backend, now,
-                            lambda r, t: kernel.record_success(r, t, oid, expected_state or None, strict))
+        if self._fast:  # inlined: this is the hot path (one call costs as much as the rest)
+            if op_id is None:
+                n = next(self._ids._n) & _MASK64
+                oid = ""
+            else:
+                n, oid = -1, resolve_op_id(op_id, self._ids)
+            t = self.clock.time() if now is None else check_now(now)
+            ent = self._data.get(backend)
+            v = self._default_view if ent is None else ent[4] if t < ent[3] else None
+            if v is not None and v[1] and (not expected_state or expected_state == "closed") \
+                    and (n not in v[5] if n >= 0 else oid not in v[4]):
+                d = v[2].copy()  # S2 no-op on a zero-count CLOSED record: kernel result, no write
+                d["_now"] = t
+                d["_corrupt"] = list(v[3]) if v[3] else []
+                return d
+            if n >= 0:
+                oid = self._ids.format(n)
+        else:
+            oid = resolve_op_id(op_id, self._ids)
+            t = self._now(now)
+        o, t, c = self._run_at(backend, t,
+                               lambda r, t: kernel.record_success(r, t, oid, expected_state or None, strict))
         return self._reply(o, t, c)
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None,
                                        recovery_timeout: float | None = None, *,
                                        lease_seconds: float | None = None,
                                        op_id: str | None = None) -> ClaimResult:
-        check_backend(backend)
+        if not isinstance(backend, str):
+            check_backend(backend)
         lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
-        oid = resolve_op_id(op_id, self._ids)
-        o, t, c = self._run(backend, now, lambda r, t: kernel.gate(r, t, oid, lease))
+        if self._fast:  # inlined: this is the hot path (one call costs as much as the rest)
+            if op_id is None:
+                n = next(self._ids._n) & _MASK64
+                oid = ""
+            else:
+                n, oid = -1, resolve_op_id(op_id, self._ids)
+            t = self.clock.time() if now is None else check_now(now)
+            ent = self._data.get(backend)
+            v = self._default_view if ent is None else ent[4] if t < ent[3] else None
+            if v is not None and v[0] and (n not in v[5] if n >= 0 else oid not in v[4]):
+                d = v[2].copy()  # G1: CLOSED admits without a write; kernel result, no lock
+                d["_now"] = t
+                d["_corrupt"] = list(v[3]) if v[3] else []
+                return _tuple_new(ClaimResult, (False, d, ""))  # == ClaimResult(False, d, ""), one call less
+            if n >= 0:
+                oid = self._ids.format(n)
+        else:
+            oid = resolve_op_id(op_id, self._ids)
+            t = self._now(now)
+        o, t, c = self._run_at(backend, t, lambda r, t: kernel.gate(r, t, oid, lease))
         return ClaimResult(o.won, self._reply(o, t, c), o.label if o.won else "")
 
     def renew_probe(self, backend: str, probe_token: str, *, lease_seconds: float | None = None,
