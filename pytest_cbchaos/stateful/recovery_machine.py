@@ -12,7 +12,10 @@ step:
   the last progress (INV-5), SIGSTOP held is a stall, never unreachable (INV-17);
 * silent socket replaced, final idle kept (INV-7, INV-9); subscribe before prompt (INV-10);
 * abort before retry (INV-12), full retry prompt (INV-13), provider errors never restart (INV-16);
-* one consumer (INV-11) and bounded run (INV-20).
+* one consumer (INV-11) and bounded run (INV-20);
+* no false stall on provider retry / child activity (INV-6), stream kept (INV-8), no double prompt
+  (INV-14, given the server's user-message count), control-plane classification (INV-15), pause
+  tolerance (INV-18); :func:`check_clean_teardown` checks a launcher handle after stop (INV-19).
 
 Build a runnable machine with :func:`recovery_machine`; run it with
 ``hypothesis.stateful.run_state_machine_as_test``.
@@ -30,7 +33,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from pytest_cbchaos.recovery.status import RunStatus, TERMINAL_OK_REASONS, TurnResult
 
 FAULTS = ("normal", "paced", "model_stall", "budget_exhaustion", "kill", "sigstop_held", "pause_short",
-          "sse_silence", "events_reset", "subscribe_latency", "control_latency", "provider_error")
+          "sse_silence", "events_reset", "subscribe_latency", "control_latency", "provider_error",
+          "events_latency")
 
 
 @runtime_checkable
@@ -86,6 +90,9 @@ class Expectation:
     no_recovery: bool = False
     recovered_once_by_abort: bool = False
     requests_before: int = 0
+    pause_lifted: bool = False  # INV-18: a SIGSTOP lifted well before the stall deadline
+    retry_active: bool = False  # INV-6: provider retry / child activity: active, never idle nor a stall
+    one_connection: bool = False  # INV-8: a healthy stream with short gaps stays one connection
     notes: list[str] = field(default_factory=list)
 
 
@@ -224,7 +231,8 @@ class RecoveryMachineBase(RuleBasedStateMachine):
     @precondition(lambda self: "pause_short" in self.enabled)
     @rule()
     def pause_short(self) -> None:
-        exp = self._expect("pause_short", 1, final_status={RunStatus.OK}, no_recovery=True)  # INV-18
+        exp = self._expect("pause_short", 1, final_status={RunStatus.OK}, no_recovery=True,
+                           pause_lifted=True)  # INV-18
         self.env.script_stall("brief")
 
         def during(runner: TurnRunner) -> None:
@@ -281,6 +289,19 @@ class RecoveryMachineBase(RuleBasedStateMachine):
         finally:
             self.env.remove_toxic("events", toxic)
 
+    @precondition(lambda self: "events_latency" in self.enabled)
+    @rule(ms=st.sampled_from([300, 700]))
+    def events_latency(self, ms: int) -> None:
+        # INV-8: every event and heartbeat arrives late but well within sse_silence_timeout;
+        # the stream stays one connection per attempt and the turn completes
+        exp = self._expect("events_latency", 1, final_status={RunStatus.OK}, no_recovery=True, one_connection=True)
+        self.env.script_text("late but steady", chunks=3, delay=0.2)
+        toxic = self.env.add_toxic("events", "latency", latency=ms)
+        try:
+            self._run(exp, self._runner(max_recoveries=1, stall_timeout=max(self.env.stall_timeout, 6)))
+        finally:
+            self.env.remove_toxic("events", toxic)
+
     @precondition(lambda self: "control_latency" in self.enabled)
     @rule(ms=st.sampled_from([300, 900]))
     def control_latency(self, ms: int) -> None:
@@ -310,8 +331,15 @@ class RecoveryMachineBase(RuleBasedStateMachine):
         check_turn(exp, res, elapsed, self.env.provider_main_requests()[exp.requests_before:])
 
 
-def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list[Any]) -> None:
-    """All §6 invariants that one turn's result and the provider log can show."""
+def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list[Any], *,
+               user_messages: int | None = None, open_event_connections: int | None = None) -> None:
+    """All §6 invariants that one turn's result and the provider log can show.
+
+    Optional server-side evidence (when the environment can count it): ``user_messages`` = user
+    messages the server created for ``exp.prompt`` in the final attempt's session (INV-14);
+    ``open_event_connections`` = ``/event`` connections of this runner still open after
+    ``run_turn`` returned and the consumer had its stop bound to close them (INV-11).
+    """
     f = f"[{exp.fault}] "
     attempts = res.attempts
     _check(elapsed <= exp.bound_s, "INV-20 bounded run", f"{f}turn took {elapsed:.1f}s > {exp.bound_s}s", res)
@@ -323,12 +351,19 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
     if res.budget_exhausted:
         _check(res.status in (RunStatus.SERVER_UNREACHABLE, RunStatus.SESSION_STALLED), "INV-3 exhaustion",
                f"{f}budget exhausted but status {res.status!r}", res)
+    if exp.one_connection:
+        conns = [a.sse_connections for a in attempts]
+        _check(all(c == 1 for c in conns), "INV-8 stream kept",
+               f"{f}/event connections per attempt {conns}, expected one each", res)
     if res.status == RunStatus.OK:
         _check(res.finish_reason in TERMINAL_OK_REASONS and res.idle_confirmed in ("sse", "status", "completion")
                and not res.budget_exhausted, "INV-1 honest success", f"{f}OK without terminal evidence", res)
         if attempts:
             _check(attempts[-1].verdict == RunStatus.OK, "INV-1 honest success",
                    f"{f}OK but the last attempt ended {attempts[-1].verdict!r}", res)
+    if exp.pause_lifted:
+        _check(res.status == RunStatus.OK and res.recoveries_used == 0, "INV-18 pause tolerance",
+               f"{f}a short SIGSTOP/SIGCONT caused a recovery or a failure", res)
     if exp.no_recovery:
         _check(res.recoveries_used == 0, "INV-6/7/16 no false recovery", f"{f}recovered without cause", res)
     first = attempts[0] if attempts else None
@@ -360,9 +395,71 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
                    "INV-12 abort before retry", f"{f}stalled request still open when the retry arrived", res)
     _check(all(a.verdict != RunStatus.ERROR or a.reason != "consumer_leak" for a in attempts),
            "INV-11 one consumer", f"{f}consumer leaked", res)
+    if open_event_connections is not None:
+        _check(open_event_connections == 0, "INV-11 one consumer",
+               f"{f}{open_event_connections} /event connection(s) still open after run_turn returned", res)
+    if user_messages is not None:
+        _check(user_messages == 1, "INV-14 no double prompt",
+               f"{f}{user_messages} user messages for one intended prompt", res)
+    _check_control_plane(exp, res)
+    if exp.retry_active:
+        _check(res.status == RunStatus.OK and res.recoveries_used == 0
+               and all(a.verdict not in (RunStatus.SESSION_STALLED, RunStatus.INCOMPLETE) for a in attempts),
+               "INV-6 no false stall", f"{f}a provider retry period or child-session activity ended the turn early", res)
     if exp.final_status is not None:
         _check(res.status in exp.final_status, "expected outcome",
                f"{f}status {res.status!r}, expected one of {sorted(s.name for s in exp.final_status)}", res)
+
+
+def _check_control_plane(exp: Expectation, res: TurnResult) -> None:
+    """INV-15: a 4xx (or bad answer) from the control plane is ``ERROR`` without recovery."""
+    f = f"[{exp.fault}] "
+    for i, a in enumerate(res.attempts):
+        status = (a.evidence or {}).get("http_status") if a.reason == "request_error" else None
+        if a.reason == "request_error":
+            _check(a.verdict == RunStatus.ERROR and i == len(res.attempts) - 1, "INV-15 control-plane classification",
+                   f"{f}non-retriable request error (HTTP {status}) was recovered or not ERROR", res)
+        if isinstance(status, int) and 400 <= status < 500:
+            _check(res.status == RunStatus.ERROR and not res.budget_exhausted, "INV-15 control-plane classification",
+                   f"{f}HTTP {status} from the control plane must end as ERROR without recovery", res)
+        if a.verdict == RunStatus.SERVER_UNREACHABLE and isinstance(a.evidence, dict):
+            st = a.evidence.get("http_status")
+            _check(not (isinstance(st, int) and 400 <= st < 500 and st not in (408, 429)),
+                   "INV-15 control-plane classification", f"{f}HTTP {st} classified as unreachable", res)
+
+
+def open_fds() -> dict[int, str]:
+    """This process's open file descriptors and their targets (Linux ``/proc``)."""
+    import os
+
+    out: dict[int, str] = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass  # the listing's own fd, or one closed meanwhile
+    return out
+
+
+def check_clean_teardown(server: Any, *, fd_baseline: int | None = None, slack: int = 2) -> None:
+    """INV-19 for a launcher handle after ``stop()``: no process of any generation alive, every
+    generation's log closed by the parent and holding its exit record, fd count flat."""
+    import os
+
+    _check(not getattr(server, "alive", False), "INV-19 clean teardown", f"{server!r} still alive after stop()")
+    logs = [str(p) for p in getattr(server, "log_paths", [])]
+    held = sorted({t for t in open_fds().values() if t in logs})
+    _check(not held, "INV-19 clean teardown", f"parent still holds log handle(s): {held}")
+    for path in logs:
+        text = ""
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                text = fh.read()
+        _check("cbchaos exit:" in text, "INV-19 clean teardown", f"log {path} lacks its exit record")
+    if fd_baseline is not None:
+        now = len(open_fds())
+        _check(now <= fd_baseline + slack, "INV-19 clean teardown",
+               f"fd count grew from {fd_baseline} to {now} (slack {slack})")
 
 
 def recovery_machine(env: RecoveryChaosEnv, *, enabled: Iterable[str] | None = None,

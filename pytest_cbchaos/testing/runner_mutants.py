@@ -7,18 +7,28 @@ Each is a :class:`~pytest_cbchaos.recovery.RecoveryRunner` with one flaw of the 
   dead server is reported as a stall;
 * ``M3PromptBeforeSubscribe`` sends the prompt before ``server.connected`` arrived;
 * ``M5RetryWithoutAbort`` retries a stalled turn on the same server without aborting it;
-* ``M9ResumeNoteOnly`` retries with a resume note instead of the original prompt.
+* ``M9ResumeNoteOnly`` retries with a resume note instead of the original prompt;
+* ``M4ReadTimeoutWatchdog`` drops the stream whenever a read is quiet for two ticks;
+* ``M6HeartbeatAsProgress`` lets heartbeats push the stall deadline out (a stall is never seen);
+* ``M7RetryAsIdle`` treats a provider ``retry`` status as the end of the turn;
+* ``M8ConsumerNotAwaited`` returns from an attempt while its ``/event`` reader still runs;
+* ``M10PerClassBudgets`` keeps one budget per verdict class instead of one shared budget;
+* ``M11PromptResent`` resends prompt_async after a timeout although it had been accepted;
+* ``M12LogHandleKept`` (a launcher, not a runner) keeps every generation's log handle open.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from pytest_cbchaos.recovery.client import OpencodeRequestError
 from pytest_cbchaos.recovery.facade import RecoveryRunner
 from pytest_cbchaos.recovery.runner import Attempt
 from pytest_cbchaos.recovery.status import RunStatus, TurnResult, Verdict
 from pytest_cbchaos.recovery.supervisor import AsyncRecoveryRunner
 from pytest_cbchaos.recovery.watchdog import Watchdog
+from pytest_cbchaos.servers.opencode import OpencodeServer
 
 
 class _M1Core(AsyncRecoveryRunner):
@@ -95,3 +105,161 @@ __all__ = ["MUTANTS", *[cls.__name__ for cls in MUTANTS.values()]]
 
 def make_mutant(name: str, server: Any, config: Any = None, **kwargs: Any) -> RecoveryRunner:
     return MUTANTS[name](server, config, **kwargs)
+
+
+# -- M6, M7, M8, M10, M11 (shown against the scripted fake server in
+# tests/recovery/test_recovery_mutants_extra.py; the machine's check_turn catches each) -----------
+
+class _M4Watchdog(Watchdog):
+    """The prior art's watchdog on a socket read timeout: a read quiet for ``read_timeout`` drops
+    the stream (CPython refuses further reads on a timed-out socket), every time."""
+
+    read_timeout_ticks = 2
+
+    async def tick(self, now: float) -> None:
+        s = self.a.stream
+        if s.last_byte_at is not None and now - s.last_byte_at >= self.read_timeout_ticks * self.cfg.tick:
+            s.force_reconnect("read_timeout")
+        await super().tick(now)
+
+
+class _M4Attempt(Attempt):
+    watchdog_class = _M4Watchdog
+
+
+class _M4Core(AsyncRecoveryRunner):
+    attempt_class = _M4Attempt
+
+
+class _M6Watchdog(Watchdog):
+    """Heartbeats counted as progress: every heartbeat pushes the stall deadline out."""
+
+    def deadline(self) -> float:
+        t, hb = self.a.tracker, self.a.stream.last_heartbeat_at
+        if t is not None and hb is not None and t.prompt_accepted_at is not None \
+                and hb > (t.last_progress_at or t.prompt_accepted_at):
+            t.last_progress_at = hb
+        return super().deadline()
+
+
+class _M6Attempt(Attempt):
+    watchdog_class = _M6Watchdog
+
+
+class _M6Core(AsyncRecoveryRunner):
+    attempt_class = _M6Attempt
+
+
+class _M7Attempt(Attempt):
+    """``retry`` status treated as idle (the prior art's "neither busy nor idle" bug, made terminal)."""
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        props = event.get("properties") or {}
+        st = props.get("status") if isinstance(props, dict) else None
+        if event.get("type") == "session.status" and isinstance(st, dict) and st.get("type") == "retry":
+            event = {**event, "properties": {**props, "status": {"type": "idle"}}}
+        super()._on_event(event)
+
+
+class _M7Core(AsyncRecoveryRunner):
+    attempt_class = _M7Attempt
+
+
+class _M8Attempt(Attempt):
+    """Consumer not awaited: the attempt returns while its ``/event`` reader keeps running."""
+
+    async def _stop_consumer(self, watch_task: Any) -> None:
+        if self.verdict is None:
+            self.decide(RunStatus.ERROR, "cancelled", {})
+        for task in ([watch_task] if watch_task else []) + list(self.tasks):
+            task.cancel()
+        self.record.sse_connections = self.stream.connections
+        self.log("consumer.stopped", leaked=0)  # the stream is abandoned, not stopped
+        self.open = False
+        self.runner.__dict__.setdefault("abandoned", []).append(self.stream)
+
+
+class _M8Core(AsyncRecoveryRunner):
+    attempt_class = _M8Attempt
+
+    async def aclose(self) -> None:
+        for stream in self.__dict__.pop("abandoned", []):  # only so the test process stays clean
+            await stream.stop()
+        await super().aclose()
+
+
+class _M10Core(AsyncRecoveryRunner):
+    _per_class = True  # one budget per verdict class instead of one shared budget
+
+
+class _M11Attempt(Attempt):
+    """prompt_async resent after a timeout although the server had accepted it."""
+
+    async def _send_prompt(self, sid: str) -> None:
+        t = self.tracker
+        assert t is not None
+        t.prompt_sent_at = time.monotonic()
+        self.log("prompt.sent", session_id=sid, subscribed=self.stream.subscribed.is_set())
+        try:
+            await self.client.call("prompt_async",
+                                   lambda: self.client.prompt_async(sid, self.prompt, self.runner.model),
+                                   is_dead=self._is_dead)  # no "accepted already?" check
+        except OpencodeRequestError as exc:
+            self.log("prompt.failed", error=str(exc))
+            self._request_failed(exc)
+            return
+        t.prompt_accepted_at = time.monotonic()
+        self.log("prompt.accepted", session_id=sid)
+        self.resubscribed = True
+
+
+class _M11Core(AsyncRecoveryRunner):
+    attempt_class = _M11Attempt
+
+
+class M4ReadTimeoutWatchdog(RecoveryRunner):
+    async_class = _M4Core
+
+
+class M6HeartbeatAsProgress(RecoveryRunner):
+    async_class = _M6Core
+
+
+class M7RetryAsIdle(RecoveryRunner):
+    async_class = _M7Core
+
+
+class M8ConsumerNotAwaited(RecoveryRunner):
+    async_class = _M8Core
+
+
+class M10PerClassBudgets(RecoveryRunner):
+    async_class = _M10Core
+
+
+class M11PromptResent(RecoveryRunner):
+    async_class = _M11Core
+
+
+MUTANTS.update({"M4": M4ReadTimeoutWatchdog, "M6": M6HeartbeatAsProgress, "M7": M7RetryAsIdle, "M8": M8ConsumerNotAwaited,
+                "M10": M10PerClassBudgets, "M11": M11PromptResent})
+__all__ = ["MUTANTS", *[cls.__name__ for cls in MUTANTS.values()]]
+
+
+# -- M12: the launcher side of the prior art (INV-19) --------------------------------------------
+
+class M12LogHandleKept(OpencodeServer):
+    """Keeps its own handle on every generation's log open (the prior art leaked one per restart).
+
+    Caught by :func:`pytest_cbchaos.stateful.recovery_machine.check_clean_teardown`. Call
+    :meth:`release_leaked` afterwards: the suite treats an unclosed file as an error.
+    """
+
+    def start(self) -> "M12LogHandleKept":
+        super().start()
+        self.__dict__.setdefault("_leaked", []).append(open(self.log_path, "ab"))  # noqa: SIM115 - the bug
+        return self
+
+    def release_leaked(self) -> None:
+        for fh in self.__dict__.pop("_leaked", []):
+            fh.close()

@@ -48,6 +48,7 @@ MUTANT_CASES = [
     ("M3", "subscribe_latency", {"ms": 3000}, "INV-10"),
     ("M5", "model_stall", {}, "INV-12"),
     ("M9", "model_stall", {}, "INV-13"),
+    ("M4", "events_latency", {"ms": 700}, "INV-8"),
 ]
 
 
@@ -97,3 +98,15 @@ def test_machine_accepts_user_runner_through_protocol(oc: OpencodeEnv) -> None:
 def test_unknown_fault_name_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="unknown recovery machine faults.*'nope'"):
         recovery_machine(object(), enabled={"nope"})  # type: ignore[arg-type]
+
+
+def test_events_latency_keeps_one_stream(oc: OpencodeEnv) -> None:
+    """INV-8 against real opencode: an events-plane latency toxic never costs a reconnect."""
+    machine = recovery_machine(oc, enabled=FAULTS)()
+    try:
+        machine.events_latency(ms=700)
+        machine.last_turn_honest()
+        _, res, _ = machine.results[-1]
+        assert res.attempts and all(a.sse_connections == 1 for a in res.attempts)
+    finally:
+        machine.teardown()
