@@ -6,6 +6,16 @@ Select one explicitly with ``--hypothesis-profile=dev|ci``.
 
 import os
 
+# Imported here, before any in-process pytester run: pytester restores ``sys.modules`` after each inline
+# run, so a multiprocessing submodule first imported inside one would be re-imported afterwards and
+# multiprocessing's pickler registry would point at the stale copy ("PicklingError: rebuild_connection
+# ... not the same object") in whatever test the xdist scheduler puts next on that worker.
+import multiprocessing.connection  # noqa: F401
+import multiprocessing.forkserver  # noqa: F401
+import multiprocessing.reduction  # noqa: F401
+import multiprocessing.resource_sharer  # noqa: F401
+import multiprocessing.synchronize  # noqa: F401
+
 from hypothesis import HealthCheck, settings
 
 pytest_plugins = ["pytester"]

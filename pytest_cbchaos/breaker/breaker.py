@@ -218,6 +218,52 @@ class _Core:
         self._key = f"{id(self)}"
         self._op_ids: OpIds | None = None
         self._op_ids_pid = 0
+        self._ev_src: Callable[[int], tuple[int, list[tuple[str, str]]]] | None = None
+        self._ev_seen = 0
+        self._ev_lock = threading.Lock()
+        self._hw_gen = 0  # highest probe_generation seen in a reply (generations never go back)
+        self._hw_hist = False  # a reply showed history (recent_ops or a generation)
+
+    def _bind_store_events(self) -> None:
+        """Forward the store's own events (e.g. ``scripting_fallback``) to ``on_store_event``."""
+        has = self.config.enabled and getattr(type(self.store), "store_events_since", None) is not None
+        src = self.store.store_events_since if has else None
+        self._ev_src = src
+        if src is not None:
+            self._ev_seen = src(1 << 62)[0]
+
+    def _pump_store_events(self) -> None:
+        src = self._ev_src
+        if src is None or src(self._ev_seen)[0] == self._ev_seen:
+            return
+        with self._ev_lock:
+            total, evs = src(self._ev_seen)
+            self._ev_seen = total
+        for kind, detail in evs:
+            self._emit("on_store_event", StoreEvent(self.backend, kind, detail))
+
+    def _note_record(self, d: dict, token: str | None = None) -> None:
+        """Emit ``record_missing`` when a reply shows the record was lost (DEL, FLUSHALL, eviction,
+        expiry, restart: X3): its generation went back, a held token's generation is ahead of it, or
+        it has no history at all after one was seen. Generations never decrease otherwise."""
+        gen = d.get("probe_generation")
+        if gen is None:
+            return
+        ops = d.get("recent_ops")
+        lost = gen < self._hw_gen or (self._hw_hist and not gen and not ops)
+        if token and not lost:  # generations are unique per record lifetime: an equal one with another
+            head = token.split(":", 1)[0]  # token means the record was lost and re-claimed since
+            cur = d.get("probe_token") or ""
+            lost = head.isdigit() and (int(head) > gen or (int(head) == gen and cur not in ("", token)))
+        if lost:
+            detail = f"generation {gen} (seen {self._hw_gen}), token {token or '-'}"
+            self._hw_gen, self._hw_hist = gen, bool(gen or ops)
+            self._emit("on_store_event", StoreEvent(self.backend, "record_missing", detail, d.get("_now")))
+            return
+        if gen > self._hw_gen:
+            self._hw_gen = gen
+        if ops and not self._hw_hist:
+            self._hw_hist = True
 
     def _next_op_id(self) -> str:
         """A unique 32-hex op id: random prefix per breaker *and process* (so a forked child never
@@ -239,7 +285,10 @@ class _Core:
             except Exception:  # listener errors never propagate
                 log.exception("breaker listener %r failed", lst)
 
-    def _transition_from_reply(self, op: str, d: dict, cause: str = "", op_id: str | None = None) -> None:
+    def _transition_from_reply(self, op: str, d: dict, cause: str = "", op_id: str | None = None,
+                               token: str | None = None) -> None:
+        self._pump_store_events()
+        self._note_record(d, token)
         if (d.get("_applied") or d.get("_duplicate")) and d["_prev_state"] != d["_new_state"]:
             if self.metrics is not None:
                 self.metrics.record_state_transition(self.backend, d["_prev_state"], d["_new_state"])
@@ -258,6 +307,9 @@ class _Core:
 
     def _permit_from_claim(self, cr: Any) -> Permit:
         d = cr.record
+        if self._ev_src is not None:
+            self._pump_store_events()
+        self._note_record(d)
         if cr.won:
             self._emit("on_store_event", StoreEvent(
                 self.backend, "probe_reclaimed" if cr.label == "half_open_probe_reclaimed" else "probe_claimed",
@@ -276,6 +328,7 @@ class _Core:
         raise CircuitBreakerOpenError(self.backend, d["_prev_state"], cr.retry_after)
 
     def _store_error_gate(self, exc: BaseException) -> Permit:
+        self._pump_store_events()
         self._emit("on_store_event", StoreEvent(self.backend, "store_error", repr(exc)))
         pol = self.config.on_store_error
         if isinstance(exc, (StoreUnavailableError, StoreContentionError)) and pol == "allow":
@@ -343,6 +396,7 @@ class CircuitBreaker(_Core):
         super().__init__(backend, config, store, clock, rng, metrics, listeners)
         if self.store is None:
             self.store = InMemoryStore(clock=self.clock, probe_lease_seconds=self.config.probe_lease_seconds)
+        self._bind_store_events()
 
     def _start_heartbeat(self, permit: Permit) -> None:
         """Renew the claim every L/3 (real time) until it resolves, for at most probe_max_hold_seconds."""
@@ -383,9 +437,10 @@ class CircuitBreaker(_Core):
         for attempt in range(2):  # one resend with the same op id; never replaces the call's result
             try:
                 d = getattr(self.store, method)(self.backend, op_id=op_id, **kw)
-                self._transition_from_reply(method, d, error_type or kind, op_id)
+                self._transition_from_reply(method, d, error_type or kind, op_id, kw.get("probe_token"))
                 return d
             except StoreError as exc:
+                self._pump_store_events()
                 if attempt == 1:
                     kind_ev = "indeterminate" if isinstance(exc, StoreIndeterminateError) else "store_error"
                     self._emit("on_store_event", StoreEvent(self.backend, kind_ev, repr(exc)))
@@ -549,6 +604,7 @@ class AsyncCircuitBreaker(_Core):
         super().__init__(backend, config, store, clock, rng, metrics, listeners)
         if self.store is None:
             self.store = AsyncInMemoryStore(clock=self.clock, probe_lease_seconds=self.config.probe_lease_seconds)
+        self._bind_store_events()
 
     def _start_heartbeat(self, permit: Permit) -> None:
         """One task per held claim, renewing every L/3 until the claim resolves (never blocks the loop)."""
@@ -596,9 +652,10 @@ class AsyncCircuitBreaker(_Core):
             for attempt in range(2):
                 try:
                     d = await getattr(self.store, method)(self.backend, op_id=op_id, **kw)
-                    self._transition_from_reply(method, d, error_type or kind, op_id)
+                    self._transition_from_reply(method, d, error_type or kind, op_id, kw.get("probe_token"))
                     return d
                 except StoreError as exc:
+                    self._pump_store_events()
                     if attempt == 1:
                         self._emit("on_store_event", StoreEvent(self.backend, "store_error", repr(exc)))
             return None

@@ -143,7 +143,8 @@ class _Core:
         self._rng = random.Random()
         self.stats = {"pipelines_created": 0, "pipelines_reset": 0, "evalsha": 0, "script_load": 0,
                       "fallback_ops": 0}
-        self.events: list[tuple[str, str]] = []  # store-level events (scripting_fallback)
+        self.events: list[tuple[str, str]] = []  # store-level events (scripting_fallback), newest last
+        self._events_dropped = 0
 
     def key(self, backend: str) -> str:
         return f"{self.key_prefix}:{backend}"
@@ -238,7 +239,21 @@ class _Core:
         if not self.using_fallback:
             self.using_fallback = True
             self._fallback_since = self.clock.monotonic()
-            self.events.append(("scripting_fallback", ""))
+            self._store_event("scripting_fallback", "")
+
+    def _store_event(self, kind: str, detail: str) -> None:
+        self.events.append((kind, detail))
+        if len(self.events) > 256:  # bounded: at most one fallback event per 60 s re-probe anyway
+            del self.events[:128]
+            self._events_dropped += 128
+
+    def store_events_since(self, seen: int) -> tuple[int, list[tuple[str, str]]]:
+        """(total events so far, the events after the first ``seen``): breakers forward these to
+        their listeners' ``on_store_event`` after each op (spec §4.4)."""
+        total = self._events_dropped + len(self.events)
+        if seen >= total:
+            return total, []
+        return total, self.events[max(0, seen - self._events_dropped):]
 
     def _try_scripts(self) -> bool:
         if self.scripting == "disabled":

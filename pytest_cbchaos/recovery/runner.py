@@ -251,7 +251,8 @@ class Attempt:
     def _request_failed(self, exc: OpencodeRequestError) -> None:
         if exc.retriable:
             self.decide(RunStatus.SERVER_UNREACHABLE, "server_unreachable",
-                        {"operation": exc.operation, "error": str(exc), "liveness": self.liveness().value})
+                        {"operation": exc.operation, "error": str(exc), "liveness": self.liveness().value,
+                         "http_status": exc.http_status})
         else:
             self.decide(RunStatus.ERROR, "request_error", {"operation": exc.operation, "error": str(exc),
                                                            "http_status": exc.http_status})

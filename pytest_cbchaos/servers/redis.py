@@ -9,6 +9,7 @@ binary and falls back to fakeredis; a backend named explicitly that is unavailab
 from __future__ import annotations
 
 import functools
+import os
 import secrets
 import shutil
 import socket
@@ -18,7 +19,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import redis
 from redis.backoff import NoBackoff
@@ -28,6 +29,7 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 
 REDIS_BACKENDS = ("auto", "binary", "fakeredis", "docker", "url")
+PERSISTENCE = ("none", "aof-always")
 MIN_REDIS_VERSION = (6, 0)
 INSTALL_HINT = (
     "install redis-server (Debian/Ubuntu: `apt-get install redis-server`, or run ./scripts/setup), "
@@ -178,11 +180,29 @@ def start_redis(
     port_range: tuple[int, int] = DEFAULT_RANGE,
     startup_timeout: float = 10.0,
     image: str = "redis:7",
+    persistence: str = "none",
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> RedisServer:
-    """Start (or attach to) a Redis server for one pytest worker."""
+    """Start (or attach to) a Redis server for one pytest worker.
+
+    ``persistence="aof-always"`` (binary backend only) adds ``--appendonly yes --appendfsync always
+    --maxmemory-policy noeviction``: ``restart()`` keeps ``--dir``, so a SIGKILL loses no
+    acknowledged write (durable-stream.md §4.4). The default keeps no data across a restart.
+
+    ``extra_args`` (config options appended to the command line, e.g. ``["--rename-command", "EVAL",
+    ""]``) and ``env`` (extra environment, e.g. ``LD_PRELOAD``) need the binary backend; they are kept
+    across ``restart()``."""
+    if persistence not in PERSISTENCE:
+        raise BackendUnavailable(f"unknown persistence {persistence!r}; expected one of {', '.join(PERSISTENCE)}")
     chosen = resolve_backend(backend, executable)
+    if persistence != "none" and chosen != "binary":
+        raise BackendUnavailable(f"persistence={persistence!r} needs the binary backend (got {chosen!r}); {INSTALL_HINT}")
+    if (extra_args or env) and chosen != "binary":
+        raise BackendUnavailable(f"extra_args/env need the binary backend (got {chosen!r}); {INSTALL_HINT}")
     if chosen == "binary":
-        return _start_binary(executable or shutil.which("redis-server"), workdir, port_range, startup_timeout)
+        return _start_binary(executable or shutil.which("redis-server"), workdir, port_range, startup_timeout,
+                             persistence, extra_args, env)
     if chosen == "fakeredis":
         return _start_fakeredis(workdir, port_range, startup_timeout)
     if chosen == "url":
@@ -194,7 +214,8 @@ def start_redis(
 
 
 def _start_binary(executable: str | None, workdir: Path, port_range: tuple[int, int],
-                  startup_timeout: float) -> RedisServer:
+                  startup_timeout: float, persistence: str = "none", extra_args: Sequence[str] = (),
+                  env: Mapping[str, str] | None = None) -> RedisServer:
     if not executable or not Path(executable).exists() and not shutil.which(executable):
         raise BackendUnavailable(f"redis-server not found (looked for {executable or 'redis-server on PATH'}); {INSTALL_HINT}")
     version = redis_binary_version(executable)
@@ -207,9 +228,15 @@ def _start_binary(executable: str | None, workdir: Path, port_range: tuple[int, 
             "--requirepass", password, "--save", "", "--appendonly", "no", "--dir", str(data_dir),
             "--dbfilename", "dump.rdb", "--pidfile", str(data_dir / "redis.pid"),
             "--daemonize", "no", "--timeout", "0", "--unixsocket", ""]
+    if persistence == "aof-always":
+        i = argv.index("--appendonly")
+        argv[i + 1] = "yes"
+        argv += ["--appendfsync", "always", "--maxmemory-policy", "noeviction"]
+    argv += [str(a) for a in extra_args]
     # Logs go to stdout, captured by ManagedProcess into <dir>/redis.log.
     argv = [a for a in argv]
     server.process = ManagedProcess("redis", argv, log_dir=data_dir, ready=_ready(server),
+                                    env=None if env is None else {**os.environ, **env},
                                     startup_timeout=startup_timeout, graceful_stop=_shutdown_nosave(server))
     try:
         server.process.start()

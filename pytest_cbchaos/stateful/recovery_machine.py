@@ -441,12 +441,56 @@ def open_fds() -> dict[int, str]:
     return out
 
 
+def stray_processes(server: Any) -> list[int]:
+    """Live (non-zombie) processes of any generation of a launcher handle, found by the env tag
+    ``CBCHAOS_SERVER_TAG=<uid>.g<N>`` every descendant inherits: tool-call children that left the
+    server's process group or were orphaned by a SIGKILL included. ``[]`` for a handle without a tag."""
+    import os
+
+    import psutil
+
+    from pytest_cbchaos.servers.opencode import TAG_ENV
+
+    uid = getattr(server, "_uid", None)
+    if not isinstance(uid, str) or not uid:
+        return []
+    prefix = f"{uid}.g"
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get(TAG_ENV, "").startswith(prefix):
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue  # gone meanwhile, or not ours to read
+    return found
+
+
+def log_holders(paths: Iterable[Any]) -> list[tuple[int, str]]:
+    """(pid, path) of every process on the machine that has one of ``paths`` open."""
+    import psutil
+
+    wanted = {str(p) for p in paths}
+    held = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            held += [(proc.pid, f.path) for f in proc.open_files() if f.path in wanted]
+        except (psutil.Error, OSError):
+            continue
+    return held
+
+
 def check_clean_teardown(server: Any, *, fd_baseline: int | None = None, slack: int = 2) -> None:
-    """INV-19 for a launcher handle after ``stop()``: no process of any generation alive, every
-    generation's log closed by the parent and holding its exit record, fd count flat."""
+    """INV-19 for a launcher handle after ``stop()``: no process of any generation alive (process
+    scan by env tag, tool-call subprocesses included), every generation's log closed by the parent
+    and holding its exit record, fd count flat."""
     import os
 
     _check(not getattr(server, "alive", False), "INV-19 clean teardown", f"{server!r} still alive after stop()")
+    strays = stray_processes(server)
+    _check(not strays, "INV-19 clean teardown",
+           f"process(es) of {server!r} outlived stop() (tool-call children included): {strays}")
     logs = [str(p) for p in getattr(server, "log_paths", [])]
     held = sorted({t for t in open_fds().values() if t in logs})
     _check(not held, "INV-19 clean teardown", f"parent still holds log handle(s): {held}")

@@ -261,3 +261,134 @@ def mutant_target(name: str) -> StoreTarget:
         return cls(**kw)
     return StoreTarget(f"mutant:{name}", make, raw_set=lambda s, b, f: s.raw_set(b, f),
                        ttl_of=lambda s, b: s.ttl_of(b), third_party=True)
+
+
+# ---- Redis-path and breaker mutants (live-server checks: tests/breaker/test_live_*.py) --------------------------
+# They need a live client, so they are not conformance ``StoreTarget``s; ``REDIS_MUTANTS`` maps a name to
+# (class, the spec items whose tests must catch it).
+
+from pytest_cbchaos.breaker.breaker import CircuitBreaker  # noqa: E402
+from pytest_cbchaos.breaker.errors import StoreContentionError, StoreError  # noqa: E402
+from pytest_cbchaos.breaker.redis_store import RedisStore, _ScriptingUnavailable  # noqa: E402
+
+
+class SilentFallbackRedisStore(RedisStore):
+    """Switches to the WATCH fallback without the ``scripting_fallback`` event (§5.3, §4.4)."""
+
+    def _mark_fallback(self) -> None:
+        if not self.using_fallback:
+            self.using_fallback = True
+            self._fallback_since = self.clock.monotonic()
+
+
+class FallbackOnAnyErrorRedisStore(RedisStore):
+    """Treats every script error as "scripting unavailable": READONLY/NOPERM/BUSY go to the fallback (CB-23)."""
+
+    def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
+        try:
+            return super()._io(op, backend, fn, reads)
+        except StoreError as exc:
+            if self.using_fallback or reads or isinstance(exc, StoreContentionError):
+                raise
+            raise _ScriptingUnavailable(str(exc)) from exc
+
+
+class FlatErrorsRedisStore(RedisStore):
+    """No error classes: every server error is a bare ``StoreError`` (massgen's handling, §5.3)."""
+
+    def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
+        try:
+            return super()._io(op, backend, fn, reads)
+        except StoreError as exc:
+            if type(exc) is StoreError:
+                raise
+            raise StoreError(str(exc)) from exc
+
+
+class GenerationOnlyTokenRedisStore(RedisStore):
+    """Fences probe resolution by the token's generation only: after the record is lost and re-claimed
+    (generations start again), a stale owner resolves the new probe (§7.5, CB-17)."""
+
+    def _same_gen(self, backend: str, token: str) -> str:
+        cur = self.get_state(backend)["probe_token"]
+        return cur if cur and cur.split(":", 1)[0] == token.split(":", 1)[0] else token
+
+    def release_probe(self, backend: str, probe_token: str, outcome: str, **kw: Any) -> Any:
+        return super().release_probe(backend, self._same_gen(backend, probe_token), outcome, **kw)
+
+    def renew_probe(self, backend: str, probe_token: str, **kw: Any) -> Any:
+        return super().renew_probe(backend, self._same_gen(backend, probe_token), **kw)
+
+
+class AnchorlessFencingRedisStore(RedisStore):
+    """Binds a token to its record but not to the OPEN cycle (no rule N anchor): a stale token left in the
+    hash by an earlier cycle passes for a later massgen claim (§1.3, §7.9)."""
+
+    def _revive(self, backend: str, token: str) -> None:
+        raw = {k.decode(): v.decode() for k, v in self.client.hgetall(self.key(backend)).items()}
+        if raw.get("probe_token") == token and raw.get("half_open_probe_active") == "True":
+            self.client.hset(self.key(backend), "probe_anchor", raw.get("open_until", "0.0"))
+
+    def release_probe(self, backend: str, probe_token: str, outcome: str, **kw: Any) -> Any:
+        self._revive(backend, probe_token)
+        return super().release_probe(backend, probe_token, outcome, **kw)
+
+
+class LegacyClaimIsFreeRedisStore(RedisStore):
+    """Treats a tokenless (massgen) claim as a free slot instead of leasing it first (§1.3 item 3)."""
+
+    def try_transition_and_claim_probe(self, backend: str, now: float | None = None, *a: Any, **kw: Any) -> Any:
+        st = self.get_state(backend)
+        if st["state"] == "half_open" and st["half_open_probe_active"] and not st["probe_token"]:
+            self.client.hset(self.key(backend), "half_open_probe_active", "False")
+        return super().try_transition_and_claim_probe(backend, now, *a, **kw)
+
+
+class WorkerClockGateRedisStore(RedisStore):
+    """Writes deadlines in server time but gates on the worker's clock: one decision mixes clocks (CB-26)."""
+
+    def try_transition_and_claim_probe(self, backend: str, now: float | None = None, *a: Any, **kw: Any) -> Any:
+        saved, self.time_source = self.time_source, "client"
+        try:
+            return super().try_transition_and_claim_probe(backend, now, *a, **kw)
+        finally:
+            self.time_source = saved
+
+
+class BlockingAsyncStore:
+    """An "async" store doing synchronous Redis I/O inside its coroutines (massgen's sync store in
+    ``async call_with_retry``): every op blocks the event loop for a full round trip (CB-27)."""
+
+    is_async = True
+
+    def __init__(self, sync_store: Any) -> None:
+        self._sync = sync_store
+
+    def __getattr__(self, name: str) -> Any:
+        fn = getattr(self._sync, name)
+        if not callable(fn):
+            return fn
+
+        async def blocking(*a: Any, **k: Any) -> Any:
+            return fn(*a, **k)  # the defect: a blocking call on the loop
+        return blocking
+
+
+class NoLossEventsBreaker(CircuitBreaker):
+    """Never notices a lost record: no ``record_missing`` event (§7.5)."""
+
+    def _note_record(self, d: dict, token: str | None = None) -> None:
+        return None
+
+
+REDIS_MUTANTS: dict[str, tuple[type, list[str]]] = {
+    "silent_fallback": (SilentFallbackRedisStore, ["§7.7 renamed scripting", "§4.4"]),
+    "fallback_on_any_error": (FallbackOnAnyErrorRedisStore, ["§7.7 READONLY", "§7.7 NOPERM", "CB-23"]),
+    "flat_errors": (FlatErrorsRedisStore, ["§7.7 READONLY", "§7.7 NOPERM", "§7.7 BUSY", "§5.3"]),
+    "generation_only_token": (GenerationOnlyTokenRedisStore, ["§7.5", "CB-17"]),
+    "anchorless_fencing": (AnchorlessFencingRedisStore, ["§7.9 rule N"]),
+    "legacy_claim_is_free": (LegacyClaimIsFreeRedisStore, ["§7.9 legacy claim"]),
+    "worker_clock_gate": (WorkerClockGateRedisStore, ["CB-26", "§7.4"]),
+    "blocking_async": (BlockingAsyncStore, ["CB-27"]),
+    "no_loss_events": (NoLossEventsBreaker, ["§7.5 record_missing"]),
+}

@@ -14,7 +14,11 @@ Each is a :class:`~pytest_cbchaos.recovery.RecoveryRunner` with one flaw of the 
 * ``M8ConsumerNotAwaited`` returns from an attempt while its ``/event`` reader still runs;
 * ``M10PerClassBudgets`` keeps one budget per verdict class instead of one shared budget;
 * ``M11PromptResent`` resends prompt_async after a timeout although it had been accepted;
-* ``M12LogHandleKept`` (a launcher, not a runner) keeps every generation's log handle open.
+* ``M12LogHandleKept`` (a launcher, not a runner) keeps every generation's log handle open;
+* ``M13ToolChildOrphaned`` (a launcher) stops only the server's process group, so a tool-call child
+  in its own session (opencode's bash tool detaches) outlives ``stop()``;
+* ``M14ClientErrorRecovered`` counts every control-plane failure, a 4xx included, as server death
+  and recovers it (restart and retry) instead of ending ``ERROR``.
 """
 
 from __future__ import annotations
@@ -241,8 +245,24 @@ class M11PromptResent(RecoveryRunner):
     async_class = _M11Core
 
 
+class _M14Attempt(Attempt):
+    """Every control-plane failure taken for server death (the prior art's blanket classification)."""
+
+    def _request_failed(self, exc: OpencodeRequestError) -> None:
+        exc.retriable = True  # the bug: a 4xx (a caller's error) becomes "unreachable" and is recovered
+        super()._request_failed(exc)
+
+
+class _M14Core(AsyncRecoveryRunner):
+    attempt_class = _M14Attempt
+
+
+class M14ClientErrorRecovered(RecoveryRunner):
+    async_class = _M14Core
+
+
 MUTANTS.update({"M4": M4ReadTimeoutWatchdog, "M6": M6HeartbeatAsProgress, "M7": M7RetryAsIdle, "M8": M8ConsumerNotAwaited,
-                "M10": M10PerClassBudgets, "M11": M11PromptResent})
+                "M10": M10PerClassBudgets, "M11": M11PromptResent, "M14": M14ClientErrorRecovered})
 __all__ = ["MUTANTS", *[cls.__name__ for cls in MUTANTS.values()]]
 
 
@@ -263,3 +283,38 @@ class M12LogHandleKept(OpencodeServer):
     def release_leaked(self) -> None:
         for fh in self.__dict__.pop("_leaked", []):
             fh.close()
+
+
+class M13ToolChildOrphaned(OpencodeServer):
+    """Stops only the server's process group: no descendant list, no scan for its env tag.
+
+    opencode's bash tool runs its command in a session of its own, so after a SIGKILL of the server
+    that ``sleep 300`` is orphaned and this launcher never finds it. Caught by the process scan of
+    :func:`pytest_cbchaos.stateful.recovery_machine.check_clean_teardown`. Call
+    :meth:`reap_orphans` afterwards so the test leaves nothing behind.
+    """
+
+    def _stop_proc(self, proc: Any) -> None:
+        if proc.pid is None:
+            return
+        requested = proc.alive
+        proc.stop()  # graceful hook, wait stop_grace, SIGKILL the group, reap: the bug is what is missing
+        self._exit_record(proc, requested=requested)
+
+    def reap_orphans(self, timeout: float = 5.0) -> list[int]:
+        """SIGKILL every live process carrying one of this server's env tags; returns their pids."""
+        import os
+        import signal
+
+        from pytest_cbchaos.stateful.recovery_machine import stray_processes
+
+        pids = stray_processes(self)
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while stray_processes(self) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the kernel finishes the kill asynchronously; bounded poll
+        return pids
