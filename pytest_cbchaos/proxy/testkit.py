@@ -5,10 +5,11 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-import time
 from typing import Callable
 
 import httpx
+
+from pytest_cbchaos.waiting import wait_until
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):
@@ -79,13 +80,7 @@ def recv_until_closed(sock: socket.socket, timeout: float = 5.0) -> tuple[bytes,
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)  # polling a condition with a deadline
-        delay = min(delay * 2, 0.02)
+    wait_until(predicate, timeout, what, first_interval=0.001)
 
 
 def raw(url: str, method: str, path: str, body: bytes | str | None = None,

@@ -4,7 +4,6 @@ BUSY, eviction, restart, server clock skew), and a client spy that counts comman
 from __future__ import annotations
 
 import shutil
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -14,6 +13,7 @@ import redis
 
 from pytest_cbchaos.servers.redis import RedisServer, no_retry, start_redis
 from pytest_cbchaos.settings import get_settings
+from pytest_cbchaos.waiting import wait_until  # noqa: F401 - re-exported for the live tests
 
 
 def redis_exec(config: pytest.Config) -> str:
@@ -56,13 +56,3 @@ def spy_client(server: RedisServer, **kw: Any) -> tuple[redis.Redis, list[str]]:
     return redis.Redis(connection_pool=pool), cls.sent
 
 
-def wait_until(cond: Any, timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``cond()`` until truthy (bounded in time); returns its value or fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.1f}s waiting for {what}")
-        time.sleep(interval)  # polling interval of a condition wait

@@ -8,17 +8,13 @@ import time
 import pytest
 
 from pytest_cbchaos.recovery import RunStatus
+from pytest_cbchaos.waiting import wait_until
 from tests.recovery.harness import Plan
 from tests.recovery.oc_env import OpencodeEnv
 
 
-def wait_for(cond, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.02)  # polling a condition with a deadline
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def wait_for(cond, timeout: float, what: str) -> None:
+    wait_until(cond, timeout, what)
 
 pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(120)]
 

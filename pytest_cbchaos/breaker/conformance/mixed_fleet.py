@@ -14,6 +14,8 @@ import time
 import uuid
 from typing import Any, Callable
 
+from pytest_cbchaos.waiting import wait_until
+
 _FIVE = ("state", "failure_count", "last_failure_time", "open_until", "half_open_probe_active")
 
 _READ = """
@@ -102,14 +104,7 @@ class MassgenWriter:
 
 
 def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"mixed fleet: timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # polling interval of a condition wait
+    return wait_until(cond, timeout, f"mixed fleet: {what}")
 
 
 def mixed_fleet_report(client: Any, store_cls: Any = None, *, cooldown: float = 0.2, lease: float = 0.5,
