@@ -4,6 +4,7 @@ reconnect with `Last-Event-ID = cursor`; a transport failure never marks a messa
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from typing import Any, AsyncIterator
@@ -41,6 +42,10 @@ class StreamLost(StreamError):
 
 class StreamGapError(StreamError):
     pass
+
+
+class StreamSuperseded(StreamError):
+    """A newer connection with the same client id took over (INV-18): this one ends, no reconnect."""
 
 
 class _Retry(Exception):
@@ -107,6 +112,7 @@ class StreamClient:
                                     continue
                                 if ev == "cbchaos":
                                     self.notices.append(data)
+                                    self._on_notice(data)
                                     continue
                                 env = Envelope.from_json(data)
                                 if env.seq <= self.cursor:
@@ -134,6 +140,16 @@ class StreamClient:
                         delay = min(delay * 2, 2.0)
         finally:
             self._busy = False
+
+    def _on_notice(self, data: str) -> None:
+        """A superseded connection ends for good: reconnecting would take the stream back from the
+        newer consumer with the same client id, and the two would evict each other forever."""
+        try:
+            code = json.loads(data).get("code")
+        except (ValueError, AttributeError):
+            return
+        if code == "superseded":
+            raise StreamSuperseded(f"client {self.client_id!r}: a newer connection took over")
 
     async def run_to_end(self, conversation_id: str, message_id: str | None = None, after_seq: int = 0) -> TurnView:
         envs = [e async for e in self.follow(conversation_id, message_id, after_seq)]

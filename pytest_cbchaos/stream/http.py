@@ -21,6 +21,18 @@ _END = object()
 STATE = web.AppKey("cbchaos_stream_state", dict)
 
 
+class SSEPolicy:
+    """How the SSE handler frames notices and keeps the connection alive. The defaults are the
+    spec's (§3.2, §3.4); `testing/stream_mutants.py` substitutes broken ones (M9, M31, M32)."""
+
+    keepalive_timer = True  # `: hb` from a timer independent of Redis calls and of progress
+    cut_slow_clients = True  # a write blocked for slow_client_s ends the response
+
+    def notice(self, notice: Notice, cursor: int) -> str:
+        """A connection notice: event `cbchaos`, never an `id:` line."""
+        return "event: cbchaos\ndata: " + canonical({"code": notice.code, **notice.detail}).decode() + "\n\n"
+
+
 def _int_param(value: str | None, name: str) -> int:
     if value is None or value == "":
         return 0
@@ -32,8 +44,10 @@ def _int_param(value: str | None, name: str) -> int:
 
 
 def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
-             source_factory: SourceFactory | None = None) -> web.Application:
+             source_factory: SourceFactory | None = None, policy: SSEPolicy | None = None,
+             loop_class: type[ReadLoop] = ReadLoop) -> web.Application:
     cfg = store.config
+    policy = policy or SSEPolicy()
     state = {"consumers": 0, "bad_last_event_id": 0}
 
     @web.middleware
@@ -60,7 +74,7 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
                 state["bad_last_event_id"] += 1
         if state["consumers"] >= cfg.max_consumers:
             return web.json_response({"code": "too_many_consumers"}, status=503, headers={"Retry-After": "1"})
-        loop = ReadLoop(store, conv, after_seq=max(after, lei), message_id=q.get("message_id") or None,
+        loop = loop_class(store, conv, after_seq=max(after, lei), message_id=q.get("message_id") or None,
                         epoch=q.get("epoch") or None, follow=q.get("follow") in ("1", "true"),
                         client_id=q.get("client_id") or None)
         try:
@@ -78,11 +92,16 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
         queue: asyncio.Queue = asyncio.Queue(maxsize=8)
 
         async def pump() -> None:
+            cancelled = False
             try:
                 async for item in loop.items():
                     await queue.put(item)
+            except asyncio.CancelledError:
+                cancelled = True  # the handler is gone and reads no more: a put on a full queue would hang
+                raise
             finally:
-                await queue.put(_END)
+                if not cancelled:
+                    await queue.put(_END)
 
         task = asyncio.get_running_loop().create_task(pump())
         sent_cursor = info["cursor"]
@@ -90,7 +109,7 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
         async def write(data: str) -> None:
             # a client that does not drain for slow_client_s is cut; the producer never waits on it
             w = asyncio.get_running_loop().create_task(resp.write(data.encode("utf-8")))
-            done, _ = await asyncio.wait({w}, timeout=cfg.slow_client_s)
+            done, _ = await asyncio.wait({w}, timeout=cfg.slow_client_s if policy.cut_slow_clients else None)
             if w not in done:
                 w.cancel()
                 raise ConnectionResetError("slow client")
@@ -103,7 +122,7 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
             while True:
                 if getter is None:
                     getter = asyncio.get_running_loop().create_task(queue.get())
-                done, _ = await asyncio.wait({getter}, timeout=cfg.heartbeat_s)
+                done, _ = await asyncio.wait({getter}, timeout=cfg.heartbeat_s if policy.keepalive_timer else None)
                 if getter not in done:
                     await write(f": hb {sent_cursor}\n\n")  # timer independent of Redis calls
                     continue
@@ -111,16 +130,22 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
                 if item is _END:
                     break
                 if isinstance(item, Notice):
-                    await write("event: cbchaos\ndata: " + canonical({"code": item.code, **item.detail}).decode() + "\n\n")
+                    await write(policy.notice(item, sent_cursor))
                 elif isinstance(item, Envelope):
                     await write(f"event: stream\nid: {item.seq}\ndata: {item.to_json()}\n\n")
                     sent_cursor = item.seq
         except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
             pass
         finally:
+            # Never wait unboundedly on the pump: a blocking read can swallow its cancellation
+            # (asyncio timeouts on 3.11), which leaked the consumer slot and its Redis connection.
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await loop.aclose()
+            await loop.aclose()  # such a read fails now and the loop ends
+            while not queue.empty():
+                queue.get_nowait()  # a pump blocked on a full queue can finish
+            await asyncio.wait({task}, timeout=cfg.block_ms / 1000 + 2)
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: the read we cut short may end with any error
             state["consumers"] -= 1
         return resp
 

@@ -57,6 +57,7 @@ class ReadLoop:
         self.token = secrets.token_hex(8)
         self._blocking: aioredis.Redis | None = None
         self.ended_by: str | None = None
+        self.closed = False
 
     # -- connect -------------------------------------------------------------------------------
     async def connect(self) -> dict[str, Any]:
@@ -103,6 +104,11 @@ class ReadLoop:
         return aioredis.Redis(**kw, client_name=name, single_connection_client=True)
 
     async def aclose(self) -> None:
+        """End the loop for good: ``items()`` stops even if a read swallowed its cancellation."""
+        self.closed = True
+        await self._drop_blocking()
+
+    async def _drop_blocking(self) -> None:
         if self._blocking is not None:
             try:
                 await self._blocking.aclose()
@@ -115,6 +121,8 @@ class ReadLoop:
         page = await self.store.xrange(self.conv, self.cursor, self.cfg.page_size)
         if page:
             return page
+        if self.closed:
+            return []  # never open a blocking connection once closed (the loop ends at its next check)
         if self._blocking is None:
             self._blocking = self._new_blocking()
         key = self.store.keys(self.conv)[1]
@@ -134,6 +142,8 @@ class ReadLoop:
             return Notice("stream_lost")
         if meta["epoch"] != self.epoch:
             return Notice("epoch_changed", {"epoch": meta["epoch"]})
+        if self.cursor > meta["last_seq"]:  # a lost suffix (restart without persistence): never wait silently
+            return Notice("cursor_ahead", {"last_seq": meta["last_seq"]})
         if self.cursor < meta.get("floor_seq", 0):
             return Notice("truncated", {"floor_seq": meta["floor_seq"]})
         if self.client_id:
@@ -146,11 +156,19 @@ class ReadLoop:
 
     async def items(self) -> AsyncIterator[Envelope | Notice]:
         """Entries after the cursor through the target's terminal; notices; ends on the stop rule."""
+        try:
+            async for item in self._items():
+                yield item
+        finally:
+            if self.closed:  # closed while a read was in flight: that read may have opened a connection
+                await self._drop_blocking()
+
+    async def _items(self) -> AsyncIterator[Envelope | Notice]:
         outage_since: float | None = None
         delay = 0.1
         follow_until: float | None = None
         gap_retry = False
-        while True:
+        while not self.closed:
             try:
                 notice = await self._wakeup_checks()
                 if notice is not None:
@@ -159,7 +177,9 @@ class ReadLoop:
                     return
                 page = await self._read()
             except REDIS_ERRORS:
-                await self.aclose()
+                await self._drop_blocking()
+                if self.closed:
+                    return
                 now = time.monotonic()
                 if outage_since is None:
                     outage_since = now

@@ -182,3 +182,126 @@ def m12_payload_by_reference(relay: TurnRelay) -> TurnRelay:
     after emitting it changes what is stored -> INV-9 (log bytes != emitted bytes)."""
     relay.run_class = _ByReferenceRun
     return relay
+
+
+# Consumer-protocol mutants (INV-18, 21, 22, 25, 27, 28, 29, 30, 31, 32) -------------------------
+from dataclasses import replace as _replace  # noqa: E402
+
+from pytest_cbchaos.stream.client import StreamClient, StreamUnavailable  # noqa: E402
+from pytest_cbchaos.stream.fold import TurnView, fold  # noqa: E402
+from pytest_cbchaos.stream.http import SSEPolicy  # noqa: E402
+
+
+class M9NoticeWithId(SSEPolicy):
+    """M9: a notice carries an ``id:`` (claudex's unpersisted fake seq ``cursor + 1``): an
+    EventSource resuming with that ``Last-Event-ID`` skips a real entry -> INV-21 (and INV-1)."""
+
+    def notice(self, notice: Notice, cursor: int) -> str:
+        return f"id: {cursor + 1}\n" + super().notice(notice, cursor)
+
+
+class M18NoOwnership(ReadLoop):
+    """M18: the read loop never checks the ``consumer:<client_id>`` owner: two connections with
+    one client id both stay live -> INV-18."""
+
+    async def _wakeup_checks(self) -> Notice | None:  # type: ignore[override]
+        notice = await super()._wakeup_checks()
+        return None if notice is not None and notice.code == "superseded" else notice
+
+
+class M18ReconnectWhenSuperseded(StreamClient):
+    """M18 (client side): a superseded client reconnects and takes the stream back, so two
+    clients with one id evict each other forever -> INV-18."""
+
+    def _on_notice(self, data: str) -> None:
+        return None
+
+
+class M22FailedOnTransport(StreamClient):
+    """M22: the client turns a transport failure into a failed turn (claudex's synthetic error)
+    -> INV-22 (a healthy turn shown ``failed``)."""
+
+    async def run_to_end(self, conversation_id: str, message_id: str | None = None, after_seq: int = 0) -> TurnView:
+        envs: list[Envelope] = []
+        try:
+            async for env in self.follow(conversation_id, message_id, after_seq):
+                envs.append(env)
+        except StreamUnavailable as exc:
+            return _replace(fold(envs, self.target), status="failed",
+                            error={"code": "client.unavailable", "message": str(exc)})
+        return fold(envs, self.target)
+
+
+class M25NoCursorAhead(ReadLoop):
+    """M25: the live loop never compares its cursor with ``meta.last_seq``: after a restart that
+    lost a suffix the consumer waits silently forever -> INV-25."""
+
+    async def _wakeup_checks(self) -> Notice | None:  # type: ignore[override]
+        notice = await super()._wakeup_checks()
+        return None if notice is not None and notice.code == "cursor_ahead" else notice
+
+
+class M27RetargetOnlyAtConnect(ReadLoop):
+    """M27: ``follow=1`` is honoured at connect only; the live loop ends at the target's terminal
+    instead of continuing into the next turn: a follower must reconnect and races it -> INV-27."""
+
+    async def connect(self) -> dict[str, Any]:  # type: ignore[override]
+        info = await super().connect()
+        self.follow = False
+        return info
+
+
+class M28CancelEverywhere(TurnRelay):
+    """M28: "Stop" cancels the current message of every active conversation (claudex's
+    cross-chat cancel) -> INV-28."""
+
+    async def cancel(self, conversation_id: str, message_id: str) -> str:  # type: ignore[override]
+        for conv in [c.decode() if isinstance(c, bytes) else c
+                     for c in await self.store.redis.zrange(self.store.active_key, 0, -1)]:
+            meta = await self.store.meta(conv)
+            if meta and meta.get("current_message_id"):
+                await self.store.request_cancel(conv, meta["current_message_id"])
+        return await super().cancel(conversation_id, message_id)
+
+
+def m29_status_from_tasks(relay: TurnRelay, conv: str) -> dict[str, Any]:
+    """M29: ``producer_live`` from this process's task map, not from the lease in Redis: every
+    other relay process answers "not live" -> INV-29."""
+    live = any(t.get_name().startswith(f"relay:{conv}:") and not t.done() for t in relay._tasks)
+    return {"producer_live": live}
+
+
+class M30LeakyReadLoop(ReadLoop):
+    """M30: the blocking connection is never closed when a consumer ends: ``CLIENT LIST`` grows
+    with every connect/disconnect cycle -> INV-30."""
+
+    async def aclose(self) -> None:  # type: ignore[override]
+        if self._blocking is not None:
+            _LEAKED.append(self._blocking)  # dropped from the loop, still held and never closed
+        self._blocking = None
+
+
+_LEAKED: list[Any] = []
+
+
+async def close_leaked() -> None:
+    """Test teardown for M30: close what the mutant leaked."""
+    while _LEAKED:
+        try:
+            await _LEAKED.pop().aclose()
+        except Exception:
+            pass
+
+
+class M31NoSlowClientCut(SSEPolicy):
+    """M31: a client that stops reading is never cut: it holds a consumer slot (and its blocking
+    connection) forever -> INV-31."""
+
+    cut_slow_clients = False
+
+
+class M32KeepaliveOnDataOnly(SSEPolicy):
+    """M32: no keepalive timer: an idle stream (stalled source, Redis outage) sends nothing and
+    proxies' idle timeouts cut it -> INV-32."""
+
+    keepalive_timer = False
