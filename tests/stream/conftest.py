@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -11,6 +10,7 @@ from typing import Any, Iterator
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from stream_helpers import run_bounded  # noqa: E402
 from stream_netfault import FaultProxy  # noqa: E402
 
 
@@ -28,8 +28,6 @@ def run() -> Any:
     """Run a coroutine to completion in a fresh loop, with a hard bound."""
 
     def _run(coro: Any, timeout: float = 30.0) -> Any:
-        async def bounded() -> Any:
-            return await asyncio.wait_for(coro, timeout)
-        return asyncio.run(bounded())
+        return run_bounded(coro, timeout)
 
     return _run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -16,3 +17,19 @@ def client_for(proc: Any, proxy: FaultProxy | None = None, **kw: Any) -> aioredi
     return aioredis.Redis(host=host, port=port, password=proc.password, **kw)
 
 
+def run_bounded(coro: Any, timeout: float) -> Any:
+    """Run in a fresh loop; on timeout fail with every task's stack (what was stuck)."""
+    async def bounded() -> Any:
+        task = asyncio.get_running_loop().create_task(coro)
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if task in done:
+            return task.result()
+        stacks = []
+        for t in asyncio.all_tasks():
+            if t is not asyncio.current_task():
+                frames = t.get_stack(limit=8)
+                stacks.append(f"{t.get_name()}: " + " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise AssertionError(f"did not finish within {timeout}s; tasks:\n" + "\n".join(stacks))
+    return asyncio.run(bounded())

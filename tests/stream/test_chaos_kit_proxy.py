@@ -22,6 +22,7 @@ from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import Notice, ReadLoop
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.sources import text_turn
+from stream_helpers import run_bounded
 
 CFG = StreamConfig.ci()
 TIMEOUT_S = 20.0
@@ -82,21 +83,7 @@ class Kit:
 
 
 def _run(coro: Any, timeout: float = TIMEOUT_S) -> Any:
-    """Run in a fresh loop; on timeout fail with every task's stack (what was stuck)."""
-    async def bounded() -> Any:
-        task = asyncio.get_running_loop().create_task(coro)
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if task in done:
-            return task.result()
-        stacks = []
-        for t in asyncio.all_tasks():
-            if t is not asyncio.current_task():
-                frames = t.get_stack(limit=8)
-                stacks.append(f"{t.get_name()}: " + " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames))
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise AssertionError(f"did not finish within {timeout}s; tasks:\n" + "\n".join(stacks))
-    return asyncio.run(bounded())
+    return run_bounded(coro, timeout)
 
 
 def test_reset_peer_during_append(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_faults):
