@@ -22,6 +22,7 @@ class Reaper:
         self.rotate = rotate_epoch_best_effort
         self.reaped: list[tuple[str, int]] = []
         self._task: asyncio.Task | None = None
+        self._stopping = False
 
     async def scan_missing(self) -> int:
         """Once at start: in-progress conversations missing from `active` (an indeterminate ZADD)."""
@@ -65,7 +66,7 @@ class Reaper:
         except Exception:
             pass
         rounds = 0
-        while True:
+        while not self._stopping:  # a flag as well as cancel: a redis-py read can swallow a cancellation
             rounds += 1
             try:
                 if rounds % 20 == 0:
@@ -78,13 +79,20 @@ class Reaper:
             await asyncio.sleep(self.interval_s)
 
     def start(self) -> asyncio.Task:
+        self._stopping = False
         self._task = asyncio.get_running_loop().create_task(self.run(), name="stream-reaper")
         return self._task
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            self._stopping = True
+            for _ in range(50):  # bounded: re-cancel until the task ends (one cancel may be swallowed)
+                self._task.cancel()
+                done, _ = await asyncio.wait({self._task}, timeout=0.2)
+                if done:
+                    break
+            if self._task.done() and not self._task.cancelled():
+                self._task.exception()  # retrieved: an error of the cut-short round is not news
             self._task = None
 
     async def __aenter__(self) -> "Reaper":
