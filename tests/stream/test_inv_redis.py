@@ -451,12 +451,12 @@ def _consumer_conns(admin: Any, tag: str) -> list[str]:
     return [c["name"] for c in admin.client_list() if str(c.get("name", "")).startswith(f"cbchaos-consumer:{tag}")]
 
 
-async def _resources(kit: HttpKit, faults: Any, admin: Any) -> list[str]:
+async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES) -> list[str]:
     bad: list[str] = []
     src = GatedSource(2, 2)
     hd = await kit.relay.start("r30", src, model_id="m")
     tag = f"cyc{secrets.token_hex(4)}-"
-    for i in range(CYCLES):
+    for i in range(cycles):
         c = kit.conn("r30", message_id=hd.message_id, client_id=f"{tag}{i}")
         await asyncio.wait_for(c.ready.wait(), 10)
         if i < RESET_CYCLES:  # the consumer's Redis link is reset under it
@@ -469,7 +469,7 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any) -> list[str]:
         await wait_until(lambda: kit.consumers == 0 and not _consumer_conns(admin, tag),
                          3 * kit.cfg.heartbeat_s + 10, "every consumer connection to be released")
     except AssertionError:
-        bad.append(f"INV-30: after {CYCLES} cycles {kit.consumers} consumers live, "
+        bad.append(f"INV-30: after {cycles} cycles {kit.consumers} consumers live, "
                    f"{len(_consumer_conns(admin, tag))} cbchaos-consumer:* connections in CLIENT LIST: "
                    f"{_consumer_conns(admin, tag)[:5]}")
     src.gate.set()
@@ -501,7 +501,7 @@ def test_inv30_mutant_leaky_read_loop_is_caught(cbchaos_redis_proc, cbchaos_redi
         async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG,
                            loop_class=M.M30LeakyReadLoop) as kit:
             try:
-                return await _resources(kit, cbchaos_faults, cbchaos_redis_admin)
+                return await _resources(kit, cbchaos_faults, cbchaos_redis_admin, cycles=RESET_CYCLES + 2)
             finally:
                 await M.close_leaked()
     bad = run_bounded(main(), 120)
