@@ -52,6 +52,8 @@ class TurnOutcome:
     superseded_by: str | None = None
     stop_reason: str | None = None
     stop_detail: str | None = None
+    rebase: str | None = None  # after ROLLBACK: the rebase script's status (OK, NO_RECORD, FENCED...) or "unknown"
+    epoch: str | None = None  # the rotated epoch when the rebase applied
 
 
 @dataclass
@@ -243,8 +245,51 @@ class _Run:
             self.stopped = reply.status
             self.outcome.stop_reason = reply.status
             self.outcome.stop_detail = reply.detail
-            await self._learn_superseded()
+            if reply.status == "ROLLBACK":
+                await self._rebase(call, int(reply.detail or 0), deadline)
+            else:
+                await self._learn_superseded()
             return reply.status
+
+    async def _rebase(self, call: AppendCall, last_seq: int, deadline: float) -> None:
+        """Spec §4.4: one ``rebase`` for the lost suffix ``last_seq+1 .. prev_seq`` (resent only on an
+        unknown outcome, which the epoch check makes idempotent); the outcome records what happened."""
+        new_epoch = secrets.token_hex(8)
+        err = self._error("store", "store.rollback", f"the store lost entries {last_seq + 1}..{call.prev_seq} "
+                          f"(restart without durable persistence)")
+        err.update(lost_from=last_seq + 1, lost_to=call.prev_seq)
+        data = encode_payload("error", err)
+        delay = 0.02
+        while True:
+            try:
+                reply = await self.store.rebase(self.conv, self.mid, self.sid, old_epoch=call.epoch,
+                                                new_epoch=new_epoch, last_seq=last_seq, step=call.first_step,
+                                                ts_ms=int(time.time() * 1000), payload=data,
+                                                error_code=err["code"], error_message=err["message"])
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not _is_transient(exc) or time.monotonic() + delay > deadline:
+                    self.outcome.rebase = "unknown"
+                    self.outcome.error = self.outcome.error or exc
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        status, seq = reply.status, reply.last_seq
+        if status == "EPOCH" and reply.detail == new_epoch:  # an earlier, unacknowledged send applied
+            try:
+                rec = await self.store.record(self.conv, self.mid)
+            except Exception:
+                rec = None
+            ours = rec is not None and rec.get("error_code") == "store.rollback" and rec.get("stream_id") == self.sid
+            status, seq = ("OK", rec["terminal_seq"]) if ours else ("APPLIED", 0)
+        self.outcome.rebase = status
+        if status in ("OK", "APPLIED", "NO_RECORD", "ALREADY_TERMINAL"):
+            self.outcome.epoch = new_epoch
+        if status == "OK":
+            self.finished = True
+            self.outcome.status, self.outcome.terminal_kind, self.outcome.terminal_seq = "failed", "error", seq
 
     async def _learn_superseded(self) -> None:
         try:

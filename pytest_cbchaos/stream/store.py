@@ -17,7 +17,7 @@ import redis.asyncio as aioredis
 from pytest_cbchaos.stream.config import StreamConfig
 from pytest_cbchaos.stream.envelope import Envelope, check_id
 
-SCRIPTS = ("open_turn", "append", "renew", "reap", "trim")
+SCRIPTS = ("open_turn", "append", "renew", "reap", "trim", "rebase")
 RECORD_ATTRS = ("status", "first_seq", "last_seq", "terminal_seq", "terminal_kind", "stream_id", "error_code",
                 "error_message", "cancel", "created_ms", "updated_ms")
 INT_ATTRS = {"first_seq", "last_seq", "terminal_seq", "created_ms", "updated_ms"}
@@ -163,6 +163,16 @@ class StreamStore:
         raw = await self._call("reap", conv, [mid or "", writer, int(time.time() * 1000), payload,
                                               int(time.time() * 1000), int(self.config.retention_s * 1000), new_epoch],
                                ("cancelled",))
+        return ScriptReply.parse(raw)
+
+    async def rebase(self, conv: str, mid: str, stream_id: str, *, old_epoch: str, new_epoch: str, last_seq: int,
+                     step: int, ts_ms: int, payload: bytes, error_code: str, error_message: str) -> ScriptReply:
+        """After ``ROLLBACK``: rotate ``old_epoch`` to ``new_epoch`` (only while ``meta.last_seq == last_seq``)
+        and end ``mid`` with the error ``payload`` if its record survived. Resending is safe: a rebase
+        already applied answers ``EPOCH`` with detail ``new_epoch``."""
+        raw = await self._call("rebase", conv, [mid, stream_id, old_epoch, new_epoch, last_seq, step, ts_ms, payload,
+                                                int(time.time() * 1000), int(self.config.retention_s * 1000),
+                                                error_code, error_message], ("error",))
         return ScriptReply.parse(raw)
 
     async def trim(self, conv: str, *, keep_last: int | None = None, older_than_s: float | None = None) -> ScriptReply:

@@ -305,3 +305,24 @@ class M32KeepaliveOnDataOnly(SSEPolicy):
     proxies' idle timeouts cut it -> INV-32."""
 
     keepalive_timer = False
+
+
+class _NoRebaseRun(_Run):
+    async def _rebase(self, call: Any, last_seq: int, deadline: float) -> None:  # type: ignore[override]
+        return None  # stop on ROLLBACK as before `rebase` existed: no error, no epoch rotation
+
+
+def m25_no_rebase(relay: TurnRelay) -> TurnRelay:
+    """M25 no rebase: the relay stops on ``ROLLBACK`` without the ``rebase`` script: the message never
+    ends (no ``store.rollback`` error) and the epoch is kept -> INV-25 / spec §4.4."""
+    relay.run_class = _NoRebaseRun
+    return relay
+
+
+class M25RebaseKeepsEpoch(StreamStore):
+    """M25 rebase without rotation: the ``store.rollback`` error is written under the old epoch, at a
+    lost seq a consumer already saw with other bytes -> two payloads for one ``(epoch, seq)`` (INV-25)."""
+
+    async def rebase(self, conv: str, mid: str, stream_id: str, *, old_epoch: str, new_epoch: str,  # type: ignore[override]
+                     **kw: Any) -> Any:
+        return await super().rebase(conv, mid, stream_id, old_epoch=old_epoch, new_epoch=old_epoch, **kw)

@@ -1,0 +1,140 @@
+"""The `rebase` script (durable-stream.md §4.4, §2.3 W4) against a real redis-server without
+persistence: an RDB snapshot, more appends, a restart that brings the snapshot back (a lost suffix).
+The producer's next append answers ROLLBACK; the relay calls `rebase` once: the epoch rotates, the
+message ends with exactly one `error{code: store.rollback, lost_from, lost_to}`, no `(epoch, seq)`
+carries two payloads, and consumers holding the old epoch get `epoch_changed` / `cursor_ahead` (INV-25)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+from inv_kit import no_violations, redis_client, run_bounded, wait_until
+from test_inv_redis import _Acked, _consume, _Phased, _sha
+from pytest_cbchaos.servers.redis import start_redis
+from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
+from pytest_cbchaos.stream.checker import Delivery
+from pytest_cbchaos.stream.reader import ReadLoop, StreamConnectError
+from pytest_cbchaos.testing import stream_mutants as M
+
+# a lease far longer than a restart: the next append, not a renew, is what meets the lost suffix
+CFG = StreamConfig.ci(lease_ttl_s=10.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
+                      outage_close_s=10.0)
+LOSS_NOTICES = {"epoch_changed", "cursor_ahead"}
+
+
+async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = StreamStore,
+                    mutate: Callable[[TurnRelay], TurnRelay] = lambda r: r) -> list[str]:
+    bad: list[str] = []
+    pc, cc, ac = (redis_client(server.host, server.port, server.password) for _ in range(3))
+    pstore, cstore, astore = store_cls(pc, CFG), StreamStore(cc, CFG), StreamStore(ac, CFG)
+    acked = _Acked(pstore)
+    rebases: list[str] = []
+    orig_rebase = pstore.rebase
+
+    async def counted(*a: Any, **kw: Any) -> Any:
+        reply = await orig_rebase(*a, **kw)
+        rebases.append(reply.status)
+        return reply
+
+    pstore.rebase = counted  # type: ignore[method-assign]
+    history: list[dict[str, Any]] = []
+    relay = mutate(TurnRelay(pstore, CFG, history=history))
+    src = _Phased((5, 6, 6))
+    try:
+        hd = await relay.start("rb", src, model_id="m")
+        loop = ReadLoop(cstore, "rb", after_seq=hd.after_seq, message_id=hd.message_id)
+        await loop.connect()
+        d, notices = Delivery(hd.after_seq, name="live", target=hd.message_id), []
+        consumer = asyncio.create_task(_consume(loop, d, notices))
+        await wait_until(lambda: len(acked.seqs) >= 5, 15, "phase 0 acknowledged")
+        with server.client() as c:
+            c.save()  # what the restart brings back
+        survived = max(acked.seqs)
+        src.gates[0].set()
+        await wait_until(lambda: len(acked.seqs) >= 11 and len(d.items) >= 12, 15, "phase 1 delivered")
+        acked_before = max(acked.seqs)
+        await asyncio.to_thread(faults.process(server).restart)
+        src.gates[1].set()
+        out = await asyncio.wait_for(hd.wait(), 30)
+        # the producer: one ROLLBACK, one rebase, nothing appended after it, an outcome that says so
+        if out.stop_reason != "ROLLBACK":
+            bad.append(f"the producer did not meet ROLLBACK: {out}")
+        if rebases != ["OK"] or out.rebase != "OK":
+            bad.append(f"rebase calls {rebases}, outcome.rebase {out.rebase!r}: want exactly one OK")
+        statuses = [h.get("status") for h in history if h["type"] in ("ok", "fail")]
+        if "ROLLBACK" in statuses and statuses.index("ROLLBACK") != len(statuses) - 1:
+            bad.append(f"appends after ROLLBACK: {statuses}")
+        if (out.status, out.terminal_kind) != ("failed", "error"):
+            bad.append(f"the turn's outcome is {out.status}/{out.terminal_kind}, not failed/error")
+        # the store: rotated epoch, the message ends with exactly one store.rollback error
+        meta = await astore.meta("rb")
+        if meta is None or meta["epoch"] == hd.epoch or meta["epoch"] != out.epoch:
+            bad.append(f"epoch not rotated: {hd.epoch} -> meta {meta and meta['epoch']}, outcome {out.epoch}")
+        replay = [e for e in await astore.read_all("rb") if e.message_id == hd.message_id]  # bounded if unfinished
+        terms = [e for e in replay if e.is_terminal]
+        if len(terms) != 1 or not replay[-1].is_terminal or replay[-1].kind != "error":
+            bad.append(f"the message's replay ends {[e.kind for e in replay[-3:]]} with {len(terms)} terminal(s)")
+        else:
+            p = json.loads(replay[-1].payload_bytes)
+            want = {"code": "store.rollback", "lost_from": survived + 1, "lost_to": acked_before}
+            if {k: p.get(k) for k in want} != want:
+                bad.append(f"terminal payload {p} does not carry {want}")
+            if replay[-1].seq != survived + 1 or replay[-1].epoch != (meta or {}).get("epoch"):
+                bad.append(f"terminal at (epoch {replay[-1].epoch}, seq {replay[-1].seq}), want the new epoch, "
+                           f"seq {survived + 1}")
+        rep = check_stream(await astore.read_all("rb"), records=await astore.records("rb"))
+        bad += [f"checker: {v}" for v in rep.violations]
+        rec = await astore.record("rb", hd.message_id)
+        if rec is None or (rec["status"], rec.get("error_code")) != ("failed", "store.rollback"):
+            bad.append(f"record {rec}: want failed / store.rollback")
+        if await astore.lease_holder("rb") is not None:
+            bad.append("the lease outlived the rebase")
+        # consumers: the live one ends with a loss notice; a reconnect with the old epoch is refused
+        done, _ = await asyncio.wait({consumer}, timeout=CFG.heartbeat_s * 4 + 10)
+        if consumer not in done:
+            consumer.cancel()
+            bad.append(f"the live consumer (cursor {loop.cursor}) waits silently past the lost suffix")
+        elif not LOSS_NOTICES & set(notices):
+            bad.append(f"the live consumer ended without epoch_changed/cursor_ahead: {notices}")
+        await asyncio.gather(consumer, return_exceptions=True)
+        for cursor in (survived, loop.cursor):
+            try:
+                await ReadLoop(cstore, "rb", after_seq=cursor, epoch=hd.epoch, message_id=hd.message_id).connect()
+                bad.append(f"a reconnect at cursor {cursor} with the old epoch was accepted")
+            except StreamConnectError as exc:
+                if exc.code not in LOSS_NOTICES:
+                    bad.append(f"a reconnect at cursor {cursor} with the old epoch answered {exc.code}")
+        seen: dict[tuple[str, int], str] = {}
+        for e in [x for x, _ in d.items] + replay:
+            if seen.setdefault((e.epoch, e.seq), _sha(e)) != _sha(e):
+                bad.append(f"two payloads for (epoch {e.epoch}, seq {e.seq})")
+    finally:
+        await relay.aclose()
+        for c in (pc, cc, ac):
+            await c.aclose()
+    return bad
+
+
+def test_rollback_is_rebased(tmp_path: Path, cbchaos_faults):
+    server = start_redis("binary", workdir=tmp_path)
+    try:
+        no_violations(run_bounded(_rollback(server, cbchaos_faults), 120))
+    finally:
+        server.stop()
+
+
+def test_rebase_mutants_are_caught(tmp_path: Path, cbchaos_faults):
+    """A relay that stops on ROLLBACK without `rebase`, and a `rebase` that keeps the epoch."""
+    server = start_redis("binary", workdir=tmp_path)
+    try:
+        bad = run_bounded(_rollback(server, cbchaos_faults, mutate=M.m25_no_rebase), 120)
+        assert any("want exactly one OK" in v for v in bad) and any("epoch not rotated" in v for v in bad), bad
+        with server.client() as c:
+            c.flushall()
+        bad = run_bounded(_rollback(server, cbchaos_faults, store_cls=M.M25RebaseKeepsEpoch), 120)
+        assert any("two payloads" in v for v in bad) and any("epoch not rotated" in v for v in bad), bad
+    finally:
+        server.stop()
