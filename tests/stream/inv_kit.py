@@ -24,6 +24,7 @@ from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.http import STATE, SSEPolicy, make_app
 from pytest_cbchaos.stream.reader import ReadLoop
 from pytest_cbchaos.stream.sources import SourceEvent
+from stream_helpers import run_bounded as _run_bounded
 
 
 def redis_client(host: str, port: int, password: str | None, timeout: float = 1.0) -> aioredis.Redis:
@@ -211,18 +212,7 @@ class HttpKit:
 
 
 def run_bounded(coro: Any, timeout: float = 60.0) -> Any:
-    """Run in a fresh loop; on timeout fail with every task's stack (what was stuck)."""
-    async def bounded() -> Any:
-        task = asyncio.get_running_loop().create_task(coro)
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if task in done:
-            return task.result()
-        stacks = [f"{t.get_name()}: " + " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in t.get_stack(limit=8))
-                  for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        raise AssertionError(f"did not finish within {timeout}s; tasks:\n" + "\n".join(stacks))
-    return asyncio.run(bounded())
+    return _run_bounded(coro, timeout)
 
 
 def no_violations(bad: list[str]) -> None:

@@ -17,19 +17,28 @@ def client_for(proc: Any, proxy: FaultProxy | None = None, **kw: Any) -> aioredi
     return aioredis.Redis(host=host, port=port, password=proc.password, **kw)
 
 
+def _chain(coro: Any) -> str:
+    """`file:line` of every frame of a suspended coroutine chain (task stacks show only the outer one)."""
+    out = []
+    for _ in range(50):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " -> ".join(out) + (f" -> {coro!r}"[:200] if coro is not None else "")
+
+
 def run_bounded(coro: Any, timeout: float) -> Any:
-    """Run in a fresh loop; on timeout fail with every task's stack (what was stuck)."""
+    """Run in a fresh loop; on timeout fail with every task's whole await chain (where it is stuck)."""
     async def bounded() -> Any:
         task = asyncio.get_running_loop().create_task(coro)
         done, _ = await asyncio.wait({task}, timeout=timeout)
         if task in done:
             return task.result()
-        stacks = []
-        for t in asyncio.all_tasks():
-            if t is not asyncio.current_task():
-                frames = t.get_stack(limit=8)
-                stacks.append(f"{t.get_name()}: " + " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in frames))
+        stacks = [f"{t.get_name()}: {_chain(t.get_coro())}" for t in asyncio.all_tasks()
+                  if t is not asyncio.current_task()]
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait({task}, timeout=5)  # bounded: a swallowed cancel must not hang the report
         raise AssertionError(f"did not finish within {timeout}s; tasks:\n" + "\n".join(stacks))
     return asyncio.run(bounded())

@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator
 import pytest
 
 from inv_kit import redis_client, wait_until
+from stream_helpers import run_bounded
 from pytest_cbchaos.stream import LogReader, Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery, StreamReport
 from pytest_cbchaos.stream.envelope import Envelope, encode_payload
@@ -263,34 +264,7 @@ def _run(proc: Any, proxy: Any, faults: Any, cfg: StreamConfig, mode: str, heal:
             if run_class is not None:
                 kit.relay.run_class = run_class
             return kit, await _scenario(kit, faults, proxy, mode, heal)
-    return _bounded_run(main(), TIMEOUT_S)
-
-
-def _chain(coro: Any) -> str:
-    """`file:line` of every frame of a suspended coroutine chain (task stacks show only the outer one)."""
-    out = []
-    for _ in range(50):
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is None:
-            break
-        out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return " -> ".join(out) + (f" -> {coro!r}"[:200] if coro is not None else "")
-
-
-def _bounded_run(coro: Any, timeout: float) -> Any:
-    """Like `run_bounded`, but a timeout reports each task's whole await chain (where it is stuck)."""
-    async def bounded() -> Any:
-        task = asyncio.get_running_loop().create_task(coro)
-        done, _ = await asyncio.wait({task}, timeout=timeout)
-        if task in done:
-            return task.result()
-        stacks = [f"{t.get_name()}: {_chain(t.get_coro())}" for t in asyncio.all_tasks()
-                  if t is not asyncio.current_task()]
-        task.cancel()
-        await asyncio.wait({task}, timeout=5)
-        raise AssertionError(f"did not finish within {timeout}s; tasks:\n" + "\n".join(stacks))
-    return asyncio.run(bounded())
+    return run_bounded(main(), TIMEOUT_S)
 
 
 @pytest.mark.parametrize("heal_s", [0.3, 2.0])
