@@ -1,0 +1,684 @@
+"""A Hypothesis state machine for the durable turn-event stream (spec durable-stream.md §5).
+
+Rules start turns with scripted outcomes (complete, error event, source failure mid-stream,
+bootstrap stage failure; optionally held at a gate mid-stream), release, await or cancel them,
+fence a held producer (its lease expires and the reaper closes the message while it is paused),
+fault the producer or the consumer Redis link (reset_peer, down, downstream partition) and heal
+them, connect consumers at arbitrary cursors and targets, reconnect them from their cursor, and
+trim. After every step the log, the records and every consumer's deliveries are judged by
+:func:`pytest_cbchaos.stream.check_stream` plus record consistency (INV-12: ``last_seq`` never
+decreases, a status changes once, a finished record equals ``rebuild_record``) and trim safety
+(INV-26); at teardown every fault is healed, every turn awaited, orphans left to the reaper
+(``T_orphan``), consumers drained (``T_live``) and the whole run checked with every message
+finished and every consumer at its target's terminal (INV-3, 4, 5, 6, 8, 13, 14, 17).
+
+The relay runs in-process on one event loop owned by the machine (each step drives it with a
+bound); the spec's child-process relay (SIGKILL/SIGSTOP of the relay, Redis restart) is a later step.
+
+Build a runnable machine with :func:`durable_stream_machine` bound to a :class:`DurableStreamEnv`
+(:class:`ProxiedRedisEnv` is one over real Redis behind two kit proxies)::
+
+    Machine = durable_stream_machine(env)
+    hypothesis.stateful.run_state_machine_as_test(Machine, settings=...)
+
+Mutants plug in through ``store_class`` (the producer's store), ``read_loop_class`` and
+``relay_class``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Iterable, Protocol, runtime_checkable
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from pytest_cbchaos.stream import Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
+from pytest_cbchaos.stream.checker import Delivery
+from pytest_cbchaos.stream.envelope import Envelope
+from pytest_cbchaos.stream.reader import Notice, ReadLoop, StreamConnectError
+from pytest_cbchaos.stream.store import INT_ATTRS, _s
+from pytest_cbchaos.stream.envelope import TERMINAL_STATUS
+from pytest_cbchaos.stream.sources import STAGES, SourceEvent, SourceFailure, text_turn
+
+RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
+         "connect", "reconnect", "trim")
+OUTCOMES = ("complete", "error_event", "source_failure", "bootstrap_failure")
+LINK_FAULTS = ("reset_peer", "down", "partition")
+#: notices that legitimately end a consumer before its target's terminal
+EXCUSED_ENDINGS = ("truncated", "outage", "superseded", "epoch_changed", "stream_lost", "cursor_ahead", "closed")
+
+
+class DurableStreamViolation(AssertionError):
+    pass
+
+
+@runtime_checkable
+class DurableStreamEnv(Protocol):
+    """What the machine needs from the world."""
+
+    config: StreamConfig
+
+    def client(self, side: str) -> Any:
+        """A fresh ``redis.asyncio.Redis`` for ``side`` (``producer``, ``consumer`` or ``admin``: the
+        admin link never goes through a fault). Called inside the machine's event loop."""
+
+    def fault(self, side: str, kind: str) -> Any:
+        """Arm fault ``kind`` (one of :data:`LINK_FAULTS`) on ``side``'s link; returns a handle with ``heal()``."""
+
+
+class ProxiedRedisEnv:
+    """Real Redis (``proc``: host, port, password) with the producer and the consumer links each
+    behind its own kit proxy, faults from the kit's ``FaultController`` (``cbchaos_faults``)."""
+
+    def __init__(self, proc: Any, producer_proxy: Any, consumer_proxy: Any, faults: Any,
+                 config: StreamConfig | None = None, *, socket_timeout: float = 1.0) -> None:
+        self.proc, self.faults = proc, faults
+        self.proxies = {"producer": producer_proxy, "consumer": consumer_proxy}
+        self.config = config or StreamConfig.ci()
+        self.socket_timeout = socket_timeout
+
+    def client(self, side: str) -> Any:
+        import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        px = self.proxies.get(side)
+        host, port = (px.listen_host, px.listen_port) if px is not None else (self.proc.host, self.proc.port)
+        return aioredis.Redis(host=host, port=port, password=self.proc.password,
+                              socket_timeout=self.socket_timeout if px is not None else 2.0,
+                              socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+
+    def fault(self, side: str, kind: str) -> Any:
+        px = self.proxies[side]
+        if kind == "reset_peer":
+            return self.faults.reset_peer(px, timeout=0)
+        if kind == "down":
+            return self.faults.down(px)
+        if kind == "partition":
+            return self.faults.partition(px, "downstream")
+        raise ValueError(f"unknown link fault {kind!r}; known: {', '.join(LINK_FAULTS)}")
+
+
+class GatedScript(ScriptedSource):
+    """A scripted source that can wait on ``gate`` before event ``hold_at`` (abortable by a cancel)."""
+
+    def __init__(self, events: list[SourceEvent], *, hold_at: int | None = None, **kw: Any) -> None:
+        super().__init__(events, **kw)
+        self.hold_at = hold_at
+        self.gate = asyncio.Event()
+        if hold_at is None:
+            self.gate.set()
+
+    async def __aiter__(self) -> AsyncIterator[SourceEvent]:  # type: ignore[override]
+        for i, ev in enumerate(self.events):
+            if self.aborted.is_set():
+                return
+            if i == self.hold_at and not self.gate.is_set():
+                gate, abort = asyncio.ensure_future(self.gate.wait()), asyncio.ensure_future(self.aborted.wait())
+                try:
+                    await asyncio.wait({gate, abort}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    gate.cancel()
+                    abort.cancel()
+                    await asyncio.gather(gate, abort, return_exceptions=True)
+                if self.aborted.is_set():
+                    return
+            if i in self.fail_at:
+                raise self.fail_at[i]
+            yield ev
+
+
+@dataclass
+class Turn:
+    conv: str
+    mid: str
+    outcome: str
+    stage: str | None
+    source: GatedScript | None = None
+    handle: Any = None
+    disturbed: bool = False  # a producer-link fault overlapped its life
+    cancelled: bool = False
+    fenced: bool = False
+    start_failed: bool = False
+    result: Any = None
+
+    @property
+    def live(self) -> bool:
+        return self.handle is not None and self.handle.task is not None and not self.handle.task.done()
+
+
+@dataclass
+class Consumer:
+    name: str
+    conv: str
+    delivery: Delivery
+    loop: ReadLoop | None = None
+    task: asyncio.Task | None = None
+    ended_by: str | None = None
+    notices: list[str] = field(default_factory=list)
+    reconnects: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and not self.task.done()
+
+    @property
+    def got_terminal(self) -> bool:
+        t = self.delivery.target
+        return any(e.is_terminal and e.message_id == t for e, _ in self.delivery.items)
+
+
+def _rebuild(entries: list[Envelope], mid: str) -> dict[str, Any] | None:
+    """``StreamStore.rebuild_record`` over a snapshot (the record is a projection of the log)."""
+    es = [e for e in entries if e.message_id == mid]
+    if not es:
+        return None
+    rec: dict[str, Any] = {"status": "in_progress", "first_seq": es[0].seq, "last_seq": es[-1].seq,
+                           "stream_id": es[0].stream_id}
+    term = [e for e in es if e.is_terminal]
+    if term:
+        t = term[0]
+        rec.update(status=TERMINAL_STATUS[t.kind], terminal_seq=t.seq, terminal_kind=t.kind)
+        if t.kind == "error":
+            rec.update(error_code=t.payload["code"], error_message=t.payload["message"])
+    return rec
+
+
+def _chain(coro: Any) -> str:
+    out = []
+    for _ in range(40):
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            break
+        out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    return " -> ".join(out)
+
+
+class DurableStreamMachineBase(RuleBasedStateMachine):
+    """Rules and invariants; bind an environment with :func:`durable_stream_machine`."""
+
+    env: DurableStreamEnv
+    enabled: frozenset[str] = frozenset(RULES)
+    store_class: type = StreamStore
+    read_loop_class: type = ReadLoop
+    relay_class: type = TurnRelay
+    conversations: tuple[str, ...] = ("a", "b")
+    step_timeout_s: float = 30.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.cfg = self.env.config.replace(prefix=f"cbchaos:dsm:{secrets.token_hex(4)}:")
+        self.turns: list[Turn] = []
+        self.consumers: list[Consumer] = []
+        self.faults: dict[str, Any] = {}
+        self.last_seq: dict[str, int] = {}
+        self.final_status: dict[str, str] = {}
+        self.n = 0
+        self._closed = False
+        self._run(self._setup())
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _run(self, coro: Any, timeout: float | None = None) -> Any:
+        timeout = timeout or self.step_timeout_s
+
+        async def bounded() -> Any:
+            task = asyncio.get_running_loop().create_task(coro)
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if task in done:
+                return task.result()
+            stacks = [f"{t.get_name()}: {_chain(t.get_coro())}" for t in asyncio.all_tasks()
+                      if t is not asyncio.current_task()]
+            task.cancel()
+            await asyncio.wait({task}, timeout=5)
+            raise DurableStreamViolation(f"step did not finish within {timeout}s; tasks:\n" + "\n".join(stacks))
+        return self.loop.run_until_complete(bounded())
+
+    async def _setup(self) -> None:
+        self.pclient, self.cclient, self.admin = (self.env.client(s) for s in ("producer", "consumer", "admin"))
+        self.pstore = self.store_class(self.pclient, self.cfg)
+        self.cstore = StreamStore(self.cclient, self.cfg)
+        self.astore = StreamStore(self.admin, self.cfg)
+        self.history: list[dict[str, Any]] = []
+        self.relay = self.relay_class(self.pstore, self.cfg, history=self.history)
+        self.reaper = Reaper(StreamStore(self.admin, self.cfg))
+        self.reaper.start()
+
+    def _fail(self, inv: str, msg: str) -> None:
+        raise DurableStreamViolation(f"{inv}: {msg}")
+
+    def _c(self, conv: str) -> str:
+        """Map the drawn name onto the bound conversations (one conversation: every draw hits it)."""
+        return self.conversations[("a", "b").index(conv) % len(self.conversations)]
+
+    def _live(self, conv: str) -> Turn | None:
+        for t in reversed(self.turns):
+            if t.conv == conv and t.live:
+                return t
+        return None
+
+    def _mark_disturbed(self) -> None:
+        for t in self.turns:
+            if t.live:
+                t.disturbed = True
+
+    async def _await_turn(self, t: Turn) -> None:
+        if t.source is not None:
+            t.source.gate.set()
+        if t.handle is None or t.handle.task is None:
+            return
+        bound = self.cfg.write_deadline_s + self.cfg.terminal_deadline_s + self.cfg.bootstrap_timeout_s + 5
+        done, _ = await asyncio.wait({t.handle.task}, timeout=bound)
+        if not done:
+            self._fail("INV-17/20 bounded run", f"turn {t.mid} did not end within {bound}s")
+        t.result = t.handle.task.result()
+
+    # -- rules ---------------------------------------------------------------------------------
+    @precondition(lambda self: "turn" in self.enabled)
+    @rule(conv=st.sampled_from(("a", "b")), outcome=st.sampled_from(OUTCOMES), deltas=st.integers(1, 10),
+          where=st.integers(0, 10), stage=st.sampled_from(STAGES), hold=st.booleans())
+    def start_turn(self, conv: str, outcome: str, deltas: int, where: int, stage: str, hold: bool) -> None:
+        conv = self._c(conv)
+        if self._live(conv) is not None:
+            return
+        self.n += 1
+        mid = f"m{self.n}"
+        at = min(where, deltas)
+        kw: dict[str, Any] = {}
+        if outcome == "complete":
+            events = text_turn(deltas)
+        elif outcome == "error_event":
+            events = text_turn(deltas, terminal="error")
+        elif outcome == "source_failure":
+            events = text_turn(deltas)
+            kw["fail_at"] = {at: SourceFailure("scripted mid-stream failure", code="source.scripted")}
+        else:
+            events = text_turn(deltas)
+            kw["fail_stage"] = {stage: RuntimeError(f"scripted {stage} failure")}
+        src = GatedScript(events, hold_at=at if hold and outcome != "bootstrap_failure" else None, **kw)
+        t = Turn(conv, mid, outcome, stage if outcome == "bootstrap_failure" else None, src,
+                 disturbed=bool(self.faults.get("producer")))
+        self.turns.append(t)
+
+        async def go() -> None:
+            try:
+                t.handle = await self.relay.start(conv, src, model_id="m", message_id=mid)
+            except Exception as exc:  # the producer link is faulted: indeterminate open_turn
+                if not t.disturbed:
+                    self._fail("start", f"start of {mid} failed on a healthy link: {exc!r}")
+                t.start_failed = True
+        self._run(go())
+
+    @precondition(lambda self: "release" in self.enabled)
+    @rule(conv=st.sampled_from(("a", "b")))
+    def release(self, conv: str) -> None:
+        conv = self._c(conv)
+        t = self._live(conv)
+        if t is not None and t.source is not None:
+            t.source.gate.set()
+        self._run(asyncio.sleep(0))
+
+    @precondition(lambda self: "await" in self.enabled)
+    @rule(conv=st.sampled_from(("a", "b")))
+    def await_turn(self, conv: str) -> None:
+        conv = self._c(conv)
+        t = self._live(conv)
+        if t is None:
+            return
+        self._heal("producer")  # the producer's fault window ends here
+        self._run(self._await_turn(t))
+        self._check_outcome(t)
+
+    @precondition(lambda self: "cancel" in self.enabled)
+    @rule(conv=st.sampled_from(("a", "b")))
+    def cancel(self, conv: str) -> None:
+        conv = self._c(conv)
+        t = self._live(conv)
+        if t is None:
+            return
+        t.cancelled = True
+
+        async def go() -> None:
+            try:
+                await self.relay.cancel(conv, t.mid)
+            except Exception:
+                if not self.faults.get("producer"):
+                    raise
+        self._run(go())
+
+    @precondition(lambda self: "fence" in self.enabled)
+    @rule(conv=st.sampled_from(("a", "b")))
+    def fence(self, conv: str) -> None:
+        """The producer is paused past its lease (held at its gate, lease gone), the reaper closes
+        the message, then the producer resumes: it must write nothing (INV-16)."""
+        conv = self._c(conv)
+        t = self._live(conv)
+        if t is None or t.source is None or t.source.gate.is_set() or t.cancelled:
+            return
+        t.fenced = True
+
+        async def go() -> None:
+            await self.admin.delete(self.astore.keys(conv)[4])
+            await self.reaper.reap_conversation(conv)
+            await self._await_turn(t)
+        self._heal("producer")
+        self._run(go())
+        rec = self._run(self.astore.record(conv, t.mid))
+        if rec is None or rec["status"] != "interrupted":
+            self._fail("INV-16 fencing", f"{t.mid}: after the reaper closed it the record is {rec}")
+
+    def _fault(self, side: str, kind: str) -> None:
+        self._heal(side)
+        if side == "producer":
+            self._mark_disturbed()
+        self.faults[side] = self.env.fault(side, kind)
+        self._run(asyncio.sleep(0.01))  # let in-flight calls meet the fault
+
+    @precondition(lambda self: "fault_producer" in self.enabled)
+    @rule(kind=st.sampled_from(LINK_FAULTS))
+    def fault_producer(self, kind: str) -> None:
+        self._fault("producer", kind)
+
+    @precondition(lambda self: "fault_consumer" in self.enabled)
+    @rule(kind=st.sampled_from(LINK_FAULTS))
+    def fault_consumer(self, kind: str) -> None:
+        self._fault("consumer", kind)
+
+    def _heal(self, side: str | None = None) -> None:
+        for s in [side] if side else list(self.faults):
+            f = self.faults.pop(s, None)
+            if f is not None:
+                f.heal()
+
+    @precondition(lambda self: "heal" in self.enabled)
+    @rule()
+    def heal(self) -> None:
+        self._heal()
+
+    async def _messages(self, conv: str) -> list[tuple[str, dict[str, Any]]]:
+        recs = await self.astore.records(conv)
+        return sorted(recs.items(), key=lambda kv: kv[1]["first_seq"])
+
+    @precondition(lambda self: "connect" in self.enabled)
+    @rule(conv=st.sampled_from(("a", "b")), pick=st.integers(0, 7), frac=st.floats(0, 1), past=st.booleans())
+    def connect(self, conv: str, pick: int, frac: float, past: bool) -> None:
+        """A new consumer of one message (an older one or the current one) at a cursor in
+        ``[floor_seq, end]``; ``past`` aims at or after a finished target's terminal (204)."""
+        conv = self._c(conv)
+        async def go() -> None:
+            meta = await self.astore.meta(conv)
+            msgs = await self._messages(conv)
+            if meta is None or not msgs:
+                return
+            mid, rec = msgs[pick % len(msgs)]
+            floor = meta["floor_seq"]
+            finished = rec["status"] != "in_progress"
+            if past and finished:
+                cursor = rec["terminal_seq"] + int(frac * (meta["last_seq"] - rec["terminal_seq"]))
+            else:
+                hi = rec["terminal_seq"] - 1 if finished else rec["last_seq"]
+                cursor = max(floor, min(hi, floor + int(frac * (hi - floor + 1))))
+            self.n += 1
+            c = Consumer(f"k{self.n}", conv, Delivery(cursor, name=f"k{self.n}", target=mid))
+            self.consumers.append(c)
+            await self._open(c, cursor, meta, rec)
+        self._run(go())
+
+    async def _open(self, c: Consumer, cursor: int, meta: dict[str, Any] | None, rec: dict[str, Any] | None) -> None:
+        loop = self.read_loop_class(self.cstore, c.conv, after_seq=cursor, message_id=c.delivery.target,
+                                    client_id=c.name)
+        try:
+            await loop.connect()
+        except StreamConnectError as exc:
+            c.ended_by = f"connect:{exc.status}:{exc.code}"
+            await loop.aclose()
+            if exc.code == "finished":
+                if rec is not None and rec["status"] != "in_progress" and rec["terminal_seq"] > cursor:
+                    self._fail("INV-6 resume", f"{c.name}: 204 at cursor {cursor} below terminal {rec['terminal_seq']}")
+                c.delivery.target = None
+            elif exc.code == "truncated":
+                if meta is not None and cursor >= meta["floor_seq"]:
+                    self._fail("INV-26 trim", f"{c.name}: truncated at cursor {cursor} >= floor {meta['floor_seq']}")
+                c.delivery.target = None
+            elif exc.code == "store_unavailable" and self.faults.get("consumer"):
+                c.delivery.target = None
+            else:
+                self._fail("connect", f"{c.name}: unexpected {exc.status} {exc.code} at cursor {cursor}: {exc.body}")
+            return
+        c.loop = loop
+        c.ended_by = None
+
+        async def consume() -> None:
+            try:
+                async for item in loop.items():
+                    if isinstance(item, Envelope):
+                        c.delivery.add(item, time.monotonic())
+                    elif isinstance(item, Notice):
+                        c.notices.append(item.code)
+            finally:
+                await loop.aclose()
+            c.ended_by = loop.ended_by or "returned"
+        c.task = asyncio.get_running_loop().create_task(consume(), name=f"consumer:{c.name}")
+        await asyncio.sleep(0)
+
+    async def _close(self, c: Consumer) -> None:
+        if c.loop is not None:
+            await c.loop.aclose()
+        if c.task is not None and not c.task.done():
+            c.task.cancel()
+            await asyncio.wait({c.task}, timeout=5)
+        if c.ended_by is None:
+            c.ended_by = "closed"
+
+    @precondition(lambda self: "reconnect" in self.enabled and any(c.running for c in self.consumers))
+    @rule(i=st.integers(0, 20))
+    def reconnect(self, i: int) -> None:
+        """Drop a running consumer and resume from its cursor (the last seq it delivered)."""
+        running = [c for c in self.consumers if c.running]
+        c = running[i % len(running)]
+
+        async def go() -> None:
+            await self._close(c)
+            if c.got_terminal:
+                return
+            cursor = c.delivery.items[-1][0].seq if c.delivery.items else c.delivery.cursor0
+            c.reconnects += 1
+            await self._open(c, cursor, await self.astore.meta(c.conv),
+                             await self.astore.record(c.conv, c.delivery.target))
+        self._run(go())
+
+    @precondition(lambda self: "trim" in self.enabled)
+    @rule(conv=st.sampled_from(("a", "b")), keep=st.integers(1, 3))
+    def trim(self, conv: str, keep: int) -> None:
+        conv = self._c(conv)
+        async def go() -> None:
+            before = await self.astore.meta(conv)
+            if before is None:
+                return
+            live = {m: r for m, r in (await self.astore.records(conv)).items() if r["status"] == "in_progress"}
+            await self.astore.trim(conv, keep_last=keep)
+            after = await self.astore.meta(conv)
+            if after["last_seq"] < before["last_seq"]:
+                self._fail("INV-26 trim", f"{conv}: last_seq lowered {before['last_seq']} -> {after['last_seq']}")
+            for m, r in live.items():
+                if after["floor_seq"] >= r["first_seq"]:
+                    self._fail("INV-26 trim", f"{conv}: floor {after['floor_seq']} cut into in-progress {m} ({r})")
+        self._run(go())
+
+    # -- invariants ----------------------------------------------------------------------------
+    def _check_outcome(self, t: Turn) -> None:
+        """The scripted outcome, unless a cancel, a fence or a producer fault may have changed it."""
+        rec = self._run(self.astore.record(t.conv, t.mid))
+        if rec is None:
+            if not t.start_failed:
+                self._fail("INV-12 record", f"{t.mid} has no record")
+            return
+        if rec["status"] == "in_progress":
+            return  # a failed producer: the reaper closes it (checked at teardown)
+        want = {"complete": "completed"}.get(t.outcome, "failed")
+        if t.fenced:
+            want = "interrupted"
+        allowed = {want}
+        if t.cancelled:
+            allowed.add("interrupted")
+        if t.disturbed:
+            allowed |= {"interrupted", "failed"}
+        if rec["status"] not in allowed:
+            self._fail("outcome", f"{t.mid} ({t.outcome}, cancelled={t.cancelled}, disturbed={t.disturbed}) "
+                                  f"ended {rec['status']}: {rec}")
+        if rec["status"] == "failed" and rec.get("error_code") != "store.unavailable":
+            code = {"error_event": "source.provider_error", "source_failure": "source.scripted",
+                    "bootstrap_failure": f"bootstrap.{t.stage}"}.get(t.outcome)
+            if rec.get("error_code") != code:
+                self._fail("INV-13/5 error", f"{t.mid} ({t.outcome}): error_code {rec.get('error_code')!r}, want {code!r}")
+        if rec["status"] == "interrupted" and not (t.cancelled or t.fenced or t.disturbed):
+            self._fail("INV-17 cancel", f"{t.mid} cancelled without a cancel: {rec}")
+
+    async def _snapshot(self, conv: str) -> tuple[dict[str, Any] | None, list[Envelope], dict[str, dict[str, Any]]]:
+        """meta, log and records read in one MULTI: the relay keeps writing while the machine judges."""
+        meta_k, log_k, rec_k = self.astore.keys(conv)[:3]
+        async with self.admin.pipeline(transaction=True) as pipe:
+            pipe.hgetall(meta_k)
+            pipe.xrange(log_k, "-", "+")
+            pipe.hgetall(rec_k)
+            raw_meta, rows, raw_recs = await pipe.execute()
+        if not raw_meta:
+            return None, [], {}
+        meta = {_s(k): _s(v) for k, v in raw_meta.items()}
+        for k in ("last_seq", "floor_seq", "created_ms"):
+            if k in meta:
+                meta[k] = int(meta[k])
+        entries = [Envelope.from_entry(conv, eid, f) for eid, f in rows]
+        recs: dict[str, dict[str, Any]] = {}
+        for k, v in raw_recs.items():
+            mid, _, attr = _s(k).rpartition("|")
+            recs.setdefault(mid, {})[attr] = int(v) if attr in INT_ATTRS else _s(v)
+        return meta, entries, {m: r for m, r in recs.items() if "status" in r}
+
+    async def _judge(self, final: bool) -> list[str]:
+        bad: list[str] = []
+        for conv in self.conversations:
+            meta, entries, records = await self._snapshot(conv)
+            if meta is None:
+                continue
+            deliveries = []
+            for c in self.consumers:
+                if c.conv != conv:
+                    continue
+                d = c.delivery
+                judged_target = d.target if (not c.running and c.ended_by not in EXCUSED_ENDINGS
+                                             and not str(c.ended_by).startswith("connect:")) else None
+                deliveries.append(Delivery(d.cursor0, list(d.items), d.name, judged_target))
+            rep = check_stream(entries, floor_seq=meta["floor_seq"], last_seq=meta["last_seq"], records=records,
+                               deliveries=deliveries, emissions=self.relay.emissions, require_finished=final)
+            bad += [f"[{conv}] {v}" for v in rep.violations]
+            prev = self.last_seq.get(conv, 0)
+            if meta["last_seq"] < prev:
+                bad.append(f"[{conv}] INV-12 record: last_seq went back {prev} -> {meta['last_seq']}")
+            self.last_seq[conv] = meta["last_seq"]
+            for mid, rec in records.items():
+                st_ = rec["status"]
+                seen = self.final_status.get(mid)
+                if seen is not None and st_ != seen:
+                    bad.append(f"[{conv}] INV-12 record: {mid} status changed {seen} -> {st_}")
+                if st_ != "in_progress":
+                    self.final_status[mid] = st_
+                    if rec["first_seq"] > meta["floor_seq"]:
+                        rebuilt = _rebuild(entries, mid)
+                        stored = {k: rec.get(k) for k in (rebuilt or {})}
+                        if rebuilt != stored:
+                            bad.append(f"[{conv}] INV-12 record: {mid} stored {stored} != rebuilt {rebuilt}")
+            if final:
+                lease = await self.astore.lease_holder(conv)
+                if lease is not None:
+                    bad.append(f"[{conv}] INV-30: lease {lease} still held at quiescence")
+        return bad
+
+    @invariant()
+    def stream_is_consistent(self) -> None:
+        bad = self._run(self._judge(final=False))
+        if bad:
+            raise DurableStreamViolation(f"{len(bad)} violation(s):\n" + "\n".join(bad))
+
+    # -- teardown ------------------------------------------------------------------------------
+    async def _quiesce(self) -> list[str]:
+        bad: list[str] = []
+        for t in self.turns:
+            if t.source is not None:
+                t.source.gate.set()
+        for t in self.turns:
+            await self._await_turn(t)
+        # orphans (an indeterminate open_turn, a producer that gave up): the reaper, within T_orphan
+        bound = self.cfg.lease_ttl_s + self.cfg.reaper_interval_s + self.cfg.deliver_bound_s
+        deadline = time.monotonic() + bound
+        while True:
+            open_ = [(conv, m) for conv in self.conversations
+                     for m, r in (await self.astore.records(conv)).items() if r["status"] == "in_progress"]
+            if not open_:
+                break
+            if time.monotonic() > deadline:
+                bad.append(f"INV-15 no orphans: still in_progress after {bound}s: {open_}")
+                break
+            await asyncio.sleep(self.cfg.reaper_interval_s / 2)
+        # live consumers: their target's terminal within T_live
+        running = [c.task for c in self.consumers if c.running]
+        if running:
+            await asyncio.wait(running, timeout=self.cfg.deliver_bound_s)
+        for c in self.consumers:
+            if c.running:
+                bad.append(f"INV-4/6: consumer {c.name} (target {c.delivery.target}, cursor0 {c.delivery.cursor0}, "
+                           f"{len(c.delivery.items)} delivered) still open {self.cfg.deliver_bound_s}s after quiescence")
+                await self._close(c)
+        return bad
+
+    async def _shutdown(self) -> None:
+        for c in self.consumers:
+            await self._close(c)
+        await self.relay.aclose()
+        await self.reaper.stop()
+        async for key in self.admin.scan_iter(match=f"{self.cfg.prefix}*", count=500):
+            await self.admin.delete(key)
+        for cl in (self.pclient, self.cclient, self.admin):
+            await cl.aclose()
+
+    def teardown(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._heal()
+            bad = self._run(self._quiesce(), timeout=60)
+            for t in self.turns:
+                if t.handle is not None:
+                    self._check_outcome(t)
+            bad += self._run(self._judge(final=True))
+            if bad:
+                raise DurableStreamViolation(f"at teardown, {len(bad)} violation(s):\n" + "\n".join(bad))
+        finally:
+            try:
+                self._heal()
+                self._run(self._shutdown(), timeout=20)
+            finally:
+                self.loop.close()
+
+
+def durable_stream_machine(env: DurableStreamEnv, *, enabled: Iterable[str] | None = None,
+                           store_class: type = StreamStore, read_loop_class: type = ReadLoop,
+                           relay_class: type = TurnRelay,
+                           conversations: tuple[str, ...] = ("a", "b")) -> type[DurableStreamMachineBase]:
+    """A machine class bound to ``env``; ``store_class`` is the producer's store, ``read_loop_class``
+    the consumers' loop, ``relay_class`` the producer (mutants plug in here)."""
+    chosen = frozenset(enabled) if enabled is not None else frozenset(RULES)
+    unknown = chosen - set(RULES)
+    if unknown:
+        raise ValueError(f"unknown durable-stream machine rules {sorted(unknown)}; known: {', '.join(RULES)}")
+    if not conversations or not set(conversations) <= {"a", "b"}:
+        raise ValueError("conversations: a non-empty subset of ('a', 'b')")
+    return type("DurableStreamMachine", (DurableStreamMachineBase,),
+                {"env": env, "enabled": chosen, "store_class": store_class, "read_loop_class": read_loop_class,
+                 "relay_class": relay_class, "conversations": tuple(conversations)})
