@@ -515,8 +515,10 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         """The scripted outcome, unless a cancel, a fence or a producer fault may have changed it."""
         rec = self._run(self.astore.record(t.conv, t.mid))
         if rec is None:
-            if not t.start_failed:
-                self._fail("INV-12 record", f"{t.mid} has no record")
+            meta = self._run(self.astore.meta(t.conv))
+            trimmed = meta is not None and t.handle is not None and t.handle.first_seq <= meta["floor_seq"]
+            if not (t.start_failed or trimmed):
+                self._fail("INV-12 record", f"{t.mid} has no record (floor {meta and meta['floor_seq']})")
             return
         if rec["status"] == "in_progress":
             return  # a failed producer: the reaper closes it (checked at teardown)
