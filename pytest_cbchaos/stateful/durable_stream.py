@@ -550,6 +550,9 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             pipe.hgetall(rec_k)
             raw_meta, rows, raw_recs = await pipe.execute()
         if not raw_meta:
+            if rows:  # a log nobody's script wrote: no meta, no seq (INV-10)
+                return {"last_seq": None, "floor_seq": 0, "orphan_log": True}, \
+                    [Envelope.from_entry(conv, eid, f) for eid, f in rows], {}
             return None, [], {}
         meta = {_s(k): _s(v) for k, v in raw_meta.items()}
         for k in ("last_seq", "floor_seq", "created_ms"):
@@ -579,6 +582,9 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             rep = check_stream(entries, floor_seq=meta["floor_seq"], last_seq=meta["last_seq"], records=records,
                                deliveries=deliveries, emissions=self.relay.emissions, require_finished=final)
             bad += [f"[{conv}] {v}" for v in rep.violations]
+            if meta.get("orphan_log"):
+                bad.append(f"[{conv}] INV-10 dense: {len(entries)} log entries but no meta (written outside the scripts)")
+                continue
             prev = self.last_seq.get(conv, 0)
             if meta["last_seq"] < prev:
                 bad.append(f"[{conv}] INV-12 record: last_seq went back {prev} -> {meta['last_seq']}")

@@ -62,3 +62,40 @@ def test_machine_catches_m13_no_fencing(stream_env: ProxiedRedisEnv) -> None:
                                      store_class=M.M13NoFencingStore)
     with pytest.raises(DurableStreamViolation, match="INV-3|INV-11|INV-16"):
         run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+
+
+class M5Relay:
+    """Adapter: the machine's relay interface over M5's plain ``XADD *`` producer (retried on a reset)."""
+
+    def __init__(self, store: Any, config: Any = None, *, history: Any = None) -> None:
+        self.prod = M.M5PlainXaddProducer(store)
+        self.emissions = self.prod.emissions
+
+    async def start(self, conversation_id: str, source: Any, *, model_id: str, message_id: str, **_: Any) -> Any:
+        import asyncio
+        import uuid
+
+        from pytest_cbchaos.stream.envelope import encode_payload, kind_class
+        from pytest_cbchaos.stream.relay import TurnHandle
+
+        sid = uuid.uuid4().hex
+        events = [("turn_started", "control", encode_payload("turn_started", {"model_id": model_id, "source": "m5",
+                                                                              "previous_message_id": None}))]
+        events += [(ev.kind, kind_class(ev.kind), encode_payload(ev.kind, ev.payload)) for ev in source.events]
+        task = asyncio.get_running_loop().create_task(self.prod.write(conversation_id, message_id, sid, events))
+        return TurnHandle(conversation_id, message_id, "0" * 16, 1, sid, task)
+
+    async def cancel(self, conversation_id: str, message_id: str) -> str:
+        return "IGNORED"
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_machine_catches_m5_plain_xadd(stream_env: ProxiedRedisEnv) -> None:
+    """M5: entries appended with plain ``XADD *`` (retried on a reset) outside the scripts: ids are
+    not seqs, no meta nor record, duplicates on a lost reply (INV-10/12/14/2)."""
+    machine = durable_stream_machine(stream_env, enabled={"turn", "fault_producer", "heal", "await"},
+                                     conversations=("a",), relay_class=M5Relay)
+    with pytest.raises(DurableStreamViolation, match="INV-10|INV-12|INV-14|INV-2"):
+        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
