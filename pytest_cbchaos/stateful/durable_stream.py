@@ -41,8 +41,9 @@ from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.reader import Notice, ReadLoop, StreamConnectError
 from pytest_cbchaos.stream.store import INT_ATTRS, _s
-from pytest_cbchaos.stream.envelope import TERMINAL_STATUS
+from pytest_cbchaos.stream.envelope import record_from_entries
 from pytest_cbchaos.stream.sources import STAGES, SourceEvent, SourceFailure, text_turn
+from pytest_cbchaos.waiting import bounded
 
 RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
          "connect", "reconnect", "trim")
@@ -172,33 +173,6 @@ class Consumer:
         return any(e.is_terminal and e.message_id == t for e, _ in self.delivery.items)
 
 
-def _rebuild(entries: list[Envelope], mid: str) -> dict[str, Any] | None:
-    """``StreamStore.rebuild_record`` over a snapshot (the record is a projection of the log)."""
-    es = [e for e in entries if e.message_id == mid]
-    if not es:
-        return None
-    rec: dict[str, Any] = {"status": "in_progress", "first_seq": es[0].seq, "last_seq": es[-1].seq,
-                           "stream_id": es[0].stream_id}
-    term = [e for e in es if e.is_terminal]
-    if term:
-        t = term[0]
-        rec.update(status=TERMINAL_STATUS[t.kind], terminal_seq=t.seq, terminal_kind=t.kind)
-        if t.kind == "error":
-            rec.update(error_code=t.payload["code"], error_message=t.payload["message"])
-    return rec
-
-
-def _chain(coro: Any) -> str:
-    out = []
-    for _ in range(40):
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
-        if frame is None:
-            break
-        out.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
-    return " -> ".join(out)
-
-
 class DurableStreamMachineBase(RuleBasedStateMachine):
     """Rules and invariants; bind an environment with :func:`durable_stream_machine`."""
 
@@ -227,17 +201,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     def _run(self, coro: Any, timeout: float | None = None) -> Any:
         timeout = timeout or self.step_timeout_s
 
-        async def bounded() -> Any:
-            task = asyncio.get_running_loop().create_task(coro)
-            done, _ = await asyncio.wait({task}, timeout=timeout)
-            if task in done:
-                return task.result()
-            stacks = [f"{t.get_name()}: {_chain(t.get_coro())}" for t in asyncio.all_tasks()
-                      if t is not asyncio.current_task()]
-            task.cancel()
-            await asyncio.wait({task}, timeout=5)
-            raise DurableStreamViolation(f"step did not finish within {timeout}s; tasks:\n" + "\n".join(stacks))
-        return self.loop.run_until_complete(bounded())
+        return self.loop.run_until_complete(bounded(coro, timeout, what="step", error=DurableStreamViolation))
 
     async def _setup(self) -> None:
         self.pclient, self.cclient, self.admin = (self.env.client(s) for s in ("producer", "consumer", "admin"))
@@ -597,7 +561,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
                 if st_ != "in_progress":
                     self.final_status[mid] = st_
                     if rec["first_seq"] > meta["floor_seq"]:
-                        rebuilt = _rebuild(entries, mid)
+                        rebuilt = record_from_entries(entries, mid)
                         stored = {k: rec.get(k) for k in (rebuilt or {})}
                         if rebuilt != stored:
                             bad.append(f"[{conv}] INV-12 record: {mid} stored {stored} != rebuilt {rebuilt}")

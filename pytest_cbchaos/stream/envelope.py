@@ -163,3 +163,19 @@ class Envelope:
         return cls(conversation_id=d["conversation_id"], message_id=d["message_id"], stream_id=d["stream_id"],
                    epoch=d["epoch"], seq=int(d["seq"]), step=int(d["step"]), kind=d["kind"], cls=d["class"],
                    ts_ms=int(d["ts_ms"]), payload_bytes=canonical(d["payload"]))
+
+
+def record_from_entries(entries: list["Envelope"], mid: str) -> dict[str, Any] | None:
+    """The message record of ``mid`` recomputed from log entries (the record is a projection of the log)."""
+    es = [e for e in entries if e.message_id == mid]
+    if not es:
+        return None
+    rec: dict[str, Any] = {"status": "in_progress", "first_seq": es[0].seq, "last_seq": es[-1].seq,
+                           "stream_id": es[0].stream_id}
+    term = [e for e in es if e.is_terminal]
+    if term:
+        t = term[0]
+        rec.update(status=TERMINAL_STATUS[t.kind], terminal_seq=t.seq, terminal_kind=t.kind)
+        if t.kind == "error":
+            rec.update(error_code=t.payload["code"], error_message=t.payload["message"])
+    return rec

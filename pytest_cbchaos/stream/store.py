@@ -10,12 +10,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import redis.asyncio as aioredis
 
 from pytest_cbchaos.stream.config import StreamConfig
-from pytest_cbchaos.stream.envelope import Envelope, check_id
+from pytest_cbchaos.stream.envelope import Envelope, check_id, record_from_entries
 
 SCRIPTS = ("open_turn", "append", "renew", "reap", "trim", "rebase")
 RECORD_ATTRS = ("status", "first_seq", "last_seq", "terminal_seq", "terminal_kind", "stream_id", "error_code",
@@ -252,17 +252,4 @@ class StreamStore:
 
     async def rebuild_record(self, conv: str, mid: str) -> dict[str, Any] | None:
         """Recompute a message record from the log (the record is a projection)."""
-        entries = [e for e in await self.read_all(conv) if e.message_id == mid]
-        if not entries:
-            return None
-        from pytest_cbchaos.stream.envelope import TERMINAL_STATUS
-
-        rec: dict[str, Any] = {"status": "in_progress", "first_seq": entries[0].seq, "last_seq": entries[-1].seq,
-                               "stream_id": entries[0].stream_id}
-        term = [e for e in entries if e.is_terminal]
-        if term:
-            t = term[0]
-            rec.update(status=TERMINAL_STATUS[t.kind], terminal_seq=t.seq, terminal_kind=t.kind)
-            if t.kind == "error":
-                rec.update(error_code=t.payload["code"], error_message=t.payload["message"])
-        return rec
+        return record_from_entries(await self.read_all(conv), mid)
