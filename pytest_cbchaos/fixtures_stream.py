@@ -3,11 +3,19 @@
 * ``cbchaos_stream_config`` -- the spec's CI profile ``StreamConfig``.
 * ``cbchaos_stream_store`` -- a factory: ``make(loop_client=None) -> StreamStore`` over a
   ``redis.asyncio`` client to ``cbchaos_redis_proc`` (create it inside your event loop).
+* ``cbchaos_stream_redis`` -- this worker's stream Redis: redis-server with AOF ``always`` (spec
+  §4.4: SIGKILL loses no acknowledged append; ``restart()`` keeps the data), or the kit's Redis
+  backend without persistence where redis-server is absent (restart tests carry
+  ``requires_real_redis``). Emptied after each test; restarted if a test killed it.
+* ``cbchaos_stream`` -- the §5 harness (:class:`~pytest_cbchaos.stream.harness.StreamHarness`): the
+  relay and the HTTP app as child processes behind ``redis-producer``, ``redis-consumer`` and
+  ``stream-http``; faults through ``cbchaos_faults`` are journaled and healed at teardown.
+* ``cbchaos_stream_factory`` -- ``make(**StreamHarness options)``: more harnesses, or mutant classes.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -41,3 +49,64 @@ def cbchaos_gateway(cbchaos_redis_proc: Any, cbchaos_stream_config: StreamConfig
         yield GatewayKit(redis=cbchaos_redis_proc, mock=mock, stream_config=cbchaos_stream_config)
     finally:
         mock.stop()
+
+
+@pytest.fixture(scope="session")
+def cbchaos_stream_redis(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from pytest_cbchaos.fixtures import _usage_exit
+    from pytest_cbchaos.servers.redis import BackendUnavailable, start_redis
+    from pytest_cbchaos.settings import get_settings
+
+    s = get_settings(pytestconfig)
+    persistence = "aof-always" if s.redis_backend in ("auto", "binary") else "none"
+    kw = dict(workdir=tmp_path_factory.mktemp("cbchaos-stream-redis"), executable=s.redis_exec, url=s.redis_url,
+              port_range=s.port_range, startup_timeout=s.startup_timeout, image=s.redis_image)
+    try:
+        try:
+            server = start_redis(s.redis_backend, persistence=persistence, **kw)
+        except BackendUnavailable:
+            if persistence == "none":
+                raise
+            server = start_redis(s.redis_backend, **kw)  # no redis-server binary: embedded, no persistence
+    except BackendUnavailable as exc:
+        _usage_exit(exc)
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cbchaos_stream_factory(cbchaos_stream_redis: Any, cbchaos_toxiproxy: Any, cbchaos_faults: Any,
+                           cbchaos_stream_config: StreamConfig, tmp_path: Any) -> Iterator[Callable[..., Any]]:
+    """``make(**kw) -> StreamHarness`` (started): extra harnesses, other configs, or mutant classes
+    (``store_class="module:Name"``, ``reaper_class=...``). All are closed and Redis is emptied at teardown."""
+    from pytest_cbchaos.stream.harness import StreamHarness
+
+    made: list[StreamHarness] = []
+
+    def make(**kw: Any) -> StreamHarness:
+        kw.setdefault("config", cbchaos_stream_config)
+        kw.setdefault("faults", cbchaos_faults)
+        kw.setdefault("name", f"stream{len(made) or ''}")
+        harness = StreamHarness(cbchaos_stream_redis, cbchaos_toxiproxy, tmp_path / f"{kw['name']}-harness", **kw)
+        made.append(harness)
+        return harness.start()
+
+    try:
+        yield make
+    finally:
+        cbchaos_faults.heal_all()
+        for harness in made:
+            harness.close()
+        proc = cbchaos_stream_redis.process
+        if proc is not None:
+            proc.resume()
+            if not proc.alive:
+                proc.start()
+        with cbchaos_stream_redis.client() as admin:
+            admin.flushall()
+
+
+@pytest.fixture
+def cbchaos_stream(cbchaos_stream_factory: Callable[..., Any]) -> Any:
+    return cbchaos_stream_factory()

@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable
 
 from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
+from .ratelimit import EventRateLimiter
 from .store import InMemoryStore, OpIds
 
 log = logging.getLogger("pytest_cbchaos.breaker")
@@ -115,6 +116,7 @@ class StoreEvent:
     kind: str
     detail: str = ""
     now: float | None = None
+    suppressed: int = 0  # rate-limited kinds (corrupt_field): same-key events dropped since the last one
 
 
 @dataclass
@@ -202,6 +204,12 @@ _PERMITS: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar("c
 
 
 class _Core:
+    # Rate limits (spec §1.2, §4.4), on the injected clock's monotonic time: at most one
+    # ``corrupt_field`` event per set of field names, and one log line per failing listener
+    # method and exception type, per interval; the suppressed count rides on the next one.
+    CORRUPT_EVENT_INTERVAL = 60.0
+    LISTENER_LOG_INTERVAL = 60.0
+
     def __init__(self, backend: str, config: BreakerConfig | None, store: Any, clock: Any, rng: Any,
                  metrics: Any, listeners: Any) -> None:
         from pytest_cbchaos.faults.clock import SYSTEM_CLOCK
@@ -223,6 +231,8 @@ class _Core:
         self._ev_lock = threading.Lock()
         self._hw_gen = 0  # highest probe_generation seen in a reply (generations never go back)
         self._hw_hist = False  # a reply showed history (recent_ops or a generation)
+        self._corrupt_limiter = EventRateLimiter(self.CORRUPT_EVENT_INTERVAL, self.clock)
+        self._listener_log_limiter = EventRateLimiter(self.LISTENER_LOG_INTERVAL, self.clock)
 
     def _bind_store_events(self) -> None:
         """Forward the store's own events (e.g. ``scripting_fallback``) to ``on_store_event``."""
@@ -282,8 +292,11 @@ class _Core:
                 continue
             try:
                 fn(ev)
-            except Exception:  # listener errors never propagate
-                log.exception("breaker listener %r failed", lst)
+            except Exception as exc:  # listener errors never propagate; logged rate-limited
+                n = self._listener_log_limiter.admit((id(lst), method, type(exc).__name__))
+                if n is not None:
+                    log.exception("breaker listener %r failed in %s (%d similar failures suppressed)", lst,
+                                  method, n, extra={"backend": self.backend, "suppressed": n})
 
     def _transition_from_reply(self, op: str, d: dict, cause: str = "", op_id: str | None = None,
                                token: str | None = None) -> None:
@@ -297,7 +310,14 @@ class _Core:
         elif d.get("_applied") and op == "force_open" and d["_prev_state"] == "open":
             self._emit("on_store_event", StoreEvent(self.backend, "open_extended", "", d.get("_now")))
         if d.get("_corrupt"):
-            self._emit("on_store_event", StoreEvent(self.backend, "corrupt_field", ",".join(d["_corrupt"])))
+            self._corrupt_event(d)
+
+    def _corrupt_event(self, d: dict) -> None:
+        """``corrupt_field``, at most one per field-name set per CORRUPT_EVENT_INTERVAL (§1.2)."""
+        n = self._corrupt_limiter.admit(frozenset(d["_corrupt"]))
+        if n is not None:
+            self._emit("on_store_event", StoreEvent(self.backend, "corrupt_field", ",".join(d["_corrupt"]),
+                                                    d.get("_now"), n))
 
     def _request(self, outcome: str, latency: float = 0.0, agent_id: str | None = None) -> None:
         if self.metrics is not None:
@@ -342,6 +362,13 @@ class _Core:
         if code == 429:
             return classify_429(extract_retry_after(exc, self.clock), self.config.retry_after_threshold_seconds) == "CAP"
         return code in self.config.retryable_status_codes
+
+    def _record_failed(self, kind: str, exc: StoreError) -> None:
+        """Both resends of an outcome failed: one ``indeterminate`` (the op may have run) or
+        ``store_error`` event, and a log line; the caller's result is never replaced."""
+        kind_ev = "indeterminate" if isinstance(exc, StoreIndeterminateError) else "store_error"
+        self._emit("on_store_event", StoreEvent(self.backend, kind_ev, repr(exc)))
+        log.warning("breaker %s: recording %s failed: %r", self.backend, kind, exc)
 
     def _resolve_plan(self, permit: Permit, kind: str) -> tuple[str, dict] | None:
         """Which store op resolves a permit: (method, kwargs) or None."""
@@ -442,9 +469,7 @@ class CircuitBreaker(_Core):
             except StoreError as exc:
                 self._pump_store_events()
                 if attempt == 1:
-                    kind_ev = "indeterminate" if isinstance(exc, StoreIndeterminateError) else "store_error"
-                    self._emit("on_store_event", StoreEvent(self.backend, kind_ev, repr(exc)))
-                    log.warning("breaker %s: recording %s failed: %r", self.backend, kind, exc)
+                    self._record_failed(kind, exc)
         return None
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -657,7 +682,7 @@ class AsyncCircuitBreaker(_Core):
                 except StoreError as exc:
                     self._pump_store_events()
                     if attempt == 1:
-                        self._emit("on_store_event", StoreEvent(self.backend, "store_error", repr(exc)))
+                        self._record_failed(kind, exc)
             return None
         if kind == "release" and permit.probe_token:
             # shielded from cancellation and bounded: the lease bounds the damage if it fails

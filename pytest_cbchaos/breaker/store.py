@@ -24,6 +24,7 @@ import os
 import weakref
 import threading
 import uuid
+from time import time as _wall_time
 from typing import Any, Mapping, NamedTuple, Protocol, runtime_checkable
 
 from . import kernel
@@ -273,6 +274,18 @@ class InMemoryStore:
         self._fast = type(self) is InMemoryStore
         self._default_view = _fast_view(DEFAULT, (), self._ids)
 
+    @property
+    def clock(self) -> Any:
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Any) -> None:
+        from pytest_cbchaos.faults.clock import SystemClock
+
+        self._clock = clock
+        # the fast path calls this directly: ``time.time`` itself for the real clock (one call less)
+        self._time = _wall_time if type(clock) is SystemClock else clock.time
+
     # raw access for tests (corrupt-value injection, inspection)
     def raw_set(self, backend: str, fields: Mapping[str, Any], ttl: float | None = None) -> None:
         """Write raw (possibly corrupt) field values, like an admin ``HSET``."""
@@ -387,14 +400,13 @@ class InMemoryStore:
             check_backend(backend)
         if expected_state and expected_state not in STATES:
             raise ValueError(f"expected_state must be one of {STATES} or None, got {expected_state!r}")
-        strict = self.strict_probe_ownership
         if self._fast:  # inlined: this is the hot path (one call costs as much as the rest)
             if op_id is None:
                 n = next(self._ids._n) & _MASK64
                 oid = ""
             else:
                 n, oid = -1, resolve_op_id(op_id, self._ids)
-            t = self.clock.time() if now is None else check_now(now)
+            t = self._time() if now is None else check_now(now)
             ent = self._data.get(backend)
             v = self._default_view if ent is None else ent[4] if t < ent[3] else None
             if v is not None and v[1] and (not expected_state or expected_state == "closed") \
@@ -408,6 +420,7 @@ class InMemoryStore:
         else:
             oid = resolve_op_id(op_id, self._ids)
             t = self._now(now)
+        strict = self.strict_probe_ownership
         o, t, c = self._run_at(backend, t,
                                lambda r, t: kernel.record_success(r, t, oid, expected_state or None, strict))
         return self._reply(o, t, c)
@@ -418,14 +431,15 @@ class InMemoryStore:
                                        op_id: str | None = None) -> ClaimResult:
         if not isinstance(backend, str):
             check_backend(backend)
-        lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
+        if lease_seconds is not None:
+            check_lease(lease_seconds)  # validated before any effect, on the fast path too
         if self._fast:  # inlined: this is the hot path (one call costs as much as the rest)
             if op_id is None:
                 n = next(self._ids._n) & _MASK64
                 oid = ""
             else:
                 n, oid = -1, resolve_op_id(op_id, self._ids)
-            t = self.clock.time() if now is None else check_now(now)
+            t = self._time() if now is None else check_now(now)
             ent = self._data.get(backend)
             v = self._default_view if ent is None else ent[4] if t < ent[3] else None
             if v is not None and v[0] and (n not in v[5] if n >= 0 else oid not in v[4]):
@@ -438,6 +452,7 @@ class InMemoryStore:
         else:
             oid = resolve_op_id(op_id, self._ids)
             t = self._now(now)
+        lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
         o, t, c = self._run_at(backend, t, lambda r, t: kernel.gate(r, t, oid, lease))
         return ClaimResult(o.won, self._reply(o, t, c), o.label if o.won else "")
 

@@ -31,23 +31,23 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Iterable, Protocol, runtime_checkable
+from typing import Any, Iterable, Protocol, runtime_checkable
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from pytest_cbchaos.stream import Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
+from pytest_cbchaos.stream import Reaper, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.reader import Notice, ReadLoop, StreamConnectError
 from pytest_cbchaos.stream.store import INT_ATTRS, _s
 from pytest_cbchaos.stream.envelope import record_from_entries
-from pytest_cbchaos.stream.sources import STAGES, SourceEvent, SourceFailure, text_turn
+from pytest_cbchaos.stream.scripted import OUTCOMES, GatedScript, TurnScript
+from pytest_cbchaos.stream.sources import STAGES
 from pytest_cbchaos.waiting import bounded
 
 RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
          "connect", "reconnect", "trim")
-OUTCOMES = ("complete", "error_event", "source_failure", "bootstrap_failure")
 LINK_FAULTS = ("reset_peer", "down", "partition")
 #: notices that legitimately end a consumer before its target's terminal
 EXCUSED_ENDINGS = ("truncated", "outage", "superseded", "epoch_changed", "stream_lost", "cursor_ahead", "closed")
@@ -102,35 +102,6 @@ class ProxiedRedisEnv:
         if kind == "partition":
             return self.faults.partition(px, "downstream")
         raise ValueError(f"unknown link fault {kind!r}; known: {', '.join(LINK_FAULTS)}")
-
-
-class GatedScript(ScriptedSource):
-    """A scripted source that can wait on ``gate`` before event ``hold_at`` (abortable by a cancel)."""
-
-    def __init__(self, events: list[SourceEvent], *, hold_at: int | None = None, **kw: Any) -> None:
-        super().__init__(events, **kw)
-        self.hold_at = hold_at
-        self.gate = asyncio.Event()
-        if hold_at is None:
-            self.gate.set()
-
-    async def __aiter__(self) -> AsyncIterator[SourceEvent]:  # type: ignore[override]
-        for i, ev in enumerate(self.events):
-            if self.aborted.is_set():
-                return
-            if i == self.hold_at and not self.gate.is_set():
-                gate, abort = asyncio.ensure_future(self.gate.wait()), asyncio.ensure_future(self.aborted.wait())
-                try:
-                    await asyncio.wait({gate, abort}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    gate.cancel()
-                    abort.cancel()
-                    await asyncio.gather(gate, abort, return_exceptions=True)
-                if self.aborted.is_set():
-                    return
-            if i in self.fail_at:
-                raise self.fail_at[i]
-            yield ev
 
 
 @dataclass
@@ -252,19 +223,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             return
         self.n += 1
         mid = f"m{self.n}"
-        at = min(where, deltas)
-        kw: dict[str, Any] = {}
-        if outcome == "complete":
-            events = text_turn(deltas)
-        elif outcome == "error_event":
-            events = text_turn(deltas, terminal="error")
-        elif outcome == "source_failure":
-            events = text_turn(deltas)
-            kw["fail_at"] = {at: SourceFailure("scripted mid-stream failure", code="source.scripted")}
-        else:
-            events = text_turn(deltas)
-            kw["fail_stage"] = {stage: RuntimeError(f"scripted {stage} failure")}
-        src = GatedScript(events, hold_at=at if hold and outcome != "bootstrap_failure" else None, **kw)
+        src = TurnScript(outcome, deltas, at=where, stage=stage, hold_at=min(where, deltas) if hold else None).source()
         t = Turn(conv, mid, outcome, stage if outcome == "bootstrap_failure" else None, src,
                  disturbed=bool(self.faults.get("producer")))
         self.turns.append(t)
@@ -498,8 +457,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             self._fail("outcome", f"{t.mid} ({t.outcome}, cancelled={t.cancelled}, disturbed={t.disturbed}) "
                                   f"ended {rec['status']}: {rec}")
         if rec["status"] == "failed" and rec.get("error_code") != "store.unavailable":
-            code = {"error_event": "source.provider_error", "source_failure": "source.scripted",
-                    "bootstrap_failure": f"bootstrap.{t.stage}"}.get(t.outcome)
+            code = TurnScript(t.outcome, stage=t.stage or "session").expected_error_code
             if rec.get("error_code") != code:
                 self._fail("INV-13/5 error", f"{t.mid} ({t.outcome}): error_code {rec.get('error_code')!r}, want {code!r}")
         if rec["status"] == "interrupted" and not (t.cancelled or t.fenced or t.disturbed):

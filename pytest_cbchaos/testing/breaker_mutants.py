@@ -392,3 +392,63 @@ REDIS_MUTANTS: dict[str, tuple[type, list[str]]] = {
     "blocking_async": (BlockingAsyncStore, ["CB-27"]),
     "no_loss_events": (NoLossEventsBreaker, ["§7.5 record_missing"]),
 }
+
+
+# ---- mutants of §7.2/§7.3 (exactly-once resends) and §1.2/§4.4 (rate limits) ------------------------------------
+
+import uuid as _uuid  # noqa: E402
+
+from pytest_cbchaos.breaker.errors import StoreUnavailableError  # noqa: E402
+from pytest_cbchaos.breaker.ratelimit import EventRateLimiter  # noqa: E402
+
+
+class FreshOpIdResendRedisStore(RedisStore):
+    """Resends an op whose reply was lost under a *new* op id (a retry wrapper that ignores the store's
+    op ids): the server cannot recognise the resend, so an applied-but-reply-lost op applies twice and the
+    reply the caller sees is the second one's (§5.2 exactly-once, §7.2, §7.3)."""
+
+    def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
+             post: Callable[[dict, dict], Any]) -> Any:
+        resends, self.io_resends = self.io_resends, 0
+        try:
+            for attempt in range(resends + 1):
+                try:
+                    return super()._run(op, backend, op_id if attempt == 0 else _uuid.uuid4().hex, now, args, post)
+                except StoreUnavailableError:
+                    if attempt == resends:
+                        raise
+        finally:
+            self.io_resends = resends
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _UnlimitedRateLimiter(EventRateLimiter):
+    def admit(self, key: Any) -> int | None:
+        return 0
+
+
+class NoRateLimitBreaker(CircuitBreaker):
+    """Emits every ``corrupt_field`` event and logs every listener failure: no rate limit (§1.2, §4.4)."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self._corrupt_limiter = _UnlimitedRateLimiter(0, self.clock)
+        self._listener_log_limiter = _UnlimitedRateLimiter(0, self.clock)
+
+
+REDIS_MUTANTS["fresh_op_id_resend"] = (FreshOpIdResendRedisStore, ["§7.2", "§7.3", "§5.2 exactly-once"])
+# Breaker mutants checked without a live server (tests/breaker/test_corrupt_rate.py).
+BREAKER_MUTANTS: dict[str, tuple[type, list[str]]] = {
+    "no_rate_limit": (NoRateLimitBreaker, ["§1.2 corrupt_field rate limit", "§4.4 listener log rate limit"]),
+}
+
+
+class NoResendRedisStore(RedisStore):
+    """Gives up after the first network error: ``StoreIndeterminateError`` before any resend (§5.2, §7.3)."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.io_resends = 0
+
+
+REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, ["§7.3 indeterminate only after all resends", "§5.2"])

@@ -1,4 +1,5 @@
-"""8 worker processes share one real Redis through the proxy: one probe; a SIGKILLed owner wedges <= lease."""
+"""8, 16 and 32 spawned worker processes share one real Redis through the proxy: exactly one probe
+(§7.1, CB-3: one gate each, released by a barrier); a SIGKILLed owner wedges <= lease (CB-24)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from pytest_cbchaos.breaker import RedisStore
 from pytest_cbchaos.breaker.conformance import workers
 
 pytestmark = pytest.mark.requires_real_redis
-N = 8
 
 
 def _conn(proxy: Any, proc: Any, **kw: Any) -> dict[str, Any]:
@@ -30,18 +30,19 @@ def _reap(ps: list[Any]) -> None:
         p.join(timeout=10)
 
 
-def test_half_open_admits_exactly_one_probe(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
+@pytest.mark.parametrize("n", [8, 16, pytest.param(32, marks=pytest.mark.slow)])  # 32: 12-16 s under -n 2 (spawn)
+def test_half_open_admits_exactly_one_probe(n: int, cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
                                             cbchaos_redis: Any) -> None:
     ctx = mp.get_context("spawn")
     conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc)
     admin = RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"])
     admin.force_open("b", 0)  # OPEN, cooldown elapsed
-    barrier, out = ctx.Barrier(N), ctx.Queue()
-    ps = [ctx.Process(target=workers.gate_once, args=(conn, "b", barrier, out)) for _ in range(N)]
+    barrier, out = ctx.Barrier(n), ctx.Queue()
+    ps = [ctx.Process(target=workers.gate_once, args=(conn, "b", barrier, out)) for _ in range(n)]
     try:
         for p in ps:
             p.start()
-        results = [out.get(timeout=60) for _ in range(N)]
+        results = [out.get(timeout=60) for _ in range(n)]
     finally:
         _reap(ps)
     won = [r for r in results if r[0]]
