@@ -36,15 +36,15 @@ from typing import Any, Iterable, Protocol, runtime_checkable
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from pytest_cbchaos.stream import Reaper, StreamConfig, StreamStore, TurnRelay, check_stream
+from pytest_cbchaos.stream import Reaper, StreamConfig, StreamStore, TurnRelay
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.reader import Notice, ReadLoop, StreamConnectError
-from pytest_cbchaos.stream.store import INT_ATTRS, _s
-from pytest_cbchaos.stream.envelope import record_from_entries
 from pytest_cbchaos.stream.scripted import OUTCOMES, GatedScript, TurnScript
 from pytest_cbchaos.stream.sources import STAGES
 from pytest_cbchaos.waiting import bounded
+
+from .stream_judge import StreamJudge
 
 RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
          "connect", "reconnect", "trim")
@@ -162,8 +162,6 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         self.turns: list[Turn] = []
         self.consumers: list[Consumer] = []
         self.faults: dict[str, Any] = {}
-        self.last_seq: dict[str, int] = {}
-        self.final_status: dict[str, str] = {}
         self.n = 0
         self._closed = False
         self._run(self._setup())
@@ -183,6 +181,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         self.relay = self.relay_class(self.pstore, self.cfg, history=self.history)
         self.reaper = Reaper(StreamStore(self.admin, self.cfg))
         self.reaper.start()
+        self.judge = StreamJudge(self.admin, self.astore)
 
     def _fail(self, inv: str, msg: str) -> None:
         raise DurableStreamViolation(f"{inv}: {msg}")
@@ -463,71 +462,14 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         if rec["status"] == "interrupted" and not (t.cancelled or t.fenced or t.disturbed):
             self._fail("INV-17 cancel", f"{t.mid} cancelled without a cancel: {rec}")
 
-    async def _snapshot(self, conv: str) -> tuple[dict[str, Any] | None, list[Envelope], dict[str, dict[str, Any]]]:
-        """meta, log and records read in one MULTI: the relay keeps writing while the machine judges."""
-        meta_k, log_k, rec_k = self.astore.keys(conv)[:3]
-        async with self.admin.pipeline(transaction=True) as pipe:
-            pipe.hgetall(meta_k)
-            pipe.xrange(log_k, "-", "+")
-            pipe.hgetall(rec_k)
-            raw_meta, rows, raw_recs = await pipe.execute()
-        if not raw_meta:
-            if rows:  # a log nobody's script wrote: no meta, no seq (INV-10)
-                return {"last_seq": None, "floor_seq": 0, "orphan_log": True}, \
-                    [Envelope.from_entry(conv, eid, f) for eid, f in rows], {}
-            return None, [], {}
-        meta = {_s(k): _s(v) for k, v in raw_meta.items()}
-        for k in ("last_seq", "floor_seq", "created_ms"):
-            if k in meta:
-                meta[k] = int(meta[k])
-        entries = [Envelope.from_entry(conv, eid, f) for eid, f in rows]
-        recs: dict[str, dict[str, Any]] = {}
-        for k, v in raw_recs.items():
-            mid, _, attr = _s(k).rpartition("|")
-            recs.setdefault(mid, {})[attr] = int(v) if attr in INT_ATTRS else _s(v)
-        return meta, entries, {m: r for m, r in recs.items() if "status" in r}
-
     async def _judge(self, final: bool) -> list[str]:
-        bad: list[str] = []
-        for conv in self.conversations:
-            meta, entries, records = await self._snapshot(conv)
-            if meta is None:
-                continue
-            deliveries = []
-            for c in self.consumers:
-                if c.conv != conv:
-                    continue
-                d = c.delivery
-                judged_target = d.target if (not c.running and c.ended_by not in EXCUSED_ENDINGS
-                                             and not str(c.ended_by).startswith("connect:")) else None
-                deliveries.append(Delivery(d.cursor0, list(d.items), d.name, judged_target))
-            rep = check_stream(entries, floor_seq=meta["floor_seq"], last_seq=meta["last_seq"], records=records,
-                               deliveries=deliveries, emissions=self.relay.emissions, require_finished=final)
-            bad += [f"[{conv}] {v}" for v in rep.violations]
-            if meta.get("orphan_log"):
-                bad.append(f"[{conv}] INV-10 dense: {len(entries)} log entries but no meta (written outside the scripts)")
-                continue
-            prev = self.last_seq.get(conv, 0)
-            if meta["last_seq"] < prev:
-                bad.append(f"[{conv}] INV-12 record: last_seq went back {prev} -> {meta['last_seq']}")
-            self.last_seq[conv] = meta["last_seq"]
-            for mid, rec in records.items():
-                st_ = rec["status"]
-                seen = self.final_status.get(mid)
-                if seen is not None and st_ != seen:
-                    bad.append(f"[{conv}] INV-12 record: {mid} status changed {seen} -> {st_}")
-                if st_ != "in_progress":
-                    self.final_status[mid] = st_
-                    if rec["first_seq"] > meta["floor_seq"]:
-                        rebuilt = record_from_entries(entries, mid)
-                        stored = {k: rec.get(k) for k in (rebuilt or {})}
-                        if rebuilt != stored:
-                            bad.append(f"[{conv}] INV-12 record: {mid} stored {stored} != rebuilt {rebuilt}")
-            if final:
-                lease = await self.astore.lease_holder(conv)
-                if lease is not None:
-                    bad.append(f"[{conv}] INV-30: lease {lease} still held at quiescence")
-        return bad
+        deliveries: dict[str, list[Delivery]] = {}
+        for c in self.consumers:
+            d = c.delivery
+            judged_target = d.target if (not c.running and c.ended_by not in EXCUSED_ENDINGS
+                                         and not str(c.ended_by).startswith("connect:")) else None
+            deliveries.setdefault(c.conv, []).append(Delivery(d.cursor0, list(d.items), d.name, judged_target))
+        return await self.judge.judge(self.conversations, deliveries, self.relay.emissions, final)
 
     @invariant()
     def stream_is_consistent(self) -> None:

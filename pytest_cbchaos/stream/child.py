@@ -73,7 +73,7 @@ def _outcome(o: Any) -> dict[str, Any]:
     return {"status": o.status, "terminal_kind": o.terminal_kind, "terminal_seq": o.terminal_seq,
             "error": None if o.error is None else f"{type(o.error).__name__}: {o.error}",
             "appends": o.appends, "retries": o.retries, "unwritten_events": o.unwritten_events,
-            "superseded_by": o.superseded_by, "stop_reason": o.stop_reason}
+            "superseded_by": o.superseded_by, "stop_reason": o.stop_reason, "stop_detail": o.stop_detail}
 
 
 class Arm:

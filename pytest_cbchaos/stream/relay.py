@@ -301,8 +301,10 @@ class _Run:
                     self.outcome.terminal_kind = rec.get("terminal_kind")
                     self.outcome.terminal_seq = rec["terminal_seq"]
                     self.outcome.status = rec["status"]
-        except Exception:
-            pass
+            else:
+                self.outcome.stop_detail = f"fenced before a terminal was written: record {rec}"
+        except Exception as exc:
+            self.outcome.stop_detail = f"could not read who took over: {exc!r}"
 
     async def flush(self) -> None:
         if not self.pending or self.stopped:
@@ -393,7 +395,11 @@ class _Run:
             try:
                 reply = await self.store.renew(self.conv, self.sid)
                 if reply.status == "FENCED":
-                    self.stopped = self.stopped or "FENCED"
+                    if not self.stopped:
+                        # learn first: once `stopped` is set the run ends and cancels this loop (INV-16:
+                        # the outcome names who took over)
+                        await self._learn_superseded()
+                        self.stopped = self.outcome.stop_reason = self.stopped or "FENCED"
                     self.source.abort()
                     return
                 await self.store.active_add(self.conv)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping
+from typing import Any, Mapping
 
 from .sources import STAGES, ScriptedSource, SourceEvent, SourceFailure, text_turn
 
@@ -27,25 +27,16 @@ class GatedScript(ScriptedSource):
         if hold_at is None:
             self.gate.set()
 
-    async def __aiter__(self) -> AsyncIterator[SourceEvent]:  # type: ignore[override]
-        for i, ev in enumerate(self.events):
-            if self.aborted.is_set():
-                return
-            if i == self.hold_at and not self.gate.is_set():
-                gate, abort = asyncio.ensure_future(self.gate.wait()), asyncio.ensure_future(self.aborted.wait())
-                try:
-                    await asyncio.wait({gate, abort}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    gate.cancel()
-                    abort.cancel()
-                    await asyncio.gather(gate, abort, return_exceptions=True)
-                if self.aborted.is_set():
-                    return
-            if self.delay_s:
-                await asyncio.sleep(self.delay_s)
-            if i in self.fail_at:
-                raise self.fail_at[i]
-            yield ev
+    async def _hold(self, index: int) -> None:
+        if index != self.hold_at or self.gate.is_set():
+            return
+        gate, abort = asyncio.ensure_future(self.gate.wait()), asyncio.ensure_future(self.aborted.wait())
+        try:
+            await asyncio.wait({gate, abort}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gate.cancel()
+            abort.cancel()
+            await asyncio.gather(gate, abort, return_exceptions=True)
 
 
 class ScriptError(ValueError):

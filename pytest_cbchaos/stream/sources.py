@@ -67,11 +67,17 @@ class ScriptedSource:
             if i == self.stall_at:
                 await self.aborted.wait()
                 return
+            await self._hold(i)
+            if self.aborted.is_set():
+                return
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             if i in self.fail_at:
                 raise self.fail_at[i]
             yield ev
+
+    async def _hold(self, index: int) -> None:
+        """Called before event ``index``; subclasses may wait here (an abort ends the turn after it)."""
 
     def abort(self) -> None:
         self.aborted.set()

@@ -16,8 +16,6 @@ error after their resends and a 10 ms ticker keeps running; the ``BlockingAsyncS
 from __future__ import annotations
 
 import asyncio
-import logging
-import math
 import uuid
 from typing import Any, Callable
 
@@ -30,7 +28,7 @@ from pytest_cbchaos.breaker import (AsyncCircuitBreaker, AsyncRedisStore, Breake
                                     StoreUnavailableError)
 from pytest_cbchaos.servers.redis import no_retry
 from pytest_cbchaos.testing.breaker_mutants import BlockingAsyncStore, FreshOpIdResendRedisStore, NoResendRedisStore
-from test_live_loop_lag import MIN_TICKS, P99_BOUND, SLOW_CALLBACK, _SlowCallbacks
+from test_live_loop_lag import measure_loop_lag, ok
 from test_live_op_faults import SOCKET_TIMEOUT, Env, env, run_case  # noqa: F401 - env is a fixture
 
 pytestmark = pytest.mark.requires_real_redis
@@ -72,37 +70,14 @@ CALLS = 3
 
 def frozen_loop_lag_violations(make_store: Callable[[], Any], freeze: Callable[[], Any]) -> list[str]:
     """CALLS concurrent breaker calls while Redis is frozen; a 10 ms ticker measures loop lag."""
-    slow = _SlowCallbacks()
-    alog = logging.getLogger("asyncio")
-    alog.addHandler(slow)
-    v: list[str] = []
-
-    async def main() -> list[float]:
-        loop = asyncio.get_running_loop()
-        loop.slow_callback_duration = SLOW_CALLBACK
+    async def workload() -> list[str]:
+        v: list[str] = []
         store = make_store()
         cb = AsyncCircuitBreaker("b", BreakerConfig(max_failures=100), store=store)
         await cb.get_state()  # connect before the fault
-        lags: list[float] = []
-        stop = asyncio.Event()
-
-        async def ticker() -> None:
-            for _ in range(10_000):  # bounded; stopped by the event long before
-                if stop.is_set():
-                    return
-                t = loop.time()
-                await asyncio.sleep(0.01)
-                lags.append(loop.time() - t - 0.01)
-
-        async def ok() -> int:
-            return 1
-        tick = asyncio.create_task(ticker())
-        await asyncio.sleep(0)
         with freeze():
             results = await asyncio.wait_for(
                 asyncio.gather(*(cb.call(ok) for _ in range(CALLS)), return_exceptions=True), 60)
-        stop.set()
-        await tick
         bad = [r for r in results if not isinstance(r, StoreUnavailableError)]
         if bad:
             v.append(f"calls during the freeze: want a clear StoreUnavailableError each, got {bad}")
@@ -111,19 +86,8 @@ def frozen_loop_lag_violations(make_store: Callable[[], Any], freeze: Callable[[
         close = getattr(getattr(store, "client", None), "aclose", None)
         if close is not None:
             await close()
-        return lags
-    try:
-        lags = sorted(asyncio.run(main(), debug=True))
-    finally:
-        alog.removeHandler(slow)
-    if len(lags) < MIN_TICKS:
-        v.append(f"the ticker ran {len(lags)} times while Redis was frozen (loop starved)")
-    p99 = lags[max(0, math.ceil(len(lags) * 0.99) - 1)] if lags else float("inf")
-    if p99 > P99_BOUND:
-        v.append(f"p99 loop lag {p99 * 1000:.0f} ms > {P99_BOUND * 1000:.0f} ms")
-    if slow.messages:
-        v.append(f"asyncio debug: slow callbacks {slow.messages[:3]}")
-    return v
+        return v
+    return measure_loop_lag(workload, "the Redis freeze")
 
 
 def _conn(proxy: Any, proc: Any) -> dict[str, Any]:

@@ -448,7 +448,7 @@ def test_inv29_mutant_status_from_task_map_is_caught(cbchaos_redis_proc, cbchaos
 
 
 # -- INV-30 ----------------------------------------------------------------------------------------
-CYCLES, RESET_CYCLES = 40, 10
+CYCLES, RESET_CYCLES, BATCH = 100, 10, 10  # spec: 100 connect/disconnect cycles, under reset_peer
 
 
 def _consumer_conns(admin: Any, tag: str) -> list[str]:
@@ -456,23 +456,33 @@ def _consumer_conns(admin: Any, tag: str) -> list[str]:
     return [c["name"] for c in admin.client_list() if str(c.get("name", "")).startswith(f"cbchaos-consumer:{tag}")]
 
 
-async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES) -> list[str]:
+async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES,
+                     release_bound_s: float | None = None) -> list[str]:
+    """``cycles`` connect/disconnect cycles in concurrent batches of BATCH. The first RESET_CYCLES
+    consumers have their Redis link reset under their blocking read before they disconnect; of the
+    other batches, odd ones disconnect as soon as the stream is ready (the server may be writing the
+    first entries: a loop ended between reads) and even ones once each is in its blocking read."""
     bad: list[str] = []
     src = GatedSource(2, 2)
     hd = await kit.relay.start("r30", src, model_id="m")
     tag = f"cyc{secrets.token_hex(4)}-"
-    for i in range(cycles):
-        c = kit.conn("r30", message_id=hd.message_id, client_id=f"{tag}{i}")
-        await asyncio.wait_for(c.ready.wait(), 10)
-        if i < RESET_CYCLES:  # the consumer's Redis link is reset under it
-            await wait_until(lambda: f"cbchaos-consumer:{tag}{i}" in _consumer_conns(admin, tag), 10, "the blocking read")
+    for b, start in enumerate(range(0, cycles, BATCH)):
+        ids = range(start, min(start + BATCH, cycles))
+        batch = [kit.conn("r30", message_id=hd.message_id, client_id=f"{tag}{i}") for i in ids]
+        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in batch)), 10)
+        reset = [(i, c) for i, c in zip(ids, batch) if i < RESET_CYCLES]
+        if reset or b % 2 == 0:  # every consumer of the batch is in its blocking read
+            await wait_until(lambda: all(f"cbchaos-consumer:{tag}{i}" in _consumer_conns(admin, tag) for i in ids),
+                             10, "the blocking reads")
+        if reset:  # the consumers' Redis links are reset under their blocking reads
             with faults.reset_peer(kit.redis_proxy, timeout=0):
-                await wait_until(lambda: any(f.data and "store_unavailable" in f.data for f in c.notices), 10,
-                                 "the reset to hit the consumer")
-        await c.close()
+                await wait_until(lambda: all(any(f.data and "store_unavailable" in f.data for f in c.notices)
+                                             for _, c in reset), 15, "the reset to hit every consumer")
+        for c in batch:
+            await c.close()
     try:
         await wait_until(lambda: kit.consumers == 0 and not _consumer_conns(admin, tag),
-                         3 * kit.cfg.heartbeat_s + 10, "every consumer connection to be released")
+                         release_bound_s or 3 * kit.cfg.heartbeat_s + 10, "every consumer connection to be released")
     except AssertionError:
         bad.append(f"INV-30: after {cycles} cycles {kit.consumers} consumers live, "
                    f"{len(_consumer_conns(admin, tag))} cbchaos-consumer:* connections in CLIENT LIST: "
@@ -506,7 +516,9 @@ def test_inv30_mutant_leaky_read_loop_is_caught(cbchaos_redis_proc, cbchaos_redi
         async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG,
                            loop_class=M.M30LeakyReadLoop) as kit:
             try:
-                return await _resources(kit, cbchaos_faults, cbchaos_redis_admin, cycles=RESET_CYCLES + 2)
+                # a leaked connection never goes away: a short release bound still catches it
+                return await _resources(kit, cbchaos_faults, cbchaos_redis_admin, cycles=RESET_CYCLES + 2 * BATCH,
+                                        release_bound_s=3 * CFG.heartbeat_s + 2)
             finally:
                 await M.close_leaked()
     bad = run_bounded(main(), 120)

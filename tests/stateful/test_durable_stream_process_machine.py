@@ -1,0 +1,62 @@
+"""The durable-stream state machine over the child-process harness (``cbchaos_stream``): relay
+SIGKILL/SIGSTOP/SIGTERM, redis-server restarts (AOF always), faults on all three links, a fault
+held exactly before the terminal call, SSE consumers; and the mutants it must catch."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import FlakyFailure
+from hypothesis.stateful import run_state_machine_as_test
+
+from pytest_cbchaos.stateful.durable_stream import DurableStreamViolation
+from pytest_cbchaos.stateful.durable_stream_process import durable_stream_process_machine
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.requires_real_redis, pytest.mark.slow]
+
+# every step drives real processes: few examples, bounded steps
+PASS_SETTINGS = settings(settings.default, max_examples=min(settings.default.max_examples, 6),
+                         stateful_step_count=12, deadline=None, suppress_health_check=list(HealthCheck))
+# a mutant run stops at its first failing example: no shrinking
+MUTANT_SETTINGS = settings(PASS_SETTINGS, max_examples=15, stateful_step_count=8, derandomize=True,
+                           database=None, phases=(Phase.explicit, Phase.generate))
+
+
+def assert_caught(machine: Any, pattern: str) -> None:
+    """The machine must fail on the mutant. Process timing may keep the replay of the failing example
+    from failing again (Hypothesis then raises FlakyFailure around the original violation): the
+    violation did happen, so it counts as caught."""
+    import re
+
+    try:
+        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+    except DurableStreamViolation as exc:
+        assert re.search(pattern, str(exc)), exc
+        return
+    except FlakyFailure as group:
+        found = [e for e in group.exceptions if isinstance(e, DurableStreamViolation) and re.search(pattern, str(e))]
+        assert found, group.exceptions
+        return
+    pytest.fail(f"the mutant was not caught (no violation matching {pattern!r})")
+
+
+def test_process_machine_passes(cbchaos_stream: Any, cbchaos_faults: Any, cbchaos_stream_redis: Any) -> None:
+    machine = durable_stream_process_machine(cbchaos_stream, cbchaos_faults, redis=cbchaos_stream_redis)
+    run_state_machine_as_test(machine, settings=PASS_SETTINGS)
+
+
+def test_process_machine_catches_m13_no_fencing(cbchaos_stream_factory: Any, cbchaos_faults: Any) -> None:
+    """M13 in the child relay: a producer stopped past its lease and resumed writes after the
+    reaper's terminal (INV-16/3)."""
+    h = cbchaos_stream_factory(store_class="pytest_cbchaos.testing.stream_mutants:M13NoFencingStore")
+    machine = durable_stream_process_machine(h, cbchaos_faults, enabled={"turn", "fence_relay"})
+    assert_caught(machine, "INV-3|INV-11|INV-16")
+
+
+def test_process_machine_catches_m7_no_reaper(cbchaos_stream_factory: Any, cbchaos_faults: Any) -> None:
+    """M7 in the app child: a killed relay's message stays in_progress past T_orphan (INV-15)."""
+    h = cbchaos_stream_factory(reaper_class="pytest_cbchaos.testing.stream_mutants:M7NoReaper")
+    machine = durable_stream_process_machine(h, cbchaos_faults, enabled={"turn", "kill_relay", "await"})
+    assert_caught(machine, "INV-15")
