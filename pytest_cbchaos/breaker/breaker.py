@@ -762,6 +762,7 @@ class AsyncCircuitBreaker(_Core):
                 except StoreError:
                     ok = False
                 if not ok:
+                    self._emit("on_store_event", StoreEvent(self.backend, "probe_lost", ""))
                     permit = None
             if permit is None or permit.resolved:
                 permit = await self.acquire()

@@ -335,3 +335,47 @@ def test_on_store_error_policy(policy: str) -> None:
     store.exc = StoreDataError("WRONGTYPE")  # other store errors always raise
     with pytest.raises(StoreDataError):
         cb.call(lambda: 1)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_lost_probe_lease_is_reported_by_both_breakers(flavour: str) -> None:
+    """A probe owner whose renew fails between attempts (its lease is gone) emits ``probe_lost`` and
+    claims again, on the sync and the async breaker alike (§4.4)."""
+    import asyncio
+
+    from pytest_cbchaos.breaker import AsyncCircuitBreaker
+    from pytest_cbchaos.breaker.store import AsyncInMemoryStore
+
+    clock = ManualClock(1_795_000_000.0)
+
+    class NoRenew(InMemoryStore):
+        def renew_probe(self, *a: Any, **k: Any) -> bool:
+            return False
+    store, rec = NoRenew(clock=clock), Rec()
+    conf = BreakerConfig(max_failures=2, reset_time_seconds=10, initial_backoff_seconds=0.5)
+    calls = [0]
+
+    def probe() -> str:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise HTTPError(429, "0.1")
+        return "ok"
+    if flavour == "sync":
+        cb = CircuitBreaker("api", conf, store=store, clock=clock, listeners=[rec])
+        cb.force_open("x", 10)
+        clock.advance(11)
+        with pytest.raises(CircuitBreakerOpenError):
+            cb.call_with_retry(probe)
+    else:
+        acb = AsyncCircuitBreaker("api", conf, store=AsyncInMemoryStore(store), clock=clock, listeners=[rec])
+
+        async def main() -> None:
+            await acb.force_open("x", 10)
+            clock.advance(11)
+
+            async def aprobe() -> str:
+                return probe()
+            with pytest.raises(CircuitBreakerOpenError):
+                await acb.call_with_retry(aprobe)
+        asyncio.run(main())
+    assert "probe_lost" in rec.store, rec.store
