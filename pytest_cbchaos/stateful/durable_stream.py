@@ -44,11 +44,11 @@ from pytest_cbchaos.stream.scripted import OUTCOMES, GatedScript, TurnScript
 from pytest_cbchaos.stream.sources import STAGES
 from pytest_cbchaos.waiting import bounded
 
+from .link_faults import LINK_FAULTS, arm_link_fault, heal_links
 from .stream_judge import StreamJudge
 
 RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
          "connect", "reconnect", "trim")
-LINK_FAULTS = ("reset_peer", "down", "partition")
 #: notices that legitimately end a consumer before its target's terminal
 EXCUSED_ENDINGS = ("truncated", "outage", "superseded", "epoch_changed", "stream_lost", "cursor_ahead", "closed")
 
@@ -94,14 +94,7 @@ class ProxiedRedisEnv:
                               socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
 
     def fault(self, side: str, kind: str) -> Any:
-        px = self.proxies[side]
-        if kind == "reset_peer":
-            return self.faults.reset_peer(px, timeout=0)
-        if kind == "down":
-            return self.faults.down(px)
-        if kind == "partition":
-            return self.faults.partition(px, "downstream")
-        raise ValueError(f"unknown link fault {kind!r}; known: {', '.join(LINK_FAULTS)}")
+        return arm_link_fault(self.faults, self.proxies[side], kind)
 
 
 @dataclass
@@ -312,10 +305,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         self._fault("consumer", kind)
 
     def _heal(self, side: str | None = None) -> None:
-        for s in [side] if side else list(self.faults):
-            f = self.faults.pop(s, None)
-            if f is not None:
-                f.heal()
+        heal_links(self.faults, side)
 
     @precondition(lambda self: "heal" in self.enabled)
     @rule()

@@ -37,12 +37,12 @@ from pytest_cbchaos.stream.sources import STAGES
 from pytest_cbchaos.waiting import bounded
 
 from .durable_stream import DurableStreamViolation
+from .link_faults import LINK_FAULTS, arm_link_fault, heal_links
 from .stream_judge import StreamJudge
 
 PROCESS_RULES = ("turn", "release", "await", "cancel", "kill_relay", "fence_relay", "terminate_relay",
                  "restart_redis", "fault_link", "heal", "fault_terminal", "connect")
 LINKS = ("redis-producer", "redis-consumer", "stream-http")
-LINK_FAULTS = ("reset_peer", "down", "partition")
 #: consumer endings that excuse a missing terminal (a transport outcome, never a turn outcome)
 EXCUSED = ("StreamTruncated", "StreamLost", "StreamReset", "StreamUnavailable", "StreamSuperseded")
 
@@ -271,19 +271,10 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
             for t in self.turns:
                 if not t.ended:
                     t.disturbed = True
-        px = self.h.proxies[link]
-        if kind == "reset_peer":
-            self.link_faults[link] = self.faults.reset_peer(px, timeout=0)
-        elif kind == "down":
-            self.link_faults[link] = self.faults.down(px)
-        else:
-            self.link_faults[link] = self.faults.partition(px, "downstream")
+        self.link_faults[link] = arm_link_fault(self.faults, self.h.proxies[link], kind)
 
     def _heal_link(self, link: str | None = None) -> None:
-        for name in [link] if link else list(self.link_faults):
-            f = self.link_faults.pop(name, None)
-            if f is not None:
-                f.heal()
+        heal_links(self.link_faults, link)
 
     @precondition(lambda self: "heal" in self.enabled)
     @rule()

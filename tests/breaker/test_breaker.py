@@ -46,6 +46,19 @@ def _cb(store: Any = None, clock: Any = None, **cfg: Any) -> tuple[CircuitBreake
     return CircuitBreaker("api", conf, store=store, clock=clock, listeners=[rec]), rec, clock
 
 
+def wait_once_then_ok() -> Any:
+    """A probe call that answers 429 with ``Retry-After: 0.1`` once (WAIT: the owner keeps its
+    probe), then succeeds."""
+    calls = [0]
+
+    def probe() -> str:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise HTTPError(429, "0.1")
+        return "ok"
+    return probe
+
+
 @pytest.mark.parametrize("kw,name", [
     ({"max_failures": 0}, "max_failures"), ({"reset_time_seconds": -1}, "reset_time_seconds"),
     ({"max_retries": 0}, "max_retries"), ({"probe_lease_seconds": 0}, "probe_lease_seconds"),
@@ -158,13 +171,7 @@ def test_cb19_probe_owner_readmitted_after_429_wait() -> None:
     cb, rec, clock = _cb()
     cb.force_open("x", 10)
     clock.advance(11)
-    calls = [0]
-
-    def probe() -> str:
-        calls[0] += 1
-        if calls[0] == 1:
-            raise HTTPError(429, "0.1")
-        return "ok"
+    probe = wait_once_then_ok()
     assert cb.call_with_retry(probe) == "ok"
     assert rec.transitions[-2:] == [("open", "half_open"), ("half_open", "closed")]
 
@@ -178,13 +185,7 @@ def test_cb19_mutant_renew_always_false_is_caught() -> None:
     cb, rec, clock = _cb(store=NoRenew(clock=clock), clock=clock)
     cb.force_open("x", 10)
     clock.advance(11)
-    calls = [0]
-
-    def probe() -> str:
-        calls[0] += 1
-        if calls[0] == 1:
-            raise HTTPError(429, "0.1")
-        return "ok"
+    probe = wait_once_then_ok()
     with pytest.raises(CircuitBreakerOpenError):  # its own claim rejects it: the defect CB-19 guards
         cb.call_with_retry(probe)
 
@@ -353,13 +354,7 @@ def test_lost_probe_lease_is_reported_by_both_breakers(flavour: str) -> None:
             return False
     store, rec = NoRenew(clock=clock), Rec()
     conf = BreakerConfig(max_failures=2, reset_time_seconds=10, initial_backoff_seconds=0.5)
-    calls = [0]
-
-    def probe() -> str:
-        calls[0] += 1
-        if calls[0] == 1:
-            raise HTTPError(429, "0.1")
-        return "ok"
+    probe = wait_once_then_ok()
     if flavour == "sync":
         cb = CircuitBreaker("api", conf, store=store, clock=clock, listeners=[rec])
         cb.force_open("x", 10)
