@@ -16,13 +16,11 @@ from typing import Any, Iterator
 import pytest
 import redis
 import redis.asyncio
-import redis.asyncio.retry
-from redis.backoff import NoBackoff
 
 from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.journal import FaultJournal
 from pytest_cbchaos.servers.ports import allocate_port
-from pytest_cbchaos.servers.redis import BackendUnavailable, RedisServer, no_retry, start_redis
+from pytest_cbchaos.servers.redis import BackendUnavailable, RedisServer, no_async_retry, no_retry, start_redis
 from pytest_cbchaos.session import worker_id
 from pytest_cbchaos.settings import Settings, get_settings
 
@@ -127,7 +125,7 @@ def cbchaos_redis(cbchaos_redis_proxy: Any, cbchaos_redis_proc: RedisServer) -> 
 def cbchaos_redis_async(cbchaos_redis_proxy: Any, cbchaos_redis_proc: RedisServer) -> Iterator[redis.asyncio.Redis]:
     """``redis.asyncio.Redis`` through the fault proxy; use it inside the test's event loop."""
     kwargs = _client_kwargs(cbchaos_redis_proxy, cbchaos_redis_proc)
-    kwargs["retry"] = redis.asyncio.retry.Retry(NoBackoff(), 0)
+    kwargs["retry"] = no_async_retry()
     client = redis.asyncio.Redis(**kwargs)
     yield client
     try:

@@ -43,6 +43,13 @@ def no_retry() -> Retry:
     return Retry(NoBackoff(), 0)
 
 
+def no_async_retry() -> Any:
+    """:func:`no_retry` for ``redis.asyncio`` clients."""
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    return AsyncRetry(NoBackoff(), 0)
+
+
 class BackendUnavailable(ValueError):
     """A backend was requested that this machine cannot provide."""
 

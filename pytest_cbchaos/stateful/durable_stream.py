@@ -45,6 +45,7 @@ from pytest_cbchaos.stream.sources import STAGES
 from pytest_cbchaos.waiting import bounded
 
 from .link_faults import LINK_FAULTS, arm_link_fault, heal_links
+from .cursors import pick_start
 from .stream_judge import StreamJudge
 
 RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
@@ -84,14 +85,14 @@ class ProxiedRedisEnv:
 
     def client(self, side: str) -> Any:
         import redis.asyncio as aioredis
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
+
+        from pytest_cbchaos.servers.redis import no_async_retry
 
         px = self.proxies.get(side)
         host, port = (px.listen_host, px.listen_port) if px is not None else (self.proc.host, self.proc.port)
         return aioredis.Redis(host=host, port=port, password=self.proc.password,
                               socket_timeout=self.socket_timeout if px is not None else 2.0,
-                              socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 0))
+                              socket_connect_timeout=1.0, retry=no_async_retry())
 
     def fault(self, side: str, kind: str) -> Any:
         return arm_link_fault(self.faults, self.proxies[side], kind)
@@ -312,10 +313,6 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     def heal(self) -> None:
         self._heal()
 
-    async def _messages(self, conv: str) -> list[tuple[str, dict[str, Any]]]:
-        recs = await self.astore.records(conv)
-        return sorted(recs.items(), key=lambda kv: kv[1]["first_seq"])
-
     @precondition(lambda self: "connect" in self.enabled)
     @rule(conv=st.sampled_from(("a", "b")), pick=st.integers(0, 7), frac=st.floats(0, 1), past=st.booleans())
     def connect(self, conv: str, pick: int, frac: float, past: bool) -> None:
@@ -324,21 +321,13 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         conv = self._c(conv)
         async def go() -> None:
             meta = await self.astore.meta(conv)
-            msgs = await self._messages(conv)
-            if meta is None or not msgs:
+            start = pick_start(meta, await self.astore.records(conv), pick, frac, past)
+            if start is None:
                 return
-            mid, rec = msgs[pick % len(msgs)]
-            floor = meta["floor_seq"]
-            finished = rec["status"] != "in_progress"
-            if past and finished:
-                cursor = rec["terminal_seq"] + int(frac * (meta["last_seq"] - rec["terminal_seq"]))
-            else:
-                hi = rec["terminal_seq"] - 1 if finished else rec["last_seq"]
-                cursor = max(floor, min(hi, floor + int(frac * (hi - floor + 1))))
             self.n += 1
-            c = Consumer(f"k{self.n}", conv, Delivery(cursor, name=f"k{self.n}", target=mid))
+            c = Consumer(f"k{self.n}", conv, Delivery(start.cursor, name=f"k{self.n}", target=start.message_id))
             self.consumers.append(c)
-            await self._open(c, cursor, meta, rec)
+            await self._open(c, start.cursor, meta, start.record)
         self._run(go())
 
     async def _open(self, c: Consumer, cursor: int, meta: dict[str, Any] | None, rec: dict[str, Any] | None) -> None:

@@ -24,27 +24,29 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from pytest_cbchaos.stream import StreamStore
 from pytest_cbchaos.stream.checker import Delivery
+from pytest_cbchaos.stream.client import StreamLost, StreamReset, StreamSuperseded, StreamTruncated, StreamUnavailable
 from pytest_cbchaos.stream.harness import BackgroundConsumer, HarnessError, StreamHarness
 from pytest_cbchaos.stream.scripted import OUTCOMES, TurnScript
 from pytest_cbchaos.stream.sources import STAGES
-from pytest_cbchaos.waiting import bounded
+from pytest_cbchaos.waiting import WaitTimeout, bounded, wait_until
 
 from .durable_stream import DurableStreamViolation
 from .link_faults import LINK_FAULTS, arm_link_fault, heal_links
+from .cursors import pick_start
 from .stream_judge import StreamJudge
 
 PROCESS_RULES = ("turn", "release", "await", "cancel", "kill_relay", "fence_relay", "terminate_relay",
                  "restart_redis", "fault_link", "heal", "fault_terminal", "connect")
 LINKS = ("redis-producer", "redis-consumer", "stream-http")
 #: consumer endings that excuse a missing terminal (a transport outcome, never a turn outcome)
-EXCUSED = ("StreamTruncated", "StreamLost", "StreamReset", "StreamUnavailable", "StreamSuperseded")
+EXCUSED = (StreamTruncated, StreamLost, StreamReset, StreamUnavailable, StreamSuperseded)
 
 
 @dataclass
@@ -61,6 +63,12 @@ class PTurn:
     start_failed: bool = False
 
 
+class SSEConsumer(NamedTuple):
+    conv: str
+    consumer: BackgroundConsumer
+    past_terminal: bool  # started at or after its finished target's terminal: a 204 is expected
+
+
 class DurableStreamProcessMachineBase(RuleBasedStateMachine):
     harness: StreamHarness
     faults: Any
@@ -74,7 +82,7 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
         self.tag = secrets.token_hex(3)
         self.convs = (f"{self.tag}a", f"{self.tag}b")
         self.turns: list[PTurn] = []
-        self.consumers: list[tuple[str, BackgroundConsumer]] = []
+        self.consumers: list[SSEConsumer] = []
         self.link_faults: dict[str, Any] = {}
         self.relay_gen = 0
         self.n = 0
@@ -186,14 +194,14 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
         self._check_outcome(t)
 
     def _wait_finished(self, t: PTurn, bound: float) -> None:
-        deadline = time.monotonic() + bound
-        while True:
+        def finished() -> bool:
             rec = self._record(t.conv, t.mid)
-            if rec is None or rec["status"] != "in_progress":
-                return
-            if time.monotonic() > deadline:
-                self._fail("INV-15 no orphans", f"{t.mid} still in_progress {bound:.1f}s after its producer died: {rec}")
-            self._run(asyncio.sleep(self.cfg.reaper_interval_s / 2))
+            return rec is None or rec["status"] != "in_progress"
+        try:
+            wait_until(finished, bound, f"{t.mid} to finish", interval=self.cfg.reaper_interval_s / 2)
+        except WaitTimeout:
+            self._fail("INV-15 no orphans", f"{t.mid} still in_progress {bound:.1f}s after its producer died: "
+                                            f"{self._record(t.conv, t.mid)}")
 
     @precondition(lambda self: "cancel" in self.enabled)
     @rule(i=st.integers(0, 1))
@@ -301,10 +309,11 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
         px = self.h.proxies["redis-producer"]
         f = self.faults.partition(px, "downstream") if kind == "partition" else self.faults.reset_peer(px, timeout=0)
         armed.release()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and not any(
-                op["type"] != "invoke" and set(op.get("kinds", ())) & {"complete", "error"} for op in self.h.history()):
-            self._run(asyncio.sleep(0.05))
+        try:  # heal once the terminal call's first attempt has an outcome (or after 5 s)
+            wait_until(lambda: any(op["type"] != "invoke" and set(op.get("kinds", ())) & {"complete", "error"}
+                                   for op in self.h.history()), 5, "the terminal call's first attempt", interval=0.05)
+        except WaitTimeout:
+            pass
         f.heal()
 
     @precondition(lambda self: "connect" in self.enabled)
@@ -312,22 +321,12 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
     def connect(self, i: int, pick: int, frac: float, past: bool) -> None:
         """An SSE consumer through ``stream-http`` of one message at a cursor in ``[floor_seq, end]``."""
         conv = self._c(i)
-        meta = self._run(self.astore.meta(conv))
-        recs = sorted(self._run(self.astore.records(conv)).items(), key=lambda kv: kv[1]["first_seq"])
-        if meta is None or not recs or len(self.consumers) >= 12:
+        if len(self.consumers) >= 12:
             return
-        mid, rec = recs[pick % len(recs)]
-        floor = meta["floor_seq"]
-        finished = rec["status"] != "in_progress"
-        if past and finished:
-            cursor = rec["terminal_seq"] + int(frac * (meta["last_seq"] - rec["terminal_seq"]))
-        else:
-            hi = rec["terminal_seq"] - 1 if finished else rec["last_seq"]
-            cursor = max(floor, min(hi, floor + int(frac * (hi - floor + 1))))
-        c = self.h.consumer(conv, mid, after_seq=cursor)
-        # at or past a finished target's terminal the answer is 204: nothing to deliver (INV-6)
-        c.expect_no_content = finished and cursor >= rec["terminal_seq"]  # type: ignore[attr-defined]
-        self.consumers.append((conv, c))
+        start = pick_start(self._run(self.astore.meta(conv)), self._run(self.astore.records(conv)), pick, frac, past)
+        if start is not None:
+            self.consumers.append(SSEConsumer(conv, self.h.consumer(conv, start.message_id, after_seq=start.cursor),
+                                              start.past_terminal))
 
     # -- judging -------------------------------------------------------------------------------
     def _check_outcome(self, t: PTurn) -> None:
@@ -353,10 +352,10 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
 
     def _deliveries(self, final: bool) -> dict[str, list[Delivery]]:
         out: dict[str, list[Delivery]] = {}
-        for conv, c in self.consumers:
+        for conv, c, past_terminal in self.consumers:
             d = c.delivery()
-            excused = c.error is not None and type(c.error).__name__ in EXCUSED
-            if getattr(c, "expect_no_content", False):
+            excused = isinstance(c.error, EXCUSED)
+            if past_terminal:  # answered 204: nothing to deliver (INV-6)
                 if c.done and c.items:
                     self._fail("INV-6 resume", f"{c.client.client_id}: cursor {d.cursor0} at or past the terminal, "
                                                f"yet {len(c.items)} entries were delivered")
@@ -388,7 +387,7 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
                 if not t.ended and not t.start_failed:
                     self._finish(t)
             deadline = time.monotonic() + self.cfg.deliver_bound_s + 2
-            for conv, c in self.consumers:
+            for _, c, _ in self.consumers:
                 try:
                     c.join(max(0.1, deadline - time.monotonic()))
                 except HarnessError as exc:

@@ -41,12 +41,12 @@ HARNESS = web.AppKey("cbchaos_harness", dict)
 
 def _client(link: dict[str, Any], *, socket_timeout: float, retries: bool) -> Any:
     import redis.asyncio as aioredis
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+
+    from pytest_cbchaos.servers.redis import no_async_retry
 
     kw: dict[str, Any] = {}
     if not retries:
-        kw["retry"] = Retry(NoBackoff(), 0)  # the relay's own identical resend is what is under test
+        kw["retry"] = no_async_retry()  # the relay's own identical resend is what is under test
     return aioredis.Redis(host=link["host"], port=int(link["port"]), password=link.get("password"),
                           socket_timeout=socket_timeout, socket_connect_timeout=1.0, **kw)
 

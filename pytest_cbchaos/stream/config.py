@@ -69,6 +69,10 @@ class StreamConfig:
                 raise StreamConfigError(str(key), data[key], f"one of {sorted(known)}", source)
         return cls(**dict(data), source=source)
 
+    def to_mapping(self) -> dict[str, Any]:
+        """Every knob, as :meth:`from_mapping` takes it (e.g. to hand the config to a child process)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "source"}
+
     def replace(self, **changes: Any) -> "StreamConfig":
         if "heartbeat_s" in changes and "block_ms" not in changes:
             changes["block_ms"] = None

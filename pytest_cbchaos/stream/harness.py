@@ -43,12 +43,6 @@ class HarnessError(RuntimeError):
     """The harness could not do what was asked (a child answered an error, or did not answer)."""
 
 
-def _config_dict(cfg: StreamConfig) -> dict[str, Any]:
-    from dataclasses import fields
-
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name != "source"}
-
-
 @dataclass
 class Child:
     """One child role: its process, port and an HTTP client for its routes."""
@@ -76,18 +70,15 @@ class ArmedCall:
         self.hit: dict[str, Any] | None = None
 
     def wait_hit(self, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            state = self.harness._relay_get(f"/_cbchaos/arm/{self.id}")
-            if state.get("hit"):
-                self.hit = state["hit"]
-                return self.hit
-            if time.monotonic() > deadline:
-                raise HarnessError(f"armed call {self.id} was not reached within {timeout}s; relay log tail:\n"
-                                   f"{self.harness.relay.process.log_tail() if self.harness.relay else ''}")
-            time.sleep(delay)  # polling a child over HTTP: the wait is bounded by the deadline
-            delay = min(delay * 2, 0.1)
+        from pytest_cbchaos.waiting import WaitTimeout, wait_until
+
+        try:
+            self.hit = wait_until(lambda: self.harness._relay_get(f"/_cbchaos/arm/{self.id}").get("hit"), timeout,
+                                  f"armed call {self.id}", interval=0.1, first_interval=0.005)
+        except WaitTimeout:
+            raise HarnessError(f"armed call {self.id} was not reached within {timeout}s; relay log tail:\n"
+                               f"{self.harness.relay.process.log_tail() if self.harness.relay else ''}") from None
+        return self.hit
 
     def release(self) -> None:
         self.harness._relay_post(f"/_cbchaos/arm/{self.id}/release", {})
@@ -152,7 +143,7 @@ class StreamHarness:
 
     def _child(self, role: str, link: dict[str, Any]) -> Child:
         lease = allocate_port()
-        spec = {"role": role, "token": self.token, "port": lease.port, "config": _config_dict(self.config),
+        spec = {"role": role, "token": self.token, "port": lease.port, "config": self.config.to_mapping(),
                 "redis": link, "socket_timeout": self.socket_timeout,
                 "admin": {"host": self.redis.host, "port": self.redis.port, "password": self.redis.password},
                 **self.classes}

@@ -31,3 +31,36 @@ def run() -> Any:
         return run_bounded(coro, timeout)
 
     return _run
+
+
+@pytest.fixture
+def run_in_kit(cbchaos_redis_proc: Any, cbchaos_redis_proxy: Any, cbchaos_toxiproxy: Any) -> Any:
+    """``run_in_kit(scenario, config, *args, timeout=60, kit={...HttpKit options}, **kw)``: run
+    ``await scenario(kit, *args, **kw)`` inside a fresh :class:`inv_kit.HttpKit`; returns its result."""
+    from inv_kit import HttpKit
+
+    def _run(scenario: Any, config: Any, *args: Any, timeout: float = 60.0, kit: dict | None = None,
+             **kw: Any) -> Any:
+        async def main() -> Any:
+            async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, config,
+                               **(kit or {})) as k:
+                return await scenario(k, *args, **kw)
+        return run_bounded(main(), timeout)
+
+    return _run
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[Any]:
+    """``start(**start_redis options)``: a private redis-server (binary) for this test, stopped at teardown."""
+    from pytest_cbchaos.servers.redis import start_redis
+
+    started: list[Any] = []
+
+    def start(**kw: Any) -> Any:
+        server = start_redis("binary", workdir=tmp_path / f"redis{len(started)}", **kw)
+        started.append(server)
+        return server
+    yield start
+    for server in started:
+        server.stop()

@@ -301,8 +301,8 @@ def test_inv23_outage_past_terminal_deadline_reaper_terminal_stands(cbchaos_redi
 
 # -- mutants -----------------------------------------------------------------------------------
 
-class StatusOnlyFallbackRun(_Run):
-    """claudex: error reporting that fails falls back to a status-only update once the store answers."""
+class _OneTerminalAttemptRun(_Run):
+    """Tries the terminal call once; what happens after a store error is the subclass's."""
 
     async def finish(self, kind: str, payload: dict[str, Any] | bytes) -> None:
         if self.finished or self.stopped:
@@ -312,9 +312,17 @@ class StatusOnlyFallbackRun(_Run):
         self.pending = []
         try:
             await self._send(call, time.monotonic())  # one attempt
-            return
         except _StoreDown:
-            pass
+            await self.after_failed_terminal(kind, data)
+
+    async def after_failed_terminal(self, kind: str, data: bytes) -> None:
+        raise NotImplementedError
+
+
+class StatusOnlyFallbackRun(_OneTerminalAttemptRun):
+    """claudex: error reporting that fails falls back to a status-only update once the store answers."""
+
+    async def after_failed_terminal(self, kind: str, data: bytes) -> None:
         code = json.loads(data).get("code", "") if kind == "error" else ""
         deadline = time.monotonic() + self.cfg.terminal_deadline_s
         while time.monotonic() < deadline:  # bounded: wait for the store, then write the status only
@@ -326,19 +334,11 @@ class StatusOnlyFallbackRun(_Run):
                 await asyncio.sleep(0.1)
 
 
-class GiveUpRun(_Run):
+class GiveUpRun(_OneTerminalAttemptRun):
     """Tries the terminal once; after a store error it gives up (logs it, writes nothing)."""
 
-    async def finish(self, kind: str, payload: dict[str, Any] | bytes) -> None:
-        if self.finished or self.stopped:
-            return
-        data = payload if isinstance(payload, bytes) else encode_payload(kind, payload)
-        call = self._call((kind, data))
-        self.pending = []
-        try:
-            await self._send(call, time.monotonic())
-        except _StoreDown:
-            self.outcome.unwritten_events = 1
+    async def after_failed_terminal(self, kind: str, data: bytes) -> None:
+        self.outcome.unwritten_events = 1
 
 
 @pytest.mark.parametrize("mutant", [StatusOnlyFallbackRun, GiveUpRun], ids=["status_only", "give_up"])

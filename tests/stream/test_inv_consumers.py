@@ -17,7 +17,7 @@ import socket
 import time
 from typing import Any
 
-from inv_kit import no_violations as _no_violations, GatedSource, HttpKit, RawConn, notice_code, run_bounded, wait_until
+from inv_kit import no_violations as _no_violations, GatedSource, HttpKit, RawConn, notice_code, wait_until
 from pytest_cbchaos.stream import ScriptedSource, StreamConfig, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.client import StreamClient, StreamSuperseded, StreamUnavailable
@@ -111,23 +111,15 @@ async def _inv21(kit: HttpKit, faults: Any) -> list[str]:
     return bad
 
 
-def test_inv21_notice_and_heartbeat_hygiene(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG) as kit:
-            _no_violations(await _inv21(kit, cbchaos_faults))
-    run_bounded(main())
+def test_inv21_notice_and_heartbeat_hygiene(run_in_kit, cbchaos_faults):
+    _no_violations(run_in_kit(_inv21, CFG, cbchaos_faults))
 
 
-def test_inv21_mutant_m9_notice_with_id_is_caught(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                                  cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG,
-                           policy=M.M9NoticeWithId()) as kit:
-            bad = await _inv21(kit, cbchaos_faults)
-            assert any("carries id" in v for v in bad), bad
-            # the fake id moved Last-Event-ID past a real entry: skipped (gap) or refused (cursor_ahead)
-            assert any("INV-1 no gap" in v or "INV-6" in v for v in bad), bad
-    run_bounded(main())
+def test_inv21_mutant_m9_notice_with_id_is_caught(run_in_kit, cbchaos_faults):
+    bad = run_in_kit(_inv21, CFG, cbchaos_faults, kit={"policy": M.M9NoticeWithId()})
+    assert any("carries id" in v for v in bad), bad
+    # the fake id moved Last-Event-ID past a real entry: skipped (gap) or refused (cursor_ahead)
+    assert any("INV-1 no gap" in v or "INV-6" in v for v in bad), bad
 
 
 def _flushall(proc: Any) -> None:
@@ -195,26 +187,16 @@ async def _inv18(kit: HttpKit, faults: Any, client_cls: type[StreamClient] = Str
     return bad
 
 
-def test_inv18_one_live_consumer_per_client_id(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                               cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG) as kit:
-            _no_violations(await _inv18(kit, cbchaos_faults))
-    run_bounded(main())
+def test_inv18_one_live_consumer_per_client_id(run_in_kit, cbchaos_faults):
+    _no_violations(run_in_kit(_inv18, CFG, cbchaos_faults))
 
 
-def test_inv18_mutants_no_ownership_and_client_reconnect_are_caught(cbchaos_redis_proc, cbchaos_redis_proxy,
-                                                                    cbchaos_toxiproxy, cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG,
-                           loop_class=M.M18NoOwnership) as kit:
-            bad = await _inv18(kit, cbchaos_faults)
-            assert any("still live" in v for v in bad), bad
-        _flushall(cbchaos_redis_proc)  # the second half starts from an empty Redis
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG) as kit:
-            bad = await _inv18(kit, cbchaos_faults, client_cls=M.M18ReconnectWhenSuperseded)
-            assert any("client 1" in v for v in bad), bad
-    run_bounded(main(), 90)
+def test_inv18_mutants_no_ownership_and_client_reconnect_are_caught(run_in_kit, cbchaos_redis_proc, cbchaos_faults):
+    bad = run_in_kit(_inv18, CFG, cbchaos_faults, kit={"loop_class": M.M18NoOwnership})
+    assert any("still live" in v for v in bad), bad
+    _flushall(cbchaos_redis_proc)  # the second half starts from an empty Redis
+    bad = run_in_kit(_inv18, CFG, cbchaos_faults, client_cls=M.M18ReconnectWhenSuperseded)
+    assert any("client 1" in v for v in bad), bad
 
 
 
@@ -244,21 +226,13 @@ async def _inv22(kit: HttpKit, faults: Any, client_cls: type[StreamClient] = Str
     return bad
 
 
-def test_inv22_transport_failure_is_not_turn_failure(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                                     cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG) as kit:
-            _no_violations(await _inv22(kit, cbchaos_faults))
-    run_bounded(main())
+def test_inv22_transport_failure_is_not_turn_failure(run_in_kit, cbchaos_faults):
+    _no_violations(run_in_kit(_inv22, CFG, cbchaos_faults))
 
 
-def test_inv22_mutant_failed_on_transport_is_caught(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                                    cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG) as kit:
-            bad = await _inv22(kit, cbchaos_faults, client_cls=M.M22FailedOnTransport)
-            assert any("status 'failed'" in v for v in bad), bad
-    run_bounded(main())
+def test_inv22_mutant_failed_on_transport_is_caught(run_in_kit, cbchaos_faults):
+    bad = run_in_kit(_inv22, CFG, cbchaos_faults, client_cls=M.M22FailedOnTransport)
+    assert any("status 'failed'" in v for v in bad), bad
 
 
 # -- INV-27 ----------------------------------------------------------------------------------------
@@ -325,21 +299,13 @@ async def _inv27(kit: HttpKit, faults: Any) -> list[str]:
     return bad
 
 
-def test_inv27_follow_across_turns(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG) as kit:
-            _no_violations(await _inv27(kit, cbchaos_faults))
-    run_bounded(main())
+def test_inv27_follow_across_turns(run_in_kit, cbchaos_faults):
+    _no_violations(run_in_kit(_inv27, CFG, cbchaos_faults))
 
 
-def test_inv27_mutant_retarget_only_at_connect_is_caught(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                               cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG,
-                           loop_class=M.M27RetargetOnlyAtConnect) as kit:
-            bad = await _inv27(kit, cbchaos_faults)
-            assert any("one follow=1 connection" in v for v in bad), bad
-    run_bounded(main())
+def test_inv27_mutant_retarget_only_at_connect_is_caught(run_in_kit, cbchaos_faults):
+    bad = run_in_kit(_inv27, CFG, cbchaos_faults, kit={"loop_class": M.M27RetargetOnlyAtConnect})
+    assert any("one follow=1 connection" in v for v in bad), bad
 
 
 # -- INV-31 ----------------------------------------------------------------------------------------
@@ -394,20 +360,13 @@ async def _inv31(kit: HttpKit) -> list[str]:
     return bad
 
 
-def test_inv31_slow_client_cut_and_resumes(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, SLOW_CFG) as kit:
-            _no_violations(await _inv31(kit))
-    run_bounded(main(), 90)
+def test_inv31_slow_client_cut_and_resumes(run_in_kit):
+    _no_violations(run_in_kit(_inv31, SLOW_CFG, timeout=90))
 
 
-def test_inv31_mutant_no_slow_client_cut_is_caught(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, SLOW_CFG,
-                           policy=M.M31NoSlowClientCut()) as kit:
-            bad = await _inv31(kit)
-            assert any("still connected" in v for v in bad), bad
-    run_bounded(main(), 90)
+def test_inv31_mutant_no_slow_client_cut_is_caught(run_in_kit):
+    bad = run_in_kit(_inv31, SLOW_CFG, timeout=90, kit={"policy": M.M31NoSlowClientCut()})
+    assert any("still connected" in v for v in bad), bad
 
 
 # -- INV-32 ----------------------------------------------------------------------------------------
@@ -442,19 +401,10 @@ async def _inv32(kit: HttpKit, faults: Any) -> list[str]:
     return bad
 
 
-def test_inv32_keepalive_idle_and_during_outage(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                                cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, KEEPALIVE_CFG) as kit:
-            _no_violations(await _inv32(kit, cbchaos_faults))
-    run_bounded(main())
+def test_inv32_keepalive_idle_and_during_outage(run_in_kit, cbchaos_faults):
+    _no_violations(run_in_kit(_inv32, KEEPALIVE_CFG, cbchaos_faults))
 
 
-def test_inv32_mutant_keepalive_on_data_only_is_caught(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                                       cbchaos_faults):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, KEEPALIVE_CFG,
-                           policy=M.M32KeepaliveOnDataOnly()) as kit:
-            bad = await _inv32(kit, cbchaos_faults)
-            assert any("without a byte" in v for v in bad), bad
-    run_bounded(main())
+def test_inv32_mutant_keepalive_on_data_only_is_caught(run_in_kit, cbchaos_faults):
+    bad = run_in_kit(_inv32, KEEPALIVE_CFG, cbchaos_faults, kit={"policy": M.M32KeepaliveOnDataOnly()})
+    assert any("without a byte" in v for v in bad), bad

@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import secrets
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +16,6 @@ from aiohttp import web
 
 from inv_kit import no_violations as _no_violations, GatedSource, HttpKit, redis_client, run_bounded, wait_until
 from pytest_cbchaos.servers.ports import allocate_port
-from pytest_cbchaos.servers.redis import start_redis
 from pytest_cbchaos.stream import Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.envelope import Envelope, encode_payload
@@ -113,24 +111,18 @@ async def _durable_restart(server: Any, faults: Any) -> list[str]:
     return bad
 
 
-def test_inv24_durable_restart_aof_always(tmp_path: Path, cbchaos_faults):
-    server = start_redis("binary", workdir=tmp_path, persistence="aof-always")
-    try:
-        bad = run_bounded(_durable_restart(server, cbchaos_faults), 120)
-        assert state_of(server) == ("yes", "always")
-        _no_violations(bad)
-    finally:
-        server.stop()
+def test_inv24_durable_restart_aof_always(own_redis, cbchaos_faults):
+    server = own_redis(persistence="aof-always")
+    bad = run_bounded(_durable_restart(server, cbchaos_faults), 120)
+    assert state_of(server) == ("yes", "always")
+    _no_violations(bad)
 
 
-def test_inv24_losing_server_is_caught(tmp_path: Path, cbchaos_faults):
+def test_inv24_losing_server_is_caught(own_redis, cbchaos_faults):
     """The same check against the default launcher (no persistence): the restart loses the log."""
-    server = start_redis("binary", workdir=tmp_path)
-    try:
-        bad = run_bounded(_durable_restart(server, cbchaos_faults), 120)
-        assert any("INV-24: epoch not kept" in v for v in bad), bad
-    finally:
-        server.stop()
+    server = own_redis()
+    bad = run_bounded(_durable_restart(server, cbchaos_faults), 120)
+    assert any("INV-24: epoch not kept" in v for v in bad), bad
 
 
 def state_of(server: Any) -> tuple[str, str]:
@@ -239,37 +231,26 @@ async def _finished(store: StreamStore, mid: str) -> bool:
     return rec is not None and rec["status"] != "in_progress"
 
 
-def test_inv25_lost_suffix_detected(tmp_path: Path, cbchaos_faults):
-    server = start_redis("binary", workdir=tmp_path)
-    try:
-        _no_violations(run_bounded(_loss(server, cbchaos_faults, snapshot=True), 90))
-    finally:
-        server.stop()
+def test_inv25_lost_suffix_detected(own_redis, cbchaos_faults):
+    _no_violations(run_bounded(_loss(own_redis(), cbchaos_faults, snapshot=True), 90))
 
 
-def test_inv25_lost_conversation_detected(tmp_path: Path, cbchaos_faults):
-    server = start_redis("binary", workdir=tmp_path)
-    try:
-        _no_violations(run_bounded(_loss(server, cbchaos_faults, snapshot=False), 90))
-    finally:
-        server.stop()
+def test_inv25_lost_conversation_detected(own_redis, cbchaos_faults):
+    _no_violations(run_bounded(_loss(own_redis(), cbchaos_faults, snapshot=False), 90))
 
 
-def test_inv25_mutants_are_caught(tmp_path: Path, cbchaos_faults):
+def test_inv25_mutants_are_caught(own_redis, cbchaos_faults):
     """With a producer that does not rebase after ROLLBACK (M25 no rebase, as if it died): M25 (no
     cursor_ahead check at wake-up): the live consumer waits silently. The reaper without epoch
     rotation under best_effort (the `Reaper` default, see docs/stream.md known limits): the reaper's
     entry reuses a lost (epoch, seq) with other bytes."""
-    server = start_redis("binary", workdir=tmp_path)
-    try:
-        bad = run_bounded(_loss(server, cbchaos_faults, snapshot=True, loop_class=M.M25NoCursorAhead, no_rebase=True), 90)
-        assert any("waits silently" in v for v in bad), bad
-        with server.client() as c:
-            c.flushall()
-        bad = run_bounded(_loss(server, cbchaos_faults, snapshot=True, rotate=False, no_rebase=True), 90)
-        assert any("two payloads" in v for v in bad), bad
-    finally:
-        server.stop()
+    server = own_redis()
+    bad = run_bounded(_loss(server, cbchaos_faults, snapshot=True, loop_class=M.M25NoCursorAhead, no_rebase=True), 90)
+    assert any("waits silently" in v for v in bad), bad
+    with server.client() as c:
+        c.flushall()
+    bad = run_bounded(_loss(server, cbchaos_faults, snapshot=True, rotate=False, no_rebase=True), 90)
+    assert any("two payloads" in v for v in bad), bad
 
 
 # -- INV-28 ----------------------------------------------------------------------------------------
@@ -461,7 +442,8 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
     """``cycles`` connect/disconnect cycles in concurrent batches of BATCH. The first RESET_CYCLES
     consumers have their Redis link reset under their blocking read before they disconnect; of the
     other batches, odd ones disconnect as soon as the stream is ready (the server may be writing the
-    first entries: a loop ended between reads) and even ones once each is in its blocking read."""
+    first entries: a loop ended between reads) and even ones once each is in its blocking read. Then
+    BATCH followers end by the stop rule: the gated turn finishes and each gets its terminal."""
     bad: list[str] = []
     src = GatedSource(2, 2)
     hd = await kit.relay.start("r30", src, model_id="m")
@@ -480,15 +462,25 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
                                              for _, c in reset), 15, "the reset to hit every consumer")
         for c in batch:
             await c.close()
+    # followers end the normal way: in their blocking reads when the turn finishes, they get its
+    # terminal and the server ends each stream (a loop ended by its stop rule, between reads)
+    fids = [f"{tag}f{i}" for i in range(BATCH)]
+    followers = [kit.conn("r30", message_id=hd.message_id, client_id=cid) for cid in fids]
+    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in followers)), 10)
+    await wait_until(lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in fids),
+                     10, "the followers' blocking reads")
+    src.gate.set()
+    await asyncio.wait_for(hd.wait(), 10)
+    await asyncio.wait_for(asyncio.gather(*(c.ended.wait() for c in followers)), 10)
+    for c in followers:
+        await c.close()
     try:
         await wait_until(lambda: kit.consumers == 0 and not _consumer_conns(admin, tag),
                          release_bound_s or 3 * kit.cfg.heartbeat_s + 10, "every consumer connection to be released")
     except AssertionError:
-        bad.append(f"INV-30: after {cycles} cycles {kit.consumers} consumers live, "
+        bad.append(f"INV-30: after {cycles} cycles and {BATCH} followers {kit.consumers} consumers live, "
                    f"{len(_consumer_conns(admin, tag))} cbchaos-consumer:* connections in CLIENT LIST: "
                    f"{_consumer_conns(admin, tag)[:5]}")
-    src.gate.set()
-    await asyncio.wait_for(hd.wait(), 10)
     for i in range(20):  # 20 turns: finished conversations leave `active` and hold no lease
         conv = f"r30-{i % 4}"
         await (await kit.relay.start(conv, ScriptedSource(text_turn(2)), model_id="m", message_id=f"t{i}")).wait()
@@ -502,24 +494,17 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
     return bad
 
 
-def test_inv30_bounded_resources(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, cbchaos_faults,
-                                 cbchaos_redis_admin):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG) as kit:
-            return await _resources(kit, cbchaos_faults, cbchaos_redis_admin)
-    _no_violations(run_bounded(main(), 120))
+def test_inv30_bounded_resources(run_in_kit, cbchaos_faults, cbchaos_redis_admin):
+    _no_violations(run_in_kit(_resources, CFG, cbchaos_faults, cbchaos_redis_admin, timeout=120))
 
 
-def test_inv30_mutant_leaky_read_loop_is_caught(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy,
-                                                cbchaos_faults, cbchaos_redis_admin):
-    async def main():
-        async with HttpKit(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_toxiproxy, CFG,
-                           loop_class=M.M30LeakyReadLoop) as kit:
-            try:
-                # a leaked connection never goes away: a short release bound still catches it
-                return await _resources(kit, cbchaos_faults, cbchaos_redis_admin, cycles=RESET_CYCLES + 2 * BATCH,
-                                        release_bound_s=3 * CFG.heartbeat_s + 2)
-            finally:
-                await M.close_leaked()
-    bad = run_bounded(main(), 120)
+def test_inv30_mutant_leaky_read_loop_is_caught(run_in_kit, cbchaos_faults, cbchaos_redis_admin):
+    async def leaky(kit: HttpKit) -> list[str]:
+        try:
+            # a leaked connection never goes away: a short release bound still catches it
+            return await _resources(kit, cbchaos_faults, cbchaos_redis_admin, cycles=RESET_CYCLES + 2 * BATCH,
+                                    release_bound_s=3 * CFG.heartbeat_s + 2)
+        finally:
+            await M.close_leaked()
+    bad = run_in_kit(leaky, CFG, timeout=120, kit={"loop_class": M.M30LeakyReadLoop})
     assert any("cbchaos-consumer:* connections" in v for v in bad), bad

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any, Callable
 
 from inv_kit import no_violations, redis_client, run_bounded, wait_until
 from test_inv_redis import _Acked, _consume, _Phased, _sha
-from pytest_cbchaos.servers.redis import start_redis
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import ReadLoop, StreamConnectError
@@ -118,23 +116,16 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
     return bad
 
 
-def test_rollback_is_rebased(tmp_path: Path, cbchaos_faults):
-    server = start_redis("binary", workdir=tmp_path)
-    try:
-        no_violations(run_bounded(_rollback(server, cbchaos_faults), 120))
-    finally:
-        server.stop()
+def test_rollback_is_rebased(own_redis, cbchaos_faults):
+    no_violations(run_bounded(_rollback(own_redis(), cbchaos_faults), 120))
 
 
-def test_rebase_mutants_are_caught(tmp_path: Path, cbchaos_faults):
+def test_rebase_mutants_are_caught(own_redis, cbchaos_faults):
     """A relay that stops on ROLLBACK without `rebase`, and a `rebase` that keeps the epoch."""
-    server = start_redis("binary", workdir=tmp_path)
-    try:
-        bad = run_bounded(_rollback(server, cbchaos_faults, mutate=M.m25_no_rebase), 120)
-        assert any("want exactly one OK" in v for v in bad) and any("epoch not rotated" in v for v in bad), bad
-        with server.client() as c:
-            c.flushall()
-        bad = run_bounded(_rollback(server, cbchaos_faults, store_cls=M.M25RebaseKeepsEpoch), 120)
-        assert any("two payloads" in v for v in bad) and any("epoch not rotated" in v for v in bad), bad
-    finally:
-        server.stop()
+    server = own_redis()
+    bad = run_bounded(_rollback(server, cbchaos_faults, mutate=M.m25_no_rebase), 120)
+    assert any("want exactly one OK" in v for v in bad) and any("epoch not rotated" in v for v in bad), bad
+    with server.client() as c:
+        c.flushall()
+    bad = run_bounded(_rollback(server, cbchaos_faults, store_cls=M.M25RebaseKeepsEpoch), 120)
+    assert any("two payloads" in v for v in bad) and any("epoch not rotated" in v for v in bad), bad
