@@ -199,6 +199,7 @@ async def _serve(spec: dict[str, Any]) -> None:
         clients.append(pclient)
         store = _load(spec.get("store_class"), StreamStore)(pclient, cfg)
         relay = RecordingRelay(store, cfg, history=[], turns=h["turns"])
+        relay.run_class = _load(spec.get("run_class"), relay.run_class)
 
         def source_factory(conv: str, mid: str, body: dict[str, Any]) -> GatedScript:
             return TurnScript.from_json(body.get("script") or {}).source()

@@ -75,6 +75,16 @@ class M13NoFencingStore(StreamStore):
         return type(reply)("OK", last - len(call.events) + 1, last, "")
 
 
+class M17SilentShutdownRun(_Run):
+    """M17: a relay shutdown abandons its runs (no ``cancelled{relay_shutdown}``): live consumers
+    wait for the reaper's ``producer_lost`` after the lease instead -> INV-17."""
+
+    async def finish(self, kind: str, payload: Any) -> None:  # type: ignore[override]
+        if kind == "cancelled" and isinstance(payload, dict) and payload.get("reason") == "relay_shutdown":
+            return
+        await super().finish(kind, payload)
+
+
 async def m6_status_only_cancel(store: StreamStore, conv: str, mid: str) -> None:
     """M6: cancellation as a status-only update (no terminal entry) -> INV-17/3/12."""
     await store.redis.hset(store.keys(conv)[2], mapping={f"{mid}|status": "interrupted"})

@@ -338,10 +338,16 @@ def test_on_store_error_policy(policy: str) -> None:
         cb.call(lambda: 1)
 
 
-@pytest.mark.parametrize("flavour", ["sync", "async"])
-def test_lost_probe_lease_is_reported_by_both_breakers(flavour: str) -> None:
-    """A probe owner whose renew fails between attempts (its lease is gone) emits ``probe_lost`` and
-    claims again, on the sync and the async breaker alike (§4.4)."""
+class _SilentProbeLoss:
+    """Mutant mixin: a breaker that drops its ``probe_lost`` events (the async breaker before the fix)."""
+
+    def _emit(self, method: str, ev: Any) -> None:
+        if getattr(ev, "kind", None) != "probe_lost":
+            super()._emit(method, ev)  # type: ignore[misc]
+
+
+def _store_events_after_lost_lease(flavour: str, mutant: bool = False) -> list[str]:
+    """Store events of a probe owner whose renew fails between attempts (its lease is gone)."""
     import asyncio
 
     from pytest_cbchaos.breaker import AsyncCircuitBreaker
@@ -355,14 +361,16 @@ def test_lost_probe_lease_is_reported_by_both_breakers(flavour: str) -> None:
     store, rec = NoRenew(clock=clock), Rec()
     conf = BreakerConfig(max_failures=2, reset_time_seconds=10, initial_backoff_seconds=0.5)
     probe = wait_once_then_ok()
+    sync_cls = type("M", (_SilentProbeLoss, CircuitBreaker), {}) if mutant else CircuitBreaker
+    async_cls = type("M", (_SilentProbeLoss, AsyncCircuitBreaker), {}) if mutant else AsyncCircuitBreaker
     if flavour == "sync":
-        cb = CircuitBreaker("api", conf, store=store, clock=clock, listeners=[rec])
+        cb = sync_cls("api", conf, store=store, clock=clock, listeners=[rec])
         cb.force_open("x", 10)
         clock.advance(11)
         with pytest.raises(CircuitBreakerOpenError):
             cb.call_with_retry(probe)
     else:
-        acb = AsyncCircuitBreaker("api", conf, store=AsyncInMemoryStore(store), clock=clock, listeners=[rec])
+        acb = async_cls("api", conf, store=AsyncInMemoryStore(store), clock=clock, listeners=[rec])
 
         async def main() -> None:
             await acb.force_open("x", 10)
@@ -373,4 +381,13 @@ def test_lost_probe_lease_is_reported_by_both_breakers(flavour: str) -> None:
             with pytest.raises(CircuitBreakerOpenError):
                 await acb.call_with_retry(aprobe)
         asyncio.run(main())
-    assert "probe_lost" in rec.store, rec.store
+    return rec.store
+
+
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_lost_probe_lease_is_reported_by_both_breakers(flavour: str) -> None:
+    """A probe owner whose renew fails between attempts emits ``probe_lost`` and claims again, on
+    the sync and the async breaker alike (§4.4); a breaker that stays silent is caught."""
+    events = _store_events_after_lost_lease(flavour)
+    assert "probe_lost" in events, events
+    assert "probe_lost" not in _store_events_after_lost_lease(flavour, mutant=True)

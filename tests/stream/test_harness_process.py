@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from pytest_cbchaos.stream.harness import HarnessError, StreamHarness
+from pytest_cbchaos.stream.harness import BackgroundConsumer, HarnessError, StreamHarness
 from pytest_cbchaos.stream.scripted import ScriptError, TurnScript
 from pytest_cbchaos.waiting import wait_until
 
@@ -138,22 +138,36 @@ def test_inv16_mutant_without_fencing_is_caught(cbchaos_stream_factory) -> None:
     assert not rep.ok and any("INV-3" in v or "INV-16" in v or "terminal" in v for v in rep.violations), rep.violations
 
 
-def test_inv17_relay_sigterm_ends_turn_cancelled(cbchaos_stream: StreamHarness) -> None:
-    """INV-17: SIGTERM of the relay ends a live turn with ``cancelled{relay_shutdown}``, delivered
-    to the live consumer within T_live, and the relay exits."""
-    h = cbchaos_stream
+def _sigterm_mid_turn(h: StreamHarness) -> tuple[StreamHarness, BackgroundConsumer, float]:
+    """SIGTERM the relay while a consumer follows a live turn; returns when the consumer ended."""
     started = h.start_turn("c1", "m1", TurnScript(deltas=6, hold_at=2))
     consumer = h.consumer("c1", "m1", after_seq=started["after_seq"])
     wait_until(lambda: len(consumer.items) >= 2, 10, "first deltas delivered")
     t0 = time.monotonic()
     code = h.terminate_relay()
     assert code is not None, "relay did not exit after SIGTERM"
-    consumer.join(h.config.deliver_bound_s + 5)
+    consumer.join(t_orphan(h) + 5)
+    return h, consumer, t0
+
+
+def test_inv17_relay_sigterm_ends_turn_cancelled(cbchaos_stream: StreamHarness) -> None:
+    """INV-17: SIGTERM of the relay ends a live turn with ``cancelled{relay_shutdown}``, delivered
+    to the live consumer within T_live, and the relay exits."""
+    h, consumer, t0 = _sigterm_mid_turn(cbchaos_stream)
     env, at = consumer.terminal()
     assert env.kind == "cancelled" and env.payload.get("reason") == "relay_shutdown", env
     assert at - t0 <= h.config.shutdown_grace_s + h.config.deliver_bound_s + 1
     rep = h.check("c1", [consumer], emissions=False)
     assert rep.ok, rep.violations
+
+
+def test_inv17_mutant_silent_shutdown_is_caught(cbchaos_stream_factory) -> None:
+    """M17: a relay that abandons its runs on shutdown: the consumer gets only the reaper's
+    ``producer_lost``, after the lease, and the INV-17 check above rejects it."""
+    h, consumer, t0 = _sigterm_mid_turn(
+        cbchaos_stream_factory(run_class="pytest_cbchaos.testing.stream_mutants:M17SilentShutdownRun"))
+    env, at = consumer.terminal()
+    assert not (env.kind == "cancelled" and env.payload.get("reason") == "relay_shutdown"), env
 
 
 @pytest.mark.parametrize("fault", ["downstream_blackhole", "reset_peer", "redis_sigstop"])
