@@ -44,6 +44,7 @@ from pytest_cbchaos.stream.scripted import OUTCOMES, GatedScript, TurnScript
 from pytest_cbchaos.stream.sources import STAGES
 from pytest_cbchaos.waiting import bounded
 
+from .binding import bind_machine
 from .link_faults import LINK_FAULTS, arm_link_fault, heal_links
 from .cursors import pick_start
 from .stream_judge import StreamJudge
@@ -530,6 +531,6 @@ def durable_stream_machine(env: DurableStreamEnv, *, enabled: Iterable[str] | No
         raise ValueError(f"unknown durable-stream machine rules {sorted(unknown)}; known: {', '.join(RULES)}")
     if not conversations or not set(conversations) <= {"a", "b"}:
         raise ValueError("conversations: a non-empty subset of ('a', 'b')")
-    return type("DurableStreamMachine", (DurableStreamMachineBase,),
-                {"env": env, "enabled": chosen, "store_class": store_class, "read_loop_class": read_loop_class,
-                 "relay_class": relay_class, "conversations": tuple(conversations)})
+    return bind_machine("DurableStreamMachine", DurableStreamMachineBase,
+                        {"env": env, "enabled": chosen, "store_class": store_class, "read_loop_class": read_loop_class,
+                         "relay_class": relay_class, "conversations": tuple(conversations)})

@@ -37,6 +37,7 @@ from pytest_cbchaos.stream.scripted import OUTCOMES, TurnScript
 from pytest_cbchaos.stream.sources import STAGES
 from pytest_cbchaos.waiting import WaitTimeout, bounded, wait_until
 
+from .binding import bind_machine
 from .durable_stream import DurableStreamViolation
 from .link_faults import LINK_FAULTS, arm_link_fault, heal_links
 from .cursors import pick_start
@@ -410,5 +411,5 @@ def durable_stream_process_machine(harness: StreamHarness, faults: Any, *, redis
     unknown = chosen - set(PROCESS_RULES)
     if unknown:
         raise ValueError(f"unknown process-machine rules {sorted(unknown)}; known: {', '.join(PROCESS_RULES)}")
-    return type("DurableStreamProcessMachine", (DurableStreamProcessMachineBase,),
-                {"harness": harness, "faults": faults, "redis": redis, "enabled": chosen})
+    return bind_machine("DurableStreamProcessMachine", DurableStreamProcessMachineBase,
+                        {"harness": harness, "faults": faults, "redis": redis, "enabled": chosen})

@@ -32,6 +32,8 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from pytest_cbchaos.recovery.status import RunStatus, TERMINAL_OK_REASONS, TurnResult
 
+from .binding import bind_machine
+
 FAULTS = ("normal", "paced", "model_stall", "budget_exhaustion", "kill", "sigstop_held", "pause_short",
           "sse_silence", "events_reset", "subscribe_latency", "control_latency", "provider_error",
           "events_latency")
@@ -515,6 +517,6 @@ def recovery_machine(env: RecoveryChaosEnv, *, enabled: Iterable[str] | None = N
     unknown = chosen - set(FAULTS)
     if unknown:
         raise ValueError(f"unknown recovery machine faults {sorted(unknown)}; known: {', '.join(FAULTS)}")
-    return type("RecoveryMachine", (RecoveryMachineBase,),
-                {"env": env, "enabled": chosen, "runner_factory": staticmethod(runner_factory)
-                 if runner_factory else None})
+    return bind_machine("RecoveryMachine", RecoveryMachineBase,
+                        {"env": env, "enabled": chosen, "runner_factory": staticmethod(runner_factory)
+                         if runner_factory else None})
