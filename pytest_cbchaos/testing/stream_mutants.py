@@ -59,7 +59,15 @@ def m11_flushed_only_empty_check(relay: TurnRelay) -> TurnRelay:
 
 
 class M13NoFencingStore(StreamStore):
-    """M13: no fencing check: a refused (FENCED/CLOSED) append is written anyway -> INV-16/3."""
+    """M13: no fencing check: a refused (FENCED/CLOSED) append is written anyway -> INV-16/3.
+
+    The lease renewal does not check the fence either, so a resumed producer never learns it was
+    superseded and goes on writing (otherwise the check would depend on whether the renew loop
+    or the next append runs first after SIGCONT)."""
+
+    async def renew(self, conv: str, stream_id: str):  # type: ignore[override]
+        reply = await super().renew(conv, stream_id)
+        return type(reply)("OK", 0, 0, "") if reply.status == "FENCED" else reply
 
     async def append(self, call: Any):  # type: ignore[override]
         reply = await super().append(call)

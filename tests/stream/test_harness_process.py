@@ -127,8 +127,11 @@ def test_inv16_mutant_without_fencing_is_caught(cbchaos_stream_factory) -> None:
     terminal, and the checker reports it."""
     with cbchaos_stream_factory(store_class="pytest_cbchaos.testing.stream_mutants:M13NoFencingStore") as h:
         cfg = h.config
-        h.start_turn("c1", "m1", TurnScript(deltas=6, hold_at=3))
-        wait_until(lambda: record(h, "c1", "m1").get("status") == "in_progress", 5, "turn open")
+        started = h.start_turn("c1", "m1", TurnScript(deltas=6, hold_at=3))
+        # as in the pass test: the first deltas are written before the pause, so the resumed relay
+        # has more to write after the reaper's terminal whichever of its loops runs first
+        wait_until(lambda: int(record(h, "c1", "m1").get("last_seq", 0)) >= started["after_seq"] + 3, 10,
+                   "first deltas written")
         h.pause_relay()
         wait_status(h, "c1", "m1", {"interrupted"}, cfg.lease_ttl_s + 2 * cfg.reaper_interval_s + 5)
         h.resume_relay()
