@@ -7,10 +7,20 @@ History shape (what :mod:`pytest_cbchaos.stateful` records): ``f`` is a store op
 arguments (``op_id`` always, so tokens and dedupe replay exactly), and the completion ``value``
 the observed output (``breaker.model.output_from_reply``) plus ``now``: the reply's ``_now``.
 
-Indeterminate ops have no reply, so no ``now``: the step uses a lower bound (``now_min``, the
-invoke's wall time, and the record's ``last_failure_time``). This is an approximation: an op
-delayed long after its invoke is replayed a little early. Tests keep cooldowns tiny or long and
-leases long so decisions do not hinge on it.
+Indeterminate ops have no reply, so no ``now``: the op may have run at any server time after its
+invoke (linearizability.md §1.3). The model branches over the times where the op's effect can
+differ (:func:`_candidate_times`): the lower bound (``now_min``, the invoke's wall time, and the
+record's ``last_failure_time``), the record's own deadlines above it (``open_until``: the
+cooldown has ended; ``probe_lease_until``: the probe lease has lapsed) and the partition's latest
+observed server time (``now_max``, added by :meth:`BreakerStoreModel.partition`: the op ran late,
+so the deadlines it writes are as far out as any observed op can see). The state is then a set
+of records (:class:`Alternatives`) until later ops' outputs leave one. Replaying a crashed op at
+its invoke time only, as this model did before, gave false violations when a cooldown of 1 ms
+ended between the invoke and the op's real execution.
+
+What the branching does not cover: two later ops that see the crashed op's deadline on opposite
+sides need a time strictly between the candidates. The candidates make that a window of
+``recovery_timeout`` (or the lease) around those ops, so tests keep cooldowns tiny or long.
 """
 
 from __future__ import annotations
@@ -32,14 +42,44 @@ def _lower_bound(state: Record, now_min: Any) -> float:
     return lo
 
 
+class Alternatives(frozenset):
+    """The records a history may be in after an indeterminate op (two or more)."""
+
+    __slots__ = ()
+
+
+def _candidate_times(state: Record, inp: dict[str, Any]) -> list[float]:
+    """Server times at which a crashed op's effect can differ (see the module docstring)."""
+    lo = _lower_bound(state, inp.pop("now_min", None))
+    hi = inp.pop("now_max", None)
+    times = [lo]
+    for t in (state.open_until, state.probe_lease_until, hi):
+        if t is not None and float(t) > lo and float(t) not in times:
+            times.append(float(t))
+    return times
+
+
 class BreakerStoreModel(Model):
+    """``branch_crashed=False`` (the default) replays a crashed op at its lower bound only: one
+    feasible time, so an OK verdict is a real linearization, and the search stays as fast as for
+    a deterministic model. The checker re-checks an ILLEGAL partition that has crashed ops with
+    :attr:`confirm_model`, which branches over every candidate time."""
+
     name = "breaker-store"
+
+    def __init__(self, branch_crashed: bool = False) -> None:
+        self.branch_crashed = branch_crashed
+
+    @property
+    def confirm_model(self) -> "BreakerStoreModel | None":
+        return None if self.branch_crashed else BreakerStoreModel(branch_crashed=True)
 
     def init(self) -> Record:
         return bmodel.init()
 
     def _inputs(self, state: Record, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
         inp = dict(op.input or {})
+        inp.pop("now_max", None)
         if op.unknown:
             inp["now"] = _lower_bound(state, inp.pop("now_min", None))
             return inp, None
@@ -53,7 +93,7 @@ class BreakerStoreModel(Model):
             inp["now"] = _lower_bound(state, lo)
         return inp, {k: v for k, v in out.items() if k != "now"}
 
-    def step(self, state: Record, op: Op) -> tuple[bool, Record]:
+    def _step_one(self, state: Record, op: Op) -> tuple[bool, Record]:
         inp, observed = self._inputs(state, op)
         try:
             new, expected = bmodel.apply(state, op.f, inp)
@@ -63,27 +103,70 @@ class BreakerStoreModel(Model):
             return False, state
         return bmodel.output_matches(expected, observed), new
 
+    def _successors(self, state: Record, op: Op) -> list[Record]:
+        if not op.unknown:
+            ok, new = self._step_one(state, op)
+            return [new] if ok else []
+        inp = dict(op.input or {})
+        out = []
+        for now in _candidate_times(state, inp):
+            try:
+                new, _ = bmodel.apply(state, op.f, {**inp, "now": now})
+            except (ValueError, TypeError, KeyError):
+                continue
+            if new not in out:
+                out.append(new)
+        return out
+
+    def step(self, state: Record | Alternatives, op: Op) -> tuple[bool, Any]:
+        if not isinstance(state, Alternatives):
+            if not op.unknown or not self.branch_crashed:
+                return self._step_one(state, op)
+            nexts = self._successors(state, op)
+        else:
+            nexts = []
+            for member in state:
+                for new in self._successors(member, op):
+                    if new not in nexts:
+                        nexts.append(new)
+        if not nexts:
+            return False, state
+        return True, nexts[0] if len(nexts) == 1 else Alternatives(nexts)
+
     def read_only(self, f: str) -> bool:
         return f in bmodel.READ_ONLY
 
     def partition(self, ops: Sequence[Op]) -> dict[Any, list[Op]]:
-        return partition_by_key(ops)
+        """By backend; each crashed op learns its partition's latest observed server time."""
+        parts = partition_by_key(ops)
+        for key, pops in parts.items():
+            nows = [float(op.output["now"]) for op in pops if not op.unknown and isinstance(op.output, dict)
+                    and op.output.get("now") is not None]
+            if nows and any(op.unknown for op in pops):
+                hi = max(nows)
+                parts[key] = [op.replace(input={**(op.input or {}), "now_max": hi})
+                              if op.unknown and isinstance(op.input, dict) else op for op in pops]
+        return parts
 
     def describe_op(self, op: Op) -> str:
         inp = dict(op.input or {})
         args = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(inp.items())
-                         if k not in ("op_id", "now_min"))
+                         if k not in ("op_id", "now_min", "now_max"))
         out = "?" if op.unknown else _short({k: v for k, v in (op.output or {}).items()
                                              if k != "now"}, 100)
         return f"{op.f}[{op.key}]({args}) -> {out}"
 
-    def describe_state(self, s: Record) -> str:
+    def describe_state(self, s: Record | Alternatives) -> str:
+        if isinstance(s, Alternatives):
+            return "one of {" + "; ".join(sorted(self.describe_state(m) for m in s)) + "}"
         parts = [s.state, f"failures={s.failure_count}"]
         if s.half_open_probe_active:
             parts.append(f"probe={s.probe_token[:12]}")
         return " ".join(parts)
 
-    def explain(self, s: Record, op: Op) -> str:
+    def explain(self, s: Record | Alternatives, op: Op) -> str:
+        if isinstance(s, Alternatives):
+            return " / ".join(sorted(self.explain(m, op) for m in s))
         inp, observed = self._inputs(s, op)
         try:
             _, expected = bmodel.apply(s, op.f, inp)

@@ -195,6 +195,7 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
                 for k, v in parts.items()}
     slices = {k: FIRST_SLICE for k in searches}
     active = [k for k, s in searches.items() if s.status == RUNNING]
+    confirm = getattr(model, "confirm_model", None)
     stopped = False
     while active and not stopped:
         nxt_active = []
@@ -205,6 +206,12 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
                 budget = min(budget, max_steps - s.steps)
             st = s.run(budget, deadline) if budget > 0 else RUNNING
             slices[k] *= 2
+            if st == ILLEGAL and confirm is not None and s.model is model and any(op.unknown for op in s.ops):
+                # the fast model approximates crashed ops; only the confirming one may say ILLEGAL
+                searches[k] = PartitionSearch(parts[k], confirm, track=track, max_cache_entries=max_cache)
+                slices[k] = FIRST_SLICE
+                nxt_active.append(k)
+                continue
             if st == ILLEGAL and stop_on_illegal:
                 stopped = True
                 break
@@ -285,6 +292,8 @@ def minimal_window(ops: Sequence[Op], model: Any, *, deadline: float | None = No
     times = sorted({op.ret for op in ops if op.ret != INF})
     if not times:
         return None
+
+    model = getattr(model, "confirm_model", None) or model  # a cut is judged as strictly as the whole
 
     def illegal(t: float) -> bool | None:
         sub = cut(ops, t)

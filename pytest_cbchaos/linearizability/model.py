@@ -30,6 +30,9 @@ class Model:
     name = "model"
     #: set True when ``equal``/``hash`` are overridden (the checker then uses hash buckets)
     custom_equality = False
+    #: optional: a slower model that accepts every history this one does and judges crashed ops
+    #: exactly; the checker re-checks an ILLEGAL partition with crashed ops against it
+    confirm_model: "Model | None" = None
 
     def init(self) -> Any:
         raise NotImplementedError
