@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
+from pytest_cbchaos.servers.redis import no_async_retry
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.store import StreamStore, _s
 
@@ -101,7 +102,9 @@ class ReadLoop:
         kw["socket_timeout"] = self.cfg.block_ms / 1000 + 2
         kw.setdefault("socket_connect_timeout", 2.0)
         name = f"cbchaos-consumer:{self.client_id or self.token}"
-        return aioredis.Redis(**kw, client_name=name, single_connection_client=True)
+        # no client-level retries: redis-py's default (3, backoff up to seconds) would hide a reset
+        # from the loop, which has its own reconnect backoff and must send store_unavailable at once
+        return aioredis.Redis(**kw, client_name=name, single_connection_client=True, retry=no_async_retry())
 
     async def aclose(self) -> None:
         """End the loop for good: ``items()`` stops even if a read swallowed its cancellation."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import secrets
 import time
 from typing import Any
@@ -508,3 +509,36 @@ def test_inv30_mutant_leaky_read_loop_is_caught(run_in_kit, cbchaos_faults, cbch
             await M.close_leaked()
     bad = run_in_kit(leaky, CFG, timeout=120, kit={"loop_class": M.M30LeakyReadLoop})
     assert any("cbchaos-consumer:* connections" in v for v in bad), bad
+
+
+async def _reset_under_blocking_reads(kit: HttpKit, faults: Any, admin: Any) -> list[str]:
+    """Consumers in their blocking reads have their Redis link reset: each sends its one
+    ``store_unavailable`` notice within T_live (``deliver_bound_s``) of the fault. The reset lands
+    when the next reply passes the toxic (after ``block_ms``, as in Toxiproxy); redis-py's own
+    retries on the blocking client (3, with backoff) used to hide it for about 4.5 s."""
+    hd = await kit.relay.start("rb", GatedSource(2, 2), model_id="m")
+    tag = f"rb{secrets.token_hex(4)}-"
+    batch = [kit.conn("rb", message_id=hd.message_id, client_id=f"{tag}{i}") for i in range(BATCH)]
+    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in batch)), 10)
+    await wait_until(lambda: all(f"cbchaos-consumer:{tag}{i}" in _consumer_conns(admin, tag) for i in range(BATCH)),
+                     10, "the blocking reads")
+    t0 = time.monotonic()
+    late: dict[int, float] = {}
+    with faults.reset_peer(kit.redis_proxy, timeout=0):
+        def reported() -> bool:
+            for i, c in enumerate(batch):
+                if i not in late and any(f.data and "store_unavailable" in f.data for f in c.notices):
+                    late[i] = time.monotonic() - t0
+            return len(late) == BATCH
+        try:
+            await wait_until(reported, CFG.deliver_bound_s + 10, "the reset to hit every consumer")
+        except Exception:
+            pass
+    for c in batch:
+        await c.close()
+    return [f"consumer {i}: store_unavailable {late.get(i, 'never')} s after the reset, "
+            f"T_live is {CFG.deliver_bound_s} s" for i in range(BATCH) if late.get(i, math.inf) > CFG.deliver_bound_s]
+
+
+def test_reset_under_blocking_read_is_reported_within_t_live(run_in_kit, cbchaos_faults, cbchaos_redis_admin):
+    _no_violations(run_in_kit(_reset_under_blocking_reads, CFG, cbchaos_faults, cbchaos_redis_admin, timeout=60))
