@@ -58,6 +58,18 @@ def m11_flushed_only_empty_check(relay: TurnRelay) -> TurnRelay:
     return relay
 
 
+async def _write_unchecked(store: StreamStore, call: Any, reply: Any) -> Any:
+    """Append ``call``'s events after ``meta.last_seq`` with plain XADDs, outside the script's checks."""
+    meta, log = store.keys(call.conversation_id)[:2]
+    last = int(await store.redis.hget(meta, "last_seq"))
+    for i, (kind, cls, ts, payload) in enumerate(call.events):
+        last += 1
+        await store.redis.xadd(log, {"m": call.message_id, "s": call.stream_id, "n": call.first_step + i,
+                                     "k": kind, "c": cls, "t": ts, "x": call.epoch, "p": payload}, id=f"{last}-0")
+    await store.redis.hset(meta, "last_seq", last)
+    return type(reply)("OK", last - len(call.events) + 1, last, "")
+
+
 class M13NoFencingStore(StreamStore):
     """M13: no fencing check: a refused (FENCED/CLOSED) append is written anyway -> INV-16/3.
 
@@ -73,14 +85,18 @@ class M13NoFencingStore(StreamStore):
         reply = await super().append(call)
         if reply.status not in ("FENCED", "CLOSED"):
             return reply
-        meta, log = self.keys(call.conversation_id)[:2]
-        last = int(await self.redis.hget(meta, "last_seq"))
-        for i, (kind, cls, ts, payload) in enumerate(call.events):
-            last += 1
-            await self.redis.xadd(log, {"m": call.message_id, "s": call.stream_id, "n": call.first_step + i,
-                                        "k": kind, "c": cls, "t": ts, "x": call.epoch, "p": payload}, id=f"{last}-0")
-        await self.redis.hset(meta, "last_seq", last)
-        return type(reply)("OK", last - len(call.events) + 1, last, "")
+        return await _write_unchecked(self, call, reply)
+
+
+class M5RetryWritesAgainStore(StreamStore):
+    """M5 in the relay's store: a resend whose first attempt was applied writes its events again,
+    as a plain ``XADD`` retried on a reset does -> INV-2/3/14 (duplicates, a second terminal)."""
+
+    async def append(self, call: Any):  # type: ignore[override]
+        reply = await super().append(call)
+        if reply.status != "DUP":
+            return reply
+        return await _write_unchecked(self, call, reply)
 
 
 class M17SilentShutdownRun(_Run):

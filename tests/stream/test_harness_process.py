@@ -173,13 +173,10 @@ def test_inv17_mutant_silent_shutdown_is_caught(cbchaos_stream_factory) -> None:
     assert not (env.kind == "cancelled" and env.payload.get("reason") == "relay_shutdown"), env
 
 
-@pytest.mark.parametrize("fault", ["downstream_blackhole", "reset_peer", "redis_sigstop"])
-def test_inv4_terminal_call_disrupted_still_delivered(cbchaos_stream: StreamHarness, cbchaos_stream_redis,
-                                                      cbchaos_faults, fault: str) -> None:
-    """INV-4/14: a fault armed exactly before the terminal call (applied with the reply lost, reset,
-    or Redis frozen across it): the live consumer still gets the one terminal within T_live of the
-    fault window's end, and the log equals the producer's emissions."""
-    h = cbchaos_stream
+def _fault_the_terminal_call(h: StreamHarness, redis_server, faults, fault: str
+                             ) -> tuple[dict | None, BackgroundConsumer, float]:
+    """Arm a fault exactly before the terminal call and heal it once that call's first attempt
+    has an outcome; returns the relay's outcome, the live consumer and the heal time."""
     armed = h.arm("append", kinds=["complete"])
     started = h.start_turn("c1", "m1", TurnScript(deltas=4, hold_at=2))
     consumer = h.consumer("c1", "m1", after_seq=started["after_seq"])
@@ -190,11 +187,11 @@ def test_inv4_terminal_call_disrupted_still_delivered(cbchaos_stream: StreamHarn
     armed.wait_hit()
     px = h.proxies["redis-producer"]
     if fault == "downstream_blackhole":
-        f = cbchaos_faults.partition(px, "downstream")
+        f = faults.partition(px, "downstream")
     elif fault == "reset_peer":
-        f = cbchaos_faults.reset_peer(px, timeout=0)
+        f = faults.reset_peer(px, timeout=0)
     else:
-        f = cbchaos_faults.process(cbchaos_stream_redis).pause()
+        f = faults.process(redis_server).pause()
     armed.release()
     if fault == "downstream_blackhole":  # heal once the terminal is applied: its reply is lost
         wait_until(lambda: record(h, "c1", "m1").get("status") == "completed", 10, "terminal applied")
@@ -204,12 +201,35 @@ def test_inv4_terminal_call_disrupted_still_delivered(cbchaos_stream: StreamHarn
     f.heal()
     healed = time.monotonic()
     out = h.outcome("m1", timeout=h.config.write_deadline_s + h.config.terminal_deadline_s + 5)
-    assert out is not None and out["status"] == "completed", out
     consumer.join(h.config.deliver_bound_s + 5)
+    return out, consumer, healed
+
+
+@pytest.mark.parametrize("fault", ["downstream_blackhole", "reset_peer", "redis_sigstop"])
+def test_inv4_terminal_call_disrupted_still_delivered(cbchaos_stream: StreamHarness, cbchaos_stream_redis,
+                                                      cbchaos_faults, fault: str) -> None:
+    """INV-4/14: a fault armed exactly before the terminal call (applied with the reply lost, reset,
+    or Redis frozen across it): the live consumer still gets the one terminal within T_live of the
+    fault window's end, and the log equals the producer's emissions."""
+    h = cbchaos_stream
+    out, consumer, healed = _fault_the_terminal_call(h, cbchaos_stream_redis, cbchaos_faults, fault)
+    assert out is not None and out["status"] == "completed", out
     env, at = consumer.terminal()
     assert env.kind == "complete" and at - healed <= h.config.deliver_bound_s + 1
     rep = h.check("c1", [consumer])
     assert rep.ok, rep.violations
+
+
+@pytest.mark.parametrize("fault", ["downstream_blackhole", "reset_peer"])
+def test_inv14_mutant_retry_that_writes_again_is_caught(cbchaos_stream_factory, cbchaos_stream_redis,
+                                                        cbchaos_faults, fault: str) -> None:
+    """M5 in the child relay's store: the resend of the applied terminal call writes it again. Both
+    faults apply the call and lose its reply, so the resend always meets its first attempt (Redis
+    SIGSTOP is left out: there the resend may run before the buffered first attempt)."""
+    with cbchaos_stream_factory(store_class="pytest_cbchaos.testing.stream_mutants:M5RetryWritesAgainStore") as h:
+        _fault_the_terminal_call(h, cbchaos_stream_redis, cbchaos_faults, fault)
+        rep = h.check("c1")
+    assert rep.duplicates and any("has 2 terminals" in v for v in rep.violations), rep.violations
 
 
 def test_inv29_status_from_redis_after_relay_death(cbchaos_stream: StreamHarness) -> None:
