@@ -79,7 +79,8 @@ def cbchaos_stream_redis(pytestconfig: pytest.Config, tmp_path_factory: pytest.T
 def cbchaos_stream_factory(cbchaos_stream_redis: Any, cbchaos_toxiproxy: Any, cbchaos_faults: Any,
                            cbchaos_stream_config: StreamConfig, tmp_path: Any) -> Iterator[Callable[..., Any]]:
     """``make(**kw) -> StreamHarness`` (started): extra harnesses, other configs, or mutant classes
-    (``store_class="module:Name"``, ``reaper_class=...``). All are closed and Redis is emptied at teardown."""
+    (``store_class="module:Name"``, ``reaper_class=...``, ``run_class=...``, ``liveness=...``). All are
+    closed and Redis is emptied at teardown."""
     from pytest_cbchaos.stream.harness import StreamHarness
 
     made: list[StreamHarness] = []

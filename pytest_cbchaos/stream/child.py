@@ -51,8 +51,9 @@ def _client(link: dict[str, Any], *, socket_timeout: float, retries: bool) -> An
                           socket_timeout=socket_timeout, socket_connect_timeout=1.0, **kw)
 
 
-def _load(dotted: str | None, default: type) -> type:
-    """``module:Name`` -> the class (tests plug mutant stores and reapers in here)."""
+def _load(dotted: str | None, default: Any) -> Any:
+    """``module:Name`` -> the class or factory (tests plug mutant stores, reapers, runs and
+    liveness checks in here)."""
     if not dotted:
         return default
     import importlib
@@ -212,7 +213,9 @@ async def _serve(spec: dict[str, Any]) -> None:
         admin = _client(spec["admin"], socket_timeout=5.0, retries=True)
         clients += [cclient, admin]
         cstore = StreamStore(cclient, cfg)
-        app = make_app(cstore, token, relay=TurnRelay(cstore, cfg))
+        app_relay = TurnRelay(cstore, cfg)
+        liveness = _load(spec.get("liveness"), None)  # a factory: relay -> async (conv) -> bool
+        app = make_app(cstore, token, relay=app_relay, liveness=liveness(app_relay) if liveness else None)
         reaper = _load(spec.get("reaper_class"), Reaper)(StreamStore(admin, cfg))
     app[HARNESS] = h
     app.router.add_get("/_cbchaos/health", _health)

@@ -94,14 +94,16 @@ class StreamHarness:
     def __init__(self, redis: Any, toxiproxy: Any, workdir: Path, *, config: StreamConfig | None = None,
                  faults: Any = None, socket_timeout: float = 1.0, name: str = "stream",
                  store_class: str | None = None, reaper_class: str | None = None,
-                 run_class: str | None = None) -> None:
+                 run_class: str | None = None, liveness: str | None = None) -> None:
         self.redis, self.toxiproxy, self.faults = redis, toxiproxy, faults
         self.workdir = Path(workdir)
         self.config = config or StreamConfig.ci()
         self.socket_timeout = socket_timeout
         self.name = name
-        # ``module:Name`` of a StreamStore subclass / a run class for the relay, a Reaper for the app (mutants)
-        self.classes = {"store_class": store_class, "reaper_class": reaper_class, "run_class": run_class}
+        # ``module:Name`` of a StreamStore subclass / a run class for the relay; a Reaper and a liveness
+        # factory (relay -> async (conv) -> bool, the status route's producer_live) for the app (mutants)
+        self.classes = {"store_class": store_class, "reaper_class": reaper_class, "run_class": run_class,
+                        "liveness": liveness}
         self.token = secrets.token_hex(16)
         self.proxies: dict[str, Any] = {}
         self.relay: Child | None = None

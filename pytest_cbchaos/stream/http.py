@@ -45,9 +45,17 @@ def _int_param(value: str | None, name: str) -> int:
 
 def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
              source_factory: SourceFactory | None = None, policy: SSEPolicy | None = None,
-             loop_class: type[ReadLoop] = ReadLoop) -> web.Application:
+             loop_class: type[ReadLoop] = ReadLoop,
+             liveness: Callable[[str], Awaitable[bool]] | None = None) -> web.Application:
+    """``liveness(conv)`` answers the status route's ``producer_live``; the default reads the lease
+    from Redis (INV-29: any process answers alike). Tests plug mutants in here."""
     cfg = store.config
     policy = policy or SSEPolicy()
+
+    async def lease_is_held(conv: str) -> bool:
+        return await store.lease_holder(conv) is not None
+
+    liveness = liveness or lease_is_held
     state = {"consumers": 0, "bad_last_event_id": 0}
 
     @web.middleware
@@ -157,12 +165,12 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
                 return web.json_response({"code": "unknown_conversation"}, status=404)
             cur = meta.get("current_message_id")
             rec = await store.record(conv, cur) if cur else None
-            lease = await store.lease_holder(conv)
+            live = await liveness(conv)
         except REDIS_ERRORS:
             return web.json_response({"code": "store_unavailable"}, status=503, headers={"Retry-After": "1"})
         return web.json_response({"epoch": meta["epoch"], "last_seq": meta["last_seq"], "floor_seq": meta["floor_seq"],
                                   "current_message_id": cur, "current_status": rec and rec["status"],
-                                  "producer_live": lease is not None})
+                                  "producer_live": live})
 
     async def message(request: web.Request) -> web.Response:
         try:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pytest_cbchaos.stream.envelope import Envelope, encode_payload, kind_class
 from pytest_cbchaos.stream.reader import Notice, ReadLoop
@@ -303,6 +303,14 @@ def m29_status_from_tasks(relay: TurnRelay, conv: str) -> dict[str, Any]:
     other relay process answers "not live" -> INV-29."""
     live = any(t.get_name().startswith(f"relay:{conv}:") and not t.done() for t in relay._tasks)
     return {"producer_live": live}
+
+
+def m29_liveness(relay: TurnRelay) -> Callable[[str], Awaitable[bool]]:
+    """M29 as the app's ``liveness`` hook (``make_app(liveness=...)``, harness ``liveness=``): the
+    app process, which runs no turn itself, reports every turn as not live."""
+    async def live(conv: str) -> bool:
+        return bool(m29_status_from_tasks(relay, conv)["producer_live"])
+    return live
 
 
 class M30LeakyReadLoop(ReadLoop):

@@ -242,3 +242,15 @@ def test_inv29_status_from_redis_after_relay_death(cbchaos_stream: StreamHarness
     h.kill_relay()
     st = wait_until(lambda: (s := h.status("c1"))["producer_live"] is False and s, t_orphan(h), "lease gone")
     wait_until(lambda: h.status("c1")["current_status"] == "interrupted", t_orphan(h), "reaped")
+
+
+def test_inv29_mutant_status_from_task_map_is_caught(cbchaos_stream_factory) -> None:
+    """M29 in the app process: ``producer_live`` from its own task map. The relay is another
+    process, so the app says "not live" while the relay holds the lease and produces."""
+    with cbchaos_stream_factory(liveness="pytest_cbchaos.testing.stream_mutants:m29_liveness") as h:
+        h.start_turn("c1", "m1", TurnScript(deltas=4, hold_at=1))
+        st = wait_until(lambda: (s := h.status("c1"))["current_status"] == "in_progress" and s, 5, "status")
+        with h.admin() as admin:
+            assert admin.get(f"{h.config.prefix}{{c1}}:lease") is not None  # the relay is producing
+        h.release("m1")
+    assert st["producer_live"] is False, st
