@@ -247,6 +247,9 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
             rec = self._record(t.conv, t.mid)
             if rec is not None and rec["status"] == "completed" and not t.held:
                 continue  # it finished before the stop took effect
+            if t.held:  # the resumed producer's turn goes on: fenced, it must write nothing (INV-16)
+                self.h.release(t.mid)
+                t.held = False
             out = self.h.outcome(t.mid, timeout=self.cfg.write_deadline_s + self.cfg.terminal_deadline_s + 5)
             if out is not None and out["status"] not in ("interrupted", "completed", "failed"):
                 self._fail("INV-16 fencing", f"{t.mid}: resumed producer outcome {out}")

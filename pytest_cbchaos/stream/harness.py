@@ -251,7 +251,9 @@ class StreamHarness:
 
     def outcome(self, message_id: str, timeout: float = 0.0) -> dict[str, Any] | None:
         """The relay's ``TurnOutcome`` for a turn, waiting up to ``timeout``; ``None`` while it runs."""
-        r = self._call("relay", "GET", f"/_cbchaos/turns/{message_id}", params={"timeout": timeout})
+        # the server waits up to ``timeout``: the HTTP read must outlast it (the client's default is 10 s)
+        r = self._call("relay", "GET", f"/_cbchaos/turns/{message_id}", params={"timeout": timeout},
+                       timeout=timeout + 10.0)
         return r["outcome"] if r.get("done") else None
 
     def emissions(self) -> list[tuple[str, int, str, bytes]]:

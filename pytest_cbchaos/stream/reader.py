@@ -17,7 +17,7 @@ import redis.exceptions as rexc
 
 from pytest_cbchaos.servers.redis import no_async_retry
 from pytest_cbchaos.stream.envelope import Envelope
-from pytest_cbchaos.stream.store import StreamStore, _s
+from pytest_cbchaos.stream.store import StreamStore
 
 
 class StreamConnectError(Exception):
@@ -149,12 +149,8 @@ class ReadLoop:
             return Notice("cursor_ahead", {"last_seq": meta["last_seq"]})
         if self.cursor < meta.get("floor_seq", 0):
             return Notice("truncated", {"floor_seq": meta["floor_seq"]})
-        if self.client_id:
-            key = self.store.consumer_key(self.client_id)
-            owner = await self.store.redis.get(key)
-            if owner is not None and _s(owner) != self.token:
-                return Notice("superseded")
-            await self.store.redis.set(key, self.token, px=int(3 * self.cfg.heartbeat_s * 1000))
+        if self.client_id and await self.store.own_consumer(self.client_id, self.token) is not None:
+            return Notice("superseded")
         return None
 
     async def items(self) -> AsyncIterator[Envelope | Notice]:

@@ -96,6 +96,7 @@ class StreamStore:
         self.config = config or StreamConfig()
         self.prefix = self.config.prefix
         self._scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
+        self._own_consumer = client.register_script(_lua("own_consumer"))
         self.before_call: Hook | None = None  # test hook: armed before a chosen script call
 
     # -- keys -----------------------------------------------------------------------------
@@ -109,6 +110,13 @@ class StreamStore:
 
     def consumer_key(self, client_id: str) -> str:
         return f"{self.prefix}consumer:{client_id}"
+
+    async def own_consumer(self, client_id: str, token: str) -> str | None:
+        """Refresh ``client_id``'s ownership for the connection ``token`` unless another connection
+        owns it; returns that owner's token, or ``None`` when ``token`` owns it now (atomic)."""
+        owner = await self._own_consumer(keys=[self.consumer_key(client_id)],
+                                         args=[token, int(3 * self.config.heartbeat_s * 1000)])
+        return None if owner is None else _s(owner)
 
     async def _call(self, name: str, conv: str, args: list[Any], kinds: tuple[str, ...] = ()) -> list[Any]:
         if self.before_call is not None:

@@ -13,7 +13,7 @@ from pytest_cbchaos.stream.envelope import Envelope, encode_payload, kind_class
 from pytest_cbchaos.stream.reader import Notice, ReadLoop
 from pytest_cbchaos.stream.reaper import Reaper
 from pytest_cbchaos.stream.relay import TurnRelay, _Run
-from pytest_cbchaos.stream.store import StreamStore
+from pytest_cbchaos.stream.store import StreamStore, _s
 
 
 class M3StopOnAnyTerminal(ReadLoop):
@@ -241,6 +241,20 @@ class M18NoOwnership(ReadLoop):
     async def _wakeup_checks(self) -> Notice | None:  # type: ignore[override]
         notice = await super()._wakeup_checks()
         return None if notice is not None and notice.code == "superseded" else notice
+
+
+class M18CheckThenSetStore(StreamStore):
+    """M18 (race): the ownership refresh as a GET, then a SET. A newer connection's takeover that
+    lands between the two is overwritten by the older one, and the newer one is then told it was
+    superseded -> INV-18 (a clean-clone CI run hit this before the refresh became one script)."""
+
+    async def own_consumer(self, client_id: str, token: str) -> str | None:  # type: ignore[override]
+        key = self.consumer_key(client_id)
+        owner = await self.redis.get(key)
+        if owner is not None and _s(owner) != token:
+            return _s(owner)
+        await self.redis.set(key, token, px=int(3 * self.config.heartbeat_s * 1000))
+        return None
 
 
 class M18ReconnectWhenSuperseded(StreamClient):

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import socket
 import time
 from typing import Any
 
-from inv_kit import no_violations as _no_violations, GatedSource, HttpKit, RawConn, notice_code, wait_until
-from pytest_cbchaos.stream import ScriptedSource, StreamConfig, check_stream
+from inv_kit import (no_violations as _no_violations, GatedSource, HttpKit, RawConn, notice_code, redis_client,
+                     run_bounded, wait_until)
+from pytest_cbchaos.stream import ScriptedSource, StreamConfig, StreamStore, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.client import StreamClient, StreamSuperseded, StreamUnavailable
 from pytest_cbchaos.stream.envelope import Envelope
@@ -408,3 +410,57 @@ def test_inv32_keepalive_idle_and_during_outage(run_in_kit, cbchaos_faults):
 def test_inv32_mutant_keepalive_on_data_only_is_caught(run_in_kit, cbchaos_faults):
     bad = run_in_kit(_inv32, KEEPALIVE_CFG, cbchaos_faults, kit={"policy": M.M32KeepaliveOnDataOnly()})
     assert any("without a byte" in v for v in bad), bad
+
+
+class _TakeoverAfterRead:
+    """A Redis client whose GET of ``key`` lets another connection take ``key`` over right after the
+    read: the worst interleaving for a refresh that reads, then writes."""
+
+    def __init__(self, client: Any, key: str, newer: str) -> None:
+        self._client, self._key, self._newer = client, key, newer
+        self.took_over = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def get(self, key: str) -> Any:
+        value = await self._client.get(key)
+        if key == self._key:
+            await self._client.set(key, self._newer, px=60_000)
+            self.took_over = True
+        return value
+
+
+async def _refresh_during_takeover(proc: Any, store_cls: type[StreamStore]) -> list[str]:
+    client = redis_client(proc.host, proc.port, proc.password)
+    try:
+        store = store_cls(client, CFG.replace(prefix=f"own{secrets.token_hex(4)}:"))
+        key = store.consumer_key("u")
+        if await store.own_consumer("u", "older") is not None:
+            return ["setup: the first connection does not own its client id"]
+        store.redis = racing = _TakeoverAfterRead(client, key, "newer")
+        told = await store.own_consumer("u", "older")
+        store.redis = client
+        if not racing.took_over:  # an atomic refresh has no read to race: the takeover comes after it
+            await client.set(key, "newer", px=60_000)
+            told = await store.own_consumer("u", "older")
+        bad = []
+        if (await client.get(key)) != b"newer":
+            bad.append("INV-18: the older connection's refresh overwrote the newer owner")
+        if await store.own_consumer("u", "newer") is not None:
+            bad.append("INV-18: the newer connection was told it was superseded")
+        if told != "newer":
+            bad.append(f"INV-18: the older connection was not told it was superseded (got {told!r})")
+        await client.delete(key)
+        return bad
+    finally:
+        await client.aclose()
+
+
+def test_inv18_ownership_refresh_racing_a_takeover(cbchaos_redis_proc):
+    _no_violations(run_bounded(_refresh_during_takeover(cbchaos_redis_proc, StreamStore)))
+
+
+def test_inv18_mutant_check_then_set_refresh_is_caught(cbchaos_redis_proc):
+    bad = run_bounded(_refresh_during_takeover(cbchaos_redis_proc, M.M18CheckThenSetStore))
+    assert "INV-18: the older connection's refresh overwrote the newer owner" in bad, bad
