@@ -44,6 +44,15 @@ REDIS_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, rexc.BusyLoadingError, 
                 asyncio.TimeoutError)
 
 
+def _reraise_swallowed_cancel() -> None:
+    """A cancel that reached a Redis read can come back as a timeout or connection error (a read
+    timeout racing the cancel on Python 3.11). If this task still has a cancel pending, honour it
+    instead of treating the error as an outage: a cancelled consumer must stop, not reconnect."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class ReadLoop:
     def __init__(self, store: StreamStore, conversation_id: str, *, after_seq: int = 0,
                  message_id: str | None = None, epoch: str | None = None, follow: bool = False,
@@ -176,6 +185,7 @@ class ReadLoop:
                     return
                 page = await self._read()
             except REDIS_ERRORS:
+                _reraise_swallowed_cancel()
                 await self._drop_blocking()
                 if self.closed:
                     return

@@ -190,6 +190,7 @@ async def _loss(server: Any, faults: Any, *, snapshot: bool, rotate: bool = True
         done, _ = await asyncio.wait({consumer}, timeout=cfg.heartbeat_s * 4 + 5)
         if consumer not in done:
             consumer.cancel()
+            await loop.aclose()  # ends items() at its next check whatever the cancel met
             bad.append(f"INV-25: the live consumer (cursor {loop.cursor}) waits silently past the lost log")
         elif not {"cursor_ahead", "epoch_changed", "stream_lost"} & set(notices):
             bad.append(f"INV-25: the live consumer ended without a loss notice: {notices}")
