@@ -114,10 +114,11 @@ def test_populate_bad_name_creates_nothing(tp):
     assert api(tp, "GET", "/proxies").json() == {}
 
 
-def test_populate_bad_data_stops_midway(tp, free_port):
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", free_port))
+def test_populate_bad_data_stops_midway(tp):
+    blocker = socket.socket()  # the kernel picks a port that is free now, and we hold it
+    blocker.bind(("127.0.0.1", 0))
     blocker.listen()
+    free_port = blocker.getsockname()[1]
     try:
         r = api(tp, "POST", "/populate", [
             {"name": "first", "listen": "127.0.0.1:0", "upstream": "localhost:1"},

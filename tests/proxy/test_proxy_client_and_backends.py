@@ -40,16 +40,12 @@ def test_typed_errors(client, echo_address):
         client.get_proxy("p").add_toxic("down")
     with pytest.raises(BadRequest, match="stream was invalid"):
         client.get_proxy("p").add_toxic("latency", stream="sideways")
-    lease = allocate_port()
-    try:
-        blocker = socket.socket()
-        blocker.bind(("127.0.0.1", lease.port))
+    with socket.socket() as blocker:  # the kernel picks a port that is free now, and we hold it
+        blocker.bind(("127.0.0.1", 0))
         blocker.listen()
+        port = blocker.getsockname()[1]
         with pytest.raises(ServerError, match="address already in use"):
-            client.create_proxy("q", echo_address, listen=f"127.0.0.1:{lease.port}")
-        blocker.close()
-    finally:
-        lease.release()
+            client.create_proxy("q", echo_address, listen=f"127.0.0.1:{port}")
 
 
 def test_negative_latency_is_rejected_with_toxiproxy_body(client, echo_address, embedded_tp):
