@@ -48,10 +48,9 @@ class Alternatives(frozenset):
     __slots__ = ()
 
 
-def _candidate_times(state: Record, inp: dict[str, Any]) -> list[float]:
+def _candidate_times(state: Record, now_min: Any, hi: Any) -> list[float]:
     """Server times at which a crashed op's effect can differ (see the module docstring)."""
-    lo = _lower_bound(state, inp.pop("now_min", None))
-    hi = inp.pop("now_max", None)
+    lo = _lower_bound(state, now_min)
     times = [lo]
     for t in (state.open_until, state.probe_lease_until, hi):
         if t is not None and float(t) > lo and float(t) not in times:
@@ -108,8 +107,9 @@ class BreakerStoreModel(Model):
             ok, new = self._step_one(state, op)
             return [new] if ok else []
         inp = dict(op.input or {})
+        times = _candidate_times(state, inp.pop("now_min", None), inp.pop("now_max", None))
         out = []
-        for now in _candidate_times(state, inp):
+        for now in times:
             try:
                 new, _ = bmodel.apply(state, op.f, {**inp, "now": now})
             except (ValueError, TypeError, KeyError):

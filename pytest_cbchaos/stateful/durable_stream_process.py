@@ -167,7 +167,11 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
     @rule(i=st.integers(0, 1))
     def release(self, i: int) -> None:
         t = self._live(self._c(i))
-        if t is not None and t.held and not t.orphaned:
+        if t is not None and not t.orphaned:
+            self._release(t)
+
+    def _release(self, t: PTurn) -> None:
+        if t.held:
             self.h.release(t.mid)
             t.held = False
 
@@ -184,9 +188,7 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
         """Let ``t`` end: released and awaited through its relay, or reaped if its relay is gone."""
         bound = self.cfg.write_deadline_s + self.cfg.terminal_deadline_s + self.cfg.bootstrap_timeout_s + 5
         if not t.orphaned and t.relay_gen == self.relay_gen:
-            if t.held:
-                self.h.release(t.mid)
-                t.held = False
+            self._release(t)
             if self.h.outcome(t.mid, timeout=bound) is None:
                 self._fail("INV-17/20 bounded run", f"turn {t.mid} did not end within {bound}s")
         else:
@@ -247,9 +249,7 @@ class DurableStreamProcessMachineBase(RuleBasedStateMachine):
             rec = self._record(t.conv, t.mid)
             if rec is not None and rec["status"] == "completed" and not t.held:
                 continue  # it finished before the stop took effect
-            if t.held:  # the resumed producer's turn goes on: fenced, it must write nothing (INV-16)
-                self.h.release(t.mid)
-                t.held = False
+            self._release(t)  # the resumed producer's turn goes on: fenced, it must write nothing (INV-16)
             out = self.h.outcome(t.mid, timeout=self.cfg.write_deadline_s + self.cfg.terminal_deadline_s + 5)
             if out is not None and out["status"] not in ("interrupted", "completed", "failed"):
                 self._fail("INV-16 fencing", f"{t.mid}: resumed producer outcome {out}")
