@@ -7,7 +7,7 @@ so the model's branching cannot pass them by accepting everything.
 
 from __future__ import annotations
 
-from conftest import ev
+from lin_events import ev
 
 from pytest_cbchaos.linearizability import Verdict, check_events
 from pytest_cbchaos.linearizability.breaker_model import Alternatives, BreakerStoreModel

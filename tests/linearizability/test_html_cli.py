@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import ev
+from lin_events import ev
 
 from pytest_cbchaos.faults.journal import FaultJournal
 from pytest_cbchaos.history import History, Recorder, write_jsonl

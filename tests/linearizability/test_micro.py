@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ev
+from lin_events import ev
 
 from pytest_cbchaos.history import MalformedHistory
 from pytest_cbchaos.linearizability import (CasRegisterModel, KVModel, Model, NondeterministicModel,

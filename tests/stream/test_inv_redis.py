@@ -439,6 +439,21 @@ def _consumer_conns(admin: Any, tag: str) -> list[str]:
     return [c["name"] for c in admin.client_list() if str(c.get("name", "")).startswith(f"cbchaos-consumer:{tag}")]
 
 
+async def _open_consumers(kit: HttpKit, admin: Any, conv: str, mid: str, client_ids: list[str], *,
+                          tag: str, blocking: bool = True) -> list[Any]:
+    """SSE consumers of ``mid``, each ready; with ``blocking``, each also in its blocking read."""
+    conns = [kit.conn(conv, message_id=mid, client_id=cid) for cid in client_ids]
+    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in conns)), 10)
+    if blocking:
+        await wait_until(lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in client_ids),
+                         10, "the blocking reads")
+    return conns
+
+
+def _told_unavailable(conn: Any) -> bool:
+    return any(f.data and "store_unavailable" in f.data for f in conn.notices)
+
+
 async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES,
                      release_bound_s: float | None = None) -> list[str]:
     """``cycles`` connect/disconnect cycles in concurrent batches of BATCH. The first RESET_CYCLES
@@ -452,25 +467,21 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
     tag = f"cyc{secrets.token_hex(4)}-"
     for b, start in enumerate(range(0, cycles, BATCH)):
         ids = range(start, min(start + BATCH, cycles))
-        batch = [kit.conn("r30", message_id=hd.message_id, client_id=f"{tag}{i}") for i in ids]
-        await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in batch)), 10)
-        reset = [(i, c) for i, c in zip(ids, batch) if i < RESET_CYCLES]
-        if reset or b % 2 == 0:  # every consumer of the batch is in its blocking read
-            await wait_until(lambda: all(f"cbchaos-consumer:{tag}{i}" in _consumer_conns(admin, tag) for i in ids),
-                             10, "the blocking reads")
+        reset_batch = start < RESET_CYCLES
+        # even batches and the reset ones wait until every consumer is in its blocking read
+        batch = await _open_consumers(kit, admin, "r30", hd.message_id, [f"{tag}{i}" for i in ids], tag=tag,
+                                      blocking=reset_batch or b % 2 == 0)
+        reset = [c for i, c in zip(ids, batch) if i < RESET_CYCLES]
         if reset:  # the consumers' Redis links are reset under their blocking reads
             with faults.reset_peer(kit.redis_proxy, timeout=0):
-                await wait_until(lambda: all(any(f.data and "store_unavailable" in f.data for f in c.notices)
-                                             for _, c in reset), 15, "the reset to hit every consumer")
+                await wait_until(lambda: all(_told_unavailable(c) for c in reset), 15,
+                                 "the reset to hit every consumer")
         for c in batch:
             await c.close()
     # followers end the normal way: in their blocking reads when the turn finishes, they get its
     # terminal and the server ends each stream (a loop ended by its stop rule, between reads)
-    fids = [f"{tag}f{i}" for i in range(BATCH)]
-    followers = [kit.conn("r30", message_id=hd.message_id, client_id=cid) for cid in fids]
-    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in followers)), 10)
-    await wait_until(lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in fids),
-                     10, "the followers' blocking reads")
+    followers = await _open_consumers(kit, admin, "r30", hd.message_id, [f"{tag}f{i}" for i in range(BATCH)],
+                                      tag=tag)
     src.gate.set()
     await asyncio.wait_for(hd.wait(), 10)
     await asyncio.wait_for(asyncio.gather(*(c.ended.wait() for c in followers)), 10)
@@ -519,22 +530,19 @@ async def _reset_under_blocking_reads(kit: HttpKit, faults: Any, admin: Any) -> 
     retries on the blocking client (3, with backoff) used to hide it for about 4.5 s."""
     hd = await kit.relay.start("rb", GatedSource(2, 2), model_id="m")
     tag = f"rb{secrets.token_hex(4)}-"
-    batch = [kit.conn("rb", message_id=hd.message_id, client_id=f"{tag}{i}") for i in range(BATCH)]
-    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in batch)), 10)
-    await wait_until(lambda: all(f"cbchaos-consumer:{tag}{i}" in _consumer_conns(admin, tag) for i in range(BATCH)),
-                     10, "the blocking reads")
+    batch = await _open_consumers(kit, admin, "rb", hd.message_id, [f"{tag}{i}" for i in range(BATCH)], tag=tag)
     t0 = time.monotonic()
     late: dict[int, float] = {}
     with faults.reset_peer(kit.redis_proxy, timeout=0):
         def reported() -> bool:
             for i, c in enumerate(batch):
-                if i not in late and any(f.data and "store_unavailable" in f.data for f in c.notices):
+                if i not in late and _told_unavailable(c):
                     late[i] = time.monotonic() - t0
             return len(late) == BATCH
         try:
             await wait_until(reported, CFG.deliver_bound_s + 10, "the reset to hit every consumer")
-        except Exception:
-            pass
+        except AssertionError:
+            pass  # the late and missing ones are reported below
     for c in batch:
         await c.close()
     return [f"consumer {i}: store_unavailable {late.get(i, 'never')} s after the reset, "
