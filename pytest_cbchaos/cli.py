@@ -127,19 +127,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pytest_cbchaos.report.model import validate
 
     directory = Path(args.dir)
-    src = directory / "report.json"
+    if directory.is_file() and directory.suffix == ".json":  # DIR/report.json given: same thing
+        directory, src = directory.parent, directory
+    elif directory.exists() and not directory.is_dir():
+        return _usage(f"{directory}: not a directory; expected the report DIR holding report.json")
+    else:
+        src = directory / "report.json"
     try:
         report = json.loads(src.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return _usage(f"{src}: no such file (run `cbchaos run ... --report {directory}` first)")
     except json.JSONDecodeError as exc:
         return _usage(f"{src}:{exc.lineno}: not valid JSON: {exc.msg}")
+    except UnicodeDecodeError as exc:
+        return _usage(f"{src}: not UTF-8 text (byte {exc.start}: {exc.reason}); expected report.json")
+    except OSError as exc:
+        return _usage(f"{src}: cannot read ({exc.strerror or exc})")
     try:
         validate(report)
     except Exception as exc:
         path = "/".join(str(p) for p in getattr(exc, "absolute_path", []))
         return _usage(f"{src}: {path or '<top level>'}: {getattr(exc, 'message', exc)} (see docs/report-schema.md)")
-    out = write_html(report, directory)
+    try:
+        out = write_html(report, directory)
+    except OSError as exc:
+        return _usage(f"{directory / 'report.html'}: cannot write ({exc.strerror or exc})")
     print(f"wrote {out}")
     return 0
 

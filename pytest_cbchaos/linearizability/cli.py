@@ -1,20 +1,22 @@
-"""``cbchaos check FILE... [--model M] [--format jepsen|jsonl] [--timeout S] [--html OUT]``.
+"""``cbchaos check FILE... [--model M] [--format jepsen|jsonl] [--timeout S] [--html OUT]
+[--allow-empty] [--skip-unparsed]``.
 
 One verdict line per file. Exit codes: 0 all linearizable, 1 any not linearizable, 2 any
-unknown and none not, 4 a file could not be read (located error on stderr).
+unknown and none not, 4 a file could not be read, has no operations or an unparsable line, or
+a bad option (located error on stderr). The format is sniffed from the content.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..history.ops import MalformedHistory
-from ..history.store import History, read_jsonl
 from .checker import Verdict, check, compose
-from .jepsen import read_jepsen_log
+from .inputs import load_history
 from .models import get_model, model_names
 
 EXIT = {Verdict.OK: 0, Verdict.ILLEGAL: 1, Verdict.UNKNOWN: 2}
@@ -36,18 +38,32 @@ def _add_args(p: argparse.ArgumentParser) -> None:
                    help="register | cas-register | kv | breaker-store | counter | set "
                         "(default: cas-register for Jepsen logs, kv for JSON lines)")
     p.add_argument("--format", choices=("jepsen", "jsonl"), default=None,
-                   help="default: by extension (.log/.txt = jepsen, else jsonl)")
+                   help="default: sniffed from the first non-blank line")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="per-file check budget in seconds (default 10)")
     p.add_argument("--html", type=Path, default=None, metavar="OUT",
                    help="write the timeline; with several files OUT is a directory")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="accept a history with no operations (default: input error, exit 4)")
+    p.add_argument("--skip-unparsed", action="store_true",
+                   help="ignore lines of a Jepsen log that are not operations (default: error)")
 
 
-def _load(path: Path, fmt: str | None) -> History:
-    if not path.exists():
-        raise MalformedHistory(f"{path}: no such file")
-    fmt = fmt or ("jepsen" if path.suffix in (".log", ".txt") else "jsonl")
-    return read_jepsen_log(path) if fmt == "jepsen" else read_jsonl(path)
+def _html_target_error(out: Path, several: bool) -> str | None:
+    """Why ``--html OUT`` cannot be written, checked before any (possibly long) check."""
+    if several:
+        if out.exists() and not out.is_dir():
+            return f"--html {out}: exists and is not a directory; with several files OUT is a directory"
+        parent = out if out.exists() else out.parent
+    else:
+        if out.is_dir():
+            return f"--html {out}: is a directory; expected a file path (OUT.html)"
+        parent = out.parent
+    if not parent.is_dir():
+        return f"--html {out}: directory {parent} does not exist"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"--html {out}: directory {parent} is not writable"
+    return None
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -58,12 +74,18 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"cbchaos check: --model = {args.model!r}; expected one of "
               f"{', '.join(model_names())}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.html is not None:
+        why = _html_target_error(args.html, len(args.files) > 1)
+        if why:
+            print(f"cbchaos check: {why}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     verdicts = []
     bad = False
     for path in args.files:
         try:
-            history = _load(path, args.format)
-            fmt = args.format or ("jepsen" if path.suffix in (".log", ".txt") else "jsonl")
+            history, fmt = load_history(path, args.format,
+                                        allow_empty=getattr(args, "allow_empty", False),
+                                        skip_unparsed=getattr(args, "skip_unparsed", False))
             name = args.model or ("cas-register" if fmt == "jepsen" else "kv")
             model = get_model(name)
             result = check(history, model, timeout=args.timeout, mode="report")
@@ -83,8 +105,14 @@ def run_check(args: argparse.Namespace) -> int:
             out = args.html
             if len(args.files) > 1:
                 out = args.html / (path.name + ".html")
-            write_timeline(result, out, history=history, title=str(path),
-                           recheck=f"cbchaos check {path} --model {name}")
+            try:
+                write_timeline(result, out, history=history, title=str(path),
+                               recheck=f"cbchaos check {path} --model {name}")
+            except OSError as exc:
+                print(f"cbchaos check: --html {out}: cannot write ({exc.strerror or exc})",
+                      file=sys.stderr)
+                bad = True
+                continue
             print(f"{path}\ttimeline: {out}")
     if bad:
         return EXIT_BAD_INPUT

@@ -1,6 +1,7 @@
 """Reader for Jepsen etcd logs as shipped with Porcupine's test data (spec §4).
 
-Each recognised line becomes one event; ``time`` and ``index`` are the line number (the log
+Every non-blank line must be an operation line (``INFO  jepsen.util - P\t:type\t:f\tvalue``);
+any other line is an error naming it, unless ``skip_unparsed=True``. Each line becomes one event; ``time`` and ``index`` are the line number (the log
 has no timestamps, so line order is real-time order). ``:fail :cas`` is kept as a completed CAS
 whose result is ``false``; ``:fail :read`` is a ``fail`` (no effect, dropped before the search);
 ``:info`` completions are indeterminate.
@@ -63,15 +64,26 @@ def parse_jepsen_line(line: str) -> tuple[str, int, str, Any] | None:
     return None
 
 
-def read_jepsen_log(path: str | Path) -> History:
-    """Parse a Jepsen etcd log into a :class:`History`; errors name the file and line."""
+EXPECTED_LINE = ("a Jepsen operation line 'INFO  jepsen.util - PROCESS<TAB>:invoke|:ok|:fail|:info"
+                 "<TAB>:read|:write|:cas<TAB>VALUE'")
+
+
+def read_jepsen_log(path: str | Path, *, skip_unparsed: bool = False) -> History:
+    """Parse a Jepsen etcd log into a :class:`History`; errors name the file and line.
+
+    A line that is not an operation is an error (a log read as the wrong format would
+    otherwise check as an empty, trivially linearizable history); ``skip_unparsed`` ignores them.
+    """
     p = Path(path)
     events: list[dict[str, Any]] = []
     with open(p, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
             parsed = parse_jepsen_line(line.rstrip("\n"))
             if parsed is None:
-                continue
+                if skip_unparsed or not line.strip():
+                    continue
+                raise MalformedHistory(f"{p}:{lineno}: unrecognised line {_clip(line)!r}; "
+                                       f"expected {EXPECTED_LINE}")
             typ, proc, f, value = parsed
             events.append({"type": typ, "process": proc, "f": f, "value": value,
                            "time": lineno, "index": lineno, "line": lineno})
@@ -81,6 +93,11 @@ def read_jepsen_log(path: str | Path) -> History:
     except MalformedHistory as exc:
         raise MalformedHistory(f"{p}: {exc}") from None
     return h
+
+
+def _clip(line: str, limit: int = 80) -> str:
+    line = line.rstrip("\n")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def check_jepsen_log(path: str | Path, **kw: Any) -> Any:

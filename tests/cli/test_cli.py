@@ -51,6 +51,25 @@ def test_report_rerenders_html(scenario_project: pytest.Pytester, tmp_path: Path
     assert main(["report", str(tmp_path / "missing")]) == 4
 
 
+def test_report_accepts_the_json_path_and_rejects_other_files(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_cbchaos.report.model import build_report, make_entry, write_json
+
+    write_json(build_report([make_entry("a::b", "passed", 0.1, None)], seed=3), tmp_path)
+    assert main(["report", str(tmp_path / "report.json")]) == 0
+    assert "a::b" in (tmp_path / "report.html").read_text()
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["report", str(tmp_path / "notes.txt")]) == 4
+    (tmp_path / "bad" / "report.json").mkdir(parents=True)  # a directory where the file should be
+    assert main(["report", str(tmp_path / "bad")]) == 4
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "report.json").write_bytes(b"\xff\xfe")
+    assert main(["report", str(tmp_path / "bin")]) == 4
+    err = capsys.readouterr().err
+    assert "notes.txt: not a directory" in err and "cannot read" in err and "not UTF-8" in err
+    assert "Traceback" not in err
+
+
 def test_usage_errors_exit_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run"]) == 4
     assert main(["run", str(tmp_path / "nope.yaml")]) == 4
