@@ -10,11 +10,12 @@ from .jepsen import check_jepsen_log, read_jepsen_log
 from .model import Model, ModelProtocol, NondeterministicModel, PowerSetModel, partition_by_key
 from .models import (CasRegisterModel, CounterModel, KVModel, RegisterModel, SetModel, get_model,
                      model_names, register_model)
+from .values import ValueTypeMismatch
 
 __all__ = [
     "INF", "UNKNOWN", "MalformedHistory", "Op", "CheckResult", "LinearizabilityViolation",
     "PartitionResult", "Verdict", "check", "check_events", "compose", "cut", "minimal_window",
     "check_jepsen_log", "read_jepsen_log", "Model", "ModelProtocol", "NondeterministicModel",
     "PowerSetModel", "partition_by_key", "CasRegisterModel", "CounterModel", "KVModel",
-    "RegisterModel", "SetModel", "get_model", "model_names", "register_model",
+    "RegisterModel", "SetModel", "get_model", "model_names", "register_model", "ValueTypeMismatch",
 ]

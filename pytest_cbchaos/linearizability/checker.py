@@ -130,15 +130,22 @@ def _jsonable(v: Any) -> Any:
 
 # ----------------------------------------------------------------------------------------
 def prepare(ops: Sequence[Op], model: Any) -> dict[Any, list[Op]]:
-    """Drop fail ops and crashed reads, partition, and renumber each partition 0..n-1."""
+    """Drop fail ops and crashed reads, partition, validate, and renumber each partition 0..n-1.
+
+    ``model.validate(key, ops)`` (optional) raises ``MalformedHistory`` for values the model
+    cannot compare, e.g. ``values.ValueTypeMismatch``.
+    """
     ro = model.read_only
     is_pure = getattr(model, "is_pure", None)
     # crashed reads and other crashed pure ops have no effect and no checked output: drop them
     kept = [op for op in ops if op.status != "fail" and not (
         op.unknown and (ro(op.f) or (is_pure is not None and is_pure(op))))]
     parts = model.partition(kept)
+    validate = getattr(model, "validate", None)  # optional: input errors before any search
     out: dict[Any, list[Op]] = {}
     for key, pops in parts.items():
+        if validate is not None:
+            validate(key, pops)
         pops = sorted(pops, key=lambda o: (o.call, o.invoke_index))
         out[key] = [op.replace(id=i) for i, op in enumerate(pops)]
     return out

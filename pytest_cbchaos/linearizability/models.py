@@ -1,4 +1,7 @@
-"""Built-in models (spec §2.9): register, cas-register (etcd), kv, counter, set; a name registry."""
+"""Built-in models: register, cas-register (etcd), kv, counter, set; a name registry.
+
+Values are compared after the normalisation in ``values.py`` (docs/linearizability.md, Values).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ from typing import Any, Callable, Sequence
 
 from ..history.ops import Op
 from .model import Model, _short, partition_by_key
+from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
+                     same_value)
 
 _READ = "read"
 
@@ -26,11 +31,18 @@ class RegisterModel(Model):
         if f == "write":
             return True, op.input
         if f == "read":
-            return (op.unknown or op.output == state), state
+            return (op.unknown or same_value(op.output, state)), state
         return False, state
 
     def read_only(self, f: str) -> bool:
         return f == _READ
+
+    def validate(self, key: Any, ops: Sequence[Op]) -> None:
+        """Reject a partition whose values mix scalars with another type (else a false ILLEGAL)."""
+        check_kinds(_register_values(ops), self._what(key))
+
+    def _what(self, key: Any) -> str:
+        return self.name if key is None else f"{self.name} key {key!r}"
 
     def op_class(self, op: Op) -> Any:
         """Indeterminate ops with equal class are interchangeable (symmetry reduction)."""
@@ -52,12 +64,12 @@ class CasRegisterModel(RegisterModel):
     def step(self, state: Any, op: Op) -> tuple[bool, Any]:
         f = op.f
         if f == "read":
-            return (op.unknown or op.output == state), state
+            return (op.unknown or same_value(op.output, state)), state
         if f == "write":
             return True, op.input
         if f == "cas":
             old, new = op.input
-            if state == old:
+            if same_value(state, old):
                 return (op.unknown or op.output is True), new
             return (op.unknown or op.output is False), state
         return False, state
@@ -68,7 +80,7 @@ class CasRegisterModel(RegisterModel):
             return True
         if op.f == "cas":
             old, new = op.input
-            return old == new or (not op.unknown and op.output is False)
+            return same_value(old, new) or (not op.unknown and op.output is False)
         return False
 
     def describe_op(self, op: Op) -> str:
@@ -123,7 +135,10 @@ class KVModel(CasRegisterModel):
 
 
 class CounterModel(Model):
-    """``incr`` (input = amount, default 1) / ``read``."""
+    """``incr`` (input = amount, default 1; output not checked) / ``read`` (output = count).
+
+    Amounts and reads may be ints or decimal strings/bytes (Redis ``GET`` replies ``b"3"``).
+    """
 
     name = "counter"
 
@@ -132,13 +147,21 @@ class CounterModel(Model):
 
     def step(self, state: int, op: Op) -> tuple[bool, int]:
         if op.f == "incr":
-            return True, state + (1 if op.input is None else op.input)
+            return True, state + (1 if op.input is None else as_int(op.input))
         if op.f == "read":
-            return (op.unknown or op.output == state), state
+            return (op.unknown or as_int(op.output) == state), state
         return False, state
 
     def read_only(self, f: str) -> bool:
         return f == _READ
+
+    def validate(self, key: Any, ops: Sequence[Op]) -> None:
+        """Amounts and read outputs must be integers (or spell one); else a clear input error."""
+        for op in ops:
+            if op.f == "incr" and op.input is not None:
+                _need_int(op, "amount", op.input)
+            elif op.f == "read" and not op.unknown and not is_error_reply(op.output):
+                _need_int(op, "read value", op.output)
 
     def explain(self, s: int, op: Op) -> str:
         if op.f == "read":
@@ -147,7 +170,11 @@ class CounterModel(Model):
 
 
 class SetModel(Model):
-    """``add`` (input = element) / ``read`` (output = collection of elements)."""
+    """``add`` (input = element) / ``read`` (output = collection of elements, e.g. ``SMEMBERS``).
+
+    The state holds elements in normalised form (scalars as their Redis string: ``3`` and
+    ``b"3"`` are one element), lists as tuples.
+    """
 
     name = "set"
 
@@ -156,16 +183,62 @@ class SetModel(Model):
 
     def step(self, state: frozenset, op: Op) -> tuple[bool, frozenset]:
         if op.f == "add":
-            return True, state | {op.input}
+            return True, state | {_element(op.input)}
         if op.f == "read":
-            return (op.unknown or frozenset(op.output or ()) == state), state
+            return (op.unknown or frozenset(_element(x) for x in op.output or ()) == state), state
         return False, state
 
     def read_only(self, f: str) -> bool:
         return f == _READ
 
+    def validate(self, key: Any, ops: Sequence[Op]) -> None:
+        """Reads must return a collection; elements must not mix scalars with other types."""
+        values = []
+        for op in ops:
+            if op.f == "add":
+                values.append((op, "added element", op.input))
+            elif op.f == "read" and not op.unknown and not is_error_reply(op.output):
+                if op.output is not None and (isinstance(op.output, (str, bytes, dict))
+                                              or not hasattr(op.output, "__iter__")):
+                    raise ValueTypeMismatch(
+                        f"set: read at event index {op.invoke_index} (process {op.process}) "
+                        f"returned {op.output!r} ({type(op.output).__name__}); expected a "
+                        "collection of elements (list, set or tuple)")
+                values.extend((op, "read element", x) for x in op.output or ())
+        check_kinds(values, self.name)
+
     def describe_state(self, s: frozenset) -> str:
         return "{" + ", ".join(sorted(_short(x) for x in s)) + "}"
+
+
+def _register_values(ops: Sequence[Op]) -> list[tuple[Op, str, Any]]:
+    """``(op, role, value)`` for every value a register partition compares."""
+    out = []
+    for op in ops:
+        if op.f == "write":
+            out.append((op, "written value", op.input))
+        elif op.f == "cas" and isinstance(op.input, (list, tuple)) and len(op.input) == 2:
+            out.append((op, "cas expected value", op.input[0]))
+            out.append((op, "cas new value", op.input[1]))
+        elif op.f == "read" and not op.unknown and not is_error_reply(op.output):
+            out.append((op, "read value", op.output))
+    return out
+
+
+def _need_int(op: Op, role: str, v: Any) -> None:
+    n = as_int(v)
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise ValueTypeMismatch(
+            f"counter: {role} {v!r} ({type(v).__name__}) at event index {op.invoke_index} "
+            f"(process {op.process}, {op.f}); expected an integer or a decimal string")
+
+
+def _element(x: Any) -> Any:
+    if is_scalar(x):
+        return canonical(x)
+    if isinstance(x, list):
+        return tuple(_element(y) for y in x)
+    return x
 
 
 _REGISTRY: dict[str, Callable[[], Any]] = {

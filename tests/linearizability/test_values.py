@@ -1,0 +1,103 @@
+"""Value normalisation (docs/linearizability.md, Values): Redis replies bytes for what was written
+as an int; the models must not call that ILLEGAL, and values they cannot compare are input errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lin_events import ev
+
+from pytest_cbchaos.cli import main
+from pytest_cbchaos.history import Recorder, read_jsonl, write_jsonl
+from pytest_cbchaos.linearizability import (CasRegisterModel, CounterModel, KVModel, RegisterModel,
+                                            SetModel, ValueTypeMismatch, Verdict, check_events)
+
+
+def verdict(rows, model) -> Verdict:
+    return check_events(ev(rows), model).verdict
+
+
+def write_then_read(written, read, key=None):
+    return [(0, 0, "invoke", "write", written, key), (1, 0, "ok", "write", None, key),
+            (2, 1, "invoke", "read", None, key), (3, 1, "ok", "read", read, key)]
+
+
+@pytest.mark.parametrize("model", [RegisterModel(), CasRegisterModel(), KVModel()])
+@pytest.mark.parametrize("written, read", [(3, b"3"), (3, "3"), ("3", b"3"), (b"x", "x"),
+                                           (1.5, b"1.5"), ("é", "é".encode())])
+def test_read_of_the_redis_string_form_matches_the_write(model, written, read) -> None:
+    assert verdict(write_then_read(written, read, "k"), model) is Verdict.OK
+
+
+@pytest.mark.parametrize("model", [RegisterModel(), CasRegisterModel(), KVModel()])
+@pytest.mark.parametrize("written, read", [(3, b"4"), (3, "03"), (3, b"3.0"), (b"\xff", "\xff")])
+def test_different_strings_stay_illegal(model, written, read) -> None:
+    assert verdict(write_then_read(written, read, "k"), model) is Verdict.ILLEGAL
+
+
+def test_cas_compares_normalised_values() -> None:
+    rows = [(0, 0, "invoke", "write", 3), (1, 0, "ok", "write", None),
+            (2, 0, "invoke", "cas", [b"3", 4]), (3, 0, "ok", "cas", True),
+            (4, 0, "invoke", "read", None), (5, 0, "ok", "read", "4")]
+    assert verdict(rows, CasRegisterModel()) is Verdict.OK
+    rows[3] = (3, 0, "ok", "cas", False)  # compare matched, so a failed cas is illegal
+    assert verdict(rows, CasRegisterModel()) is Verdict.ILLEGAL
+
+
+@pytest.mark.parametrize("model", [RegisterModel(), CasRegisterModel(), KVModel()])
+@pytest.mark.parametrize("written, read", [([1, 2], b"[1, 2]"), ({"a": 1}, "{'a': 1}"), (True, b"1")])
+def test_unnormalisable_type_mismatch_is_an_input_error(model, written, read) -> None:
+    with pytest.raises(ValueTypeMismatch, match=r"cannot compare written value .* at event index 0 "
+                                                 r"\(process 0, write key 'k'\) with read value"):
+        check_events(ev(write_then_read(written, read, "k")), model)
+
+
+def test_counter_reads_decimal_strings() -> None:
+    rows = [(0, 0, "invoke", "incr", None), (1, 0, "ok", "incr", 1),
+            (2, 0, "invoke", "incr", b"2"), (3, 0, "ok", "incr", 3),
+            (4, 1, "invoke", "read", None), (5, 1, "ok", "read", b"3")]
+    assert verdict(rows, CounterModel()) is Verdict.OK
+    rows[5] = (5, 1, "ok", "read", "4")
+    assert verdict(rows, CounterModel()) is Verdict.ILLEGAL
+    rows[5] = (5, 1, "ok", "read", "three")
+    with pytest.raises(ValueTypeMismatch, match=r"counter: read value 'three' \(str\) at event index 4"):
+        check_events(ev(rows), CounterModel())
+
+
+def test_set_elements_are_normalised() -> None:
+    rows = [(0, 0, "invoke", "add", 3), (1, 0, "ok", "add", None),
+            (2, 0, "invoke", "add", "x"), (3, 0, "ok", "add", None),
+            (4, 1, "invoke", "read", None), (5, 1, "ok", "read", {b"3", b"x"})]
+    assert verdict(rows, SetModel()) is Verdict.OK
+    rows[5] = (5, 1, "ok", "read", [b"3"])
+    assert verdict(rows, SetModel()) is Verdict.ILLEGAL
+    rows[5] = (5, 1, "ok", "read", b"3")
+    with pytest.raises(ValueTypeMismatch, match="expected a collection"):
+        check_events(ev(rows), SetModel())
+
+
+def test_cli_type_mismatch_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "h.jsonl"
+    p.write_text("".join(json.dumps(e) + "\n" for e in ev(write_then_read([1], "[1]", "k"))))
+    assert main(["check", str(p)]) == 4
+    err = capsys.readouterr().err
+    assert "kv key 'k': cannot compare written value [1] (list)" in err and "Traceback" not in err
+
+
+def test_recording_example_from_the_docs(cbchaos_redis, cbchaos_faults, tmp_path: Path) -> None:
+    """docs/linearizability.md "Recording", verbatim apart from the names it leaves free."""
+    r, worker = cbchaos_redis, 0
+    rec = Recorder(n_workers=4, journal=cbchaos_faults.journal)   # journal optional
+    h = rec.invoke(worker, "write", 3, key="k")   # timestamp now: call right before the request
+    r.set("k", 3)
+    h.ok()                                          # or h.fail(err) (provably no effect) / h.info(err)
+    with rec.op(worker, "read", key="k") as h:      # exceptions classified (§1.3 table)
+        h.ok(r.get("k"))
+    rec.close()                                     # pending ops become :info
+    write_jsonl(rec.history(), tmp_path / "history.jsonl")  # fault windows written as nemesis events
+
+    assert rec.events()[-1]["value"] == b"3"  # what Redis replied
+    assert check_events(rec.events(), KVModel()).verdict is Verdict.OK
+    assert check_events(read_jsonl(tmp_path / "history.jsonl").events, KVModel()).verdict is Verdict.OK
