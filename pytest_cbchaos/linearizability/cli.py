@@ -9,6 +9,7 @@ a bad option (located error on stderr). The format is sniffed from the content.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -67,8 +68,9 @@ def _html_target_error(out: Path, several: bool) -> str | None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    if args.timeout is not None and not args.timeout > 0:
-        print(f"cbchaos check: --timeout = {args.timeout!r}; expected a number > 0", file=sys.stderr)
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        print(f"cbchaos check: --timeout = {args.timeout!r}; expected a finite number > 0",
+              file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.model is not None and args.model not in model_names():
         print(f"cbchaos check: --model = {args.model!r}; expected one of "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-from ..history.ops import Op
+from ..history.ops import MalformedHistory, Op
 from .model import Model, _short, partition_by_key
 from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
                      same_value)
@@ -19,6 +19,8 @@ class RegisterModel(Model):
     """Read/write register; initial value ``initial`` (default None)."""
 
     name = "register"
+    #: the operations ``step`` knows; any other ``f`` is an input error (``validate``)
+    ops: tuple[str, ...] = ("read", "write")
 
     def __init__(self, initial: Any = None) -> None:
         self.initial = initial
@@ -38,11 +40,10 @@ class RegisterModel(Model):
         return f == _READ
 
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
-        """Reject a partition whose values mix scalars with another type (else a false ILLEGAL)."""
-        check_kinds(_register_values(ops), self._what(key))
-
-    def _what(self, key: Any) -> str:
-        return self.name if key is None else f"{self.name} key {key!r}"
+        """Reject unknown operations, malformed cas inputs and values of mixed types, each of
+        which would otherwise be a false ILLEGAL (or a traceback) rather than an input error."""
+        _check_ops(self, key, ops)
+        check_kinds(_register_values(ops), _what(self, key))
 
     def op_class(self, op: Op) -> Any:
         """Indeterminate ops with equal class are interchangeable (symmetry reduction)."""
@@ -60,6 +61,7 @@ class CasRegisterModel(RegisterModel):
     """etcd semantics: initial nil; nil read only before any write; ``cas [old, new]`` -> bool."""
 
     name = "cas-register"
+    ops = ("read", "write", "cas")
 
     def step(self, state: Any, op: Op) -> tuple[bool, Any]:
         f = op.f
@@ -141,6 +143,7 @@ class CounterModel(Model):
     """
 
     name = "counter"
+    ops = ("incr", "read")
 
     def init(self) -> int:
         return 0
@@ -157,6 +160,7 @@ class CounterModel(Model):
 
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Amounts and read outputs must be integers (or spell one); else a clear input error."""
+        _check_ops(self, key, ops)
         for op in ops:
             if op.f == "incr" and op.input is not None:
                 _need_int(op, "amount", op.input)
@@ -177,6 +181,7 @@ class SetModel(Model):
     """
 
     name = "set"
+    ops = ("add", "read")
 
     def init(self) -> frozenset:
         return frozenset()
@@ -193,6 +198,7 @@ class SetModel(Model):
 
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Reads must return a collection; elements must not mix scalars with other types."""
+        _check_ops(self, key, ops)
         values = []
         for op in ops:
             if op.f == "add":
@@ -205,10 +211,27 @@ class SetModel(Model):
                         f"returned {op.output!r} ({type(op.output).__name__}); expected a "
                         "collection of elements (list, set or tuple)")
                 values.extend((op, "read element", x) for x in op.output or ())
-        check_kinds(values, self.name)
+        check_kinds(values, _what(self, key))
 
     def describe_state(self, s: frozenset) -> str:
         return "{" + ", ".join(sorted(_short(x) for x in s)) + "}"
+
+
+def _what(model: Any, key: Any) -> str:
+    return model.name if key is None else f"{model.name} key {key!r}"
+
+
+def _check_ops(model: Any, key: Any, ops: Sequence[Op]) -> None:
+    what = _what(model, key)
+    for op in ops:
+        if op.f not in model.ops:
+            raise MalformedHistory(
+                f"{what}: unknown operation {op.f!r} at event index {op.invoke_index} (process "
+                f"{op.process}); expected one of {', '.join(model.ops)}")
+        if op.f == "cas" and not (isinstance(op.input, (list, tuple)) and len(op.input) == 2):
+            raise MalformedHistory(
+                f"{what}: cas value {op.input!r} at event index {op.invoke_index} (process "
+                f"{op.process}); expected [old, new]")
 
 
 def _register_values(ops: Sequence[Op]) -> list[tuple[Op, str, Any]]:

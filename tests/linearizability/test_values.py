@@ -10,7 +10,7 @@ import pytest
 from lin_events import ev
 
 from pytest_cbchaos.cli import main
-from pytest_cbchaos.history import Recorder, read_jsonl, write_jsonl
+from pytest_cbchaos.history import MalformedHistory, Recorder, read_jsonl, write_jsonl
 from pytest_cbchaos.linearizability import (CasRegisterModel, CounterModel, KVModel, RegisterModel,
                                             SetModel, ValueTypeMismatch, Verdict, check_events)
 
@@ -101,3 +101,27 @@ def test_recording_example_from_the_docs(cbchaos_redis, cbchaos_faults, tmp_path
     assert rec.events()[-1]["value"] == b"3"  # what Redis replied
     assert check_events(rec.events(), KVModel()).verdict is Verdict.OK
     assert check_events(read_jsonl(tmp_path / "history.jsonl").events, KVModel()).verdict is Verdict.OK
+
+
+@pytest.mark.parametrize("model, rows, msg", [
+    (RegisterModel(), [(0, 0, "invoke", "get", None), (1, 0, "ok", "get", 1)],
+     r"register: unknown operation 'get' at event index 0 \(process 0\); expected one of read, write"),
+    (KVModel(), [(0, 0, "invoke", "cas", 5, "k"), (1, 0, "ok", "cas", True, "k")],
+     r"kv key 'k': cas value 5 at event index 0 \(process 0\); expected \[old, new\]"),
+    (CounterModel(), [(0, 0, "invoke", "add", 1), (1, 0, "ok", "add", None)],
+     "counter: unknown operation 'add'"),
+    (SetModel(), [(0, 0, "invoke", "incr", 1), (1, 0, "ok", "incr", None)],
+     "set: unknown operation 'incr'"),
+])
+def test_unknown_operations_and_bad_cas_are_input_errors(model, rows, msg) -> None:
+    with pytest.raises(MalformedHistory, match=msg):
+        check_events(ev(rows), model)
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "0"])
+def test_cli_rejects_non_finite_timeout(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        timeout: str) -> None:
+    p = tmp_path / "h.jsonl"
+    p.write_text("".join(json.dumps(e) + "\n" for e in ev(write_then_read(1, 1, "k"))))
+    assert main(["check", str(p), "--timeout", timeout]) == 4
+    assert "expected a finite number > 0" in capsys.readouterr().err
