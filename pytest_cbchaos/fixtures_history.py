@@ -3,7 +3,8 @@
 A test records operations into ``cbchaos_history`` (a :class:`~pytest_cbchaos.history.recorder.Recorder`
 sharing the test's fault journal, so fault windows land in the same history). When the test is
 marked ``@pytest.mark.linearizable("cas-register")``, the history is checked after the test body
-returns; an ILLEGAL verdict fails the test with the counterexample, and the history, the journal,
+returns; an ILLEGAL verdict fails the test with the counterexample, and so does a history with no
+operations (nothing was checked; ``allow_empty=True`` accepts it) or one the model cannot judge, and the history, the journal,
 ``results.json`` and ``timeline.html`` are written to the artifact directory (kept per
 ``--cbchaos-keep``). UNKNOWN follows ``--cbchaos-on-unknown``.
 """
@@ -45,12 +46,14 @@ def artifact_dir(settings: Settings, nodeid: str) -> Path:
 
 def write_artifacts(directory: Path, recorder: Any, result: Any, journal: Any) -> dict[str, str]:
     """history.jsonl, faults.jsonl, results.json and timeline.html for one checked history."""
+    from pytest_cbchaos.history.store import dumps_event
+
     history = recorder.history()
     paths = {"history": directory / "history.jsonl", "faults": directory / "faults.jsonl",
              "results": directory / "results.json", "timeline": directory / "timeline.html"}
     with open(paths["history"], "w", encoding="utf-8") as fh:
-        for event in recorder.events():
-            fh.write(json.dumps(event, default=str) + "\n")
+        for event in recorder.events():  # bytes as UTF-8 text, as ``cbchaos check`` reads them
+            fh.write(dumps_event(event) + "\n")
     with open(paths["faults"], "w", encoding="utf-8") as fh:
         for window in journal.to_dicts():
             fh.write(json.dumps(window) + "\n")
@@ -75,6 +78,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 
 def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any) -> None:
+    from pytest_cbchaos.history.ops import MalformedHistory
     from pytest_cbchaos.linearizability.checker import Verdict, check
     from pytest_cbchaos.linearizability.models import get_model
 
@@ -88,7 +92,15 @@ def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any
         pytest.fail(f"{item.nodeid}: @pytest.mark.linearizable({model_name!r}): {exc}", pytrace=False)
     timeout = marker.kwargs.get("timeout") or settings.check_timeout
     recorder.close()
-    result = check(recorder.history(), model, timeout=timeout, max_cache_entries=settings.max_cache, mode="report")
+    history = recorder.history()
+    where = f"{item.nodeid}: @pytest.mark.linearizable({model_name!r})"
+    if not history.client_events() and not marker.kwargs.get("allow_empty", False):
+        pytest.fail(f"{where}: no operations were recorded into cbchaos_history, so nothing was checked "
+                    "(allow_empty=True accepts an empty history)", pytrace=False)
+    try:
+        result = check(history, model, timeout=timeout, max_cache_entries=settings.max_cache, mode="report")
+    except MalformedHistory as exc:
+        pytest.fail(f"{where}: the recorded history cannot be checked: {exc}", pytrace=False)
     item.user_properties.append(("cbchaos_verdict", result.verdict.value))
     keep = settings.keep == "all" or (settings.keep == "failed" and result.verdict is not Verdict.OK)
     artifacts: dict[str, str] = {}

@@ -21,7 +21,7 @@ MARKERS = [
     "chaos(*faults): declares the faults a test injects (reported)",
     "cbchaos_backends(*names): restrict the test to these proxy/redis backends",
     "requires_real_redis: skip on the fakeredis backend (real-server timing or commands)",
-    "linearizable(model, timeout=None): check the test's recorded history against a model",
+    "linearizable(model, timeout=None, allow_empty=False): check the test's recorded history against a model",
     "slow: long-running (real opencode, load); still run in CI",
     "opencode: needs the real opencode binary",
 ]
