@@ -100,8 +100,8 @@ def validate_event(ev: Any, where: str = "") -> None:
         raise MalformedHistory(f"{loc}key 'f' = {ev.get('f')!r}; expected a string")
     for k in ("time", "index"):
         v = ev.get(k)
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise MalformedHistory(f"{loc}key {k!r} = {v!r}; expected a number")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise MalformedHistory(f"{loc}key {k!r} = {v!r}; expected a finite number")
 
 
 def pair_events(events: Sequence[dict[str, Any]],

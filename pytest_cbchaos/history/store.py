@@ -73,6 +73,15 @@ def write_jsonl(history: History | Iterable[dict[str, Any]], path: str | Path) -
     return p
 
 
+class _NonFinite(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    """``json.loads`` accepts ``NaN``/``Infinity``; a history must not (NaN != NaN reads as ILLEGAL)."""
+    raise _NonFinite(name)
+
+
 def read_jsonl(path: str | Path) -> History:
     """Read a JSON-lines history; errors name the file, line and key."""
     p = Path(path)
@@ -83,7 +92,10 @@ def read_jsonl(path: str | Path) -> History:
             if not line.strip():
                 continue
             try:
-                ev = json.loads(line)
+                ev = json.loads(line, parse_constant=_no_constant)
+            except _NonFinite as exc:
+                raise MalformedHistory(f"{p}:{lineno}: {exc.args[0]} is not a number JSON allows; "
+                                       "expected finite numbers") from None
             except json.JSONDecodeError as exc:
                 raise MalformedHistory(f"{p}:{lineno}: invalid JSON ({exc.msg} at column "
                                        f"{exc.colno}); expected one event object per line") from None

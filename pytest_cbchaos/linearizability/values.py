@@ -88,6 +88,9 @@ def check_kinds(values: Iterable[tuple[Op, str, Any]], what: str) -> None:
     """Raise :class:`ValueTypeMismatch` if ``(op, role, value)`` mix a scalar with another type."""
     first: dict[str, tuple[Op, str, Any]] = {}
     for op, role, v in values:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueTypeMismatch(f"{what}: {role} {v!r} at {_where(op)}; expected a finite "
+                                    "number (NaN never equals itself)")
         k = kind(v)
         if k is None or k in first:
             continue

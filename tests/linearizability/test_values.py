@@ -125,3 +125,19 @@ def test_cli_rejects_non_finite_timeout(tmp_path: Path, capsys: pytest.CaptureFi
     p.write_text("".join(json.dumps(e) + "\n" for e in ev(write_then_read(1, 1, "k"))))
     assert main(["check", str(p), "--timeout", timeout]) == 4
     assert "expected a finite number > 0" in capsys.readouterr().err
+
+
+def test_non_finite_values_and_times_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueTypeMismatch, match=r"register: written value nan at event index 0 .*"
+                                                 r"expected a finite number"):
+        check_events(ev(write_then_read(float("nan"), float("nan"))), RegisterModel())
+    p = tmp_path / "h.jsonl"
+    p.write_text('{"type":"invoke","process":0,"f":"write","value":NaN,"time":0,"index":0}\n')
+    with pytest.raises(MalformedHistory, match=r"h\.jsonl:1: NaN is not a number JSON allows"):
+        read_jsonl(p)
+    p.write_text('{"type":"invoke","process":0,"f":"write","value":1,"time":Infinity,"index":0}\n')
+    with pytest.raises(MalformedHistory, match=r"h\.jsonl:1: Infinity"):
+        read_jsonl(p)
+    with pytest.raises(MalformedHistory, match=r"key 'time' = inf; expected a finite number"):
+        check_events([{"type": "invoke", "process": 0, "f": "read", "value": None,
+                       "time": float("inf"), "index": 0}], RegisterModel())
