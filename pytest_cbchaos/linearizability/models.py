@@ -139,7 +139,8 @@ class KVModel(CasRegisterModel):
 class CounterModel(Model):
     """``incr`` (input = amount, default 1; output not checked) / ``read`` (output = count).
 
-    Amounts and reads may be ints or decimal strings/bytes (Redis ``GET`` replies ``b"3"``).
+    Amounts and reads may be ints or decimal strings/bytes (Redis ``GET`` replies ``b"3"``); a
+    read of nil is 0 (``GET`` of a key no ``INCR`` created yet).
     """
 
     name = "counter"
@@ -152,7 +153,7 @@ class CounterModel(Model):
         if op.f == "incr":
             return True, state + (1 if op.input is None else as_int(op.input))
         if op.f == "read":
-            return (op.unknown or as_int(op.output) == state), state
+            return (op.unknown or _count(op.output) == state), state
         return False, state
 
     def read_only(self, f: str) -> bool:
@@ -165,7 +166,7 @@ class CounterModel(Model):
             if op.f == "incr" and op.input is not None:
                 _need_int(op, "amount", op.input)
             elif op.f == "read" and not op.unknown and not is_error_reply(op.output):
-                _need_int(op, "read value", op.output)
+                _need_int(op, "read value", _count(op.output))
 
     def explain(self, s: int, op: Op) -> str:
         if op.f == "read":
@@ -212,6 +213,14 @@ class SetModel(Model):
                         "collection of elements (list, set or tuple)")
                 values.extend((op, "read element", x) for x in op.output or ())
         check_kinds(values, _what(self, key))
+        for op, role, x in values:
+            try:
+                hash(_element(x))
+            except TypeError:
+                raise ValueTypeMismatch(
+                    f"{_what(self, key)}: {role} {x!r} ({type(x).__name__}) at event index "
+                    f"{op.invoke_index} (process {op.process}) is not hashable; expected a "
+                    "scalar, a list or another hashable value") from None
 
     def describe_state(self, s: frozenset) -> str:
         return "{" + ", ".join(sorted(_short(x) for x in s)) + "}"
@@ -254,6 +263,10 @@ def _need_int(op: Op, role: str, v: Any) -> None:
         raise ValueTypeMismatch(
             f"counter: {role} {v!r} ({type(v).__name__}) at event index {op.invoke_index} "
             f"(process {op.process}, {op.f}); expected an integer or a decimal string")
+
+
+def _count(v: Any) -> Any:
+    return 0 if v is None else as_int(v)
 
 
 def _element(x: Any) -> Any:

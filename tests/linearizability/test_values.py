@@ -141,3 +141,15 @@ def test_non_finite_values_and_times_are_input_errors(tmp_path: Path) -> None:
     with pytest.raises(MalformedHistory, match=r"key 'time' = inf; expected a finite number"):
         check_events([{"type": "invoke", "process": 0, "f": "read", "value": None,
                        "time": float("inf"), "index": 0}], RegisterModel())
+
+
+def test_counter_read_of_nil_is_zero_and_unhashable_set_elements_are_errors() -> None:
+    rows = [(0, 1, "invoke", "read", None), (1, 1, "ok", "read", None),
+            (2, 0, "invoke", "incr", None), (3, 0, "ok", "incr", 1),
+            (4, 1, "invoke", "read", None), (5, 1, "ok", "read", None)]
+    assert verdict(rows[:4], CounterModel()) is Verdict.OK
+    assert verdict(rows, CounterModel()) is Verdict.ILLEGAL  # nil after an incr: the key was lost
+    add = [(0, 0, "invoke", "add", {"a": 1}), (1, 0, "ok", "add", None)]
+    with pytest.raises(ValueTypeMismatch, match=r"set: added element \{'a': 1\} \(dict\) at event "
+                                                 r"index 0 \(process 0\) is not hashable"):
+        check_events(ev(add), SetModel())
