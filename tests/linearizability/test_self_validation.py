@@ -7,7 +7,7 @@ A history is built from a true order: each op gets a linearization point (its po
 invoke time before it and a completion time after it, so windows overlap. Some ops crash (``info``,
 effect kept or dropped, completion recorded or left pending), some fail (no effect), some are
 resent under the same ``op_id`` by a new process after a crash, values repeat (small domains), and
-reads reply in Redis form (``b"3"``, ``"3"`` or ``3``). Outputs come from a reference executor
+reads reply in Redis form (``b"3"``, ``"3"`` or ``3``; a counter's 0 as nil). Outputs come from a reference executor
 written here, not from the models under test.
 """
 
@@ -130,6 +130,8 @@ def correct_histories(draw: Any, model: str) -> list[dict[str, Any]]:
             s.ret = s.call + draw(st.integers(0, 25))
         if s.f == "read" and s.status == "ok":
             s.output = redis_form(draw, s.output)
+            if model == "counter" and s.output == 0 and draw(st.booleans()):
+                s.output = None  # GET before any INCR
     return to_events(specs)
 
 
