@@ -10,7 +10,7 @@ import pytest
 from lin_events import ev
 
 from pytest_cbchaos.cli import main
-from pytest_cbchaos.history import MalformedHistory, Recorder, read_jsonl, write_jsonl
+from pytest_cbchaos.history import MalformedHistory, read_jsonl
 from pytest_cbchaos.linearizability import (CasRegisterModel, CounterModel, KVModel, RegisterModel,
                                             SetModel, ValueTypeMismatch, Verdict, check_events)
 
@@ -86,21 +86,24 @@ def test_cli_type_mismatch_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture
     assert "kv key 'k': cannot compare written value [1] (list)" in err and "Traceback" not in err
 
 
-def test_recording_example_from_the_docs(cbchaos_redis, cbchaos_faults, tmp_path: Path) -> None:
-    """docs/linearizability.md "Recording", verbatim apart from the names it leaves free."""
-    r, worker = cbchaos_redis, 0
-    rec = Recorder(n_workers=4, journal=cbchaos_faults.journal)   # journal optional
-    h = rec.invoke(worker, "write", 3, key="k")   # timestamp now: call right before the request
-    r.set("k", 3)
-    h.ok()                                          # or h.fail(err) (provably no effect) / h.info(err)
-    with rec.op(worker, "read", key="k") as h:      # exceptions classified (§1.3 table)
-        h.ok(r.get("k"))
-    rec.close()                                     # pending ops become :info
-    write_jsonl(rec.history(), tmp_path / "history.jsonl")  # fault windows written as nemesis events
+def recording_example() -> str:
+    """The first python block under "## Recording" in docs/linearizability.md."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "linearizability.md").read_text()
+    section = doc[doc.index("## Recording"):]
+    return section[section.index("```python\n") + 10:section.index("```\n", section.index("```python"))]
 
+
+def test_recording_example_from_the_docs(cbchaos_redis, cbchaos_faults, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/linearizability.md "Recording", executed as written against real Redis."""
+    monkeypatch.chdir(tmp_path)
+    ns = {"r": cbchaos_redis, "worker": 0, "cbchaos_faults": cbchaos_faults}
+    exec(compile(recording_example(), "docs/linearizability.md#Recording", "exec"), ns)
+    rec = ns["rec"]
     assert rec.events()[-1]["value"] == b"3"  # what Redis replied
     assert check_events(rec.events(), KVModel()).verdict is Verdict.OK
     assert check_events(read_jsonl(tmp_path / "history.jsonl").events, KVModel()).verdict is Verdict.OK
+    assert main(["check", str(tmp_path / "history.jsonl")]) == 0
 
 
 @pytest.mark.parametrize("model, rows, msg", [
