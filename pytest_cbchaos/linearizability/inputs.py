@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..history.ops import MalformedHistory
 from ..history.store import History, read_jsonl
-from .jepsen import EXPECTED_LINE, parse_jepsen_line, read_jepsen_log
+from .jepsen import EXPECTED_LINE, UnrecognisedLine, parse_jepsen_line, read_jepsen_log
 
 FORMATS = ("jepsen", "jsonl")
 _JEPSEN_LOG_LINE = re.compile(r"^\s*(?:TRACE|DEBUG|INFO|WARN|ERROR|FATAL)\s+jepsen\.")
@@ -56,9 +56,8 @@ def load_history(path: Path, fmt: str | None = None, *, allow_empty: bool = Fals
     except UnicodeDecodeError as exc:
         raise MalformedHistory(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}); "
                                "expected a JSON-lines or Jepsen history") from None
-    except MalformedHistory as exc:
-        hint = " (--skip-unparsed ignores such lines)" if "unrecognised line" in str(exc) else ""
-        raise MalformedHistory(f"{exc}{hint}") from None
+    except UnrecognisedLine as exc:
+        raise UnrecognisedLine(f"{exc} (--skip-unparsed ignores such lines)") from None
     if not allow_empty and not history.client_events():
         raise MalformedHistory(f"{path}: no operations in this {fmt} history; expected at least "
                                "one invoke event (pass --allow-empty to accept an empty history)")

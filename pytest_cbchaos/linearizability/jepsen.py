@@ -64,6 +64,10 @@ def parse_jepsen_line(line: str) -> tuple[str, int, str, Any] | None:
     return None
 
 
+class UnrecognisedLine(MalformedHistory):
+    """A line of a Jepsen log that is not an operation."""
+
+
 EXPECTED_LINE = ("a Jepsen operation line 'INFO  jepsen.util - PROCESS<TAB>:invoke|:ok|:fail|:info"
                  "<TAB>:read|:write|:cas<TAB>VALUE'")
 
@@ -82,7 +86,7 @@ def read_jepsen_log(path: str | Path, *, skip_unparsed: bool = False) -> History
             if parsed is None:
                 if skip_unparsed or not line.strip():
                     continue
-                raise MalformedHistory(f"{p}:{lineno}: unrecognised line {_clip(line)!r}; "
+                raise UnrecognisedLine(f"{p}:{lineno}: unrecognised line {_clip(line)!r}; "
                                        f"expected {EXPECTED_LINE}")
             typ, proc, f, value = parsed
             events.append({"type": typ, "process": proc, "f": f, "value": value,
