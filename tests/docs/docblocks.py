@@ -1,0 +1,204 @@
+"""Finds and runs the fenced code blocks of README.md and docs/*.md (convention: docs/executable-docs.md).
+
+Sybil's markdown lexer finds the blocks (fences of any length, ``~~~``, blocks inside lists and quotes);
+running them is ours, because a block needs pytest fixtures (``pytester``, the kit's fixtures) and its
+own xfail, which a per-test parametrization gives directly.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from sybil import Document
+from sybil.parsers.markdown.lexers import RawFencedCodeBlockLexer
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+MARKER = re.compile(r"<!--\s*(?P<kind>illustration|xfail)\b\s*:?\s*(?P<reason>.*?)\s*-->\s*\Z")
+_LEXER = RawFencedCodeBlockLexer(info_pattern=re.compile(r"(?P<language>[^\n]*)$\n", re.MULTILINE))
+SHELL = {"sh", "shell", "bash", "console"}
+COMMAND_TIMEOUT_S = 120
+
+
+class DocBlockError(AssertionError):
+    """A block that cannot run as written, or whose run failed: the message names file and line."""
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: str           # path relative to the repository root
+    line: int          # line of the opening fence
+    language: str      # the fence's info string ("" when none)
+    source: str
+    marker: str | None  # "illustration" | "xfail" | None (runs)
+    reason: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.doc}:{self.line}"
+
+    @property
+    def kind(self) -> str:
+        """How the block runs: illustration, pytest, python, shell, yaml, or unknown."""
+        if self.marker == "illustration":
+            return "illustration"
+        if self.language == "python":
+            return "pytest" if defines_tests(self.source) else "python"
+        if self.language in SHELL:
+            return "shell"
+        if self.language in ("yaml", "yml"):
+            return "yaml"
+        return "unknown"
+
+
+def doc_paths() -> list[str]:
+    return ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+
+
+def parse(text: str, doc: str) -> list[Block]:
+    """Every fenced block of one markdown text, with the marker comment on the line before it."""
+    blocks = []
+    for region in _LEXER(Document(text, doc)):
+        line = text.count("\n", 0, region.start) + 1
+        before = text[:region.start].rstrip().rsplit("\n", 1)[-1].strip()
+        m = MARKER.match(before)
+        marker, reason = (m["kind"], m["reason"]) if m else (None, "")
+        if marker and not reason:
+            raise DocBlockError(f"{doc}:{line}: <!-- {marker} --> needs a reason: <!-- {marker}: why -->")
+        blocks.append(Block(doc, line, region.lexemes["language"].strip(), str(region.lexemes["source"]),
+                            marker, reason))
+    return blocks
+
+
+def all_blocks() -> list[Block]:
+    return [b for doc in doc_paths() for b in parse((ROOT / doc).read_text(encoding="utf-8"), doc)]
+
+
+def defines_tests(source: str) -> bool:
+    """A python block with top-level ``test_*`` functions or ``Test*`` classes is a pytest test file."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return False
+    return any((isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name.startswith("test_"))
+               or (isinstance(n, ast.ClassDef) and n.name.startswith("Test"))
+               for n in tree.body)
+
+
+def fixture_names(source: str) -> list[str]:
+    """Free names of the kit's fixtures (``cbchaos_*``) a plain python block uses, in order of use."""
+    seen: dict[str, None] = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id.startswith("cbchaos_"):
+            seen[node.id] = None
+    return list(seen)
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+def run_python(block: Block, before: list[Block], fixture: Callable[[str], Any]) -> dict[str, Any]:
+    """Exec the document's earlier plain python blocks, then this one, in one namespace (cwd: scratch)."""
+    ns: dict[str, Any] = {"__name__": "__docblock__"}
+    for b in [*before, block]:
+        for name in fixture_names(b.source):
+            ns.setdefault(name, fixture(name))
+        code = compile("\n" * (b.line) + b.source, str(ROOT / b.doc), "exec")  # tracebacks show doc lines
+        try:
+            exec(code, ns)
+        except Exception as exc:
+            if b is block:
+                raise
+            raise DocBlockError(f"{b.id} (runs before {block.id}) failed: {exc!r}") from exc
+    return ns
+
+
+def run_pytest(block: Block, pytester: pytest.Pytester, *args: str) -> None:
+    """The block is a test file: run it with pytest and the kit's plugin; every test in it must pass."""
+    pytester.makepyfile(**{"test_doc_block": block.source})
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    outcomes = result.parseoutcomes()
+    if result.ret != 0 or not outcomes.get("passed"):
+        raise DocBlockError(f"{block.id}: the block's tests did not all pass ({outcomes}):\n"
+                            + "\n".join(result.outlines[-60:]))
+
+
+def shell_commands(block: Block) -> list[list[str]]:
+    """One argv per non-empty line (``#`` starts a comment); only commands we know how to run."""
+    commands = []
+    for n, raw in enumerate(block.source.splitlines(), start=block.line + 1):
+        argv = shlex.split(raw, comments=True)
+        if not argv:
+            continue
+        exe = argv[0]
+        if exe.startswith(".venv/bin/"):
+            exe = exe.removeprefix(".venv/bin/")
+        if exe == "cbchaos":
+            argv = [str(VENV_BIN / "cbchaos"), *argv[1:]]
+        elif exe == "pytest":
+            argv = [sys.executable, "-m", "pytest", *argv[1:]]
+        elif exe == "python":
+            argv = [sys.executable, *argv[1:]]
+        else:
+            raise DocBlockError(f"{block.doc}:{n}: cannot run {argv[0]!r} (cbchaos, pytest and python run); "
+                                "mark the block <!-- illustration: why -->")
+        commands.append(argv)
+    return commands
+
+
+def run_shell(block: Block, cwd: Path) -> None:
+    """Each command runs in ``cwd`` with this checkout's package first on PYTHONPATH; each must exit 0."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "PATH": os.pathsep.join([str(VENV_BIN), os.environ.get("PATH", "")])}
+    for argv in shell_commands(block):
+        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+        if proc.returncode != 0:
+            raise DocBlockError(f"{block.id}: {shlex.join(argv)} exited {proc.returncode}:\n"
+                                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+
+
+def run_yaml(block: Block, pytester: pytest.Pytester) -> None:
+    """A scenario: the loader validates it, then ``pytest scenarios/`` runs it and it must pass."""
+    from pytest_cbchaos.scenario.errors import ScenarioError
+    from pytest_cbchaos.scenario.loader import load_scenario
+
+    path = pytester.mkdir("scenarios") / "doc_block.yaml"
+    path.write_text(block.source)
+    try:
+        load_scenario(path)
+    except ScenarioError as exc:
+        raise DocBlockError(f"{block.id}: the scenario loader rejects the block: {exc}") from None
+    result = pytester.runpytest("scenarios", "-p", "no:cacheprovider")
+    outcomes = result.parseoutcomes()
+    if result.ret != 0 or not outcomes.get("passed"):
+        raise DocBlockError(f"{block.id}: the scenario did not pass ({outcomes}):\n"
+                            + "\n".join(result.outlines[-60:]))
+
+
+def run_block(block: Block, blocks: list[Block], request: pytest.FixtureRequest, scratch: Path) -> None:
+    """Run one block the way its kind says (``scratch`` is the document's working directory)."""
+    kind = block.kind
+    if kind == "illustration":
+        pytest.skip(f"illustration: {block.reason}")
+    if kind == "unknown":
+        raise DocBlockError(f"{block.id}: a {block.language or 'plain'!s} block cannot run; "
+                            "give it a runnable language (python, sh, yaml) or mark it <!-- illustration: why -->")
+    before = [b for b in blocks if b.doc == block.doc and b.line < block.line and b.kind == "python"]
+    if kind == "python":
+        run_python(block, before, request.getfixturevalue)
+    elif kind == "shell":
+        if before:  # the commands see the files the python blocks above them wrote
+            run_python(before[-1], before[:-1], request.getfixturevalue)
+        run_shell(block, scratch)
+    elif kind == "pytest":
+        run_pytest(block, request.getfixturevalue("pytester"))
+    elif kind == "yaml":
+        run_yaml(block, request.getfixturevalue("pytester"))
