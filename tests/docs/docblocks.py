@@ -105,19 +105,28 @@ def fixture_names(source: str) -> list[str]:
 
 # --- running ---------------------------------------------------------------------------------------
 
-def run_python(block: Block, before: list[Block], fixture: Callable[[str], Any]) -> dict[str, Any]:
-    """Exec the document's earlier plain python blocks, then this one, in one namespace (cwd: scratch)."""
+def _exec(block: Block, ns: dict[str, Any], fixture: Callable[[str], Any]) -> None:
+    for name in fixture_names(block.source):
+        ns.setdefault(name, fixture(name))
+    code = compile("\n" * block.line + block.source, str(ROOT / block.doc), "exec")  # tracebacks: doc lines
+    exec(code, ns)
+
+
+def replay(before: list[Block], then: Block, fixture: Callable[[str], Any]) -> dict[str, Any]:
+    """Exec the document's earlier plain python blocks in one namespace, as the reader ran them."""
     ns: dict[str, Any] = {"__name__": "__docblock__"}
-    for b in [*before, block]:
-        for name in fixture_names(b.source):
-            ns.setdefault(name, fixture(name))
-        code = compile("\n" * (b.line) + b.source, str(ROOT / b.doc), "exec")  # tracebacks show doc lines
+    for b in before:
         try:
-            exec(code, ns)
+            _exec(b, ns, fixture)
         except Exception as exc:
-            if b is block:
-                raise
-            raise DocBlockError(f"{b.id} (runs before {block.id}) failed: {exc!r}") from exc
+            raise DocBlockError(f"{b.id} (runs before {then.id}) failed: {exc!r}") from exc
+    return ns
+
+
+def run_python(block: Block, before: list[Block], fixture: Callable[[str], Any]) -> dict[str, Any]:
+    """The earlier plain python blocks, then this one, in one namespace (cwd: the scratch directory)."""
+    ns = replay(before, block, fixture)
+    _exec(block, ns, fixture)
     return ns
 
 
@@ -191,12 +200,12 @@ def run_block(block: Block, blocks: list[Block], request: pytest.FixtureRequest,
     if kind == "unknown":
         raise DocBlockError(f"{block.id}: a {block.language or 'plain'!s} block cannot run; "
                             "give it a runnable language (python, sh, yaml) or mark it <!-- illustration: why -->")
-    before = [b for b in blocks if b.doc == block.doc and b.line < block.line and b.kind == "python"]
+    before = [b for b in blocks if b.doc == block.doc and b.line < block.line and b.kind == "python"
+              and b.marker != "xfail"]
     if kind == "python":
         run_python(block, before, request.getfixturevalue)
     elif kind == "shell":
-        if before:  # the commands see the files the python blocks above them wrote
-            run_python(before[-1], before[:-1], request.getfixturevalue)
+        replay(before, block, request.getfixturevalue)  # the commands see the files those blocks wrote
         run_shell(block, scratch)
     elif kind == "pytest":
         run_pytest(block, request.getfixturevalue("pytester"))
