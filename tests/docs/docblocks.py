@@ -15,7 +15,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from types import ModuleType
+from typing import Any, Callable, Iterator
 
 import pytest
 from sybil import Document
@@ -131,21 +132,38 @@ def run_python(block: Block, before: list[Block], fixture: Callable[[str], Any])
     return ns
 
 
-def _require_all_passed(block: Block, result: pytest.RunResult, what: str) -> None:
-    """Passed means ran: a skip (say, a missing server) or an xfail inside the block fails it too."""
-    try:
-        outcomes = result.parseoutcomes()
-    except ValueError:  # no summary line: a usage or internal error
-        outcomes = {}
-    others = {k: v for k, v in outcomes.items() if k not in ("passed", "warnings", "warning")}
-    if result.ret != 0 or not outcomes.get("passed") or others:
-        raise DocBlockError(f"{block.id}: {what} did not all pass ({outcomes}):\n" + "\n".join(result.outlines[-60:]))
+class BlockModule(pytest.Module):
+    """A test-file block as a test module of this session: its tests use the worker's real servers."""
+
+    def __init__(self, *, block: Block, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.block = block
+
+    def _getobj(self) -> ModuleType:
+        b = self.block
+        module = ModuleType("docblock_" + re.sub(r"\W", "_", b.id))
+        module.__file__ = str(ROOT / b.doc)
+        sys.modules[module.__name__] = module  # as an import would (dataclasses, pickling look it up)
+        exec(compile("\n" * b.line + b.source, module.__file__, "exec"), module.__dict__)  # lines: the doc's
+        return module
 
 
-def run_pytest(block: Block, pytester: pytest.Pytester) -> None:
-    """The block is a test file: run it with pytest and the kit's plugin; every test in it must pass."""
-    pytester.makepyfile(**{"test_doc_block": block.source})
-    _require_all_passed(block, pytester.runpytest("-p", "no:cacheprovider", "-rA"), "the block's tests")
+class DocTestFiles(pytest.File):
+    """Collects each test-file block (see :func:`defines_tests`) as a :class:`BlockModule` (xfail honoured)."""
+
+    def __init__(self, *, blocks: list[Block], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.blocks = blocks
+
+    def collect(self) -> Iterator[BlockModule]:
+        for b in self.blocks:
+            if b.kind != "pytest":
+                continue
+            module = BlockModule.from_parent(self, path=ROOT / b.doc, name=b.id, nodeid=f"{self.nodeid}::{b.id}",
+                                             block=b)
+            if b.marker == "xfail":
+                module.add_marker(pytest.mark.xfail(reason=b.reason, strict=False))
+            yield module
 
 
 def shell_commands(block: Block) -> list[list[str]]:
@@ -195,7 +213,14 @@ def run_yaml(block: Block, pytester: pytest.Pytester) -> None:
         load_scenario(path)
     except ScenarioError as exc:
         raise DocBlockError(f"{block.id}: the scenario loader rejects the block: {exc}") from None
-    _require_all_passed(block, pytester.runpytest("scenarios", "-p", "no:cacheprovider", "-rA"), "the scenario")
+    result = pytester.runpytest("scenarios", "-p", "no:cacheprovider", "-rA")
+    try:
+        outcomes = result.parseoutcomes()
+    except ValueError:  # no summary line: a usage or internal error
+        outcomes = {}
+    if result.ret != 0 or outcomes.get("passed") != 1 or set(outcomes) - {"passed", "warnings", "warning"}:
+        raise DocBlockError(f"{block.id}: the scenario did not pass ({outcomes}):\n"
+                            + "\n".join(result.outlines[-60:]))
 
 
 def run_block(block: Block, blocks: list[Block], request: pytest.FixtureRequest, scratch: Path) -> None:
@@ -214,6 +239,6 @@ def run_block(block: Block, blocks: list[Block], request: pytest.FixtureRequest,
         replay(before, block, request.getfixturevalue)  # the commands see the files those blocks wrote
         run_shell(block, scratch)
     elif kind == "pytest":
-        run_pytest(block, request.getfixturevalue("pytester"))
+        raise DocBlockError(f"{block.id}: a test file runs as its own module (DocTestFiles), not here")
     elif kind == "yaml":
         run_yaml(block, request.getfixturevalue("pytester"))
