@@ -81,6 +81,16 @@ def parse(text: str, doc: str) -> list[Block]:
     return blocks
 
 
+def commonmark_code_blocks(text: str) -> tuple[list[int], list[int]]:
+    """(lines of fenced blocks, lines of indented blocks) as a CommonMark parser sees them: a cross-check
+    of the lexer, and indented blocks, which cannot carry a language and so can neither run nor be marked."""
+    from markdown_it import MarkdownIt  # comes with rich
+
+    tokens = MarkdownIt("commonmark").parse(text)
+    return ([t.map[0] + 1 for t in tokens if t.type == "fence" and t.map],
+            [t.map[0] + 1 for t in tokens if t.type == "code_block" and t.map])
+
+
 def all_blocks() -> list[Block]:
     return [b for doc in doc_paths() for b in parse((ROOT / doc).read_text(encoding="utf-8"), doc)]
 
@@ -163,6 +173,8 @@ class DocTestFiles(pytest.File):
                                              block=b)
             if b.marker == "xfail":
                 module.add_marker(pytest.mark.xfail(reason=b.reason, strict=False))
+            if re.search(r"\bcbchaos_opencode", b.source):
+                module.add_marker(pytest.mark.slow)  # as the suite marks tests that start real opencode
             yield module
 
 

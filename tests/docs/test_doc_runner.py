@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from docblocks import Block, DocBlockError, parse, run_block, run_python, run_shell, run_yaml
+from docblocks import Block, DocBlockError, commonmark_code_blocks, parse, run_block, run_python, run_shell, run_yaml
 
 MD = '''# t
 
@@ -50,6 +50,12 @@ def test_parse_finds_every_fence_with_its_marker_and_kind() -> None:
         (23, "sh", None, "", "shell"),
     ]
     assert blocks[4].source.strip() == "cbchaos doctor"
+
+
+def test_indented_code_blocks_are_reported_and_fences_agree_with_commonmark() -> None:
+    fenced, indented = commonmark_code_blocks("Run it:\n\n    make chaos\n\n" + MD)
+    assert indented == [3]
+    assert fenced == [b.line + 4 for b in parse(MD, "t.md")]
 
 
 def test_marker_without_reason_is_an_error_naming_file_and_line() -> None:
