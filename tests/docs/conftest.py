@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from docblocks import DocTestFiles, all_blocks
+from docblocks import all_blocks
+from docrun import DocTestFiles
 
 
 def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

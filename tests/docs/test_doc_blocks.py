@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from docblocks import ROOT, Block, all_blocks, commonmark_code_blocks, doc_paths, fixture_names, run_block
+from docblocks import ROOT, Block, all_blocks, commonmark_code_blocks, doc_paths, fixture_names
+from docrun import run_block
 
 BLOCKS = all_blocks()
 RUN_HERE = [  # test files: tests/docs/test_doc_test_files.py; real opencode is slow, as in the suite

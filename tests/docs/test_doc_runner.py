@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from docblocks import Block, DocBlockError, commonmark_code_blocks, parse, run_block, run_python, run_shell, run_yaml
+from docblocks import Block, DocBlockError, commonmark_code_blocks, parse
+from docrun import run_block, run_python, run_shell, run_yaml
 
 MD = '''# t
 
@@ -121,7 +122,8 @@ def test_never():
 def test_test_file_blocks_run_as_modules_of_the_session(pytester: pytest.Pytester) -> None:
     pytester.syspathinsert(Path(__file__).parent)
     pytester.makeconftest(f"""
-from docblocks import DocTestFiles, parse
+from docblocks import parse
+from docrun import DocTestFiles
 
 def pytest_pycollect_makemodule(module_path, parent):
     if module_path.name == "test_blocks.py":
