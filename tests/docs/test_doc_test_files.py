@@ -1,0 +1,1 @@
+"""Placeholder: tests/docs/conftest.py collects the test-file blocks of the docs under this name."""
