@@ -66,8 +66,10 @@ def test_upstream_latency_applies_to_live_connection(proxy):
         assert rtt(s) < 0.080
 
 
-def test_reset_peer_rst_within_window(proxy):
-    proxy.add_toxic("reset_peer", stream="upstream", timeout=100)
+@pytest.mark.parametrize("stream", ["upstream", "downstream"])
+def test_reset_peer_rst_within_window(proxy, stream):
+    """Linger 0 goes on both sockets of the link (Toxiproxy's link.go), so either stream ends in RST."""
+    proxy.add_toxic("reset_peer", stream=stream, timeout=100)
     with connect(proxy.listen_port) as s:
         start = time.monotonic()
         s.sendall(b"hello")
@@ -181,3 +183,13 @@ def test_reset_peer_added_to_open_connection_closes_with_fin(proxy):
         s.sendall(b"bye")
         data, error = recv_until_closed(s)
     assert data == b"" and error is None  # linger 0 is set only at link start
+
+
+@pytest.mark.parametrize("stream", ["upstream", "downstream"])
+def test_reset_peer_timeout_zero_resets_client(proxy, stream):
+    proxy.add_toxic("reset_peer", stream=stream, timeout=0)
+    with connect(proxy.listen_port) as s:
+        s.sendall(b"hello")
+        data, error = recv_until_closed(s)
+    assert data == b""
+    assert isinstance(error, ConnectionResetError), f"client saw {error!r} (None = FIN/EOF), expected ECONNRESET"
