@@ -321,3 +321,30 @@ def test_populate_replaces_differing_proxy(tp):
     assert r.status_code == 201
     one = api(tp, "GET", "/proxies/one").json()
     assert one["upstream"] == "localhost:9999" and one["toxics"] == []
+
+
+@pytest.mark.parametrize("listen", ["missing", "", None], ids=["missing", "empty", "null"])
+def test_create_without_listen_binds_a_free_port(tp, echo, listen):
+    """Toxiproxy passes "" to net.Listen: 201 and an ephemeral port (ours binds 127.0.0.1 only)."""
+    body = {"name": "nolisten", "upstream": echo.address}
+    if listen != "missing":
+        body["listen"] = listen
+    r = api(tp, "POST", "/proxies", body)
+    assert r.status_code == 201, r.text
+    host, _, port = r.json()["listen"].rpartition(":")
+    assert int(port) > 0 and r.json()["enabled"] is True
+    if tp.backend == "embedded":
+        assert host == "127.0.0.1"
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=5.0) as s:
+        s.sendall(b"ping")
+        s.settimeout(5.0)
+        assert s.recv(4) == b"ping"
+    assert api(tp, "GET", "/proxies/nolisten").json()["listen"] == r.json()["listen"]
+
+
+def test_populate_without_listen_binds_a_free_port(tp):
+    r = api(tp, "POST", "/populate", [{"name": "p1", "upstream": "localhost:1"},
+                                      {"name": "p2", "upstream": "localhost:1", "listen": None}])
+    assert r.status_code == 201, r.text
+    ports = [int(p["listen"].rpartition(":")[2]) for p in r.json()["proxies"]]
+    assert all(ports) and ports[0] != ports[1]
