@@ -348,3 +348,33 @@ def test_populate_without_listen_binds_a_free_port(tp):
     assert r.status_code == 201, r.text
     ports = [int(p["listen"].rpartition(":")[2]) for p in r.json()["proxies"]]
     assert all(ports) and ports[0] != ports[1]
+
+
+def _nested(depth):
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", ["/proxies", "/populate", "/proxies/mysql_master/toxics"])
+def test_deep_nesting_read_like_go(tp, path):
+    """Go's decoder takes 10000 levels and refuses the 10001st with a 400; never a 500."""
+    make(tp)
+    body = {"/proxies": '{"name":"deep","upstream":"localhost:1","junk":%s}',
+            "/populate": '[{"name":"deep","upstream":"localhost:1","junk":%s}]',
+            "/proxies/mysql_master/toxics": '{"type":"noop","junk":%s}'}[path]
+    outer = 2 if path == "/populate" else 1  # levels around "junk"
+    r = api(tp, "POST", path, body % _nested(10000 - outer))
+    assert r.status_code in (200, 201), r.text
+    r = api(tp, "POST", path, body % _nested(10001 - outer))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "bad request body: invalid character '[' exceeded max depth"
+
+
+@pytest.mark.parametrize("number", ["1e39", "1e400", "1" + "0" * 400])
+def test_toxicity_beyond_float32_is_400(tp, number):
+    make(tp)
+    r = api(tp, "POST", "/proxies/mysql_master/toxics", '{"type":"latency","toxicity":%s}' % number)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("bad request body: json: cannot unmarshal number ")
+    r = api(tp, "POST", "/proxies/mysql_master/toxics", '{"type":"latency","toxicity":2}')
+    r = api(tp, "PATCH", "/proxies/mysql_master/toxics/latency_downstream", '{"toxicity":%s}' % number)
+    assert r.status_code == 400, r.text
