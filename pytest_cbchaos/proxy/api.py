@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from pytest_cbchaos.proxy.gojson import DecodeError, Float32, decode_struct, encode, parse_first
+from pytest_cbchaos.proxy.gojson import DecodeError, Float32, decode_struct, encode, go_kind, parse_first
 from pytest_cbchaos.proxy.server import STREAMS, ApiError, ProxyCollection, ProxyRuntime, ToxicSpec
 from pytest_cbchaos.proxy.toxics import EXTENSION_TYPES, REGISTRY
 
@@ -134,9 +134,10 @@ async def populate(req, app: ProxyCollection, m, raw) -> web.Response:
 
     try:
         value = parse_first(raw)
+        if value is None:  # Go decodes null into a nil slice: nothing to populate
+            value = []
         if not isinstance(value, list):
-            raise DecodeError(f"json: cannot unmarshal {type(value).__name__ if value is not None else 'null'} "
-                              "into Go value of type []api.proxyInput".replace("dict", "object"))
+            raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type []api.proxyInput")
         entries = []
         for item in value:
             data = {"name": "", "listen": "", "upstream": "", "enabled": True}

@@ -75,7 +75,7 @@ def encode(value: Any) -> str:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def _go_kind(value: Any) -> str:
+def go_kind(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -108,7 +108,7 @@ def _number_text(value: Any) -> str:
 def convert_field(struct_name: str, field: str, kind: str, value: Any) -> Any:
     """Convert one JSON value to the field's Go type or raise a Go-style DecodeError."""
     def fail() -> DecodeError:
-        got = _go_kind(value)
+        got = go_kind(value)
         shown = f"number {_number_text(value)}" if kind == "int64" and got == "number" else got
         go_type = {"string": "string", "bool": "bool", "int64": "int64", "float32": "float32",
                    "object": "json.RawMessage"}.get(kind, kind)
@@ -154,7 +154,7 @@ def decode_struct(value: Any, fields: Fields, struct_name: str, go_type: str | N
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {go_type or struct_name}")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type {go_type or struct_name}")
     lowered = {name.lower(): name for name in fields}
     out: dict[str, Any] = {}
     first_error: DecodeError | None = None

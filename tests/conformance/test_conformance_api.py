@@ -378,3 +378,18 @@ def test_toxicity_beyond_float32_is_400(tp, number):
     r = api(tp, "POST", "/proxies/mysql_master/toxics", '{"type":"latency","toxicity":2}')
     r = api(tp, "PATCH", "/proxies/mysql_master/toxics/latency_downstream", '{"toxicity":%s}' % number)
     assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("body, status, error", [
+    ("null", 201, None),
+    ('"x"', 400, "bad request body: json: cannot unmarshal string into Go value of type []"),
+    ("7", 400, "bad request body: json: cannot unmarshal number into Go value of type []"),
+    ("{}", 400, "bad request body: json: cannot unmarshal object into Go value of type []"),
+])
+def test_populate_non_array_bodies(tp, body, status, error):
+    r = api(tp, "POST", "/populate", body)
+    assert r.status_code == status, r.text
+    if error is None:
+        assert r.json() == {"proxies": None}
+    else:
+        assert r.json()["error"].startswith(error)
