@@ -193,3 +193,11 @@ def test_reset_peer_timeout_zero_resets_client(proxy, stream):
         data, error = recv_until_closed(s)
     assert data == b""
     assert isinstance(error, ConnectionResetError), f"client saw {error!r} (None = FIN/EOF), expected ECONNRESET"
+
+
+def test_out_of_range_toxicity_is_a_probability_clamped_by_the_roll(proxy):
+    """Toxiproxy 2.12 stores 2.0 and -0.5 as sent: the roll in [0, 1) always/never applies them."""
+    proxy.add_toxic("latency", name="always", latency=150, toxicity=2.0)
+    proxy.add_toxic("latency", name="never", latency=2000, toxicity=-0.5)
+    with connect(proxy.listen_port) as s:
+        assert 0.150 <= rtt(s) < 2.0
