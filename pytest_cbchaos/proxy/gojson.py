@@ -13,7 +13,7 @@ import struct
 from decimal import Decimal
 from typing import Any, Mapping
 
-from pytest_cbchaos.proxy.jsonscan import JsonSyntaxError, read_first
+from pytest_cbchaos.proxy.jsonscan import JsonSyntaxError, Number, read_first
 
 
 class DecodeError(ValueError):
@@ -102,6 +102,8 @@ Fields = Mapping[str, str]
 
 
 def _number_text(value: Any) -> str:
+    if isinstance(value, Number):
+        return value.text
     return repr(value) if isinstance(value, float) else str(value)
 
 

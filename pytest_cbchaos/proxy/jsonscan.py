@@ -21,6 +21,17 @@ _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
 _INT_DIGITS = 4000  # below Python's int-from-text limit; longer integers are read as floats
 
 
+class Number(float):
+    """A JSON number with a fraction or exponent; keeps its literal for Go-style type errors."""
+
+    text: str
+
+    def __new__(cls, text: str) -> "Number":
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 class JsonSyntaxError(ValueError):
     """Not valid JSON; ``str()`` is the message Go's decoder gives for the same bytes."""
 
@@ -73,7 +84,7 @@ def _number(text: str, pos: int) -> tuple[int | float, int]:
         raise _bad(text, after, "in exponent of numeric literal")
     token = match.group()
     if any(c in token for c in ".eE") or len(token) > _INT_DIGITS:
-        return float(token), end  # may be inf; field conversion rejects it like Go's overflow
+        return Number(token), end  # may be inf; field conversion rejects it like Go's overflow
     return int(token), end
 
 

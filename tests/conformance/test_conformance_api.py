@@ -393,3 +393,13 @@ def test_populate_non_array_bodies(tp, body, status, error):
         assert r.json() == {"proxies": None}
     else:
         assert r.json()["error"].startswith(error)
+
+
+def test_empty_listen_on_update_and_on_a_disabled_proxy(tp):
+    p = make(tp, name="el", listen="", enabled=False)
+    assert p["listen"] == "" and p["enabled"] is False  # never bound: echoed as given
+    r = api(tp, "PATCH", "/proxies/el", {"enabled": True})
+    assert r.status_code == 200 and int(r.json()["listen"].rpartition(":")[2]) > 0
+    r = api(tp, "PATCH", "/proxies/el", {"listen": ""})
+    assert r.status_code == 200, r.text
+    assert r.json()["enabled"] is True and int(r.json()["listen"].rpartition(":")[2]) > 0

@@ -101,9 +101,17 @@ def test_first_value_only_and_replacement_characters():
 @pytest.mark.parametrize("number", [b"1e39", b"-1e39", b"1e400", b"1" * 5000])
 def test_float32_overflow_is_a_type_error(number):
     value = parse_first(b'{"toxicity":' + number + b"}")
-    with pytest.raises(DecodeError, match=r"^json: cannot unmarshal number .+ into Go struct field "
-                                          r"toxics\.ToxicWrapper\.toxicity of type float32$"):
+    with pytest.raises(DecodeError) as info:
         decode_struct(value, {"toxicity": "float32"}, "toxics.ToxicWrapper")
+    assert str(info.value) == (f"json: cannot unmarshal number {number.decode()} into Go struct field "
+                               "toxics.ToxicWrapper.toxicity of type float32")
+
+
+def test_int_field_error_shows_the_literal():
+    value = parse_first(b'{"latency":1e2}')
+    with pytest.raises(DecodeError, match=r"^json: cannot unmarshal number 1e2 into Go struct field "
+                                          r"toxics\.LatencyToxic\.latency of type int64$"):
+        decode_struct(value, {"latency": "int64"}, "toxics.LatencyToxic")
 
 
 def test_out_of_range_toxicity_is_stored_as_sent():
