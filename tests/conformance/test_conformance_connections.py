@@ -201,3 +201,42 @@ def test_out_of_range_toxicity_is_a_probability_clamped_by_the_roll(proxy):
     proxy.add_toxic("latency", name="never", latency=2000, toxicity=-0.5)
     with connect(proxy.listen_port) as s:
         assert 0.150 <= rtt(s) < 2.0
+
+
+class _RecordingServer:
+    """One-connection TCP server that records how its peer (the proxy) ended the connection."""
+
+    def __init__(self) -> None:
+        import threading
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.outcome: list[BaseException | None] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            _, error = recv_until_closed(conn)
+            self.outcome.append(error)
+
+    def close(self) -> None:
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_upstream_reset_peer_resets_the_upstream_server(client):
+    """The upstream link's destination (the server side) also has linger 0: the server sees RST."""
+    server = _RecordingServer()
+    try:
+        p = client.create_proxy("rst_up", server.address)
+        p.add_toxic("reset_peer", stream="upstream", timeout=0)
+        with connect(p.listen_port) as s:
+            s.sendall(b"hello")
+            recv_until_closed(s)
+        server.close()
+    finally:
+        server.sock.close()
+    assert len(server.outcome) == 1
+    assert isinstance(server.outcome[0], ConnectionResetError), \
+        f"server saw {server.outcome[0]!r} (None = FIN/EOF), expected ECONNRESET"
