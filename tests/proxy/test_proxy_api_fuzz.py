@@ -15,18 +15,18 @@ from hypothesis import strategies as st
 
 from pytest_cbchaos.proxy.toxics import REGISTRY
 
+class RawNumber(str):
+    """A number literal written verbatim (beyond what ``json.dumps`` can produce)."""
+
+
 MISSING = object()
 LEAF = (st.none() | st.booleans() | st.integers(min_value=-(2 ** 70), max_value=2 ** 70)
         | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=12)
-        | st.sampled_from(["1e39", "1e400", "-0", "1" * 500]).map(lambda t: RawNumber(t)))
-ANY = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                   max_leaves=10)
+        | st.sampled_from(["1e39", "1e400", "-0", "1" * 500]).map(RawNumber))
+ANY = st.recursive(LEAF, lambda inner: (st.lists(inner, max_size=3)
+                                        | st.dictionaries(st.text(max_size=6), inner, max_size=3)), max_leaves=10)
 LISTEN = (st.sampled_from([MISSING, "", None, "127.0.0.1:0", "localhost:0", "127.0.0.1:99999", "127.0.0.1:x", ":0"])
           | st.text(st.characters(blacklist_characters=":"), max_size=8) | ANY)
-
-
-class RawNumber(str):
-    """A number literal written verbatim (beyond what ``json.dumps`` can produce)."""
 
 
 def _dump(value) -> str:
@@ -112,7 +112,8 @@ def _fresh(http: httpx.Client) -> None:
     assert listing.status_code == 200, listing.text
     for name in listing.json():
         http.delete(f"/proxies/{name}")
-    assert http.post("/proxies", json={"name": "fz", "upstream": "127.0.0.1:1", "listen": "127.0.0.1:0"}).status_code == 201
+    created = http.post("/proxies", json={"name": "fz", "upstream": "127.0.0.1:1", "listen": "127.0.0.1:0"})
+    assert created.status_code == 201, created.text
     assert http.post("/proxies/fz/toxics", json={"name": "t", "type": "latency"}).status_code == 200
 
 
