@@ -403,3 +403,18 @@ def test_empty_listen_on_update_and_on_a_disabled_proxy(tp):
     r = api(tp, "PATCH", "/proxies/el", {"listen": ""})
     assert r.status_code == 200, r.text
     assert r.json()["enabled"] is True and int(r.json()["listen"].rpartition(":")[2]) > 0
+
+
+@pytest.mark.parametrize("literal, message", [
+    ("NaN", "invalid character 'N' looking for beginning of value"),
+    ("Infinity", "invalid character 'I' looking for beginning of value"),
+    ("-Infinity", "invalid character 'I' in numeric literal"),
+])
+def test_non_finite_toxicity_is_400(tp, literal, message):
+    """JSON has no NaN/inf: Go's decoder stops at the literal (Python's json would accept it)."""
+    make(tp)
+    api(tp, "POST", "/proxies/mysql_master/toxics", {"name": "t", "type": "latency"})
+    err(api(tp, "POST", "/proxies/mysql_master/toxics", '{"type":"latency","toxicity":%s}' % literal),
+        400, f"bad request body: {message}")
+    err(api(tp, "PATCH", "/proxies/mysql_master/toxics/t", '{"toxicity":%s}' % literal),
+        400, f"bad request body: {message}")
