@@ -7,6 +7,7 @@ else must be a 2xx or Toxiproxy's ``{"error","status"}`` 4xx body.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -73,14 +74,18 @@ TOXIC = st.builds(lambda base, typed: {**base, **typed}, TOXIC_BASE, st.composit
 STRUCTURED = {
     "/proxies": PROXY,
     "/populate": st.lists(PROXY, max_size=3) | PROXY,
-    "/proxies/fz": PROXY,
-    "/proxies/fz/toxics": TOXIC,
-    "/proxies/fz/toxics/t": TOXIC,
+    "/proxies/{p}": PROXY,
+    "/proxies/{p}/toxics": TOXIC,
+    "/proxies/{p}/toxics/{t}": TOXIC,
     "/reset": ANY,
 }
-ROUTES = [("POST", "/proxies"), ("POST", "/populate"), ("POST", "/proxies/fz"), ("PATCH", "/proxies/fz"),
-          ("POST", "/proxies/fz/toxics"), ("POST", "/proxies/fz/toxics/t"), ("PATCH", "/proxies/fz/toxics/t"),
-          ("POST", "/reset")]
+ROUTES = [("POST", "/proxies"), ("POST", "/populate"), ("POST", "/proxies/{p}"), ("PATCH", "/proxies/{p}"),
+          ("POST", "/proxies/{p}/toxics"), ("POST", "/proxies/{p}/toxics/{t}"), ("PATCH", "/proxies/{p}/toxics/{t}"),
+          ("POST", "/reset"),
+          # routes that read no body: a body must not matter to them either
+          ("GET", "/proxies"), ("GET", "/proxies/{p}"), ("DELETE", "/proxies/{p}"), ("GET", "/proxies/{p}/toxics"),
+          ("GET", "/proxies/{p}/toxics/{t}"), ("DELETE", "/proxies/{p}/toxics/{t}"), ("GET", "/version")]
+NAME_SEGMENT = st.text(min_size=1, max_size=6).map(lambda t: quote(t, safe=""))
 
 
 def _body(draw, path: str) -> bytes:
@@ -98,7 +103,11 @@ def _body(draw, path: str) -> bytes:
 @st.composite
 def requests(draw):
     method, path = draw(st.sampled_from(ROUTES))
-    return method, path, _body(draw, path)
+    body = _body(draw, path) if path in STRUCTURED else _dump(draw(ANY)).encode()
+    names = {"p": "fz", "t": "t"}
+    if draw(st.booleans()):  # unknown (percent-encoded) proxy / toxic names
+        names = {"p": draw(NAME_SEGMENT), "t": draw(NAME_SEGMENT)}
+    return method, path.format(**names), body
 
 
 @pytest.fixture
