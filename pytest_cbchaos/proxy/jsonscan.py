@@ -18,6 +18,9 @@ _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _STRING_BODY = re.compile(r'(?:[^"\\\x00-\x1f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*')
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _LITERALS = {"t": ("true", True), "f": ("false", False), "n": ("null", None)}
+# after a value inside a container: (closing bracket, Go's error context, state after a comma)
+_AFTER = {"after_element": ("]", "after array element", "value"),
+          "after_pair": ("}", "after object key:value pair", "key")}
 _INT_DIGITS = 4000  # below Python's int-from-text limit; longer integers are read as floats
 
 
@@ -137,11 +140,10 @@ def read_first(text: str) -> Any:
                 raise _bad(text, pos, "after object key")
             pos, state = pos + 1, "value"
             continue
-        elif state in ("after_element", "after_pair"):
-            closer, context = ("]", "after array element") if state == "after_element" else \
-                ("}", "after object key:value pair")
+        elif state in _AFTER:
+            closer, context, next_state = _AFTER[state]
             if c == ",":
-                pos, state = pos + 1, ("value" if state == "after_element" else "key")
+                pos, state = pos + 1, next_state
                 continue
             if c != closer:
                 raise _bad(text, pos, context)
