@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pytest_cbchaos.proxy.api import VERSION, make_app
+from pytest_cbchaos.proxy.api import VERSION, decode_proxy_list, make_app
+from pytest_cbchaos.proxy.gojson import DecodeError
 from pytest_cbchaos.proxy.server import ApiError, ProxyCollection, ProxyRuntime
 
 LOG_LEVELS = ("panic", "fatal", "error", "warn", "info", "debug", "trace")
@@ -51,18 +51,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 async def load_config(collection: ProxyCollection, path: str) -> None:
     """Create the proxies of a ``-config`` file; errors are logged, never fatal (as Toxiproxy)."""
     try:
-        entries = json.loads(Path(path).read_text())
-        if not isinstance(entries, list):
-            raise ValueError(f"expected a JSON array of proxies, got {type(entries).__name__}")
-    except (OSError, ValueError) as exc:
+        entries = decode_proxy_list(Path(path).read_bytes())
+    except OSError as exc:
         collection.log(f"error reading config file {path}: {exc}")
+        return
+    except DecodeError as exc:
+        collection.log(f"error reading config file {path}: bad request body: {exc}")
         return
     for i, entry in enumerate(entries, 1):
         try:
-            if not isinstance(entry, dict) or not entry.get("name") or not entry.get("upstream"):
+            if not entry["name"] or not entry["upstream"]:
                 raise ApiError(f"missing required field: name or upstream at proxy {i}", 400)
-            proxy = ProxyRuntime(collection, entry["name"], entry.get("listen", ""), entry["upstream"])
-            if entry.get("enabled", True):
+            proxy = ProxyRuntime(collection, entry["name"], entry["listen"], entry["upstream"])
+            if entry["enabled"]:
                 await proxy.start()
             collection.proxies[proxy.name] = proxy
         except ApiError as exc:

@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from pytest_cbchaos.proxy.gojson import DecodeError, Float32, decode_struct, encode, parse_first
+from pytest_cbchaos.proxy.gojson import DecodeError, Float32, decode_struct, encode, go_kind, parse_first
 from pytest_cbchaos.proxy.server import STREAMS, ApiError, ProxyCollection, ProxyRuntime, ToxicSpec
 from pytest_cbchaos.proxy.toxics import EXTENSION_TYPES, REGISTRY
 
@@ -69,6 +69,21 @@ def _proxy_input(raw: bytes) -> dict[str, Any]:
     data = {"name": "", "listen": "", "upstream": "", "enabled": True}
     data.update(_decode(raw, PROXY_FIELDS, "api.proxyInput"))
     return data
+
+
+def decode_proxy_list(raw: bytes) -> list[dict[str, Any]]:
+    """A /populate body (or ``-config`` file): proxy inputs with defaults, or a DecodeError."""
+    value = parse_first(raw)
+    if value is None:  # Go decodes null into a nil slice: nothing to populate
+        value = []
+    if not isinstance(value, list):
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type []api.proxyInput")
+    entries = []
+    for item in value:
+        data = {"name": "", "listen": "", "upstream": "", "enabled": True}
+        data.update(decode_struct(item, PROXY_FIELDS, "api.proxyInput"))
+        entries.append(data)
+    return entries
 
 
 def _check_required(data: dict[str, Any], suffix: str = "") -> None:
@@ -133,15 +148,7 @@ async def populate(req, app: ProxyCollection, m, raw) -> web.Response:
         return web.Response(status=status, body=encode(data).encode(), headers={"Content-Type": "application/json"})
 
     try:
-        value = parse_first(raw)
-        if not isinstance(value, list):
-            raise DecodeError(f"json: cannot unmarshal {type(value).__name__ if value is not None else 'null'} "
-                              "into Go value of type []api.proxyInput".replace("dict", "object"))
-        entries = []
-        for item in value:
-            data = {"name": "", "listen": "", "upstream": "", "enabled": True}
-            data.update(decode_struct(item, PROXY_FIELDS, "api.proxyInput"))
-            entries.append(data)
+        entries = decode_proxy_list(raw)
     except DecodeError as exc:
         return reply(400, f"bad request body: {exc}")
     for i, data in enumerate(entries, 1):

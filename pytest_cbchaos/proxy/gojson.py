@@ -8,9 +8,12 @@ decimal that round-trips). Only what the API needs is reproduced.
 from __future__ import annotations
 
 import json
+import math
 import struct
 from decimal import Decimal
 from typing import Any, Mapping
+
+from pytest_cbchaos.proxy.jsonscan import JsonSyntaxError, Number, read_first
 
 
 class DecodeError(ValueError):
@@ -72,7 +75,7 @@ def encode(value: Any) -> str:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def _go_kind(value: Any) -> str:
+def go_kind(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -88,21 +91,10 @@ def _go_kind(value: Any) -> str:
 
 def parse_first(raw: bytes) -> Any:
     """Read the first JSON value of ``raw`` (trailing bytes ignored, like ``json.Decoder``)."""
-    text = raw.decode("utf-8", errors="replace")
-    stripped = text.lstrip(" \t\r\n")
-    if not stripped:
-        raise DecodeError("EOF")
     try:
-        value, _ = json.JSONDecoder(parse_constant=_reject_constant).raw_decode(stripped)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(stripped):
-            raise DecodeError("unexpected EOF") from None
-        raise DecodeError(f"invalid character {stripped[exc.pos]!r} looking for beginning of value") from None
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise json.JSONDecodeError("invalid constant", name, 0)
+        return read_first(raw.decode("utf-8", errors="replace"))
+    except JsonSyntaxError as exc:
+        raise DecodeError(str(exc)) from None
 
 
 # Field kinds: "string", "bool", "int64", "float32", "object" (raw value kept), "any".
@@ -110,13 +102,15 @@ Fields = Mapping[str, str]
 
 
 def _number_text(value: Any) -> str:
+    if isinstance(value, Number):
+        return value.text
     return repr(value) if isinstance(value, float) else str(value)
 
 
 def convert_field(struct_name: str, field: str, kind: str, value: Any) -> Any:
     """Convert one JSON value to the field's Go type or raise a Go-style DecodeError."""
     def fail() -> DecodeError:
-        got = _go_kind(value)
+        got = go_kind(value)
         shown = f"number {_number_text(value)}" if kind == "int64" and got == "number" else got
         go_type = {"string": "string", "bool": "bool", "int64": "int64", "float32": "float32",
                    "object": "json.RawMessage"}.get(kind, kind)
@@ -141,7 +135,15 @@ def convert_field(struct_name: str, field: str, kind: str, value: Any) -> Any:
     if kind == "float32":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fail()
-        return Float32(value)
+        overflow = DecodeError(f"json: cannot unmarshal number {_number_text(value)} into Go struct field "
+                               f"{struct_name}.{field} of type float32")
+        try:
+            converted = Float32(value)
+        except OverflowError:  # beyond float32's range: a type error in Go, as is inf (1e400)
+            raise overflow from None
+        if not math.isfinite(converted):
+            raise overflow
+        return converted
     raise fail()
 
 
@@ -154,7 +156,7 @@ def decode_struct(value: Any, fields: Fields, struct_name: str, go_type: str | N
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise DecodeError(f"json: cannot unmarshal {_go_kind(value)} into Go value of type {go_type or struct_name}")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type {go_type or struct_name}")
     lowered = {name.lower(): name for name in fields}
     out: dict[str, Any] = {}
     first_error: DecodeError | None = None

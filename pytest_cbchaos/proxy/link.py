@@ -135,7 +135,9 @@ class Link:
 
     def start(self, specs: list["ToxicSpec"]) -> None:
         if any(spec.cls.SETS_LINGER for spec in specs):
+            # both sockets, as Toxiproxy's link does: the closed one (dest) is what sends the RST
             set_linger_zero(self.source)
+            set_linger_zero(self.dest)
         for spec in specs:
             self.add(spec)
 

@@ -55,7 +55,13 @@ def _wildcard(host: str) -> bool:
 
 
 def resolve_listen(listen: str, loopback_only: bool) -> tuple[str, int]:
-    """Resolve a listen address the way Toxiproxy's ``net.Listen`` would; raises ApiError 500."""
+    """Resolve a listen address the way Toxiproxy's ``net.Listen`` would; raises ApiError 500.
+
+    An empty ``listen`` (missing or null in the body) is Go's wildcard with port 0: any free port,
+    on 127.0.0.1 here (docs/proxy.md).
+    """
+    if listen == "":
+        return "127.0.0.1", 0
     try:
         host, port_text = split_host_port(listen)
     except ValueError as exc:

@@ -321,3 +321,100 @@ def test_populate_replaces_differing_proxy(tp):
     assert r.status_code == 201
     one = api(tp, "GET", "/proxies/one").json()
     assert one["upstream"] == "localhost:9999" and one["toxics"] == []
+
+
+@pytest.mark.parametrize("listen", ["missing", "", None], ids=["missing", "empty", "null"])
+def test_create_without_listen_binds_a_free_port(tp, echo, listen):
+    """Toxiproxy passes "" to net.Listen: 201 and an ephemeral port (ours binds 127.0.0.1 only)."""
+    body = {"name": "nolisten", "upstream": echo.address}
+    if listen != "missing":
+        body["listen"] = listen
+    r = api(tp, "POST", "/proxies", body)
+    assert r.status_code == 201, r.text
+    host, _, port = r.json()["listen"].rpartition(":")
+    assert int(port) > 0 and r.json()["enabled"] is True
+    if tp.backend == "embedded":
+        assert host == "127.0.0.1"
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=5.0) as s:
+        s.sendall(b"ping")
+        s.settimeout(5.0)
+        assert s.recv(4) == b"ping"
+    assert api(tp, "GET", "/proxies/nolisten").json()["listen"] == r.json()["listen"]
+
+
+def test_populate_without_listen_binds_a_free_port(tp):
+    r = api(tp, "POST", "/populate", [{"name": "p1", "upstream": "localhost:1"},
+                                      {"name": "p2", "upstream": "localhost:1", "listen": None}])
+    assert r.status_code == 201, r.text
+    ports = [int(p["listen"].rpartition(":")[2]) for p in r.json()["proxies"]]
+    assert all(ports) and ports[0] != ports[1]
+
+
+def _nested(depth):
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("path", ["/proxies", "/populate", "/proxies/mysql_master/toxics"])
+def test_deep_nesting_read_like_go(tp, path):
+    """Go's decoder takes 10000 levels and refuses the 10001st with a 400; never a 500."""
+    make(tp)
+    body = {"/proxies": '{"name":"deep","upstream":"localhost:1","junk":%s}',
+            "/populate": '[{"name":"deep","upstream":"localhost:1","junk":%s}]',
+            "/proxies/mysql_master/toxics": '{"type":"noop","junk":%s}'}[path]
+    outer = 2 if path == "/populate" else 1  # levels around "junk"
+    r = api(tp, "POST", path, body % _nested(10000 - outer))
+    assert r.status_code in (200, 201), r.text
+    r = api(tp, "POST", path, body % _nested(10001 - outer))
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "bad request body: invalid character '[' exceeded max depth"
+
+
+@pytest.mark.parametrize("number", ["1e39", "1e400", "1" + "0" * 400])
+def test_toxicity_beyond_float32_is_400(tp, number):
+    make(tp)
+    r = api(tp, "POST", "/proxies/mysql_master/toxics", '{"type":"latency","toxicity":%s}' % number)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith("bad request body: json: cannot unmarshal number ")
+    r = api(tp, "POST", "/proxies/mysql_master/toxics", '{"type":"latency","toxicity":2}')
+    r = api(tp, "PATCH", "/proxies/mysql_master/toxics/latency_downstream", '{"toxicity":%s}' % number)
+    assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize("body, status, error", [
+    ("null", 201, None),
+    ('"x"', 400, "bad request body: json: cannot unmarshal string into Go value of type []"),
+    ("7", 400, "bad request body: json: cannot unmarshal number into Go value of type []"),
+    ("{}", 400, "bad request body: json: cannot unmarshal object into Go value of type []"),
+])
+def test_populate_non_array_bodies(tp, body, status, error):
+    r = api(tp, "POST", "/populate", body)
+    assert r.status_code == status, r.text
+    if error is None:
+        assert r.json() == {"proxies": None}
+    else:
+        assert r.json()["error"].startswith(error)
+
+
+def test_empty_listen_on_update_and_on_a_disabled_proxy(tp):
+    p = make(tp, name="el", listen="", enabled=False)
+    assert p["listen"] == "" and p["enabled"] is False  # never bound: echoed as given
+    r = api(tp, "PATCH", "/proxies/el", {"enabled": True})
+    assert r.status_code == 200 and int(r.json()["listen"].rpartition(":")[2]) > 0
+    r = api(tp, "PATCH", "/proxies/el", {"listen": ""})
+    assert r.status_code == 200, r.text
+    assert r.json()["enabled"] is True and int(r.json()["listen"].rpartition(":")[2]) > 0
+
+
+@pytest.mark.parametrize("literal, message", [
+    ("NaN", "invalid character 'N' looking for beginning of value"),
+    ("Infinity", "invalid character 'I' looking for beginning of value"),
+    ("-Infinity", "invalid character 'I' in numeric literal"),
+])
+def test_non_finite_toxicity_is_400(tp, literal, message):
+    """JSON has no NaN/inf: Go's decoder stops at the literal (Python's json would accept it)."""
+    make(tp)
+    api(tp, "POST", "/proxies/mysql_master/toxics", {"name": "t", "type": "latency"})
+    err(api(tp, "POST", "/proxies/mysql_master/toxics", '{"type":"latency","toxicity":%s}' % literal),
+        400, f"bad request body: {message}")
+    err(api(tp, "PATCH", "/proxies/mysql_master/toxics/t", '{"toxicity":%s}' % literal),
+        400, f"bad request body: {message}")

@@ -66,8 +66,10 @@ def test_upstream_latency_applies_to_live_connection(proxy):
         assert rtt(s) < 0.080
 
 
-def test_reset_peer_rst_within_window(proxy):
-    proxy.add_toxic("reset_peer", stream="upstream", timeout=100)
+@pytest.mark.parametrize("stream", ["upstream", "downstream"])
+def test_reset_peer_rst_within_window(proxy, stream):
+    """Linger 0 goes on both sockets of the link (Toxiproxy's link.go), so either stream ends in RST."""
+    proxy.add_toxic("reset_peer", stream=stream, timeout=100)
     with connect(proxy.listen_port) as s:
         start = time.monotonic()
         s.sendall(b"hello")
@@ -181,3 +183,60 @@ def test_reset_peer_added_to_open_connection_closes_with_fin(proxy):
         s.sendall(b"bye")
         data, error = recv_until_closed(s)
     assert data == b"" and error is None  # linger 0 is set only at link start
+
+
+@pytest.mark.parametrize("stream", ["upstream", "downstream"])
+def test_reset_peer_timeout_zero_resets_client(proxy, stream):
+    proxy.add_toxic("reset_peer", stream=stream, timeout=0)
+    with connect(proxy.listen_port) as s:
+        s.sendall(b"hello")
+        data, error = recv_until_closed(s)
+    assert data == b""
+    assert isinstance(error, ConnectionResetError), f"client saw {error!r} (None = FIN/EOF), expected ECONNRESET"
+
+
+def test_out_of_range_toxicity_is_a_probability_clamped_by_the_roll(proxy):
+    """Toxiproxy 2.12 stores 2.0 and -0.5 as sent: the roll in [0, 1) always/never applies them."""
+    proxy.add_toxic("latency", name="always", latency=150, toxicity=2.0)
+    proxy.add_toxic("latency", name="never", latency=2000, toxicity=-0.5)
+    with connect(proxy.listen_port) as s:
+        assert 0.150 <= rtt(s) < 2.0
+
+
+class _RecordingServer:
+    """One-connection TCP server that records how its peer (the proxy) ended the connection."""
+
+    def __init__(self) -> None:
+        import threading
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.outcome: list[BaseException | None] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            _, error = recv_until_closed(conn)
+            self.outcome.append(error)
+
+    def close(self) -> None:
+        self.thread.join(5)
+        self.sock.close()
+
+
+def test_upstream_reset_peer_resets_the_upstream_server(client):
+    """The upstream link's destination (the server side) also has linger 0: the server sees RST."""
+    server = _RecordingServer()
+    try:
+        p = client.create_proxy("rst_up", server.address)
+        p.add_toxic("reset_peer", stream="upstream", timeout=0)
+        with connect(p.listen_port) as s:
+            s.sendall(b"hello")
+            recv_until_closed(s)
+        server.close()
+    finally:
+        server.sock.close()
+    assert len(server.outcome) == 1
+    assert isinstance(server.outcome[0], ConnectionResetError), \
+        f"server saw {server.outcome[0]!r} (None = FIN/EOF), expected ECONNRESET"

@@ -112,8 +112,10 @@ class HttpFaultToxic(Toxic):
             return f"status must be 100-599, got {attributes.get('status')}"
         if not 0 <= float(attributes.get("probability", 1)) <= 1:
             return f"probability must be within [0, 1], got {attributes.get('probability')}"
-        if not isinstance(attributes.get("headers", {}), dict):
-            return "headers must be an object of header name to value"
+        headers = attributes.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+                isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in headers.values()):
+            return "headers must be an object of header name to string or number"
         for key in ("delay_ms", "after_events", "after_bytes"):
             if attributes.get(key, 0) < 0:
                 return f"{key} must be >= 0, got {attributes[key]}"

@@ -1,6 +1,6 @@
 """``reset_peer``: on the first chunk (or EOF) drop it, sleep ``timeout`` ms, close the link.
 
-The link sets linger 0 on its source socket at link start when its chain holds a reset_peer
+The link sets linger 0 on both its sockets (source and destination) at link start when its chain holds a reset_peer
 toxic (even if the toxicity roll chose pass-through), so closes become RSTs (ECONNRESET); one
 added to an already open connection closes it with FIN, as in Toxiproxy.
 """
