@@ -34,17 +34,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(USAGE)
 
 
-def _backend_args(value: str | None, kind: str) -> list[str]:
-    if not value:
-        return []
+def _backend(value: str, kind: str) -> tuple[str, str | None]:
+    """``--redis``/``--toxiproxy`` as (backend, url): a backend name, or a URL meaning the ``url`` backend."""
     if "://" in value or (kind == "toxiproxy" and ":" in value and not value.startswith("/")):
-        url = value if "://" in value or kind == "redis" else f"http://{value}"
-        return [f"--cbchaos-{kind}-backend" if kind == "redis" else "--cbchaos-proxy-backend", "url",
-                f"--cbchaos-{kind}-url", url]
+        return "url", value if "://" in value or kind == "redis" else f"http://{value}"
     choices = REDIS_CHOICES if kind == "redis" else PROXY_CHOICES
     if value not in choices:
         raise SystemExit(_usage(f"--{kind} {value!r}: expected one of {', '.join(choices)} or a URL"))
-    return ["--cbchaos-redis-backend" if kind == "redis" else "--cbchaos-proxy-backend", value]
+    return value, None
+
+
+def _backend_args(value: str | None, kind: str) -> list[str]:
+    if not value:
+        return []
+    backend, url = _backend(value, kind)
+    option = "--cbchaos-redis" if kind == "redis" else "--cbchaos-proxy"
+    args = [f"{option}-backend", backend]
+    if url:
+        args += [f"--cbchaos-{kind}-url", url]
+    return args
 
 
 def _usage(message: str) -> int:
@@ -69,8 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render report.html from report.json")
     rep.add_argument("dir", metavar="DIR")
     srv = sub.add_parser("servers", help="start Redis and the fault proxy for manual exploration")
-    srv.add_argument("--redis", default="auto", metavar="BACKEND")
-    srv.add_argument("--toxiproxy", default="embedded", metavar="BACKEND")
+    srv.add_argument("--redis", default="auto", metavar="BACKEND|URL", help=f"{'|'.join(REDIS_CHOICES)} or redis://...")
+    srv.add_argument("--toxiproxy", default="embedded", metavar="BACKEND|URL",
+                     help=f"{'|'.join(PROXY_CHOICES)} or host:port")
     srv.add_argument("--once", action="store_true", help=argparse.SUPPRESS)  # print and exit (tests)
     sub.add_parser("doctor", help="show available backends and install hints")
     chk = sub.add_parser("check", help="offline linearizability check of a history file")
@@ -145,24 +154,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_servers(args: argparse.Namespace) -> int:
+    """Both servers start, or the command exits 4 naming the one that could not (nothing keeps running)."""
     from pytest_cbchaos.scenario.runner import ServerPool
     from pytest_cbchaos.scenario.targets import TargetUnavailable
+    from pytest_cbchaos.servers.toxiproxy import BackendUnavailable as ProxyUnavailable
 
+    try:
+        redis_backend, redis_url = _backend(args.redis, "redis")
+        proxy_backend, proxy_url = _backend(args.toxiproxy, "toxiproxy")
+    except SystemExit as exc:
+        return int(exc.code or USAGE)
     workdir = Path(tempfile.mkdtemp(prefix="cbchaos-servers-"))
-    pool = ServerPool(redis_backend=args.redis, proxy_backend=args.toxiproxy, workdir=workdir)
+    pool = ServerPool(redis_backend=redis_backend, redis_url=redis_url, proxy_backend=proxy_backend,
+                      toxiproxy_url=proxy_url, workdir=workdir)
     try:
         try:
             server = pool.redis()
         except TargetUnavailable as exc:
             return _usage(str(exc))
-        print(f"redis      {server.backend} {server.version}  redis://:{server.password}@{server.host}:{server.port}/0"
-              if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
         try:
             proxy = pool.proxy("redis", f"{server.host}:{server.port}")
-            print(f"toxiproxy  {pool.toxiproxy().url}")
-            print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
-        except Exception as exc:
-            print(f"toxiproxy  unavailable: {exc}")
+        except ProxyUnavailable as exc:
+            return _usage(f"--toxiproxy {args.toxiproxy}: {exc}")
+        print(f"redis      {server.backend} {server.version}  redis://:{server.password}@{server.host}:{server.port}/0"
+              if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
+        print(f"toxiproxy  {pool.toxiproxy().url}")
+        print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
         print(f"logs       {workdir}")
         sys.stdout.flush()
         if args.once:

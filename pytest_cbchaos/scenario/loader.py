@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,20 @@ def _expected(error: jsonschema.ValidationError) -> str:
     return f"{v}: {s.get(v)!r}"
 
 
+def _non_finite(data: Any, file: str, marks: dict[Path_, int], path: Path_ = ()) -> ScenarioError | None:
+    """The first NaN or infinity anywhere (YAML ``.nan``/``.inf``): NaN passes every schema bound,
+    since it compares false with all of them, so it is rejected before the schema runs."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return ScenarioError(file, _line(marks, path), _dotted(path) or "<top level>", "not a finite number",
+                             value=data, expected="a finite number")
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        err = _non_finite(value, file, marks, path + (key,))
+        if err:
+            return err
+    return None
+
+
 def _schema_error(data: Any, file: str, marks: dict[Path_, int]) -> ScenarioError | None:
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -132,7 +147,7 @@ def load_scenario(path: str | Path) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(file, 1, "", "a scenario must be a YAML mapping", value=type(data).__name__,
                             expected="keys name, target, topology, workload, faults, checks, budgets, seed")
-    err = _schema_error(data, file, marks)
+    err = _non_finite(data, file, marks) or _schema_error(data, file, marks)
     if err:
         raise err
     return _build(path, data, marks)

@@ -124,3 +124,17 @@ def test_linearizability_model_by_name_and_unknown_model_located(tmp_path: Path)
 def test_recovery_script_enum(tmp_path: Path) -> None:
     e = _err(tmp_path, "name: s1\ntarget: recovery\ntopology: {opencode: {script: stal}}\nchecks:\n  - invariant: REC-1\n")
     assert e.value == "stal" and "stall-once" in str(e)
+
+
+@pytest.mark.parametrize("tail, line, key, shown", [
+    ("workload:\n  duration_s: .nan\n", 6, "workload.duration_s", "nan"),
+    ("workload:\n  duration_s: 2\n  interval_ms: .inf\n", 7, "workload.interval_ms", "inf"),
+    ("budgets:\n  wall_s: .NaN\n", 6, "budgets.wall_s", "nan"),
+    ("faults:\n  - kind: latency\n    target: redis\n    at: -.inf\n", 8, "faults[0].at", "-inf"),
+    ("workload:\n  params:\n    rate: .nan\n", 7, "workload.params.rate", "nan"),
+])
+def test_nan_and_infinity_are_rejected_where_they_stand(tmp_path: Path, tail: str, line: int, key: str,
+                                                        shown: str) -> None:
+    e = _err(tmp_path, BASE + tail)
+    assert (e.line, e.key) == (line, key)
+    assert str(e).endswith(f": {key}: not a finite number; got {shown}; expected a finite number")
