@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--toxiproxy", default="embedded", metavar="BACKEND|URL",
                      help=f"{'|'.join(PROXY_CHOICES)} or host:port")
     srv.add_argument("--once", action="store_true", help=argparse.SUPPRESS)  # print and exit (tests)
-    sub.add_parser("doctor", help="show available backends and install hints")
+    doc = sub.add_parser("doctor", help="show available backends and install hints")
+    doc.add_argument("--opencode-bin", metavar="PATH", help="opencode executable to check (default: "
+                     "$CBCHAOS_OPENCODE_BIN, then .cbchaos-node/, then PATH, as the plugin searches)")
     chk = sub.add_parser("check", help="offline linearizability check of a history file")
     try:
         from pytest_cbchaos.linearizability.cli import add_check_parser  # type: ignore[import-not-found]
@@ -204,7 +206,17 @@ def _module(name: str) -> str | None:
         return None
 
 
-def doctor_rows() -> list[tuple[str, str, str]]:
+def _opencode_row(explicit: str | None) -> tuple[str, str, str]:
+    """opencode as the plugin finds it (same search, same words): found, or what was tried."""
+    from pytest_cbchaos.servers.opencode import discover_opencode
+
+    found = discover_opencode(explicit, Path.cwd(), source="--opencode-bin")
+    if found.binary is not None:
+        return ("opencode", f"{found.binary.path} (version {found.binary.version})", "")
+    return ("opencode", "missing", f"{found.reason()} (opencode scenarios skip meanwhile)")
+
+
+def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
     """(component, status, hint) for every backend the kit can use."""
     rows: list[tuple[str, str, str]] = []
     redis_bin = shutil.which("redis-server")
@@ -218,10 +230,7 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     rows.append(("toxiproxy-server", tp or "missing (embedded proxy is the default)",
                  "" if tp else "optional: download from github.com/Shopify/toxiproxy releases"))
     rows.append(("embedded proxy", "available" if _module("pytest_cbchaos.proxy.server") else "not built yet", ""))
-    oc = shutil.which("opencode") or next((str(p) for p in [Path.cwd() / ".cbchaos-node/node_modules/.bin/opencode"]
-                                           if p.exists()), None)
-    rows.append(("opencode", oc or "missing", "" if oc else "npm install --prefix .cbchaos-node opencode-ai "
-                 "(opencode scenarios skip meanwhile)"))
+    rows.append(_opencode_row(opencode_bin))
     docker = shutil.which("docker")
     rows.append(("docker", docker or "missing", "" if docker else "optional: docker backends only"))
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -235,8 +244,8 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def cmd_doctor(_: argparse.Namespace) -> int:
-    rows = doctor_rows()
+def cmd_doctor(args: argparse.Namespace) -> int:
+    rows = doctor_rows(args.opencode_bin)
     width = max(len(r[0]) for r in rows)
     for comp, status, hint in rows:
         print(f"{comp:<{width}}  {status}" + (f"\n{'':<{width}}  -> {hint}" if hint else ""))

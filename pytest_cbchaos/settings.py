@@ -14,7 +14,7 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +204,16 @@ class Settings:
     shrink: bool
     shrink_retries: int
     report: Path | None
+    sources: dict[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
+
+    def source(self, name: str) -> str:
+        """How the user set ``name``: the flag, ``ini cbchaos_x`` or the environment variable."""
+        origin = self.sources.get(name, "")
+        if origin.startswith(" (ini "):
+            return origin[2:-1]
+        if origin.startswith(" (env "):
+            return origin[6:-1]
+        return flag(name)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
@@ -245,6 +255,7 @@ class Settings:
             shrink_retries=_number("shrink_retries", r["shrink_retries"], int, 0, o["shrink_retries"], maximum=100),
             report=(_out_dir("report", r["report"], o["report"], Path(config.invocation_params.dir), controller)
                     if r["report"] else None),
+            sources=o,
         )
 
 

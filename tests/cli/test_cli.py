@@ -108,3 +108,15 @@ def test_run_rejects_a_nan_duration_instead_of_passing_zero_ops(scenario_project
     res = cbchaos(scenario_project.path, "run", "scenarios/nan.yaml", "--redis", "fakeredis")
     assert res.returncode == 4, res.stdout[-2000:]
     assert "nan.yaml:4: workload.duration_s: not a finite number; got nan; expected a finite number" in res.stderr
+
+
+def test_doctor_searches_opencode_as_the_plugin_does(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-opencode"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    res = cbchaos(tmp_path, "doctor", "--opencode-bin", str(fake), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"opencode not usable: --opencode-bin='{fake}': `--version` failed" in res.stdout
+    env_run = subprocess.run([sys.executable, "-m", "pytest_cbchaos.cli", "doctor"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "CBCHAOS_OPENCODE_BIN": str(tmp_path / "nope")})
+    assert f"opencode not usable: CBCHAOS_OPENCODE_BIN='{tmp_path / 'nope'}': no such file" in env_run.stdout

@@ -94,8 +94,9 @@ class Target:
             names.append("redis")
         return names
 
-    def unavailable(self, scenario: Any = None) -> str | None:
-        """A skip reason when a required module is missing (checked before any server starts)."""
+    def unavailable(self, scenario: Any = None, env: Any = None) -> str | None:
+        """A skip reason when a required module is missing (checked before any server starts); ``env`` is the
+        server pool, whose settings (e.g. the opencode binary) a target may need to decide."""
         for mod in self.required_modules(scenario):
             try:
                 importlib.import_module(mod)

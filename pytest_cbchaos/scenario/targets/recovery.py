@@ -53,7 +53,7 @@ class OpencodeRig:
         self.server: Any = None
         self.proxies: list[Any] = []
         try:
-            binary = require_opencode(pool.opencode_bin, pool.rootdir)
+            binary = require_opencode(pool.opencode_bin, pool.rootdir, source=pool.opencode_source)
             root = Path(pool.workdir) / "opencode"
             root.mkdir(parents=True, exist_ok=True)
             self.server = OpencodeServer(root=root, binary=binary, provider_url=self.mock.base_url,
@@ -179,21 +179,20 @@ class RecoveryTarget(Target):
     def processes(self, topology: Any) -> list[str]:
         return [*super().processes(topology), "opencode"]
 
-    def unavailable(self, scenario: Any = None) -> str | None:
-        reason = super().unavailable(scenario)
+    def unavailable(self, scenario: Any = None, env: Any = None) -> str | None:
+        """Skip (fail under CI) without opencode, found by the one search the fixtures use: the pool's
+        --cbchaos-opencode-bin/ini/env setting, project-local .cbchaos-node, PATH."""
+        reason = super().unavailable(scenario, env)
         if reason:
             return reason
-        from pytest_cbchaos.servers.opencode import INSTALL_HINT, OpencodeNotFound, find_opencode
+        from pytest_cbchaos.servers.opencode import discover_opencode
 
-        try:
-            found = find_opencode(os.environ.get("CBCHAOS_OPENCODE_BIN") or None)
-            message = f"opencode not found; {INSTALL_HINT}"
-        except OpencodeNotFound as exc:
-            found, message = None, str(exc)
-        if found is None:
+        found = discover_opencode(getattr(env, "opencode_bin", None), getattr(env, "rootdir", None),
+                                  source=getattr(env, "opencode_source", "--cbchaos-opencode-bin"))
+        if found.binary is None:
             if os.environ.get("CI"):
-                raise TargetUnavailable(message, required=True)
-            return message
+                raise TargetUnavailable(found.reason(), required=True)
+            return found.reason()
         return None
 
     # -- build ----------------------------------------------------------------------------
