@@ -216,3 +216,23 @@ def test_header_names_the_redis_binary_auto_chose(pytester):
     result = pytester.runpytest()
     result.stdout.fnmatch_lines([f"cbchaos: proxy=embedded redis=binary (auto: redis-server at "
                                  f"{shutil.which('redis-server')}) *"])
+
+
+def test_ports_exhausted_at_run_time_are_a_usage_error(pytester):
+    """The range is large enough on paper, but other processes hold every port of it."""
+    pytester.makepyfile("""
+        import fcntl, os
+        from pytest_cbchaos.servers.ports import runtime_dir
+
+        held = []  # the lock of every port of the range, as another pytest process would hold them
+        for port in range(21900, 21916):
+            fd = os.open(runtime_dir() / "ports" / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(fd)
+
+        def test_x(cbchaos_redis_proc): pass
+    """)
+    result = pytester.runpytest_subprocess("--cbchaos-port-range=21900-21915", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*pytest-cbchaos: no free port in 21900-21915*widen --cbchaos-port-range*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
