@@ -40,7 +40,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "redis_exec": ("string", None, "redis-server executable (default: PATH)"),
     "redis_url": ("string", None, "Redis URL for the url backend (default: $REDIS_URL)"),
     "redis_image": ("string", "redis:7", "image for the docker Redis backend"),
-    "opencode_bin": ("string", None, "opencode executable (default: PATH, then .cbchaos-node/)"),
+    "opencode_bin": ("string", None, "opencode executable (default: $CBCHAOS_OPENCODE_BIN, .cbchaos-node/, PATH)"),
     "port_range": ("string", "20000-32767", "ports for servers and proxies, LOW-HIGH"),
     "startup_timeout": ("float", 10.0, "seconds a server may take to become ready"),
     "seed": ("int", None, "seed for ports, toxicity rolls and workloads (default: random, reported)"),
