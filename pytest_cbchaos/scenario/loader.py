@@ -167,6 +167,12 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
     topology = Topology(redis=topo_raw.get("redis"), opencode=topo_raw.get("opencode"),
                         proxies=tuple(topo_raw.get("proxies", target.default_proxies)),
                         workers=workers.get("count", 1), worker_kind=workers.get("kind", "thread"))
+    problem = target.topology_error(topology)
+    if problem:
+        where, value, expected = problem
+        raise ScenarioError(file, _line(marks, where), _dotted(where),
+                            f"does not work with the other settings of target {target.name!r}", value=value,
+                            expected=expected)
     wl = data.get("workload", {})
     workload = Workload(duration_s=wl.get("duration_s", 2.0), ops_per_worker=wl.get("ops_per_worker", 200),
                         interval_ms=wl.get("interval_ms", 5.0), params=dict(wl.get("params", {})))

@@ -104,6 +104,11 @@ class Target:
                 return f"target {self.name!r} needs {mod} ({type(exc).__name__}: {exc})"
         return None
 
+    def topology_error(self, topology: Any) -> tuple[tuple[str, ...], Any, str] | None:
+        """(key path in the scenario, value, expected) when the topology's settings cannot work together;
+        the loader reports it located, before any server starts."""
+        return None
+
     def required_modules(self, scenario: Any = None) -> tuple[str, ...]:
         return self.requires
 

@@ -38,6 +38,12 @@ from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, T
 
 OK_REASONS = ("stop", "end_turn")
 RIG_KEY = "opencode-rig"
+# topology.opencode key -> RecoveryConfig field
+CONFIG_KEYS = {"stall_timeout_s": "stall_timeout", "sse_silence_timeout_s": "sse_silence_timeout",
+              "heartbeat_interval_s": "heartbeat_interval", "request_timeout_s": "request_timeout",
+              "probe_timeout_s": "probe_timeout", "max_recoveries": "max_recoveries",
+              "abort_grace_s": "abort_grace", "start_timeout_s": "start_timeout",
+              "idle_poll_interval_s": "idle_poll_interval", "sse_connect_timeout_s": "sse_connect_timeout"}
 
 
 class OpencodeRig:
@@ -237,17 +243,26 @@ class RecoveryTarget(Target):
             except Exception as exc:
                 ctx.state.setdefault("teardown_errors", []).append(f"runner.close: {exc}")
 
+    def topology_error(self, topology: Any) -> tuple[tuple[str, ...], Any, str] | None:
+        """The runner's own rules (e.g. sse_silence_timeout >= 1.5 * heartbeat_interval), checked at load."""
+        from pytest_cbchaos.recovery.config import RecoveryConfigError
+
+        topo = dict(topology.opencode or {})
+        try:
+            self._config(topo)
+        except RecoveryConfigError as exc:
+            key = next((k for k, v in CONFIG_KEYS.items() if v == exc.key), None)
+            if key is None:
+                return ("topology", "opencode"), topo, f"{exc.key}: {exc.expected}"
+            return ("topology", "opencode", key), topo.get(key, exc.value), f"{exc.expected} (runner {exc.key})"
+        return None
+
     def _config(self, topo: dict[str, Any]) -> Any:
         from pytest_cbchaos.recovery import RecoveryConfig
 
-        keys = {"stall_timeout_s": "stall_timeout", "sse_silence_timeout_s": "sse_silence_timeout",
-                "heartbeat_interval_s": "heartbeat_interval", "request_timeout_s": "request_timeout",
-                "probe_timeout_s": "probe_timeout", "max_recoveries": "max_recoveries",
-                "abort_grace_s": "abort_grace", "start_timeout_s": "start_timeout",
-                "idle_poll_interval_s": "idle_poll_interval", "sse_connect_timeout_s": "sse_connect_timeout"}
         kw: dict[str, Any] = {"probe_timeout": 0.5, "heartbeat_interval": 1.0, "sse_silence_timeout": 5.0,
                               "start_timeout": 30.0}
-        kw.update({keys[k]: v for k, v in topo.items() if k in keys})
+        kw.update({CONFIG_KEYS[k]: v for k, v in topo.items() if k in CONFIG_KEYS})
         return RecoveryConfig.for_tests(**kw)
 
     # -- workload -------------------------------------------------------------------------
