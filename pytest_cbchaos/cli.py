@@ -34,17 +34,25 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(USAGE)
 
 
-def _backend_args(value: str | None, kind: str) -> list[str]:
-    if not value:
-        return []
+def _backend(value: str, kind: str) -> tuple[str, str | None]:
+    """``--redis``/``--toxiproxy`` as (backend, url): a backend name, or a URL meaning the ``url`` backend."""
     if "://" in value or (kind == "toxiproxy" and ":" in value and not value.startswith("/")):
-        url = value if "://" in value or kind == "redis" else f"http://{value}"
-        return [f"--cbchaos-{kind}-backend" if kind == "redis" else "--cbchaos-proxy-backend", "url",
-                f"--cbchaos-{kind}-url", url]
+        return "url", value if "://" in value or kind == "redis" else f"http://{value}"
     choices = REDIS_CHOICES if kind == "redis" else PROXY_CHOICES
     if value not in choices:
         raise SystemExit(_usage(f"--{kind} {value!r}: expected one of {', '.join(choices)} or a URL"))
-    return ["--cbchaos-redis-backend" if kind == "redis" else "--cbchaos-proxy-backend", value]
+    return value, None
+
+
+def _backend_args(value: str | None, kind: str) -> list[str]:
+    if not value:
+        return []
+    backend, url = _backend(value, kind)
+    option = "--cbchaos-redis" if kind == "redis" else "--cbchaos-proxy"
+    args = [f"{option}-backend", backend]
+    if url:
+        args += [f"--cbchaos-{kind}-url", url]
+    return args
 
 
 def _usage(message: str) -> int:
@@ -69,10 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="re-render report.html from report.json")
     rep.add_argument("dir", metavar="DIR")
     srv = sub.add_parser("servers", help="start Redis and the fault proxy for manual exploration")
-    srv.add_argument("--redis", default="auto", metavar="BACKEND")
-    srv.add_argument("--toxiproxy", default="embedded", metavar="BACKEND")
+    srv.add_argument("--redis", default="auto", metavar="BACKEND|URL", help=f"{'|'.join(REDIS_CHOICES)} or redis://...")
+    srv.add_argument("--toxiproxy", default="embedded", metavar="BACKEND|URL",
+                     help=f"{'|'.join(PROXY_CHOICES)} or host:port")
     srv.add_argument("--once", action="store_true", help=argparse.SUPPRESS)  # print and exit (tests)
-    sub.add_parser("doctor", help="show available backends and install hints")
+    doc = sub.add_parser("doctor", help="show available backends and install hints")
+    doc.add_argument("--opencode-bin", metavar="PATH", help="opencode executable to check (default: "
+                     "$CBCHAOS_OPENCODE_BIN, then .cbchaos-node/, then PATH, as the plugin searches)")
     chk = sub.add_parser("check", help="offline linearizability check of a history file")
     try:
         from pytest_cbchaos.linearizability.cli import add_check_parser  # type: ignore[import-not-found]
@@ -157,24 +168,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_servers(args: argparse.Namespace) -> int:
+    """Both servers start, or the command exits 4 naming the one that could not (nothing keeps running)."""
     from pytest_cbchaos.scenario.runner import ServerPool
     from pytest_cbchaos.scenario.targets import TargetUnavailable
+    from pytest_cbchaos.servers.toxiproxy import BackendUnavailable as ProxyUnavailable
 
+    try:
+        redis_backend, redis_url = _backend(args.redis, "redis")
+        proxy_backend, proxy_url = _backend(args.toxiproxy, "toxiproxy")
+    except SystemExit as exc:
+        return int(exc.code or USAGE)
     workdir = Path(tempfile.mkdtemp(prefix="cbchaos-servers-"))
-    pool = ServerPool(redis_backend=args.redis, proxy_backend=args.toxiproxy, workdir=workdir)
+    pool = ServerPool(redis_backend=redis_backend, redis_url=redis_url, proxy_backend=proxy_backend,
+                      toxiproxy_url=proxy_url, workdir=workdir)
     try:
         try:
             server = pool.redis()
         except TargetUnavailable as exc:
             return _usage(str(exc))
-        print(f"redis      {server.backend} {server.version}  redis://:{server.password}@{server.host}:{server.port}/0"
-              if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
         try:
             proxy = pool.proxy("redis", f"{server.host}:{server.port}")
-            print(f"toxiproxy  {pool.toxiproxy().url}")
-            print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
-        except Exception as exc:
-            print(f"toxiproxy  unavailable: {exc}")
+        except ProxyUnavailable as exc:
+            return _usage(f"--toxiproxy {args.toxiproxy}: {exc}")
+        print(f"redis      {server.backend} {server.version}  redis://:{server.password}@{server.host}:{server.port}/0"
+              if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
+        print(f"toxiproxy  {pool.toxiproxy().url}")
+        print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
         print(f"logs       {workdir}")
         sys.stdout.flush()
         if args.once:
@@ -199,7 +218,17 @@ def _module(name: str) -> str | None:
         return None
 
 
-def doctor_rows() -> list[tuple[str, str, str]]:
+def _opencode_row(explicit: str | None) -> tuple[str, str, str]:
+    """opencode as the plugin finds it (same search, same words): found, or what was tried."""
+    from pytest_cbchaos.servers.opencode import discover_opencode
+
+    found = discover_opencode(explicit, Path.cwd(), source="--opencode-bin")
+    if found.binary is not None:
+        return ("opencode", f"{found.binary.path} (version {found.binary.version})", "")
+    return ("opencode", "missing", f"{found.reason()} (opencode scenarios skip meanwhile)")
+
+
+def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
     """(component, status, hint) for every backend the kit can use."""
     rows: list[tuple[str, str, str]] = []
     redis_bin = shutil.which("redis-server")
@@ -213,10 +242,7 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     rows.append(("toxiproxy-server", tp or "missing (embedded proxy is the default)",
                  "" if tp else "optional: download from github.com/Shopify/toxiproxy releases"))
     rows.append(("embedded proxy", "available" if _module("pytest_cbchaos.proxy.server") else "not built yet", ""))
-    oc = shutil.which("opencode") or next((str(p) for p in [Path.cwd() / ".cbchaos-node/node_modules/.bin/opencode"]
-                                           if p.exists()), None)
-    rows.append(("opencode", oc or "missing", "" if oc else "npm install --prefix .cbchaos-node opencode-ai "
-                 "(opencode scenarios skip meanwhile)"))
+    rows.append(_opencode_row(opencode_bin))
     docker = shutil.which("docker")
     rows.append(("docker", docker or "missing", "" if docker else "optional: docker backends only"))
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -230,8 +256,8 @@ def doctor_rows() -> list[tuple[str, str, str]]:
     return rows
 
 
-def cmd_doctor(_: argparse.Namespace) -> int:
-    rows = doctor_rows()
+def cmd_doctor(args: argparse.Namespace) -> int:
+    rows = doctor_rows(args.opencode_bin)
     width = max(len(r[0]) for r in rows)
     for comp, status, hint in rows:
         print(f"{comp:<{width}}  {status}" + (f"\n{'':<{width}}  -> {hint}" if hint else ""))

@@ -19,7 +19,7 @@ import redis.asyncio
 
 from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.journal import FaultJournal
-from pytest_cbchaos.servers.ports import allocate_port
+from pytest_cbchaos.servers.ports import PortRangeError, allocate_port
 from pytest_cbchaos.servers.redis import BackendUnavailable, RedisServer, no_async_retry, no_retry, start_redis
 from pytest_cbchaos.session import worker_id
 from pytest_cbchaos.settings import Settings, get_settings
@@ -41,7 +41,7 @@ def launch_toxiproxy(config: pytest.Config, tmp_path_factory: pytest.TempPathFac
                                port_range=s.port_range, binary=s.toxiproxy_bin, url=s.toxiproxy_url,
                                image=s.toxiproxy_image, seed=s.seed, startup_timeout=s.startup_timeout,
                                worker=worker_id(config))
-    except ProxyUnavailable as exc:
+    except (ProxyUnavailable, PortRangeError) as exc:
         _usage_exit(exc)
         raise
 
@@ -82,7 +82,7 @@ def cbchaos_redis_proc(pytestconfig: pytest.Config, tmp_path_factory: pytest.Tem
         server = start_redis(s.redis_backend, workdir=tmp_path_factory.mktemp("cbchaos-redis"),
                              executable=s.redis_exec, url=s.redis_url, port_range=s.port_range,
                              startup_timeout=s.startup_timeout, image=s.redis_image)
-    except BackendUnavailable as exc:
+    except (BackendUnavailable, PortRangeError) as exc:
         _usage_exit(exc)
         raise
     yield server

@@ -24,8 +24,7 @@ from typing import Any, Iterator
 import pytest
 
 from pytest_cbchaos.servers.mockllm import MockLLM
-from pytest_cbchaos.servers.opencode import (INSTALL_HINT, OpencodeBinary, OpencodeNotFound, OpencodeServer,
-                                             find_opencode)
+from pytest_cbchaos.servers.opencode import OpencodeBinary, OpencodeServer, discover_opencode, find_opencode
 
 _SERVER_KEY = pytest.StashKey[OpencodeServer]()
 
@@ -49,19 +48,25 @@ def _require_real(config: pytest.Config) -> bool:
 
 
 def opencode_binary_or_skip(config: pytest.Config) -> OpencodeBinary:
-    """The binary from ``--cbchaos-opencode-bin``/env/local npm/PATH; skip (fail under CI) when missing."""
-    explicit = _settings_value(config, "opencode_bin")
-    try:
-        found = find_opencode(explicit, Path(str(config.rootpath)))
-    except OpencodeNotFound as exc:
-        found, message = None, str(exc)
-    else:
-        message = f"opencode not found; {INSTALL_HINT}"
-    if found is None:
+    """The binary :func:`discover_opencode` finds from the settings; skip (fail under CI) naming what was tried."""
+    explicit, source, rootdir = opencode_search(config)
+    found = discover_opencode(explicit, rootdir, source=source)
+    if found.binary is None:
         if _require_real(config):
-            pytest.fail(f"{message} (required: CI is set)", pytrace=False)
-        pytest.skip(message)
-    return found
+            pytest.fail(f"{found.reason()} (required: CI is set)", pytrace=False)
+        pytest.skip(found.reason())
+    return find_opencode(explicit, rootdir, source=source) or found.binary
+
+
+def opencode_search(config: pytest.Config) -> tuple[str | None, str, Path]:
+    """(explicit binary, the setting that named it, rootdir) for :func:`discover_opencode`."""
+    try:
+        from pytest_cbchaos.settings import get_settings
+
+        s = get_settings(config)
+        return s.opencode_bin, s.source("opencode_bin"), Path(str(config.rootpath))
+    except Exception:
+        return None, "--cbchaos-opencode-bin", Path(str(config.rootpath))
 
 
 @pytest.fixture(scope="session")

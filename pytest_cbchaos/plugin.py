@@ -7,6 +7,7 @@ import pytest
 from pytest_cbchaos.settings import OPTIONS, flag, get_settings
 
 pytest_plugins = [
+    "pytest_cbchaos.markers",
     "pytest_cbchaos.fixtures",
     "pytest_cbchaos.fixtures_history",
     "pytest_cbchaos.fixtures_adapters",
@@ -19,8 +20,8 @@ pytest_plugins = [
 
 MARKERS = [
     "chaos(*faults): declares the faults a test injects (reported)",
-    "cbchaos_backends(*names): restrict the test to these proxy/redis backends",
-    "requires_real_redis: skip on the fakeredis backend (real-server timing or commands)",
+    "cbchaos_backends(*names): run only on these backends (NAME, redis:NAME or proxy:NAME), else skip",
+    "requires_real_redis: skip on the fakeredis backend (fail under CI when auto fell back to it)",
     "linearizable(model, timeout=None, allow_empty=False): check the test's recorded history against a model",
     "slow: long-running (real opencode, load); still run in CI",
     "opencode: needs the real opencode binary",
@@ -45,6 +46,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    from pytest_cbchaos.markers import backends_in_use
+
     s = get_settings(config)
-    return [f"cbchaos: proxy={s.proxy_backend} redis={s.redis_backend} seed={s.seed} "
+    used = backends_in_use(config)
+    redis = f"{used.redis} (auto: {used.redis_reason})" if used.redis_reason else used.redis
+    return [f"cbchaos: proxy={s.proxy_backend} redis={redis} seed={s.seed} "
             f"ports={s.port_range[0]}-{s.port_range[1]}"]

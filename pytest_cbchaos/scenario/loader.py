@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,20 @@ def _expected(error: jsonschema.ValidationError) -> str:
     return f"{v}: {s.get(v)!r}"
 
 
+def _non_finite(data: Any, file: str, marks: dict[Path_, int], path: Path_ = ()) -> ScenarioError | None:
+    """The first NaN or infinity anywhere (YAML ``.nan``/``.inf``): NaN passes every schema bound,
+    since it compares false with all of them, so it is rejected before the schema runs."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return ScenarioError(file, _line(marks, path), _dotted(path) or "<top level>", "not a finite number",
+                             value=data, expected="a finite number")
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for key, value in items:
+        err = _non_finite(value, file, marks, path + (key,))
+        if err:
+            return err
+    return None
+
+
 def _schema_error(data: Any, file: str, marks: dict[Path_, int]) -> ScenarioError | None:
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
@@ -132,7 +147,7 @@ def load_scenario(path: str | Path) -> Scenario:
     if not isinstance(data, dict):
         raise ScenarioError(file, 1, "", "a scenario must be a YAML mapping", value=type(data).__name__,
                             expected="keys name, target, topology, workload, faults, checks, budgets, seed")
-    err = _schema_error(data, file, marks)
+    err = _non_finite(data, file, marks) or _schema_error(data, file, marks)
     if err:
         raise err
     return _build(path, data, marks)
@@ -152,6 +167,12 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
     topology = Topology(redis=topo_raw.get("redis"), opencode=topo_raw.get("opencode"),
                         proxies=tuple(topo_raw.get("proxies", target.default_proxies)),
                         workers=workers.get("count", 1), worker_kind=workers.get("kind", "thread"))
+    problem = target.topology_error(topology)
+    if problem:
+        where, value, expected = problem
+        raise ScenarioError(file, _line(marks, where), _dotted(where),
+                            f"does not work with the other settings of target {target.name!r}", value=value,
+                            expected=expected)
     wl = data.get("workload", {})
     workload = Workload(duration_s=wl.get("duration_s", 2.0), ops_per_worker=wl.get("ops_per_worker", 200),
                         interval_ms=wl.get("interval_ms", 5.0), params=dict(wl.get("params", {})))

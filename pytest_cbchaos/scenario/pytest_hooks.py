@@ -177,7 +177,7 @@ def _pool(config: pytest.Config) -> Any:
         import tempfile
 
         workdir = Path(tempfile.mkdtemp(prefix="cbchaos-scenario-servers-"))
-        pool = ServerPool.from_settings(get_settings(config), workdir)
+        pool = ServerPool.from_settings(get_settings(config), workdir, rootdir=Path(str(config.rootpath)))
         config.stash[POOL_KEY] = pool
         config.add_cleanup(pool.stop)
     return pool
@@ -201,7 +201,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             continue
         try:
             target = resolve_target(name, base=items[0].scenario.path.parent)
-            if type(target).prestart is not Target.prestart and not target.unavailable(items[0].scenario):
+            if (type(target).prestart is not Target.prestart
+                    and not target.unavailable(items[0].scenario, env=_pool(session.config))):
                 target.prestart(_pool(session.config))
         except Exception:
             continue  # the scenario itself reports whatever is wrong

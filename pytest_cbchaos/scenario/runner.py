@@ -30,8 +30,9 @@ class ServerPool:
                  proxy_backend: str = "embedded", toxiproxy_bin: str | None = None,
                  toxiproxy_url: str | None = None, port_range: tuple[int, int] = (20000, 32767),
                  startup_timeout: float = 10.0, seed: int = 0, workdir: Path | None = None,
-                 opencode_bin: str | None = None, rootdir: Path | None = None) -> None:
-        self.opencode_bin, self.rootdir = opencode_bin, rootdir
+                 opencode_bin: str | None = None, rootdir: Path | None = None,
+                 opencode_source: str = "--cbchaos-opencode-bin") -> None:
+        self.opencode_bin, self.rootdir, self.opencode_source = opencode_bin, rootdir, opencode_source
         self.redis_backend, self.redis_exec, self.redis_url = redis_backend, redis_exec, redis_url
         self.proxy_backend, self.toxiproxy_bin, self.toxiproxy_url = proxy_backend, toxiproxy_bin, toxiproxy_url
         self.port_range, self.startup_timeout, self.seed = port_range, startup_timeout, seed
@@ -46,13 +47,13 @@ class ServerPool:
         self._stopped = False
 
     @classmethod
-    def from_settings(cls, settings: Any, workdir: Path) -> "ServerPool":
+    def from_settings(cls, settings: Any, workdir: Path, rootdir: Path | None = None) -> "ServerPool":
         return cls(redis_backend=settings.redis_backend, redis_exec=settings.redis_exec,
                    redis_url=settings.redis_url, proxy_backend=settings.proxy_backend,
                    toxiproxy_bin=settings.toxiproxy_bin, toxiproxy_url=settings.toxiproxy_url,
                    port_range=settings.port_range, startup_timeout=settings.startup_timeout,
-                   seed=settings.seed, workdir=workdir, opencode_bin=getattr(settings, "opencode_bin", None),
-                   rootdir=getattr(settings, "rootdir", None))
+                   seed=settings.seed, workdir=workdir, opencode_bin=settings.opencode_bin, rootdir=rootdir,
+                   opencode_source=settings.source("opencode_bin"))
 
     def shared(self, key: str, build: Any) -> Any:
         """A worker-wide object built once by ``build(pool)`` (e.g. a warm opencode rig), stopped with the pool.
@@ -377,7 +378,7 @@ def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None
                  artifacts: Path | None = None) -> ScenarioResult:
     """Run ``scenario``; raises :class:`TargetUnavailable` (a skip) before anything starts."""
     target = resolve_target(scenario.target, base=scenario.path.parent)
-    reason = target.unavailable(scenario)
+    reason = target.unavailable(scenario, env=env)
     if reason:
         raise TargetUnavailable(reason)
     seed = scenario.seed if scenario.seed is not None else (seed or 0)

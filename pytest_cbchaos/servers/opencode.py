@@ -3,6 +3,8 @@
 API summary (stable)::
 
     found = find_opencode(explicit=None, rootdir=None)   # -> OpencodeBinary(path, version) | None
+    discover_opencode(explicit, rootdir, source=...)     # -> OpencodeDiscovery(binary, tried): the one search
+                                                         # (explicit, env, .cbchaos-node, PATH) and what it tried
     require_opencode(explicit=None, rootdir=None)        # -> OpencodeBinary or raises OpencodeNotFound (install hint)
     server = OpencodeServer(root=tmp_dir, provider_url=mock.base_url, provider_key=None,  # None: key of the
                             # MockLLM serving provider_url in this process, else "x"; pass it behind a proxy
@@ -57,9 +59,10 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 
 OPENCODE_PIN = "1.18.33"
-INSTALL_HINT = ("install the pinned opencode with `./scripts/setup` or "
-                f"`npm install --prefix .cbchaos-node opencode-ai@{OPENCODE_PIN}`, "
-                "or pass --cbchaos-opencode-bin / set CBCHAOS_OPENCODE_BIN")
+INSTALL_COMMAND = ("install the pinned opencode with `./scripts/setup` or "
+                   f"`npm install --prefix .cbchaos-node opencode-ai@{OPENCODE_PIN}`")
+INSTALL_HINT = f"{INSTALL_COMMAND}, or pass --cbchaos-opencode-bin / set CBCHAOS_OPENCODE_BIN"
+ENV_VAR = "CBCHAOS_OPENCODE_BIN"
 LOCAL_NODE_DIRS = (".cbchaos-node/node_modules", "node_modules")
 MAX_SPAWNS = 3
 
@@ -125,35 +128,34 @@ def _native_in(node_modules: Path) -> Path | None:
     return None
 
 
-def candidate_paths(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> list[Path]:
-    """Candidates in spec order: explicit/env, project-local node_modules, PATH."""
-    out: list[Path] = []
-    explicit = explicit or os.environ.get("CBCHAOS_OPENCODE_BIN") or None
-    if explicit:
-        out.append(Path(explicit))
+def _local_candidates(rootdir: Path | None) -> list[tuple[str, Path | None]]:
+    """(where looked, binary found there or None) for the project-local node_modules directories."""
     roots = [Path(rootdir)] if rootdir else []
     roots += [Path.cwd(), Path(__file__).resolve().parents[2]]
-    for root in roots:
+    out: list[tuple[str, Path | None]] = []
+    for root in dict.fromkeys(r.resolve() for r in roots):
         for rel in LOCAL_NODE_DIRS:
             nm = root / rel
             link = nm / ".bin" / "opencode"
             if link.exists():
                 real = link.resolve()
-                out.append(real if _is_elf(real) else (_native_in(nm) or link))
+                out.append((str(link), real if _is_elf(real) else (_native_in(nm) or link)))
             else:
-                native = _native_in(nm)
-                if native:
-                    out.append(native)
+                out.append((str(nm), _native_in(nm)))
+    return out
+
+
+def candidate_paths(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> list[Path]:
+    """Candidates in spec order: explicit/env, project-local node_modules, PATH."""
+    out: list[Path] = []
+    explicit = explicit or os.environ.get(ENV_VAR) or None
+    if explicit:
+        out.append(Path(explicit))
+    out += [path for _, path in _local_candidates(rootdir) if path is not None]
     on_path = shutil.which("opencode")
     if on_path:
         out.append(Path(on_path))
-    seen: set[Path] = set()
-    unique = []
-    for p in out:
-        if p not in seen:
-            seen.add(p)
-            unique.append(p)
-    return unique
+    return list(dict.fromkeys(out))
 
 
 _version_cache: dict[Path, str | None] = {}
@@ -176,30 +178,75 @@ def binary_version(path: Path, timeout: float = 10.0) -> str | None:
     return version
 
 
-def find_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> OpencodeBinary | None:
-    """The first candidate that answers ``--version`` within 10 s; warns on a version other than the pin."""
-    explicit = explicit or os.environ.get("CBCHAOS_OPENCODE_BIN") or None
-    if explicit:  # an explicit choice is exclusive: never fall back to another opencode
-        if not Path(explicit).exists():
-            raise OpencodeNotFound(f"--cbchaos-opencode-bin={str(explicit)!r}: no such file; {INSTALL_HINT}")
-        if not binary_version(Path(explicit)):
-            raise OpencodeNotFound(f"--cbchaos-opencode-bin={str(explicit)!r}: `--version` failed or took over "
-                                   f"10 s; {INSTALL_HINT}")
-    for path in candidate_paths(explicit, rootdir)[:1] if explicit else candidate_paths(None, rootdir):
+@dataclass(frozen=True)
+class OpencodeDiscovery:
+    """The outcome of :func:`discover_opencode`: the binary, or every place tried and why it did not do."""
+
+    binary: OpencodeBinary | None
+    tried: tuple[str, ...]
+    source: str | None = None  # the explicit setting used (option/ini/env label), if any
+
+    def reason(self) -> str:
+        if self.binary is not None:
+            return f"opencode {self.binary.version} at {self.binary.path}"
+        tried = "; ".join(self.tried)
+        if self.source:  # never advise passing the option that was passed
+            return f"opencode not usable: {tried}; fix or unset {self.source} (no fallback from an explicit choice), " \
+                   f"or {INSTALL_COMMAND}"
+        return f"opencode not found; tried {tried}; {INSTALL_HINT}"
+
+
+def discover_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None, *,
+                      source: str = "--cbchaos-opencode-bin") -> OpencodeDiscovery:
+    """The one opencode search (docs/opencode.md): ``explicit`` (option or ini, labelled ``source``), else
+    env CBCHAOS_OPENCODE_BIN, exclusively; otherwise project-local .cbchaos-node/node_modules (under
+    ``rootdir``, the cwd and the package's checkout), then PATH. A candidate must answer ``--version``."""
+    if not explicit and os.environ.get(ENV_VAR):
+        explicit, source = os.environ[ENV_VAR], ENV_VAR
+    if explicit:
+        path = Path(explicit)
+        if not path.exists():
+            return OpencodeDiscovery(None, (f"{source}={str(explicit)!r}: no such file",), source)
+        version = binary_version(path)
+        if not version:
+            return OpencodeDiscovery(None, (f"{source}={str(explicit)!r}: `--version` failed or took over 10 s",),
+                                     source)
+        return OpencodeDiscovery(OpencodeBinary(path, version), (), source)
+    tried: list[str] = []
+    on_path = shutil.which("opencode")
+    places = [*_local_candidates(rootdir), ("PATH", Path(on_path) if on_path else None)]
+    for where, path in places:
+        if path is None:
+            tried.append(f"{where}: no opencode")
+            continue
         version = binary_version(path)
         if version:
-            if version != OPENCODE_PIN:
-                warnings.warn(f"opencode at {path} is version {version}; pytest-cbchaos is pinned to "
-                              f"{OPENCODE_PIN}", stacklevel=2)
-            return OpencodeBinary(path, version)
-    return None
+            return OpencodeDiscovery(OpencodeBinary(path, version), tuple(tried))
+        tried.append(f"{path}: `--version` failed or took over 10 s")
+    return OpencodeDiscovery(None, tuple(tried))
 
 
-def require_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> OpencodeBinary:
-    found = find_opencode(explicit, rootdir)
-    if found is None:
-        raise OpencodeNotFound(f"opencode not found; {INSTALL_HINT}")
-    return found
+def find_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None, *,
+                  source: str = "--cbchaos-opencode-bin") -> OpencodeBinary | None:
+    """The binary :func:`discover_opencode` finds; raises OpencodeNotFound when an explicit one is unusable;
+    warns on a version other than the pin."""
+    found = discover_opencode(explicit, rootdir, source=source)
+    if found.binary is None:
+        if found.source:
+            raise OpencodeNotFound(found.reason())
+        return None
+    if found.binary.version != OPENCODE_PIN:
+        warnings.warn(f"opencode at {found.binary.path} is version {found.binary.version}; pytest-cbchaos is "
+                      f"pinned to {OPENCODE_PIN}", stacklevel=2)
+    return found.binary
+
+
+def require_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None, *,
+                     source: str = "--cbchaos-opencode-bin") -> OpencodeBinary:
+    binary = find_opencode(explicit, rootdir, source=source)
+    if binary is None:
+        raise OpencodeNotFound(discover_opencode(explicit, rootdir, source=source).reason())
+    return binary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,6 +752,6 @@ def start_opencode(*, provider_url: str, workdir: Path | str, provider_key: str 
     return OpencodeServer(root=workdir, provider_url=provider_url, provider_key=provider_key, **kw).start()
 
 
-__all__ = ["INSTALL_HINT", "OPENCODE_PIN", "Liveness", "OpencodeBinary", "OpencodeNotFound", "OpencodeServer",
+__all__ = ["INSTALL_HINT", "OPENCODE_PIN", "Liveness", "OpencodeBinary", "OpencodeDiscovery", "OpencodeNotFound", "discover_opencode", "OpencodeServer",
            "OpencodeStartError", "OpencodeStopError", "binary_version", "candidate_paths", "find_opencode",
            "require_opencode", "start_opencode"]

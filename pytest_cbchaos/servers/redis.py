@@ -166,16 +166,24 @@ def fakeredis_available() -> bool:
     return True
 
 
+def auto_backend(executable: str | None) -> tuple[str, str]:
+    """The backend ``auto`` picks and why: the binary when found, else fakeredis (the header shows both)."""
+    if executable:
+        return "binary", f"--cbchaos-redis-exec {executable}"
+    found = shutil.which("redis-server")
+    if found:
+        return "binary", f"redis-server at {found}"
+    if fakeredis_available():
+        return "fakeredis", "fell back, no redis-server on PATH"
+    raise BackendUnavailable(f"no Redis backend available: {INSTALL_HINT}")
+
+
 def resolve_backend(backend: str, executable: str | None) -> str:
     if backend not in REDIS_BACKENDS:
         raise BackendUnavailable(f"unknown Redis backend {backend!r}; expected one of {', '.join(REDIS_BACKENDS)}")
     if backend != "auto":
         return backend
-    if executable or shutil.which("redis-server"):
-        return "binary"
-    if fakeredis_available():
-        return "fakeredis"
-    raise BackendUnavailable(f"no Redis backend available: {INSTALL_HINT}")
+    return auto_backend(executable)[0]
 
 
 def start_redis(

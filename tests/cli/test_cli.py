@@ -89,3 +89,53 @@ def test_servers_prints_addresses_and_stops(tmp_path: Path) -> None:
     res = cbchaos(tmp_path, "servers", "--redis", "fakeredis", "--once", timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "redis      fakeredis" in res.stdout and "127.0.0.1:" in res.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--toxiproxy", "bogus"], "cbchaos: error: --toxiproxy 'bogus': expected one of embedded, binary, docker or a URL"),
+    (["--redis", "mongo"], "cbchaos: error: --redis 'mongo': expected one of auto, binary, fakeredis, docker or a URL"),
+    (["--toxiproxy", "127.0.0.1:1"], "cbchaos: error: --toxiproxy 127.0.0.1:1: Toxiproxy at http://127.0.0.1:1 "
+                                     "does not answer GET /version"),
+])
+def test_servers_with_an_unusable_backend_exits_4_instead_of_running_on(tmp_path: Path, args: list[str],
+                                                                        message: str) -> None:
+    res = cbchaos(tmp_path, "servers", "--redis", "fakeredis", *args, timeout=60)  # no --once: must not wait
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert message in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--report", "/proc/cbchaos-report"], "--cbchaos-report='/proc/cbchaos-report': expected a directory that "
+                                           "exists or can be created, and is writable"),
+    (["--seed", "-1"], "--cbchaos-seed='-1': expected an integer between 0 and"),
+    (["--", "--cbchaos-startup-timeout=nan"], "--cbchaos-startup-timeout='nan': expected a finite number"),
+    (["--", "--cbchaos-port-range=20000-20001"], "--cbchaos-port-range='20000-20001': expected a range with at "
+                                                 "least 16 ports"),
+])
+def test_run_options_are_checked_before_any_scenario_runs(scenario_project: pytest.Pytester, args: list[str],
+                                                          message: str) -> None:
+    res = cbchaos(scenario_project.path, "run", "scenarios/good.yaml", *args)
+    assert res.returncode == 4, res.stdout[-2000:] + res.stderr[-2000:]
+    assert message in res.stderr and "Traceback" not in res.stdout + res.stderr
+    assert "counter-pause" not in res.stdout  # nothing ran
+
+
+def test_run_rejects_a_nan_duration_instead_of_passing_zero_ops(scenario_project: pytest.Pytester) -> None:
+    (scenario_project.path / "scenarios" / "nan.yaml").write_text(
+        "name: nan\ntarget: sample_targets:CounterTarget\nworkload:\n  duration_s: .nan\nchecks:\n"
+        "  - invariant: no-lost-increments\n")
+    res = cbchaos(scenario_project.path, "run", "scenarios/nan.yaml", "--redis", "fakeredis")
+    assert res.returncode == 4, res.stdout[-2000:]
+    assert "nan.yaml:4: workload.duration_s: not a finite number; got nan; expected a finite number" in res.stderr
+
+
+def test_doctor_searches_opencode_as_the_plugin_does(tmp_path: Path) -> None:
+    fake = tmp_path / "fake-opencode"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    res = cbchaos(tmp_path, "doctor", "--opencode-bin", str(fake), timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"opencode not usable: --opencode-bin='{fake}': `--version` failed" in res.stdout
+    env_run = subprocess.run([sys.executable, "-m", "pytest_cbchaos.cli", "doctor"], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "CBCHAOS_OPENCODE_BIN": str(tmp_path / "nope")})
+    assert f"opencode not usable: CBCHAOS_OPENCODE_BIN='{tmp_path / 'nope'}': no such file" in env_run.stdout

@@ -124,3 +124,34 @@ def test_linearizability_model_by_name_and_unknown_model_located(tmp_path: Path)
 def test_recovery_script_enum(tmp_path: Path) -> None:
     e = _err(tmp_path, "name: s1\ntarget: recovery\ntopology: {opencode: {script: stal}}\nchecks:\n  - invariant: REC-1\n")
     assert e.value == "stal" and "stall-once" in str(e)
+
+
+@pytest.mark.parametrize("tail, line, key, shown", [
+    ("workload:\n  duration_s: .nan\n", 6, "workload.duration_s", "nan"),
+    ("workload:\n  duration_s: 2\n  interval_ms: .inf\n", 7, "workload.interval_ms", "inf"),
+    ("budgets:\n  wall_s: .NaN\n", 6, "budgets.wall_s", "nan"),
+    ("faults:\n  - kind: latency\n    target: redis\n    at: -.inf\n", 8, "faults[0].at", "-inf"),
+    ("workload:\n  params:\n    rate: .nan\n", 7, "workload.params.rate", "nan"),
+])
+def test_nan_and_infinity_are_rejected_where_they_stand(tmp_path: Path, tail: str, line: int, key: str,
+                                                        shown: str) -> None:
+    e = _err(tmp_path, BASE + tail)
+    assert (e.line, e.key) == (line, key)
+    assert str(e).endswith(f": {key}: not a finite number; got {shown}; expected a finite number")
+
+
+@pytest.mark.parametrize("opencode, line, key, value, expected", [
+    ("{heartbeat_interval_s: 4, sse_silence_timeout_s: 5}", 4, "topology.opencode.sse_silence_timeout_s", 5,
+     "expected >= 1.5 * heartbeat_interval = 6 (runner sse_silence_timeout)"),
+    ("{probe_timeout_s: 60}", 4, "topology.opencode.probe_timeout_s", 60,
+     "expected 0.1 <= probe_timeout <= 30 (runner probe_timeout)"),
+])
+def test_recovery_settings_that_cannot_work_together_are_loader_errors(tmp_path: Path, opencode: str, line: int,
+                                                                       key: str, value: object, expected: str) -> None:
+    p = tmp_path / "x.scenario.yaml"
+    p.write_text(f"name: r\ntarget: recovery\ntopology:\n  opencode: {opencode}\nchecks:\n  - invariant: REC-1\n")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(p)
+    e = info.value
+    assert (e.line, e.key, e.value) == (line, key, value)
+    assert str(e).endswith(f"does not work with the other settings of target 'recovery'; got {value!r}; {expected}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -51,17 +52,40 @@ def test_recovery_checks_catch_mutant_runners(pytester: pytest.Pytester) -> None
     assert r.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_missing_opencode_skips_with_hint_or_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No opencode binary: a reason with the install command; with env CI set, a required failure."""
+def test_missing_opencode_skips_with_what_was_tried_or_fails_under_ci(monkeypatch: pytest.MonkeyPatch,
+                                                                      tmp_path: Path) -> None:
+    """No opencode binary: a reason listing every place searched and the install command; with env CI set,
+    a required failure."""
     import pytest_cbchaos.servers.opencode as oc
     from pytest_cbchaos.scenario.targets import TargetUnavailable
     from pytest_cbchaos.scenario.targets.recovery import RecoveryTarget
 
-    monkeypatch.setattr(oc, "find_opencode", lambda *a, **k: None)
+    monkeypatch.setattr(oc, "_local_candidates", lambda rootdir: [(f"{rootdir}/.cbchaos-node/node_modules", None)])
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CBCHAOS_OPENCODE_BIN", raising=False)
     monkeypatch.delenv("CI", raising=False)
-    reason = RecoveryTarget().unavailable()
-    assert reason and "opencode not found" in reason and "npm install" in reason
+    pool = SimpleNamespace(opencode_bin=None, rootdir=tmp_path, opencode_source="--cbchaos-opencode-bin")
+    reason = RecoveryTarget().unavailable(env=pool)
+    assert reason == (f"opencode not found; tried {tmp_path}/.cbchaos-node/node_modules: no opencode; PATH: no "
+                      f"opencode; {oc.INSTALL_HINT}")
     monkeypatch.setenv("CI", "1")
     with pytest.raises(TargetUnavailable) as exc:
-        RecoveryTarget().unavailable()
+        RecoveryTarget().unavailable(env=pool)
     assert exc.value.required
+
+
+def test_recovery_target_honours_the_opencode_option(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--cbchaos-opencode-bin reaches the target (no fallback to another opencode), and the skip names the
+    option as given instead of advising to pass it."""
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("CBCHAOS_OPENCODE_BIN", raising=False)
+    fake = pytester.path / "fake-opencode"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    d = pytester.mkdir("scenarios")
+    (d / "stall.yaml").write_text((ROOT / "scenarios" / "recovery-model-stall.yaml").read_text())
+    r = pytester.runpytest(*PLUGINS, "scenarios", "-rs", "-p", "no:cacheprovider", f"--cbchaos-opencode-bin={fake}")
+    r.assert_outcomes(skipped=1)
+    r.stdout.fnmatch_lines([f"*opencode not usable: --cbchaos-opencode-bin='{fake}': `--version` failed*; fix or "
+                            "unset --cbchaos-opencode-bin*"])
+    assert "or pass --cbchaos-opencode-bin" not in r.stdout.str()

@@ -409,3 +409,61 @@ def test_sigkilled_owner_leaves_no_server(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def _failing_binary(directory: Path) -> Path:
+    fake = directory / "fake-opencode"
+    fake.write_text("#!/bin/sh\nexit 3\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_discovery_lists_what_it_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_cbchaos.servers import opencode as oc
+
+    monkeypatch.delenv("CBCHAOS_OPENCODE_BIN", raising=False)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "opencode").symlink_to(_failing_binary(tmp_path))
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setattr(oc, "_local_candidates", lambda rootdir: [(f"{rootdir}/.cbchaos-node/node_modules", None)])
+    found = oc.discover_opencode(None, tmp_path)
+    assert found.binary is None and found.source is None
+    assert found.tried == (f"{tmp_path}/.cbchaos-node/node_modules: no opencode",
+                           f"{bindir}/opencode: `--version` failed or took over 10 s")
+    assert found.reason().startswith("opencode not found; tried ") and INSTALL_HINT in found.reason()
+
+
+def test_an_explicit_binary_is_exclusive_and_named_by_its_source(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_cbchaos.servers.opencode import discover_opencode
+
+    fake = _failing_binary(tmp_path)
+    monkeypatch.setenv("CBCHAOS_OPENCODE_BIN", str(fake))
+    found = discover_opencode(None, tmp_path)  # the environment variable, with no fallback to .cbchaos-node
+    assert found.binary is None and found.source == "CBCHAOS_OPENCODE_BIN"
+    assert found.reason().startswith(f"opencode not usable: CBCHAOS_OPENCODE_BIN='{fake}': `--version` failed")
+    assert "fix or unset CBCHAOS_OPENCODE_BIN" in found.reason() and "or pass" not in found.reason()
+    found = discover_opencode(tmp_path / "nope", tmp_path, source="ini cbchaos_opencode_bin")
+    assert found.tried == (f"ini cbchaos_opencode_bin='{tmp_path / 'nope'}': no such file",)
+
+
+@pytest.mark.parametrize("how", ["option", "ini", "env"])
+def test_opencode_fixture_skip_names_the_setting_as_given(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+                                                          how: str) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("CBCHAOS_OPENCODE_BIN", raising=False)
+    fake = _failing_binary(pytester.path)
+    pytester.makepyfile("def test_x(cbchaos_opencode): pass")
+    args = ["-rs", "-p", "no:cacheprovider"]
+    source = {"option": "--cbchaos-opencode-bin", "ini": "ini cbchaos_opencode_bin", "env": "CBCHAOS_OPENCODE_BIN"}[how]
+    if how == "option":
+        args.append(f"--cbchaos-opencode-bin={fake}")
+    elif how == "ini":
+        pytester.makeini(f"[pytest]\ncbchaos_opencode_bin = {fake}\n")
+    else:
+        monkeypatch.setenv("CBCHAOS_OPENCODE_BIN", str(fake))
+    result = pytester.runpytest(*args)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([f"*opencode not usable: {source}='{fake}': `--version` failed*fix or unset {source}*"])
+    assert "or pass --cbchaos-opencode-bin" not in result.stdout.str()

@@ -94,13 +94,19 @@ class Target:
             names.append("redis")
         return names
 
-    def unavailable(self, scenario: Any = None) -> str | None:
-        """A skip reason when a required module is missing (checked before any server starts)."""
+    def unavailable(self, scenario: Any = None, env: Any = None) -> str | None:
+        """A skip reason when a required module is missing (checked before any server starts); ``env`` is the
+        server pool, whose settings (e.g. the opencode binary) a target may need to decide."""
         for mod in self.required_modules(scenario):
             try:
                 importlib.import_module(mod)
             except Exception as exc:  # ImportError, or a half-written dependency
                 return f"target {self.name!r} needs {mod} ({type(exc).__name__}: {exc})"
+        return None
+
+    def topology_error(self, topology: Any) -> tuple[tuple[str, ...], Any, str] | None:
+        """(key path in the scenario, value, expected) when the topology's settings cannot work together;
+        the loader reports it located, before any server starts."""
         return None
 
     def required_modules(self, scenario: Any = None) -> tuple[str, ...]:

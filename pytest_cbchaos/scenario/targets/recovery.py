@@ -38,6 +38,12 @@ from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, T
 
 OK_REASONS = ("stop", "end_turn")
 RIG_KEY = "opencode-rig"
+# topology.opencode key -> RecoveryConfig field
+CONFIG_KEYS = {"stall_timeout_s": "stall_timeout", "sse_silence_timeout_s": "sse_silence_timeout",
+              "heartbeat_interval_s": "heartbeat_interval", "request_timeout_s": "request_timeout",
+              "probe_timeout_s": "probe_timeout", "max_recoveries": "max_recoveries",
+              "abort_grace_s": "abort_grace", "start_timeout_s": "start_timeout",
+              "idle_poll_interval_s": "idle_poll_interval", "sse_connect_timeout_s": "sse_connect_timeout"}
 
 
 class OpencodeRig:
@@ -53,7 +59,7 @@ class OpencodeRig:
         self.server: Any = None
         self.proxies: list[Any] = []
         try:
-            binary = require_opencode(pool.opencode_bin, pool.rootdir)
+            binary = require_opencode(pool.opencode_bin, pool.rootdir, source=pool.opencode_source)
             root = Path(pool.workdir) / "opencode"
             root.mkdir(parents=True, exist_ok=True)
             self.server = OpencodeServer(root=root, binary=binary, provider_url=self.mock.base_url,
@@ -179,21 +185,20 @@ class RecoveryTarget(Target):
     def processes(self, topology: Any) -> list[str]:
         return [*super().processes(topology), "opencode"]
 
-    def unavailable(self, scenario: Any = None) -> str | None:
-        reason = super().unavailable(scenario)
+    def unavailable(self, scenario: Any = None, env: Any = None) -> str | None:
+        """Skip (fail under CI) without opencode, found by the one search the fixtures use: the pool's
+        --cbchaos-opencode-bin/ini/env setting, project-local .cbchaos-node, PATH."""
+        reason = super().unavailable(scenario, env)
         if reason:
             return reason
-        from pytest_cbchaos.servers.opencode import INSTALL_HINT, OpencodeNotFound, find_opencode
+        from pytest_cbchaos.servers.opencode import discover_opencode
 
-        try:
-            found = find_opencode(os.environ.get("CBCHAOS_OPENCODE_BIN") or None)
-            message = f"opencode not found; {INSTALL_HINT}"
-        except OpencodeNotFound as exc:
-            found, message = None, str(exc)
-        if found is None:
+        found = discover_opencode(getattr(env, "opencode_bin", None), getattr(env, "rootdir", None),
+                                  source=getattr(env, "opencode_source", "--cbchaos-opencode-bin"))
+        if found.binary is None:
             if os.environ.get("CI"):
-                raise TargetUnavailable(message, required=True)
-            return message
+                raise TargetUnavailable(found.reason(), required=True)
+            return found.reason()
         return None
 
     # -- build ----------------------------------------------------------------------------
@@ -238,17 +243,26 @@ class RecoveryTarget(Target):
             except Exception as exc:
                 ctx.state.setdefault("teardown_errors", []).append(f"runner.close: {exc}")
 
+    def topology_error(self, topology: Any) -> tuple[tuple[str, ...], Any, str] | None:
+        """The runner's own rules (e.g. sse_silence_timeout >= 1.5 * heartbeat_interval), checked at load."""
+        from pytest_cbchaos.recovery.config import RecoveryConfigError
+
+        topo = dict(topology.opencode or {})
+        try:
+            self._config(topo)
+        except RecoveryConfigError as exc:
+            key = next((k for k, v in CONFIG_KEYS.items() if v == exc.key), None)
+            if key is None:
+                return ("topology", "opencode"), topo, f"{exc.key}: {exc.expected}"
+            return ("topology", "opencode", key), topo.get(key, exc.value), f"{exc.expected} (runner {exc.key})"
+        return None
+
     def _config(self, topo: dict[str, Any]) -> Any:
         from pytest_cbchaos.recovery import RecoveryConfig
 
-        keys = {"stall_timeout_s": "stall_timeout", "sse_silence_timeout_s": "sse_silence_timeout",
-                "heartbeat_interval_s": "heartbeat_interval", "request_timeout_s": "request_timeout",
-                "probe_timeout_s": "probe_timeout", "max_recoveries": "max_recoveries",
-                "abort_grace_s": "abort_grace", "start_timeout_s": "start_timeout",
-                "idle_poll_interval_s": "idle_poll_interval", "sse_connect_timeout_s": "sse_connect_timeout"}
         kw: dict[str, Any] = {"probe_timeout": 0.5, "heartbeat_interval": 1.0, "sse_silence_timeout": 5.0,
                               "start_timeout": 30.0}
-        kw.update({keys[k]: v for k, v in topo.items() if k in keys})
+        kw.update({CONFIG_KEYS[k]: v for k, v in topo.items() if k in CONFIG_KEYS})
         return RecoveryConfig.for_tests(**kw)
 
     # -- workload -------------------------------------------------------------------------
