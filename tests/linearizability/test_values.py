@@ -97,7 +97,7 @@ def test_recording_example_from_the_docs(cbchaos_redis, cbchaos_faults, tmp_path
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """docs/linearizability.md "Recording", executed as written against real Redis."""
     monkeypatch.chdir(tmp_path)
-    ns = {"r": cbchaos_redis, "worker": 0, "cbchaos_faults": cbchaos_faults}
+    ns = {"cbchaos_redis": cbchaos_redis, "cbchaos_faults": cbchaos_faults}
     exec(compile(recording_example(), "docs/linearizability.md#Recording", "exec"), ns)
     rec = ns["rec"]
     assert rec.events()[-1]["value"] == b"3"  # what Redis replied
