@@ -67,11 +67,37 @@ def write_artifacts(directory: Path, recorder: Any, result: Any, journal: Any) -
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     outcome = yield
     marker = item.get_closest_marker("linearizable")
-    recorder = item.stash.get(HISTORY_KEY, None)
-    if marker is None or recorder is None:
+    if marker is None:
         return outcome
+    recorder = item.stash.get(HISTORY_KEY, None)
+    if recorder is None:  # a check with nothing to check is an error, never a silent pass
+        _report_check(item, marker, "unknown", "the test recorded no history", None, ops=0)
+        pytest.fail(f"{item.nodeid}: @pytest.mark.linearizable needs a recorded history: request the "
+                    "cbchaos_history fixture and record operations into it", pytrace=False)
     check_recorded_history(item, marker, recorder)
     return outcome
+
+
+def _model_name(marker: pytest.Mark) -> str:
+    return str(marker.args[0] if marker.args else marker.kwargs.get("model") or "")
+
+
+def _report_check(item: pytest.Item, marker: pytest.Mark, verdict: str, detail: str, counterexample: Any,
+                  ops: int) -> None:
+    """The check as the kit's reports see it (terminal, report.json, report.html, JUnit)."""
+    from pytest_cbchaos.report.collect import add
+
+    add(item, checks=[{"name": f"linearizability:{_model_name(marker) or '?'}", "kind": "linearizability",
+                       "verdict": verdict, "detail": detail, "counterexample": counterexample}],
+        ops_observed=ops)
+
+
+def _keep_artifacts(settings: Settings, item: pytest.Item, recorder: Any, result: Any) -> tuple[dict[str, str], str]:
+    """Write the artifacts; a path that cannot be written is reported, never raised over the verdict."""
+    try:
+        return write_artifacts(artifact_dir(settings, item.nodeid), recorder, result, recorder.journal), ""
+    except OSError as exc:
+        return {}, f"artifacts not written to {settings.artifacts}: {type(exc).__name__}: {exc}"
 
 
 def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any) -> None:
@@ -88,18 +114,30 @@ def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any
         pytest.fail(f"{item.nodeid}: @pytest.mark.linearizable({model_name!r}): {exc}", pytrace=False)
     timeout = marker.kwargs.get("timeout") or settings.check_timeout
     recorder.close()
-    result = check(recorder.history(), model, timeout=timeout, max_cache_entries=settings.max_cache, mode="report")
-    item.user_properties.append(("cbchaos_verdict", result.verdict.value))
-    keep = settings.keep == "all" or (settings.keep == "failed" and result.verdict is not Verdict.OK)
+    history = recorder.history()
+    result = check(history, model, timeout=timeout, max_cache_entries=settings.max_cache, mode="report")
+    failures = recorder.journal.failures() if recorder.journal is not None else []
+    keep = settings.keep == "all" or (settings.keep == "failed" and (result.verdict is not Verdict.OK
+                                                                      or not result.ops or bool(failures)))
     artifacts: dict[str, str] = {}
+    problem = ""
     if keep:
-        journal = recorder.journal
-        artifacts = write_artifacts(artifact_dir(settings, item.nodeid), recorder, result, journal)
-        item.user_properties.append(("cbchaos_report", artifacts.get("timeline", artifacts["results"])))
+        artifacts, problem = _keep_artifacts(settings, item, recorder, result)
+        if artifacts:
+            item.user_properties.append(("cbchaos_report", artifacts.get("timeline", artifacts["results"])))
+    detail = result.summary() + (f"; {problem}" if problem else "")
+    _report_check(item, marker, result.verdict.value, detail, result.counterexample, ops=len(result.ops))
+    where = f"artifacts: {artifacts or problem or 'not kept (--cbchaos-keep=none)'}"
     if result.verdict is Verdict.ILLEGAL:
         ce = json.dumps(result.counterexample, indent=1, default=str)[:4000]
-        pytest.fail(f"history is not linearizable: {result.summary()}\ncounterexample: {ce}\n"
-                    f"artifacts: {artifacts or 'not kept (--cbchaos-keep=none)'}", pytrace=False)
+        pytest.fail(f"history is not linearizable: {result.summary()}\ncounterexample: {ce}\n{where}", pytrace=False)
+    if not result.ops:
+        pytest.fail(f"{item.nodeid}: the linearizability check observed 0 operations (nothing was checked); "
+                    f"record operations into cbchaos_history\n{where}", pytrace=False)
+    if failures:
+        text = "; ".join(f"{f.kind} on {f.target}: {f.error}" for f in failures[:5])
+        pytest.fail(f"{item.nodeid}: {len(failures)} requested fault(s) were not applied, so the history was not "
+                    f"checked under the faults it asked for: {text}\n{where}", pytrace=False)
     if result.verdict is Verdict.UNKNOWN:
         message = f"linearizability check was UNKNOWN (budget exhausted): {result.summary()}"
         if settings.on_unknown == "fail":
