@@ -153,7 +153,7 @@ def test_illegal(cbchaos_history):
     _run(cbchaos_history, read=2)
 
 
-@pytest.mark.linearizable("cas-register", workers=2)
+@pytest.mark.linearizable("cas-register", workers=2, timeout=5)
 def test_correct(cbchaos_history):
     _run(cbchaos_history, read=1)
 
@@ -189,7 +189,7 @@ def test_concurrent_machine():  # what stateful/concurrent.py raises for an ILLE
 
 def test_checked_tests_carry_their_verdict_into_every_output(pytester: pytest.Pytester, scn) -> None:
     pytester.makepyfile(test_checked=CHECKED)
-    r = pytester.runpytest(*scn.PLUGINS, "--cbchaos-report", "rep", "--junitxml", "junit.xml",
+    r = pytester.runpytest(*scn.PLUGINS, "--cbchaos-report", "rep", "--junitxml", "junit.xml", "--strict-markers",
                            f"--cbchaos-artifacts={pytester.path / 'art'}", "-p", "no:cacheprovider")
     r.assert_outcomes(passed=1, failed=5)
     report, html, junit = _outputs(pytester, r)
