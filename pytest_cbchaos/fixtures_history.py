@@ -5,7 +5,10 @@ sharing the test's fault journal, so fault windows land in the same history). Wh
 marked ``@pytest.mark.linearizable("cas-register")``, the history is checked after the test body
 returns; an ILLEGAL verdict fails the test with the counterexample, and the history, the journal,
 ``results.json`` and ``timeline.html`` are written to the artifact directory (kept per
-``--cbchaos-keep``). UNKNOWN follows ``--cbchaos-on-unknown``.
+``--cbchaos-keep``). UNKNOWN follows ``--cbchaos-on-unknown``. A marked test that records no
+history, observes 0 operations, or had a requested fault that was not applied fails: its check had
+nothing (or not the asked-for chaos) to check. The verdict reaches the kit's reports as a
+``linearizability:<model>`` check (docs/report-schema.md, "Verdict and audit").
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Everything still active is healed at teardown (process faults first: SIGCONT bef
 so teardown never hangs on a stopped server).
 
 A fault whose parameters are invalid or whose control call raises is recorded as a *failure* in
-the journal, never as a window, and the error propagates (docs/faults.md, "failed faults").
+the journal, never as a window, and the error propagates (docs/report-schema.md, "Verdict and audit").
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ Timestamps come from ``time.monotonic_ns()`` taken before and after the control 
 
 A fault whose control call raised is *not* a window: :meth:`FaultJournal.fail` moves it to the
 failures, so histories, timelines and counts only ever show faults that were applied
-(docs/report-schema.md, "audit").
+(docs/report-schema.md, "Verdict and audit").
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The audit says what the run really did: faults requested / applied / failed and operations observed.
 A run whose fault was not applied, or whose checks observed nothing, cannot pass: its verdict is
-``error`` with the reasons (docs/report-schema.md, "verdict and audit"). Terminal, report.json,
+``error`` with the reasons (docs/report-schema.md, "Verdict and audit"). Terminal, report.json,
 report.html and JUnit only render the fields written here.
 """
 

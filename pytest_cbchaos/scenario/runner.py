@@ -466,7 +466,7 @@ def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None
 
 def judge_run(checks: list[CheckOutcome], obs: Observations, journal: FaultJournal, scenario: Scenario,
               error: str | None, fault_errors: list[str]) -> Verdict:
-    """The scenario's verdict from its checks and its audit (docs/report-schema.md, "verdict and audit")."""
+    """The scenario's verdict from its checks and its audit (docs/report-schema.md, "Verdict and audit")."""
     counts = journal.counts()
     audit = Audit(faults_requested=counts["requested"], faults_applied=counts["applied"],
                   faults_failed=counts["failed"], ops_observed=obs.ops_observed(),

@@ -80,7 +80,7 @@ def test_clock_skew_is_restored():
     assert faults.journal.to_dicts()[0]["params"] == {"offset_s": 30.0, "drift_ppm": 0.0}
 
 
-# -- failed faults are failures, never windows (docs/faults.md "failed faults") -----------------------
+# -- failed faults are failures, never windows (docs/report-schema.md "Verdict and audit") -----------------------
 
 class RejectingProxy(RecordingProxy):
     def add_toxic(self, type, *, stream, toxicity, name=None, **attributes):
