@@ -118,7 +118,7 @@ def _checks(test: dict[str, Any]) -> str:
 
 def _audit(test: dict[str, Any]) -> str:
     """Faults requested / applied / failed, operations observed, and why the verdict is an error."""
-    a = test["audit"]
+    a = test.get("audit") or {}
     ops = a.get("ops_observed")
     out = [f'<p class="audit">faults requested {a.get("faults_requested", 0)}, applied {a.get("faults_applied", 0)}, '
            f'failed {a.get("faults_failed", 0)} · ops observed {"n/a" if ops is None else ops}</p>']
@@ -152,7 +152,7 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
     for i, t in enumerate(report["tests"]):
         anchor = f"t{i}"
         failed = t["outcome"] in ("failed", "error") or t["verdict"] in ("violated", "error")
-        a = t["audit"]
+        a = t.get("audit") or {}
         ops = a.get("ops_observed")
         index_rows.append(f'<tr class="row-{escape(t["outcome"])}"><td><a href="#{anchor}">{escape(t["nodeid"])}</a></td>'
                           f'<td>{escape(str(t.get("target") or ""))}</td><td>{_badge(t["outcome"])}</td>'
@@ -191,7 +191,7 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cbchaos report</title><style>{CSS}</style></head>
 <body>
-<h1>cbchaos report {_badge('failed' if s['failed'] or s['error'] or s['verdict_errors'] else 'passed')}</h1>
+<h1>cbchaos report {_badge('failed' if s['failed'] or s['error'] or s.get("verdict_errors") else 'passed')}</h1>
 <p class="meta">generated {escape(str(report['generated_at']))} · seed {escape(str(report['seed']))} ·
 exit status {escape(str(report.get('exitstatus')))} · {escape(backends)}<br>command: <code>{escape(report.get('command', ''))}</code></p>
 <h2>Summary</h2><table id="summary">{summary_rows}</table>

@@ -9,7 +9,7 @@ from typing import Any
 def is_interesting(test: dict[str, Any]) -> bool:
     """Rows worth a line: anything with checks, faults (applied or failed), a scenario or a verdict error."""
     return bool(test["checks"] or test["faults"] or test.get("kind") == "scenario"
-                or test["audit"].get("faults_requested") or test["verdict"] == "error")
+                or (test.get("audit") or {}).get("faults_requested") or test["verdict"] == "error")
 
 
 def note(test: dict[str, Any]) -> str:
@@ -43,7 +43,7 @@ def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -
             table.add_column(col, no_wrap=True)
         table.add_column("note", overflow="fold", ratio=1)
         for t in interesting[:60]:
-            a = t["audit"]
+            a = t.get("audit") or {}
             ops = a.get("ops_observed")
             table.add_row(t["nodeid"], t["outcome"], t["verdict"],
                           f"{a.get('faults_applied', 0)}/{a.get('faults_requested', 0)}",
