@@ -54,3 +54,13 @@ class IdleCounter(CounterTarget):
         obs = Observations()
         obs.metrics.update(ok=0, info=0, final=0)
         return obs
+
+
+class ArtifactsBlocked(CounterTarget):
+    """Puts a file where the scenario's artifact directory goes, so writing the artifacts fails."""
+
+    def teardown(self, ctx):
+        super().teardown(ctx)
+        if ctx.artifacts is not None:
+            ctx.artifacts.parent.mkdir(parents=True, exist_ok=True)
+            ctx.artifacts.write_text("not a directory")

@@ -247,3 +247,30 @@ def test_an_unwritable_artifact_directory_never_replaces_the_verdict(pytester: p
     report, _, junit = _outputs(pytester, r)
     assert _test(report, "test_illegal")["verdict"] == "violated"
     assert _junit_props(junit, "test_illegal")["cbchaos_verdict"] == ["violated"]
+
+
+BLOCKED = """\
+name: blocked-artifacts
+target: audit_targets:ArtifactsBlocked
+topology: {workers: {count: 2}}
+workload: {duration_s: 0.3, interval_ms: 2, ops_per_worker: 20}
+checks:
+  - invariant: always-fails
+"""
+
+
+def test_scenario_artifacts_that_cannot_be_written_keep_the_violation(scenario_project, scn) -> None:
+    d = scenario_project.path / "scenarios"
+    (d / "audit_targets.py").write_text((HERE / "audit_targets.py").read_text())
+    for name in ("mutant.yaml", "good.yaml"):
+        (d / name).unlink()
+    (d / "blocked.yaml").write_text(BLOCKED)
+    r = scenario_project.runpytest(*scn.PLUGINS, "scenarios", "--cbchaos-report", "rep", "--junitxml", "junit.xml",
+                                   "--cbchaos-keep=all", "-p", "no:cacheprovider")
+    r.assert_outcomes(failed=1)
+    assert "Traceback" not in r.stdout.str()
+    r.stdout.fnmatch_lines(["*FAIL     invariant:always-fails*", "*artifacts not written to*"])
+    report, _, junit = _outputs(scenario_project, r)
+    t = _test(report, "blocked-artifacts")
+    assert t["verdict"] == "violated" and t["artifacts"] is None and "artifacts not written" in t["artifacts_error"]
+    assert _junit_props(junit, "blocked-artifacts")["cbchaos_verdict"] == ["violated"]
