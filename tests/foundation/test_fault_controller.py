@@ -140,3 +140,12 @@ def test_clock_skew_rejects_nan():
     with pytest.raises(ValueError, match="offset_s=nan"):
         faults.skew_clock(clock, float("nan"))
     assert clock.offset == 0.0 and faults.journal.to_dicts() == []
+
+
+def test_rejected_requests_count_as_failed_and_windows_as_applied():
+    faults = FaultController()
+    faults.down(RecordingProxy()).heal()
+    faults.journal.reject("flushall", "redis", {}, RuntimeError("no admin client"))
+    assert faults.journal.counts() == {"requested": 2, "applied": 1, "failed": 1}
+    assert [f.error for f in faults.journal.failures()] == ["RuntimeError: no admin client"]
+    assert [w["kind"] for w in faults.journal.to_dicts()] == ["down"]
