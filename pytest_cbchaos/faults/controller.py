@@ -91,6 +91,15 @@ def _target_name(target: Any) -> str:
     return str(getattr(target, "name", None) or target)
 
 
+def _process_name(proc: Any, target: Any) -> str:
+    """A journal name without the target's repr (a server's repr carries its password)."""
+    for obj in (proc, target):
+        if getattr(obj, "name", None):
+            return str(obj.name)
+    backend = getattr(target, "backend", None)
+    return f"{type(target).__name__}({backend})" if backend else type(target).__name__
+
+
 class ProcessFaults:
     """Process faults on a managed server (anything with ``.process`` or a ManagedProcess)."""
 
@@ -98,7 +107,7 @@ class ProcessFaults:
         self._c = controller
         self._proc = getattr(target, "process", None) or target
         self._target = target
-        self.name = _target_name(getattr(self._proc, "name", target))
+        self.name = _process_name(self._proc, target)
 
     def _method(self, kind: str, method: str) -> Callable[..., Any]:
         fn = getattr(self._proc, method, None)

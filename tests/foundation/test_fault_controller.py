@@ -149,3 +149,22 @@ def test_rejected_requests_count_as_failed_and_windows_as_applied():
     assert faults.journal.counts() == {"requested": 2, "applied": 1, "failed": 1}
     assert [f.error for f in faults.journal.failures()] == ["RuntimeError: no admin client"]
     assert [w["kind"] for w in faults.journal.to_dicts()] == ["down"]
+
+
+def test_process_faults_on_a_real_url_redis_are_clear_errors_and_never_windows(tmp_path):
+    from pytest_cbchaos.servers.redis import start_redis
+
+    server = start_redis("binary", workdir=tmp_path / "owned")
+    try:
+        attached = start_redis("url", workdir=tmp_path / "url", url=server.url)
+        faults = FaultController()
+        with pytest.raises(TypeError, match=r"pause on 'RedisServer\(url\)': not a process the kit started \(RedisServer"):
+            faults.process(attached).pause()
+        with pytest.raises(Exception, match="not managed by the kit"):
+            faults.process(attached).restart()
+        assert faults.journal.to_dicts() == [] and faults.active == []
+        assert faults.journal.counts() == {"requested": 2, "applied": 0, "failed": 2}
+        assert attached.ping()
+        assert not any(server.password in f.error + f.target for f in faults.journal.failures())
+    finally:
+        server.stop()
