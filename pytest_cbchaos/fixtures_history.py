@@ -59,6 +59,7 @@ def write_artifacts(directory: Path, recorder: Any, result: Any, journal: Any) -
             fh.write(json.dumps(window) + "\n")
     results = result.to_dict()
     results["faults"] = journal.to_dicts()
+    results["fault_failures"] = [f.to_dict() for f in journal.failures()] if hasattr(journal, "failures") else []
     paths["results"].write_text(json.dumps(results, indent=2, default=str))
     from pytest_cbchaos.linearizability.html import write_timeline
 

@@ -493,5 +493,5 @@ def write_artifacts(res: ScenarioResult, directory: Path) -> None:
                "faults": res.faults, "backends": res.backends, "duration_s": record["duration_s"],
                "budget": {"wall_s": res.scenario.budgets.wall_s,
                           "check_timeout_s": res.scenario.budgets.check_timeout_s},
-               "checks": record["checks"]}
+               "checks": record["checks"], "audit": record["audit"], "verdict_reasons": record["verdict_reasons"]}
     (directory / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str), "utf-8")

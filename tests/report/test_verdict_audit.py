@@ -210,6 +210,9 @@ def test_checked_tests_carry_their_verdict_into_every_output(pytester: pytest.Py
     assert "observed 0 operations: the checks had nothing to check" in _test(report, "test_no_history")["verdict_reasons"]
     bad = _test(report, "test_fault_not_applied")
     assert bad["audit"]["faults_failed"] == 1 and bad["faults"] == []
+    kept = next(p for p in (pytester.path / "art").iterdir() if "test_fault_not_applied" in p.name)
+    results = json.loads((kept / "results.json").read_text())
+    assert results["faults"] == [] and results["fault_failures"][0]["kind"] == "toxic:latency"
     for line in ("*needs a recorded history: request the cbchaos_history fixture*",
                  "*observed 0 operations (nothing was checked)*", "*1 requested fault(s) were not applied*toxicity=2.0*"):
         r.stdout.fnmatch_lines([line])
