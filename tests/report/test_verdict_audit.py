@@ -136,6 +136,7 @@ def test_failed_faults_and_empty_observations_are_errors_in_all_four_outputs(aud
 
 CHECKED = '''
 import pytest
+from hypothesis import given, settings, strategies as st
 from pytest_cbchaos.history.recorder import Recorder
 from pytest_cbchaos.linearizability.checker import LinearizabilityViolation, check
 from pytest_cbchaos.linearizability.models import get_model
@@ -184,6 +185,12 @@ def test_concurrent_machine():  # what stateful/concurrent.py raises for an ILLE
     _run(rec, read=2)
     result = check(rec.history(), get_model("cas-register"), mode="report")
     raise LinearizabilityViolation("history is not linearizable", result)
+
+
+@settings(max_examples=3, database=None, derandomize=True)
+@given(st.integers(0, 3))
+def test_hypothesis_machine(n):  # the same, raised through Hypothesis (as concurrent_store_test does)
+    test_concurrent_machine()
 '''
 
 
@@ -191,9 +198,9 @@ def test_checked_tests_carry_their_verdict_into_every_output(pytester: pytest.Py
     pytester.makepyfile(test_checked=CHECKED)
     r = pytester.runpytest(*scn.PLUGINS, "--cbchaos-report", "rep", "--junitxml", "junit.xml", "--strict-markers",
                            f"--cbchaos-artifacts={pytester.path / 'art'}", "-p", "no:cacheprovider")
-    r.assert_outcomes(passed=1, failed=5)
+    r.assert_outcomes(passed=1, failed=6)
     report, html, junit = _outputs(pytester, r)
-    expected = {"test_illegal": "violated", "test_correct": "ok", "test_no_history": "error",
+    expected = {"test_hypothesis_machine": "violated", "test_illegal": "violated", "test_correct": "ok", "test_no_history": "error",
                 "test_zero_ops": "error", "test_fault_not_applied": "error", "test_concurrent_machine": "violated"}
     for name, verdict in expected.items():
         t = _test(report, name)
@@ -205,7 +212,7 @@ def test_checked_tests_carry_their_verdict_into_every_output(pytester: pytest.Py
     assert [row[2] for row in rows] == [t["verdict"] for t in report["tests"]]  # terminal: same verdicts, same order
     assert _test(report, "test_illegal")["checks"][0]["verdict"] == "illegal"
     assert _test(report, "test_illegal")["audit"]["ops_observed"] == 2
-    assert report["summary"]["violations"] == 2 and report["summary"]["verdict_errors"] == 3
+    assert report["summary"]["violations"] == 3 and report["summary"]["verdict_errors"] == 3
     assert "observed 0 operations: the checks had nothing to check" in _test(report, "test_zero_ops")["verdict_reasons"]
     assert "observed 0 operations: the checks had nothing to check" in _test(report, "test_no_history")["verdict_reasons"]
     bad = _test(report, "test_fault_not_applied")
