@@ -59,7 +59,7 @@ def write_artifacts(directory: Path, recorder: Any, result: Any, journal: Any) -
             fh.write(json.dumps(window) + "\n")
     results = result.to_dict()
     results["faults"] = journal.to_dicts()
-    results["fault_failures"] = [f.to_dict() for f in journal.failures()] if hasattr(journal, "failures") else []
+    results["fault_failures"] = [f.to_dict() for f in journal.failures()]
     paths["results"].write_text(json.dumps(results, indent=2, default=str))
     from pytest_cbchaos.linearizability.html import write_timeline
 
@@ -109,7 +109,7 @@ def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any
     from pytest_cbchaos.linearizability.models import get_model
 
     settings = get_settings(item.config)
-    model_name = marker.args[0] if marker.args else marker.kwargs.get("model")
+    model_name = _model_name(marker)
     if not model_name:
         pytest.fail(f"{item.nodeid}: @pytest.mark.linearizable needs a model name, e.g. 'cas-register'", pytrace=False)
     try:
