@@ -111,8 +111,12 @@ def _html_extras(report: pytest.TestReport, record: dict[str, Any], verdict: str
     except Exception:
         return
     bad = [c["name"] for c in record.get("checks", []) if c.get("verdict") in ("violated", "illegal", "unknown")]
-    block = (f"<div class='cbchaos'>cbchaos verdict: <b>{escape(verdict)}</b>; faults {len(record.get('faults', []))}"
-             + (f"; violated: {escape(', '.join(bad))}" if bad else "") + "</div>")
+    a = record.get("audit") or {}
+    reasons = record.get("verdict_reasons") or []
+    block = (f"<div class='cbchaos'>cbchaos verdict: <b>{escape(verdict)}</b>; faults applied "
+             f"{a.get('faults_applied', 0)}/{a.get('faults_requested', 0)}"
+             + (f"; violated: {escape(', '.join(bad))}" if bad else "")
+             + (f"; {escape('; '.join(reasons))}" if reasons else "") + "</div>")
     report.extras = [*getattr(report, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
     if record.get("artifacts"):
         report.extras.append(extras.url(str(record["artifacts"]), name="cbchaos artifacts"))  # type: ignore[attr-defined]
