@@ -9,15 +9,50 @@ or at the end of a ``with`` block, so both styles work::
 
 Everything still active is healed at teardown (process faults first: SIGCONT before anything,
 so teardown never hangs on a stopped server).
+
+A fault whose parameters are invalid or whose control call raises is recorded as a *failure* in
+the journal, never as a window, and the error propagates (docs/report-schema.md, "Verdict and audit").
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from pytest_cbchaos.faults.clock import SkewedClock
 from pytest_cbchaos.faults.journal import FaultJournal, FaultWindow
+
+
+T = TypeVar("T")
+
+# toxic attributes that are sizes or durations: finite and >= 0 (toxiproxy's own vocabulary)
+NON_NEGATIVE_ATTRIBUTES = ("latency", "jitter", "rate", "delay", "timeout", "bytes", "average_size",
+                           "size_variation")
+
+
+class FaultParameterError(ValueError):
+    """A fault asked for with a value outside its vocabulary (e.g. ``toxicity`` 2.0)."""
+
+
+class FaultNotApplicable(TypeError):
+    """A fault asked for on a target that cannot take it (e.g. ``pause`` on a ``url`` Redis)."""
+
+
+def check_toxic_params(type: str, target: str, toxicity: Any, attributes: dict[str, Any]) -> None:
+    """Raise :class:`FaultParameterError` naming the toxic, the key, the value and what was expected."""
+    if isinstance(toxicity, bool) or not isinstance(toxicity, (int, float)) or not (
+            math.isfinite(toxicity) and 0.0 <= toxicity <= 1.0):
+        raise FaultParameterError(f"toxic {type!r} on {target!r}: toxicity={toxicity!r}, "
+                                  "expected a number in [0, 1]")
+    for key in NON_NEGATIVE_ATTRIBUTES:
+        if key not in attributes:
+            continue
+        value = attributes[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                math.isfinite(value) and value >= 0):
+            raise FaultParameterError(f"toxic {type!r} on {target!r}: {key}={value!r}, "
+                                      "expected a finite number >= 0")
 
 
 class Fault:
@@ -56,6 +91,15 @@ def _target_name(target: Any) -> str:
     return str(getattr(target, "name", None) or target)
 
 
+def _process_name(proc: Any, target: Any) -> str:
+    """A journal name without the target's repr (a server's repr carries its password)."""
+    for obj in (proc, target):
+        if getattr(obj, "name", None):
+            return str(obj.name)
+    backend = getattr(target, "backend", None)
+    return f"{type(target).__name__}({backend})" if backend else type(target).__name__
+
+
 class ProcessFaults:
     """Process faults on a managed server (anything with ``.process`` or a ManagedProcess)."""
 
@@ -63,28 +107,40 @@ class ProcessFaults:
         self._c = controller
         self._proc = getattr(target, "process", None) or target
         self._target = target
-        self.name = _target_name(getattr(self._proc, "name", target))
+        self.name = _process_name(self._proc, target)
+
+    def _method(self, kind: str, method: str) -> Callable[..., Any]:
+        fn = getattr(self._proc, method, None)
+        if not callable(fn):
+            raise FaultNotApplicable(
+                f"{kind} on {self.name!r}: not a process the kit started ({type(self._proc).__name__}, no "
+                f"{method}()); process faults need a managed server, not a 'url' backend")
+        return fn
 
     def pause(self) -> Fault:
         """SIGSTOP; requests hang, queued commands execute after resume (indeterminate ops)."""
         window = self._c.journal.begin("pause", self.name)
-        self._proc.pause()
-        self._c.journal.started(window)
-        return self._c._track(Fault(self._c, window, self._proc.resume, order=0))
+        resume = None
+
+        def stop() -> None:
+            nonlocal resume
+            resume = self._method("pause", "resume")  # checked first: a pause that cannot heal is not applied
+            self._method("pause", "pause")()
+
+        self._c._start(window, stop)
+        return self._c._track(Fault(self._c, window, resume, order=0))  # type: ignore[arg-type]
 
     def kill(self) -> FaultWindow:
         """SIGKILL the process group; the server stays down until :meth:`restart`."""
         window = self._c.journal.begin("kill", self.name)
-        self._proc.kill()
-        self._c.journal.started(window)
+        self._c._start(window, lambda: self._method("kill", "kill")())
         self._c.journal.end(window)
         return window
 
     def restart(self, *, graceful: bool = False) -> FaultWindow:
         """Kill (or SHUTDOWN) and relaunch on the same port; readiness re-checked before returning."""
         window = self._c.journal.begin("restart", self.name, {"graceful": graceful})
-        self._proc.restart(graceful=graceful)
-        self._c.journal.started(window)
+        self._c._start(window, lambda: self._method("restart", "restart")(graceful=graceful))
         self._c.journal.end(window)
         return window
 
@@ -96,6 +152,16 @@ class FaultController:
         self._lock = threading.Lock()
 
     # -- bookkeeping ----------------------------------------------------------------------
+    def _start(self, window: FaultWindow, call: Callable[[], T]) -> T:
+        """Run the control call that starts ``window``; if it raises, the window becomes a failure."""
+        try:
+            result = call()
+        except BaseException as exc:
+            self.journal.fail(window, exc)
+            raise
+        self.journal.started(window)
+        return result
+
     def _track(self, fault: Fault) -> Fault:
         with self._lock:
             self._active.append(fault)
@@ -126,9 +192,14 @@ class FaultController:
               name: str | None = None, **attributes: Any) -> Fault:
         """Any toxic by type (including extension toxics on the embedded backend)."""
         params = {"type": type, "stream": stream, "toxicity": toxicity, "attributes": attributes}
-        window = self.journal.begin(f"toxic:{type}", _target_name(proxy), params)
-        toxic = proxy.add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)
-        self.journal.started(window)
+        target = _target_name(proxy)
+        window = self.journal.begin(f"toxic:{type}", target, params)
+
+        def add() -> Any:
+            check_toxic_params(type, target, toxicity, attributes)
+            return proxy.add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)
+
+        toxic = self._start(window, add)
         toxic_name = getattr(toxic, "name", None) or name or f"{type}_{stream}"
         return self._track(Fault(self, window, lambda: proxy.remove_toxic(toxic_name)))
 
@@ -161,15 +232,13 @@ class FaultController:
         """Half-open partition: one direction blackholed (portable: timeout toxic with timeout 0)."""
         window = self.journal.begin(f"partition:{stream}", _target_name(proxy), {"stream": stream})
         name = f"cbchaos_partition_{stream}"
-        proxy.add_toxic("timeout", stream=stream, toxicity=1.0, name=name, timeout=0)
-        self.journal.started(window)
+        self._start(window, lambda: proxy.add_toxic("timeout", stream=stream, toxicity=1.0, name=name, timeout=0))
         return self._track(Fault(self, window, lambda: proxy.remove_toxic(name)))
 
     def down(self, proxy: Any) -> Fault:
         """Disable the proxy: new connects are refused, live connections closed."""
         window = self.journal.begin("down", _target_name(proxy))
-        proxy.disable()
-        self.journal.started(window)
+        self._start(window, proxy.disable)
         return self._track(Fault(self, window, proxy.enable))
 
     # -- process and clock faults -----------------------------------------------------------
@@ -179,8 +248,16 @@ class FaultController:
     def skew_clock(self, clock: SkewedClock, offset_s: float, drift_ppm: float = 0.0,
                    worker: str = "worker") -> Fault:
         """Shift a kit-aware clock's wall time; healing restores the previous skew."""
-        previous = clock.offset
         window = self.journal.begin("clock_skew", worker, {"offset_s": offset_s, "drift_ppm": drift_ppm})
-        clock.set_skew(offset_s, drift_ppm)
-        self.journal.started(window)
+        previous = self._start(window, lambda: _skew(clock, offset_s, drift_ppm))
         return self._track(Fault(self, window, lambda: clock.set_skew(previous), order=0))
+
+
+def _skew(clock: SkewedClock, offset_s: float, drift_ppm: float) -> float:
+    """Set the skew after checking it; returns the previous offset (what healing restores)."""
+    for key, value in (("offset_s", offset_s), ("drift_ppm", drift_ppm)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise FaultParameterError(f"clock_skew: {key}={value!r}, expected a finite number")
+    previous = clock.offset
+    clock.set_skew(offset_s, drift_ppm)
+    return previous

@@ -3,6 +3,10 @@
 Entries have the shape of ``results.json``'s ``faults`` list:
 ``{id, kind, target, params, start_ns, end_ns}`` (``end_ns`` is None while the fault is active).
 Timestamps come from ``time.monotonic_ns()`` taken before and after the control call.
+
+A fault whose control call raised is *not* a window: :meth:`FaultJournal.fail` moves it to the
+failures, so histories, timelines and counts only ever show faults that were applied
+(docs/report-schema.md, "Verdict and audit").
 """
 
 from __future__ import annotations
@@ -35,6 +39,20 @@ class FaultWindow:
         return self.end_ns is None
 
 
+@dataclass
+class FaultFailure:
+    """A requested fault that was never applied (its control call raised, or it was rejected)."""
+
+    id: int
+    kind: str
+    target: str
+    params: dict[str, Any]
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 class FaultJournal:
     """Thread-safe list of fault windows; optionally mirrored to a JSON-lines file."""
 
@@ -42,6 +60,7 @@ class FaultJournal:
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._windows: list[FaultWindow] = []
+        self._failures: list[FaultFailure] = []
         self.path = path
 
     def begin(self, kind: str, target: str, params: dict[str, Any] | None = None,
@@ -65,6 +84,32 @@ class FaultJournal:
                 window.end_ns = time.monotonic_ns()
         self._append_file(window)
 
+    def fail(self, window: FaultWindow, error: BaseException | str) -> FaultFailure:
+        """The control call that was to start ``window`` raised: drop the window, record a failure."""
+        with self._lock:
+            if window in self._windows:
+                self._windows.remove(window)
+            failure = FaultFailure(window.id, window.kind, window.target, dict(window.params), _describe(error))
+            self._failures.append(failure)
+        return failure
+
+    def reject(self, kind: str, target: str, params: dict[str, Any] | None, error: BaseException | str) -> FaultFailure:
+        """A requested fault that failed before any control call (bad target, bad parameter)."""
+        failure = FaultFailure(next(self._ids), kind, target, dict(params or {}), _describe(error))
+        with self._lock:
+            self._failures.append(failure)
+        return failure
+
+    def failures(self) -> list[FaultFailure]:
+        with self._lock:
+            return list(self._failures)
+
+    def counts(self) -> dict[str, int]:
+        """``{requested, applied, failed}``: every request either became a window or a failure."""
+        with self._lock:
+            applied, failed = len(self._windows), len(self._failures)
+        return {"requested": applied + failed, "applied": applied, "failed": failed}
+
     def instant(self, kind: str, target: str, params: dict[str, Any] | None = None) -> FaultWindow:
         """A fault with no duration (e.g. SIGKILL): start and end stamped around the call site."""
         window = self.begin(kind, target, params)
@@ -77,8 +122,10 @@ class FaultJournal:
         win = self.begin(kind, target, params)
         try:
             yield win
-        finally:
-            self.end(win)
+        except BaseException as exc:
+            self.fail(win, exc)
+            raise
+        self.end(win)
 
     def active_ids(self, at_ns: int | None = None) -> list[int]:
         """Ids of faults active at ``at_ns`` (default: now)."""
@@ -104,3 +151,7 @@ class FaultJournal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock, open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(window.to_dict(), sort_keys=True) + "\n")
+
+
+def _describe(error: BaseException | str) -> str:
+    return error if isinstance(error, str) else f"{type(error).__name__}: {error}"

@@ -125,8 +125,8 @@ class Proxy:
         window = self._client._begin("down", self.name, {})
         try:
             self._update({"enabled": False})
-        except BaseException:
-            self._client._drop_window(window)
+        except BaseException as exc:
+            self._client._drop_window(window, exc)
             raise
         self._client._started(("down", self.name), window)
 
@@ -155,8 +155,8 @@ class Proxy:
         window = self._client._begin(kind, self.name, params)
         try:
             toxic = Toxic.from_json(self._client._request("POST", self._path + "/toxics", body), self)
-        except BaseException:
-            self._client._drop_window(window)
+        except BaseException as exc:
+            self._client._drop_window(window, exc)
             raise
         self._client._started(("toxic", self.name, toxic.name), window)
         return toxic
@@ -273,9 +273,10 @@ class Client:
             self.journal.started(window)
             self._windows[key] = window
 
-    def _drop_window(self, window: "FaultWindow | None") -> None:
+    def _drop_window(self, window: "FaultWindow | None", error: BaseException) -> None:
+        """The control call failed: the fault was never applied, so it is a journal failure, not a window."""
         if window is not None and self.journal is not None:
-            self.journal.end(window)
+            self.journal.fail(window, error)
 
     def _end_window(self, key: tuple[str, ...]) -> None:
         window = self._windows.pop(key, None)

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from pytest_cbchaos.report.verdict import Audit, judge_record
+
 USER_PROPERTY = "cbchaos"
 EXTRA_KEY = pytest.StashKey[dict]()
 
@@ -20,7 +22,8 @@ def add(node: pytest.Item | pytest.FixtureRequest, **data: Any) -> None:
 
     Known keys: ``checks`` (list of ``{name, kind, verdict, detail, counterexample}``), ``latencies``,
     ``transitions``, ``recoveries`` (dict), ``probes`` (list of ``{id, value, unit, note}``),
-    ``history_path``, ``timeline_path``. Lists are extended, dicts merged.
+    ``history_path``, ``timeline_path``, ``ops_observed`` (int: operations the checks saw; 0 makes
+    the verdict an error, docs/report-schema.md). Lists are extended, dicts merged, ints summed.
     """
     item = getattr(node, "node", node)
     extra = item.stash.setdefault(EXTRA_KEY, {})
@@ -29,6 +32,8 @@ def add(node: pytest.Item | pytest.FixtureRequest, **data: Any) -> None:
             extra.setdefault(key, []).extend(value)
         elif isinstance(value, dict):
             extra.setdefault(key, {}).update(value)
+        elif key == "ops_observed":
+            extra[key] = (extra.get(key) or 0) + int(value)
         else:
             extra[key] = value
 
@@ -40,25 +45,36 @@ def base_record(item: pytest.Item) -> dict[str, Any] | None:
     result = item.stash.get(RESULT_KEY, None)
     if result is not None:
         return result.to_record()
-    extra = item.stash.get(EXTRA_KEY, None)
-    faults = _journal(item)
+    extra = dict(item.stash.get(EXTRA_KEY, None) or {})
+    journal = _journal(item)
+    faults = _windows(journal)
+    failures = journal.failures() if journal is not None else []
     chaos = item.get_closest_marker("chaos")
-    if extra is None and not faults and chaos is None:
+    if not extra and not faults and not failures and chaos is None:
         return None
     rec: dict[str, Any] = {"kind": "test", "name": item.name, "target": None, "faults": faults,
                            "checks": [], "latencies": [], "transitions": [], "recoveries": {}, "probes": []}
     if chaos is not None:
         rec["declared_faults"] = [str(a) for a in chaos.args]
-    rec.update(extra or {})
+    ops = extra.pop("ops_observed", None)
+    rec.update(extra)
+    counts = journal.counts() if journal is not None else {"requested": 0, "applied": 0, "failed": 0}
+    audit = Audit(faults_requested=counts["requested"], faults_applied=counts["applied"],
+                  faults_failed=counts["failed"], ops_observed=ops,
+                  fault_errors=[f"{f.kind} on {f.target}: {f.error}" for f in failures])
+    rec.update(judge_record({**rec, "audit": audit.to_dict()}).fields())
     return rec
 
 
-def _journal(item: pytest.Item) -> list[dict[str, Any]]:
+def _journal(item: pytest.Item) -> Any:
     try:
         from pytest_cbchaos.fixtures import FAULT_JOURNAL_KEY
     except Exception:
-        return []
-    journal = item.stash.get(FAULT_JOURNAL_KEY, None)
+        return None
+    return item.stash.get(FAULT_JOURNAL_KEY, None)
+
+
+def _windows(journal: Any) -> list[dict[str, Any]]:
     if journal is None:
         return []
     windows = journal.to_dicts()
@@ -78,11 +94,10 @@ def encode(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, default=str)
 
 
-def verdict_of(record: dict[str, Any]) -> str:
-    """Composed verdict of a record: violated > unknown > ok (skipped checks do not count)."""
-    verdicts = [c.get("verdict") for c in record.get("checks", []) if c.get("enforced", True)]
-    if any(v in ("violated", "illegal") for v in verdicts):
-        return "violated"
-    if "unknown" in verdicts:
-        return "unknown"
-    return "ok" if verdicts else "none"
+def verdict_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """``verdict``, ``verdict_reasons`` and ``audit`` of a record: the ones it carries (computed where the
+    run happened) or, for a record without them, judged from its checks."""
+    if "verdict" in record and "audit" in record:
+        return {"verdict": record["verdict"], "verdict_reasons": list(record.get("verdict_reasons") or []),
+                "audit": record["audit"]}
+    return judge_record(record).fields()

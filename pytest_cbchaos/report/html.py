@@ -20,7 +20,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:20px;color:#222;background:#fafaf
 h1{margin:0 0 4px}h2{margin:28px 0 6px;font-size:18px}
 table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 .badge{display:inline-block;padding:1px 8px;border-radius:8px;color:#fff;font-weight:600;font-size:12px}
-.passed,.ok{background:#2e9d4f}.failed,.violated,.illegal,.error{background:#d23b3b}
+.passed,.ok{background:#2e9d4f}ul.verdict-reasons{color:#a11}.failed,.violated,.illegal,.error{background:#d23b3b}
 .skipped,.none{background:#888}.unknown{background:#e0a020}
 section.test{background:#fff;border:1px solid #ddd;border-radius:6px;padding:10px 14px;margin:12px 0}
 section.test.is-failed{border-color:#d23b3b}
@@ -116,6 +116,20 @@ def _checks(test: dict[str, Any]) -> str:
     return "".join(out)
 
 
+def _audit(test: dict[str, Any]) -> str:
+    """Faults requested / applied / failed, operations observed, and why the verdict is an error."""
+    a = test.get("audit") or {}
+    ops = a.get("ops_observed")
+    out = [f'<p class="audit">faults requested {a.get("faults_requested", 0)}, applied {a.get("faults_applied", 0)}, '
+           f'failed {a.get("faults_failed", 0)} · ops observed {"n/a" if ops is None else ops}</p>']
+    reasons = test.get("verdict_reasons") or []
+    if reasons:
+        out.append('<ul class="verdict-reasons">' + "".join(f"<li>{escape(r)}</li>" for r in reasons) + "</ul>")
+    if test.get("artifacts_error"):
+        out.append(f'<p class="error-text">{escape(test["artifacts_error"])}</p>')
+    return "".join(out)
+
+
 def _links(test: dict[str, Any], base: Path | None) -> str:
     art = test.get("artifacts")
     if not art:
@@ -137,10 +151,14 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
     sections = []
     for i, t in enumerate(report["tests"]):
         anchor = f"t{i}"
-        failed = t["outcome"] in ("failed", "error")
+        failed = t["outcome"] in ("failed", "error") or t["verdict"] in ("violated", "error")
+        a = t.get("audit") or {}
+        ops = a.get("ops_observed")
         index_rows.append(f'<tr class="row-{escape(t["outcome"])}"><td><a href="#{anchor}">{escape(t["nodeid"])}</a></td>'
                           f'<td>{escape(str(t.get("target") or ""))}</td><td>{_badge(t["outcome"])}</td>'
-                          f'<td>{_badge(t["verdict"])}</td><td>{len(t["faults"])}</td><td>{len(t["checks"])}</td>'
+                          f'<td class="verdict">{_badge(t["verdict"])}</td>'
+                          f'<td class="faults">{a.get("faults_applied", 0)}/{a.get("faults_requested", 0)}</td>'
+                          f'<td class="ops">{"-" if ops is None else ops}</td><td>{len(t["checks"])}</td>'
                           f'<td>{t["duration_s"]:.2f}s</td></tr>')
         meta = [f"seed {t.get('seed')}" if t.get("seed") is not None else "", f"worker {t.get('worker')}",
                 f"{t.get('history_ops', 0)} ops" if t.get("history_ops") else ""]
@@ -153,6 +171,7 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
             body.append(f'<p class="meta">skipped: {escape(t["skip_reason"])}</p>')
         if t.get("error"):
             body.append(f'<p class="error-text">error: {escape(t["error"])}</p>')
+        body.append(_audit(t))
         body.append(_timeline(t))
         body.append(_checks(t))
         if t.get("recoveries"):
@@ -172,13 +191,13 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>cbchaos report</title><style>{CSS}</style></head>
 <body>
-<h1>cbchaos report {_badge('failed' if s['failed'] or s['error'] else 'passed')}</h1>
+<h1>cbchaos report {_badge('failed' if s['failed'] or s['error'] or s.get("verdict_errors") else 'passed')}</h1>
 <p class="meta">generated {escape(str(report['generated_at']))} · seed {escape(str(report['seed']))} ·
 exit status {escape(str(report.get('exitstatus')))} · {escape(backends)}<br>command: <code>{escape(report.get('command', ''))}</code></p>
 <h2>Summary</h2><table id="summary">{summary_rows}</table>
 <h2>Tests and scenarios</h2>
 <div id="controls"><label><input type="checkbox" id="only-failed"> failures only</label></div>
-<table id="index"><tr><th>test</th><th>target</th><th>outcome</th><th>verdict</th><th>faults</th><th>checks</th><th>time</th></tr>
+<table id="index"><tr><th>test</th><th>target</th><th>outcome</th><th>verdict</th><th>faults applied/requested</th><th>ops</th><th>checks</th><th>time</th></tr>
 {''.join(index_rows)}</table>
 {('<h2>Weakness probes</h2><table id="probes"><tr><th>id</th><th>value</th><th>note</th><th>test</th></tr>' + probes + '</table>') if probes else ''}
 <h2>Details</h2>

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from pytest_cbchaos.report.collect import verdict_of
+from pytest_cbchaos.report.collect import verdict_fields
 
 SCHEMA_ID = "cbchaos-report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
@@ -26,7 +26,7 @@ def make_entry(nodeid: str, outcome: str, duration_s: float, record: dict[str, A
                           "checks": [], "latencies": [], "transitions": [], "recoveries": {}, "probes": []})
     rec.update(nodeid=nodeid, outcome=outcome, duration_s=round(duration_s, 4), worker=worker,
                skip_reason=skip_reason, longrepr=(longrepr or None) and longrepr[-4000:])
-    rec["verdict"] = verdict_of(rec)
+    rec.update(verdict_fields(rec))
     for key, default in (("faults", []), ("checks", []), ("latencies", []), ("transitions", []),
                          ("recoveries", {}), ("probes", []), ("target", None), ("kind", "test")):
         rec.setdefault(key, default)
@@ -40,13 +40,17 @@ def build_report(entries: list[dict[str, Any]], *, seed: int | None, command: st
     counts = {o: sum(1 for t in tests if t["outcome"] == o) for o in OUTCOMES}
     checks = [c for t in tests for c in t["checks"] if c.get("verdict") != "skipped"]
     probes = [dict(p, nodeid=t["nodeid"]) for t in tests for p in t.get("probes", [])]
+    audits = [t["audit"] for t in tests]
     summary = {
         "tests": len(tests), **counts,
         "scenarios": sum(1 for t in tests if t.get("kind") == "scenario"),
-        "faults_injected": sum(len(t["faults"]) for t in tests),
+        "faults_requested": sum(a.get("faults_requested", 0) for a in audits),
+        "faults_injected": sum(a.get("faults_applied", 0) for a in audits),
+        "faults_failed": sum(a.get("faults_failed", 0) for a in audits),
         "checks_run": len(checks),
         "violations": sum(1 for c in checks if c.get("verdict") in ("violated", "illegal")),
         "unknown": sum(1 for c in checks if c.get("verdict") == "unknown"),
+        "verdict_errors": sum(1 for t in tests if t["verdict"] == "error"),
     }
     return {
         "schema": SCHEMA_ID,

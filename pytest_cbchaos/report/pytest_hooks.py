@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_cbchaos.report.collect import base_record, encode, verdict_of
+from pytest_cbchaos.report.collect import add, base_record, encode, verdict_fields
 
 ENTRIES_KEY = pytest.StashKey[dict]()
 WORKERS_KEY = pytest.StashKey[dict]()
@@ -39,22 +39,67 @@ def _report_dir(config: pytest.Config) -> Path | None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
+    if report.when == "call" and call.excinfo is not None:
+        _record_violation(item, call.excinfo.value)
     if report.when != "teardown" and not (report.when == "setup" and report.skipped):
         return
     record = base_record(item)
     if record is None:
         return
     record["nodeid"] = item.nodeid
-    verdict = verdict_of(record)
+    fields = verdict_fields(record)
+    record.update(fields)
+    verdict = fields["verdict"]
     # the record rides on the report object (xdist serialises plain attributes); JUnit gets short
     # properties on the teardown report, which junitxml writes (no record_property warning, #7767 avoided)
     report.cbchaos_record = encode(record)  # type: ignore[attr-defined]
-    report.user_properties.append(("cbchaos_verdict", verdict))
+    report.user_properties.extend(junit_properties(fields))
     rdir = _report_dir(item.config)
     if rdir is not None:
         report.user_properties.append(("cbchaos_report", str(rdir / "report.html")))
     if item.config.pluginmanager.hasplugin("html"):
         _html_extras(report, record, verdict)
+
+
+def junit_properties(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """The verdict as JUnit ``<property>`` pairs (the same fields report.json carries)."""
+    a = fields["audit"]
+    ops = a.get("ops_observed")
+    props = [("cbchaos_verdict", fields["verdict"]),
+             ("cbchaos_faults", f"requested={a.get('faults_requested', 0)} applied={a.get('faults_applied', 0)} "
+                                f"failed={a.get('faults_failed', 0)}"),
+             ("cbchaos_ops_observed", "n/a" if ops is None else str(ops))]
+    props.extend(("cbchaos_verdict_reason", r) for r in fields["verdict_reasons"])
+    return props
+
+
+def _record_violation(item: pytest.Item, exc: BaseException) -> None:
+    """A test that raised :class:`LinearizabilityViolation` (e.g. a concurrent state machine) gets its
+    ILLEGAL check into the report, so the summary counts it."""
+    from pytest_cbchaos.linearizability.checker import LinearizabilityViolation
+
+    found = _find(exc, LinearizabilityViolation)
+    if found is None:
+        return
+    result = found.result
+    model = getattr(result, "model", None) or "history"
+    check = {"name": f"linearizability:{model}", "kind": "linearizability", "verdict": "illegal",
+             "detail": result.summary() if result is not None else str(found).splitlines()[0],
+             "counterexample": getattr(result, "counterexample", None)}
+    if result is not None:
+        add(item, checks=[check], ops_observed=len(result.ops))
+    else:
+        add(item, checks=[check])
+
+
+def _find(exc: BaseException, cls: type) -> Any:
+    if isinstance(exc, cls):
+        return exc
+    for sub in getattr(exc, "exceptions", ()) or ():  # ExceptionGroup (e.g. Hypothesis, several failures)
+        hit = _find(sub, cls)
+        if hit is not None:
+            return hit
+    return None
 
 
 def _html_extras(report: pytest.TestReport, record: dict[str, Any], verdict: str) -> None:
@@ -66,8 +111,12 @@ def _html_extras(report: pytest.TestReport, record: dict[str, Any], verdict: str
     except Exception:
         return
     bad = [c["name"] for c in record.get("checks", []) if c.get("verdict") in ("violated", "illegal", "unknown")]
-    block = (f"<div class='cbchaos'>cbchaos verdict: <b>{escape(verdict)}</b>; faults {len(record.get('faults', []))}"
-             + (f"; violated: {escape(', '.join(bad))}" if bad else "") + "</div>")
+    a = record.get("audit") or {}
+    reasons = record.get("verdict_reasons") or []
+    block = (f"<div class='cbchaos'>cbchaos verdict: <b>{escape(verdict)}</b>; faults applied "
+             f"{a.get('faults_applied', 0)}/{a.get('faults_requested', 0)}"
+             + (f"; violated: {escape(', '.join(bad))}" if bad else "")
+             + (f"; {escape('; '.join(reasons))}" if reasons else "") + "</div>")
     report.extras = [*getattr(report, "extras", []), extras.html(block)]  # type: ignore[attr-defined]
     if record.get("artifacts"):
         report.extras.append(extras.url(str(record["artifacts"]), name="cbchaos artifacts"))  # type: ignore[attr-defined]
@@ -166,16 +215,22 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     from pytest_cbchaos.report.html import write_html
     from pytest_cbchaos.report.model import write_json
-    from pytest_cbchaos.report.terminal import render_summary
+    from pytest_cbchaos.report.terminal import is_interesting, render_summary
 
     report = build_from_config(config, exitstatus)
     rdir = _report_dir(config)
     paths: list[str] = []
+    problem = None
     if rdir is not None:
-        paths = [str(write_json(report, rdir)), str(write_html(report, rdir))]
-    interesting = any(t["checks"] or t["faults"] or t.get("kind") == "scenario" for t in report["tests"])
-    if not (interesting or paths):
+        try:
+            paths = [str(write_json(report, rdir)), str(write_html(report, rdir))]
+        except OSError as exc:  # the verdicts stand and are printed below; only the files are missing
+            problem = f"cbchaos: report not written to {rdir}: {exc}\n"
+    interesting = any(is_interesting(t) for t in report["tests"])
+    if not (interesting or paths or problem):
         return
     terminalreporter.write_sep("=", "cbchaos")
     width = getattr(getattr(terminalreporter, "_tw", None), "fullwidth", 0)
     terminalreporter.write(render_summary(report, paths, width=max(width, 120)))
+    if problem:
+        terminalreporter.write(problem)

@@ -6,6 +6,24 @@ import io
 from typing import Any
 
 
+def is_interesting(test: dict[str, Any]) -> bool:
+    """Rows worth a line: anything with checks, faults (applied or failed), a scenario or a verdict error."""
+    return bool(test["checks"] or test["faults"] or test.get("kind") == "scenario"
+                or (test.get("audit") or {}).get("faults_requested") or test["verdict"] == "error")
+
+
+def note(test: dict[str, Any]) -> str:
+    """Why the verdict is what it is: the verdict's reasons, the violated checks, or the skip reason."""
+    bad = [f"{c['name']} {c.get('verdict')}" for c in test["checks"]
+           if c.get("verdict") in ("violated", "illegal", "unknown")]
+    parts = list(test.get("verdict_reasons") or [])
+    if bad:
+        parts.insert(0, ", ".join(bad))
+    if not parts and test.get("skip_reason"):
+        parts.append(test["skip_reason"])
+    return "; ".join(parts)
+
+
 def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -> str:
     from rich.console import Console
     from rich.table import Table
@@ -13,21 +31,23 @@ def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -
     s = report["summary"]
     buf = io.StringIO()
     console = Console(file=buf, width=width, force_terminal=False, color_system=None)
-    console.print(f"cbchaos: {s['tests']} tests ({s['scenarios']} scenarios), faults injected {s['faults_injected']}, "
+    console.print(f"cbchaos: {s['tests']} tests ({s['scenarios']} scenarios), faults requested "
+                  f"{s['faults_requested']}, applied {s['faults_injected']}, failed {s['faults_failed']}, "
                   f"checks run {s['checks_run']}, violations {s['violations']}, unknown {s['unknown']}, "
-                  f"seed {report.get('seed')}")
-    interesting = [t for t in report["tests"] if t["checks"] or t["faults"] or t.get("kind") == "scenario"]
+                  f"verdict errors {s['verdict_errors']}, seed {report.get('seed')}")
+    interesting = [t for t in report["tests"] if is_interesting(t)]
     if interesting:
         table = Table(show_edge=False, pad_edge=False)
         table.add_column("test", overflow="fold", ratio=3)
-        for col in ("outcome", "verdict", "faults", "checks"):
+        for col in ("outcome", "verdict", "faults", "ops", "checks"):
             table.add_column(col, no_wrap=True)
         table.add_column("note", overflow="fold", ratio=1)
         for t in interesting[:60]:
-            bad = [c["name"] for c in t["checks"] if c.get("verdict") in ("violated", "illegal", "unknown")]
-            note = ("violated: " + ", ".join(bad)) if bad else (t.get("skip_reason") or "")
-            table.add_row(t["nodeid"], t["outcome"], t["verdict"], str(len(t["faults"])), str(len(t["checks"])),
-                          note[:120])
+            a = t.get("audit") or {}
+            ops = a.get("ops_observed")
+            table.add_row(t["nodeid"], t["outcome"], t["verdict"],
+                          f"{a.get('faults_applied', 0)}/{a.get('faults_requested', 0)}",
+                          "-" if ops is None else str(ops), str(len(t["checks"])), note(t)[:240])
         console.print(table)
     for p in report.get("probes", [])[:30]:
         console.print(f"probe {p['id']}: {p['value']} {p.get('unit', '')} {p.get('note', '')}".rstrip())

@@ -121,6 +121,9 @@ def format_failure(result: Any) -> str:
     lines = [f"scenario {s.name} ({s.path}) target={s.target} seed={result.seed}: {result.outcome}"]
     if result.error:
         lines.append(f"  error: {result.error}")
+    verdict = result.verdict
+    if verdict is not None and verdict.status == "error":
+        lines.extend(f"  ERROR    {r}" for r in verdict.reasons if not r.startswith("run error: "))
     for c in result.checks:
         mark = "FAIL" if c.result.failed else c.result.verdict.upper()
         where = f" [{s.path}:{c.line}]" if c.line else ""
@@ -130,9 +133,14 @@ def format_failure(result: Any) -> str:
 
             text = json.dumps(c.result.counterexample, indent=2, default=str, sort_keys=True)
             lines.extend("      " + ln for ln in text.splitlines()[:40])
-    lines.append(f"  faults injected: {len(result.faults)}; re-run: cbchaos run {s.path} --seed {result.seed}")
+    a = verdict.audit if verdict is not None else None
+    audit = (f"faults requested {a.faults_requested}, applied {a.faults_applied}, failed {a.faults_failed}; "
+             f"ops observed {a.ops_observed}") if a is not None else f"faults injected: {len(result.faults)}"
+    lines.append(f"  {audit}; re-run: cbchaos run {s.path} --seed {result.seed}")
     if result.artifacts:
         lines.append(f"  artifacts: {result.artifacts}")
+    if result.artifacts_error:
+        lines.append(f"  {result.artifacts_error}")
     return "\n".join(lines)
 
 

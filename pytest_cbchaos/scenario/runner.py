@@ -15,6 +15,7 @@ from typing import Any
 from pytest_cbchaos.faults.clock import SkewedClock
 from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.journal import FaultJournal
+from pytest_cbchaos.report.verdict import Audit, Verdict, judge
 from pytest_cbchaos.scenario.model import FaultSpec, Scenario
 from pytest_cbchaos.scenario.targets import (
     CheckResult, Observations, Target, TargetUnavailable, resolve_target,
@@ -215,6 +216,8 @@ class ScenarioResult:
     backends: dict[str, Any]
     error: str | None = None
     artifacts: Path | None = None
+    verdict: Verdict | None = None
+    artifacts_error: str | None = None
 
     @property
     def failed_checks(self) -> list[CheckOutcome]:
@@ -240,6 +243,8 @@ class ScenarioResult:
             "history_ops": sum(1 for e in obs.history if e.get("type") == "invoke"),
             "backends": self.backends,
             "artifacts": str(self.artifacts) if self.artifacts else None,
+            "artifacts_error": self.artifacts_error,
+            **(self.verdict or judge([], Audit())).fields(),
         }
 
     _t0_ns: int = 0
@@ -299,6 +304,7 @@ class FaultScheduler(threading.Thread):
         for t, _, action, spec, idx in self.actions:
             if self.ctx.stop.wait(max(0.0, start + t - time.monotonic())):
                 break
+            failures = len(self.ctx.journal.failures())
             try:
                 if action == "apply":
                     handle = self._apply(spec)
@@ -308,6 +314,8 @@ class FaultScheduler(threading.Thread):
                     self._heal(spec, active.pop(idx, None))
             except Exception as exc:  # a fault that cannot be applied is reported, the run goes on
                 self.errors.append(f"{action} {spec.kind} on {spec.target} at {t:g}s: {type(exc).__name__}: {exc}")
+                if action == "apply" and len(self.ctx.journal.failures()) == failures:
+                    self.ctx.journal.reject(spec.kind, spec.target, spec.params, exc)  # failed before any control call
         for idx, handle in list(active.items()):
             try:
                 self._heal(self.ctx.scenario.faults[idx], handle)
@@ -438,14 +446,34 @@ def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None
         except Exception as exc:
             result = CheckResult("unknown", f"check raised {type(exc).__name__}: {exc}")
         checks.append(CheckOutcome(spec.label, spec.kind, spec.name, result, spec.line))
-    outcome = "error" if error else ("failed" if any(c.result.failed for c in checks) else "passed")
+    verdict = judge_run(checks, obs, ctx.journal, scenario, error, scheduler.errors if scheduler else [])
+    if error:
+        outcome = "error"
+    elif any(c.result.failed for c in checks):
+        outcome = "failed"
+    else:  # checks passed, yet the run cannot pass when a fault was not applied or nothing was observed
+        outcome = "error" if verdict.status == "error" else "passed"
     res = ScenarioResult(scenario=scenario, seed=seed, outcome=outcome, duration_s=time.monotonic() - started,
                          checks=checks, observations=obs, faults=ctx.journal.to_dicts(),
-                         backends=env.backends() if env else {}, error=error, artifacts=artifacts)
+                         backends=env.backends() if env else {}, error=error, artifacts=artifacts, verdict=verdict)
     res._t0_ns = ctx.t0_ns
     if artifacts is not None:
-        write_artifacts(res, artifacts)
+        try:
+            write_artifacts(res, artifacts)
+        except OSError as exc:  # the verdict stands; the report says why the files are missing
+            res.artifacts, res.artifacts_error = None, f"artifacts not written to {artifacts}: {exc}"
     return res
+
+
+def judge_run(checks: list[CheckOutcome], obs: Observations, journal: FaultJournal, scenario: Scenario,
+              error: str | None, fault_errors: list[str]) -> Verdict:
+    """The scenario's verdict from its checks and its audit (docs/report-schema.md, "Verdict and audit")."""
+    counts = journal.counts()
+    audit = Audit(faults_requested=counts["requested"], faults_applied=counts["applied"],
+                  faults_failed=counts["failed"], ops_observed=obs.ops_observed(),
+                  faults_declared=len(scenario.faults), fault_errors=list(fault_errors))
+    rows = [{"verdict": c.result.verdict, "enforced": c.result.enforced} for c in checks]
+    return judge(rows, audit, [f"run error: {error}"] if error else [])
 
 
 def write_artifacts(res: ScenarioResult, directory: Path) -> None:
@@ -466,5 +494,5 @@ def write_artifacts(res: ScenarioResult, directory: Path) -> None:
                "faults": res.faults, "backends": res.backends, "duration_s": record["duration_s"],
                "budget": {"wall_s": res.scenario.budgets.wall_s,
                           "check_timeout_s": res.scenario.budgets.check_timeout_s},
-               "checks": record["checks"]}
+               "checks": record["checks"], "audit": record["audit"], "verdict_reasons": record["verdict_reasons"]}
     (directory / "results.json").write_text(json.dumps(results, indent=2, sort_keys=True, default=str), "utf-8")

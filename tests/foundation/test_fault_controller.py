@@ -78,3 +78,93 @@ def test_clock_skew_is_restored():
         assert clock.offset == pytest.approx(30.0, abs=0.01)
     assert clock.offset == pytest.approx(0.0, abs=0.01)
     assert faults.journal.to_dicts()[0]["params"] == {"offset_s": 30.0, "drift_ppm": 0.0}
+
+
+# -- failed faults are failures, never windows (docs/report-schema.md "Verdict and audit") -----------------------
+
+class RejectingProxy(RecordingProxy):
+    def add_toxic(self, type, *, stream, toxicity, name=None, **attributes):
+        raise RuntimeError("400 bad toxic")
+
+
+@pytest.mark.parametrize("toxicity", [2.0, -0.5, float("nan"), float("inf"), "1"])
+def test_toxicity_outside_0_1_is_rejected_with_the_value_and_never_applied(toxicity):
+    proxy, faults = RecordingProxy(), FaultController()
+    with pytest.raises(ValueError, match=r"toxic 'latency' on 'redis': toxicity=.*expected a number in \[0, 1\]"):
+        faults.latency(proxy, ms=10, toxicity=toxicity)
+    assert proxy.calls == [] and faults.journal.to_dicts() == [] and faults.active == []
+    assert faults.journal.counts() == {"requested": 1, "applied": 0, "failed": 1}
+
+
+def test_negative_latency_is_rejected_naming_the_attribute():
+    proxy, faults = RecordingProxy(), FaultController()
+    with pytest.raises(ValueError, match=r"latency=-150, expected a finite number >= 0"):
+        faults.latency(proxy, ms=-150)
+    assert proxy.calls == [] and faults.journal.to_dicts() == []
+
+
+def test_a_fault_whose_control_call_raises_is_a_failure_not_a_window():
+    faults = FaultController()
+    with pytest.raises(RuntimeError, match="400 bad toxic"):
+        faults.latency(RejectingProxy(), ms=10)
+    assert faults.journal.to_dicts() == [] and faults.active == []
+    [failure] = faults.journal.failures()
+    assert failure.kind == "toxic:latency" and failure.error == "RuntimeError: 400 bad toxic"
+    assert faults.journal.active_ids() == []
+
+
+def test_process_fault_on_a_server_without_a_process_is_a_clear_error_and_no_window():
+    class UrlRedis:  # what the 'url' backend hands out: no process to signal
+        name = "redis"
+        process = None
+
+    faults = FaultController()
+    for call in (lambda p: p.pause(), lambda p: p.kill(), lambda p: p.restart()):
+        with pytest.raises(TypeError, match="not a process the kit started .*'url' backend"):
+            call(faults.process(UrlRedis()))
+    assert faults.journal.to_dicts() == [] and faults.active == []
+    assert faults.journal.counts() == {"requested": 3, "applied": 0, "failed": 3}
+
+
+def test_redis_action_window_that_raises_becomes_a_failure():
+    faults = FaultController()
+    with pytest.raises(ConnectionError):
+        with faults.journal.window("flushall", "redis"):
+            raise ConnectionError("refused")
+    assert faults.journal.to_dicts() == []
+    assert faults.journal.counts() == {"requested": 1, "applied": 0, "failed": 1}
+
+
+def test_clock_skew_rejects_nan():
+    faults, clock = FaultController(), SkewedClock()
+    with pytest.raises(ValueError, match="offset_s=nan"):
+        faults.skew_clock(clock, float("nan"))
+    assert clock.offset == 0.0 and faults.journal.to_dicts() == []
+
+
+def test_rejected_requests_count_as_failed_and_windows_as_applied():
+    faults = FaultController()
+    faults.down(RecordingProxy()).heal()
+    faults.journal.reject("flushall", "redis", {}, RuntimeError("no admin client"))
+    assert faults.journal.counts() == {"requested": 2, "applied": 1, "failed": 1}
+    assert [f.error for f in faults.journal.failures()] == ["RuntimeError: no admin client"]
+    assert [w["kind"] for w in faults.journal.to_dicts()] == ["down"]
+
+
+def test_process_faults_on_a_real_url_redis_are_clear_errors_and_never_windows(tmp_path):
+    from pytest_cbchaos.servers.redis import start_redis
+
+    server = start_redis("binary", workdir=tmp_path / "owned")
+    try:
+        attached = start_redis("url", workdir=tmp_path / "url", url=server.url)
+        faults = FaultController()
+        with pytest.raises(TypeError, match=r"pause on 'RedisServer\(url\)': not a process the kit started \(RedisServer"):
+            faults.process(attached).pause()
+        with pytest.raises(Exception, match="not managed by the kit"):
+            faults.process(attached).restart()
+        assert faults.journal.to_dicts() == [] and faults.active == []
+        assert faults.journal.counts() == {"requested": 2, "applied": 0, "failed": 2}
+        assert attached.ping()
+        assert not any(server.password in f.error + f.target for f in faults.journal.failures())
+    finally:
+        server.stop()

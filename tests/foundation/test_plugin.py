@@ -84,7 +84,6 @@ def test_markers_are_registered_for_strict_markers(pytester):
         @pytest.mark.chaos("latency")
         @pytest.mark.requires_real_redis
         @pytest.mark.cbchaos_backends("embedded")
-        @pytest.mark.linearizable("cas-register", timeout=5)
         def test_x(): pass
     """)
     pytester.runpytest("--strict-markers").assert_outcomes(passed=1)

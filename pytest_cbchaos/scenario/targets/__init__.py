@@ -62,6 +62,14 @@ class Observations:
         with self._lock:
             getattr(self, kind).append(item)
 
+    def ops_observed(self) -> int:
+        """Operations the workload completed or attempted: ``metrics["ops_observed"]`` when a target
+        counts them itself, else the larger of latency samples and history invocations."""
+        if self.metrics.get("ops_observed") is not None:
+            return int(self.metrics["ops_observed"])
+        invokes = sum(1 for e in self.history if e.get("type") == "invoke")
+        return max(len(self.latencies), invokes)
+
 
 @dataclass
 class CheckResult:
