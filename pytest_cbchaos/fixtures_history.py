@@ -90,13 +90,15 @@ def _model_name(marker: pytest.Mark) -> str:
 
 
 def _report_check(item: pytest.Item, marker: pytest.Mark, verdict: str, detail: str, counterexample: Any,
-                  ops: int) -> None:
-    """The check as the kit's reports see it (terminal, report.json, report.html, JUnit)."""
+                  ops: int | None) -> None:
+    """The check as the kit's reports see it (terminal, report.json, report.html, JUnit).
+
+    ``ops`` None: an empty history the marker allowed (``allow_empty=True``), so nothing to audit."""
     from pytest_cbchaos.report.collect import add
 
+    counted = {} if ops is None else {"ops_observed": ops}
     add(item, checks=[{"name": f"linearizability:{_model_name(marker) or '?'}", "kind": "linearizability",
-                       "verdict": verdict, "detail": detail, "counterexample": counterexample}],
-        ops_observed=ops)
+                       "verdict": verdict, "detail": detail, "counterexample": counterexample}], **counted)
 
 
 def _keep_artifacts(settings: Settings, item: pytest.Item, recorder: Any, result: Any) -> tuple[dict[str, str], str]:
@@ -127,8 +129,8 @@ def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any
     allow_empty = bool(marker.kwargs.get("allow_empty", False))
     if not history.client_events() and not allow_empty:
         _report_check(item, marker, "unknown", "no operations were recorded", None, ops=0)
-        pytest.fail(f"{label}: no operations were recorded into cbchaos_history, so nothing was checked "
-                    "(allow_empty=True accepts an empty history)", pytrace=False)
+        pytest.fail(f"{label}: no operations were recorded into cbchaos_history: observed 0 operations "
+                    "(nothing was checked; allow_empty=True accepts an empty history)", pytrace=False)
     try:
         result = check(history, model, timeout=timeout, max_cache_entries=settings.max_cache, mode="report")
     except MalformedHistory as exc:
