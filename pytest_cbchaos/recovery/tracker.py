@@ -9,6 +9,11 @@ from typing import Any
 from pytest_cbchaos.recovery.status import TERMINAL_OK_REASONS
 
 
+# events about the session record itself (creation, title, diff): they follow session creation at
+# once, so they never show that the turn started; the first other event ends the bootstrap
+SESSION_INFO_EVENTS = frozenset({"session.created", "session.updated", "session.deleted", "session.diff"})
+
+
 def event_owner(event: dict[str, Any]) -> str | None:
     props = event.get("properties") or {}
     if not isinstance(props, dict):
@@ -30,6 +35,7 @@ class TurnTracker:
     prompt_sent_at: float | None = None
     prompt_accepted_at: float | None = None
     last_progress_at: float | None = None
+    first_event_at: float | None = None  # first event of the turn: the bootstrap ends here
     active: bool = False
     retry_until: float | None = None
     user_message_id: str | None = None
@@ -70,6 +76,8 @@ class TurnTracker:
         if self.prompt_sent_at is None:
             return  # pre-prompt events of a resumed session are baseline, not progress
         self.last_progress_at = now
+        if self.first_event_at is None and etype not in SESSION_INFO_EVENTS:
+            self.first_event_at = now
         main = owner == self.session_id
         if etype == "session.status" and main:
             st = props.get("status") or {}

@@ -95,6 +95,7 @@ class Expectation:
     pause_lifted: bool = False  # INV-18: a SIGSTOP lifted well before the stall deadline
     retry_active: bool = False  # INV-6: provider retry / child activity: active, never idle nor a stall
     one_connection: bool = False  # INV-8: a healthy stream with short gaps stays one connection
+    cold_start: bool = False  # a silent bootstrap longer than stall_timeout: OK, never a stall
     notes: list[str] = field(default_factory=list)
 
 
@@ -410,6 +411,10 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
         _check(res.status == RunStatus.OK and res.recoveries_used == 0
                and all(a.verdict not in (RunStatus.SESSION_STALLED, RunStatus.INCOMPLETE) for a in attempts),
                "INV-6 no false stall", f"{f}a provider retry period or child-session activity ended the turn early", res)
+    if exp.cold_start:
+        _check(res.status == RunStatus.OK and res.recoveries_used == 0
+               and all(a.verdict != RunStatus.SESSION_STALLED for a in attempts),
+               "cold start is not a stall", f"{f}a silent bootstrap before the first event ended an attempt", res)
     if exp.final_status is not None:
         _check(res.status in exp.final_status, "expected outcome",
                f"{f}status {res.status!r}, expected one of {sorted(s.name for s in exp.final_status)}", res)
