@@ -3,6 +3,7 @@
 API summary (stable)::
 
     found = find_opencode(explicit=None, rootdir=None)   # -> OpencodeBinary(path, version) | None
+                                                         # (raises OpencodeNotFound for a slow/broken one)
     require_opencode(explicit=None, rootdir=None)        # -> OpencodeBinary or raises OpencodeNotFound (install hint)
     server = OpencodeServer(root=tmp_dir, provider_url=mock.base_url, provider_key=None,  # None: key of the
                             # MockLLM serving provider_url in this process, else "x"; pass it behind a proxy
@@ -41,7 +42,6 @@ import os
 import secrets
 import shutil
 import signal as _signal
-import subprocess
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -53,6 +53,7 @@ import psutil
 
 from pytest_cbchaos.servers.mockllm import api_key_for
 from pytest_cbchaos.servers.opencode_config import PRIVATE_DIRS, build_config, build_env
+from pytest_cbchaos.servers.opencode_version import probe_version
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 
@@ -156,42 +157,35 @@ def candidate_paths(explicit: str | os.PathLike[str] | None = None, rootdir: Pat
     return unique
 
 
-_version_cache: dict[Path, str | None] = {}
+VERSION_TIMEOUT_S = 10.0
 
 
-def binary_version(path: Path, timeout: float = 10.0) -> str | None:
-    """``<path> --version`` (cached), or None if it does not run."""
-    if path in _version_cache:
-        return _version_cache[path]
-    version = None
-    try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", ""),
-                                                            "HOME": os.environ.get("HOME", "/tmp")})
-        if out.returncode == 0 and out.stdout.strip():
-            version = out.stdout.strip().splitlines()[-1].strip()
-    except (OSError, subprocess.TimeoutExpired):
-        version = None
-    _version_cache[path] = version
-    return version
+def binary_version(path: Path, timeout: float = VERSION_TIMEOUT_S) -> str | None:
+    """``<path> --version`` (cached on disk per binary), or None if it does not answer."""
+    return probe_version(path, timeout).version
 
 
 def find_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> OpencodeBinary | None:
-    """The first candidate that answers ``--version`` within 10 s; warns on a version other than the pin."""
+    """The first candidate that answers ``--version`` within ``VERSION_TIMEOUT_S``; warns on a version
+    other than the pin. None when no candidate exists; :class:`OpencodeNotFound` naming the path when
+    one exists but is slow or broken (a slow candidate is not a missing one)."""
     explicit = explicit or os.environ.get("CBCHAOS_OPENCODE_BIN") or None
     if explicit:  # an explicit choice is exclusive: never fall back to another opencode
         if not Path(explicit).exists():
             raise OpencodeNotFound(f"--cbchaos-opencode-bin={str(explicit)!r}: no such file; {INSTALL_HINT}")
-        if not binary_version(Path(explicit)):
-            raise OpencodeNotFound(f"--cbchaos-opencode-bin={str(explicit)!r}: `--version` failed or took over "
-                                   f"10 s; {INSTALL_HINT}")
+    probes = []
     for path in candidate_paths(explicit, rootdir)[:1] if explicit else candidate_paths(None, rootdir):
-        version = binary_version(path)
-        if version:
-            if version != OPENCODE_PIN:
-                warnings.warn(f"opencode at {path} is version {version}; pytest-cbchaos is pinned to "
+        probe = probe_version(path, VERSION_TIMEOUT_S)
+        if probe.version:
+            if probe.version != OPENCODE_PIN:
+                warnings.warn(f"opencode at {path} is version {probe.version}; pytest-cbchaos is pinned to "
                               f"{OPENCODE_PIN}", stacklevel=2)
-            return OpencodeBinary(path, version)
+            return OpencodeBinary(path, probe.version)
+        if probe.error != "no such file":
+            probes.append(probe)
+    if probes:
+        prefix = f"--cbchaos-opencode-bin={str(explicit)!r}: " if explicit else ""
+        raise OpencodeNotFound(f"{prefix}{'; '.join(p.describe() for p in probes)}; {INSTALL_HINT}")
     return None
 
 
