@@ -5,9 +5,9 @@ stall → hard cap, and keeps the stream healthy (silence / unconfirmed subscrip
 reads the socket and never closes a healthy stream. Probes (status + message sync) start
 ``probe_timeout + tick`` before the stall deadline so the verdict is ready on time.
 
-Until the attempt's first event (bootstrap) the deadline is ``bootstrap_timeout`` after prompt
-acceptance, not ``stall_timeout``: a freshly started server is silent for seconds on its first
-turn (docs/recovery.md, "Cold start"). Liveness is checked every tick in both phases.
+Until the first event of the model's answer (bootstrap) the deadline is ``bootstrap_timeout``
+after prompt acceptance, not ``stall_timeout``: a freshly started server is silent for seconds on
+its first turn (docs/recovery.md, "Cold start"). Liveness is checked every tick in both phases.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ class Watchdog:
 
     # -- deadlines and probes ----------------------------------------------------------------
     def bootstrapping(self) -> bool:
-        """No event (nor synced part) of this attempt's turn yet: the first-event deadline applies."""
+        """No sign of the model's answer yet (event or synced part): the first-event deadline applies."""
         return self.a.tracker.first_event_at is None
 
     def deadline(self) -> float:
@@ -177,7 +177,6 @@ class Watchdog:
         a, t = self.a, self.a.tracker
         if res.get("sync_new_parts"):
             t.last_progress_at = now  # the stream silently lost events: progress, replace the stream
-            t.first_event_at = t.first_event_at or now
             a.stream.force_reconnect("sync_showed_lost_events")
         status = res.get("status")
         if isinstance(status, dict) and t.session_id not in status:

@@ -36,9 +36,11 @@ class FakeOpencode:
     Plans, one per prompt (FIFO, default ``ok``): ``ok``; ``retry`` (a provider retry status for
     ``retry_s`` then ok); ``stall`` (busy, one delta, then only heartbeats until aborted);
     ``dead`` (the handle reports the process dead); ``gappy`` (deltas ``gap_s`` apart, no heartbeat);
-    ``cold`` (a bootstrapping server: accepted, then no event, no message and no status for
-    ``cold_s`` seconds, or until aborted when ``cold_s`` is None, then ok); ``cold_dead`` (the
-    process dies during that silent bootstrap).
+    ``cold`` (a bootstrapping server, as opencode 1.18.33 behaves: accepted, then no event, message
+    nor status for ``cold_s`` seconds, or until aborted when ``cold_s`` is None; then the user message,
+    busy and an empty assistant message, ``late_s`` more of silence, then ok); ``cold_dead`` (the
+    process dies during that silent bootstrap); ``mute`` (a model that never answers: the user
+    message, busy and an empty assistant message, then only heartbeats).
     """
 
     password = "fake-secret"
@@ -50,7 +52,8 @@ class FakeOpencode:
         self.gap_s = 0.6
         self.child_steps = 6  # 6 x 0.4 s of child-only activity > stall_timeout 1.5 s
         self.prompt_delay_s = 0.0  # prompt_async answers 204 this late (accepted at once)
-        self.cold_s: float | None = 4.5  # silent bootstrap of a ``cold`` plan; None = until aborted
+        self.cold_s: float | None = 2.5  # silent bootstrap of a ``cold`` plan; None = until aborted
+        self.late_s = 2.5  # then silence after the empty assistant message (before the model's first part)
         self.create_status: int | None = None  # POST /session answers this HTTP status
         self.generation = 1
         self.dead = False
@@ -237,7 +240,7 @@ class FakeOpencode:
             await asyncio.Event().wait()  # bootstrap never ends: only an abort or restart stops it
         await asyncio.sleep(self.cold_s)  # scripted bootstrap: no event, message nor status
         self._turns.pop(sid, None)
-        self._begin(sid, text, "ok")
+        self._begin(sid, text, "late")
 
     def _begin(self, sid: str, text: str, plan: str) -> None:
         uid = f"msg_u{next(self._ids):06d}"
@@ -263,6 +266,9 @@ class FakeOpencode:
             self.dead = True
             await asyncio.Event().wait()
         if plan == "child":  # a subagent session streams while ours is silent past stall_timeout
+            tid = f"msg_t{next(self._ids):06d}"  # the model's answer starts (the step that calls the subagent)
+            self.publish("message.part.updated", part={"id": f"prt_{tid}", "messageID": tid, "sessionID": sid,
+                                                       "type": "step-start"})
             cid = f"ses_c{next(self._ids):06d}"
             self.publish("session.updated", sessionID=cid, info={"id": cid, "parentID": sid, "time": {}})
             for i in range(self.child_steps):
@@ -280,6 +286,10 @@ class FakeOpencode:
         entry = {"info": info, "parts": []}
         self.messages[sid].append(entry)
         self.publish("message.updated", info=dict(info))
+        if plan == "mute":
+            await asyncio.Event().wait()  # the model never answers: only heartbeats, until aborted
+        if plan == "late":
+            await asyncio.sleep(self.late_s)  # scripted: the rest of a cold bootstrap, before the first part
         pid = f"prt_{aid}"
         text = "hello from fake"
         entry["parts"].append({"id": pid, "messageID": aid, "sessionID": sid, "type": "text", "text": ""})
@@ -533,7 +543,7 @@ def test_check_clean_teardown_catches_m12(tmp_path: Any, fake_binary: Any) -> No
 
 # -- cold start: the bootstrap before the first event is not a stall (docs/recovery.md) --------------
 def test_cold_start_longer_than_stall_timeout_is_ok(fake: FakeOpencode) -> None:
-    fake.plans.extend(["cold"])  # 4.5 s of silence = 3 x stall_timeout, far below the 60 s bootstrap
+    fake.plans.extend(["cold"])  # 2 x 2.5 s of silence (each > stall_timeout), far below the 60 s bootstrap
     res = check(fake, RecoveryRunner, expect("cold_start", 1, final_status={RunStatus.OK}, no_recovery=True,
                                              cold_start=True))
     assert len(res.attempts) == 1
@@ -548,14 +558,21 @@ def test_check_turn_catches_m15_stall_clock_at_acceptance(fake: FakeOpencode) ->
 
 
 def test_never_answering_turn_is_stalled_by_first_event_timeout(fake: FakeOpencode) -> None:
-    fake.cold_s = None
-    fake.plans.extend(["cold"])
+    fake.plans.extend(["mute"])
     res, elapsed, _, _ = run(fake, RecoveryRunner, expect("silent", 0), first_event_timeout=3)
     first = res.attempts[0]
     assert (res.status, first.verdict, first.reason) == (RunStatus.SESSION_STALLED, RunStatus.SESSION_STALLED,
                                                          "first_event_timeout")
     assert 3.0 <= first.evidence["first_event_wait_s"] <= 4.0, first.evidence
     assert first.evidence["bootstrap_timeout_s"] == 3.0 and "last_progress_age_s" not in first.evidence
+
+
+def test_check_turn_catches_m15_on_a_late_first_part(fake: FakeOpencode) -> None:
+    """The second half of a cold start alone (user message seen, the model's first part late) is caught too."""
+    fake.late_s = 30.0  # beyond any stall clock of the mutant; the abort ends it
+    fake.plans.extend(["late", "ok"])
+    with pytest.raises(InvariantViolation, match="cold start is not a stall"):
+        check(fake, MUTANTS["M15"], expect("late_first_part", 1, cold_start=True))
 
 
 def test_death_during_bootstrap_is_unreachable_at_once(fake: FakeOpencode) -> None:
