@@ -10,7 +10,7 @@ from pytest_cbchaos.recovery.status import TERMINAL_OK_REASONS
 
 
 # main-session events that show the model answered (or the turn ended) without an assistant part
-ANSWER_EVENTS = frozenset({"session.idle", "session.error", "permission.asked"})
+ANSWER_EVENTS = frozenset({"session.error", "permission.asked"})
 
 
 def event_owner(event: dict[str, Any]) -> str | None:
@@ -77,7 +77,7 @@ class TurnTracker:
         self.last_progress_at = now
         main = owner == self.session_id
         if not main or etype in ANSWER_EVENTS:
-            self._answered(now)  # a child session, a retry, an error, idle, a permission request
+            self._answered(now)  # a child session, an error, a permission request
         if etype == "session.status" and main:
             st = props.get("status") or {}
             kind = st.get("type") if isinstance(st, dict) else None
@@ -88,7 +88,6 @@ class TurnTracker:
                     self._answered(now)
                     self.retry_until = retry_deadline(st.get("next"), now)
             elif kind == "idle":
-                self._answered(now)
                 self._idle(now)
         elif etype == "session.idle" and main:
             self._idle(now)
@@ -127,6 +126,7 @@ class TurnTracker:
         # an idle before anything of this turn was seen may be a stale one; the status probe decides
         if self.active or self.user_message_id is not None or self.assistants:
             self.idle_seen_at = now
+            self._answered(now)  # the turn ended: whatever it was, the bootstrap is over
 
     def _message(self, info: dict[str, Any], now: float) -> None:
         mid, role = info.get("id"), info.get("role")

@@ -212,9 +212,9 @@ class RecoveryMachineBase(RuleBasedStateMachine):
             self.env.wait_provider_stalled(30)
             exp.fault_at = time.monotonic()
             self.env.kill_server()
-        # death detection must not depend on stall_timeout; a roomy one also covers the
-        # seconds-long bootstrap of the restarted instance's first turn
-        self._run(exp, self._runner(max_recoveries=1, stall_timeout=max(self.env.stall_timeout, 12)), during)
+        # death detection must not depend on stall_timeout; the restarted instance's cold first
+        # turn runs on the first-event deadline, not on the stall clock (docs/recovery.md)
+        self._run(exp, self._runner(max_recoveries=1), during)
 
     @precondition(lambda self: "sigstop_held" in self.enabled)
     @rule()
