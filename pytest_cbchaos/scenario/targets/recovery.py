@@ -171,7 +171,7 @@ class RecoveryTarget(Target):
     default_model = "recovery"
     invariants = {
         "REC-1": "honest success", "REC-2": "shared budget", "REC-3": "exhaustion is failure",
-        "REC-4": "fast death (SERVER_UNREACHABLE <= 2 s after the fault)", "REC-5": "bounded stall",
+        "REC-4": "fast death (SERVER_UNREACHABLE <= 2 s after the fault)", "REC-5": "bounded stall and bootstrap",
         "REC-9": "silent socket replaced", "REC-13": "full retry prompt", "REC-14": "no double prompt",
         "REC-18": "pause tolerance", "REC-20": "bounded run", "expected-status": "final status as scripted",
     }
