@@ -119,3 +119,17 @@ def test_unwritable_cache_still_probes(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("CBCHAOS_CACHE_DIR", str(blocker / "sub"))  # cannot mkdir below a file
     binary, calls = _counting(tmp_path)
     assert probe_version(binary, 5.0).version == "1.18.33" and calls.read_text() == "x"
+
+
+def test_session_with_a_slow_binary_skips_naming_it(pytester: pytest.Pytester, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pytest session whose only opencode is slow says "found at PATH, took N s", never "not found"."""
+    slow = _hung(tmp_path)
+    monkeypatch.setattr(oc, "VERSION_TIMEOUT_S", 0.5)
+    monkeypatch.setenv("CBCHAOS_OPENCODE_BIN", str(slow))
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makepyfile("def test_needs_opencode(cbchaos_opencode):\n    pass\n")
+    r = pytester.runpytest_inprocess("-rs", "-p", "no:cacheprovider")
+    r.assert_outcomes(skipped=1)
+    out = r.stdout.str()
+    assert f"opencode found at {slow}, `--version` took 0.5 s" in out and "not found" not in out, out
