@@ -103,6 +103,20 @@ class InvariantViolation(AssertionError):
     pass
 
 
+def _wait_answer_seen(runner: TurnRunner, timeout: float) -> None:
+    """Until the runner recorded the first event of the model's answer (a runner without a
+    ``history`` is not waited for): the model streamed a chunk, but opencode publishes it a moment
+    later, and a server frozen before that is still in its bootstrap (docs/recovery.md)."""
+    history = getattr(runner, "history", None)
+    if history is None:
+        return
+    from pytest_cbchaos.waiting import wait_until
+
+    turn = max((h.get("turn", 0) for h in list(history)), default=0)
+    wait_until(lambda: any(h.get("type") == "first_event" and h.get("turn") == turn for h in list(history)),
+               timeout, "the runner to see the first event of the answer")
+
+
 def _check(cond: bool, inv: str, msg: str, result: TurnResult | None = None) -> None:
     if not cond:
         raise InvariantViolation(f"{inv}: {msg}\nresult: {result!r}")
@@ -224,6 +238,7 @@ class RecoveryMachineBase(RuleBasedStateMachine):
 
         def during(runner: TurnRunner) -> None:
             self.env.wait_provider_stalled(30)
+            _wait_answer_seen(runner, 30)  # frozen after the answer began: the stall clock applies
             self.env.pause_server()
         self.env.script_stall("frozen")
         try:
