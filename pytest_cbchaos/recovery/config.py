@@ -32,7 +32,7 @@ class RecoveryConfigError(ValueError):
 @dataclass(frozen=True)
 class RecoveryConfig:
     stall_timeout: float = 180.0
-    first_event_timeout: float = 60.0  # bootstrap: prompt accepted -> first event (docs/recovery.md)
+    first_event_timeout: float = 60.0  # bootstrap: prompt accepted -> first event of the answer (docs/recovery.md)
     tool_stall_timeout: float | None = None  # None = stall_timeout
     tick: float = 0.25
     probe_timeout: float = 2.0
@@ -61,7 +61,7 @@ class RecoveryConfig:
 
     @property
     def bootstrap_timeout(self) -> float:
-        """Time from prompt acceptance to the attempt's first event; never shorter than a stall."""
+        """Time from prompt acceptance to the first event of the answer; never shorter than a stall."""
         return max(self.first_event_timeout, self.stall_timeout)
 
     @property

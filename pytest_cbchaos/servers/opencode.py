@@ -181,7 +181,7 @@ def find_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path 
                 warnings.warn(f"opencode at {path} is version {probe.version}; pytest-cbchaos is pinned to "
                               f"{OPENCODE_PIN}", stacklevel=2)
             return OpencodeBinary(path, probe.version)
-        if probe.error != "no such file":
+        if probe.exists:
             probes.append(probe)
     if probes:
         prefix = f"--cbchaos-opencode-bin={str(explicit)!r}: " if explicit else ""

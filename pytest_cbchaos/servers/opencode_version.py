@@ -27,6 +27,7 @@ class VersionProbe:
     """What ``<path> --version`` said: a version, or why not (timed out, failed, no such file)."""
 
     path: Path
+    exists: bool
     version: str | None
     elapsed_s: float
     timeout_s: float
@@ -42,7 +43,7 @@ class VersionProbe:
             return (f"opencode found at {self.path}, `--version` took {self.elapsed_s:.1f} s (limit "
                     f"{self.timeout_s:g} s; a busy machine? once it answers, the version is cached per binary "
                     f"in {cache_dir()})")
-        if self.error == "no such file":
+        if not self.exists:
             return f"no opencode at {self.path}"
         return f"opencode found at {self.path}, `--version` failed: {self.error}"
 
@@ -64,7 +65,7 @@ def probe_version(path: Path, timeout: float) -> VersionProbe:
     try:
         st = path.stat()
     except OSError:
-        return VersionProbe(path, None, 0.0, timeout, error="no such file")
+        return VersionProbe(path, False, None, 0.0, timeout, error="no such file")
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     hit = _memory.get(key)
     if hit is not None:
@@ -81,10 +82,10 @@ def probe_version(path: Path, timeout: float) -> VersionProbe:
         entry = entries.get(key[0])
         if isinstance(entry, dict) and (entry.get("size"), entry.get("mtime_ns")) == key[1:]:
             if entry.get("version"):
-                return _remember(key, VersionProbe(path, str(entry["version"]), float(entry.get("probe_s", 0.0)),
+                return _remember(key, VersionProbe(path, True, str(entry["version"]), float(entry.get("probe_s", 0.0)),
                                                    timeout, cached=True))
             if time.time() - float(entry.get("checked_at", 0.0)) < timeout:  # we waited for that very probe
-                return VersionProbe(path, None, float(entry.get("probe_s", 0.0)), timeout,
+                return VersionProbe(path, True, None, float(entry.get("probe_s", 0.0)), timeout,
                                     timed_out=bool(entry.get("timed_out")), cached=True, error=entry.get("error"))
         probe = _run(path, timeout)
         entries[key[0]] = {"size": key[1], "mtime_ns": key[2], "version": probe.version,
@@ -107,14 +108,15 @@ def _run(path: Path, timeout: float) -> VersionProbe:
                              stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", ""),
                                                             "HOME": os.environ.get("HOME", "/tmp")})
     except subprocess.TimeoutExpired:
-        return VersionProbe(path, None, time.monotonic() - t0, timeout, timed_out=True)
+        return VersionProbe(path, True, None, time.monotonic() - t0, timeout, timed_out=True)
     except OSError as exc:
-        return VersionProbe(path, None, time.monotonic() - t0, timeout, error=str(exc))
+        return VersionProbe(path, True, None, time.monotonic() - t0, timeout, error=str(exc))
     elapsed = time.monotonic() - t0
     if out.returncode == 0 and out.stdout.strip():
-        return VersionProbe(path, out.stdout.strip().splitlines()[-1].strip(), elapsed, timeout)
+        return VersionProbe(path, True, out.stdout.strip().splitlines()[-1].strip(), elapsed, timeout)
     detail = (out.stderr or out.stdout).strip().splitlines()[-1:] or [""]
-    return VersionProbe(path, None, elapsed, timeout, error=f"exit status {out.returncode} {detail[0][:200]}".strip())
+    error = f"exit status {out.returncode} {detail[0][:200]}".strip()
+    return VersionProbe(path, True, None, elapsed, timeout, error=error)
 
 
 def _read(file: Path) -> dict[str, Any]:

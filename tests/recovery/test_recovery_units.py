@@ -219,7 +219,8 @@ def test_other_signs_of_the_answer_end_the_bootstrap(event: dict[str, Any]) -> N
 
 def test_sync_with_an_answer_part_ends_the_bootstrap() -> None:
     t = TurnTracker(session_id="s1", prompt="q")
-    user = {"info": {"id": "u", "role": "user", "sessionID": "s1"}, "parts": [{"id": "p0", "type": "text", "text": "q"}]}
+    user = {"info": {"id": "u", "role": "user", "sessionID": "s1"},
+            "parts": [{"id": "p0", "type": "text", "text": "q"}]}
     empty = {"info": {"id": "a", "role": "assistant", "parentID": "u", "sessionID": "s1"}, "parts": []}
     t.apply_sync([user, empty], 1.0)
     assert t.first_event_at is None  # the prompt and an empty assistant message: still bootstrapping
