@@ -135,3 +135,17 @@ def test_runner_lifecycles_leave_no_threads_fds_or_consumers(oc: OpencodeEnv) ->
     wait_for(lambda: threading.active_count() <= threads, 5, "runner threads to end")
     assert abs(me.num_fds() - fds) <= 2, (fds, me.num_fds())
 
+
+
+def test_model_that_never_answers_is_stalled_by_the_first_event_deadline(oc: OpencodeEnv) -> None:
+    """The model never starts its response (no headers): opencode publishes no part of the answer, so
+    the bootstrap deadline decides. (A response that starts and then stalls gets a ``step-start`` part
+    at once: that is a stall after progress, ``session_stalled``.)"""
+    oc.llm.script(Plan(text="never said", hold_headers=True))
+    with oc.runner(stall_timeout=3, first_event_timeout=6, max_recoveries=0) as runner:
+        res = runner.run_turn("answer me 5d1e")
+    first = res.attempts[0]
+    assert (res.status, first.reason) == (RunStatus.SESSION_STALLED, "first_event_timeout"), \
+        "\n".join(str({k: v for k, v in h.items() if k != "status"}) for h in runner.history)
+    assert 6.0 <= first.evidence["first_event_wait_s"] <= 7.0, first.evidence
+    assert not [h for h in runner.history if h["type"] == "first_event"]
