@@ -32,6 +32,7 @@ class RecoveryConfigError(ValueError):
 @dataclass(frozen=True)
 class RecoveryConfig:
     stall_timeout: float = 180.0
+    first_event_timeout: float = 60.0  # bootstrap: prompt accepted -> first event of the answer (docs/recovery.md)
     tool_stall_timeout: float | None = None  # None = stall_timeout
     tick: float = 0.25
     probe_timeout: float = 2.0
@@ -57,6 +58,11 @@ class RecoveryConfig:
         if self.tool_stall_timeout is None:
             object.__setattr__(self, "tool_stall_timeout", self.stall_timeout)
         _validate(self, {}, {})
+
+    @property
+    def bootstrap_timeout(self) -> float:
+        """Time from prompt acceptance to the first event of the answer; never shorter than a stall."""
+        return max(self.first_event_timeout, self.stall_timeout)
 
     @property
     def effective_tool_stall_timeout(self) -> float:
@@ -171,6 +177,8 @@ def _validate(c: RecoveryConfig, sources: Mapping[str, str], raws: Mapping[str, 
         fail("probe_timeout", "0.1 <= probe_timeout <= 30")
     if c.stall_timeout < 0 or (c.stall_timeout != 0 and c.stall_timeout <= c.probe_timeout + 2 * c.tick):
         fail("stall_timeout", f"0 (disabled) or > probe_timeout + 2*tick = {c.probe_timeout + 2 * c.tick:g}")
+    if c.first_event_timeout <= c.probe_timeout + 2 * c.tick:
+        fail("first_event_timeout", f"> probe_timeout + 2*tick = {c.probe_timeout + 2 * c.tick:g}")
     assert c.tool_stall_timeout is not None
     if c.stall_timeout and c.tool_stall_timeout < c.stall_timeout:
         fail("tool_stall_timeout", f">= stall_timeout ({c.stall_timeout:g})")

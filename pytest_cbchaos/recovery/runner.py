@@ -108,8 +108,14 @@ class Attempt:
     def _on_event(self, event: dict[str, Any]) -> None:
         if not self.open or self.tracker is None:
             return
-        self.tracker.handle(event)
         t = self.tracker
+        bootstrapping = t.first_event_at is None
+        t.handle(event)
+        if bootstrapping and t.first_event_at is not None:
+            since = t.prompt_accepted_at or t.prompt_sent_at or t.first_event_at
+            part = (event.get("properties") or {}).get("part")
+            self.log("first_event", event=event.get("type"), after_s=round(t.first_event_at - since, 3),
+                     part=part.get("type") if isinstance(part, dict) else None)
         if t.permissions:
             for req in t.permissions:
                 self.spawn(self._answer_permission(req))

@@ -9,6 +9,10 @@ from typing import Any
 from pytest_cbchaos.recovery.status import TERMINAL_OK_REASONS
 
 
+# main-session events that show the model answered (or the turn ended) without an assistant part
+ANSWER_EVENTS = frozenset({"session.error", "permission.asked"})
+
+
 def event_owner(event: dict[str, Any]) -> str | None:
     props = event.get("properties") or {}
     if not isinstance(props, dict):
@@ -30,6 +34,7 @@ class TurnTracker:
     prompt_sent_at: float | None = None
     prompt_accepted_at: float | None = None
     last_progress_at: float | None = None
+    first_event_at: float | None = None  # first sign of the model's answer: the bootstrap ends here
     active: bool = False
     retry_until: float | None = None
     user_message_id: str | None = None
@@ -71,6 +76,8 @@ class TurnTracker:
             return  # pre-prompt events of a resumed session are baseline, not progress
         self.last_progress_at = now
         main = owner == self.session_id
+        if not main or etype in ANSWER_EVENTS:
+            self._answered(now)  # a child session, an error, a permission request
         if etype == "session.status" and main:
             st = props.get("status") or {}
             kind = st.get("type") if isinstance(st, dict) else None
@@ -78,6 +85,7 @@ class TurnTracker:
                 self.active = True
                 self.idle_seen_at = None
                 if kind == "retry":
+                    self._answered(now)
                     self.retry_until = retry_deadline(st.get("next"), now)
             elif kind == "idle":
                 self._idle(now)
@@ -86,9 +94,14 @@ class TurnTracker:
         elif etype == "message.updated":
             self._message(props.get("info") or {}, now)
         elif etype == "message.part.updated":
-            self._part(props.get("part") or {})
+            part = props.get("part") or {}
+            if isinstance(part, dict) and self._answer_message(part.get("messageID")):
+                self._answered(now)
+            self._part(part)
         elif etype == "message.part.delta":
             pid = props.get("partID")
+            if self._answer_message(props.get("messageID")):
+                self._answered(now)
             if isinstance(pid, str):
                 self.stream_part_ids.add(pid)
                 if isinstance(props.get("messageID"), str):
@@ -100,10 +113,20 @@ class TurnTracker:
         elif etype == "permission.asked":
             self.permissions.append(props)
 
+    def _answered(self, now: float) -> None:
+        if self.first_event_at is None:
+            self.first_event_at = now
+
+    def _answer_message(self, mid: Any) -> bool:
+        """A part of this turn's answer: not of the user's prompt message nor of an older message."""
+        return isinstance(mid, str) and mid not in self.baseline_message_ids and (
+            mid in self.assistants or (self.user_message_id is not None and mid != self.user_message_id))
+
     def _idle(self, now: float) -> None:
         # an idle before anything of this turn was seen may be a stale one; the status probe decides
         if self.active or self.user_message_id is not None or self.assistants:
             self.idle_seen_at = now
+            self._answered(now)  # the turn ended: whatever it was, the bootstrap is over
 
     def _message(self, info: dict[str, Any], now: float) -> None:
         mid, role = info.get("id"), info.get("role")
@@ -119,6 +142,8 @@ class TurnTracker:
             self.active = True
             if info.get("error"):
                 self.session_errors.append(info.get("error"))
+            if info.get("error") or (info.get("time") or {}).get("completed"):
+                self._answered(now)
             self._check_completion(now)
 
     def _part(self, part: dict[str, Any]) -> None:
@@ -173,6 +198,8 @@ class TurnTracker:
                     continue
                 self.assistants[info["id"]] = info
                 self.active = True
+                if entry.get("parts") or info.get("error") or (info.get("time") or {}).get("completed"):
+                    self._answered(now)  # the answer began, whether or not the stream showed it
             elif info.get("role") != "user":
                 continue
             for part in entry.get("parts") or []:

@@ -4,6 +4,10 @@ Every ``tick`` on the monotonic clock it checks, in order: interrupted → liven
 stall → hard cap, and keeps the stream healthy (silence / unconfirmed subscription). It never
 reads the socket and never closes a healthy stream. Probes (status + message sync) start
 ``probe_timeout + tick`` before the stall deadline so the verdict is ready on time.
+
+Until the first event of the model's answer (bootstrap) the deadline is ``bootstrap_timeout``
+after prompt acceptance, not ``stall_timeout``: a freshly started server is silent for seconds on
+its first turn (docs/recovery.md, "Cold start"). Liveness is checked every tick in both phases.
 """
 
 from __future__ import annotations
@@ -94,8 +98,10 @@ class Watchdog:
 
     async def _check_stall(self, now: float) -> None:
         a, t, cfg = self.a, self.a.tracker, self.cfg
-        if not cfg.stall_timeout or t.prompt_accepted_at is None or t.completed_at is not None:
+        if t.prompt_accepted_at is None or t.completed_at is not None:
             return
+        if not cfg.stall_timeout and not self.bootstrapping():
+            return  # stall detection off; the first-event deadline always applies
         deadline = self.deadline()
         if now >= deadline - cfg.probe_timeout - cfg.tick and self._stall_probe_for != deadline:
             if self._probe is not None and not self._probe.done():
@@ -111,6 +117,12 @@ class Watchdog:
         res = self._collect_probe(now) or {}
         if a.verdict is not None or self.deadline() > deadline:
             return  # the probe showed idle or progress
+        if self.bootstrapping():
+            a.decide(RunStatus.SESSION_STALLED, "first_event_timeout", {
+                "first_event_wait_s": round(now - (t.prompt_accepted_at or now), 3),
+                "bootstrap_timeout_s": cfg.bootstrap_timeout,
+                "probe": res, "liveness": a.last_liveness.value, "active": t.active})
+            return
         a.decide(RunStatus.SESSION_STALLED, "session_stalled", {
             "last_progress_age_s": round(now - (t.last_progress_at or t.prompt_accepted_at), 3),
             "heartbeat_age_s": None if a.stream.last_heartbeat_at is None
@@ -124,11 +136,17 @@ class Watchdog:
             a.decide(RunStatus.INCOMPLETE, "turn_timeout", {"max_turn_seconds": self.cfg.max_turn_seconds})
 
     # -- deadlines and probes ----------------------------------------------------------------
+    def bootstrapping(self) -> bool:
+        """No sign of the model's answer yet (event or synced part): the first-event deadline applies."""
+        return self.a.tracker.first_event_at is None
+
     def deadline(self) -> float:
         t, cfg = self.a.tracker, self.cfg
-        base = t.last_progress_at or t.prompt_accepted_at or time.monotonic()
-        timeout = cfg.effective_tool_stall_timeout if t.running_tools else cfg.stall_timeout
-        deadline = base + timeout
+        if self.bootstrapping():
+            deadline = (t.prompt_accepted_at or time.monotonic()) + cfg.bootstrap_timeout
+        else:
+            timeout = cfg.effective_tool_stall_timeout if t.running_tools else cfg.stall_timeout
+            deadline = max(t.last_progress_at or 0.0, t.first_event_at or 0.0) + timeout
         if t.retry_until is not None:
             deadline = max(deadline, t.retry_until + cfg.stall_timeout)
         return deadline
@@ -164,8 +182,9 @@ class Watchdog:
         if isinstance(status, dict) and t.session_id not in status:
             if t.completed_at is not None:
                 a.spawn_finish("status")
-            elif not t.assistants and t.prompt_accepted_at is not None \
+            elif not t.assistants and t.prompt_accepted_at is not None and not self.bootstrapping() \
                     and now - t.prompt_accepted_at >= self.cfg.start_timeout:
+                # while bootstrapping a cold server lists no session either: the first-event deadline decides
                 if t.session_errors:
                     a.decide(RunStatus.ERROR, "provider_error", {"errors": t.session_errors[-3:]})
                 else:

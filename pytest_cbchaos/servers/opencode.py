@@ -4,7 +4,8 @@ API summary (stable)::
 
     found = find_opencode(explicit=None, rootdir=None)   # -> OpencodeBinary(path, version) | None
     discover_opencode(explicit, rootdir, source=...)     # -> OpencodeDiscovery(binary, tried): the one search
-                                                         # (explicit, env, .cbchaos-node, PATH) and what it tried
+                                                         # (explicit, env, .cbchaos-node, PATH) and what it tried;
+                                                         # a slow or broken candidate is named, not 'missing'
     require_opencode(explicit=None, rootdir=None)        # -> OpencodeBinary or raises OpencodeNotFound (install hint)
     server = OpencodeServer(root=tmp_dir, provider_url=mock.base_url, provider_key=None,  # None: key of the
                             # MockLLM serving provider_url in this process, else "x"; pass it behind a proxy
@@ -43,7 +44,6 @@ import os
 import secrets
 import shutil
 import signal as _signal
-import subprocess
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -55,6 +55,7 @@ import psutil
 
 from pytest_cbchaos.servers.mockllm import api_key_for
 from pytest_cbchaos.servers.opencode_config import PRIVATE_DIRS, build_config, build_env
+from pytest_cbchaos.servers.opencode_version import probe_version
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 
@@ -158,24 +159,12 @@ def candidate_paths(explicit: str | os.PathLike[str] | None = None, rootdir: Pat
     return list(dict.fromkeys(out))
 
 
-_version_cache: dict[Path, str | None] = {}
+VERSION_TIMEOUT_S = 10.0
 
 
-def binary_version(path: Path, timeout: float = 10.0) -> str | None:
-    """``<path> --version`` (cached), or None if it does not run."""
-    if path in _version_cache:
-        return _version_cache[path]
-    version = None
-    try:
-        out = subprocess.run([str(path), "--version"], capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL, env={"PATH": os.environ.get("PATH", ""),
-                                                            "HOME": os.environ.get("HOME", "/tmp")})
-        if out.returncode == 0 and out.stdout.strip():
-            version = out.stdout.strip().splitlines()[-1].strip()
-    except (OSError, subprocess.TimeoutExpired):
-        version = None
-    _version_cache[path] = version
-    return version
+def binary_version(path: Path, timeout: float = VERSION_TIMEOUT_S) -> str | None:
+    """``<path> --version`` (cached on disk per binary), or None if it does not answer."""
+    return probe_version(path, timeout).version
 
 
 @dataclass(frozen=True)
@@ -185,6 +174,7 @@ class OpencodeDiscovery:
     binary: OpencodeBinary | None
     tried: tuple[str, ...]
     source: str | None = None  # the explicit setting used (option/ini/env label), if any
+    unusable: bool = False  # a candidate exists but is slow or broken: "found at", never "not found"
 
     def reason(self) -> str:
         if self.binary is not None:
@@ -193,6 +183,8 @@ class OpencodeDiscovery:
         if self.source:  # never advise passing the option that was passed
             return f"opencode not usable: {tried}; fix or unset {self.source} (no fallback from an explicit choice), " \
                    f"or {INSTALL_COMMAND}"
+        if self.unusable:
+            return f"opencode not usable: {tried}; {INSTALL_HINT}"
         return f"opencode not found; tried {tried}; {INSTALL_HINT}"
 
 
@@ -207,23 +199,25 @@ def discover_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: P
         path = Path(explicit)
         if not path.exists():
             return OpencodeDiscovery(None, (f"{source}={str(explicit)!r}: no such file",), source)
-        version = binary_version(path)
-        if not version:
-            return OpencodeDiscovery(None, (f"{source}={str(explicit)!r}: `--version` failed or took over 10 s",),
-                                     source)
-        return OpencodeDiscovery(OpencodeBinary(path, version), (), source)
+        probe = probe_version(path, VERSION_TIMEOUT_S)
+        if not probe.version:
+            return OpencodeDiscovery(None, (f"{source}={str(explicit)!r}: {probe.describe()}",), source,
+                                     unusable=True)
+        return OpencodeDiscovery(OpencodeBinary(path, probe.version), (), source)
     tried: list[str] = []
+    unusable = False
     on_path = shutil.which("opencode")
     places = [*_local_candidates(rootdir), ("PATH", Path(on_path) if on_path else None)]
     for where, path in places:
         if path is None:
             tried.append(f"{where}: no opencode")
             continue
-        version = binary_version(path)
-        if version:
-            return OpencodeDiscovery(OpencodeBinary(path, version), tuple(tried))
-        tried.append(f"{path}: `--version` failed or took over 10 s")
-    return OpencodeDiscovery(None, tuple(tried))
+        probe = probe_version(path, VERSION_TIMEOUT_S)
+        if probe.version:
+            return OpencodeDiscovery(OpencodeBinary(path, probe.version), tuple(tried))
+        tried.append(probe.describe())
+        unusable = unusable or probe.exists
+    return OpencodeDiscovery(None, tuple(tried), unusable=unusable)
 
 
 def find_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None, *,
@@ -232,7 +226,7 @@ def find_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Path 
     warns on a version other than the pin."""
     found = discover_opencode(explicit, rootdir, source=source)
     if found.binary is None:
-        if found.source:
+        if found.source or found.unusable:  # a slow or broken candidate is not a missing one
             raise OpencodeNotFound(found.reason())
         return None
     if found.binary.version != OPENCODE_PIN:

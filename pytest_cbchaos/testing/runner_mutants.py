@@ -18,7 +18,9 @@ Each is a :class:`~pytest_cbchaos.recovery.RecoveryRunner` with one flaw of the 
 * ``M13ToolChildOrphaned`` (a launcher) stops only the server's process group, so a tool-call child
   in its own session (opencode's bash tool detaches) outlives ``stop()``;
 * ``M14ClientErrorRecovered`` counts every control-plane failure, a 4xx included, as server death
-  and recovers it (restart and retry) instead of ending ``ERROR``.
+  and recovers it (restart and retry) instead of ending ``ERROR``;
+* ``M15StallClockAtAcceptance`` starts the stall clock at prompt acceptance, so a cold server's
+  silent bootstrap is taken for a stall.
 """
 
 from __future__ import annotations
@@ -261,8 +263,28 @@ class M14ClientErrorRecovered(RecoveryRunner):
     async_class = _M14Core
 
 
+class _M15Watchdog(Watchdog):
+    def deadline(self) -> float:
+        t, cfg = self.a.tracker, self.cfg
+        base = t.last_progress_at or t.prompt_accepted_at or time.monotonic()  # no bootstrap phase
+        return base + (cfg.effective_tool_stall_timeout if t.running_tools else cfg.stall_timeout)
+
+
+class _M15Attempt(Attempt):
+    watchdog_class = _M15Watchdog
+
+
+class _M15Core(AsyncRecoveryRunner):
+    attempt_class = _M15Attempt
+
+
+class M15StallClockAtAcceptance(RecoveryRunner):
+    async_class = _M15Core
+
+
 MUTANTS.update({"M4": M4ReadTimeoutWatchdog, "M6": M6HeartbeatAsProgress, "M7": M7RetryAsIdle, "M8": M8ConsumerNotAwaited,
-                "M10": M10PerClassBudgets, "M11": M11PromptResent, "M14": M14ClientErrorRecovered})
+                "M10": M10PerClassBudgets, "M11": M11PromptResent, "M14": M14ClientErrorRecovered,
+                "M15": M15StallClockAtAcceptance})
 __all__ = ["MUTANTS", *[cls.__name__ for cls in MUTANTS.values()]]
 
 

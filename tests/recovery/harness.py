@@ -41,6 +41,7 @@ class Plan:
     delay: float = 0.0
     stall_after: int | None = None  # stall after this many chunks, until released or stall_s
     stall_s: float | None = None  # None = until released
+    hold_headers: bool = False  # stall before the response headers (the model never starts answering)
     http_status: int | None = None
     retry_after: float | None = None
     finish: str = "stop"
@@ -166,6 +167,12 @@ class MiniLLM:
             headers = {"Retry-After": str(plan.retry_after)} if plan.retry_after is not None else {}
             return web.json_response({"error": {"message": f"mock {plan.http_status}", "type": "mock"}},
                                      status=plan.http_status, headers=headers)
+        if plan.hold_headers:
+            try:
+                await self._stall(request, req, plan)
+            except ConnectionResetError:
+                req.outcome, req.finished_at = "client_closed", time.monotonic()
+                raise
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         cid = f"chatcmpl-{req.seq}"

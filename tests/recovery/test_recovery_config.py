@@ -6,7 +6,7 @@ import pytest
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryConfigError
 
-NUMERIC_KEYS = ["stall_timeout", "tool_stall_timeout", "tick", "probe_timeout", "heartbeat_interval",
+NUMERIC_KEYS = ["stall_timeout", "first_event_timeout", "tool_stall_timeout", "tick", "probe_timeout", "heartbeat_interval",
                 "sse_silence_timeout", "sse_connect_timeout", "subscribe_timeout", "sse_max_reconnects",
                 "request_timeout", "control_attempts", "idle_poll_interval", "idle_grace", "start_timeout",
                 "abort_grace", "max_recoveries", "consumer_stop_timeout", "max_turn_seconds", "unreachable_refusals"]
@@ -17,6 +17,7 @@ def test_defaults_match_spec() -> None:
     assert (c.stall_timeout, c.tool_stall_timeout, c.tick, c.probe_timeout) == (180, 180, 0.25, 2)
     assert (c.heartbeat_interval, c.sse_silence_timeout, c.max_recoveries, c.control_attempts) == (10, 25, 2, 3)
     assert c.permission_policy == "reject" and c.max_turn_seconds == 0
+    assert c.first_event_timeout == 60 and c.bootstrap_timeout == 180  # never shorter than a stall
 
 
 @pytest.mark.parametrize("key", NUMERIC_KEYS)
@@ -68,6 +69,10 @@ def test_cross_field_rules() -> None:
     with pytest.raises(RecoveryConfigError, match="permission_policy"):
         RecoveryConfig(permission_policy="maybe")
     assert RecoveryConfig(stall_timeout=0).stall_timeout == 0  # 0 disables
+    with pytest.raises(RecoveryConfigError, match="first_event_timeout=0.*> probe_timeout"):
+        RecoveryConfig(first_event_timeout=0)  # the bootstrap deadline cannot be switched off
+    assert RecoveryConfig(stall_timeout=3, first_event_timeout=20).bootstrap_timeout == 20
+    assert RecoveryConfig.load(env={"CBCHAOS_RECOVERY_FIRST_EVENT_TIMEOUT": "45"}).first_event_timeout == 45
 
 
 def test_config_error_is_a_value_error() -> None:

@@ -35,7 +35,12 @@ class FakeOpencode:
 
     Plans, one per prompt (FIFO, default ``ok``): ``ok``; ``retry`` (a provider retry status for
     ``retry_s`` then ok); ``stall`` (busy, one delta, then only heartbeats until aborted);
-    ``dead`` (the handle reports the process dead); ``gappy`` (deltas ``gap_s`` apart, no heartbeat).
+    ``dead`` (the handle reports the process dead); ``gappy`` (deltas ``gap_s`` apart, no heartbeat);
+    ``cold`` (a bootstrapping server, as opencode 1.18.33 behaves: accepted, then no event, message
+    nor status for ``cold_s`` seconds, or until aborted when ``cold_s`` is None; then the user message,
+    busy and an empty assistant message, ``late_s`` more of silence, then ok); ``cold_dead`` (the
+    process dies during that silent bootstrap); ``mute`` (a model that never answers: the user
+    message, busy and an empty assistant message, then only heartbeats).
     """
 
     password = "fake-secret"
@@ -47,6 +52,8 @@ class FakeOpencode:
         self.gap_s = 0.6
         self.child_steps = 6  # 6 x 0.4 s of child-only activity > stall_timeout 1.5 s
         self.prompt_delay_s = 0.0  # prompt_async answers 204 this late (accepted at once)
+        self.cold_s: float | None = 2.5  # silent bootstrap of a ``cold`` plan; None = until aborted
+        self.late_s = 2.5  # then silence after the empty assistant message (before the model's first part)
         self.create_status: int | None = None  # POST /session answers this HTTP status
         self.generation = 1
         self.dead = False
@@ -216,6 +223,26 @@ class FakeOpencode:
         text = " ".join(p.get("text", "") for p in body.get("parts", []))
         self.prompts.append((sid, text))
         plan = self.plans.popleft() if self.plans else "ok"
+        if plan in ("cold", "cold_dead"):
+            self._turns[sid] = asyncio.get_running_loop().create_task(self._cold(sid, text, plan))
+            return web.Response(status=204)
+        self._begin(sid, text, plan)
+        if self.prompt_delay_s:
+            delay, self.prompt_delay_s = self.prompt_delay_s, 0.0  # only the first prompt is slow
+            await asyncio.sleep(delay)  # scripted control-plane latency after acceptance
+        return web.Response(status=204)
+
+    async def _cold(self, sid: str, text: str, plan: str) -> None:
+        if plan == "cold_dead":
+            self.dead = True
+            await asyncio.Event().wait()
+        if self.cold_s is None:
+            await asyncio.Event().wait()  # bootstrap never ends: only an abort or restart stops it
+        await asyncio.sleep(self.cold_s)  # scripted bootstrap: no event, message nor status
+        self._turns.pop(sid, None)
+        self._begin(sid, text, "late")
+
+    def _begin(self, sid: str, text: str, plan: str) -> None:
         uid = f"msg_u{next(self._ids):06d}"
         self.messages[sid].append({"info": {"id": uid, "role": "user", "sessionID": sid},
                                    "parts": [{"id": f"prt_{uid}", "type": "text", "text": text}]})
@@ -224,10 +251,6 @@ class FakeOpencode:
                                                    "type": "text", "text": text})
         self._set(sid, {"type": "busy"})
         self._turns[sid] = asyncio.get_running_loop().create_task(self._turn(sid, uid, plan))
-        if self.prompt_delay_s:
-            delay, self.prompt_delay_s = self.prompt_delay_s, 0.0  # only the first prompt is slow
-            await asyncio.sleep(delay)  # scripted control-plane latency after acceptance
-        return web.Response(status=204)
 
     def _set(self, sid: str, st: dict[str, Any]) -> None:
         self.status[sid] = st
@@ -243,6 +266,9 @@ class FakeOpencode:
             self.dead = True
             await asyncio.Event().wait()
         if plan == "child":  # a subagent session streams while ours is silent past stall_timeout
+            tid = f"msg_t{next(self._ids):06d}"  # the model's answer starts (the step that calls the subagent)
+            self.publish("message.part.updated", part={"id": f"prt_{tid}", "messageID": tid, "sessionID": sid,
+                                                       "type": "step-start"})
             cid = f"ses_c{next(self._ids):06d}"
             self.publish("session.updated", sessionID=cid, info={"id": cid, "parentID": sid, "time": {}})
             for i in range(self.child_steps):
@@ -260,6 +286,10 @@ class FakeOpencode:
         entry = {"info": info, "parts": []}
         self.messages[sid].append(entry)
         self.publish("message.updated", info=dict(info))
+        if plan == "mute":
+            await asyncio.Event().wait()  # the model never answers: only heartbeats, until aborted
+        if plan == "late":
+            await asyncio.sleep(self.late_s)  # scripted: the rest of a cold bootstrap, before the first part
         pid = f"prt_{aid}"
         text = "hello from fake"
         entry["parts"].append({"id": pid, "messageID": aid, "sessionID": sid, "type": "text", "text": ""})
@@ -509,3 +539,46 @@ def test_check_clean_teardown_catches_m12(tmp_path: Any, fake_binary: Any) -> No
     finally:
         server.stop()
         server.release_leaked()
+
+
+# -- cold start: the bootstrap before the first event is not a stall (docs/recovery.md) --------------
+def test_cold_start_longer_than_stall_timeout_is_ok(fake: FakeOpencode) -> None:
+    fake.plans.extend(["cold"])  # 2 x 2.5 s of silence (each > stall_timeout), far below the 60 s bootstrap
+    res = check(fake, RecoveryRunner, expect("cold_start", 1, final_status={RunStatus.OK}, no_recovery=True,
+                                             cold_start=True))
+    assert len(res.attempts) == 1
+
+
+def test_check_turn_catches_m15_stall_clock_at_acceptance(fake: FakeOpencode) -> None:
+    fake.cold_s = None  # the bootstrap outlasts any stall clock: only an abort ends it
+    fake.plans.extend(["cold", "ok"])
+    with pytest.raises(InvariantViolation, match="cold start is not a stall") as info:
+        check(fake, MUTANTS["M15"], expect("cold_start", 1, cold_start=True))
+    assert "SESSION_STALLED" in str(info.value)
+
+
+def test_never_answering_turn_is_stalled_by_first_event_timeout(fake: FakeOpencode) -> None:
+    fake.plans.extend(["mute"])
+    res, elapsed, _, _ = run(fake, RecoveryRunner, expect("silent", 0), first_event_timeout=3)
+    first = res.attempts[0]
+    assert (res.status, first.verdict, first.reason) == (RunStatus.SESSION_STALLED, RunStatus.SESSION_STALLED,
+                                                         "first_event_timeout")
+    assert 3.0 <= first.evidence["first_event_wait_s"] <= 4.0, first.evidence
+    assert first.evidence["bootstrap_timeout_s"] == 3.0 and "last_progress_age_s" not in first.evidence
+
+
+def test_check_turn_catches_m15_on_a_late_first_part(fake: FakeOpencode) -> None:
+    """The second half of a cold start alone (user message seen, the model's first part late) is caught too."""
+    fake.late_s = 30.0  # beyond any stall clock of the mutant; the abort ends it
+    fake.plans.extend(["late", "ok"])
+    with pytest.raises(InvariantViolation, match="cold start is not a stall"):
+        check(fake, MUTANTS["M15"], expect("late_first_part", 1, cold_start=True))
+
+
+def test_death_during_bootstrap_is_unreachable_at_once(fake: FakeOpencode) -> None:
+    fake.plans.extend(["cold_dead", "ok"])
+    res = check(fake, RecoveryRunner, expect("cold_dead", 1, first_verdict=RunStatus.SERVER_UNREACHABLE,
+                                             final_status={RunStatus.OK}))
+    first = res.attempts[0]
+    assert first.evidence.get("liveness") == "dead", first.evidence
+    assert first.ended_at - first.started_at < 10.0  # liveness per tick, not the 60 s bootstrap deadline

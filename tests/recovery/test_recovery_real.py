@@ -51,8 +51,9 @@ def test_model_stall_detected_and_recovered_by_abort(oc: OpencodeEnv) -> None:
 
 
 def test_sigkill_mid_turn_is_unreachable_fast_and_retried(oc: OpencodeEnv) -> None:
+    """The retry runs on a cold server (seconds without events): it must not be a stall at 3 s."""
     oc.llm.script(Plan(text="never finished", chunks=2, stall_after=1))
-    with oc.runner(stall_timeout=10, max_recoveries=1) as runner:
+    with oc.runner(stall_timeout=3, max_recoveries=1) as runner:
         import threading
         out: list = []
         th = threading.Thread(target=lambda: out.append(runner.run_turn("kill me softly")))
@@ -69,6 +70,9 @@ def test_sigkill_mid_turn_is_unreachable_fast_and_retried(oc: OpencodeEnv) -> No
     assert first.fault_to_verdict_s is not None and first.fault_to_verdict_s <= 2.0
     assert res.status == RunStatus.OK and res.recoveries_used == 1, res
     assert res.attempts[1].generation == first.generation + 1  # type: ignore[operator]
+    boot = [h for h in runner.history if h["type"] == "first_event" and h["attempt"] == 2]
+    assert len(boot) == 1, "\n".join(str({k: v for k, v in h.items() if k != "status"}) for h in runner.history)
+    print(f"retry after restart: first event of the answer {boot[0]['after_s']} s after prompt acceptance")
     import os
     with pytest.raises(ProcessLookupError):  # INV-19: nothing of the replaced generation lives
         os.killpg(old_pid, 0)  # type: ignore[arg-type]
@@ -131,3 +135,17 @@ def test_runner_lifecycles_leave_no_threads_fds_or_consumers(oc: OpencodeEnv) ->
     wait_for(lambda: threading.active_count() <= threads, 5, "runner threads to end")
     assert abs(me.num_fds() - fds) <= 2, (fds, me.num_fds())
 
+
+
+def test_model_that_never_answers_is_stalled_by_the_first_event_deadline(oc: OpencodeEnv) -> None:
+    """The model never starts its response (no headers): opencode publishes no part of the answer, so
+    the bootstrap deadline decides. (A response that starts and then stalls gets a ``step-start`` part
+    at once: that is a stall after progress, ``session_stalled``.)"""
+    oc.llm.script(Plan(text="never said", hold_headers=True))
+    with oc.runner(stall_timeout=3, first_event_timeout=6, max_recoveries=0) as runner:
+        res = runner.run_turn("answer me 5d1e")
+    first = res.attempts[0]
+    assert (res.status, first.reason) == (RunStatus.SESSION_STALLED, "first_event_timeout"), \
+        "\n".join(str({k: v for k, v in h.items() if k != "status"}) for h in runner.history)
+    assert 6.0 <= first.evidence["first_event_wait_s"] <= 7.0, first.evidence
+    assert not [h for h in runner.history if h["type"] == "first_event"]

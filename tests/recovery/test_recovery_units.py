@@ -179,3 +179,72 @@ def test_request_error_classification_and_in_place_retries() -> None:
             await runner.cleanup()
 
     asyncio.run(main())
+
+
+def test_bootstrap_ends_at_the_first_sign_of_the_answer() -> None:
+    """Session records and the echo of the prompt are not the answer; its first part is (scripted clock)."""
+    t = TurnTracker(session_id="s1", prompt="hi")
+    t.prompt_sent_at = 0.0
+    t.handle(ev("session.updated", info={"id": "s1", "sessionID": "s1"}), now=1)
+    t.handle(ev("session.status", sessionID="s1", status={"type": "idle"}), now=1.5)  # stale idle
+    t.handle(ev("message.updated", info={"id": "u1", "role": "user", "sessionID": "s1"}), now=2)
+    t.handle(ev("message.part.updated", part={"id": "pu", "messageID": "u1", "sessionID": "s1", "type": "text",
+                                              "text": "hi"}), now=2)
+    t.handle(ev("session.status", sessionID="s1", status={"type": "busy"}), now=3)
+    t.handle(ev("message.updated", info={"id": "a1", "role": "assistant", "parentID": "u1", "sessionID": "s1",
+                                         "time": {"created": 1}}), now=4)  # created before the model call
+    assert t.first_event_at is None and t.last_progress_at == 4
+    t.handle(ev("message.part.updated", part={"id": "ps", "messageID": "a1", "sessionID": "s1",
+                                              "type": "step-start"}), now=9)
+    assert t.first_event_at == 9
+    t.handle(ev("message.part.delta", sessionID="s1", messageID="a1", partID="pa", field="text", delta="x"), now=10)
+    assert t.first_event_at == 9 and t.last_progress_at == 10
+
+
+@pytest.mark.parametrize("event", [
+    ev("session.status", sessionID="s1", status={"type": "retry", "attempt": 1, "next": 0}),
+    ev("session.error", sessionID="s1", error={"name": "APIError"}),
+    ev("permission.asked", sessionID="s1", id="per1"),
+    ev("message.part.delta", sessionID="c1", messageID="m", partID="p", field="text", delta="x"),
+    ev("session.idle", sessionID="s1"),
+])
+def test_other_signs_of_the_answer_end_the_bootstrap(event: dict[str, Any]) -> None:
+    t = TurnTracker(session_id="s1", prompt="hi", children={"c1"})
+    t.prompt_sent_at = 0.0
+    t.handle(ev("message.updated", info={"id": "u1", "role": "user", "sessionID": "s1"}), now=1)
+    assert t.first_event_at is None
+    t.handle(event, now=5)
+    assert t.first_event_at == 5
+
+
+def test_sync_with_an_answer_part_ends_the_bootstrap() -> None:
+    t = TurnTracker(session_id="s1", prompt="q")
+    user = {"info": {"id": "u", "role": "user", "sessionID": "s1"},
+            "parts": [{"id": "p0", "type": "text", "text": "q"}]}
+    empty = {"info": {"id": "a", "role": "assistant", "parentID": "u", "sessionID": "s1"}, "parts": []}
+    t.apply_sync([user, empty], 1.0)
+    assert t.first_event_at is None  # the prompt and an empty assistant message: still bootstrapping
+    t.apply_sync([user, {**empty, "parts": [{"id": "p1", "type": "step-start"}]}], 2.0)
+    assert t.first_event_at == 2.0
+
+
+def test_stall_clock_starts_at_the_first_event_not_at_acceptance() -> None:
+    """Deadlines on a scripted clock; the M15 watchdog (stall clock at acceptance) gets it wrong."""
+    from types import SimpleNamespace
+
+    from pytest_cbchaos.recovery.watchdog import Watchdog
+    from pytest_cbchaos.testing.runner_mutants import _M15Watchdog
+
+    cfg = RecoveryConfig(stall_timeout=3, first_event_timeout=20, probe_timeout=1)
+    t = TurnTracker(session_id="s1")
+    t.prompt_sent_at, t.prompt_accepted_at = 99.0, 100.0
+    attempt = SimpleNamespace(config=cfg, tracker=t)
+    real, m15 = Watchdog(attempt), _M15Watchdog(attempt)  # type: ignore[arg-type]
+    assert real.bootstrapping() and real.deadline() == 120.0  # first_event_timeout after acceptance
+    assert m15.deadline() == 103.0  # the mutant would call a 3 s cold start a stall
+    t.handle(ev("message.updated", info={"id": "u1", "role": "user", "sessionID": "s1"}), now=104.0)
+    assert real.deadline() == 120.0  # the echo of the prompt is not the answer
+    t.handle(ev("message.part.updated", part={"id": "p", "messageID": "a1", "sessionID": "s1", "type": "step-start"}),
+             now=110.0)
+    assert not real.bootstrapping() and real.deadline() == 113.0  # from here on the stall clock runs
+    assert RecoveryConfig(stall_timeout=30, first_event_timeout=20).bootstrap_timeout == 30

@@ -39,7 +39,8 @@ from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, T
 OK_REASONS = ("stop", "end_turn")
 RIG_KEY = "opencode-rig"
 # topology.opencode key -> RecoveryConfig field
-CONFIG_KEYS = {"stall_timeout_s": "stall_timeout", "sse_silence_timeout_s": "sse_silence_timeout",
+CONFIG_KEYS = {"stall_timeout_s": "stall_timeout", "first_event_timeout_s": "first_event_timeout",
+              "sse_silence_timeout_s": "sse_silence_timeout",
               "heartbeat_interval_s": "heartbeat_interval", "request_timeout_s": "request_timeout",
               "probe_timeout_s": "probe_timeout", "max_recoveries": "max_recoveries",
               "abort_grace_s": "abort_grace", "start_timeout_s": "start_timeout",
@@ -177,7 +178,7 @@ class RecoveryTarget(Target):
     default_model = "recovery"
     invariants = {
         "REC-1": "honest success", "REC-2": "shared budget", "REC-3": "exhaustion is failure",
-        "REC-4": "fast death (SERVER_UNREACHABLE <= 2 s after the fault)", "REC-5": "bounded stall",
+        "REC-4": "fast death (SERVER_UNREACHABLE <= 2 s after the fault)", "REC-5": "bounded stall and bootstrap",
         "REC-9": "silent socket replaced", "REC-13": "full retry prompt", "REC-14": "no double prompt",
         "REC-18": "pause tolerance", "REC-20": "bounded run", "expected-status": "final status as scripted",
     }
@@ -379,6 +380,10 @@ class RecoveryTarget(Target):
                 if getattr(a.verdict, "name", "") == "SESSION_STALLED" and age is not None \
                         and not (st - 0.05 <= float(age) <= st + 1.0):
                     return f"stall verdict after {float(age):.2f} s without progress (stall_timeout {st})"
+                wait, boot = a.evidence.get("first_event_wait_s"), obs.metrics["cfg"].bootstrap_timeout
+                if a.reason == "first_event_timeout" and wait is not None \
+                        and not (boot - 0.05 <= float(wait) <= boot + 1.0):
+                    return f"first-event verdict after {float(wait):.2f} s (bootstrap timeout {boot})"
             return None
         return self._each(obs, pred, "bounded stall")
 
@@ -416,7 +421,7 @@ class RecoveryTarget(Target):
 
     def check_REC_20(self, obs: Observations, ctx: Any) -> CheckResult:
         cfg = obs.metrics["cfg"]
-        bound = (cfg.max_recoveries + 1) * (cfg.stall_timeout + cfg.start_timeout + cfg.abort_grace) + 10
+        bound = (cfg.max_recoveries + 1) * (cfg.bootstrap_timeout + cfg.stall_timeout + cfg.abort_grace) + 10
         if not obs.metrics.get("results"):
             return CheckResult("violated", "no turn ended")
         slow = [t for t in obs.metrics.get("turn_s", []) if t > bound]
