@@ -146,6 +146,13 @@ def _local_candidates(rootdir: Path | None) -> list[tuple[str, Path | None]]:
     return out
 
 
+def candidate_places(rootdir: Path | None = None) -> list[tuple[str, Path | None]]:
+    """(where looked, binary there or None) in search order, without an explicit choice: the
+    project-local node_modules directories, then PATH."""
+    on_path = shutil.which("opencode")
+    return [*_local_candidates(rootdir), ("PATH", Path(on_path) if on_path else None)]
+
+
 def candidate_paths(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> list[Path]:
     """Candidates in spec order: explicit/env, project-local node_modules, PATH."""
     out: list[Path] = []
@@ -206,9 +213,7 @@ def discover_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: P
         return OpencodeDiscovery(OpencodeBinary(path, probe.version), (), source)
     tried: list[str] = []
     unusable = False
-    on_path = shutil.which("opencode")
-    places = [*_local_candidates(rootdir), ("PATH", Path(on_path) if on_path else None)]
-    for where, path in places:
+    for where, path in candidate_places(rootdir):
         if path is None:
             tried.append(f"{where}: no opencode")
             continue

@@ -135,7 +135,7 @@ def test_doctor_searches_opencode_as_the_plugin_does(tmp_path: Path) -> None:
     fake.chmod(0o755)
     res = cbchaos(tmp_path, "doctor", "--opencode-bin", str(fake), timeout=60)
     assert res.returncode == 0, res.stderr
-    assert f"opencode not usable: --opencode-bin='{fake}': `--version` failed" in res.stdout
+    assert f"opencode not usable: --opencode-bin='{fake}': opencode found at {fake}, `--version` failed" in res.stdout
     env_run = subprocess.run([sys.executable, "-m", "pytest_cbchaos.cli", "doctor"], cwd=tmp_path, capture_output=True,
                              text=True, timeout=60, env={**os.environ, "CBCHAOS_OPENCODE_BIN": str(tmp_path / "nope")})
     assert f"opencode not usable: CBCHAOS_OPENCODE_BIN='{tmp_path / 'nope'}': no such file" in env_run.stdout

@@ -430,8 +430,8 @@ def test_discovery_lists_what_it_tried(tmp_path: Path, monkeypatch: pytest.Monke
     found = oc.discover_opencode(None, tmp_path)
     assert found.binary is None and found.source is None
     assert found.tried == (f"{tmp_path}/.cbchaos-node/node_modules: no opencode",
-                           f"{bindir}/opencode: `--version` failed or took over 10 s")
-    assert found.reason().startswith("opencode not found; tried ") and INSTALL_HINT in found.reason()
+                           f"opencode found at {bindir}/opencode, `--version` failed: exit status 3")
+    assert found.unusable and found.reason().startswith("opencode not usable: ") and INSTALL_HINT in found.reason()
 
 
 def test_an_explicit_binary_is_exclusive_and_named_by_its_source(tmp_path: Path,
@@ -442,7 +442,7 @@ def test_an_explicit_binary_is_exclusive_and_named_by_its_source(tmp_path: Path,
     monkeypatch.setenv("CBCHAOS_OPENCODE_BIN", str(fake))
     found = discover_opencode(None, tmp_path)  # the environment variable, with no fallback to .cbchaos-node
     assert found.binary is None and found.source == "CBCHAOS_OPENCODE_BIN"
-    assert found.reason().startswith(f"opencode not usable: CBCHAOS_OPENCODE_BIN='{fake}': `--version` failed")
+    assert found.reason().startswith(f"opencode not usable: CBCHAOS_OPENCODE_BIN='{fake}': opencode found at {fake}, `--version` failed")
     assert "fix or unset CBCHAOS_OPENCODE_BIN" in found.reason() and "or pass" not in found.reason()
     found = discover_opencode(tmp_path / "nope", tmp_path, source="ini cbchaos_opencode_bin")
     assert found.tried == (f"ini cbchaos_opencode_bin='{tmp_path / 'nope'}': no such file",)
@@ -465,5 +465,5 @@ def test_opencode_fixture_skip_names_the_setting_as_given(pytester: pytest.Pytes
         monkeypatch.setenv("CBCHAOS_OPENCODE_BIN", str(fake))
     result = pytester.runpytest(*args)
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines([f"*opencode not usable: {source}='{fake}': `--version` failed*fix or unset {source}*"])
+    result.stdout.fnmatch_lines([f"*opencode not usable: {source}='{fake}': opencode found at {fake}, `--version` failed*fix or unset {source}*"])
     assert "or pass --cbchaos-opencode-bin" not in result.stdout.str()
