@@ -109,3 +109,8 @@ class Burners:
             self._cpu_s_at_stop = self.cpu_seconds() if self.procs else 0.0
         for proc in self.procs:
             proc.kill()
+            proc.log_path.unlink(missing_ok=True)  # it only matters for a start failure, already quoted
+        try:
+            self.log_dir.rmdir()
+        except OSError:
+            pass  # other burner groups of this process still log there
