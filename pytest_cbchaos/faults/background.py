@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from pytest_cbchaos.faults.cpu import MAX_FOR_S, Burners
-from pytest_cbchaos.settings import get_settings
+from pytest_cbchaos.servers.process import ServerStartError
+from pytest_cbchaos.settings import flag, get_settings
 
 BURNERS_KEY = pytest.StashKey[Burners]()
 SUMMARY_KEY = pytest.StashKey[dict[str, Any]]()
@@ -44,7 +45,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     n = get_settings(config).background_load
     if n and is_main_process(config) and BURNERS_KEY not in config.stash:
-        config.stash[BURNERS_KEY] = Burners(n, MAX_FOR_S, name="background-load").start()
+        try:
+            config.stash[BURNERS_KEY] = Burners(n, MAX_FOR_S, name="background-load").start()
+        except ServerStartError as exc:  # a message and exit 4, like every setting that cannot work
+            origin = get_settings(config).sources.get("background_load", "")
+            raise pytest.UsageError(f"{flag('background_load')}={n}{origin}: the busy processes did not start: "
+                                    f"{exc}") from None
 
 
 def _stop(config: pytest.Config) -> None:

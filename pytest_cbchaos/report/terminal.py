@@ -37,7 +37,8 @@ def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -
                   f"verdict errors {s['verdict_errors']}, seed {report.get('seed')}")
     load = report.get("background_load") or {}
     if load.get("workers"):
-        console.print(f"cbchaos: background load {load['workers']} busy processes, {load.get('cpu_s', 0):.1f} CPU s burned")
+        console.print(f"cbchaos: background load {load['workers']} busy processes, "
+                      f"{load.get('cpu_s', 0):.1f} CPU s burned")
     interesting = [t for t in report["tests"] if is_interesting(t)]
     if interesting:
         table = Table(show_edge=False, pad_edge=False)

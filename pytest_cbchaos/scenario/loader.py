@@ -19,7 +19,8 @@ import yaml
 
 from pytest_cbchaos.scenario.errors import ScenarioError, ScenarioErrors
 from pytest_cbchaos.scenario.model import (
-    HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario, Topology, Workload,
+    HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario,
+    Topology, Workload,
 )
 
 Path_ = tuple[Any, ...]

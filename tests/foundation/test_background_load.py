@@ -55,14 +55,15 @@ def test_session_load_runs_for_the_session_and_is_reported(pytester: pytest.Pyte
     result = pytester.runpytest(*scn.PLUGINS, "--cbchaos-background-load=2", "--cbchaos-report", "rep",
                                 "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.OK
-    result.stdout.fnmatch_lines(["cbchaos: background load 2 busy processes (per machine, started by the main process)",
+    result.stdout.fnmatch_lines(["cbchaos: background load 2 busy processes (per machine, started by the main *)",
                                  "cbchaos: background load 2 busy processes, * CPU s burned"])
     pids = json.loads((pytester.path / "pids.json").read_text())
     assert all(_gone(p) for p in pids)  # killed at session finish, before the report was written
     report = json.loads((pytester.path / "rep" / "report.json").read_text())
     validate(report)
     assert report["background_load"]["workers"] == 2 and report["background_load"]["cpu_s"] >= 0
-    assert 'id="background-load">background load 2 busy processes' in (pytester.path / "rep" / "report.html").read_text()
+    html = (pytester.path / "rep" / "report.html").read_text()
+    assert 'id="background-load">background load 2 busy processes' in html
 
 
 def test_no_load_by_default(pytester: pytest.Pytester, scn) -> None:
@@ -130,3 +131,15 @@ def test_cbchaos_run_passes_background_load(pytester: pytest.Pytester, capsys: p
     (pytester.path / "scenarios").mkdir()
     assert cbchaos_main(["run", str(pytester.path / "scenarios"), "--background-load", "99"]) == 4
     assert "--cbchaos-background-load='99': expected an integer between 0 and 64" in capsys.readouterr().err
+
+
+def test_burners_that_cannot_start_are_a_usage_error(pytester: pytest.Pytester, tmp_path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_cbchaos.faults import cpu
+
+    monkeypatch.setattr(cpu, "PYTHON", str(tmp_path / "no-python"))
+    pytester.makepyfile("def test_x(): raise AssertionError('ran')")
+    result = pytester.runpytest("--cbchaos-background-load=2", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--cbchaos-background-load=2: the busy processes did not start: *cannot execute*"])
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
