@@ -44,24 +44,34 @@ def _sleep_overshoot_ms(n: int = 30) -> float:
     return statistics.median(lags)
 
 
+def _work_wall_ms(n: int = 5) -> float:
+    """Median wall time of a fixed CPU-bound chunk: what a busy machine takes from a test process."""
+    walls = []
+    for _ in range(n):
+        t = time.perf_counter()
+        sum(i * i for i in range(200_000))
+        walls.append((time.perf_counter() - t) * 1000)
+    return statistics.median(walls)
+
+
 def test_cpu_stress_burns_cpu_and_heal_kills_the_burners(capsys: pytest.CaptureFixture[str]) -> None:
     """Asserts only that the burners consumed CPU (the lag is printed, never asserted: timing-independent)."""
     c = FaultController()
-    quiet = _sleep_overshoot_ms()
+    quiet, quiet_work = _sleep_overshoot_ms(), _work_wall_ms()
     workers = 2 * (os.cpu_count() or 1)
     fault = c.cpu_stress(workers=workers)
     pids = fault.window.params["pids"]
     assert len(pids) == workers and all(not _gone(p) for p in pids)
     assert all(psutil.Process(p).environ().get("CBCHAOS_OWNER") for p in pids)  # swept at the next start if orphaned
-    loaded = _sleep_overshoot_ms()
+    loaded, loaded_work = _sleep_overshoot_ms(), _work_wall_ms()
     deadline = time.monotonic() + 30
     while fault.burners.cpu_seconds() <= 0.5:
         assert time.monotonic() < deadline, f"burners used {fault.burners.cpu_seconds()} CPU s in 30 s"
         time.sleep(0.1)  # polling the burners' CPU accounting, bounded
     burned = fault.burners.cpu_seconds()
     with capsys.disabled():
-        print(f"\nsleep(0.01) overshoot median: {quiet:.2f} ms quiet, {loaded:.2f} ms under "
-              f"{workers} burners ({burned:.2f} CPU s)")
+        print(f"\nunder {workers} burners ({burned:.2f} CPU s): sleep(0.01) overshoot median {quiet:.2f} -> "
+              f"{loaded:.2f} ms, fixed CPU chunk median {quiet_work:.1f} -> {loaded_work:.1f} ms")
     fault.heal()
     _wait_gone(pids, 5)
     [w] = c.journal.windows()
@@ -143,3 +153,21 @@ def test_a_burner_stops_by_itself_when_its_parent_dies() -> None:
             parent.wait(10)
         if burner and not _gone(burner):
             os.kill(burner, signal.SIGKILL)
+
+
+def test_burners_are_enrolled_for_the_orphan_sweep() -> None:
+    """The third bound: this process's registry lists the burners with its owner tag, which the next
+    session's sweep_orphans uses to kill them if this process died without its reaper."""
+    import json
+
+    from pytest_cbchaos.servers.process import OWNER_ENV, OWNER_TAG, _registry_path
+
+    burners = cpu.Burners(2, 30).start()
+    try:
+        registry = json.loads(_registry_path().read_text())
+        assert registry["tag"] == OWNER_TAG
+        assert set(burners.pids) <= {c["pid"] for c in registry["children"]}
+        assert all(psutil.Process(p).environ().get(OWNER_ENV) == OWNER_TAG for p in burners.pids)
+    finally:
+        burners.stop()
+    _wait_gone(burners.pids, 5)
