@@ -131,6 +131,8 @@ def test_cbchaos_run_passes_background_load(pytester: pytest.Pytester, capsys: p
     (pytester.path / "scenarios").mkdir()
     assert cbchaos_main(["run", str(pytester.path / "scenarios"), "--background-load", "99"]) == 4
     assert "--cbchaos-background-load='99': expected an integer between 0 and 64" in capsys.readouterr().err
+    assert cbchaos_main(["run", str(pytester.path / "scenarios"), "--background-load", "1"]) == 5  # nothing collected
+    assert "cbchaos: background load 1 busy processes (per machine" in capsys.readouterr().out
 
 
 def test_burners_that_cannot_start_are_a_usage_error(pytester: pytest.Pytester, tmp_path,
