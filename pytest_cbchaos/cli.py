@@ -1,6 +1,7 @@
 """The ``cbchaos`` command: run scenarios, re-render reports, start servers, diagnose backends.
 
-    cbchaos run PATH... [--report DIR] [--seed N] [--redis BACKEND|URL] [--toxiproxy BACKEND|URL] [-n N] [-- PYTEST-ARGS]
+    cbchaos run PATH... [--report DIR] [--seed N] [--redis BACKEND|URL] [--toxiproxy BACKEND|URL] [-n N]
+                [--background-load N] [-- PYTEST-ARGS]
     cbchaos report DIR            re-render DIR/report.html from DIR/report.json
     cbchaos servers               start Redis + the fault proxy, print addresses, wait for Ctrl-C
     cbchaos doctor                which backends are available, how to install the missing ones
@@ -72,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", dest="keyword", help="pytest -k expression")
     run.add_argument("-m", dest="markexpr", help="pytest -m expression")
     run.add_argument("-n", dest="numprocesses", help="xdist workers (needs pytest-xdist)")
+    run.add_argument("--background-load", metavar="N",
+                     help="keep N busy processes running for the whole run (0-64, per machine)")
     run.add_argument("-q", "--quiet", action="store_true")
     run.epilog = "Arguments after a lone -- are passed to pytest unchanged."
     rep = sub.add_parser("report", help="re-render report.html from report.json")
@@ -121,6 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["--cbchaos-report", args.report]
     if args.seed is not None:
         argv += ["--cbchaos-seed", str(args.seed)]
+    if args.background_load is not None:
+        argv += ["--cbchaos-background-load", args.background_load]
     if args.keyword:
         argv += ["-k", args.keyword]
     if args.markexpr:

@@ -16,6 +16,7 @@ pytest_plugins = [
     "pytest_cbchaos.fixtures_stream",
     "pytest_cbchaos.scenario.pytest_hooks",
     "pytest_cbchaos.report.pytest_hooks",
+    "pytest_cbchaos.faults.background",
 ]
 
 MARKERS = [
@@ -52,4 +53,6 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     used = backends_in_use(config)
     redis = f"{used.redis} (auto: {used.redis_reason})" if used.redis_reason else used.redis
     return [f"cbchaos: proxy={s.proxy_backend} redis={redis} seed={s.seed} "
-            f"ports={s.port_range[0]}-{s.port_range[1]}"]
+            f"ports={s.port_range[0]}-{s.port_range[1]}"] + (
+        [f"cbchaos: background load {s.background_load} busy processes (per machine, started by the main process)"]
+        if s.background_load else [])

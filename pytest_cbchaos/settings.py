@@ -29,6 +29,7 @@ ON_UNKNOWN = ("fail", "pass", "skip")
 SHRINK = ("on", "off")
 PORTS_PER_PROCESS = 16  # servers, proxy API and proxies one pytest process may hold at once
 MAX_SECONDS = 86_400.0  # a timeout above a day is a typo, not a plan
+MAX_BACKGROUND_LOAD = 64  # the cpu_stress bound (faults/cpu.py)
 
 # option name -> (ini type, default, help); the env var, if any, is in ENV.
 OPTIONS: dict[str, tuple[str, Any, str]] = {
@@ -53,6 +54,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "shrink": ("string", "on", "shrink failing histories: on|off"),
     "shrink_retries": ("int", 1, "re-runs of a failing Hypothesis example while shrinking"),
     "report": ("string", None, "write report.json, report.html and junit properties into DIR"),
+    "background_load": ("string", 0, "busy processes kept running for the whole session, per machine (0-64)"),
 }
 ENV = {"toxiproxy_url": "TOXIPROXY_URL", "redis_url": "REDIS_URL", "seed": "CBCHAOS_SEED",
        "redis_backend": "CBCHAOS_REDIS_BACKEND", "proxy_backend": "CBCHAOS_PROXY_BACKEND",
@@ -204,6 +206,7 @@ class Settings:
     shrink: bool
     shrink_retries: int
     report: Path | None
+    background_load: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
 
     def source(self, name: str) -> str:
@@ -255,6 +258,8 @@ class Settings:
             shrink_retries=_number("shrink_retries", r["shrink_retries"], int, 0, o["shrink_retries"], maximum=100),
             report=(_out_dir("report", r["report"], o["report"], Path(config.invocation_params.dir), controller)
                     if r["report"] else None),
+            background_load=_number("background_load", r["background_load"], int, 0, o["background_load"],
+                                    maximum=MAX_BACKGROUND_LOAD),
             sources=o,
         )
 

@@ -21,6 +21,7 @@ import threading
 from typing import Any, Callable, TypeVar
 
 from pytest_cbchaos.faults.clock import SkewedClock
+from pytest_cbchaos.faults.cpu import CAP_GRACE_S, DEFAULT_CAP_S, Burners, check_cpu_params
 from pytest_cbchaos.faults.journal import FaultJournal, FaultWindow
 
 
@@ -251,6 +252,35 @@ class FaultController:
         window = self.journal.begin("clock_skew", worker, {"offset_s": offset_s, "drift_ppm": drift_ppm})
         previous = self._start(window, lambda: _skew(clock, offset_s, drift_ppm))
         return self._track(Fault(self, window, lambda: clock.set_skew(previous), order=0))
+
+    def cpu_stress(self, workers: int, for_s: float | None = None) -> Fault:
+        """``workers`` busy processes on this machine (docs/scenarios.md, ``cpu_stress``).
+
+        Healed (burners killed) by ``heal()``, at teardown, or after ``for_s`` seconds; each burner
+        also stops by itself shortly after that, or after an hour without ``for_s``, or when this
+        process dies. ``window.params["pids"]`` are the burners' process ids.
+        """
+        window = self.journal.begin("cpu_stress", "host", {"workers": workers, "for_s": for_s})
+        burners = self._start(window, lambda: _burn(workers, for_s))
+        window.params["pids"] = burners.pids
+        timer = threading.Timer(for_s, lambda: fault.heal()) if for_s is not None else None
+
+        def stop() -> None:
+            if timer is not None:
+                timer.cancel()
+            burners.stop()
+
+        fault = self._track(Fault(self, window, stop, order=0))
+        fault.burners = burners  # type: ignore[attr-defined]
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        return fault
+
+
+def _burn(workers: int, for_s: float | None) -> Burners:
+    check_cpu_params(workers, for_s)
+    return Burners(workers, DEFAULT_CAP_S if for_s is None else for_s + CAP_GRACE_S, name="cpu-stress").start()
 
 
 def _skew(clock: SkewedClock, offset_s: float, drift_ppm: float) -> float:

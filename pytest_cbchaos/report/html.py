@@ -193,7 +193,7 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
 <body>
 <h1>cbchaos report {_badge('failed' if s['failed'] or s['error'] or s.get("verdict_errors") else 'passed')}</h1>
 <p class="meta">generated {escape(str(report['generated_at']))} · seed {escape(str(report['seed']))} ·
-exit status {escape(str(report.get('exitstatus')))} · {escape(backends)}<br>command: <code>{escape(report.get('command', ''))}</code></p>
+exit status {escape(str(report.get('exitstatus')))} · {escape(backends)}{_load(report)}<br>command: <code>{escape(report.get('command', ''))}</code></p>
 <h2>Summary</h2><table id="summary">{summary_rows}</table>
 <h2>Tests and scenarios</h2>
 <div id="controls"><label><input type="checkbox" id="only-failed"> failures only</label></div>
@@ -206,6 +206,15 @@ exit status {escape(str(report.get('exitstatus')))} · {escape(backends)}<br>com
 <script>{JS}</script>
 </body></html>
 """
+
+
+def _load(report: dict[str, Any]) -> str:
+    """The header's background-load note (absent when the run had none)."""
+    load = report.get("background_load") or {}
+    if not load.get("workers"):
+        return ""
+    return (f' · <span id="background-load">background load {int(load["workers"])} busy processes, '
+            f'{float(load.get("cpu_s") or 0):.1f} CPU s</span>')
 
 
 def write_html(report: dict[str, Any], directory: Path) -> Path:

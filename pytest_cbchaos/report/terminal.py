@@ -35,6 +35,10 @@ def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -
                   f"{s['faults_requested']}, applied {s['faults_injected']}, failed {s['faults_failed']}, "
                   f"checks run {s['checks_run']}, violations {s['violations']}, unknown {s['unknown']}, "
                   f"verdict errors {s['verdict_errors']}, seed {report.get('seed')}")
+    load = report.get("background_load") or {}
+    if load.get("workers"):
+        console.print(f"cbchaos: background load {load['workers']} busy processes, "
+                      f"{load.get('cpu_s', 0):.1f} CPU s burned")
     interesting = [t for t in report["tests"] if is_interesting(t)]
     if interesting:
         table = Table(show_edge=False, pad_edge=False)

@@ -19,7 +19,8 @@ import yaml
 
 from pytest_cbchaos.scenario.errors import ScenarioError, ScenarioErrors
 from pytest_cbchaos.scenario.model import (
-    PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario, Topology, Workload,
+    HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario,
+    Topology, Workload,
 )
 
 Path_ = tuple[Any, ...]
@@ -198,6 +199,9 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
             allowed = processes
         elif fs.kind in REDIS_ACTIONS:
             allowed = {"redis"} if topology.redis is not None or "redis" in processes else set()
+        elif fs.kind in HOST_FAULTS:
+            allowed = {HOST_TARGET}
+            _check_cpu_params(file, marks, fpath, fs.params)
         else:
             allowed = clocks
         if fs.target not in allowed:
@@ -242,6 +246,25 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
                     markers=tuple(data.get("markers", ())), tags=tuple(data.get("tags", ())),
                     covers=tuple(data.get("covers", ())), seed=data.get("seed"), topology=topology,
                     workload=workload, faults=tuple(faults), checks=tuple(checks), budgets=budgets, raw=data)
+
+
+def _check_cpu_params(file: str, marks: dict[Path_, int], fpath: Path_, params: dict[str, Any]) -> None:
+    """``cpu_stress`` params: only ``workers`` (1..64) and ``for_s`` (finite seconds > 0)."""
+    from pytest_cbchaos.faults.cpu import MAX_FOR_S, MAX_WORKERS, CpuParameterError, check_cpu_params
+
+    expected = {"workers": f"an integer between 1 and {MAX_WORKERS}",
+                "for_s": f"a finite number of seconds > 0 and <= {MAX_FOR_S:g}"}
+    ppath = fpath + ("params",)
+    for key, value in params.items():
+        kpath = ppath + (key,)
+        if key not in expected:
+            raise ScenarioError(file, _line(marks, kpath), _dotted(kpath), "unknown cpu_stress parameter",
+                                value=key, expected="params workers, for_s")
+        try:
+            check_cpu_params(value if key == "workers" else 1, value if key == "for_s" else None)
+        except CpuParameterError:
+            raise ScenarioError(file, _line(marks, kpath), _dotted(kpath), "bad cpu_stress parameter",
+                                value=value, expected=expected[key]) from None
 
 
 def load_many(paths: list[Path]) -> list[Scenario]:

@@ -10,6 +10,8 @@ PROXY_FAULTS = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "
                 "partition", "down")
 PROCESS_FAULTS = ("pause", "kill", "restart")
 CLOCK_FAULTS = ("clock_skew",)
+HOST_FAULTS = ("cpu_stress",)  # on target "host": this machine
+HOST_TARGET = "host"
 REDIS_ACTIONS = ("flushall", "evict", "script_flush", "client_kill")
 
 
@@ -34,6 +36,8 @@ class FaultSpec:
             return "process"
         if self.kind in CLOCK_FAULTS:
             return "clock"
+        if self.kind in HOST_FAULTS:
+            return "host"
         return "redis"
 
 

@@ -342,6 +342,8 @@ class FaultScheduler(threading.Thread):
                 c.process(target).kill()
                 return target
             return c.process(target).restart(graceful=bool(p.get("graceful", False)))
+        if f.family == "host":
+            return c.cpu_stress(workers=p.get("workers", 1), for_s=p.get("for_s"))
         if f.family == "clock":
             clock = ctx.clocks[f.target]
             return c.skew_clock(clock, float(p.get("offset_s", 0.0)), float(p.get("drift_ppm", 0.0)), worker=f.target)
