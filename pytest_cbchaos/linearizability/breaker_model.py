@@ -18,6 +18,14 @@ of records (:class:`Alternatives`) until later ops' outputs leave one. Replaying
 its invoke time only, as this model did before, gave false violations when a cooldown of 1 ms
 ended between the invoke and the op's real execution.
 
+A resent op answered ``_duplicate`` (the store had already applied it under the same op id)
+completed with a known output, but its reply's time is the resend's, not the op's: the op took
+effect at some server time between its invoke and the resend. Its completion value carries that
+bound as ``now_max`` instead of ``now`` (:func:`~pytest_cbchaos.scenario.targets.breaker_store.observed`),
+and the model judges it like a crashed op whose output is known: the same candidate times, capped
+by ``now_max``, each kept only if it gives the observed output. Its ``won`` is compared only when
+true: the resend reports whether the claim is *still* current, which a later reclaim can undo.
+
 What the branching does not cover: two later ops that see the crashed op's deadline on opposite
 sides need a time strictly between the candidates. The candidates make that a window of
 ``recovery_timeout`` (or the lease) around those ops, so tests keep cooldowns tiny or long.
@@ -48,14 +56,31 @@ class Alternatives(frozenset):
     __slots__ = ()
 
 
-def _candidate_times(state: Record, now_min: Any, hi: Any) -> list[float]:
-    """Server times at which a crashed op's effect can differ (see the module docstring)."""
+def _candidate_times(state: Record, now_min: Any, hi: Any, capped: bool = False) -> list[float]:
+    """Server times at which a crashed or resent op's effect can differ (see the module docstring).
+    ``capped``: ``hi`` is a hard upper bound (a resend's time), not just the latest observed time."""
     lo = _lower_bound(state, now_min)
+    if capped:
+        lo = min(lo, float(hi))  # the store's own reading wins over the client's invoke time
     times = [lo]
     for t in (state.open_until, state.probe_lease_until, hi):
-        if t is not None and float(t) > lo and float(t) not in times:
+        if t is not None and float(t) > lo and float(t) not in times and not (capped and float(t) > float(hi)):
             times.append(float(t))
     return times
+
+
+def time_uncertain(op: Op) -> bool:
+    """Crashed, or answered ``_duplicate`` after a resend: the op's server time is not observed."""
+    return op.unknown or (isinstance(op.output, dict) and op.output.get("now") is None
+                          and op.output.get("now_max") is not None)
+
+
+def _compared(out: dict[str, Any]) -> dict[str, Any]:
+    """The observed output the model compares: no times; a resent op's ``won`` only when true."""
+    obs = {k: v for k, v in out.items() if k not in ("now", "now_max")}
+    if out.get("now_max") is not None and out.get("now") is None and not obs.get("won", True):
+        obs.pop("won")
+    return obs
 
 
 class BreakerStoreModel(Model):
@@ -68,6 +93,10 @@ class BreakerStoreModel(Model):
 
     def __init__(self, branch_crashed: bool = False) -> None:
         self.branch_crashed = branch_crashed
+
+    def needs_confirm(self, op: Op) -> bool:
+        """Ops the fast model replays at one assumed time (the checker re-checks their partitions)."""
+        return time_uncertain(op)
 
     @property
     def confirm_model(self) -> "BreakerStoreModel | None":
@@ -89,8 +118,8 @@ class BreakerStoreModel(Model):
         if out.get("now") is not None:
             inp["now"] = out["now"]
         else:
-            inp["now"] = _lower_bound(state, lo)
-        return inp, {k: v for k, v in out.items() if k != "now"}
+            inp["now"] = _candidate_times(state, lo, out.get("now_max"), capped=out.get("now_max") is not None)[0]
+        return inp, _compared(out)
 
     def _step_one(self, state: Record, op: Op) -> tuple[bool, Record]:
         inp, observed = self._inputs(state, op)
@@ -103,24 +132,27 @@ class BreakerStoreModel(Model):
         return bmodel.output_matches(expected, observed), new
 
     def _successors(self, state: Record, op: Op) -> list[Record]:
-        if not op.unknown:
+        if not time_uncertain(op):
             ok, new = self._step_one(state, op)
             return [new] if ok else []
         inp = dict(op.input or {})
-        times = _candidate_times(state, inp.pop("now_min", None), inp.pop("now_max", None))
+        lo, hi = inp.pop("now_min", None), inp.pop("now_max", None)
+        observed = None
+        if not op.unknown:  # resent: the output is known, the time is bounded by the resend's
+            hi, observed = op.output["now_max"], _compared(op.output)
         out = []
-        for now in times:
+        for now in _candidate_times(state, lo, hi, capped=observed is not None):
             try:
-                new, _ = bmodel.apply(state, op.f, {**inp, "now": now})
+                new, expected = bmodel.apply(state, op.f, {**inp, "now": now})
             except (ValueError, TypeError, KeyError):
                 continue
-            if new not in out:
+            if bmodel.output_matches(expected, observed) and new not in out:
                 out.append(new)
         return out
 
     def step(self, state: Record | Alternatives, op: Op) -> tuple[bool, Any]:
         if not isinstance(state, Alternatives):
-            if not op.unknown or not self.branch_crashed:
+            if not time_uncertain(op) or not self.branch_crashed:
                 return self._step_one(state, op)
             nexts = self._successors(state, op)
         else:
@@ -140,8 +172,8 @@ class BreakerStoreModel(Model):
         """By backend; each crashed op learns its partition's latest observed server time."""
         parts = partition_by_key(ops)
         for key, pops in parts.items():
-            nows = [float(op.output["now"]) for op in pops if not op.unknown and isinstance(op.output, dict)
-                    and op.output.get("now") is not None]
+            nows = [float(t) for op in pops if not op.unknown and isinstance(op.output, dict)
+                    for t in (op.output.get("now"), op.output.get("now_max")) if t is not None]
             if nows and any(op.unknown for op in pops):
                 hi = max(nows)
                 parts[key] = [op.replace(input={**(op.input or {}), "now_max": hi})
@@ -153,7 +185,9 @@ class BreakerStoreModel(Model):
         args = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(inp.items())
                          if k not in ("op_id", "now_min", "now_max"))
         out = "?" if op.unknown else _short({k: v for k, v in (op.output or {}).items()
-                                             if k != "now"}, 100)
+                                             if k not in ("now", "now_max")}, 100)
+        if time_uncertain(op) and not op.unknown:
+            out += " (resent, _duplicate)"
         return f"{op.f}[{op.key}]({args}) -> {out}"
 
     def describe_state(self, s: Record | Alternatives) -> str:
