@@ -26,9 +26,13 @@ and the model judges it like a crashed op whose output is known: the same candid
 by ``now_max``, each kept only if it gives the observed output. Its ``won`` is compared only when
 true: the resend reports whether the claim is *still* current, which a later reclaim can undo.
 
-What the branching does not cover: two later ops that see the crashed op's deadline on opposite
-sides need a time strictly between the candidates. The candidates make that a window of
-``recovery_timeout`` (or the lease) around those ops, so tests keep cooldowns tiny or long.
+Two later ops can see a deadline the op writes (``now + d``: the lease, the cooldown) on opposite
+sides, which needs a time strictly between those candidates. Only a gate tells a lapsed deadline
+from a live one, and the one that sees it lapsed claims (``won``); so the candidates also hold
+``now_lapses``: each ``t`` in the op's window with ``t + d`` equal to a winning gate's ``now``
+(that gate sees the deadline lapsed, every earlier one sees it live). Exact for server time
+(microseconds, the deadlines' resolution); a client clock finer than that may round a deadline
+past its gate.
 """
 
 from __future__ import annotations
@@ -56,14 +60,18 @@ class Alternatives(frozenset):
     __slots__ = ()
 
 
-def _candidate_times(state: Record, now_min: Any, hi: Any, capped: bool = False) -> list[float]:
+_DURATIONS = ("lease_seconds", "recovery_timeout", "open_for_seconds")  # the deadlines an op writes: now + d
+
+
+def _candidate_times(state: Record, now_min: Any, hi: Any, capped: bool = False,
+                     lapses: Sequence[float] = ()) -> list[float]:
     """Server times at which a crashed or resent op's effect can differ (see the module docstring).
     ``capped``: ``hi`` is a hard upper bound (a resend's time), not just the latest observed time."""
     lo = _lower_bound(state, now_min)
     if capped:
         lo = min(lo, float(hi))  # the store's own reading wins over the client's invoke time
     times = [lo]
-    for t in (state.open_until, state.probe_lease_until, hi):
+    for t in (state.open_until, state.probe_lease_until, *lapses, hi):
         if t is not None and float(t) > lo and float(t) not in times and not (capped and float(t) > float(hi)):
             times.append(float(t))
     return times
@@ -81,6 +89,24 @@ def _compared(out: dict[str, Any]) -> dict[str, Any]:
     if out.get("now_max") is not None and out.get("now") is None and not obs.get("won", True):
         obs.pop("won")
     return obs
+
+
+def _bounded(op: Op, hi: float | None, wins: Sequence[float]) -> Op:
+    """``op`` with ``now_max`` (crashed: the partition's latest observed time) and ``now_lapses``:
+    the times ``t`` in its window for which ``t + d`` (a deadline it writes) equals a winning gate's
+    time, so that gate sees the deadline lapsed and every earlier one does not."""
+    inp = dict(op.input)
+    if op.unknown:
+        if hi is None:
+            return op
+        inp["now_max"] = hi
+    top = float(op.output["now_max"]) if not op.unknown else float("inf")
+    lo = float(inp.get("now_min") or 0.0)
+    ds = {float(inp[k]) for k in _DURATIONS if isinstance(inp.get(k), (int, float))}
+    lapses = sorted({w - d for w in wins for d in ds if lo < w - d <= top})
+    if lapses:
+        inp["now_lapses"] = tuple(lapses)
+    return op.replace(input=inp)
 
 
 class BreakerStoreModel(Model):
@@ -108,6 +134,7 @@ class BreakerStoreModel(Model):
     def _inputs(self, state: Record, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
         inp = dict(op.input or {})
         inp.pop("now_max", None)
+        inp.pop("now_lapses", None)
         if op.unknown:
             inp["now"] = _lower_bound(state, inp.pop("now_min", None))
             return inp, None
@@ -136,12 +163,12 @@ class BreakerStoreModel(Model):
             ok, new = self._step_one(state, op)
             return [new] if ok else []
         inp = dict(op.input or {})
-        lo, hi = inp.pop("now_min", None), inp.pop("now_max", None)
+        lo, hi, lapses = inp.pop("now_min", None), inp.pop("now_max", None), inp.pop("now_lapses", ())
         observed = None
         if not op.unknown:  # resent: the output is known, the time is bounded by the resend's
             hi, observed = op.output["now_max"], _compared(op.output)
         out = []
-        for now in _candidate_times(state, lo, hi, capped=observed is not None):
+        for now in _candidate_times(state, lo, hi, capped=observed is not None, lapses=lapses):
             try:
                 new, expected = bmodel.apply(state, op.f, {**inp, "now": now})
             except (ValueError, TypeError, KeyError):
@@ -169,21 +196,24 @@ class BreakerStoreModel(Model):
         return f in bmodel.READ_ONLY
 
     def partition(self, ops: Sequence[Op]) -> dict[Any, list[Op]]:
-        """By backend; each crashed op learns its partition's latest observed server time."""
+        """By backend; each crashed op learns its partition's latest observed server time, and each
+        crashed or resent op the times at which a deadline it writes lapses exactly at a gate that won."""
         parts = partition_by_key(ops)
         for key, pops in parts.items():
             nows = [float(t) for op in pops if not op.unknown and isinstance(op.output, dict)
                     for t in (op.output.get("now"), op.output.get("now_max")) if t is not None]
-            if nows and any(op.unknown for op in pops):
-                hi = max(nows)
-                parts[key] = [op.replace(input={**(op.input or {}), "now_max": hi})
-                              if op.unknown and isinstance(op.input, dict) else op for op in pops]
+            wins = sorted({float(op.output["now"]) for op in pops if op.f == "gate" and not op.unknown
+                           and isinstance(op.output, dict) and op.output.get("won")
+                           and op.output.get("now") is not None})
+            hi = max(nows) if nows else None
+            parts[key] = [_bounded(op, hi, wins) if time_uncertain(op) and isinstance(op.input, dict) else op
+                          for op in pops]
         return parts
 
     def describe_op(self, op: Op) -> str:
         inp = dict(op.input or {})
         args = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(inp.items())
-                         if k not in ("op_id", "now_min", "now_max"))
+                         if k not in ("op_id", "now_min", "now_max", "now_lapses"))
         out = "?" if op.unknown else _short({k: v for k, v in (op.output or {}).items()
                                              if k not in ("now", "now_max")}, 100)
         if time_uncertain(op) and not op.unknown:
