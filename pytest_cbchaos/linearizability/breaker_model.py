@@ -30,7 +30,8 @@ Two later ops can see a deadline the op writes (``now + d``: the lease, the cool
 sides, which needs a time strictly between those candidates. Only a gate tells a lapsed deadline
 from a live one, and the one that sees it lapsed claims (``won``); so the candidates also hold
 ``now_lapses``: each ``t`` in the op's window with ``t + d`` equal to a winning gate's ``now``
-(that gate sees the deadline lapsed, every earlier one sees it live). Exact for server time
+(that gate sees the deadline lapsed, every earlier one sees it live; a resent winning gate counts
+at its ``now_min``, the earliest it can have run). Exact for server time
 (microseconds, the deadlines' resolution); a client clock finer than that may round a deadline
 past its gate.
 """
@@ -89,6 +90,16 @@ def _compared(out: dict[str, Any]) -> dict[str, Any]:
     if out.get("now_max") is not None and out.get("now") is None and not obs.get("won", True):
         obs.pop("won")
     return obs
+
+
+def _earliest(op: Op) -> float | None:
+    """The earliest server time a completed op can have run at: ``now``, or for a resent op its
+    invoke's ``now_min``."""
+    if op.output.get("now") is not None:
+        return float(op.output["now"])
+    if op.output.get("now_max") is not None and isinstance(op.input, dict) and op.input.get("now_min") is not None:
+        return float(op.input["now_min"])
+    return None
 
 
 def _bounded(op: Op, hi: float | None, wins: Sequence[float]) -> Op:
@@ -202,9 +213,8 @@ class BreakerStoreModel(Model):
         for key, pops in parts.items():
             nows = [float(t) for op in pops if not op.unknown and isinstance(op.output, dict)
                     for t in (op.output.get("now"), op.output.get("now_max")) if t is not None]
-            wins = sorted({float(op.output["now"]) for op in pops if op.f == "gate" and not op.unknown
-                           and isinstance(op.output, dict) and op.output.get("won")
-                           and op.output.get("now") is not None})
+            wins = sorted({t for op in pops if op.f == "gate" and not op.unknown and isinstance(op.output, dict)
+                           and op.output.get("won") for t in [_earliest(op)] if t is not None})
             hi = max(nows) if nows else None
             parts[key] = [_bounded(op, hi, wins) if time_uncertain(op) and isinstance(op.input, dict) else op
                           for op in pops]
