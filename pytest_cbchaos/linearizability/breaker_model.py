@@ -18,9 +18,22 @@ of records (:class:`Alternatives`) until later ops' outputs leave one. Replaying
 its invoke time only, as this model did before, gave false violations when a cooldown of 1 ms
 ended between the invoke and the op's real execution.
 
-What the branching does not cover: two later ops that see the crashed op's deadline on opposite
-sides need a time strictly between the candidates. The candidates make that a window of
-``recovery_timeout`` (or the lease) around those ops, so tests keep cooldowns tiny or long.
+A resent op answered ``_duplicate`` (the store had already applied it under the same op id)
+completed with a known output, but its reply's time is the resend's, not the op's: the op took
+effect at some server time between its invoke and the resend. Its completion value carries that
+bound as ``now_max`` instead of ``now`` (:func:`~pytest_cbchaos.scenario.targets.breaker_store.observed`),
+and the model judges it like a crashed op whose output is known: the same candidate times, capped
+by ``now_max``, each kept only if it gives the observed output. Its ``won`` is compared only when
+true: the resend reports whether the claim is *still* current, which a later reclaim can undo.
+
+Two later ops can see a deadline the op writes (``now + d``: the lease, the cooldown) on opposite
+sides, which needs a time strictly between those candidates. Only a gate tells a lapsed deadline
+from a live one, and the one that sees it lapsed claims (``won``); so the candidates also hold
+``now_lapses``: each ``t`` in the op's window with ``t + d`` equal to a winning gate's ``now``
+(that gate sees the deadline lapsed, every earlier one sees it live; a resent winning gate counts
+at its ``now_min``, the earliest it can have run). Exact for server time
+(microseconds, the deadlines' resolution); a client clock finer than that may round a deadline
+past its gate.
 """
 
 from __future__ import annotations
@@ -48,14 +61,63 @@ class Alternatives(frozenset):
     __slots__ = ()
 
 
-def _candidate_times(state: Record, now_min: Any, hi: Any) -> list[float]:
-    """Server times at which a crashed op's effect can differ (see the module docstring)."""
+_DURATIONS = ("lease_seconds", "recovery_timeout", "open_for_seconds")  # the deadlines an op writes: now + d
+
+
+def _candidate_times(state: Record, now_min: Any, hi: Any, capped: bool = False,
+                     lapses: Sequence[float] = ()) -> list[float]:
+    """Server times at which a crashed or resent op's effect can differ (see the module docstring).
+    ``capped``: ``hi`` is a hard upper bound (a resend's time), not just the latest observed time."""
     lo = _lower_bound(state, now_min)
+    if capped:
+        lo = min(lo, float(hi))  # the store's own reading wins over the client's invoke time
     times = [lo]
-    for t in (state.open_until, state.probe_lease_until, hi):
-        if t is not None and float(t) > lo and float(t) not in times:
+    for t in (state.open_until, state.probe_lease_until, *lapses, hi):
+        if t is not None and float(t) > lo and float(t) not in times and not (capped and float(t) > float(hi)):
             times.append(float(t))
     return times
+
+
+def time_uncertain(op: Op) -> bool:
+    """Crashed, or answered ``_duplicate`` after a resend: the op's server time is not observed."""
+    return op.unknown or (isinstance(op.output, dict) and op.output.get("now") is None
+                          and op.output.get("now_max") is not None)
+
+
+def _compared(out: dict[str, Any]) -> dict[str, Any]:
+    """The observed output the model compares: no times; a resent op's ``won`` only when true."""
+    obs = {k: v for k, v in out.items() if k not in ("now", "now_max")}
+    if out.get("now_max") is not None and out.get("now") is None and not obs.get("won", True):
+        obs.pop("won")
+    return obs
+
+
+def _earliest(op: Op) -> float | None:
+    """The earliest server time a completed op can have run at: ``now``, or for a resent op its
+    invoke's ``now_min``."""
+    if op.output.get("now") is not None:
+        return float(op.output["now"])
+    if op.output.get("now_max") is not None and isinstance(op.input, dict) and op.input.get("now_min") is not None:
+        return float(op.input["now_min"])
+    return None
+
+
+def _bounded(op: Op, hi: float | None, wins: Sequence[float]) -> Op:
+    """``op`` with ``now_max`` (crashed: the partition's latest observed time) and ``now_lapses``:
+    the times ``t`` in its window for which ``t + d`` (a deadline it writes) equals a winning gate's
+    time, so that gate sees the deadline lapsed and every earlier one does not."""
+    inp = dict(op.input)
+    if op.unknown:
+        if hi is None:
+            return op
+        inp["now_max"] = hi
+    top = float(op.output["now_max"]) if not op.unknown else float("inf")
+    lo = float(inp.get("now_min") or 0.0)
+    ds = {float(inp[k]) for k in _DURATIONS if isinstance(inp.get(k), (int, float))}
+    lapses = sorted({w - d for w in wins for d in ds if lo < w - d <= top})
+    if lapses:
+        inp["now_lapses"] = tuple(lapses)
+    return op.replace(input=inp)
 
 
 class BreakerStoreModel(Model):
@@ -69,6 +131,10 @@ class BreakerStoreModel(Model):
     def __init__(self, branch_crashed: bool = False) -> None:
         self.branch_crashed = branch_crashed
 
+    def needs_confirm(self, op: Op) -> bool:
+        """Ops the fast model replays at one assumed time (the checker re-checks their partitions)."""
+        return time_uncertain(op)
+
     @property
     def confirm_model(self) -> "BreakerStoreModel | None":
         return None if self.branch_crashed else BreakerStoreModel(branch_crashed=True)
@@ -79,6 +145,7 @@ class BreakerStoreModel(Model):
     def _inputs(self, state: Record, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
         inp = dict(op.input or {})
         inp.pop("now_max", None)
+        inp.pop("now_lapses", None)
         if op.unknown:
             inp["now"] = _lower_bound(state, inp.pop("now_min", None))
             return inp, None
@@ -89,8 +156,8 @@ class BreakerStoreModel(Model):
         if out.get("now") is not None:
             inp["now"] = out["now"]
         else:
-            inp["now"] = _lower_bound(state, lo)
-        return inp, {k: v for k, v in out.items() if k != "now"}
+            inp["now"] = _candidate_times(state, lo, out.get("now_max"), capped=out.get("now_max") is not None)[0]
+        return inp, _compared(out)
 
     def _step_one(self, state: Record, op: Op) -> tuple[bool, Record]:
         inp, observed = self._inputs(state, op)
@@ -103,24 +170,27 @@ class BreakerStoreModel(Model):
         return bmodel.output_matches(expected, observed), new
 
     def _successors(self, state: Record, op: Op) -> list[Record]:
-        if not op.unknown:
+        if not time_uncertain(op):
             ok, new = self._step_one(state, op)
             return [new] if ok else []
         inp = dict(op.input or {})
-        times = _candidate_times(state, inp.pop("now_min", None), inp.pop("now_max", None))
+        lo, hi, lapses = inp.pop("now_min", None), inp.pop("now_max", None), inp.pop("now_lapses", ())
+        observed = None
+        if not op.unknown:  # resent: the output is known, the time is bounded by the resend's
+            hi, observed = op.output["now_max"], _compared(op.output)
         out = []
-        for now in times:
+        for now in _candidate_times(state, lo, hi, capped=observed is not None, lapses=lapses):
             try:
-                new, _ = bmodel.apply(state, op.f, {**inp, "now": now})
+                new, expected = bmodel.apply(state, op.f, {**inp, "now": now})
             except (ValueError, TypeError, KeyError):
                 continue
-            if new not in out:
+            if bmodel.output_matches(expected, observed) and new not in out:
                 out.append(new)
         return out
 
     def step(self, state: Record | Alternatives, op: Op) -> tuple[bool, Any]:
         if not isinstance(state, Alternatives):
-            if not op.unknown or not self.branch_crashed:
+            if not time_uncertain(op) or not self.branch_crashed:
                 return self._step_one(state, op)
             nexts = self._successors(state, op)
         else:
@@ -137,23 +207,27 @@ class BreakerStoreModel(Model):
         return f in bmodel.READ_ONLY
 
     def partition(self, ops: Sequence[Op]) -> dict[Any, list[Op]]:
-        """By backend; each crashed op learns its partition's latest observed server time."""
+        """By backend; each crashed op learns its partition's latest observed server time, and each
+        crashed or resent op the times at which a deadline it writes lapses exactly at a gate that won."""
         parts = partition_by_key(ops)
         for key, pops in parts.items():
-            nows = [float(op.output["now"]) for op in pops if not op.unknown and isinstance(op.output, dict)
-                    and op.output.get("now") is not None]
-            if nows and any(op.unknown for op in pops):
-                hi = max(nows)
-                parts[key] = [op.replace(input={**(op.input or {}), "now_max": hi})
-                              if op.unknown and isinstance(op.input, dict) else op for op in pops]
+            nows = [float(t) for op in pops if not op.unknown and isinstance(op.output, dict)
+                    for t in (op.output.get("now"), op.output.get("now_max")) if t is not None]
+            wins = sorted({t for op in pops if op.f == "gate" and not op.unknown and isinstance(op.output, dict)
+                           and op.output.get("won") for t in [_earliest(op)] if t is not None})
+            hi = max(nows) if nows else None
+            parts[key] = [_bounded(op, hi, wins) if time_uncertain(op) and isinstance(op.input, dict) else op
+                          for op in pops]
         return parts
 
     def describe_op(self, op: Op) -> str:
         inp = dict(op.input or {})
         args = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(inp.items())
-                         if k not in ("op_id", "now_min", "now_max"))
+                         if k not in ("op_id", "now_min", "now_max", "now_lapses"))
         out = "?" if op.unknown else _short({k: v for k, v in (op.output or {}).items()
-                                             if k != "now"}, 100)
+                                             if k not in ("now", "now_max")}, 100)
+        if time_uncertain(op) and not op.unknown:
+            out += " (resent, _duplicate)"
         return f"{op.f}[{op.key}]({args}) -> {out}"
 
     def describe_state(self, s: Record | Alternatives) -> str:

@@ -203,6 +203,7 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
     slices = {k: FIRST_SLICE for k in searches}
     active = [k for k, s in searches.items() if s.status == RUNNING]
     confirm = getattr(model, "confirm_model", None)
+    uncertain = getattr(model, "needs_confirm", None) or (lambda op: op.unknown)  # default: crashed ops
     stopped = False
     while active and not stopped:
         nxt_active = []
@@ -213,8 +214,8 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
                 budget = min(budget, max_steps - s.steps)
             st = s.run(budget, deadline) if budget > 0 else RUNNING
             slices[k] *= 2
-            if st == ILLEGAL and confirm is not None and s.model is model and any(op.unknown for op in s.ops):
-                # the fast model approximates crashed ops; only the confirming one may say ILLEGAL
+            if st == ILLEGAL and confirm is not None and s.model is model and any(map(uncertain, s.ops)):
+                # the fast model approximates these ops; only the confirming one may say ILLEGAL
                 searches[k] = PartitionSearch(parts[k], confirm, track=track, max_cache_entries=max_cache)
                 slices[k] = FIRST_SLICE
                 nxt_active.append(k)

@@ -31,6 +31,61 @@ def test_single_probe_owner_ok_and_mutant() -> None:
     assert bc.single_probe_owner(reclaim, 0.5).verdict == "ok"
 
 
+def test_single_probe_owner_judges_in_the_stores_order() -> None:
+    """A's claim and release both finish while B's gate is delayed on the network; B's gate,
+    invoked first, wins after them. In invoke order B's claim looks live when A claims."""
+    delayed = gate(0, "b", won=True, now=10.3, lease=10.8, prev="half_open", label="half_open_probe_claimed")
+    ops = [delayed, gate(1, "a", won=True, now=10.0, lease=10.5),
+           {**release(2, "a", "a:1"), "reply": {**release(2, "a", "a:1")["reply"], "_now": 10.1}}]
+    assert bc.single_probe_owner(ops, 0.5).verdict == "ok"
+    overlap = [{**delayed, "reply": {**delayed["reply"], "_now": 10.05, "probe_lease_until": 10.55}}, *ops[1:]]
+    assert bc.single_probe_owner(overlap, 0.5).verdict == "violated"
+
+
+def test_single_probe_owner_dates_a_duplicate_claim_by_its_lease() -> None:
+    """B's claim reply was lost; the resend, answered ``_duplicate`` at 10.9, reports the claim
+    made at 10.3 (lease 10.8). A claims at 10.0 and releases at 10.1: no overlap."""
+    dup = gate(0, "b", won=True, now=10.9, lease=10.8, prev="half_open", label="half_open_probe_claimed")
+    dup["reply"]["_duplicate"] = True
+    a = gate(1, "a", won=True, now=10.0, lease=10.5)
+    rel = {**release(2, "a", "a:1"), "reply": {**release(2, "a", "a:1")["reply"], "_now": 10.1}}
+    assert bc.single_probe_owner([dup, a, rel], 0.5).verdict == "ok"
+    assert bc.in_server_order([dup, a, rel], 0.5) == [a, rel, dup]
+
+
+def test_single_probe_owner_catches_a_real_blind_claim() -> None:
+    """``BlindClaimStore``: both gates read OPEN before either writes (a barrier forces it), so
+    both win; the correct store lets one win."""
+    import threading
+
+    from pytest_cbchaos.breaker.store import InMemoryStore
+    from pytest_cbchaos.testing.breaker_mutants import BlindClaimStore
+
+    def run(store, barrier=None) -> list[dict]:
+        store.atomic_record_failure("b", 1, 0.001, now=100.0)
+        ops: list[dict] = []
+
+        def claim(w: str, now: float) -> None:
+            c = store.try_transition_and_claim_probe("b", now, lease_seconds=0.5)
+            ops.append({"t_ms": now, "worker": w, "op": "gate", "ok": True, "won": bool(c.won), "token": c.token,
+                        "reply": {**dict(c.record), "_label": c.label}, "admitted": bool(c.admitted)})
+        if barrier is not None:
+            store.pause_hook = lambda: barrier.wait(timeout=10)
+        ts = [threading.Thread(target=claim, args=(w, 101.0 + i / 100)) for i, w in enumerate("ab")]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        return ops
+
+    ok = run(InMemoryStore(probe_lease_seconds=0.5))
+    assert sum(o["won"] for o in ok) == 1 and bc.single_probe_owner(ok, 0.5).verdict == "ok"
+    bad = run(BlindClaimStore(probe_lease_seconds=0.5), threading.Barrier(2))
+    assert sum(o["won"] for o in bad) == 2
+    r = bc.single_probe_owner(bad, 0.5)
+    assert r.verdict == "violated" and "two live probe owners" in r.detail
+
+
 def test_no_false_rejection() -> None:
     assert bc.no_false_rejection([gate(1, "a", prev="closed")]).verdict == "ok"
     assert bc.no_false_rejection([gate(1, "a", prev="closed", admitted=False)]).verdict == "violated"

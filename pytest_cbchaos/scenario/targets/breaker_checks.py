@@ -25,11 +25,40 @@ def _f(reply: dict[str, Any], key: str, default: float = 0.0) -> float:
         return default
 
 
+def server_time(op: dict[str, Any], lease_s: float, claims: dict[str, float]) -> float | None:
+    """When the store ran ``op`` (its reply's ``_now``). A reply answered ``_duplicate`` is a
+    resend's: a won gate's claim time is its lease minus ``lease_s``; a release ran after its
+    claim, so it sorts right behind it; anything else keeps the resend's time, an upper bound."""
+    r = op["reply"]
+    if r.get("_now") is None:
+        return None
+    if r.get("_duplicate"):
+        if op["op"] == "gate" and op.get("won") and r.get("probe_lease_until") is not None:
+            return _f(r, "probe_lease_until") - lease_s
+        if op["op"] == "release" and str(op.get("token")) in claims:
+            return claims[str(op.get("token"))]
+    return _f(r, "_now")
+
+
+def in_server_order(ops: list[dict[str, Any]], lease_s: float) -> list[dict[str, Any]]:
+    """The completed ops in the order the store ran them (docs/breaker.md, CB-3); the invoke
+    order (``t_ms``) when some reply has no ``_now``."""
+    done = [o for o in ops if o["ok"]]
+    claims = {str(o.get("token")): t for o in done if o["op"] == "gate" and o.get("won")
+              for t in [server_time(o, lease_s, {})] if t is not None}
+    keys = [server_time(o, lease_s, claims) for o in done]
+    if any(k is None for k in keys):
+        return sorted(done, key=lambda o: o["t_ms"])
+    order = sorted(range(len(done)), key=lambda i: (keys[i], done[i]["op"] == "release", done[i]["t_ms"]))
+    return [done[i] for i in order]
+
+
 def single_probe_owner(ops: list[dict[str, Any]], lease_s: float) -> CheckResult:
     """CB-3: at most one current token at any instant (a new claim while another live, unexpired,
-    unresolved claim exists is a violation)."""
+    unresolved claim exists is a violation). Judged in the store's order: a gate delayed by the
+    network may win after another worker's claim and release both finished."""
     live: dict[str, dict[str, Any]] = {}
-    for op in sorted((o for o in ops if o["ok"]), key=lambda o: o["t_ms"]):
+    for op in in_server_order(ops, lease_s):
         if op["op"] == "gate" and op.get("won"):
             now = _f(op["reply"], "_now")
             for tok, other in list(live.items()):

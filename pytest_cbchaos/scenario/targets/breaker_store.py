@@ -334,11 +334,15 @@ def accepts_op_id(store: Any) -> bool:
 
 
 def observed(f: str, reply: Any) -> dict[str, Any]:
-    """The completion value the breaker-store model checks: ``output_from_reply`` plus ``now``."""
+    """The completion value the breaker-store model checks: ``output_from_reply`` plus ``now``.
+
+    A ``_duplicate`` reply answers a resend of an op the store had already applied: its ``_now``
+    is the resend's time, an upper bound of the op's, recorded as ``now_max`` (docs/linearizability.md).
+    """
     from pytest_cbchaos.breaker import model as bmodel
 
     out = bmodel.output_from_reply(f, reply)
     rec = reply.record if hasattr(reply, "record") else reply
     if isinstance(rec, dict) and rec.get("_now") is not None:
-        out["now"] = rec["_now"]
+        out["now_max" if rec.get("_duplicate") else "now"] = rec["_now"]
     return out
