@@ -2,13 +2,72 @@
 
 Running it out of process lets the same proxy and process faults (SIGKILL, SIGSTOP, restart)
 apply to it as to a real redis-server. Lua needs ``lupa`` (extra ``fakeredis[lua]``).
+
+``CLIENT KILL`` closes the killed client's TCP connection at once, as redis-server does (see
+docs/redis-backends.md, "fakeredis and CLIENT KILL"): fakeredis' own TCP server only marks the
+client killed and answers its next command with an error reply.
 """
 
 from __future__ import annotations
 
 import argparse
 import signal
+import socket
 import sys
+import threading
+from typing import Any
+
+from fakeredis import TcpFakeServer
+from fakeredis._clients._tcp_server import TCPFakeRequestHandler, Writer
+
+
+class _ClosingWriter(Writer):
+    """Closes the connection right after the reply that killed its own client (``OK``, as Redis sends)."""
+
+    def dump(self, value: Any) -> None:
+        super().dump(value)
+        handler = self.request_handler
+        if isinstance(handler, KillClosesHandler) and handler.close_after_reply:
+            handler.close_connection()
+
+
+class KillClosesHandler(TCPFakeRequestHandler):
+    """A connection whose fake client, once killed, is closed like a killed redis-server client."""
+
+    close_after_reply = False
+
+    def setup(self) -> None:
+        super().setup()
+        self.writer = _ClosingWriter(self.client_address, self.wfile, self)
+        self._thread = threading.current_thread()
+        sock = self.current_client.get_socket()
+        kill = sock.kill
+
+        def kill_and_close() -> None:  # called with fakeredis' server lock held
+            kill()
+            if sock._blocked:  # wake a blocked command (as CLIENT UNBLOCK does) so its thread ends now
+                sock._unblock_reason = b"timeout"
+                sock._db.wake_all()
+            if threading.current_thread() is self._thread:
+                self.close_after_reply = True
+            else:
+                self.close_connection()
+
+        sock.kill = kill_and_close
+
+    def close_connection(self) -> None:
+        """Both directions down: the client reads EOF now; this handler's next read or write ends it."""
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def make_server(bind: str, port: int) -> TcpFakeServer:
+    server = TcpFakeServer((bind, port), server_type="redis")
+    server.RequestHandlerClass = KillClosesHandler
+    server.daemon_threads = True
+    return server
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.bind not in ("127.0.0.1", "localhost", "::1"):
         parser.error(f"--bind {args.bind!r}: only loopback addresses are allowed")
-    from fakeredis import TcpFakeServer
-
-    server = TcpFakeServer((args.bind, args.port), server_type="redis")
-    server.daemon_threads = True
+    server = make_server(args.bind, args.port)
     if args.requirepass:
         server.fake_server.config[b"requirepass"] = args.requirepass.encode()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
