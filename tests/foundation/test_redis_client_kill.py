@@ -1,0 +1,72 @@
+"""CLIENT KILL closes the killed connections at once on every local backend (docs/redis-backends.md):
+the kit's ``client_kill`` fault relies on it, a killed client must read EOF, not an error reply."""
+
+import shutil
+import socket
+
+import pytest
+
+from pytest_cbchaos.servers.redis import start_redis
+
+BACKENDS = [pytest.param("binary", marks=pytest.mark.skipif(not shutil.which("redis-server"),
+                                                            reason="redis-server not installed")),
+            "fakeredis"]
+EOF_WITHIN_S = 2.0
+
+
+def _cmd(*parts: str) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part.encode()), part.encode()))
+    return b"".join(out)
+
+
+def _read_until_eof(sock: socket.socket) -> bytes:
+    """Everything the server still sends; fails if the connection stays open past the bound."""
+    sock.settimeout(EOF_WITHIN_S)
+    data = b""
+    while True:
+        try:
+            chunk = sock.recv(4096)
+        except socket.timeout:
+            pytest.fail(f"connection still open {EOF_WITHIN_S} s after CLIENT KILL (received {data!r})")
+        if not chunk:
+            return data
+        data += chunk
+
+
+def _connect(server, *pipelined: bytes) -> tuple[socket.socket, bytes]:
+    """A raw connection (AUTH first); returns it with the reply to the first pipelined command."""
+    sock = socket.create_connection((server.host, server.port), timeout=EOF_WITHIN_S)
+    sock.sendall(_cmd("AUTH", server.password) + b"".join(pipelined))
+    assert sock.recv(5) == b"+OK\r\n"
+    reply = b""
+    while not reply.endswith(b"\r\n"):
+        reply += sock.recv(1)
+    return sock, reply
+
+
+@pytest.fixture(params=BACKENDS)
+def server(request, tmp_path):
+    s = start_redis(request.param, workdir=tmp_path)
+    yield s
+    s.stop()
+
+
+def test_killed_idle_and_blocked_clients_read_eof(server):
+    idle, _ = _connect(server, _cmd("PING"))
+    # CLIENT ID's reply comes first; the XREAD behind it blocks (or is about to): either way killed
+    blocked, _ = _connect(server, _cmd("CLIENT", "ID"), _cmd("XREAD", "BLOCK", "10000", "STREAMS", "s", "$"))
+    with idle, blocked, server.client() as admin:
+        assert admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") == 2
+        assert _read_until_eof(idle) == b""
+        assert _read_until_eof(blocked) == b""
+        assert admin.ping()
+
+
+def test_client_killing_itself_gets_the_reply_then_eof(server):
+    sock, reply = _connect(server, _cmd("CLIENT", "ID"))
+    with sock:
+        own_id = reply.strip().lstrip(b":").decode()
+        sock.sendall(_cmd("CLIENT", "KILL", "ID", own_id, "SKIPME", "no"))
+        assert _read_until_eof(sock) == b":1\r\n"
