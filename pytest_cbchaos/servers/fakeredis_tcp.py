@@ -3,9 +3,10 @@
 Running it out of process lets the same proxy and process faults (SIGKILL, SIGSTOP, restart)
 apply to it as to a real redis-server. Lua needs ``lupa`` (extra ``fakeredis[lua]``).
 
-``CLIENT KILL`` closes the killed client's TCP connection at once, as redis-server does (see
-docs/redis-backends.md, "fakeredis and CLIENT KILL"): fakeredis' own TCP server only marks the
-client killed and answers its next command with an error reply.
+Two fidelity fixes over fakeredis' own TCP server (docs/redis-backends.md): ``CLIENT KILL`` closes
+the killed client's TCP connection at once (fakeredis only marks the client and answers its next
+command with an error reply), and ``addr``/``laddr`` read ``ip:port`` (fakeredis shows a Python
+tuple, so the ``ADDR``/``LADDR`` filters of ``CLIENT KILL`` never match).
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ class KillClosesHandler(TCPFakeRequestHandler):
         self.writer = _ClosingWriter(self.client_address, self.wfile, self)
         self._thread = threading.current_thread()
         sock = self.current_client.get_socket()
+        sock._client_info["addr"] = "%s:%d" % self.connection.getpeername()[:2]
+        sock._client_info["laddr"] = "%s:%d" % self.connection.getsockname()[:2]
         kill = sock.kill
 
         def kill_and_close() -> None:  # called with fakeredis' server lock held

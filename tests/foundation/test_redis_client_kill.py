@@ -70,3 +70,12 @@ def test_client_killing_itself_gets_the_reply_then_eof(server):
         own_id = reply.strip().lstrip(b":").decode()
         sock.sendall(_cmd("CLIENT", "KILL", "ID", own_id, "SKIPME", "no"))
         assert _read_until_eof(sock) == b":1\r\n"
+
+
+def test_kill_by_addr_matches_the_clients_ip_port(server):
+    sock, _ = _connect(server, _cmd("PING"))
+    with sock, server.client() as admin:
+        ip, port = sock.getsockname()[:2]
+        assert f"addr={ip}:{port} " in admin.execute_command("CLIENT", "LIST").decode()
+        assert admin.execute_command("CLIENT", "KILL", "ADDR", f"{ip}:{port}", "SKIPME", "yes") == 1
+        assert _read_until_eof(sock) == b""
