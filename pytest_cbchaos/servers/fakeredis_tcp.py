@@ -23,7 +23,8 @@ from fakeredis._clients._tcp_server import TCPFakeRequestHandler, Writer
 
 
 class _ClosingWriter(Writer):
-    """Closes the connection right after the reply that killed its own client (``OK``, as Redis sends)."""
+    """Closes the connection right after the reply to a CLIENT KILL that killed its own client (Redis
+    sends that reply, then closes)."""
 
     def dump(self, value: Any) -> None:
         super().dump(value)
@@ -33,7 +34,11 @@ class _ClosingWriter(Writer):
 
 
 class KillClosesHandler(TCPFakeRequestHandler):
-    """A connection whose fake client, once killed, is closed like a killed redis-server client."""
+    """A connection whose fake client, once killed, is closed like a killed redis-server client.
+
+    Uses fakeredis internals (``FakeSocket.kill``, ``_client_info``, ``_blocked``); a fakeredis
+    without them keeps its own behaviour (``tests/foundation/test_redis_client_kill.py`` then fails).
+    """
 
     close_after_reply = False
 
@@ -42,13 +47,17 @@ class KillClosesHandler(TCPFakeRequestHandler):
         self.writer = _ClosingWriter(self.client_address, self.wfile, self)
         self._thread = threading.current_thread()
         sock = self.current_client.get_socket()
-        sock._client_info["addr"] = "%s:%d" % self.connection.getpeername()[:2]
-        sock._client_info["laddr"] = "%s:%d" % self.connection.getsockname()[:2]
-        kill = sock.kill
+        info = getattr(sock, "_client_info", None)
+        if info is not None:
+            info["addr"] = "%s:%d" % self.connection.getpeername()[:2]
+            info["laddr"] = "%s:%d" % self.connection.getsockname()[:2]
+        kill = getattr(sock, "kill", None)
+        if kill is None:
+            return
 
         def kill_and_close() -> None:  # called with fakeredis' server lock held
             kill()
-            if sock._blocked:  # wake a blocked command (as CLIENT UNBLOCK does) so its thread ends now
+            if getattr(sock, "_blocked", False):  # wake a blocked command (as CLIENT UNBLOCK does): its thread ends now
                 sock._unblock_reason = b"timeout"
                 sock._db.wake_all()
             if threading.current_thread() is self._thread:
