@@ -3,15 +3,17 @@
 Running it out of process lets the same proxy and process faults (SIGKILL, SIGSTOP, restart)
 apply to it as to a real redis-server. Lua needs ``lupa`` (extra ``fakeredis[lua]``).
 
-Two fidelity fixes over fakeredis' own TCP server (docs/redis-backends.md): ``CLIENT KILL`` closes
-the killed client's TCP connection at once (fakeredis only marks the client and answers its next
-command with an error reply), and ``addr``/``laddr`` read ``ip:port`` (fakeredis shows a Python
-tuple, so the ``ADDR``/``LADDR`` filters of ``CLIENT KILL`` never match).
+Fidelity fixes over fakeredis' own TCP server (docs/redis-backends.md): ``CLIENT KILL`` closes the
+killed client's TCP connection at once (fakeredis only marks the client and answers its next command
+with an error reply); a reply larger than the socket's send buffer is sent whole (fakeredis cuts it
+off and closes the connection); ``addr``/``laddr`` read ``ip:port`` (fakeredis shows a Python tuple,
+so the ``ADDR``/``LADDR`` filters of ``CLIENT KILL`` never match).
 """
 
 from __future__ import annotations
 
 import argparse
+import select
 import signal
 import socket
 import sys
@@ -21,30 +23,47 @@ from typing import Any
 from fakeredis import TcpFakeServer
 from fakeredis._clients._tcp_server import TCPFakeRequestHandler, Writer
 
+_WRITABLE_POLL_S = 0.5
 
-class _ClosingWriter(Writer):
-    """Closes the connection right after the reply to a CLIENT KILL that killed its own client (Redis
-    sends that reply, then closes)."""
+
+class _CompleteWriter(Writer):
+    """Writes every reply whole, and closes the connection right after the reply to a CLIENT KILL
+    that killed its own client (Redis sends that reply, then closes).
+
+    fakeredis puts the connection in non-blocking mode, so its ``sendall`` fails with
+    ``BlockingIOError`` once a large reply fills the send buffer and the reply is cut off; Redis
+    buffers it instead. Here the send waits until the socket is writable again.
+    """
+
+    def write(self, value: bytes) -> None:
+        sock = self.request_handler.connection
+        view = memoryview(value)
+        while view:
+            try:
+                view = view[sock.send(view):]
+            except BlockingIOError:
+                select.select([], [sock], [], _WRITABLE_POLL_S)
 
     def dump(self, value: Any) -> None:
         super().dump(value)
         handler = self.request_handler
-        if isinstance(handler, KillClosesHandler) and handler.close_after_reply:
+        if isinstance(handler, RedisLikeHandler) and handler.close_after_reply:
             handler.close_connection()
 
 
-class KillClosesHandler(TCPFakeRequestHandler):
-    """A connection whose fake client, once killed, is closed like a killed redis-server client.
+class RedisLikeHandler(TCPFakeRequestHandler):
+    """A connection whose fake client, once killed, is closed like a killed redis-server client, and
+    whose replies are sent whole.
 
     Uses fakeredis internals (``FakeSocket.kill``, ``_client_info``, ``_blocked``); a fakeredis
-    without them keeps its own behaviour (``tests/foundation/test_redis_client_kill.py`` then fails).
+    without them keeps its own behaviour (``tests/foundation/test_redis_fidelity.py`` then fails).
     """
 
     close_after_reply = False
 
     def setup(self) -> None:
         super().setup()
-        self.writer = _ClosingWriter(self.client_address, self.wfile, self)
+        self.writer = _CompleteWriter(self.client_address, self.wfile, self)
         self._thread = threading.current_thread()
         sock = self.current_client.get_socket()
         info = getattr(sock, "_client_info", None)
@@ -77,7 +96,7 @@ class KillClosesHandler(TCPFakeRequestHandler):
 
 def make_server(bind: str, port: int) -> TcpFakeServer:
     server = TcpFakeServer((bind, port), server_type="redis")
-    server.RequestHandlerClass = KillClosesHandler
+    server.RequestHandlerClass = RedisLikeHandler
     server.daemon_threads = True
     return server
 

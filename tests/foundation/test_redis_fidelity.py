@@ -1,10 +1,13 @@
-"""CLIENT KILL closes the killed connections at once on every local backend (docs/redis-backends.md):
-the kit's ``client_kill`` fault relies on it, a killed client must read EOF, not an error reply."""
+"""Redis behaviour the kit's faults and checks rely on, the same on every local backend
+(docs/redis-backends.md): CLIENT KILL closes the killed connections at once (a killed client reads
+EOF, not an error reply); a large reply to a client that is slow to read arrives whole."""
 
 import shutil
 import socket
+import time
 
 import pytest
+import redis
 
 from pytest_cbchaos.servers.redis import start_redis
 
@@ -79,3 +82,17 @@ def test_kill_by_addr_matches_the_clients_ip_port(server):
         assert f"addr={ip}:{port} " in admin.execute_command("CLIENT", "LIST").decode()
         assert admin.execute_command("CLIENT", "KILL", "ADDR", f"{ip}:{port}", "SKIPME", "yes") == 1
         assert _read_until_eof(sock) == b""
+
+
+def test_large_reply_to_a_slow_reader_arrives_whole(server):
+    value = b"x" * (8 << 20)  # far more than the kernel's socket buffers
+    with server.client() as admin:
+        admin.set("big", value)
+    conn = redis.Connection(host=server.host, port=server.port, password=server.password,
+                            socket_timeout=EOF_WITHIN_S)
+    try:
+        conn.send_command("GET", "big")
+        time.sleep(0.5)  # not reading yet: the server's send buffer fills up
+        assert conn.read_response() == value
+    finally:
+        conn.disconnect()
