@@ -7,7 +7,8 @@ Fidelity fixes over fakeredis' own TCP server (docs/redis-backends.md): ``CLIENT
 killed client's TCP connection at once (fakeredis only marks the client and answers its next command
 with an error reply); a reply larger than the socket's send buffer is sent whole (fakeredis cuts it
 off and closes the connection); ``addr``/``laddr`` read ``ip:port`` (fakeredis shows a Python tuple,
-so the ``ADDR``/``LADDR`` filters of ``CLIENT KILL`` never match).
+so the ``ADDR``/``LADDR`` filters of ``CLIENT KILL`` never match); the listen backlog is Redis' 511,
+not socketserver's 5.
 """
 
 from __future__ import annotations
@@ -94,8 +95,14 @@ class RedisLikeHandler(TCPFakeRequestHandler):
             pass
 
 
+class _Server(TcpFakeServer):
+    # redis-server's default tcp-backlog; socketserver's 5 drops the SYNs of a burst of connects,
+    # each retried by the client's kernel a second later (a 1 s stall that hits a 1 s socket timeout)
+    request_queue_size = 511
+
+
 def make_server(bind: str, port: int) -> TcpFakeServer:
-    server = TcpFakeServer((bind, port), server_type="redis")
+    server = _Server((bind, port), server_type="redis")
     server.RequestHandlerClass = RedisLikeHandler
     server.daemon_threads = True
     return server

@@ -1,8 +1,12 @@
 """Redis behaviour the kit's faults and checks rely on, the same on every local backend
 (docs/redis-backends.md): CLIENT KILL closes the killed connections at once (a killed client reads
-EOF, not an error reply); a large reply to a client that is slow to read arrives whole."""
+EOF, not an error reply); a large reply to a client that is slow to read arrives whole; a burst of
+connects is queued by the kernel, not dropped."""
 
+import os
+import select
 import shutil
+import signal
 import socket
 import time
 
@@ -96,3 +100,24 @@ def test_large_reply_to_a_slow_reader_arrives_whole(server):
         assert conn.read_response() == value
     finally:
         conn.disconnect()
+
+
+def test_a_burst_of_connects_is_queued_not_dropped(server):
+    """With the server stopped (it accepts nothing), the kernel completes every handshake up to the
+    listen backlog; a connect beyond it is dropped and retried a second later (a 1 s stall)."""
+    burst = 32
+    socks = [socket.socket() for _ in range(burst)]
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        for s in socks:
+            s.setblocking(False)
+            s.connect_ex((server.host, server.port))
+        pending, deadline = list(socks), time.monotonic() + 0.5
+        while pending and time.monotonic() < deadline:
+            _, done, _ = select.select([], pending, [], 0.05)
+            pending = [s for s in pending if s not in done]
+        assert not pending, f"{len(pending)} of {burst} connects not completed while the server was stopped"
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        for s in socks:
+            s.close()
