@@ -24,7 +24,7 @@ from typing import Any
 from fakeredis import TcpFakeServer
 from fakeredis._clients._tcp_server import TCPFakeRequestHandler, Writer
 
-_WRITABLE_POLL_S = 0.5
+_WRITABLE_POLL_MS = 500
 
 
 class _CompleteWriter(Writer):
@@ -43,7 +43,9 @@ class _CompleteWriter(Writer):
             try:
                 view = view[sock.send(view):]
             except BlockingIOError:
-                select.select([], [sock], [], _WRITABLE_POLL_S)
+                writable = select.poll()
+                writable.register(sock, select.POLLOUT)
+                writable.poll(_WRITABLE_POLL_MS)
 
     def dump(self, value: Any) -> None:
         super().dump(value)
