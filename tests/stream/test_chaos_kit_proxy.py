@@ -159,10 +159,16 @@ def test_redis_paused_mid_turn(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_
         async with Kit(cbchaos_redis_proc, cbchaos_redis_proxy, producer_via_proxy=True,
                        consumer_via_proxy=True, timeout=0.5) as k:
             hd = await k.relay.start("kp", ScriptedSource(text_turn(30), delay_s=0.01), model_id="m")
-            consumer = asyncio.create_task(k.consume("kp", hd.message_id, hd.after_seq, "c"))
+            reading = asyncio.Event()
+
+            async def on_item(item, d):
+                reading.set()
+
+            consumer = asyncio.create_task(k.consume("kp", hd.message_id, hd.after_seq, "c", on_item))
             deadline = time.monotonic() + 5
-            while not any(op["f"] == "append" and op["type"] == "ok" for op in k.history):
-                assert time.monotonic() < deadline, "no append before the pause"
+            # the consumer connected (a connect cut by the pause is a 503, not this test's subject) and an append done
+            while not (reading.is_set() and any(op["f"] == "append" and op["type"] == "ok" for op in k.history)):
+                assert time.monotonic() < deadline, "no append or no consumer read before the pause"
                 await asyncio.sleep(0.01)
             with cbchaos_faults.process(cbchaos_redis_proc).pause():
                 await asyncio.sleep(1.0)

@@ -142,8 +142,9 @@ class StreamTarget(Target):
                                    counterexample={"errors": obs.errors[:10]})
             rule = "INV-" + spec.name[3:] + " "
             bad = [v for v in obs.metrics.get("violations", []) if v.startswith(rule)]
-            if bad:
-                return CheckResult("violated", bad[0], counterexample={"violations": bad[:10]})
+            if bad:  # the transport errors the workload saw name the cause (a consumer that raised stops early)
+                return CheckResult("violated", bad[0],
+                                   counterexample={"violations": bad[:10], "errors": obs.errors[:10]})
             return CheckResult("ok", f"{CHECKED[int(spec.name[3:])]}: held over {obs.metrics.get('entries', 0)} entries")
         return super().check(spec, obs, ctx)
 
