@@ -86,6 +86,6 @@ def test_recovery_target_honours_the_opencode_option(pytester: pytest.Pytester, 
     (d / "stall.yaml").write_text((ROOT / "scenarios" / "recovery-model-stall.yaml").read_text())
     r = pytester.runpytest(*PLUGINS, "scenarios", "-rs", "-p", "no:cacheprovider", f"--cbchaos-opencode-bin={fake}")
     r.assert_outcomes(skipped=1)
-    r.stdout.fnmatch_lines([f"*opencode not usable: --cbchaos-opencode-bin='{fake}': `--version` failed*; fix or "
+    r.stdout.fnmatch_lines([f"*opencode not usable: --cbchaos-opencode-bin='{fake}': opencode found at {fake}, `--version` failed*; fix or "
                             "unset --cbchaos-opencode-bin*"])
     assert "or pass --cbchaos-opencode-bin" not in r.stdout.str()
