@@ -66,6 +66,8 @@ class RecoveryChaosEnv(Protocol):
     def wait_provider_stalled(self, timeout: float) -> None: ...
     def provider_main_requests(self) -> list[ProviderRequest]: ...
     def kill_server(self) -> None: ...
+    # optional: ``wait_server_idle(timeout) -> bool``: the model answered and the server lists no busy
+    # session (asked on the server itself, not through the proxies); forces the subscribe_latency ordering
     def pause_server(self) -> None: ...
     def resume_server(self) -> None: ...
     def add_toxic(self, plane: str, type: str, stream: str = "downstream", **attributes: Any) -> Any: ...
@@ -300,10 +302,31 @@ class RecoveryMachineBase(RuleBasedStateMachine):
         exp = self._expect("subscribe_latency", 1, final_status={RunStatus.OK}, no_recovery=True,
                            idle_via_sse=True)
         self.env.script_text("quick", chunks=1)
-        toxic = self.env.add_toxic("events", "latency", stream="upstream", latency=ms)
+        wait_idle = getattr(self.env, "wait_server_idle", None)
+        # Forced, not timed: the events request is held at the proxy (removing a latency toxic
+        # forwards the held bytes at once) and released after ``ms`` if no prompt reached the model
+        # (a runner waiting for its subscription), or, if one did (prompt before subscribe), only
+        # once the server finished that turn. An env without ``wait_server_idle`` gets a plain latency.
+        held = 600_000 if wait_idle is not None else ms
+        toxic = self.env.add_toxic("events", "latency", stream="upstream", latency=held)
+
+        def gate(runner: TurnRunner) -> None:
+            if wait_idle is None:
+                return
+            try:
+                until = time.monotonic() + ms / 1000
+                while time.monotonic() < until and len(self.env.provider_main_requests()) <= exp.requests_before:
+                    time.sleep(0.02)  # bounded poll of the provider log
+                if len(self.env.provider_main_requests()) > exp.requests_before:
+                    wait_idle(exp.bound_s)
+            finally:
+                self.env.remove_toxic("events", toxic)
+
         try:
+            # a runner whose stream missed the turn learns of it only from its probe at the first-event
+            # deadline: keep that short (the shared server is warm) so the catch takes seconds, not 60
             self._run(exp, self._runner(max_recoveries=1, idle_poll_interval=0, sse_connect_timeout=ms / 1000 + 3,
-                                        subscribe_timeout=ms / 1000 + 5))
+                                        subscribe_timeout=ms / 1000 + 5, first_event_timeout=15), gate)
         finally:
             self.env.remove_toxic("events", toxic)
 
