@@ -155,3 +155,14 @@ def combined(windows: list[LagWindow]) -> LagWindow | None:
     if not windows:
         return None
     return max(windows, key=lambda w: (w.sum_s, w.max_s))
+
+
+def within(measured: float, lag: float | None, deadline: float) -> bool:
+    """The lag-aware judgement: ``measured - lag <= deadline`` (no observed lag: ``lag`` 0)."""
+    return measured - (lag or 0.0) <= deadline
+
+
+def judged_text(measured: float, lag: float | None, deadline: float) -> str:
+    lag = lag or 0.0
+    rel = "<=" if within(measured, lag, deadline) else ">"
+    return f"{measured:.3f} s measured - {lag:.3f} s observed lag = {measured - lag:.3f} s {rel} {deadline:g} s"

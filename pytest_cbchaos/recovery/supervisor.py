@@ -139,10 +139,11 @@ class AsyncRecoveryRunner:
                 rec.fault_to_verdict_s = round(verdict.at - self.fault_at, 3)
             records.append(rec)
             since = self.fault_at if self.fault_at is not None and rec.fault_to_verdict_s is not None else rec.started_at
+            lag = self.lag.window(since, verdict.at)
+            rec.lag_s = round(lag.sum_s, 4)
             self.record("verdict", attempt=n, status=verdict.status.name, reason=verdict.reason,
                         evidence=_jsonable(verdict.evidence), fault_to_verdict_s=rec.fault_to_verdict_s,
-                        verdict_at=verdict.at,
-                        **self.lag.window(since, verdict.at).to_dict())
+                        verdict_at=verdict.at, **lag.to_dict())
             if verdict.status not in RECOVERABLE:
                 return self._finalize(verdict, attempt, records, used, False)
             if verdict.status == RunStatus.SERVER_UNREACHABLE and not self.target.can_restart:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pytest_cbchaos.recovery.lag import judged_text, within
 from pytest_cbchaos.scenario.targets import CheckResult, Observations
 
 if TYPE_CHECKING:
@@ -30,15 +31,14 @@ def recovery_deadline(spec: "CheckSpec", obs: Observations) -> CheckResult:
         return CheckResult("violated", f"{spec.name}: never recovered (deadline {deadline:g} s)",
                            counterexample={"recovery": spec.name, "measured_s": None, "deadline_s": deadline},
                            measured=m)
-    judged = measured - lag
-    m["judged_s"] = round(judged, 4)
-    text = f"{measured:.3f} s measured - {lag:.3f} s observed lag = {judged:.3f} s"
-    if judged > deadline:
-        return CheckResult("violated", f"{spec.name}: {text} > deadline {deadline:g} s",
+    m["judged_s"] = round(measured - lag, 4)
+    text = judged_text(measured, lag, deadline)
+    if not within(measured, lag, deadline):
+        return CheckResult("violated", f"{spec.name}: {text} (late by more than the observed lag)",
                            counterexample={"recovery": spec.name, "measured_s": measured, "lag_s": lag,
                                            "deadline_s": deadline},
                            measured=m)
-    return CheckResult("ok", f"{spec.name}: {text} <= {deadline:g} s", measured=m)
+    return CheckResult("ok", f"{spec.name}: {text}", measured=m)
 
 
 def linearizability(spec: "CheckSpec", obs: Observations, ctx: "RunContext") -> CheckResult:

@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from pytest_cbchaos.recovery.lag import judged_text, within
 from pytest_cbchaos.recovery.status import RunStatus, TERMINAL_OK_REASONS, TurnResult
 
 from .binding import bind_machine
@@ -416,8 +417,9 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
         if exp.first_verdict_within_s is not None and exp.fault_at is not None:
             latency = first.ended_at - exp.fault_at if first.ended_at else float("inf")
             verdict_lat = first.fault_to_verdict_s if first.fault_to_verdict_s is not None else latency
-            _check(verdict_lat <= exp.first_verdict_within_s, "INV-4 fast death",
-                   f"{f}death reported {verdict_lat:.2f}s after the fault", res)
+            lag = first.lag_s if first.fault_to_verdict_s is not None else None  # lag-aware (docs/recovery.md)
+            _check(within(verdict_lat, lag, exp.first_verdict_within_s), "INV-4 fast death",
+                   f"{f}death reported late: {judged_text(verdict_lat, lag, exp.first_verdict_within_s)}", res)
     if exp.stall_window and first is not None and first.verdict == RunStatus.SESSION_STALLED:
         age = first.evidence.get("last_progress_age_s")
         if age is not None:

@@ -97,7 +97,7 @@ def test_judge_subtracts_the_observed_lag_and_reports_all_three() -> None:
     assert "4.680 s measured - 1.300 s observed lag = 3.380 s <= 3.5 s" in ok.detail
     assert ok.measured["measured_s"] == 4.68 and ok.measured["lag_s"] == 1.3 and ok.measured["deadline_s"] == 3.5
     late = recovery_deadline(_spec(3.5), _obs(4.68, 0.9))  # late by more than the lag
-    assert late.verdict == "violated" and "3.780 s > deadline 3.5 s" in late.detail
+    assert late.verdict == "violated" and "= 3.780 s > 3.5 s (late by more than" in late.detail
     assert late.counterexample["lag_s"] == 0.9
 
 
