@@ -23,6 +23,10 @@ Recovery times measured (``checks: - recovery: {name, deadline_s}``):
 * ``sse-replaced``: seconds from the first events-plane fault to the first silence reconnect;
 * ``turn-completed``: seconds from the first fault to the end of the turn that was hit, None if not OK.
 
+Beside each, the scheduling lag observed in its window (``metrics["recovery_lag"]``: the runner's
+loop sampler when it covers the window, else this process's thread sampler), which the check
+subtracts (docs/recovery.md, "Lag-aware deadlines").
+
 Needs ``pytest_cbchaos.recovery``, the launcher and the mock; without an opencode binary the scenario
 skips with the install hint (fails when env ``CI`` is set).
 """
