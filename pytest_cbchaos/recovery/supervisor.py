@@ -138,8 +138,7 @@ class AsyncRecoveryRunner:
             if self.fault_at is not None and self.fault_at >= rec.started_at - 30:
                 rec.fault_to_verdict_s = round(verdict.at - self.fault_at, 3)
             records.append(rec)
-            since = self.fault_at if self.fault_at is not None and rec.fault_to_verdict_s is not None else rec.started_at
-            lag = self.lag.window(since, verdict.at)
+            lag = self.lag.window(self._measured_from(rec, verdict), verdict.at)
             rec.lag_s = round(lag.sum_s, 4)
             self.record("verdict", attempt=n, status=verdict.status.name, reason=verdict.reason,
                         evidence=_jsonable(verdict.evidence), fault_to_verdict_s=rec.fault_to_verdict_s,
@@ -160,6 +159,16 @@ class AsyncRecoveryRunner:
             sid = None
 
     _per_class = False
+
+    def _measured_from(self, rec: AttemptRecord, verdict: Verdict) -> float:
+        """Start of the window a verdict's latency is measured over: the marked fault, else the last
+        progress (stall) or the acceptance (first-event deadline), else the attempt start."""
+        if self.fault_at is not None and rec.fault_to_verdict_s is not None:
+            return self.fault_at
+        age = verdict.evidence.get("last_progress_age_s", verdict.evidence.get("first_event_wait_s"))
+        if isinstance(age, (int, float)):
+            return verdict.at - float(age)
+        return rec.started_at
 
     async def _recover(self, verdict: Verdict, attempt: Attempt) -> str | None:
         """Abort-and-retry on a live server, else restart. Returns an error text on failure."""

@@ -423,8 +423,9 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
     if exp.stall_window and first is not None and first.verdict == RunStatus.SESSION_STALLED:
         age = first.evidence.get("last_progress_age_s")
         if age is not None:
-            _check(exp.stall_timeout - 0.05 <= age <= exp.stall_timeout + 1.0, "INV-5 bounded stall",
-                   f"{f}stall declared {age}s after the last progress (stall_timeout {exp.stall_timeout})", res)
+            _check(exp.stall_timeout - 0.05 <= age and within(age, first.lag_s, exp.stall_timeout + 1.0),
+                   "INV-5 bounded stall", f"{f}stall declared {age}s after the last progress (stall_timeout "
+                   f"{exp.stall_timeout}; {judged_text(age, first.lag_s, exp.stall_timeout + 1.0)})", res)
     if exp.idle_via_sse and res.status == RunStatus.OK:
         _check(res.idle_confirmed == "sse", "INV-10 subscribe before prompt",
                f"{f}the stream missed the turn (idle confirmed by {res.idle_confirmed})", res)

@@ -63,20 +63,21 @@ def test_interval_out_of_range_is_refused() -> None:
 
 
 def test_asyncio_sampler_sees_a_blocked_loop() -> None:
-    async def main() -> tuple[float, float]:
+    async def main() -> tuple[float, float, bool]:
         s = LagSampler(interval=0.01)
         s.ensure_task()
         await asyncio.sleep(0.05)
         t0 = time.monotonic()
         time.sleep(0.3)  # the loop is blocked: forced lag
+        t1 = time.monotonic()
         await asyncio.sleep(0.05)
-        w = s.window(t0)
+        w = s.window(t0, t1)
         await s.stop_task()
-        quiet = s.window(time.monotonic() - 0.01)
-        return w.sum_s, quiet.sum_s
-    lag, quiet = asyncio.run(main())
-    assert 0.28 <= lag <= 0.45, lag
-    assert quiet == 0.0
+        await asyncio.sleep(0.02)
+        return w.sum_s, t1 - t0, s.window(time.monotonic() - 0.01).covered
+    lag, blocked, covered_after_stop = asyncio.run(main())
+    assert blocked - 0.011 <= lag <= blocked, (lag, blocked)  # all but the part before the sampler was due
+    assert covered_after_stop is False  # a stopped sampler does not vouch for later windows
 
 
 def _obs(measured: float | None, lag: float | None) -> Observations:
