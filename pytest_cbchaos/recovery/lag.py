@@ -84,9 +84,9 @@ class LagSampler:
             self.note_wake(prev + self.interval, now)
             prev = now
 
-    async def run(self) -> None:
-        """Sample this event loop until cancelled."""
-        prev = self._begin()
+    async def run(self, begun: float | None = None) -> None:
+        """Sample this event loop until cancelled (``begun``: when :meth:`ensure_task` started it)."""
+        prev = self._begin() if begun is None else begun
         try:
             while True:
                 await asyncio.sleep(self.interval)
@@ -108,7 +108,8 @@ class LagSampler:
     def ensure_task(self) -> None:
         """Start the asyncio sampler on the running loop (once)."""
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self.run())
+            # begun now, not when the task first runs: a loop starved before that is lag too
+            self._task = asyncio.get_running_loop().create_task(self.run(self._begin()))
 
     async def stop_task(self) -> None:
         task, self._task = self._task, None

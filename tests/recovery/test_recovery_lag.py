@@ -156,3 +156,24 @@ def test_late_detection_m16_is_caught_whatever_the_lag(fake: FakeOpencode, hog_s
     out = _stall_detection(fake, MUTANTS["M16"], hog_s)
     assert out["check"].verdict == "violated", out
     assert out["age"] - out["lag"] >= LATE_BY - 1e-6, out  # by construction, not by timing
+
+
+def test_scenario_uses_the_runner_sampler_when_it_covers_the_window() -> None:
+    from pytest_cbchaos.scenario.targets.recovery import RecoveryTarget
+
+    clock = Clock()
+    runner_lag, here = LagSampler(interval=0.1, clock=clock), LagSampler(interval=0.1, clock=clock)
+    here.note_wake(99.0, 99.0)       # the scenario's sampler ran from 98.9
+    here.note_wake(100.0, 100.4)     # 0.4 s late
+    runner_lag.note_wake(100.1, 100.1)  # the runner's from 100.0
+    runner_lag.note_wake(100.2, 100.5)  # 0.3 s late
+    clock.now = 100.55
+    obs = Observations()
+    obs.metrics["recovery_windows"] = {"stall-detected": (100.0, 100.5), "unreachable-detected": (99.5, 100.5)}
+    runner = SimpleNamespace(core=SimpleNamespace(lag=runner_lag))
+    RecoveryTarget._observe_lag(obs, SimpleNamespace(state={"lag": here}), runner)
+    lag = obs.metrics["recovery_lag"]
+    assert lag["stall-detected"]["lag_source"] == "runner" and lag["stall-detected"]["lag_s"] == 0.3
+    assert lag["stall-detected"]["scenario_lag_s"] == 0.4
+    assert lag["unreachable-detected"]["lag_source"] == "scenario"  # the runner's began after 99.5
+    assert lag["unreachable-detected"]["lag_s"] == 0.4
