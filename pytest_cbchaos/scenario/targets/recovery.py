@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_cbchaos.recovery.lag import LagSampler
+from pytest_cbchaos.recovery.lag import LagSampler, judged_text, within
 from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable, import_object
 
 OK_REASONS = ("stop", "end_turn")
@@ -411,8 +411,9 @@ class RecoveryTarget(Target):
 
         def pred(r: Any) -> str | None:
             for a in r.attempts:
-                if getattr(a.verdict, "name", "") == "SERVER_UNREACHABLE" and (a.fault_to_verdict_s or 0) > 2.0:
-                    return f"attempt {a.n}: {a.fault_to_verdict_s:.2f} s after the fault"
+                took = a.fault_to_verdict_s or 0.0  # lag-aware (docs/recovery.md)
+                if getattr(a.verdict, "name", "") == "SERVER_UNREACHABLE" and not within(took, a.lag_s, 2.0):
+                    return f"attempt {a.n}: {judged_text(took, a.lag_s, 2.0)} after the fault"
             return None
         return self._each(obs, pred, "fast death")
 
@@ -423,12 +424,14 @@ class RecoveryTarget(Target):
             for a in r.attempts:
                 age = a.evidence.get("last_progress_age_s")
                 if getattr(a.verdict, "name", "") == "SESSION_STALLED" and age is not None \
-                        and not (st - 0.05 <= float(age) <= st + 1.0):
-                    return f"stall verdict after {float(age):.2f} s without progress (stall_timeout {st})"
+                        and not (st - 0.05 <= float(age) and within(float(age), a.lag_s, st + 1.0)):
+                    return (f"stall verdict after {float(age):.2f} s without progress (stall_timeout {st}; "
+                            f"{judged_text(float(age), a.lag_s, st + 1.0)})")
                 wait, boot = a.evidence.get("first_event_wait_s"), obs.metrics["cfg"].bootstrap_timeout
                 if a.reason == "first_event_timeout" and wait is not None \
-                        and not (boot - 0.05 <= float(wait) <= boot + 1.0):
-                    return f"first-event verdict after {float(wait):.2f} s (bootstrap timeout {boot})"
+                        and not (boot - 0.05 <= float(wait) and within(float(wait), a.lag_s, boot + 1.0)):
+                    return (f"first-event verdict after {float(wait):.2f} s (bootstrap timeout {boot}; "
+                            f"{judged_text(float(wait), a.lag_s, boot + 1.0)})")
             return None
         return self._each(obs, pred, "bounded stall")
 
