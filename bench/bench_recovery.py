@@ -1,18 +1,22 @@
 """Detection latency of the recovery runner against real opencode (median of N runs each).
 
-    .venv/bin/python bench/bench_recovery.py [--runs 5]
+    .venv/bin/python bench/bench_recovery.py [--runs 5] [--load 2]
 
 Prints, beside the prior art (CodeCome PR #66: ~225 s for a SIGKILL mid-turn, 180 s stall default):
 * SIGKILL mid-turn → SERVER_UNREACHABLE: fault to verdict;
 * model stall → SESSION_STALLED: last progress to verdict (stall_timeout 2 s), i.e. overshoot;
 * silenced SSE (proxy timeout toxic) → reconnect: toxic to reconnect (sse_silence_timeout 2 s);
-plus opencode cold start to healthy and a mock-provider turn end to end. Figures, never assertions.
+* first-event deadline → SESSION_STALLED/first_event_timeout: acceptance to verdict (first_event_timeout 3 s);
+plus opencode cold start to healthy and a mock-provider turn end to end. Each detection is measured
+idle and again beside ``--load`` busy loops (0: idle only), with the runner's observed loop lag in
+the same window beside it (docs/recovery.md, "Lag-aware deadlines"). Figures, never assertions.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -44,9 +48,94 @@ def median(xs: list[float]) -> str:
     return f"{statistics.median(xs):7.3f} s  (n={len(xs)}, min {min(xs):.3f}, max {max(xs):.3f})"
 
 
+def lag_of(r: RecoveryRunner, t0: float, t1: float) -> float:
+    return r.core.lag.window(t0, t1).sum_s
+
+
+def verdict_at(r: RecoveryRunner) -> float:
+    return next(h["verdict_at"] for h in r.history if h["type"] == "verdict")
+
+
+def detections(runs: int, llm: MiniLLM, oc: OpencodeProc, target: ServerTarget, events: Any,
+               cold: list[float]) -> dict[str, list[tuple[float, float]]]:
+    """(latency, observed lag in that window) per run, for each detection."""
+    out: dict[str, list[tuple[float, float]]] = {"kill": [], "stall": [], "silence": [], "first_event": []}
+    for i in range(runs):
+        llm.script(Plan(text="ab", chunks=2, stall_after=1))
+        with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=2, probe_timeout=0.5,
+                                                             max_recoveries=0)) as r:
+            res = r.run_turn(f"stall {i}")
+            age = res.attempts[0].evidence["last_progress_age_s"]
+            at = verdict_at(r)
+            out["stall"].append((age, lag_of(r, at - age, at)))
+        llm.release_all()
+        assert res.status == RunStatus.SESSION_STALLED
+
+    for i in range(runs):
+        llm.script(Plan(hold_headers=True))
+        with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=2, first_event_timeout=3,
+                                                             probe_timeout=0.5, max_recoveries=0)) as r:
+            res = r.run_turn(f"mute {i}")
+            assert res.attempts[0].reason == "first_event_timeout", res
+            wait_s = res.attempts[0].evidence["first_event_wait_s"]
+            at = verdict_at(r)
+            out["first_event"].append((wait_s, lag_of(r, at - wait_s, at)))
+        llm.release_all()
+
+    for i in range(runs):
+        llm.script(Plan(text="ab", chunks=2, stall_after=1))
+        with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=10, heartbeat_interval=1,
+                                                             sse_silence_timeout=2)) as r:
+            done: list[Any] = []
+            th = threading.Thread(target=lambda: done.append(r.run_turn(f"silence {i}")))
+            th.start()
+            llm.wait_stalled(30)
+            toxic = events.add_toxic("timeout", stream="downstream", timeout=0)
+            t0 = time.monotonic()
+            try:
+                hit = wait(lambda: [h for h in list(r.history) if h["type"] == "sse.reconnect"
+                                    and h.get("cause") in ("silence", "sync_showed_lost_events")], 10)
+            except TimeoutError:
+                for h in r.history:
+                    print(h, file=sys.stderr)
+                raise
+            out["silence"].append((hit[0]["t"] - t0, lag_of(r, t0, hit[0]["t"])))
+            events.remove_toxic(toxic.name)
+            llm.release_all()
+            th.join(30)
+            assert done and done[0].status == RunStatus.OK, done
+
+    for i in range(runs):
+        llm.script(Plan(text="ab", chunks=2, stall_after=1))
+        with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=10, max_recoveries=0)) as r:
+            done = []
+            th = threading.Thread(target=lambda: done.append(r.run_turn(f"kill {i}")))
+            th.start()
+            llm.wait_stalled(30)
+            r.mark_fault()
+            oc.kill()
+            th.join(30)
+        res = done[0]
+        assert res.attempts[0].verdict == RunStatus.SERVER_UNREACHABLE
+        out["kill"].append((res.attempts[0].fault_to_verdict_s, res.attempts[0].lag_s or 0.0))
+        llm.release_all()
+        t0 = time.monotonic()
+        oc.restart()
+        cold.append(time.monotonic() - t0)
+        with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=30)) as r:
+            r.run_turn("warm up")
+    return out
+
+
+def with_lag(xs: list[tuple[float, float]]) -> str:
+    lat, lag = [x for x, _ in xs], [g for _, g in xs]
+    return f"{median(lat)}   lag median {statistics.median(lag):.3f} s (max {max(lag):.3f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--load", type=int, default=2, help="busy loops for the loaded pass (0: idle only)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
     llm = MiniLLM().start()
@@ -54,6 +143,7 @@ def main() -> None:
     tox = start_toxiproxy("embedded", workdir=tmp / "tox")
     client = Client(tox.url)
     cold: list[float] = []
+    results: dict[int, dict[str, list[tuple[float, float]]]] = {}
     try:
         t0 = time.monotonic()
         oc.start()
@@ -63,6 +153,14 @@ def main() -> None:
 
         def retarget() -> None:
             events._update({"upstream": f"127.0.0.1:{oc.port}"})
+
+        orig = oc.restart
+
+        def restart() -> None:
+            orig()
+            retarget()
+
+        oc.restart = restart  # type: ignore[method-assign]
 
         target = ServerTarget(handle=oc, events_url=lambda: f"http://127.0.0.1:{events.listen_port}")
         with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=30)) as r:
@@ -75,67 +173,14 @@ def main() -> None:
                 assert r.run_turn(f"turn {i}").status == RunStatus.OK
                 turn.append(time.monotonic() - t0)
 
-        stall: list[float] = []
-        for i in range(args.runs):
-            llm.script(Plan(text="ab", chunks=2, stall_after=1))
-            with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=2, probe_timeout=0.5,
-                                                                 max_recoveries=0)) as r:
-                res = r.run_turn(f"stall {i}")
-            llm.release_all()
-            assert res.status == RunStatus.SESSION_STALLED
-            stall.append(res.attempts[0].evidence["last_progress_age_s"])
-
-        silence: list[float] = []
-        for i in range(args.runs):
-            llm.script(Plan(text="ab", chunks=2, stall_after=1))
-            with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=10, heartbeat_interval=1,
-                                                                 sse_silence_timeout=2)) as r:
-                out: list[Any] = []
-                th = threading.Thread(target=lambda: out.append(r.run_turn(f"silence {i}")))
-                th.start()
-                llm.wait_stalled(30)
-                toxic = events.add_toxic("timeout", stream="downstream", timeout=0)
-                t0 = time.monotonic()
-                try:
-                    hit = wait(lambda: [h for h in list(r.history) if h["type"] == "sse.reconnect"
-                                        and h.get("cause") in ("silence", "sync_showed_lost_events")], 10)
-                except TimeoutError:
-                    for h in r.history:
-                        print(h, file=sys.stderr)
-                    raise
-                silence.append(hit[0]["t"] - t0)
-                events.remove_toxic(toxic.name)
-                llm.release_all()
-                th.join(30)
-                assert out and out[0].status == RunStatus.OK, out
-
-        kill: list[float] = []
-        orig = oc.restart
-
-        def restart() -> None:
-            orig()
-            retarget()
-
-        oc.restart = restart  # type: ignore[method-assign]
-        for i in range(args.runs):
-            llm.script(Plan(text="ab", chunks=2, stall_after=1))
-            with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=10, max_recoveries=0)) as r:
-                out = []
-                th = threading.Thread(target=lambda: out.append(r.run_turn(f"kill {i}")))
-                th.start()
-                llm.wait_stalled(30)
-                r.mark_fault()
-                oc.kill()
-                th.join(30)
-            res = out[0]
-            assert res.attempts[0].verdict == RunStatus.SERVER_UNREACHABLE
-            kill.append(res.attempts[0].fault_to_verdict_s)
-            llm.release_all()
-            t0 = time.monotonic()
-            oc.restart()
-            cold.append(time.monotonic() - t0)
-            with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=30)) as r:
-                r.run_turn("warm up")
+        for load in sorted({0, args.load}):
+            loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
+            try:
+                results[load] = detections(args.runs, llm, oc, target, events, cold)
+            finally:
+                for p in loops:
+                    p.kill()
+                    p.wait(10)
     finally:
         llm.stop()
         oc.stop()
@@ -144,12 +189,13 @@ def main() -> None:
     print("pytest-cbchaos recovery benchmark (real opencode 1.18.33, mock provider, this machine)")
     print(f"  opencode cold start to healthy      {median(cold)}")
     print(f"  mock-provider turn end to end       {median(turn)}")
-    print(f"  SIGKILL mid-turn -> UNREACHABLE     {median(kill)}   prior art ~225 s  "
-          f"(ratio {225 / statistics.median(kill):.0f}x)")
-    print(f"  model stall -> STALLED (st=2 s)     {median(stall)}   overshoot "
-          f"{statistics.median(stall) - 2:.3f} s; prior art 180 s default + tick drops")
-    print(f"  silenced SSE -> reconnect (2 s)     {median(silence)}   prior art: only after reconnect budget")
-
+    for load, res in results.items():
+        print(f"  -- {'idle' if not load else f'beside {load} busy loops'} (median of {args.runs}; "
+              "lag = the runner's observed loop lag in the same window)")
+        print(f"  SIGKILL mid-turn -> UNREACHABLE     {with_lag(res['kill'])}   prior art ~225 s")
+        print(f"  model stall -> STALLED (st=2 s)     {with_lag(res['stall'])}   prior art 180 s default")
+        print(f"  silenced SSE -> reconnect (2 s)     {with_lag(res['silence'])}")
+        print(f"  first-event deadline (3 s)          {with_lag(res['first_event'])}")
 
 if __name__ == "__main__":
     main()

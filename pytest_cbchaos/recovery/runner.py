@@ -131,7 +131,9 @@ class Attempt:
             self.wake.set()
 
     def _on_drop(self, cause: str) -> None:
-        self.log("sse.reconnect", cause=cause)
+        silent_since = self.stream.last_byte_at if cause == "silence" else None
+        lag = {} if silent_since is None else self.runner.lag.window(silent_since).to_dict()
+        self.log("sse.reconnect", cause=cause, **lag)
         self.wake.set()  # liveness runs right after any stream error
 
     def _on_unavailable(self, cause: str) -> None:

@@ -67,6 +67,7 @@ class AttemptRecord:
     ended_at: float = 0.0
     sse_connections: int = 0
     fault_to_verdict_s: float | None = None
+    lag_s: float | None = None  # loop lag observed in the window the verdict's latency is measured over
     prompt: str = ""
     aborted: bool = False
 

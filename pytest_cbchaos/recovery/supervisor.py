@@ -16,6 +16,7 @@ import aiohttp
 from pytest_cbchaos.recovery.client import ControlClient, OpencodeRequestError
 from pytest_cbchaos.recovery.config import RecoveryConfig
 from pytest_cbchaos.recovery.handle import ServerTarget
+from pytest_cbchaos.recovery.lag import LagSampler
 from pytest_cbchaos.recovery.runner import Attempt
 from pytest_cbchaos.recovery.status import (AttemptRecord, Liveness, RECOVERABLE, RunStatus, TurnResult,
                                              Verdict)
@@ -48,6 +49,7 @@ class AsyncRecoveryRunner:
         self._refusals = 0
         self._current: Attempt | None = None
         self.turns = 0
+        self.lag = LagSampler()  # this loop's observed lag, judged beside every detection (docs/recovery.md)
 
     # -- plumbing -------------------------------------------------------------------------------
     @property
@@ -94,6 +96,7 @@ class AsyncRecoveryRunner:
             self._current.wake.set()
 
     async def aclose(self) -> None:
+        await self.lag.stop_task()
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -116,6 +119,7 @@ class AsyncRecoveryRunner:
 
     async def run_turn(self, prompt: str, *, session_id: str | None = None) -> TurnResult:
         self.turns += 1
+        self.lag.ensure_task()
         used = 0
         records: list[AttemptRecord] = []
         text = prompt
@@ -134,8 +138,11 @@ class AsyncRecoveryRunner:
             if self.fault_at is not None and self.fault_at >= rec.started_at - 30:
                 rec.fault_to_verdict_s = round(verdict.at - self.fault_at, 3)
             records.append(rec)
+            lag = self.lag.window(self._measured_from(rec, verdict), verdict.at)
+            rec.lag_s = round(lag.sum_s, 4)
             self.record("verdict", attempt=n, status=verdict.status.name, reason=verdict.reason,
-                        evidence=_jsonable(verdict.evidence), fault_to_verdict_s=rec.fault_to_verdict_s)
+                        evidence=_jsonable(verdict.evidence), fault_to_verdict_s=rec.fault_to_verdict_s,
+                        verdict_at=verdict.at, **lag.to_dict())
             if verdict.status not in RECOVERABLE:
                 return self._finalize(verdict, attempt, records, used, False)
             if verdict.status == RunStatus.SERVER_UNREACHABLE and not self.target.can_restart:
@@ -152,6 +159,16 @@ class AsyncRecoveryRunner:
             sid = None
 
     _per_class = False
+
+    def _measured_from(self, rec: AttemptRecord, verdict: Verdict) -> float:
+        """Start of the window a verdict's latency is measured over: the marked fault, else the last
+        progress (stall) or the acceptance (first-event deadline), else the attempt start."""
+        if self.fault_at is not None and rec.fault_to_verdict_s is not None:
+            return self.fault_at
+        age = verdict.evidence.get("last_progress_age_s", verdict.evidence.get("first_event_wait_s"))
+        if isinstance(age, (int, float)):
+            return verdict.at - float(age)
+        return rec.started_at
 
     async def _recover(self, verdict: Verdict, attempt: Attempt) -> str | None:
         """Abort-and-retry on a live server, else restart. Returns an error text on failure."""

@@ -20,7 +20,11 @@ Each is a :class:`~pytest_cbchaos.recovery.RecoveryRunner` with one flaw of the 
 * ``M14ClientErrorRecovered`` counts every control-plane failure, a 4xx included, as server death
   and recovers it (restart and retry) instead of ending ``ERROR``;
 * ``M15StallClockAtAcceptance`` starts the stall clock at prompt acceptance, so a cold server's
-  silent bootstrap is taken for a stall.
+  silent bootstrap is taken for a stall;
+* ``M16LateDetection`` decides a stall or a dead server late: only after ``late_factor *
+  stall_timeout`` seconds of lag-free time (on the runner's own lag sampler) past the moment the
+  real watchdog decides, so ``measured - observed lag`` exceeds that lateness under any load
+  (docs/recovery.md, "Lag-aware deadlines").
 """
 
 from __future__ import annotations
@@ -282,9 +286,50 @@ class M15StallClockAtAcceptance(RecoveryRunner):
     async_class = _M15Core
 
 
+class _M16Watchdog(Watchdog):
+    late_factor = 2.0
+
+    def __init__(self, attempt: Attempt) -> None:
+        super().__init__(attempt)
+        self._due_since: dict[str, float] = {}
+
+    def _late_enough(self, what: str, now: float) -> bool:
+        """True once ``late_by`` seconds of time the loop actually ran have passed since ``what`` was due."""
+        since = self._due_since.setdefault(what, now)
+        late_by = self.late_factor * (self.cfg.stall_timeout or self.cfg.bootstrap_timeout)
+        return (now - since) - self.a.runner.lag.window(since, now).sum_s >= late_by
+
+    async def _check_liveness(self, now: float) -> None:
+        from pytest_cbchaos.recovery.status import Liveness
+
+        if self.a.liveness() == Liveness.DEAD and not self._late_enough("dead", now):
+            return
+        await super()._check_liveness(now)
+
+    async def _check_stall(self, now: float) -> None:
+        t = self.a.tracker
+        if t.prompt_accepted_at is not None and t.completed_at is None and now >= self.deadline() \
+                and not self._late_enough(f"stall@{self.deadline()}", now):
+            self._collect_probe(now)
+            return
+        await super()._check_stall(now)
+
+
+class _M16Attempt(Attempt):
+    watchdog_class = _M16Watchdog
+
+
+class _M16Core(AsyncRecoveryRunner):
+    attempt_class = _M16Attempt
+
+
+class M16LateDetection(RecoveryRunner):
+    async_class = _M16Core
+
+
 MUTANTS.update({"M4": M4ReadTimeoutWatchdog, "M6": M6HeartbeatAsProgress, "M7": M7RetryAsIdle, "M8": M8ConsumerNotAwaited,
                 "M10": M10PerClassBudgets, "M11": M11PromptResent, "M14": M14ClientErrorRecovered,
-                "M15": M15StallClockAtAcceptance})
+                "M15": M15StallClockAtAcceptance, "M16": M16LateDetection})
 __all__ = ["MUTANTS", *[cls.__name__ for cls in MUTANTS.values()]]
 
 

@@ -79,6 +79,28 @@ class OpencodeEnv:
     def kill_server(self) -> None:
         self.server.kill()
 
+    def wait_server_idle(self, timeout: float) -> bool:
+        """The last model request finished and opencode lists no busy session (asked directly, no proxy)."""
+        import json
+        import urllib.request
+        from base64 import b64encode
+
+        user, password = self.server.auth
+        headers = {**self.server.headers, "Authorization": "Basic " + b64encode(f"{user}:{password}".encode()).decode()}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            reqs = self.llm.main_requests()
+            if reqs and reqs[-1].finished_at is not None:
+                try:
+                    req = urllib.request.Request(f"{self.server.base_url}/session/status", headers=headers)
+                    with urllib.request.urlopen(req, timeout=2) as resp:
+                        if not json.loads(resp.read() or b"{}"):
+                            return True
+                except OSError:
+                    pass
+            time.sleep(0.05)  # bounded poll of the server's own status
+        return False
+
     def pause_server(self) -> None:
         self.server.pause()
 

@@ -582,3 +582,13 @@ def test_death_during_bootstrap_is_unreachable_at_once(fake: FakeOpencode) -> No
     first = res.attempts[0]
     assert first.evidence.get("liveness") == "dead", first.evidence
     assert first.ended_at - first.started_at < 10.0  # liveness per tick, not the 60 s bootstrap deadline
+
+
+def test_silent_bootstrap_beyond_start_timeout_is_not_turn_not_started(fake: FakeOpencode) -> None:
+    """A loaded opencode's bootstrap outlasts ``start_timeout`` (status lists no session, no event): the
+    first-event deadline decides, never ``turn_not_started``. The bootstrap is held 3 x start_timeout."""
+    fake.cold_s = 3 * FAST["start_timeout"]
+    fake.plans.extend(["cold"])
+    res = check(fake, RecoveryRunner, expect("cold_beyond_start_timeout", 0, final_status={RunStatus.OK},
+                                             no_recovery=True, cold_start=True))
+    assert [a.reason for a in res.attempts] == [res.finish_reason] and res.finish_reason != "turn_not_started", res

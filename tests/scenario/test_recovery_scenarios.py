@@ -52,6 +52,49 @@ def test_recovery_checks_catch_mutant_runners(pytester: pytest.Pytester) -> None
     assert r.ret == pytest.ExitCode.TESTS_FAILED
 
 
+def _background_load() -> int:
+    """Busy loops to run beside a lag test: env ``CBCHAOS_BACKGROUND_LOAD`` (default 0)."""
+    raw = os.environ.get("CBCHAOS_BACKGROUND_LOAD", "0").strip() or "0"
+    if not raw.isdigit() or int(raw) > 16:
+        raise pytest.UsageError(f"CBCHAOS_BACKGROUND_LOAD={raw!r}: expected an integer 0..16 (busy loops)")
+    return int(raw)
+
+
+@pytest.mark.slow
+@pytest.mark.opencode
+@pytest.mark.timeout(300)
+def test_m16_caught_under_load(pytester: pytest.Pytester) -> None:
+    """Lag-aware deadlines both ways under background load: the real runner's stall detection passes
+    ``measured - lag <= deadline``; M16 (late by 2 x stall_timeout of lag-free time) is judged at least
+    that late, whatever the load (docs/recovery.md, "Lag-aware deadlines")."""
+    import subprocess
+    import sys
+
+    from pytest_cbchaos.servers.opencode import find_opencode
+
+    if find_opencode(os.environ.get("CBCHAOS_OPENCODE_BIN") or None) is None and not os.environ.get("CI"):
+        pytest.skip("opencode not installed (./scripts/setup)")
+    d = pytester.mkdir("scenarios")
+    (d / "stall-real.yaml").write_text(_with_runner("recovery-model-stall.yaml", "stall-real",
+                                                    "pytest_cbchaos.recovery:RecoveryRunner"))
+    (d / "stall-m16.yaml").write_text(_with_runner("recovery-model-stall.yaml", "stall-m16",
+                                                   "pytest_cbchaos.testing.runner_mutants:M16LateDetection"))
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(_background_load())]
+    try:
+        pytester.runpytest(*PLUGINS, "scenarios", "--cbchaos-report", "rep", "-p", "no:cacheprovider")
+    finally:
+        for p in loops:
+            p.kill()
+            p.wait(10)
+    report = json.loads((pytester.path / "rep" / "report.json").read_text())
+    checks = {t["name"]: {c["name"]: c for c in t["checks"]} for t in report["tests"]}
+    real, m16 = checks["stall-real"]["recovery:stall-detected"], checks["stall-m16"]["recovery:stall-detected"]
+    assert real["verdict"] == "ok", real
+    assert {"measured_s", "lag_s", "deadline_s", "judged_s"} <= set(real["measured"]), real
+    assert m16["verdict"] == "violated", m16
+    assert m16["measured"]["judged_s"] >= 2 * 2.0 - 1e-3, m16  # stall_timeout_s 2 in the scenario
+
+
 def test_missing_opencode_skips_with_what_was_tried_or_fails_under_ci(monkeypatch: pytest.MonkeyPatch,
                                                                       tmp_path: Path) -> None:
     """No opencode binary: a reason listing every place searched and the install command; with env CI set,
