@@ -22,6 +22,10 @@ OUTSIDE_SPECS = "spec" + "s/"
 DOC_POINTER = re.compile(r"docs/([A-Za-z0-9_.-]+\.md)(?:#([A-Za-z0-9_-]+))?")
 MD_LINK = re.compile(r"\]\((?!https?:)([A-Za-z0-9_./-]*\.md)?(?:#([A-Za-z0-9_-]+))?\)")
 FENCE = re.compile(r"^\s*(```|~~~)")
+# The design documents the project started from, which live outside the repository; docs/*-design.md
+# carries their content in the project's own words.
+OUTSIDE_DOCS = {"fault-proxy-and-fixtures.md", "breaker-store.md", "durable-stream.md", "opencode-recovery.md"}
+MD_NAME = re.compile(r"(?<![<>*\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.md)\b")
 
 
 def slug(heading: str) -> str:
@@ -50,11 +54,24 @@ def anchors(markdown: str) -> set[str]:
 
 def broken_pointers(text: str, where: str, docs: dict[str, set[str]], *, markdown_dir: bool = False,
                     own: str | None = None) -> list[str]:
-    """``where:LINE: reason`` for every pointer that leads outside the repository or nowhere."""
+    """``where:LINE: reason`` for every pointer that leads outside the repository or nowhere.
+
+    ``markdown_dir``: the text is a doc in docs/, so its relative links and every ``*.md`` it names are
+    checked too, except in fenced code blocks (file layouts, sample output). Code may name scratch ``*.md``
+    files in tests, so there only the outside design documents are refused.
+    """
     problems: list[str] = []
+    fenced = False
     for i, line in enumerate(text.splitlines(), 1):
+        if markdown_dir and FENCE.match(line):
+            fenced = not fenced
         if SECTION_SIGN in line or OUTSIDE_SPECS in line:
             problems.append(f"{where}:{i}: points at a spec outside the repository: {line.strip()[:100]}")
+        for name in ([] if fenced else MD_NAME.findall(line)):
+            base = name.rsplit("/", 1)[-1]
+            missing = base not in docs and name != "README.md" and not (ROOT / name).exists()
+            if base in OUTSIDE_DOCS or (markdown_dir and missing):
+                problems.append(f"{where}:{i}: names {name}, which is not in the repository")
         targets = [(m.group(1), m.group(2)) for m in DOC_POINTER.finditer(line)]
         if markdown_dir:
             targets += [(m.group(1) or own, m.group(2)) for m in MD_LINK.finditer(line)
@@ -154,13 +171,23 @@ DOCS = {"breaker-design.md": anchors("# Breaker\n## Probe lease\n```\n## not a h
     ("see docs/missing.md", "docs/missing.md does not exist"),
     (f"see spec {SECTION_SIGN}4.4", "outside the repository"),
     (f"see {OUTSIDE_SPECS}breaker-store.md", "outside the repository"),
+    ("see durable-stream.md for the harness", "names durable-stream.md, which is not in the repository"),
+    ("see `<system>-design.md` and README.md", None),
 ])
 def test_broken_pointers_are_caught(text: str, expected: str | None) -> None:
     problems = broken_pointers(text, "x.py", DOCS)
     if expected is None:
         assert problems == []
     else:
-        assert len(problems) == 1 and expected in problems[0] and problems[0].startswith("x.py:1: "), problems
+        assert problems and all(p.startswith("x.py:1: ") for p in problems), problems
+        assert any(expected in p for p in problems), problems
+
+
+def test_docs_naming_a_missing_markdown_file_are_caught() -> None:
+    assert broken_pointers("see notes.md", "d.md", DOCS, markdown_dir=True) == ["d.md:1: names notes.md, "
+                                                                              "which is not in the repository"]
+    assert broken_pointers("```text\nnotes.md\n```", "d.md", DOCS, markdown_dir=True) == []
+    assert broken_pointers("write t.md", "x.py", DOCS) == []  # scratch files in code are fine
 
 
 def test_markdown_links_inside_docs_are_checked() -> None:
