@@ -61,7 +61,8 @@ class _Fail(Exception):
 
 
 def normalise_state(raw: Any) -> str:
-    """Map a library's state spelling (``half-open``, ``OPENED``, enum members …) to the four values of docs/fault-kit-design.md#adapter-contract."""
+    """Map a library's state spelling (``half-open``, ``OPENED``, enum members …) to the four values of
+    docs/fault-kit-design.md#adapter-contract."""
     if raw is None:
         return "unknown"
     import enum

@@ -1,4 +1,5 @@
-"""Pure transition functions for every store operation (docs/breaker-design.md#state-machine): the single reference semantics.
+"""Pure transition functions for every store operation: the single reference semantics
+(docs/breaker-design.md#state-machine).
 
 No I/O, no clocks: every function takes the decoded :class:`~.record.Record`, the op's ``now``
 (wall seconds) and its arguments, and returns an :class:`Outcome`. ``InMemoryStore`` and the

@@ -66,7 +66,8 @@ def _unknown_scripting(msg: str) -> bool:
 
 
 def classify(exc: BaseException, op: str, backend: str) -> BaseException:
-    """Map a redis-py exception to the fixed error classes of docs/breaker-design.md#error-classes (or a marker for the caller)."""
+    """Map a redis-py exception to the fixed error classes of docs/breaker-design.md#error-classes (or a marker for
+    the caller)."""
     msg = str(exc)
     m = msg.lower()
     if isinstance(exc, rex.NoScriptError):

@@ -2,7 +2,8 @@
 
 An *event* is a dict ``{type, process, f, value, time, index, [error], [key], [extras...]}``.
 Pairing turns the invoke/completion events of each process into :class:`Op` objects and
-enforces well-formedness (docs/linearizability-design.md#well-formedness): violations raise :class:`MalformedHistory` before any search.
+enforces well-formedness (docs/linearizability-design.md#well-formedness): violations raise :class:`MalformedHistory`
+before any search.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ CORE_KEYS = ("type", "process", "f", "value", "time", "index", "error", "key")
 
 
 class MalformedHistory(ValueError):
-    """A history violates docs/linearizability-design.md#well-formedness; the message names the event index and the rule."""
+    """A history violates docs/linearizability-design.md#well-formedness; the message names the event index and the
+    rule."""
 
 
 class _Unknown:

@@ -114,7 +114,8 @@ class _XorFrozenSet(frozenset):
 
 
 class PowerSetModel(Model):
-    """Power-set construction: the state is the set of possible states (docs/linearizability-design.md#model-interface)."""
+    """Power-set construction: the state is the set of possible states
+    (docs/linearizability-design.md#model-interface)."""
 
     def __init__(self, nd: NondeterministicModel) -> None:
         self.nd = nd

@@ -154,7 +154,8 @@ def candidate_places(rootdir: Path | None = None) -> list[tuple[str, Path | None
 
 
 def candidate_paths(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> list[Path]:
-    """Candidates in the documented order (docs/opencode-design.md#finding-the-binary): explicit/env, project-local node_modules, PATH."""
+    """Candidates in the documented order (docs/opencode-design.md#finding-the-binary): explicit/env, project-local
+    node_modules, PATH."""
     out: list[Path] = []
     explicit = explicit or os.environ.get(ENV_VAR) or None
     if explicit:

@@ -1,4 +1,5 @@
-"""A stall-recovery Hypothesis state machine (docs/recovery-design.md#invariants) that users can point at their own runner.
+"""A stall-recovery Hypothesis state machine (docs/recovery-design.md#invariants) that users can point at their own
+runner.
 
 The machine drives a :class:`TurnRunner` (``run_turn``, ``close``) through a
 :class:`RecoveryChaosEnv`, which knows how to script the model provider, hurt the server process

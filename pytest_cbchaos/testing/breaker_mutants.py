@@ -273,7 +273,8 @@ from pytest_cbchaos.breaker.redis_store import RedisStore, _ScriptingUnavailable
 
 
 class SilentFallbackRedisStore(RedisStore):
-    """Switches to the WATCH fallback without the ``scripting_fallback`` event (docs/breaker-design.md#error-classes, docs/breaker-design.md#events-listeners-and-metrics)."""
+    """Switches to the WATCH fallback without the ``scripting_fallback`` event (docs/breaker-design.md#error-classes,
+    docs/breaker-design.md#events-listeners-and-metrics)."""
 
     def _mark_fallback(self) -> None:
         if not self.using_fallback:
@@ -294,7 +295,8 @@ class FallbackOnAnyErrorRedisStore(RedisStore):
 
 
 class FlatErrorsRedisStore(RedisStore):
-    """No error classes: every server error is a bare ``StoreError`` (massgen's handling, docs/breaker-design.md#error-classes)."""
+    """No error classes: every server error is a bare ``StoreError`` (massgen's handling,
+    docs/breaker-design.md#error-classes)."""
 
     def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
         try:
@@ -322,7 +324,8 @@ class GenerationOnlyTokenRedisStore(RedisStore):
 
 class AnchorlessFencingRedisStore(RedisStore):
     """Binds a token to its record but not to the OPEN cycle (no rule N anchor): a stale token left in the
-    hash by an earlier cycle passes for a later massgen claim (docs/breaker-design.md#massgen-compatibility, docs/breaker-design.md#mixed-fleet)."""
+    hash by an earlier cycle passes for a later massgen claim (docs/breaker-design.md#massgen-compatibility,
+    docs/breaker-design.md#mixed-fleet)."""
 
     def _revive(self, backend: str, token: str) -> None:
         raw = {k.decode(): v.decode() for k, v in self.client.hgetall(self.key(backend)).items()}
@@ -335,7 +338,8 @@ class AnchorlessFencingRedisStore(RedisStore):
 
 
 class LegacyClaimIsFreeRedisStore(RedisStore):
-    """Treats a tokenless (massgen) claim as a free slot instead of leasing it first (docs/breaker-design.md#massgen-compatibility item 3)."""
+    """Treats a tokenless (massgen) claim as a free slot instead of leasing it first
+    (docs/breaker-design.md#massgen-compatibility item 3)."""
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None, *a: Any, **kw: Any) -> Any:
         st = self.get_state(backend)
@@ -382,9 +386,18 @@ class NoLossEventsBreaker(CircuitBreaker):
 
 
 REDIS_MUTANTS: dict[str, tuple[type, list[str]]] = {
-    "silent_fallback": (SilentFallbackRedisStore, ["docs/breaker-design.md#scripting-modes-and-error-classes renamed scripting", "docs/breaker-design.md#events-listeners-and-metrics"]),
-    "fallback_on_any_error": (FallbackOnAnyErrorRedisStore, ["docs/breaker-design.md#scripting-modes-and-error-classes READONLY", "docs/breaker-design.md#scripting-modes-and-error-classes NOPERM", "CB-23"]),
-    "flat_errors": (FlatErrorsRedisStore, ["docs/breaker-design.md#scripting-modes-and-error-classes READONLY", "docs/breaker-design.md#scripting-modes-and-error-classes NOPERM", "docs/breaker-design.md#scripting-modes-and-error-classes BUSY", "docs/breaker-design.md#error-classes"]),
+    "silent_fallback": (SilentFallbackRedisStore, [
+        "docs/breaker-design.md#scripting-modes-and-error-classes renamed scripting",
+        "docs/breaker-design.md#events-listeners-and-metrics"]),
+    "fallback_on_any_error": (FallbackOnAnyErrorRedisStore, [
+        "docs/breaker-design.md#scripting-modes-and-error-classes READONLY",
+        "docs/breaker-design.md#scripting-modes-and-error-classes NOPERM",
+        "CB-23"]),
+    "flat_errors": (FlatErrorsRedisStore, [
+        "docs/breaker-design.md#scripting-modes-and-error-classes READONLY",
+        "docs/breaker-design.md#scripting-modes-and-error-classes NOPERM",
+        "docs/breaker-design.md#scripting-modes-and-error-classes BUSY",
+        "docs/breaker-design.md#error-classes"]),
     "generation_only_token": (GenerationOnlyTokenRedisStore, ["docs/breaker-design.md#record-loss", "CB-17"]),
     "anchorless_fencing": (AnchorlessFencingRedisStore, ["docs/breaker-design.md#mixed-fleet rule N"]),
     "legacy_claim_is_free": (LegacyClaimIsFreeRedisStore, ["docs/breaker-design.md#mixed-fleet legacy claim"]),
@@ -394,7 +407,8 @@ REDIS_MUTANTS: dict[str, tuple[type, list[str]]] = {
 }
 
 
-# ---- mutants of docs/breaker-design.md#faults-inside-one-op/docs/breaker-design.md#indeterminate-outcomes (exactly-once resends) and docs/breaker-design.md#codec-and-corrupt-fields/docs/breaker-design.md#events-listeners-and-metrics (rate limits) ------------------------------------
+# ---- mutants of exactly-once resends (docs/breaker-design.md#indeterminate-outcomes) and rate limits -------------
+# (docs/breaker-design.md#codec-and-corrupt-fields, docs/breaker-design.md#events-listeners-and-metrics)
 
 import uuid as _uuid  # noqa: E402
 
@@ -405,7 +419,8 @@ from pytest_cbchaos.breaker.ratelimit import EventRateLimiter  # noqa: E402
 class FreshOpIdResendRedisStore(RedisStore):
     """Resends an op whose reply was lost under a *new* op id (a retry wrapper that ignores the store's
     op ids): the server cannot recognise the resend, so an applied-but-reply-lost op applies twice and the
-    reply the caller sees is the second one's (docs/breaker-design.md#one-round-trip-per-decision exactly-once, docs/breaker-design.md#faults-inside-one-op, docs/breaker-design.md#indeterminate-outcomes)."""
+    reply the caller sees is the second one's (docs/breaker-design.md#one-round-trip-per-decision exactly-once,
+    docs/breaker-design.md#faults-inside-one-op, docs/breaker-design.md#indeterminate-outcomes)."""
 
     def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
              post: Callable[[dict, dict], Any]) -> Any:
@@ -428,7 +443,8 @@ class _UnlimitedRateLimiter(EventRateLimiter):
 
 
 class NoRateLimitBreaker(CircuitBreaker):
-    """Emits every ``corrupt_field`` event and logs every listener failure: no rate limit (docs/breaker-design.md#codec-and-corrupt-fields, docs/breaker-design.md#events-listeners-and-metrics)."""
+    """Emits every ``corrupt_field`` event and logs every listener failure: no rate limit
+    (docs/breaker-design.md#codec-and-corrupt-fields, docs/breaker-design.md#events-listeners-and-metrics)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
@@ -436,19 +452,27 @@ class NoRateLimitBreaker(CircuitBreaker):
         self._listener_log_limiter = _UnlimitedRateLimiter(0, self.clock)
 
 
-REDIS_MUTANTS["fresh_op_id_resend"] = (FreshOpIdResendRedisStore, ["docs/breaker-design.md#faults-inside-one-op", "docs/breaker-design.md#indeterminate-outcomes", "docs/breaker-design.md#one-round-trip-per-decision exactly-once"])
+REDIS_MUTANTS["fresh_op_id_resend"] = (FreshOpIdResendRedisStore, [
+    "docs/breaker-design.md#faults-inside-one-op",
+    "docs/breaker-design.md#indeterminate-outcomes",
+    "docs/breaker-design.md#one-round-trip-per-decision exactly-once"])
 # Breaker mutants checked without a live server (tests/breaker/test_corrupt_rate.py).
 BREAKER_MUTANTS: dict[str, tuple[type, list[str]]] = {
-    "no_rate_limit": (NoRateLimitBreaker, ["docs/breaker-design.md#codec-and-corrupt-fields corrupt_field rate limit", "docs/breaker-design.md#events-listeners-and-metrics listener log rate limit"]),
+    "no_rate_limit": (NoRateLimitBreaker, [
+        "docs/breaker-design.md#codec-and-corrupt-fields corrupt_field rate limit",
+        "docs/breaker-design.md#events-listeners-and-metrics listener log rate limit"]),
 }
 
 
 class NoResendRedisStore(RedisStore):
-    """Gives up after the first network error: ``StoreIndeterminateError`` before any resend (docs/breaker-design.md#one-round-trip-per-decision, docs/breaker-design.md#indeterminate-outcomes)."""
+    """Gives up after the first network error: ``StoreIndeterminateError`` before any resend
+    (docs/breaker-design.md#one-round-trip-per-decision, docs/breaker-design.md#indeterminate-outcomes)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.io_resends = 0
 
 
-REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, ["docs/breaker-design.md#indeterminate-outcomes indeterminate only after all resends", "docs/breaker-design.md#one-round-trip-per-decision"])
+REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, [
+    "docs/breaker-design.md#indeterminate-outcomes indeterminate only after all resends",
+    "docs/breaker-design.md#one-round-trip-per-decision"])

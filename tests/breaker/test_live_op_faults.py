@@ -1,4 +1,5 @@
-"""docs/breaker-design.md#faults-inside-one-op: proxy faults inside one chosen atomic op, armed exactly before it with ``before_command``.
+"""docs/breaker-design.md#faults-inside-one-op: proxy faults inside one chosen atomic op, armed exactly before it with
+``before_command``.
 
 Ops renew_probe, release_probe, force_open and reset (gate and the outcomes under latency/reset/down
 are in test_redis_store.py; the blackholes below cover them too), against real redis-server through
@@ -13,7 +14,8 @@ same op id). Checked for every case:
 * exactly one transition event (through the breaker) per applied change, none without a reply;
 * the recorded history (``info`` for indeterminate ops) is linearizable (model ``breaker-store``).
 
-The harness is shared with test_live_sigstop.py (docs/breaker-design.md#indeterminate-outcomes), which adds Redis SIGSTOP as a fault kind.
+The harness is shared with test_live_sigstop.py (docs/breaker-design.md#indeterminate-outcomes), which adds Redis
+SIGSTOP as a fault kind.
 """
 
 from __future__ import annotations

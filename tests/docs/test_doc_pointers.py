@@ -116,7 +116,8 @@ def test_docs_point_only_at_existing_docs_sections() -> None:
 
 
 ID = re.compile(r"\b(CB|DS|REC)-(\d+)\b|\bINV-(\d+)\b|\b(W-[A-Z]+(?:-[A-Z]+)*)\b|\bM(\d{1,2})(?=\b|[A-Z])")
-NOT_IDS = {"W-NOPE", "CB-99"}  # deliberately unknown ids in tests/adapters/test_probes.py, tests/scenario/test_loader.py
+# Deliberately unknown ids (tests/adapters/test_probes.py, tests/scenario/test_loader.py).
+NOT_IDS = {"W-NOPE", "CB-99"}
 
 
 def used_ids() -> dict[str, str]:

@@ -431,7 +431,8 @@ def test_inv29_mutant_status_from_task_map_is_caught(cbchaos_redis_proc, cbchaos
 
 
 # -- INV-30 ----------------------------------------------------------------------------------------
-CYCLES, RESET_CYCLES, BATCH = 100, 10, 10  # docs/stream-design.md#invariants: 100 connect/disconnect cycles, under reset_peer
+# DS-30 (docs/stream-design.md#invariants): 100 connect/disconnect cycles, under reset_peer
+CYCLES, RESET_CYCLES, BATCH = 100, 10, 10
 
 
 def _consumer_conns(admin: Any, tag: str) -> list[str]:
