@@ -1,8 +1,8 @@
 """Linearizability checker benchmarks (prints figures; never asserts speed).
 
 1. The shipped Jepsen etcd corpus: total and per-file check time, median of 5 runs, against
-   Porcupine's published ~0.9 s for 102 such histories (spec §3) and against an in-process
-   baseline (the same search with the pure-op and symmetry reductions disabled).
+   Porcupine's published ~0.9 s for 102 such histories (docs/linearizability-design.md#performance) and against an
+   in-process baseline (the same search with the pure-op and symmetry reductions disabled).
 2. A 2,000-op breaker-store history: 8 workers, 4 backends, 5 % :info ops.
 3. Scaling: 300-op linearizable cas-register histories at 4, 8, 12, 16 concurrent processes.
 

@@ -1,6 +1,6 @@
 """Foundation fixtures: servers, proxies in front of them, clients through the proxies, faults.
 
-Scopes follow the spec (fault-proxy-and-fixtures §4.2): processes are session scoped (once per
+Scopes follow the design (docs/fault-kit-design.md#fixture-scopes): processes are session scoped (once per
 xdist worker); clients and the fault controller are function scoped. After every test that used
 them, the worker's proxies are reset (toxics removed, re-enabled) and Redis is FLUSHALLed.
 """

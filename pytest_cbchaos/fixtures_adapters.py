@@ -1,4 +1,4 @@
-"""Fixtures for third-party breaker adapters and weakness probes (fault-proxy spec §5).
+"""Fixtures for third-party breaker adapters and weakness probes (docs/fault-kit-design.md#adapters).
 
 Register with ``-p pytest_cbchaos.fixtures_adapters`` (the plugin registers it by default).
 """

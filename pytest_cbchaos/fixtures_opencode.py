@@ -1,4 +1,5 @@
-"""Fixtures for real opencode and the mock model provider (spec opencode-recovery.md §2.8, §3).
+"""Fixtures for real opencode and the mock model provider (docs/opencode-design.md#fixtures,
+docs/opencode-design.md#mock-provider).
 
 * ``cbchaos_mock_llm`` (function): the worker's :class:`~pytest_cbchaos.servers.mockllm.MockLLM` (one per
   xdist worker, session-started), reset after each test: gates released, handlers awaited, scripts and

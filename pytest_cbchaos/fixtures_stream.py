@@ -1,14 +1,15 @@
 """Stream fixtures (register in plugin.py's ``pytest_plugins``).
 
-* ``cbchaos_stream_config`` -- the spec's CI profile ``StreamConfig``.
+* ``cbchaos_stream_config`` -- the documented CI profile (docs/stream-design.md#configuration) ``StreamConfig``.
 * ``cbchaos_stream_store`` -- a factory: ``make(loop_client=None) -> StreamStore`` over a
   ``redis.asyncio`` client to ``cbchaos_redis_proc`` (create it inside your event loop).
-* ``cbchaos_stream_redis`` -- this worker's stream Redis: redis-server with AOF ``always`` (spec
-  §4.4: SIGKILL loses no acknowledged append; ``restart()`` keeps the data), or the kit's Redis
-  backend without persistence where redis-server is absent (restart tests carry
+* ``cbchaos_stream_redis`` -- this worker's stream Redis: redis-server with AOF ``always``
+  (docs/stream-design.md#restart-and-lost-suffix: SIGKILL loses no acknowledged append; ``restart()`` keeps the data),
+  or the kit's Redis backend without persistence where redis-server is absent (restart tests carry
   ``requires_real_redis``). Emptied after each test; restarted if a test killed it.
-* ``cbchaos_stream`` -- the §5 harness (:class:`~pytest_cbchaos.stream.harness.StreamHarness`): the
-  relay and the HTTP app as child processes behind ``redis-producer``, ``redis-consumer`` and
+* ``cbchaos_stream`` -- the harness (docs/stream-design.md#harness)
+  (:class:`~pytest_cbchaos.stream.harness.StreamHarness`): the relay and the HTTP app as child processes behind
+  ``redis-producer``, ``redis-consumer`` and
   ``stream-http``; faults through ``cbchaos_faults`` are journaled and healed at teardown.
 * ``cbchaos_stream_factory`` -- ``make(**StreamHarness options)``: more harnesses, or mutant classes.
 """

@@ -17,7 +17,7 @@ def worker_id(config: pytest.Config) -> str:
 
 
 def register_hypothesis_profiles() -> None:
-    """The kit's profiles (spec linearizability §5.4); registered, never loaded implicitly."""
+    """The kit's profiles (docs/linearizability-design.md#settings-profiles); registered, never loaded implicitly."""
     from hypothesis import HealthCheck, settings
 
     base = dict(deadline=None, max_examples=25, stateful_step_count=10, print_blob=True,

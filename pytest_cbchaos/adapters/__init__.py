@@ -1,4 +1,4 @@
-"""Third-party circuit-breaker adapters (fault-proxy spec §5) and the registry of available ones.
+"""Third-party circuit-breaker adapters (docs/fault-kit-design.md#adapters) and the registry of available ones.
 
 ``available_adapters()`` returns the adapter classes usable here; ``unavailable_adapters()`` maps
 the others to the reason (library missing, or purgatory's ``redis<6`` pin against redis-py >= 6).

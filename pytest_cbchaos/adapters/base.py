@@ -1,4 +1,4 @@
-"""Adapter contract (fault-proxy spec §5.1): one normalised face over third-party breakers.
+"""Adapter contract (docs/fault-kit-design.md#adapter-contract): one normalised face over third-party breakers.
 
 Async libraries get a sync facade: each async adapter owns a private event loop (``run``) and
 also exposes ``acall`` for probes that must run inside that loop (W-LOOP-BLOCK).
@@ -32,7 +32,7 @@ class Unsupported(Exception):
 
 @dataclass(frozen=True)
 class AdapterConfig:
-    """Normalised breaker configuration (spec §5.1)."""
+    """Normalised breaker configuration (docs/fault-kit-design.md#adapter-contract)."""
 
     failure_threshold: int = 3
     open_seconds: float = 1.0
@@ -61,7 +61,8 @@ class _Fail(Exception):
 
 
 def normalise_state(raw: Any) -> str:
-    """Map a library's state spelling (``half-open``, ``OPENED``, enum members …) to §5.1's four values."""
+    """Map a library's state spelling (``half-open``, ``OPENED``, enum members …) to the four values of
+    docs/fault-kit-design.md#adapter-contract."""
     if raw is None:
         return "unknown"
     import enum

@@ -21,7 +21,8 @@ class CircuitbreakerAdapter(BreakerAdapter):
                                                 recovery_timeout=self.config.open_seconds,
                                                 expected_exception=Exception, name=self.breaker_name)
         self._err = circuitbreaker.CircuitBreakerError
-        # cb.call() never rejects (spec §5.2): go through the decorator, which checks the state
+        # cb.call() never rejects (docs/fault-kit-design.md#adapter-contract): go through the decorator,
+        # which checks the state
         self._guarded = self.cb(lambda f: f())
 
     def call(self, fn: Callable[[], Any]) -> Any:

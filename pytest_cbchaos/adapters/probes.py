@@ -1,4 +1,4 @@
-"""Weakness probes (fault-proxy spec §5.3): each measures one value against a threshold.
+"""Weakness probes (docs/fault-kit-design.md#weakness-probes): each measures one value against a threshold.
 
 Every probe runs against real Redis through the fault proxy (``ProbeContext``), builds its own
 adapter instances with a unique breaker name, and is bounded in count and time. Waits are

@@ -1,4 +1,4 @@
-"""The distributed circuit breaker (spec: specs/breaker-store.md).
+"""The distributed circuit breaker (docs/breaker-design.md).
 
 Layers: ``record`` (codec) → ``kernel`` (pure transitions, the one truth) → ``store`` (protocols,
 ``InMemoryStore``) / ``redis_store`` (Lua + WATCH fallback) → ``breaker`` (sync/async breakers).

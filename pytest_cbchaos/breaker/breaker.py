@@ -1,4 +1,4 @@
-"""``CircuitBreaker`` and ``AsyncCircuitBreaker`` over one sans-I/O core (spec §4).
+"""``CircuitBreaker`` and ``AsyncCircuitBreaker`` over one sans-I/O core (docs/breaker-design.md#breaker-api).
 
 The core (``_Core``) turns store replies into decisions, events and retry actions; the shells
 only do store I/O and sleeps (through the injected clock; the async shell never blocks the loop).
@@ -204,9 +204,10 @@ _PERMITS: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar("c
 
 
 class _Core:
-    # Rate limits (spec §1.2, §4.4), on the injected clock's monotonic time: at most one
-    # ``corrupt_field`` event per set of field names, and one log line per failing listener
-    # method and exception type, per interval; the suppressed count rides on the next one.
+    # Rate limits (docs/breaker-design.md#codec-and-corrupt-fields,
+    # docs/breaker-design.md#events-listeners-and-metrics), on the injected clock's monotonic time: at most one
+    # ``corrupt_field`` event per set of field names, and one log line per failing listener method and exception type,
+    # per interval; the suppressed count rides on the next one.
     CORRUPT_EVENT_INTERVAL = 60.0
     LISTENER_LOG_INTERVAL = 60.0
 
@@ -313,7 +314,8 @@ class _Core:
             self._corrupt_event(d)
 
     def _corrupt_event(self, d: dict) -> None:
-        """``corrupt_field``, at most one per field-name set per CORRUPT_EVENT_INTERVAL (§1.2)."""
+        """``corrupt_field``, at most one per field-name set per CORRUPT_EVENT_INTERVAL
+        (docs/breaker-design.md#codec-and-corrupt-fields)."""
         n = self._corrupt_limiter.admit(frozenset(d["_corrupt"]))
         if n is not None:
             self._emit("on_store_event", StoreEvent(self.backend, "corrupt_field", ",".join(d["_corrupt"]),

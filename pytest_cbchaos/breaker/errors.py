@@ -1,4 +1,4 @@
-"""Store error classes (spec §2, §5.3)."""
+"""Store error classes (docs/breaker-design.md#store-protocol, docs/breaker-design.md#error-classes)."""
 
 from __future__ import annotations
 

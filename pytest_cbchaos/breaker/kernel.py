@@ -1,4 +1,5 @@
-"""Pure transition functions for every store operation (spec §3): the single reference semantics.
+"""Pure transition functions for every store operation: the single reference semantics
+(docs/breaker-design.md#state-machine).
 
 No I/O, no clocks: every function takes the decoded :class:`~.record.Record`, the op's ``now``
 (wall seconds) and its arguments, and returns an :class:`Outcome`. ``InMemoryStore`` and the
@@ -17,11 +18,11 @@ Stable API (used by other areas)::
     reset(rec, now, op_id) -> Outcome                         # X2
     cas_state(rec, expected_state, updates, expected_fields=None) -> Outcome
     increment_failure(rec, now) -> Outcome
-    ttl_for(rec, now, ttl, probe_ttl) -> int                  # §5.5
+    ttl_for(rec, now, ttl, probe_ttl) -> int                  # docs/breaker-design.md#ttl-rules
 
 Op ids: ``op_id`` is 32 lowercase hex. Every *applied* op except renew/cas/increment appends
 ``(op_id, prev, new)`` to ``recent_ops`` (newest 16); an op whose id is already there is a
-duplicate: nothing is written and the recorded pair is reported (§5.2).
+duplicate: nothing is written and the recorded pair is reported (docs/breaker-design.md#one-round-trip-per-decision).
 """
 
 from __future__ import annotations
@@ -272,7 +273,7 @@ def cas_state(rec: Record, expected_state: str, updates: Record | Mapping[str, A
 
 
 def ttl_for(rec: Record, now: float, ttl: int, probe_ttl: int) -> int:
-    """§5.5: TTL from the merged post-op record and the op's ``now``; never below 1."""
+    """docs/breaker-design.md#ttl-rules: TTL from the merged post-op record and the op's ``now``; never below 1."""
     if rec.state == "open":
         t = max(ttl, math.ceil(rec.open_until - now) + 60)
     elif rec.state == "half_open" and rec.half_open_probe_active:

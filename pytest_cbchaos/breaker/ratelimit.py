@@ -1,5 +1,5 @@
-"""Per-key event rate limiting for the breaker's noisy signals (spec §1.2 ``corrupt_field``, §4.4
-listener-exception logging).
+"""Per-key event rate limiting for the breaker's noisy signals (docs/breaker-design.md#codec-and-corrupt-fields
+``corrupt_field``, docs/breaker-design.md#events-listeners-and-metrics listener-exception logging).
 
 ``admit(key)`` lets the first event of a key through, then at most one per ``interval`` seconds of
 the injected clock's monotonic time; events in between are suppressed and counted, and the count

@@ -1,4 +1,4 @@
-"""The breaker record: fields, canonical codec and the one corrupt-field policy (spec §1).
+"""The breaker record: fields, canonical codec and the one corrupt-field policy (docs/breaker-design.md#the-record).
 
 Policy: **repair to default, never raise**. A field that does not decode (strict UTF-8) or does not
 match its grammar reads as its default and its name is reported in ``corrupt``; the next write

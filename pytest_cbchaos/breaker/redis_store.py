@@ -1,4 +1,4 @@
-"""``RedisStore`` / ``AsyncRedisStore`` (spec §5): one EVALSHA per decision, WATCH fallback.
+"""``RedisStore`` / ``AsyncRedisStore`` (docs/breaker-design.md#redis-store): one EVALSHA per decision, WATCH fallback.
 
 Each op is ``lua/prologue.lua`` + ``lua/<op>.lua``, run with EVALSHA on a locally computed SHA-1;
 NOSCRIPT → ``SCRIPT LOAD`` and one resend. When scripting is unavailable (renamed EVAL/EVALSHA,
@@ -66,7 +66,8 @@ def _unknown_scripting(msg: str) -> bool:
 
 
 def classify(exc: BaseException, op: str, backend: str) -> BaseException:
-    """Map a redis-py exception to the fixed error classes of §5.3 (or a marker for the caller)."""
+    """Map a redis-py exception to the fixed error classes of docs/breaker-design.md#error-classes (or a marker for
+    the caller)."""
     msg = str(exc)
     m = msg.lower()
     if isinstance(exc, rex.NoScriptError):
@@ -249,7 +250,7 @@ class _Core:
 
     def store_events_since(self, seen: int) -> tuple[int, list[tuple[str, str]]]:
         """(total events so far, the events after the first ``seen``): breakers forward these to
-        their listeners' ``on_store_event`` after each op (spec §4.4)."""
+        their listeners' ``on_store_event`` after each op (docs/breaker-design.md#events-listeners-and-metrics)."""
         total = self._events_dropped + len(self.events)
         if seen >= total:
             return total, []

@@ -1,4 +1,5 @@
-"""Store protocols, ``ClaimResult``, argument validation, ``InMemoryStore`` and ``make_store`` (spec §2).
+"""Store protocols, ``ClaimResult``, argument validation, ``InMemoryStore`` and ``make_store``
+(docs/breaker-design.md#store-protocol).
 
 ``InMemoryStore`` keeps *encoded* records (the shared codec, so corrupt-value tests can inject
 raw strings with :meth:`InMemoryStore.raw_set`) behind one ``threading.Lock`` and calls

@@ -1,4 +1,7 @@
-"""Operation histories: recorder (threads, asyncio tasks, processes), pairing, JSON-lines storage."""
+"""Operation histories: recorder (threads, asyncio tasks, processes), pairing, JSON-lines storage.
+
+Design: docs/linearizability-design.md#history-model.
+"""
 
 from .classify import Classifier, default_classifier
 from .ops import INF, UNKNOWN, MalformedHistory, Op, pair_events, validate_event

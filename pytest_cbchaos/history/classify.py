@@ -1,4 +1,4 @@
-"""Default completion classifier for exceptions (spec linearizability.md §1.3 table).
+"""Default completion classifier for exceptions (docs/linearizability-design.md#completion table).
 
 Returns ``(type, value, error)``. Definiteness is preserved: only provable no-effect cases are
 ``fail``; a Redis error reply is ``ok`` with the error as output; anything else is ``info``.

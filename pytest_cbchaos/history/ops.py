@@ -1,8 +1,9 @@
-"""Events (Jepsen shape) and their pairing into operations (spec linearizability.md §1.1-1.3).
+"""Events (Jepsen shape) and their pairing into operations (docs/linearizability-design.md#events).
 
 An *event* is a dict ``{type, process, f, value, time, index, [error], [key], [extras...]}``.
 Pairing turns the invoke/completion events of each process into :class:`Op` objects and
-enforces well-formedness (§1.2): violations raise :class:`MalformedHistory` before any search.
+enforces well-formedness (docs/linearizability-design.md#well-formedness): violations raise :class:`MalformedHistory`
+before any search.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ CORE_KEYS = ("type", "process", "f", "value", "time", "index", "error", "key")
 
 
 class MalformedHistory(ValueError):
-    """A history violates §1.2; the message names the event index and the rule."""
+    """A history violates docs/linearizability-design.md#well-formedness; the message names the event index and the
+    rule."""
 
 
 class _Unknown:
@@ -109,7 +111,7 @@ def pair_events(events: Sequence[dict[str, Any]],
     """Pair invoke/completion events into ops (fail ops included, with ``status='fail'``).
 
     Pending invokes at the end get a synthetic ``info`` completion. Crashed reads (``info`` on an
-    ``f`` for which ``read_only(f)`` is true) become ``fail`` (§1.3).
+    ``f`` for which ``read_only(f)`` is true) become ``fail`` (docs/linearizability-design.md#completion).
     """
     ops: list[Op] = []
     pending: dict[Any, tuple[int, dict[str, Any]]] = {}

@@ -1,4 +1,4 @@
-"""Thread-, task- and process-safe operation recorder (spec linearizability.md §1.5).
+"""Thread-, task- and process-safe operation recorder (docs/linearizability-design.md#recorder).
 
 Timestamps come from ``time.monotonic_ns()`` (system-wide on Linux, so threads and worker
 processes share it) and are stored relative to the recorder's start. Appends happen under one
@@ -68,7 +68,7 @@ class OpHandle:
         self._complete("info", None, error)
 
     def exception(self, exc: BaseException, classifier: Classifier | None = None) -> None:
-        """Complete from an exception using the classifier (§1.3 default table)."""
+        """Complete from an exception using the classifier (docs/linearizability-design.md#completion default table)."""
         typ, value, err = (classifier or default_classifier)(exc)
         self._complete(typ, value, err)
 

@@ -1,4 +1,4 @@
-"""History container and storage: JSON-lines read/write, EDN export (spec §1.6).
+"""History container and storage: JSON-lines read/write, EDN export (docs/linearizability-design.md#storage).
 
 ``history.jsonl`` holds one event per line in ``index`` order. Fault windows (from a
 ``FaultJournal``) are written as nemesis ``info`` events, one at the window start and one at its

@@ -1,6 +1,7 @@
 """Linearizability checking: Wing & Gong search + Lowe's memo + P-compositional partitioning.
 
-Importable without pytest. See ``docs/linearizability.md``.
+Importable without pytest. See ``docs/linearizability.md``; design: docs/linearizability-design.md#checker;
+new models: docs/extending.md#a-checker-model.
 """
 
 from ..history.ops import INF, UNKNOWN, MalformedHistory, Op

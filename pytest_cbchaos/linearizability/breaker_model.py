@@ -8,7 +8,7 @@ arguments (``op_id`` always, so tokens and dedupe replay exactly), and the compl
 the observed output (``breaker.model.output_from_reply``) plus ``now``: the reply's ``_now``.
 
 Indeterminate ops have no reply, so no ``now``: the op may have run at any server time after its
-invoke (linearizability.md §1.3). The model branches over the times where the op's effect can
+invoke (docs/linearizability-design.md#completion). The model branches over the times where the op's effect can
 differ (:func:`_candidate_times`): the lower bound (``now_min``, the invoke's wall time, and the
 record's ``last_failure_time``), the record's own deadlines above it (``open_until``: the
 cooldown has ended; ``probe_lease_until``: the probe lease has lapsed) and the partition's latest

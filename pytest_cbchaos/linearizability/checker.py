@@ -1,4 +1,5 @@
-"""Checker entry points: partitioning, round-robin scheduling, budgets, verdicts (spec §2.4-2.8).
+"""Checker entry points: partitioning, round-robin scheduling, budgets, verdicts
+(docs/linearizability-design.md#partitioning-and-scheduling).
 
 Horn & Kroening, "Faster linearizability checking via P-compositionality" (FORTE'15) is the
 reason for partitioning: a history is linearizable iff every partition is.
@@ -181,7 +182,7 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
 
 
 def check_events(events: Sequence[dict[str, Any]], model: Any, **kw: Any) -> CheckResult:
-    """Check raw Jepsen-shaped events (§1.1)."""
+    """Check raw Jepsen-shaped events (docs/linearizability-design.md#events)."""
     return check(History(list(events)), model, **kw)
 
 
@@ -197,7 +198,8 @@ def _as_ops(history: Any, model: Any) -> list[Op]:
 def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | None,
               max_cache: int, stop_on_illegal: bool, max_steps: int | None,
               track: bool) -> dict[Any, PartitionResult]:
-    """Round-robin over partitions in slices of 10,000 steps, doubling (spec §2.4)."""
+    """Round-robin over partitions in slices of 10,000 steps, doubling
+    (docs/linearizability-design.md#partitioning-and-scheduling)."""
     searches = {k: PartitionSearch(v, model, track=track, max_cache_entries=max_cache)
                 for k, v in parts.items()}
     slices = {k: FIRST_SLICE for k in searches}
@@ -283,7 +285,8 @@ def _add_counterexample(res: PartitionResult, ops: list[Op], model: Any, *,
 
 
 def cut(ops: Sequence[Op], t: float) -> list[Op]:
-    """Keep ops invoked at or before ``t``; those still pending at ``t`` become ``info`` (§2.7)."""
+    """Keep ops invoked at or before ``t``; those still pending at ``t`` become ``info``
+    (docs/linearizability-design.md#counterexamples)."""
     out = []
     for op in ops:
         if op.call > t:

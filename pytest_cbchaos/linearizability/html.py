@@ -1,4 +1,4 @@
-"""Self-contained HTML timeline of a checked history (spec §6.2), Porcupine-style.
+"""Self-contained HTML timeline of a checked history (docs/linearizability-design.md#html-timeline), Porcupine-style.
 
 One file: inline CSS/JS, data embedded as JSON in ``<script type="application/json">`` with
 ``<`` escaped; every user value is inserted with ``textContent`` (never as HTML). A section per

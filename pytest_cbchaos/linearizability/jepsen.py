@@ -1,4 +1,4 @@
-"""Reader for Jepsen etcd logs as shipped with Porcupine's test data (spec §4).
+"""Reader for Jepsen etcd logs as shipped with Porcupine's test data (docs/linearizability-design.md#jepsen-logs).
 
 Every non-blank line must be an operation line (``INFO  jepsen.util - P\t:type\t:f\tvalue``);
 any other line is an error naming it, unless ``skip_unparsed=True``. Each line becomes one event; ``time`` and ``index`` are the line number (the log

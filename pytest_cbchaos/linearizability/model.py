@@ -1,4 +1,4 @@
-"""The public ``Model`` protocol (spec linearizability.md §2.1) and the power-set adapter.
+"""The public ``Model`` protocol (docs/linearizability-design.md#model-interface) and the power-set adapter.
 
 A model is a sequential specification: ``init()`` gives the initial (immutable, hashable) state
 and ``step(state, op)`` is a pure function returning ``(legal, next_state)``. ``op`` exposes
@@ -114,7 +114,8 @@ class _XorFrozenSet(frozenset):
 
 
 class PowerSetModel(Model):
-    """Power-set construction: the state is the set of possible states (spec §2.1)."""
+    """Power-set construction: the state is the set of possible states
+    (docs/linearizability-design.md#model-interface)."""
 
     def __init__(self, nd: NondeterministicModel) -> None:
         self.nd = nd

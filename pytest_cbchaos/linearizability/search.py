@@ -1,14 +1,14 @@
-"""Wing & Gong backtracking search with Lowe's memoisation, for one partition (spec §2.2-2.3).
+"""Wing & Gong backtracking search with Lowe's memoisation, for one partition (docs/linearizability-design.md#search).
 
 Credits: Wing & Gong (1993) for the search; Lowe, "Testing for linearizability" (2017) for the
 ``(linearized-set, state)`` cache; Porcupine (Anish Athalye, MIT) as the reference design for
 the linked entry list and the state-hash buckets. The implementation is this project's own.
 
 The search is *resumable*: :meth:`PartitionSearch.run` advances it by at most ``max_steps``
-steps and returns, keeping its stack, so a scheduler can interleave partitions (§2.4).
-Hot-loop design for CPython: entries live in integer lists (``nxt``/``prv``), the set of
-linearized ops is a Python ``int`` bitset, and the memo is a ``set`` of ``(bits, state)``
-tuples (or hash buckets for models with custom equality).
+steps and returns, keeping its stack, so a scheduler can interleave partitions
+(docs/linearizability-design.md#partitioning-and-scheduling). Hot-loop design for CPython: entries live in integer
+lists (``nxt``/``prv``), the set of linearized ops is a Python ``int`` bitset, and the memo is a ``set`` of ``(bits,
+state)`` tuples (or hash buckets for models with custom equality).
 """
 
 from __future__ import annotations

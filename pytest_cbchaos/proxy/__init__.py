@@ -1,4 +1,4 @@
-"""Embedded Toxiproxy-2.x-compatible fault proxy (server, toxics, first-party client).
+"""Embedded Toxiproxy-2.x-compatible fault proxy (server, toxics, first-party client; docs/fault-kit-design.md).
 
 Run it with ``python -m pytest_cbchaos.proxy`` (Toxiproxy's flags plus ``--port-file`` and
 ``--loopback-only``); launch it from tests with :func:`pytest_cbchaos.servers.toxiproxy.start_toxiproxy`;

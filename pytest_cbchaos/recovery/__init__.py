@@ -1,4 +1,4 @@
-"""opencode turn runner with stall / server-death recovery (spec: specs/opencode-recovery.md §4)."""
+"""opencode turn runner with stall / server-death recovery (design: docs/recovery-design.md)."""
 
 from pytest_cbchaos.recovery.client import ControlClient, OpencodeRequestError
 from pytest_cbchaos.recovery.config import RecoveryConfig, RecoveryConfigError

@@ -1,4 +1,4 @@
-"""Control-plane client of the opencode API with request-error classification (spec §4.3).
+"""Control-plane client of the opencode API with request-error classification (docs/recovery-design.md#request-errors).
 
 Every call is classified into :class:`OpencodeRequestError` (``retriable`` or not) and every
 response is read and released. ``call`` retries retriable failures in place

@@ -1,4 +1,4 @@
-"""``RecoveryConfig``: every knob of the runner, validated with located errors (spec §4.12).
+"""``RecoveryConfig``: every knob of the runner, validated with located errors (docs/recovery-design.md#configuration).
 
 Precedence: keyword > env ``CBCHAOS_RECOVERY_<KEY>`` > ini ``cbchaos_recovery_<key>`` > default.
 Numbers are plain decimals; units, ``nan``, ``inf`` and empty strings are rejected. A violation

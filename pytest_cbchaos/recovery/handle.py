@@ -1,4 +1,5 @@
-"""How the runner sees a server: URLs, auth, liveness and restart (spec §4.9, §2.7).
+"""How the runner sees a server: URLs, auth, liveness and restart (docs/recovery-design.md#liveness,
+docs/opencode-design.md#handle).
 
 The runner accepts any object with ``base_url`` and optionally ``auth``, ``headers``,
 ``generation``, ``liveness()``, ``restart()``. :class:`ServerTarget` wraps such a launcher handle

@@ -1,4 +1,5 @@
-"""One attempt at a turn: liveness → subscribe → create → baseline → prompt → watch (spec §4.5)."""
+"""One attempt at a turn: liveness → subscribe → create → baseline → prompt → watch
+(docs/recovery-design.md#attempt)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ``/event`` stream: parser and a reconnecting reader without a read timeout (spec §4.4).
+"""The ``/event`` stream: parser and a reconnecting reader without a read timeout (docs/recovery-design.md#sse-client).
 
 The reader never times out a read. Stream health is judged from outside by the watchdog's
 timer (:meth:`EventStream.maintain`), which closes a silent connection (no byte for

@@ -1,4 +1,4 @@
-"""Run status codes, liveness states and result records of the recovery runner (spec §4.2)."""
+"""Run status codes, liveness states and result records of the recovery runner (docs/recovery-design.md#run-status)."""
 
 from __future__ import annotations
 

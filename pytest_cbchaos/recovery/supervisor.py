@@ -1,4 +1,4 @@
-"""The supervisor: shared recovery budget, abort-before-retry, restart, results (spec §4.11).
+"""The supervisor: shared recovery budget, abort-before-retry, restart, results (docs/recovery-design.md#supervisor).
 
 ``AsyncRecoveryRunner`` is the asyncio core; ``RecoveryRunner`` (in :mod:`.facade`) the sync
 facade. One budget (``max_recoveries``) is shared by ``SERVER_UNREACHABLE`` and

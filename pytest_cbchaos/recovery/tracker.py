@@ -1,4 +1,5 @@
-"""Busy / progress tracking of one turn from ``/event`` events and message syncs (spec §4.6, §4.8)."""
+"""Busy / progress tracking of one turn from ``/event`` events and message syncs
+(docs/recovery-design.md#busy-and-progress, docs/recovery-design.md#idle-and-completion)."""
 
 from __future__ import annotations
 

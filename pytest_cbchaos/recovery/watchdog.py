@@ -1,4 +1,4 @@
-"""The stall watchdog: a timer task, independent of the stream (spec §4.7-§4.9).
+"""The stall watchdog: a timer task, independent of the stream (docs/recovery-design.md#stall-watchdog).
 
 Every ``tick`` on the monotonic clock it checks, in order: interrupted → liveness → completion →
 stall → hard cap, and keeps the stream healthy (silence / unconfirmed subscription). It never

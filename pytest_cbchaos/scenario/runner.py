@@ -479,7 +479,7 @@ def judge_run(checks: list[CheckOutcome], obs: Observations, journal: FaultJourn
 
 
 def write_artifacts(res: ScenarioResult, directory: Path) -> None:
-    """history.jsonl, faults.jsonl and results.json (linearizability.md §6.1 shape, abridged)."""
+    """history.jsonl, faults.jsonl and results.json (docs/linearizability-design.md#reports shape, abridged)."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "history.jsonl", "w", encoding="utf-8") as fh:
         for event in res.observations.history:

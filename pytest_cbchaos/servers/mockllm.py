@@ -1,4 +1,4 @@
-"""Scriptable OpenAI-compatible streaming model provider (spec opencode-recovery.md §3).
+"""Scriptable OpenAI-compatible streaming model provider (docs/opencode-design.md#mock-provider).
 
 API summary (stable)::
 

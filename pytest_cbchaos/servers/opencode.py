@@ -1,4 +1,4 @@
-"""Launcher for the real ``opencode serve`` (spec opencode-recovery.md §2).
+"""Launcher for the real ``opencode serve`` (docs/opencode-design.md#launcher).
 
 API summary (stable)::
 
@@ -100,7 +100,7 @@ class OpencodeBinary:
 
 
 # ---------------------------------------------------------------------------------------------
-# Finding the binary (§2.1)
+# Finding the binary (docs/opencode-design.md#finding-the-binary)
 # ---------------------------------------------------------------------------------------------
 def _is_elf(path: Path) -> bool:
     try:
@@ -154,7 +154,8 @@ def candidate_places(rootdir: Path | None = None) -> list[tuple[str, Path | None
 
 
 def candidate_paths(explicit: str | os.PathLike[str] | None = None, rootdir: Path | None = None) -> list[Path]:
-    """Candidates in spec order: explicit/env, project-local node_modules, PATH."""
+    """Candidates in the documented order (docs/opencode-design.md#finding-the-binary): explicit/env, project-local
+    node_modules, PATH."""
     out: list[Path] = []
     explicit = explicit or os.environ.get(ENV_VAR) or None
     if explicit:
@@ -249,7 +250,7 @@ def require_opencode(explicit: str | os.PathLike[str] | None = None, rootdir: Pa
 
 
 # ---------------------------------------------------------------------------------------------
-# Process tree helpers (§2.5)
+# Process tree helpers (docs/opencode-design.md#process-group-and-teardown)
 # ---------------------------------------------------------------------------------------------
 def _descendants(pid: int) -> list[int]:
     try:
@@ -309,7 +310,7 @@ class FaultRecord:
 
 
 # ---------------------------------------------------------------------------------------------
-# The server handle (§2.3-§2.7)
+# The server handle (docs/opencode-design.md#start-and-readiness)
 # ---------------------------------------------------------------------------------------------
 class OpencodeServer:
     """One logical opencode server: private dirs and password kept across generations."""

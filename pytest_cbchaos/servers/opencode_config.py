@@ -1,4 +1,4 @@
-"""``opencode.json`` and the child environment for an isolated opencode server (spec §2.2).
+"""``opencode.json`` and the child environment for an isolated opencode server (docs/opencode-design.md#isolation).
 
 ``build_config(provider_url, api_key, extra)`` returns the project config dict (provider ``cbchaos`` via
 the built-in ``@ai-sdk/openai-compatible``, model ``cbchaos/mock``, no autoupdate, no sharing), with

@@ -203,7 +203,7 @@ def start_redis(
 
     ``persistence="aof-always"`` (binary backend only) adds ``--appendonly yes --appendfsync always
     --maxmemory-policy noeviction``: ``restart()`` keeps ``--dir``, so a SIGKILL loses no
-    acknowledged write (durable-stream.md §4.4). The default keeps no data across a restart.
+    acknowledged write (docs/stream-design.md#restart-and-lost-suffix). The default keeps no data across a restart.
 
     ``extra_args`` (config options appended to the command line, e.g. ``["--rename-command", "EVAL",
     ""]``) and ``env`` (extra environment, e.g. ``LD_PRELOAD``) need the binary backend; they are kept

@@ -1,4 +1,4 @@
-"""Concurrent-history tests for breaker stores (spec linearizability.md §5.2-5.3).
+"""Concurrent-history tests for breaker stores (docs/linearizability-design.md#concurrent-histories).
 
 Hypothesis draws the whole program up front in the main thread: a short sequential prefix,
 rounds of per-worker command lists, and fault actions at logical positions (latency,

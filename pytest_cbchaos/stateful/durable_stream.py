@@ -1,4 +1,4 @@
-"""A Hypothesis state machine for the durable turn-event stream (spec durable-stream.md §5).
+"""A Hypothesis state machine for the durable turn-event stream (docs/stream-design.md#harness).
 
 Rules start turns with scripted outcomes (complete, error event, source failure mid-stream,
 bootstrap stage failure; optionally held at a gate mid-stream), release, await or cancel them,
@@ -13,7 +13,8 @@ decreases, a status changes once, a finished record equals ``rebuild_record``) a
 finished and every consumer at its target's terminal (INV-3, 4, 5, 6, 8, 13, 14, 17).
 
 The relay runs in-process on one event loop owned by the machine (each step drives it with a
-bound); the spec's child-process relay (SIGKILL/SIGSTOP of the relay, Redis restart) is a later step.
+bound); the child-process relay (docs/stream-design.md#harness) (SIGKILL/SIGSTOP of the relay, Redis restart) is a
+later step.
 
 Build a runnable machine with :func:`durable_stream_machine` bound to a :class:`DurableStreamEnv`
 (:class:`ProxiedRedisEnv` is one over real Redis behind two kit proxies)::

@@ -1,4 +1,4 @@
-"""The durable-stream state machine over the child-process harness (spec durable-stream.md §5).
+"""The durable-stream state machine over the child-process harness (docs/stream-design.md#harness).
 
 Where :mod:`.durable_stream` drives an in-process relay, this machine drives
 :class:`~pytest_cbchaos.stream.harness.StreamHarness`: the relay is a real process, so its rules can

@@ -1,4 +1,5 @@
-"""A stall-recovery Hypothesis state machine (spec §6) that users can point at their own runner.
+"""A stall-recovery Hypothesis state machine (docs/recovery-design.md#invariants) that users can point at their own
+runner.
 
 The machine drives a :class:`TurnRunner` (``run_turn``, ``close``) through a
 :class:`RecoveryChaosEnv`, which knows how to script the model provider, hurt the server process
@@ -377,7 +378,7 @@ class RecoveryMachineBase(RuleBasedStateMachine):
 
 def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list[Any], *,
                user_messages: int | None = None, open_event_connections: int | None = None) -> None:
-    """All §6 invariants that one turn's result and the provider log can show.
+    """All invariants (docs/recovery-design.md#invariants) that one turn's result and the provider log can show.
 
     Optional server-side evidence (when the environment can count it): ``user_messages`` = user
     messages the server created for ``exp.prompt`` in the final attempt's session (INV-14);

@@ -1,4 +1,4 @@
-"""Durable, resumable, seq-numbered turn-event stream in Redis (spec: specs/durable-stream.md).
+"""Durable, resumable, seq-numbered turn-event stream in Redis (docs/stream-design.md).
 
 Public API::
 

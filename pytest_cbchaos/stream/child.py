@@ -1,4 +1,4 @@
-"""Child processes of the stream harness (spec durable-stream.md §5, "Harness").
+"""Child processes of the stream harness (docs/stream-design.md#harness).
 
 ``python -m pytest_cbchaos.stream.child SPEC.json`` runs one role:
 

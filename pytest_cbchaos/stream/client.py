@@ -1,4 +1,4 @@
-"""`StreamClient`: the Python SSE consumer (spec §3.5). Deliver, then advance; dedup by seq;
+"""`StreamClient`: the Python SSE consumer (docs/stream-design.md#python-client). Deliver, then advance; dedup by seq;
 reconnect with `Last-Event-ID = cursor`; a transport failure never marks a message failed."""
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class StreamConfig:
 
     @classmethod
     def ci(cls, **overrides: Any) -> "StreamConfig":
-        """The spec's CI profile (short timers), with overrides."""
+        """The CI profile of docs/stream-design.md#configuration (short timers), with overrides."""
         base = dict(heartbeat_s=0.5, silence_timeout_s=1.5, lease_ttl_s=2.0, lease_renew_s=0.5,
                     reaper_interval_s=0.25, write_deadline_s=3.0, terminal_deadline_s=4.0,
                     shutdown_grace_s=1.0, bootstrap_timeout_s=3.0, cancel_poll_ms=50,

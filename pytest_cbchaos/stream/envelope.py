@@ -1,4 +1,5 @@
-"""The event model: kinds, classes, canonical serialisation, redaction, envelopes (spec §1)."""
+"""The event model: kinds, classes, canonical serialisation, redaction, envelopes
+(docs/stream-design.md#event-model)."""
 
 from __future__ import annotations
 

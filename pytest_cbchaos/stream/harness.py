@@ -1,4 +1,4 @@
-"""The stream harness of spec durable-stream.md §5: the relay and the HTTP app as child processes
+"""The stream harness (docs/stream-design.md#harness): the relay and the HTTP app as child processes
 behind three proxies.
 
 ::

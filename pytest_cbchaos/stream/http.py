@@ -1,4 +1,4 @@
-"""The aiohttp consumer endpoint (spec §3.1-3.4): SSE with resume, heartbeats, notices, one
+"""The aiohttp consumer endpoint (docs/stream-design.md#endpoints): SSE with resume, heartbeats, notices, one
 consumer per client id; plus status, record, events (oracle), turns and cancel."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ STATE = web.AppKey("cbchaos_stream_state", dict)
 
 class SSEPolicy:
     """How the SSE handler frames notices and keeps the connection alive. The defaults are the
-    spec's (§3.2, §3.4); `testing/stream_mutants.py` substitutes broken ones (M9, M31, M32)."""
+    documented ones (docs/stream-design.md#connect, docs/stream-design.md#heartbeats-and-outages);
+    `testing/stream_mutants.py` substitutes broken ones (M9, M31, M32)."""
 
     keepalive_timer = True  # `: hb` from a timer independent of Redis calls and of progress
     cut_slow_clients = True  # a write blocked for slow_client_s ends the response

@@ -1,4 +1,4 @@
-"""The consumer read loop shared by the SSE endpoint and `LogReader` (spec §3.2-3.3).
+"""The consumer read loop shared by the SSE endpoint and `LogReader` (docs/stream-design.md#connect).
 
 One cursor flows from `XRANGE` replay into `XREAD BLOCK` (never `$`, never pub/sub); entries are
 yielded first and the cursor advances after, so the cursor is never ahead of delivery.

@@ -1,4 +1,5 @@
-"""The reaper: ends messages whose producer is gone with ``cancelled{producer_lost}`` (spec §2.6).
+"""The reaper: ends messages whose producer is gone with ``cancelled{producer_lost}``
+(docs/stream-design.md#leases-fencing-and-the-reaper).
 
 The `active` score only selects candidates; the `reap` script's lease check decides, so several
 reapers racing (one per relay process) are safe.

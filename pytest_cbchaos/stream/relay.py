@@ -252,8 +252,9 @@ class _Run:
             return reply.status
 
     async def _rebase(self, call: AppendCall, last_seq: int, deadline: float) -> None:
-        """Spec §4.4: one ``rebase`` for the lost suffix ``last_seq+1 .. prev_seq`` (resent only on an
-        unknown outcome, which the epoch check makes idempotent); the outcome records what happened."""
+        """See docs/stream-design.md#restart-and-lost-suffix: one ``rebase`` for the lost suffix ``last_seq+1 ..
+        prev_seq`` (resent only on an unknown outcome, which the epoch check makes idempotent); the outcome records
+        what happened."""
         new_epoch = secrets.token_hex(8)
         err = self._error("store", "store.rollback", f"the store lost entries {last_seq + 1}..{call.prev_seq} "
                           f"(restart without durable persistence)")

@@ -11,7 +11,7 @@ STAGES = ("model_config", "session", "transport")
 
 @dataclass
 class SourceEvent:
-    """One source event: a kind of §1.2 and its payload (the relay serialises it at emission)."""
+    """One source event: a kind of docs/stream-design.md#kinds and its payload (the relay serialises it at emission)."""
 
     kind: str
     payload: dict[str, Any] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Redis side of the stream: keys, the Lua scripts, reads, records (spec §4).
+"""Redis side of the stream: keys, the Lua scripts, reads, records (docs/stream-design.md#redis-layout).
 
 Every producer write is one script call (atomic, one round trip); consumers only read.
 """

@@ -1,6 +1,6 @@
 """Deliberately broken breaker stores, one per invariant class (public so users can reuse them).
 
-Each mutant reintroduces a defect the spec's invariant suite guards against (most of them real
+Each mutant reintroduces a defect the invariant suite (docs/invariants.md#breaker-cb) guards against (most of them real
 massgen PR #1061 review findings). ``MUTANTS`` maps a name to ``(class, [CB ids that must catch
 it])``; ``mutant_target(name)`` gives a conformance ``StoreTarget``. The project's tests assert
 every listed check fails on its mutant, so a check that cannot fail is itself caught.
@@ -265,7 +265,7 @@ def mutant_target(name: str) -> StoreTarget:
 
 # ---- Redis-path and breaker mutants (live-server checks: tests/breaker/test_live_*.py) --------------------------
 # They need a live client, so they are not conformance ``StoreTarget``s; ``REDIS_MUTANTS`` maps a name to
-# (class, the spec items whose tests must catch it).
+# (class, the docs/breaker-design.md items whose tests must catch it).
 
 from pytest_cbchaos.breaker.breaker import CircuitBreaker  # noqa: E402
 from pytest_cbchaos.breaker.errors import StoreContentionError, StoreError  # noqa: E402
@@ -273,7 +273,8 @@ from pytest_cbchaos.breaker.redis_store import RedisStore, _ScriptingUnavailable
 
 
 class SilentFallbackRedisStore(RedisStore):
-    """Switches to the WATCH fallback without the ``scripting_fallback`` event (§5.3, §4.4)."""
+    """Switches to the WATCH fallback without the ``scripting_fallback`` event (docs/breaker-design.md#error-classes,
+    docs/breaker-design.md#events-listeners-and-metrics)."""
 
     def _mark_fallback(self) -> None:
         if not self.using_fallback:
@@ -294,7 +295,8 @@ class FallbackOnAnyErrorRedisStore(RedisStore):
 
 
 class FlatErrorsRedisStore(RedisStore):
-    """No error classes: every server error is a bare ``StoreError`` (massgen's handling, §5.3)."""
+    """No error classes: every server error is a bare ``StoreError`` (massgen's handling,
+    docs/breaker-design.md#error-classes)."""
 
     def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
         try:
@@ -307,7 +309,7 @@ class FlatErrorsRedisStore(RedisStore):
 
 class GenerationOnlyTokenRedisStore(RedisStore):
     """Fences probe resolution by the token's generation only: after the record is lost and re-claimed
-    (generations start again), a stale owner resolves the new probe (§7.5, CB-17)."""
+    (generations start again), a stale owner resolves the new probe (docs/breaker-design.md#record-loss, CB-17)."""
 
     def _same_gen(self, backend: str, token: str) -> str:
         cur = self.get_state(backend)["probe_token"]
@@ -322,7 +324,8 @@ class GenerationOnlyTokenRedisStore(RedisStore):
 
 class AnchorlessFencingRedisStore(RedisStore):
     """Binds a token to its record but not to the OPEN cycle (no rule N anchor): a stale token left in the
-    hash by an earlier cycle passes for a later massgen claim (§1.3, §7.9)."""
+    hash by an earlier cycle passes for a later massgen claim (docs/breaker-design.md#massgen-compatibility,
+    docs/breaker-design.md#mixed-fleet)."""
 
     def _revive(self, backend: str, token: str) -> None:
         raw = {k.decode(): v.decode() for k, v in self.client.hgetall(self.key(backend)).items()}
@@ -335,7 +338,8 @@ class AnchorlessFencingRedisStore(RedisStore):
 
 
 class LegacyClaimIsFreeRedisStore(RedisStore):
-    """Treats a tokenless (massgen) claim as a free slot instead of leasing it first (§1.3 item 3)."""
+    """Treats a tokenless (massgen) claim as a free slot instead of leasing it first
+    (docs/breaker-design.md#massgen-compatibility item 3)."""
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None, *a: Any, **kw: Any) -> Any:
         st = self.get_state(backend)
@@ -375,26 +379,36 @@ class BlockingAsyncStore:
 
 
 class NoLossEventsBreaker(CircuitBreaker):
-    """Never notices a lost record: no ``record_missing`` event (§7.5)."""
+    """Never notices a lost record: no ``record_missing`` event (docs/breaker-design.md#record-loss)."""
 
     def _note_record(self, d: dict, token: str | None = None) -> None:
         return None
 
 
 REDIS_MUTANTS: dict[str, tuple[type, list[str]]] = {
-    "silent_fallback": (SilentFallbackRedisStore, ["§7.7 renamed scripting", "§4.4"]),
-    "fallback_on_any_error": (FallbackOnAnyErrorRedisStore, ["§7.7 READONLY", "§7.7 NOPERM", "CB-23"]),
-    "flat_errors": (FlatErrorsRedisStore, ["§7.7 READONLY", "§7.7 NOPERM", "§7.7 BUSY", "§5.3"]),
-    "generation_only_token": (GenerationOnlyTokenRedisStore, ["§7.5", "CB-17"]),
-    "anchorless_fencing": (AnchorlessFencingRedisStore, ["§7.9 rule N"]),
-    "legacy_claim_is_free": (LegacyClaimIsFreeRedisStore, ["§7.9 legacy claim"]),
-    "worker_clock_gate": (WorkerClockGateRedisStore, ["CB-26", "§7.4"]),
+    "silent_fallback": (SilentFallbackRedisStore, [
+        "docs/breaker-design.md#scripting-modes-and-error-classes renamed scripting",
+        "docs/breaker-design.md#events-listeners-and-metrics"]),
+    "fallback_on_any_error": (FallbackOnAnyErrorRedisStore, [
+        "docs/breaker-design.md#scripting-modes-and-error-classes READONLY",
+        "docs/breaker-design.md#scripting-modes-and-error-classes NOPERM",
+        "CB-23"]),
+    "flat_errors": (FlatErrorsRedisStore, [
+        "docs/breaker-design.md#scripting-modes-and-error-classes READONLY",
+        "docs/breaker-design.md#scripting-modes-and-error-classes NOPERM",
+        "docs/breaker-design.md#scripting-modes-and-error-classes BUSY",
+        "docs/breaker-design.md#error-classes"]),
+    "generation_only_token": (GenerationOnlyTokenRedisStore, ["docs/breaker-design.md#record-loss", "CB-17"]),
+    "anchorless_fencing": (AnchorlessFencingRedisStore, ["docs/breaker-design.md#mixed-fleet rule N"]),
+    "legacy_claim_is_free": (LegacyClaimIsFreeRedisStore, ["docs/breaker-design.md#mixed-fleet legacy claim"]),
+    "worker_clock_gate": (WorkerClockGateRedisStore, ["CB-26", "docs/breaker-design.md#clock-skew"]),
     "blocking_async": (BlockingAsyncStore, ["CB-27"]),
-    "no_loss_events": (NoLossEventsBreaker, ["§7.5 record_missing"]),
+    "no_loss_events": (NoLossEventsBreaker, ["docs/breaker-design.md#record-loss record_missing"]),
 }
 
 
-# ---- mutants of §7.2/§7.3 (exactly-once resends) and §1.2/§4.4 (rate limits) ------------------------------------
+# ---- mutants of exactly-once resends (docs/breaker-design.md#indeterminate-outcomes) and rate limits -------------
+# (docs/breaker-design.md#codec-and-corrupt-fields, docs/breaker-design.md#events-listeners-and-metrics)
 
 import uuid as _uuid  # noqa: E402
 
@@ -405,7 +419,8 @@ from pytest_cbchaos.breaker.ratelimit import EventRateLimiter  # noqa: E402
 class FreshOpIdResendRedisStore(RedisStore):
     """Resends an op whose reply was lost under a *new* op id (a retry wrapper that ignores the store's
     op ids): the server cannot recognise the resend, so an applied-but-reply-lost op applies twice and the
-    reply the caller sees is the second one's (§5.2 exactly-once, §7.2, §7.3)."""
+    reply the caller sees is the second one's (docs/breaker-design.md#one-round-trip-per-decision exactly-once,
+    docs/breaker-design.md#faults-inside-one-op, docs/breaker-design.md#indeterminate-outcomes)."""
 
     def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
              post: Callable[[dict, dict], Any]) -> Any:
@@ -428,7 +443,8 @@ class _UnlimitedRateLimiter(EventRateLimiter):
 
 
 class NoRateLimitBreaker(CircuitBreaker):
-    """Emits every ``corrupt_field`` event and logs every listener failure: no rate limit (§1.2, §4.4)."""
+    """Emits every ``corrupt_field`` event and logs every listener failure: no rate limit
+    (docs/breaker-design.md#codec-and-corrupt-fields, docs/breaker-design.md#events-listeners-and-metrics)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
@@ -436,19 +452,27 @@ class NoRateLimitBreaker(CircuitBreaker):
         self._listener_log_limiter = _UnlimitedRateLimiter(0, self.clock)
 
 
-REDIS_MUTANTS["fresh_op_id_resend"] = (FreshOpIdResendRedisStore, ["§7.2", "§7.3", "§5.2 exactly-once"])
+REDIS_MUTANTS["fresh_op_id_resend"] = (FreshOpIdResendRedisStore, [
+    "docs/breaker-design.md#faults-inside-one-op",
+    "docs/breaker-design.md#indeterminate-outcomes",
+    "docs/breaker-design.md#one-round-trip-per-decision exactly-once"])
 # Breaker mutants checked without a live server (tests/breaker/test_corrupt_rate.py).
 BREAKER_MUTANTS: dict[str, tuple[type, list[str]]] = {
-    "no_rate_limit": (NoRateLimitBreaker, ["§1.2 corrupt_field rate limit", "§4.4 listener log rate limit"]),
+    "no_rate_limit": (NoRateLimitBreaker, [
+        "docs/breaker-design.md#codec-and-corrupt-fields corrupt_field rate limit",
+        "docs/breaker-design.md#events-listeners-and-metrics listener log rate limit"]),
 }
 
 
 class NoResendRedisStore(RedisStore):
-    """Gives up after the first network error: ``StoreIndeterminateError`` before any resend (§5.2, §7.3)."""
+    """Gives up after the first network error: ``StoreIndeterminateError`` before any resend
+    (docs/breaker-design.md#one-round-trip-per-decision, docs/breaker-design.md#indeterminate-outcomes)."""
 
     def __init__(self, *a: Any, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.io_resends = 0
 
 
-REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, ["§7.3 indeterminate only after all resends", "§5.2"])
+REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, [
+    "docs/breaker-design.md#indeterminate-outcomes indeterminate only after all resends",
+    "docs/breaker-design.md#one-round-trip-per-decision"])

@@ -1,4 +1,5 @@
-"""Deliberately broken recovery runners (spec §6 mutants) the stall-recovery machine must catch.
+"""Deliberately broken recovery runners (mutants of docs/recovery-design.md#invariants) the stall-recovery machine
+must catch.
 
 Each is a :class:`~pytest_cbchaos.recovery.RecoveryRunner` with one flaw of the prior art:
 

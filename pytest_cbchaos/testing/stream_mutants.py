@@ -1,4 +1,5 @@
-"""Deliberately broken producers and consumers for the stream checker's own tests (spec §5 mutants).
+"""Deliberately broken producers and consumers for the stream checker's own tests (mutants of
+docs/stream-design.md#invariants).
 
 Each one breaks exactly one rule; `tests/stream/test_mutants.py` asserts the checker catches it.
 """
@@ -370,7 +371,8 @@ class _NoRebaseRun(_Run):
 
 def m25_no_rebase(relay: TurnRelay) -> TurnRelay:
     """M25 no rebase: the relay stops on ``ROLLBACK`` without the ``rebase`` script: the message never
-    ends (no ``store.rollback`` error) and the epoch is kept -> INV-25 / spec §4.4."""
+    ends (no ``store.rollback`` error) and the epoch is kept -> INV-25 /
+    docs/stream-design.md#restart-and-lost-suffix."""
     relay.run_class = _NoRebaseRun
     return relay
 

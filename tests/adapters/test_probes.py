@@ -1,5 +1,5 @@
-"""Each weakness probe (spec §5.3) flags a documented weakness in a third-party library (so the
-probe can fail) and reports our own breaker as not weak. Real redis-server through the proxy."""
+"""Each weakness probe (docs/fault-kit-design.md#weakness-probes) flags a documented weakness in a third-party library
+(so the probe can fail) and reports our own breaker as not weak. Real redis-server through the proxy."""
 
 from __future__ import annotations
 

@@ -387,7 +387,8 @@ def _store_events_after_lost_lease(flavour: str, mutant: bool = False) -> list[s
 @pytest.mark.parametrize("flavour", ["sync", "async"])
 def test_lost_probe_lease_is_reported_by_both_breakers(flavour: str) -> None:
     """A probe owner whose renew fails between attempts emits ``probe_lost`` and claims again, on
-    the sync and the async breaker alike (§4.4); a breaker that stays silent is caught."""
+    the sync and the async breaker alike (docs/breaker-design.md#events-listeners-and-metrics); a breaker that stays
+    silent is caught."""
     events = _store_events_after_lost_lease(flavour)
     assert "probe_lost" in events, events
     assert "probe_lost" not in _store_events_after_lost_lease(flavour, mutant=True)

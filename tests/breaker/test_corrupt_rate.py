@@ -1,6 +1,7 @@
-"""§1.2 / §4.4: the breaker's ``corrupt_field`` store event and its listener-failure log lines are
-rate-limited per key on the injectable clock (no sleeps: a ``ManualClock`` is advanced), with the
-count of suppressed events carried by the next emitted one. ``NoRateLimitBreaker`` must fail both."""
+"""docs/breaker-design.md#codec-and-corrupt-fields / docs/breaker-design.md#events-listeners-and-metrics: the
+breaker's ``corrupt_field`` store event and its listener-failure log lines are rate-limited per key on the injectable
+clock (no sleeps: a ``ManualClock`` is advanced), with the count of suppressed events carried by the next emitted one.
+``NoRateLimitBreaker`` must fail both."""
 
 from __future__ import annotations
 

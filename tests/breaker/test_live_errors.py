@@ -1,6 +1,7 @@
-"""§7.7 / §5.3 against live redis-servers: renamed scripting (WATCH fallback + a ``scripting_fallback``
-event reaching the breaker's listeners, §4.4), READONLY replica, NOPERM ACL user, BUSY server.
-Each check returns its violations, so the same check is run against the REDIS_MUTANTS that must fail it."""
+"""docs/breaker-design.md#scripting-modes-and-error-classes / docs/breaker-design.md#error-classes against live
+redis-servers: renamed scripting (WATCH fallback + a ``scripting_fallback`` event reaching the breaker's listeners,
+docs/breaker-design.md#events-listeners-and-metrics), READONLY replica, NOPERM ACL user, BUSY server. Each check
+returns its violations, so the same check is run against the REDIS_MUTANTS that must fail it."""
 
 from __future__ import annotations
 

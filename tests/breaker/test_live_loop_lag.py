@@ -1,6 +1,6 @@
 """CB-27: with AsyncCircuitBreaker on AsyncRedisStore a 10 ms ticker keeps running while Redis answers
 after 500 ms (latency toxic on the proxy); asyncio debug mode reports no slow callback. The bound is
-generous (a loaded 2-core machine; the spec's 25 ms is checked in test_async.py): the point is to
+generous (a loaded 2-core machine; CB-27's 25 ms is checked in test_async.py): the point is to
 catch a blocking call, and the blocking mutant (sync Redis I/O inside the coroutines) must fail it."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""§7.9 mixed fleet on a live redis-server: a massgen-layout writer alongside our store on one key.
-Rule N and legacy-claim leasing hold; the report lists what the mixed fleet violates (CB-18 and CB-24
-for massgen workers, by design: massgen semantics for massgen workers, §1.3 item 4)."""
+"""Mixed fleet (docs/breaker-design.md#mixed-fleet) on a live redis-server: a massgen-layout writer alongside our
+store on one key. Rule N and legacy-claim leasing hold; the report lists what the mixed fleet violates (CB-18 and CB-24
+for massgen workers, by design: massgen semantics for massgen workers, docs/breaker-design.md#massgen-compatibility
+item 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""§7.2: proxy faults inside one chosen atomic op, armed exactly before it with ``before_command``.
+"""docs/breaker-design.md#faults-inside-one-op: proxy faults inside one chosen atomic op, armed exactly before it with
+``before_command``.
 
 Ops renew_probe, release_probe, force_open and reset (gate and the outcomes under latency/reset/down
 are in test_redis_store.py; the blackholes below cover them too), against real redis-server through
@@ -13,7 +14,8 @@ same op id). Checked for every case:
 * exactly one transition event (through the breaker) per applied change, none without a reply;
 * the recorded history (``info`` for indeterminate ops) is linearizable (model ``breaker-store``).
 
-The harness is shared with test_live_sigstop.py (§7.3), which adds Redis SIGSTOP as a fault kind.
+The harness is shared with test_live_sigstop.py (docs/breaker-design.md#indeterminate-outcomes), which adds Redis
+SIGSTOP as a fault kind.
 """
 
 from __future__ import annotations
@@ -332,7 +334,7 @@ async def run_case(env: Env, mode: str, op: str, fault: str, shape: str,
                 kinds = [k for k, _ in ev.store if k in ("indeterminate", "store_error")]
                 if kinds != [want_kind]:
                     v.append(f"the swallowed {op} error ({type(rs.errors[-1]).__name__}) was reported as {kinds}, "
-                             f"want exactly [{want_kind!r}] (§4.4)")
+                             f"want exactly [{want_kind!r}] (docs/breaker-design.md#events-listeners-and-metrics)")
             # heal, then resend with the same op id (what a caller does after an indeterminate outcome)
             env.admin.ping()  # answered after any request queued during a SIGSTOP
             reply = await aw(_resend(rs, op, op_id, token or getattr(permit, "probe_token", None)))

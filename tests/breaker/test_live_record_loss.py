@@ -1,6 +1,6 @@
-"""§7.5 key eviction and loss on a live redis-server: DEL, FLUSHALL, restart and allkeys-lru eviction,
-during OPEN and during a probe. Asserted: no exception, CLOSED defaults (X3), stale tokens rejected even
-after the record is re-claimed (generations restart), ``record_missing`` events. Each scenario returns its
+"""Key eviction (docs/breaker-design.md#record-loss) and loss on a live redis-server: DEL, FLUSHALL, restart and
+allkeys-lru eviction, during OPEN and during a probe. Asserted: no exception, CLOSED defaults (X3), stale tokens
+rejected even after the record is re-claimed (generations restart), ``record_missing`` events. Each scenario returns its
 violations and is also run against the mutants that must fail it."""
 
 from __future__ import annotations

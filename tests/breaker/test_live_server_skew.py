@@ -1,5 +1,5 @@
-"""§7.4 / CB-26 with a skewed *server* clock (time_source="server"): each worker's first gate reply other
-than ``cooldown`` comes within one gate interval + round trip + ε of the cooldown's end, whatever the
+"""docs/breaker-design.md#clock-skew / CB-26 with a skewed *server* clock (time_source="server"): each worker's first
+gate reply other than ``cooldown`` comes within one gate interval + round trip + ε of the cooldown's end, whatever the
 server's and the workers' clocks say, and every reply carries the server's time (one op, one clock).
 
 The server clock is shifted with libfaketime (``LD_PRELOAD``, ``FAKETIME``) when it works. Debian's

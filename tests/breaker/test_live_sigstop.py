@@ -1,4 +1,5 @@
-"""§7.3: Redis SIGSTOPped for longer than the socket timeout inside each op, healed afterwards.
+"""docs/breaker-design.md#indeterminate-outcomes: Redis SIGSTOPped for longer than the socket timeout inside each op,
+healed afterwards.
 
 Every op (gate, record_success, record_failure, renew, release, force_open, reset) runs once with
 redis-server frozen right before it (``before_command``): *transient* (resumed before the store's

@@ -1,5 +1,6 @@
 """8, 16 and 32 spawned worker processes share one real Redis through the proxy: exactly one probe
-(§7.1, CB-3: one gate each, released by a barrier); a SIGKILLed owner wedges <= lease (CB-24)."""
+(docs/breaker-design.md#multi-process-gate, CB-3: one gate each, released by a barrier); a SIGKILLed owner wedges <=
+lease (CB-24)."""
 
 from __future__ import annotations
 

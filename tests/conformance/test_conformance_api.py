@@ -1,7 +1,7 @@
 """Port of Toxiproxy's black-box api_test.go assertions, run against every available backend.
 
 Byte-exact only for /version, error bodies and the 404/405/403 bodies; everything else compares
-parsed JSON and status codes (spec §1.13).
+parsed JSON and status codes (docs/fault-kit-design.md#conformance-suite).
 """
 
 from __future__ import annotations

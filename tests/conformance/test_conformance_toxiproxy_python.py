@@ -1,4 +1,5 @@
-"""toxiproxy-python 0.1.1's own behaviours (spec §2.1) against every available backend."""
+"""toxiproxy-python 0.1.1's own behaviours (docs/fault-kit-design.md#client-compatibility) against every available
+backend."""
 
 from __future__ import annotations
 

@@ -29,7 +29,8 @@ def test_threads_record_a_checkable_history() -> None:
     def work(w: int) -> None:
         barrier.wait(timeout=10)
         for i in range(25):
-            with lock:  # atomic register; timestamps taken inside the critical section (§1.4)
+            # atomic register; timestamps taken inside the critical section (docs/linearizability-design.md#time)
+            with lock:
                 if i % 2:
                     h = rec.invoke(w, "write", w * 100 + i)
                     reg["v"] = w * 100 + i

@@ -1,4 +1,4 @@
-"""Conformance: every shipped Jepsen etcd log gets Porcupine's verdict (spec §4)."""
+"""Conformance: every shipped Jepsen etcd log gets Porcupine's verdict (docs/linearizability-design.md#jepsen-logs)."""
 
 from __future__ import annotations
 

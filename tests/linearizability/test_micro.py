@@ -1,4 +1,5 @@
-"""Hand-written micro histories with known answers (spec §4) and checker semantics."""
+"""Hand-written micro histories with known answers (docs/linearizability-design.md#jepsen-logs) and checker
+semantics."""
 
 from __future__ import annotations
 

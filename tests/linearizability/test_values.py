@@ -98,7 +98,7 @@ def test_recording_example_from_the_docs(cbchaos_redis, cbchaos_faults, tmp_path
     """docs/linearizability.md "Recording", executed as written against real Redis."""
     monkeypatch.chdir(tmp_path)
     ns = {"cbchaos_redis": cbchaos_redis, "cbchaos_faults": cbchaos_faults}
-    exec(compile(recording_example(), "docs/linearizability.md#Recording", "exec"), ns)
+    exec(compile(recording_example(), "docs/linearizability.md#recording", "exec"), ns)
     rec = ns["rec"]
     assert rec.events()[-1]["value"] == b"3"  # what Redis replied
     assert check_events(rec.events(), KVModel()).verdict is Verdict.OK

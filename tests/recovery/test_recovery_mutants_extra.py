@@ -1,8 +1,8 @@
 """Mutants M4, M6, M7, M8, M10, M11 and invariants INV-6, 8, 11, 14, 15 at unit level.
 
 Each bug shows against ``FakeOpencode``: a small scripted HTTP server speaking the opencode API
-subset of spec §1 (``/event`` SSE with heartbeats, sessions, ``prompt_async``, status, messages,
-abort) whose handle the runner can "kill" and "restart". The real runner passes each scenario; each
+subset of docs/opencode-design.md#server-api (``/event`` SSE with heartbeats, sessions, ``prompt_async``, status,
+messages, abort) whose handle the runner can "kill" and "restart". The real runner passes each scenario; each
 mutant fails the state machine's ``check_turn`` with the named invariant. No real opencode, so the
 whole module runs in a few seconds.
 """

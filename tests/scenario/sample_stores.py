@@ -1,4 +1,4 @@
-"""A minimal breaker store following breaker-store.md §3 rows (for the breaker-store target's tests,
+"""A minimal breaker store following docs/breaker-design.md#state-machine rows (for the breaker-store target's tests,
 used through ``workload.params.store_factory``) and its mutant whose gate is not atomic.
 
 State is shared by all instances with the same key prefix (workers are threads); every op first

@@ -1,4 +1,4 @@
-"""The durable-stream state machine (spec durable-stream.md §5) on the real in-process relay against
+"""The durable-stream state machine (docs/stream-design.md#harness) on the real in-process relay against
 real redis-server, the producer and consumer links each behind a kit proxy; and stream mutants it
 must catch."""
 

@@ -1,5 +1,5 @@
 """The stall-recovery state machine against real opencode + mock provider, and the mutant
-runners it must catch (spec §6)."""
+runners it must catch (docs/recovery-design.md#invariants)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""The §5 harness with the relay as a child process: faults that need a real process.
+"""The harness (docs/stream-design.md#harness) with the relay as a child process: faults that need a real process.
 
 Each test drives ``cbchaos_stream`` (relay child behind ``redis-producer``, app child behind
 ``redis-consumer`` and ``stream-http``, reaper in the app child) and judges with the stream checker
-plus the bounds of spec §5: ``T_orphan = lease_ttl_s + reaper_interval_s + deliver_bound_s`` after
+plus the bounds of docs/stream-design.md#harness: ``T_orphan = lease_ttl_s + reaper_interval_s + deliver_bound_s`` after
 the producer's death, ``T_live = deliver_bound_s`` after the terminal is written.
 """
 

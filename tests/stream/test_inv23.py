@@ -1,4 +1,5 @@
-"""INV-23 "store outage during error handling" (spec §5, §2.3 R1/B2/W3) against real Redis.
+"""INV-23 "store outage during error handling" (docs/stream-design.md#invariants, docs/stream-design.md#failure-paths
+R1/B2/W3) against real Redis.
 
 The producer's Redis link goes through the kit's proxy (`cbchaos_redis_proxy`) and is disabled
 (`cbchaos_faults.down`) *before* the source fails (R1 mid-stream or B2 at bootstrap). Healed:

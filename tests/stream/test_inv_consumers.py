@@ -1,4 +1,4 @@
-"""Consumer-protocol invariants of durable-stream.md §5 against real Redis, through the kit's proxies:
+"""Consumer-protocol invariants (docs/stream-design.md#invariants) against real Redis, through the kit's proxies:
 INV-18 (one live consumer per client id), 21 (notice/heartbeat hygiene), 22 (transport failure is
 not turn failure), 27 (follow across turns), 31 (slow client cut, producer independent),
 32 (keepalive, also during a Redis outage).

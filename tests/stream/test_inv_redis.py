@@ -1,4 +1,4 @@
-"""Redis-side invariants of durable-stream.md §5 against real redis-server: INV-24 (durable restart,
+"""Redis-side invariants (docs/stream-design.md#invariants) against real redis-server: INV-24 (durable restart,
 AOF `always`), 25 (loss detected, never silent), 28 (isolation across conversations), 29 (status
 from Redis only, two relays), 30 (bounded resources). Each check returns its violations; a paired
 test runs it against a mutant (or a losing server) and asserts it is caught."""
@@ -431,7 +431,8 @@ def test_inv29_mutant_status_from_task_map_is_caught(cbchaos_redis_proc, cbchaos
 
 
 # -- INV-30 ----------------------------------------------------------------------------------------
-CYCLES, RESET_CYCLES, BATCH = 100, 10, 10  # spec: 100 connect/disconnect cycles, under reset_peer
+# DS-30 (docs/stream-design.md#invariants): 100 connect/disconnect cycles, under reset_peer
+CYCLES, RESET_CYCLES, BATCH = 100, 10, 10
 
 
 def _consumer_conns(admin: Any, tag: str) -> list[str]:

@@ -1,6 +1,6 @@
-"""The `rebase` script (durable-stream.md §4.4, §2.3 W4) against a real redis-server without
-persistence: an RDB snapshot, more appends, a restart that brings the snapshot back (a lost suffix).
-The producer's next append answers ROLLBACK; the relay calls `rebase` once: the epoch rotates, the
+"""The `rebase` script (docs/stream-design.md#restart-and-lost-suffix, docs/stream-design.md#failure-paths W4) against
+a real redis-server without persistence: an RDB snapshot, more appends, a restart that brings the snapshot back (a
+lost suffix). The producer's next append answers ROLLBACK; the relay calls `rebase` once: the epoch rotates, the
 message ends with exactly one `error{code: store.rollback, lost_from, lost_to}`, no `(epoch, seq)`
 carries two payloads, and consumers holding the old epoch get `epoch_changed` / `cursor_ahead` (INV-25)."""
 

@@ -1,4 +1,4 @@
-"""The invariant suite (spec §6, CB-1..CB-27) as checks runnable against any store factory.
+"""The invariant suite (docs/breaker-design.md#invariants, CB-1..CB-27) as checks runnable against any store factory.
 
 Point it at a store with a :class:`StoreTarget` and call :func:`run_conformance` (report) or use
 :func:`check` per invariant (raises :class:`InvariantViolation`). Time is driven through the

@@ -1,11 +1,11 @@
-"""§7.9 mixed fleet: a minimal massgen-layout writer next to our store on one key, and a report of
-which invariants such a fleet keeps and which it violates.
+"""Mixed fleet (docs/breaker-design.md#mixed-fleet): a minimal massgen-layout writer next to our store on one key, and
+a report of which invariants such a fleet keeps and which it violates.
 
 ``MassgenWriter`` mimics massgen PR #1061's Redis store as far as the record goes: Lua scripts that
 write only the five massgen fields, ``True``/``False`` flags, Lua ``%.14g`` floats, the caller's clock,
 a tokenless probe flag, any success closing HALF_OPEN and no lease. ``mixed_fleet_report`` runs short
 deterministic interleavings and returns ``{name: {"held": bool, "expected": bool, "detail": str}}``;
-``expected`` is what the spec says a mixed fleet does (§1.3 items 2-4).
+``expected`` is what a mixed fleet does by design (docs/breaker-design.md#massgen-compatibility items 2-4).
 """
 
 from __future__ import annotations
@@ -109,7 +109,8 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
 
 def mixed_fleet_report(client: Any, store_cls: Any = None, *, cooldown: float = 0.2, lease: float = 0.5,
                        timeout: float = 10.0) -> dict[str, dict[str, Any]]:
-    """Run the §7.9 interleavings on ``client`` and report each invariant (held / expected / detail)."""
+    """Run the mixed-fleet interleavings (docs/breaker-design.md#mixed-fleet) on ``client`` and report each invariant
+    (held / expected / detail)."""
     from pytest_cbchaos.breaker.redis_store import RedisStore
 
     prefix = f"mf{uuid.uuid4().hex[:8]}"

@@ -1,4 +1,4 @@
-"""Toxics: one module per type; importing this package fills :data:`REGISTRY`."""
+"""Toxics: one module per type; importing this package fills :data:`REGISTRY` (docs/extending.md#a-toxic)."""
 
 from pytest_cbchaos.proxy.toxics import (  # noqa: F401 - registration side effects
     bandwidth, cbchaos_blackhole, cbchaos_http_fault, latency, limit_data, noop, reset_peer, slicer, slow_close, timeout,

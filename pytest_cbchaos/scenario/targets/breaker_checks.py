@@ -1,4 +1,4 @@
-"""Pure invariant checks over breaker-store observations (breaker-store.md §6), unit-testable.
+"""Pure invariant checks over breaker-store observations (docs/breaker-design.md#invariants), unit-testable.
 
 Every function takes the list of store-op records the workload produced::
 

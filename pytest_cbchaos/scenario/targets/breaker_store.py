@@ -1,4 +1,4 @@
-"""Target ``breaker-store``: N workers drive the project's Redis breaker store (breaker-store.md §2)
+"""Target ``breaker-store``: N workers drive the project's Redis breaker store (docs/breaker-design.md#store-protocol)
 through the fault proxy while the downstream fails for a phase, then recovers.
 
 Per worker loop: gate (``try_transition_and_claim_probe``); admitted callers "call" the simulated

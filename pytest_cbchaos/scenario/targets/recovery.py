@@ -2,7 +2,7 @@
 scriptable mock (``servers/mockllm.py``), its REST (control) and ``/event`` (events) planes behind two
 fault-proxy listeners, and the stall-recovery runner (``pytest_cbchaos.recovery``) running turns while
 the fault timeline hits the server process, the planes or the model. Invariants REC-n are
-opencode-recovery.md §6 item n.
+docs/recovery-design.md#invariants item n.
 
 One warm server (an :class:`OpencodeRig`) is shared by the recovery scenarios of a pytest worker
 (``ServerPool.shared``): starting opencode and its first turn cost seconds, so each scenario only

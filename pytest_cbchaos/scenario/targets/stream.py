@@ -1,4 +1,4 @@
-"""Target ``stream``: turns relayed into the durable Redis stream (durable-stream.md) while faults hit
+"""Target ``stream``: turns relayed into the durable Redis stream (docs/stream-design.md) while faults hit
 the producer's and the consumers' Redis links separately; the stream checker judges the log,
 every consumer's deliveries and the producer's emissions.
 

@@ -1,6 +1,6 @@
--- After an append answered ROLLBACK (a restart lost the log's suffix, spec §4.4): rotate the epoch
--- so no (epoch, seq) is reused with other bytes, then end the message with its error if its record survived.
--- ARGV: mid, stream_id, old_epoch, new_epoch, expected_last_seq, step, ts_ms, payload, now_ms, retention_ms,
+-- After an append answered ROLLBACK (a restart lost the log's suffix, docs/stream-design.md#restart-and-lost-suffix):
+-- rotate the epoch so no (epoch, seq) is reused with other bytes, then end the message with its error if its record
+-- survived. ARGV: mid, stream_id, old_epoch, new_epoch, expected_last_seq, step, ts_ms, payload, now_ms, retention_ms,
 --       error_code, error_message
 local mid, sid, now, ret = ARGV[1], ARGV[2], ARGV[9], tonumber(ARGV[10])
 if redis.call('EXISTS', meta) == 0 then return {'NO_STREAM', 0, 0, ''} end
