@@ -93,6 +93,17 @@ def test_latency_delays_and_keeps_order_and_chains_add():
     run(main())
 
 
+def test_chained_latencies_add_up_when_the_first_pickup_is_late():
+    async def main():
+        link, dest = make_link(spec("latency", "a", latency=30), spec("latency", "b", latency=30))
+        start = time.monotonic()
+        link.feed(b"x")
+        time.sleep(0.02)  # the loop is blocked: the first toxic picks the chunk up 20 ms late
+        await until(lambda: len(dest.data) == 1)
+        assert dest.writes[0][0] - start >= 0.060  # a late pickup must not shorten the chain
+    run(main())
+
+
 def test_latency_interrupt_forwards_in_flight_chunk():
     async def main():
         link, dest = make_link(spec("latency", latency=10_000))

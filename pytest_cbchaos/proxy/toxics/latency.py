@@ -38,12 +38,13 @@ class LatencyToxic(Toxic):
             if chunk is None:
                 stub.close()
                 return
-            sleep = self.delay(stub.rng) - (time.monotonic() - chunk.ts)
+            delay = self.delay(stub.rng)
+            sleep = delay - (time.monotonic() - chunk.ts)
             if sleep > 0:
                 try:
                     await asyncio.sleep(sleep)
                 except asyncio.CancelledError:
                     stub.emit(chunk)  # don't drop data on the floor
                     raise
-            chunk.ts += sleep
+            chunk.ts += delay  # by the delay, not the sleep: a late pickup must not shorten the next toxic's
             stub.emit(chunk)
