@@ -65,21 +65,25 @@ class Fault:
         self.window = window
         self._heal = heal
         self.order = order  # process faults (0) heal before proxy faults (1)
-        self.healed = False
+        self.healed = False  # True only once the heal has run and the window is closed
+        self._healing = False
+        self._lock = threading.RLock()  # a timer thread (cpu_stress for_s) and teardown may heal at once
 
     @property
     def kind(self) -> str:
         return self.window.kind
 
     def heal(self) -> None:
-        if self.healed:
-            return
-        self.healed = True
-        try:
-            self._heal()
-        finally:
-            self._controller.journal.end(self.window)
-            self._controller._forget(self)
+        with self._lock:
+            if self._healing:
+                return
+            self._healing = True
+            try:
+                self._heal()
+            finally:
+                self._controller.journal.end(self.window)
+                self._controller._forget(self)
+                self.healed = True
 
     def __enter__(self) -> "Fault":
         return self

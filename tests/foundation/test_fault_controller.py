@@ -168,3 +168,33 @@ def test_process_faults_on_a_real_url_redis_are_clear_errors_and_never_windows(t
         assert not any(server.password in f.error + f.target for f in faults.journal.failures())
     finally:
         server.stop()
+
+
+def test_healed_means_the_window_is_closed_even_while_another_thread_heals() -> None:
+    """A timer thread (cpu_stress ``for_s``) and teardown may heal one fault at once: ``healed`` turns True
+    only after the heal ran and the window closed, and a second ``heal()`` returns only then."""
+    import threading
+
+    from pytest_cbchaos.faults.controller import Fault
+
+    c = FaultController()
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_heal() -> None:
+        inside.set()
+        assert release.wait(10)
+
+    window = c.journal.begin("test", "host")
+    fault = Fault(c, window, slow_heal)
+    first = threading.Thread(target=fault.heal)
+    first.start()
+    assert inside.wait(10)  # the first heal is inside its heal call
+    assert not fault.healed and window.end_ns is None
+    second = threading.Thread(target=fault.heal)
+    second.start()
+    second.join(0.05)
+    assert second.is_alive()  # waits for the first heal instead of reporting a heal that has not happened
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert fault.healed and window.end_ns is not None
