@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from ..faults.clock import SkewedClock
 from ..history.recorder import Recorder
 from ..history.store import History, write_jsonl
-from ..linearizability.breaker_model import BreakerStoreModel
+from ..breaker.checker_model import BreakerStoreModel
 from ..linearizability.checker import CheckResult, LinearizabilityViolation, Verdict, check
 from .concurrent_worker import process_main, run_commands
 from .store_commands import Command, commands

@@ -21,7 +21,8 @@ import asyncio
 import time
 from typing import Any
 
-from pytest_cbchaos.scenario.targets import CheckResult, Observations, TargetUnavailable, import_object
+from pytest_cbchaos.params import Param, defaults
+from pytest_cbchaos.scenario.target import CheckResult, Observations, TargetUnavailable, import_object
 from pytest_cbchaos.scenario.targets.stream import StreamTarget
 
 REFUSAL_BOUND_S = 5.0  # a refused turn must end (with its terminal) this fast: an open circuit never hangs
@@ -33,6 +34,18 @@ class GatewayTarget(StreamTarget):
     requires = (*StreamTarget.requires, "pytest_cbchaos.gateway", "pytest_cbchaos.breaker",
                 "pytest_cbchaos.servers.mockllm")
     default_proxies = ("redis-producer", "redis-consumer", "provider")
+    params = {
+        "turns": Param(int, 8, "turns run back to back", minimum=1),
+        "fail_from": Param(int, 1, "first turn whose provider call fails", minimum=0),
+        "fail_turns": Param(int, 2, "turns that fail", minimum=0),
+        "fail_status": Param(int, 500, "the failing HTTP status", minimum=100, maximum=599),
+        "threshold": Param(int, None, "failures that open the breaker (default: fail_turns)", minimum=1,
+                           nullable=True),
+        "reset_s": Param(float, 30.0, "cooldown: seconds the breaker stays open", minimum=0),
+        "consumers": Param(int, 1, "live readers per turn", minimum=0),
+        "chunks": Param(int, 3, "chunks of each model reply", minimum=1),
+        "breaker_factory": Param(str, None, "'pkg.mod:factory' building your own breaker", nullable=True),
+    }
     invariants = {**StreamTarget.invariants,
                   "failures-recorded": "every provider 5xx turn ends failed with a bootstrap.transport error",
                   "circuit-opens": "after threshold provider failures, turns end with a 'circuit open' error terminal",
@@ -62,8 +75,7 @@ class GatewayTarget(StreamTarget):
         super().teardown(ctx)
 
     def _params(self, ctx: Any) -> dict[str, Any]:
-        p: dict[str, Any] = {"turns": 8, "fail_from": 1, "fail_turns": 2, "fail_status": 500, "threshold": None,
-                             "reset_s": 30.0, "consumers": 1, "chunks": 3}
+        p: dict[str, Any] = defaults(self.params)
         p.update(ctx.scenario.workload.params)
         if p["threshold"] is None:
             p["threshold"] = p["fail_turns"]
