@@ -1,4 +1,5 @@
-"""Where systems register with the core: scenario targets and checker models (docs/extending.md).
+"""Where systems register with the core: scenario targets and checker models (docs/scenarios.md,
+"Registering a system").
 
 The core (``scenario/``, ``linearizability/``) names no system. A system kit registers itself
 through a ``register()`` function listed under the entry-point group ``pytest_cbchaos.systems``;

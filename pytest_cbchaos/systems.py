@@ -2,7 +2,7 @@
 
 Adding a system: write its targets (:class:`pytest_cbchaos.scenario.target.Target`) and models,
 then register them from a ``register()`` like this one, listed under the entry-point group
-``pytest_cbchaos.systems`` (docs/extending.md).
+``pytest_cbchaos.systems`` (docs/scenarios.md, "Registering a system").
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The breaker-store model for the checker: :mod:`pytest_cbchaos.breaker.model` behind the
 :class:`pytest_cbchaos.linearizability.model.Model` protocol, partitioned by backend (``op.key``).
-The breaker registers it with the checker as ``breaker-store`` (docs/extending.md).
+The breaker registers it with the checker as ``breaker-store`` (docs/scenarios.md, "Registering a
+system").
 
 History shape (what :mod:`pytest_cbchaos.stateful` records): ``f`` is a store op name
 (``gate``, ``record_failure``, ``record_success``, ``release_probe``, ``renew_probe``,

@@ -289,7 +289,8 @@ _REGISTRY: dict[str, Callable[[], Any] | str] = {
 
 def register_model(name: str, factory: Callable[[], Any] | str) -> None:
     """Make a model available by name (``cbchaos check --model NAME``); ``factory`` may be a
-    ``"package.module:attr"`` string, imported when the model is first used (docs/extending.md)."""
+    ``"package.module:attr"`` string, imported when the model is first used
+    (docs/scenarios.md, "Registering a system")."""
     _REGISTRY[name] = factory
 
 

@@ -1,6 +1,7 @@
 """What a scenario target is: the :class:`Target` base class and the data a run passes through it
 (:class:`Observations` in, :class:`CheckResult` out). Systems subclass :class:`Target` and register
-it (docs/extending.md); the runner, the checks and the registry depend on this module only.
+it (docs/scenarios.md, "Registering a system"); the runner, the checks and the registry depend on
+this module only.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The core names no system (docs/extending.md): ``linearizability/`` and the scenario core import
-none of the systems or their registration; systems register with the core instead. Checked on the
-source with ``ast``, so an import anywhere in a module (also inside a function) counts."""
+"""The core names no system (docs/scenarios.md, "Registering a system"): ``linearizability/`` and
+the scenario core import none of the systems or their registration; systems register with the core
+instead. Checked on the source with ``ast``, so an import anywhere in a module (also inside a
+function) counts, and so does a ``"module:attr"`` string (what a registry imports later)."""
 
 from __future__ import annotations
 

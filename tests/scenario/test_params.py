@@ -76,7 +76,8 @@ def test_mistyped_param_is_located(tmp_path: Path, old: str, new: str, key: str,
 def test_missing_required_fault_param(tmp_path: Path) -> None:
     e = _err(_variant(tmp_path, "{kind: latency, target: redis, at: 0.2, for: 1.0, params: {ms: 150, jitter: 50}}",
                       "{kind: bandwidth, target: redis, at: 0.2, for: 1.0}"))
-    assert (e.line, e.key) == (9, "faults[0].params.rate") and "missing parameter" in str(e) and "rate: an integer >= 0" in str(e)
+    assert (e.line, e.key) == (9, "faults[0].params.rate")
+    assert "missing parameter" in str(e) and "rate: an integer >= 0" in str(e)
 
 
 def test_fault_without_params_rejects_any(tmp_path: Path) -> None:
