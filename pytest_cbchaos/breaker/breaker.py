@@ -21,9 +21,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Awaitable, Callable, Generator
+from typing import Any, Awaitable, Callable
 
 from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
+from .plan import Plan, adrive, drive
 from .ratelimit import EventRateLimiter
 from .store import InMemoryStore, OpIds
 
@@ -199,18 +200,6 @@ def classify_429(retry_after: float | None, threshold: float) -> str:
 
 
 # ---- sans-I/O core ----------------------------------------------------------------------------
-
-Plan = Generator[Callable[[], Any], Any, Any]  # yields I/O steps, gets back their results
-Outcome = tuple[Any, "BaseException | None"]  # a step's (result, exception)
-
-
-def _advance(plan: Plan, outcome: Outcome) -> tuple[bool, Any]:
-    """Hand a step's outcome to the plan: ``(False, next step)`` or ``(True, the plan's result)``."""
-    value, error = outcome
-    try:
-        return False, (plan.throw(error) if error is not None else plan.send(value))
-    except StopIteration as stop:
-        return True, stop.value
 
 _PERMITS: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar("cbchaos_breaker_permits", default=())
 
@@ -428,7 +417,7 @@ class _Core:
                     sleep: Callable[[float], Any]) -> Plan:
         """The retry policy of ``call_with_retry``, sans I/O: it yields each I/O step as a zero-argument
         callable and gets back its result (or its exception, thrown in at the ``yield``); the shells'
-        drivers (:meth:`CircuitBreaker._drive`, :meth:`AsyncCircuitBreaker._drive`) run the steps."""
+        drivers (:func:`.plan.drive`, :func:`.plan.adrive`) run the steps."""
         c = self.config
         attempts = max_retries or c.max_retries
         delay = c.initial_backoff_seconds
@@ -627,20 +616,7 @@ class CircuitBreaker(_Core):
 
     def call_with_retry(self, fn: Callable[[], Any], *, max_retries: int | None = None,
                         agent_id: str | None = None) -> Any:
-        return self._drive(self._retry_plan(fn, max_retries, agent_id, self.clock.sleep))
-
-    @staticmethod
-    def _drive(plan: Plan) -> Any:
-        """Run a sans-I/O plan's steps in this thread."""
-        outcome: Outcome = (None, None)
-        while True:
-            done, step = _advance(plan, outcome)
-            if done:
-                return step
-            try:
-                outcome = (step(), None)
-            except BaseException as exc:  # handed to the plan, which re-raises what it does not handle
-                outcome = (None, exc)
+        return drive(self._retry_plan(fn, max_retries, agent_id, self.clock.sleep))
 
 
 class _AsyncStop:
@@ -786,18 +762,4 @@ class AsyncCircuitBreaker(_Core):
 
     async def call_with_retry(self, factory: Callable[[], Awaitable[Any]], *, max_retries: int | None = None,
                               agent_id: str | None = None) -> Any:
-        return await self._drive(self._retry_plan(factory, max_retries, agent_id, self.clock.asleep))
-
-    @staticmethod
-    async def _drive(plan: Plan) -> Any:
-        """Run a sans-I/O plan's steps on this loop (a step's awaitable is awaited)."""
-        outcome: Outcome = (None, None)
-        while True:
-            done, step = _advance(plan, outcome)
-            if done:
-                return step
-            try:
-                value = step()
-                outcome = (await value if inspect.isawaitable(value) else value, None)
-            except BaseException as exc:  # handed to the plan, which re-raises what it does not handle
-                outcome = (None, exc)
+        return await adrive(self._retry_plan(factory, max_retries, agent_id, self.clock.asleep))

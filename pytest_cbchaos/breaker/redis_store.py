@@ -25,6 +25,7 @@ import redis.exceptions as rex
 from . import kernel
 from .errors import (StoreConfigError, StoreContentionError, StoreDataError, StoreError,
                      StoreIndeterminateError, StoreUnavailableError)
+from .plan import Plan, adrive, drive
 from .record import FIELDS, STATES, Record, decode, encode
 from .store import (ClaimResult, OpIds, check_backend, check_lease, check_now, check_open_for, check_outcome,
                     check_recovery, check_threshold, check_token, check_ttl, check_updates, reply,
@@ -228,6 +229,39 @@ class _Core:
             return kernel.cas_state(r, expected, upd, ef)
         return fn
 
+    def _watch_plan(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None,
+                    sleep: Callable[[float], Any]) -> Plan:
+        """The WATCH/MULTI fallback, sans I/O (:mod:`.plan`): read the record and the server time under
+        WATCH, apply the kernel, write it in MULTI when applied; a lost race retries with backoff."""
+        self.stats["fallback_ops"] += 1
+        for attempt in range(self.fallback_max_attempts):
+            pipe = self.client.pipeline(transaction=True)
+            self.stats["pipelines_created"] += 1
+            try:
+                yield lambda: pipe.watch(key)
+                raw = yield lambda: pipe.hgetall(key)
+                if cnow is None:
+                    s, us = yield pipe.time
+                    t = int(s) + int(us) / 1000000
+                else:
+                    t = cnow
+                rec, corrupt = decode(raw)
+                o = kfn(rec, t)
+                if o.applied:
+                    pipe.multi()  # buffered until execute, in both clients
+                    pipe.hset(key, mapping=encode(o.record))
+                    pipe.expire(key, kernel.ttl_for(o.record, t, self.ttl, self.probe_ttl))
+                    yield pipe.execute
+                return self._finish_kernel(o, t, corrupt)
+            except rex.WatchError:
+                if attempt + 1 < self.fallback_max_attempts:
+                    yield lambda: sleep(0.001 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
+            finally:
+                yield pipe.reset
+                self.stats["pipelines_reset"] += 1
+        raise StoreContentionError(
+            f"Failed to atomically {op} for '{backend}' after {self.fallback_max_attempts} retries")
+
     def _finish_kernel(self, o: kernel.Outcome, now: float, corrupt: tuple[str, ...]) -> tuple[dict, dict]:
         d = reply(o, now, corrupt)
         v = o.value
@@ -408,34 +442,7 @@ class RedisStore(_Core):
         return post(*self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow)))
 
     def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
-        self.stats["fallback_ops"] += 1
-        for attempt in range(self.fallback_max_attempts):
-            pipe = self.client.pipeline(transaction=True)
-            self.stats["pipelines_created"] += 1
-            try:
-                pipe.watch(key)
-                raw = pipe.hgetall(key)
-                if cnow is None:
-                    s, us = pipe.time()
-                    t = int(s) + int(us) / 1000000
-                else:
-                    t = cnow
-                rec, corrupt = decode(raw)
-                o = kfn(rec, t)
-                if o.applied:
-                    pipe.multi()
-                    pipe.hset(key, mapping=encode(o.record))
-                    pipe.expire(key, kernel.ttl_for(o.record, t, self.ttl, self.probe_ttl))
-                    pipe.execute()
-                return self._finish_kernel(o, t, corrupt)
-            except rex.WatchError:
-                if attempt + 1 < self.fallback_max_attempts:
-                    self.clock.sleep(0.001 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            finally:
-                pipe.reset()
-                self.stats["pipelines_reset"] += 1
-        raise StoreContentionError(
-            f"Failed to atomically {op} for '{backend}' after {self.fallback_max_attempts} retries")
+        return drive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.sleep))
 
 
 class AsyncRedisStore(_Core):
@@ -529,31 +536,4 @@ class AsyncRedisStore(_Core):
         return post(*res)
 
     async def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
-        self.stats["fallback_ops"] += 1
-        for attempt in range(self.fallback_max_attempts):
-            pipe = self.client.pipeline(transaction=True)
-            self.stats["pipelines_created"] += 1
-            try:
-                await pipe.watch(key)
-                raw = await pipe.hgetall(key)
-                if cnow is None:
-                    s, us = await pipe.time()
-                    t = int(s) + int(us) / 1000000
-                else:
-                    t = cnow
-                rec, corrupt = decode(raw)
-                o = kfn(rec, t)
-                if o.applied:
-                    pipe.multi()
-                    pipe.hset(key, mapping=encode(o.record))
-                    pipe.expire(key, kernel.ttl_for(o.record, t, self.ttl, self.probe_ttl))
-                    await pipe.execute()
-                return self._finish_kernel(o, t, corrupt)
-            except rex.WatchError:
-                if attempt + 1 < self.fallback_max_attempts:
-                    await self.clock.asleep(0.001 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            finally:
-                await pipe.reset()
-                self.stats["pipelines_reset"] += 1
-        raise StoreContentionError(
-            f"Failed to atomically {op} for '{backend}' after {self.fallback_max_attempts} retries")
+        return await adrive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.asleep))
