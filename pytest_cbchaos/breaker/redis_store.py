@@ -229,6 +229,43 @@ class _Core:
             return kernel.cas_state(r, expected, upd, ef)
         return fn
 
+    def _io_plan(self, op: str, backend: str, fn: Callable[[], Any], sleep: Callable[[float], Any],
+                 reads: bool) -> Plan:
+        """One store command with bounded resends on connection errors (:mod:`.plan`): a command that
+        may have reached the server is indeterminate (unless it only reads), else unavailable."""
+        sent = False
+        for attempt in range(self.io_resends + 1):
+            if self.before_command:
+                self.before_command(op, attempt)
+            try:
+                return (yield fn)
+            except (rex.ConnectionError, rex.TimeoutError) as exc:
+                sent = sent or _maybe_sent(exc)
+                last = exc
+                if attempt < self.io_resends:
+                    yield lambda: sleep(0.01 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
+            except rex.RedisError as exc:
+                mapped = classify(exc, op, backend)
+                if isinstance(mapped, (StoreError, _ScriptingUnavailable, rex.NoScriptError)):
+                    raise mapped from exc
+                raise StoreError(f"{op} for {backend!r}: {exc}") from exc
+        cls = StoreIndeterminateError if sent and not reads else StoreUnavailableError
+        raise cls(f"{op} for {backend!r} failed after {self.io_resends + 1} attempts: {last}") from last
+
+    def _script_plan(self, op: str, key: str, argv: list[Any]) -> Plan:
+        """EVALSHA; on NOSCRIPT, SCRIPT LOAD and one resend."""
+        text, sha = _SCRIPTS[op]
+        self.stats["evalsha"] += 1
+        try:
+            return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv))
+        except rex.NoScriptError:
+            self.stats["script_load"] += 1
+            yield lambda: self.client.execute_command("SCRIPT", "LOAD", text)
+            try:
+                return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv))
+            except rex.NoScriptError as exc:
+                raise StoreError(f"script {op}.lua: NOSCRIPT after SCRIPT LOAD") from exc
+
     def _watch_plan(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None,
                     sleep: Callable[[float], Any]) -> Plan:
         """The WATCH/MULTI fallback, sans I/O (:mod:`.plan`): read the record and the server time under
@@ -393,46 +430,16 @@ class RedisStore(_Core):
         self._io("clear", backend, lambda: self.client.delete(self.key(backend)), reads=True)
 
     def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
-        sent = False
-        for attempt in range(self.io_resends + 1):
-            if self.before_command:
-                self.before_command(op, attempt)
-            try:
-                return fn()
-            except (rex.ConnectionError, rex.TimeoutError) as exc:
-                sent = sent or _maybe_sent(exc)
-                last = exc
-                if attempt < self.io_resends:
-                    self.clock.sleep(0.01 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            except rex.RedisError as exc:
-                mapped = classify(exc, op, backend)
-                if isinstance(mapped, (StoreError, _ScriptingUnavailable, rex.NoScriptError)):
-                    raise mapped from exc
-                raise StoreError(f"{op} for {backend!r}: {exc}") from exc
-        cls = StoreIndeterminateError if sent and not reads else StoreUnavailableError
-        raise cls(f"{op} for {backend!r} failed after {self.io_resends + 1} attempts: {last}") from last
+        return drive(self._io_plan(op, backend, fn, self.clock.sleep, reads))
 
     def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
              post: Callable[[dict, dict], Any]) -> Any:
         cnow = self._client_now(now)
         key = self.key(backend)
         if self._try_scripts():
-            text, sha = _SCRIPTS[op]
             argv = self._argv(op_id, cnow, args)
-
-            def call() -> Any:
-                self.stats["evalsha"] += 1
-                try:
-                    return self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                except rex.NoScriptError:
-                    self.stats["script_load"] += 1
-                    self.client.execute_command("SCRIPT", "LOAD", text)
-                    try:
-                        return self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                    except rex.NoScriptError as exc:
-                        raise StoreError(f"script {op}.lua: NOSCRIPT after SCRIPT LOAD") from exc
             try:
-                raw = self._io(op, backend, call)
+                raw = self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
                 return post(*self.parse_script_reply(op, raw))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
@@ -485,46 +492,16 @@ class AsyncRedisStore(_Core):
         await self._io("clear", backend, lambda: self.client.delete(self.key(backend)), reads=True)
 
     async def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
-        sent = False
-        for attempt in range(self.io_resends + 1):
-            if self.before_command:
-                self.before_command(op, attempt)
-            try:
-                return await fn()
-            except (rex.ConnectionError, rex.TimeoutError) as exc:
-                sent = sent or _maybe_sent(exc)
-                last = exc
-                if attempt < self.io_resends:
-                    await self.clock.asleep(0.01 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            except rex.RedisError as exc:
-                mapped = classify(exc, op, backend)
-                if isinstance(mapped, (StoreError, _ScriptingUnavailable, rex.NoScriptError)):
-                    raise mapped from exc
-                raise StoreError(f"{op} for {backend!r}: {exc}") from exc
-        cls = StoreIndeterminateError if sent and not reads else StoreUnavailableError
-        raise cls(f"{op} for {backend!r} failed after {self.io_resends + 1} attempts: {last}") from last
+        return await adrive(self._io_plan(op, backend, fn, self.clock.asleep, reads))
 
     async def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
                    post: Callable[[dict, dict], Any]) -> Any:
         cnow = self._client_now(now)
         key = self.key(backend)
         if self._try_scripts():
-            text, sha = _SCRIPTS[op]
             argv = self._argv(op_id, cnow, args)
-
-            async def call() -> Any:
-                self.stats["evalsha"] += 1
-                try:
-                    return await self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                except rex.NoScriptError:
-                    self.stats["script_load"] += 1
-                    await self.client.execute_command("SCRIPT", "LOAD", text)
-                    try:
-                        return await self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                    except rex.NoScriptError as exc:
-                        raise StoreError(f"script {op}.lua: NOSCRIPT after SCRIPT LOAD") from exc
             try:
-                raw = await self._io(op, backend, call)
+                raw = await self._io(op, backend, lambda: adrive(self._script_plan(op, key, argv)))
                 return post(*self.parse_script_reply(op, raw))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
