@@ -17,7 +17,7 @@ from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.kinds import FAULT_KINDS
 from pytest_cbchaos.params import defaults
 from pytest_cbchaos.faults.journal import FaultJournal
-from pytest_cbchaos.report.verdict import Audit, Verdict, judge
+from pytest_cbchaos.report.verdict import Audit, RunVerdict, judge
 from pytest_cbchaos.scenario.model import FaultSpec, Scenario
 from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable
 from pytest_cbchaos.scenario.targets import resolve_target
@@ -217,7 +217,7 @@ class ScenarioResult:
     backends: dict[str, Any]
     error: str | None = None
     artifacts: Path | None = None
-    verdict: Verdict | None = None
+    verdict: RunVerdict | None = None
     artifacts_error: str | None = None
 
     @property
@@ -469,7 +469,7 @@ def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None
 
 
 def judge_run(checks: list[CheckOutcome], obs: Observations, journal: FaultJournal, scenario: Scenario,
-              error: str | None, fault_errors: list[str]) -> Verdict:
+              error: str | None, fault_errors: list[str]) -> RunVerdict:
     """The scenario's verdict from its checks and its audit (docs/report-schema.md, "Verdict and audit")."""
     counts = journal.counts()
     audit = Audit(faults_requested=counts["requested"], faults_applied=counts["applied"],

@@ -46,7 +46,7 @@ class StoreTarget:
 
 
 @dataclass
-class CheckResult:
+class InvariantResult:
     cb: int
     title: str
     applicability: str  # E | M
@@ -58,13 +58,13 @@ class CheckResult:
 @dataclass
 class ConformanceReport:
     target: str
-    results: list[CheckResult] = field(default_factory=list)
+    results: list[InvariantResult] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[CheckResult]:
+    def failed(self) -> list[InvariantResult]:
         return [r for r in self.results if r.status == "fail"]
 
-    def enforced_failures(self, strict: bool = False) -> list[CheckResult]:
+    def enforced_failures(self, strict: bool = False) -> list[InvariantResult]:
         return [r for r in self.failed if strict or r.applicability == "E"]
 
     def to_dict(self) -> dict[str, Any]:
@@ -453,17 +453,17 @@ def run_conformance(target: StoreTarget, ids: list[int] | None = None) -> Confor
     for cb in ids or sorted(CHECKS):
         c = CHECKS[cb]
         if c.fn is None:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "elsewhere", c.where))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "elsewhere", c.where))
             continue
         try:
             c.fn(target)
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "pass"))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "pass"))
         except NotImplementedError as exc:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "n/a", str(exc)))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "n/a", str(exc)))
         except InvariantViolation as exc:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "fail", str(exc), exc.measured))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "fail", str(exc), exc.measured))
         except Exception as exc:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "fail", f"raised {exc!r}"))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "fail", f"raised {exc!r}"))
     return rep
 
 
@@ -496,3 +496,6 @@ def redis_target(client: Any, name: str = "redis", **defaults: Any) -> StoreTarg
         return [k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(count=1000)]
 
     return StoreTarget(name, make, raw_set=raw_set, ttl_of=ttl_of, keys=keys)
+
+
+CheckResult = InvariantResult  # deprecated name of InvariantResult
