@@ -84,10 +84,10 @@ def _fail(cb: int, cond: bool, msg: str, measured: Any = None) -> None:
         raise InvariantViolation(cb, msg, measured)
 
 
-def _trip(st: Any, b: str, now: float, threshold: int = T, rt: float = R) -> dict:
+def _trip(st: Any, b: str, now: float, failure_threshold: int = T, recovery_timeout: float = R) -> dict:
     d: dict = {}
-    for i in range(threshold):
-        d = st.atomic_record_failure(b, threshold, rt, now=now)
+    for i in range(failure_threshold):
+        d = st.atomic_record_failure(b, failure_threshold, recovery_timeout, now=now)
     return d
 
 
@@ -212,7 +212,7 @@ def cb10(t: StoreTarget) -> None:
     if t.ttl_of is None:
         raise NotImplementedError("needs ttl_of")
     st, now = t.make(ttl=1, half_open_probe_ttl=300), _t0()
-    _trip(st, "cb10", now, rt=0.001)
+    _trip(st, "cb10", now, recovery_timeout=0.001)
     r = _claim(st, "cb10", now + 1)
     _fail(10, r.won, "claim did not win")
     ttl = t.ttl_of(st, "cb10")

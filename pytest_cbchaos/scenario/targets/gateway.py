@@ -9,7 +9,7 @@ readers), ``provider`` (gateway -> model provider).
 
 Workload (``workload.params``): ``turns`` (8) run back to back; turns ``fail_from`` (1) ..
 ``fail_from + fail_turns - 1`` (``fail_turns`` 2) get an HTTP ``fail_status`` (500) from the
-provider; ``threshold`` (= ``fail_turns``) failures open the breaker for ``reset_s`` (30 s). Every
+provider; ``threshold`` (= ``fail_turns``) failures open the breaker for ``recovery_s`` (30 s; ``reset_s`` is its deprecated name). Every
 later turn must end with a recorded ``error`` terminal whose cause is ``circuit_open``, quickly,
 without calling the provider. ``consumers`` (1) live readers follow each turn. ``breaker_factory``
 (``"pkg.mod:factory"``, called as ``factory(name, BreakerConfig, AsyncRedisStore)``) replaces the breaker.
@@ -41,7 +41,8 @@ class GatewayTarget(StreamTarget):
         "fail_status": Param(int, 500, "the failing HTTP status", minimum=100, maximum=599),
         "threshold": Param(int, None, "failures that open the breaker (default: fail_turns)", minimum=1,
                            nullable=True),
-        "reset_s": Param(float, 30.0, "cooldown: seconds the breaker stays open", minimum=0),
+        "recovery_s": Param(float, 30.0, "cooldown: seconds the breaker stays open", minimum=0),
+        "reset_s": Param(float, None, "deprecated name of recovery_s", minimum=0, nullable=True),
         "consumers": Param(int, 1, "live readers per turn", minimum=0),
         "chunks": Param(int, 3, "chunks of each model reply", minimum=1),
         "breaker_factory": Param(str, None, "'pkg.mod:factory' building your own breaker", nullable=True),
@@ -79,6 +80,8 @@ class GatewayTarget(StreamTarget):
         p.update(ctx.scenario.workload.params)
         if p["threshold"] is None:
             p["threshold"] = p["fail_turns"]
+        if p["reset_s"] is not None:  # the deprecated name wins only when the file uses it
+            p["recovery_s"] = p["reset_s"]
         return p
 
     def run(self, ctx: Any) -> Observations:
@@ -112,7 +115,7 @@ class GatewayTarget(StreamTarget):
         store = StreamStore(prod, config)
         relay = TurnRelay(store, config)
         breaker_name = f"provider-{ctx.scenario.name}"[:80]
-        bcfg = BreakerConfig(max_failures=int(p["threshold"]), reset_time_seconds=float(p["reset_s"]))
+        bcfg = BreakerConfig(max_failures=int(p["threshold"]), reset_time_seconds=float(p["recovery_s"]))
         if p.get("breaker_factory"):  # point the scenario at your own breaker: factory(name, config, store)
             make = import_object(p["breaker_factory"], ctx.scenario.path.parent, "workload.params.breaker_factory")
             breaker = make(breaker_name, bcfg, AsyncRedisStore(prod))
