@@ -86,6 +86,14 @@ def test_fault_without_params_rejects_any(tmp_path: Path) -> None:
     assert e.key == "faults[0].params.ms" and "expected no params" in str(e)
 
 
+def test_gateway_keeps_the_deprecated_cooldown_name(tmp_path: Path) -> None:
+    text = (ROOT / "scenarios" / "gateway-provider-5xx.yaml").read_text()
+    assert "recovery_s: 30" in text
+    p = tmp_path / "g.scenario.yaml"
+    p.write_text(text.replace("recovery_s: 30", "reset_s: 30"))
+    assert load_scenario(p).workload.params["reset_s"] == 30
+
+
 def test_every_builtin_target_declares_its_params() -> None:
     for name in ("breaker-store", "recovery", "stream", "gateway"):
         params = resolve_target(name).params
