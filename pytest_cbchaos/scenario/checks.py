@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_cbchaos.scenario.target import CheckResult, Observations
+from pytest_cbchaos.scenario.results import CheckResult, Observations
 
 if TYPE_CHECKING:
     from pytest_cbchaos.scenario.model import CheckSpec

@@ -18,7 +18,7 @@ SYSTEMS = ("breaker", "recovery", "stream", "gateway", "adapters", "stateful", "
            "scenario.targets.stream", "scenario.targets.gateway")
 # the scenario core: the built-in targets under scenario/targets/ are system kits and may import their system
 SCENARIO_CORE = ("scenario/__init__.py", "scenario/model.py", "scenario/loader.py", "scenario/errors.py",
-                 "scenario/checks.py", "scenario/target.py", "scenario/runner.py", "scenario/targets/__init__.py")
+                 "scenario/checks.py", "scenario/results.py", "scenario/target.py", "scenario/runner.py", "scenario/targets/__init__.py")
 
 
 SPEC = re.compile(r"^(pytest_cbchaos(?:\.\w+)+)(?::\w+)?$")  # "pkg.mod" or "pkg.mod:attr" (a lazy import)
@@ -75,3 +75,21 @@ def test_builtin_systems_are_registered() -> None:
 
     assert {"breaker-store", "recovery", "stream", "gateway"} <= set(target_names())
     assert "breaker-store" in model_names()
+
+
+@pytest.mark.parametrize("name", ["scenario/results.py", "scenario/checks.py"])
+def test_scenario_data_and_checks_do_not_import_the_targets(name: str) -> None:
+    """No runner <-> targets <-> checks circle: the checks and the data they share sit below the targets."""
+    path = PKG / name
+    package = ".".join(path.relative_to(PKG.parent).with_suffix("").parts[:-1])
+    imported = imported_modules(path.read_text(encoding="utf-8"), package) - _type_checking_only(path, package)
+    assert not [m for m in imported if m.startswith(("pytest_cbchaos.scenario.target", "pytest_cbchaos.scenario.runner"))]
+
+
+def _type_checking_only(path: Path, package: str) -> set[str]:
+    """Modules imported under ``if TYPE_CHECKING:`` only (annotations, no import at run time)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
+            out |= imported_modules(ast.unparse(ast.Module(body=node.body, type_ignores=[])), package)
+    return out
