@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 GROUP = "pytest_cbchaos.systems"
 OWN = "pytest_cbchaos.systems:register"  # this package's systems, also when its metadata is stale
 
-_lock = threading.Lock()
+_lock = threading.RLock()
 _loaded = False
 
 
@@ -29,10 +29,10 @@ def load_object(spec: str) -> object:
 def load_systems() -> None:
     """Run every system's ``register()`` once (idempotent; later calls do nothing)."""
     global _loaded
-    with _lock:
-        if _loaded:
+    with _lock:  # held while registering: a concurrent first lookup waits for the full registry
+        if _loaded:  # also a register() that looks a name up (re-entrant: the lock is an RLock)
             return
         _loaded = True
         specs = [OWN] + [ep.value for ep in entry_points(group=GROUP) if ep.value != OWN]
-    for spec in specs:
-        load_object(spec)()  # type: ignore[operator]
+        for spec in specs:
+            load_object(spec)()  # type: ignore[operator]
