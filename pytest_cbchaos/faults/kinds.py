@@ -40,19 +40,18 @@ def _kinds(*kinds: FaultKind) -> dict[str, FaultKind]:
 
 
 FAULT_KINDS: dict[str, FaultKind] = _kinds(
-    # proxy faults (toxics on a fault proxy; toxiproxy's attribute names, except ``ms``)
-    FaultKind("latency", "proxy", {"ms": Param(int, 0, f"added delay, {_MS}", minimum=0),
-                                   "jitter": Param(int, 0, f"random +/- delay, {_MS}", minimum=0)}),
-    FaultKind("bandwidth", "proxy", {"rate": Param(int, doc="KB/s", minimum=0, required=True)}),
-    FaultKind("slow_close", "proxy", {"delay": Param(int, doc=f"close delay, {_MS}", minimum=0, required=True)}),
-    FaultKind("timeout", "proxy", {"ms": Param(int, 0, f"close after, {_MS} (0: never, data dropped)",
-                                               minimum=0)}),
-    FaultKind("reset_peer", "proxy", {"timeout": Param(int, 0, f"reset after, {_MS}", minimum=0)}),
-    FaultKind("slicer", "proxy", {"average_size": Param(int, doc="bytes", minimum=0, required=True),
-                                  "size_variation": Param(int, 0, "bytes", minimum=0),
-                                  "delay": Param(int, 0, "microseconds between slices", minimum=0)}),
-    FaultKind("limit_data", "proxy", {"bytes": Param(int, doc="close after this many bytes", minimum=0,
-                                                     required=True)}),
+    # proxy faults (toxics on a fault proxy; toxiproxy's attribute names, except ``ms``). Names and types are
+    # checked at load; bounds when applied (check_toxic_params), so a bad value is a failed fault in the audit.
+    FaultKind("latency", "proxy", {"ms": Param(int, 0, f"added delay, {_MS}"),
+                                   "jitter": Param(int, 0, f"random +/- delay, {_MS}")}),
+    FaultKind("bandwidth", "proxy", {"rate": Param(int, doc="KB/s", required=True)}),
+    FaultKind("slow_close", "proxy", {"delay": Param(int, doc=f"close delay, {_MS}", required=True)}),
+    FaultKind("timeout", "proxy", {"ms": Param(int, 0, f"close after, {_MS} (0: never, data dropped)")}),
+    FaultKind("reset_peer", "proxy", {"timeout": Param(int, 0, f"reset after, {_MS}")}),
+    FaultKind("slicer", "proxy", {"average_size": Param(int, doc="bytes", required=True),
+                                  "size_variation": Param(int, 0, "bytes"),
+                                  "delay": Param(int, 0, "microseconds between slices")}),
+    FaultKind("limit_data", "proxy", {"bytes": Param(int, doc="close after this many bytes", required=True)}),
     FaultKind("partition", "proxy", doc="one direction blackholed"),
     FaultKind("down", "proxy", doc="proxy disabled: connects refused, connections closed"),
     # process faults

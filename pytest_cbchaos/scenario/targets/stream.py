@@ -33,7 +33,7 @@ class StreamTarget(Target):
         "turns": Param(int, 50, "turns run back to back (at most)", minimum=1),
         "events": Param(int, 20, "events per turn", minimum=1),
         "delay_s": Param(float, 0.01, "pause between events, seconds", minimum=0),
-        "consumers": Param(int, None, "live readers per turn (default: topology.workers.count)", minimum=1,
+        "consumers": Param(int, None, "live readers per turn (default: topology.workers.count)", minimum=0,
                            nullable=True),
     }
     invariants = {**{f"DS-{n}": text for n, text in CHECKED.items()},
