@@ -391,7 +391,8 @@ class InMemoryStore:
         check_backend(backend)
         failure_threshold, recovery_timeout = check_threshold(failure_threshold), check_recovery(recovery_timeout)
         oid = resolve_op_id(op_id, self._ids)
-        o, t, c = self._run(backend, now, lambda r, t: kernel.record_failure(r, t, oid, failure_threshold, recovery_timeout))
+        o, t, c = self._run(backend, now,
+                            lambda r, t: kernel.record_failure(r, t, oid, failure_threshold, recovery_timeout))
         return self._reply(o, t, c)
 
     def atomic_record_success(self, backend: str, expected_state: str | None = None, *,
@@ -471,8 +472,8 @@ class InMemoryStore:
         check_outcome(outcome)
         recovery_timeout = check_recovery(recovery_timeout)
         oid = resolve_op_id(op_id, self._ids)
-        o, t, c = self._run(backend, now, lambda r, t: kernel.release_probe(r, t, oid, probe_token, outcome,
-                                                                                  recovery_timeout))
+        o, t, c = self._run(backend, now,
+                            lambda r, t: kernel.release_probe(r, t, oid, probe_token, outcome, recovery_timeout))
         return self._reply(o, t, c)
 
     def force_open(self, backend: str, open_for_seconds: float, *, op_id: str | None = None,
