@@ -22,7 +22,7 @@ from typing import Any, Callable
 from pytest_cbchaos.breaker import model as bmodel
 from pytest_cbchaos.history import History
 from pytest_cbchaos.linearizability import CasRegisterModel, check, read_jepsen_log
-from pytest_cbchaos.linearizability.breaker_model import BreakerStoreModel
+from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "jepsen-etcd"
 

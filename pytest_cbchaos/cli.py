@@ -255,7 +255,7 @@ def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
     faketime = shutil.which("faketime")
     rows.append(("faketime", faketime or "missing", "" if faketime else "optional: apt-get install faketime (server clock skew)"))
     for name in ("breaker", "recovery", "stream", "linearizability"):
-        mod = {"breaker": "pytest_cbchaos.breaker.store", "recovery": "pytest_cbchaos.recovery.runner",
+        mod = {"breaker": "pytest_cbchaos.breaker.store", "recovery": "pytest_cbchaos.recovery.facade",
                "stream": "pytest_cbchaos.stream.relay", "linearizability": "pytest_cbchaos.linearizability.checker"}[name]
         rows.append((f"kit: {name}", "available" if _module(mod) else "not available", ""))
     return rows

@@ -2,7 +2,8 @@
 
 Layers: ``record`` (codec) → ``kernel`` (pure transitions, the one truth) → ``store`` (protocols,
 ``InMemoryStore``) / ``redis_store`` (Lua + WATCH fallback) → ``breaker`` (sync/async breakers).
-``model`` wraps ``kernel`` for the linearizability checker.
+``model`` wraps ``kernel`` for the linearizability checker; ``checker_model.BreakerStoreModel`` is
+that model as the checker's ``breaker-store`` (registered by :mod:`pytest_cbchaos.systems`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 from . import kernel, model
 from .errors import (StoreConfigError, StoreContentionError, StoreDataError, StoreError,
                      StoreIndeterminateError, StoreUnavailableError)
-from .model import BreakerStoreModel
 from .record import DEFAULT, Record, decode, encode
 from .store import (AsyncCircuitBreakerStore, AsyncInMemoryStore, CircuitBreakerStore, ClaimResult,
                     InMemoryStore, make_store)
@@ -21,10 +21,11 @@ _LAZY = {
     "RedisStore": "redis_store", "AsyncRedisStore": "redis_store",
     "CircuitBreaker": "breaker", "AsyncCircuitBreaker": "breaker", "BreakerConfig": "breaker",
     "CircuitBreakerOpenError": "breaker", "CircuitState": "breaker", "Permit": "breaker",
+    "BreakerStoreModel": "checker_model",
 }
 
 __all__ = [
-    "kernel", "model", "BreakerStoreModel", "Record", "DEFAULT", "decode", "encode", "ClaimResult",
+    "kernel", "model", "Record", "DEFAULT", "decode", "encode", "ClaimResult",
     "CircuitBreakerStore", "AsyncCircuitBreakerStore", "InMemoryStore", "AsyncInMemoryStore", "make_store",
     "StoreError", "StoreUnavailableError", "StoreIndeterminateError", "StoreContentionError",
     "StoreDataError", "StoreConfigError", *_LAZY,

@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable
 
 from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
+from .plan import Plan, adrive, drive
 from .ratelimit import EventRateLimiter
 from .store import InMemoryStore, OpIds
 
@@ -414,6 +415,69 @@ class _Core:
         lo, hi = self.config.jitter
         return min(delay, self.config.max_backoff_seconds) * self.rng.uniform(lo, hi)
 
+    def _retry_plan(self, call: Callable[[], Any], max_retries: int | None, agent_id: str | None,
+                    sleep: Callable[[float], Any]) -> Plan:
+        """The retry policy of ``call_with_retry``, sans I/O: it yields each I/O step as a zero-argument
+        callable and gets back its result (or its exception, thrown in at the ``yield``); the shells'
+        drivers (:func:`.plan.drive`, :func:`.plan.adrive`) run the steps."""
+        c = self.config
+        attempts = max_retries or c.max_retries
+        delay = c.initial_backoff_seconds
+        permit: Permit | None = None
+        for attempt in range(1, attempts + 1):
+            if permit is not None and permit.probe_token and not permit.resolved:
+                token = permit.probe_token
+                try:
+                    ok = yield lambda: self.store.renew_probe(self.backend, token,
+                                                              lease_seconds=c.probe_lease_seconds)
+                except StoreError:
+                    ok = False
+                if not ok:
+                    self._emit("on_store_event", StoreEvent(self.backend, "probe_lost", ""))
+                    permit = None
+            if permit is None or permit.resolved:
+                permit = yield self.acquire
+            held: Permit = permit
+            t0 = self.clock.monotonic()
+            try:
+                result = yield call
+            except Exception as exc:
+                self._request("failure", self.clock.monotonic() - t0, agent_id)
+                code = extract_status_code(exc)
+                if code == 429:
+                    ra = extract_retry_after(exc, self.clock)
+                    kind = classify_429(ra, c.retry_after_threshold_seconds)
+                    if kind == "STOP":
+                        held.resolved = True
+                        self._stop_heartbeat(held)
+                        yield lambda: self.force_open("429 STOP", ra or 0)
+                        raise
+                    if kind == "WAIT":
+                        if attempt == attempts:
+                            yield held.release
+                            raise
+                        yield lambda: sleep(max(0.0, ra or 0.0))
+                        continue
+                if code == 429 or code in c.retryable_status_codes:
+                    d = yield lambda: held.failure("429_cap" if code == 429 else f"http_{code}")
+                    if attempt == attempts or (d and d.get("state") == "open"):
+                        raise
+                    yield lambda: sleep(self._delay(delay))
+                    delay *= c.backoff_multiplier
+                    permit = None
+                    continue
+                yield held.release
+                raise
+            except GeneratorExit:  # the plan is discarded unfinished: no step may run any more
+                raise
+            except BaseException:
+                yield held.release  # bounded by the store's own timeouts; the lease bounds a failure
+                raise
+            yield held.success
+            self._request("success", self.clock.monotonic() - t0, agent_id)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
 
 class CircuitBreaker(_Core):
     """Synchronous breaker; ``store=None`` means a private ``InMemoryStore`` on the same clock."""
@@ -554,59 +618,7 @@ class CircuitBreaker(_Core):
 
     def call_with_retry(self, fn: Callable[[], Any], *, max_retries: int | None = None,
                         agent_id: str | None = None) -> Any:
-        c = self.config
-        attempts = max_retries or c.max_retries
-        delay = c.initial_backoff_seconds
-        permit: Permit | None = None
-        for attempt in range(1, attempts + 1):
-            if permit is not None and permit.probe_token and not permit.resolved:
-                try:
-                    ok = self.store.renew_probe(self.backend, permit.probe_token, lease_seconds=c.probe_lease_seconds)
-                except StoreError:
-                    ok = False
-                if not ok:
-                    self._emit("on_store_event", StoreEvent(self.backend, "probe_lost", ""))
-                    permit = None
-            if permit is None or permit.resolved:
-                permit = self.acquire()
-            t0 = self.clock.monotonic()
-            try:
-                result = fn()
-            except Exception as exc:
-                lat = self.clock.monotonic() - t0
-                self._request("failure", lat, agent_id)
-                code = extract_status_code(exc)
-                if code == 429:
-                    ra = extract_retry_after(exc, self.clock)
-                    kind = classify_429(ra, c.retry_after_threshold_seconds)
-                    if kind == "STOP":
-                        permit.resolved = True
-                        self._stop_heartbeat(permit)
-                        self.force_open("429 STOP", ra or 0)
-                        raise
-                    if kind == "WAIT":
-                        if attempt == attempts:
-                            permit.release()
-                            raise
-                        self.clock.sleep(max(0.0, ra or 0.0))
-                        continue
-                if code == 429 or code in c.retryable_status_codes:
-                    d = permit.failure("429_cap" if code == 429 else f"http_{code}")
-                    if attempt == attempts or (d and d.get("state") == "open"):
-                        raise
-                    self.clock.sleep(self._delay(delay))
-                    delay *= c.backoff_multiplier
-                    permit = None
-                    continue
-                permit.release()
-                raise
-            except BaseException:
-                permit.release()  # bounded by the store's own timeouts; the lease bounds a failure
-                raise
-            permit.success()
-            self._request("success", self.clock.monotonic() - t0, agent_id)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        return drive(self._retry_plan(fn, max_retries, agent_id, self.clock.sleep))
 
 
 class _AsyncStop:
@@ -752,56 +764,4 @@ class AsyncCircuitBreaker(_Core):
 
     async def call_with_retry(self, factory: Callable[[], Awaitable[Any]], *, max_retries: int | None = None,
                               agent_id: str | None = None) -> Any:
-        c = self.config
-        attempts = max_retries or c.max_retries
-        delay = c.initial_backoff_seconds
-        permit: Permit | None = None
-        for attempt in range(1, attempts + 1):
-            if permit is not None and permit.probe_token and not permit.resolved:
-                try:
-                    ok = await self.store.renew_probe(self.backend, permit.probe_token,
-                                                      lease_seconds=c.probe_lease_seconds)
-                except StoreError:
-                    ok = False
-                if not ok:
-                    self._emit("on_store_event", StoreEvent(self.backend, "probe_lost", ""))
-                    permit = None
-            if permit is None or permit.resolved:
-                permit = await self.acquire()
-            t0 = self.clock.monotonic()
-            try:
-                result = await factory()
-            except Exception as exc:
-                self._request("failure", self.clock.monotonic() - t0, agent_id)
-                code = extract_status_code(exc)
-                if code == 429:
-                    ra = extract_retry_after(exc, self.clock)
-                    kind = classify_429(ra, c.retry_after_threshold_seconds)
-                    if kind == "STOP":
-                        permit.resolved = True
-                        self._stop_heartbeat(permit)
-                        await self.force_open("429 STOP", ra or 0)
-                        raise
-                    if kind == "WAIT":
-                        if attempt == attempts:
-                            await permit.release()
-                            raise
-                        await self.clock.asleep(max(0.0, ra or 0.0))
-                        continue
-                if code == 429 or code in c.retryable_status_codes:
-                    d = await permit.failure("429_cap" if code == 429 else f"http_{code}")
-                    if attempt == attempts or (d and d.get("state") == "open"):
-                        raise
-                    await self.clock.asleep(self._delay(delay))
-                    delay *= c.backoff_multiplier
-                    permit = None
-                    continue
-                await permit.release()
-                raise
-            except BaseException:
-                await permit.release()
-                raise
-            await permit.success()
-            self._request("success", self.clock.monotonic() - t0, agent_id)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await adrive(self._retry_plan(factory, max_retries, agent_id, self.clock.asleep))

@@ -10,7 +10,7 @@ Stable API (used by other areas)::
 
     normalize(rec) -> Record                                  # rule N
     gate(rec, now, op_id, lease_seconds) -> Outcome           # G1-G7
-    record_failure(rec, now, op_id, threshold, recovery_timeout) -> Outcome   # F1-F4
+    record_failure(rec, now, op_id, failure_threshold, recovery_timeout) -> Outcome   # F1-F4
     record_success(rec, now, op_id, expected_state=None, strict=True) -> Outcome  # S1-S4
     release_probe(rec, now, op_id, token, outcome, recovery_timeout) -> Outcome   # P1-P5
     renew_probe(rec, now, token, lease_seconds) -> Outcome    # P5 / lease max
@@ -145,7 +145,7 @@ def gate(rec: Record, now: float, op_id: str, lease_seconds: float) -> Outcome:
     return _applied(rec, _claim(rec, now, op_id, lease_seconds), op_id, label=LABEL_RECLAIMED, won=True)  # G6
 
 
-def record_failure(rec: Record, now: float, op_id: str, threshold: int, recovery_timeout: float) -> Outcome:
+def record_failure(rec: Record, now: float, op_id: str, failure_threshold: int, recovery_timeout: float) -> Outcome:
     """F1-F4."""
     rec = normalize(rec)
     dup = _find(rec, op_id)
@@ -153,7 +153,7 @@ def record_failure(rec: Record, now: float, op_id: str, threshold: int, recovery
         return _dup(rec, dup)
     count = _inc(rec.failure_count)
     last = q6(now)
-    if rec.state == "closed" and count < threshold:
+    if rec.state == "closed" and count < failure_threshold:
         return _applied(rec, rec.replace(failure_count=count, last_failure_time=last), op_id)  # F1
     until = max(rec.open_until, q6(now + recovery_timeout))
     new = _clear(rec, state="open", failure_count=count, last_failure_time=last, open_until=until)

@@ -25,6 +25,7 @@ import redis.exceptions as rex
 from . import kernel
 from .errors import (StoreConfigError, StoreContentionError, StoreDataError, StoreError,
                      StoreIndeterminateError, StoreUnavailableError)
+from .plan import Plan, adrive, drive
 from .record import FIELDS, STATES, Record, decode, encode
 from .store import (ClaimResult, OpIds, check_backend, check_lease, check_now, check_open_for, check_outcome,
                     check_recovery, check_threshold, check_token, check_ttl, check_updates, reply,
@@ -229,6 +230,76 @@ class _Core:
             return kernel.cas_state(r, expected, upd, ef)
         return fn
 
+    def _io_plan(self, op: str, backend: str, fn: Callable[[], Any], sleep: Callable[[float], Any],
+                 reads: bool) -> Plan:
+        """One store command with bounded resends on connection errors (:mod:`.plan`): a command that
+        may have reached the server is indeterminate (unless it only reads), else unavailable."""
+        sent = False
+        for attempt in range(self.io_resends + 1):
+            if self.before_command:
+                self.before_command(op, attempt)
+            try:
+                return (yield fn)
+            except (rex.ConnectionError, rex.TimeoutError) as exc:
+                sent = sent or _maybe_sent(exc)
+                last = exc
+                if attempt < self.io_resends:
+                    yield lambda: sleep(0.01 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
+            except rex.RedisError as exc:
+                mapped = classify(exc, op, backend)
+                if isinstance(mapped, (StoreError, _ScriptingUnavailable, rex.NoScriptError)):
+                    raise mapped from exc
+                raise StoreError(f"{op} for {backend!r}: {exc}") from exc
+        cls = StoreIndeterminateError if sent and not reads else StoreUnavailableError
+        raise cls(f"{op} for {backend!r} failed after {self.io_resends + 1} attempts: {last}") from last
+
+    def _script_plan(self, op: str, key: str, argv: list[Any]) -> Plan:
+        """EVALSHA; on NOSCRIPT, SCRIPT LOAD and one resend."""
+        text, sha = _SCRIPTS[op]
+        self.stats["evalsha"] += 1
+        try:
+            return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv))
+        except rex.NoScriptError:
+            self.stats["script_load"] += 1
+            yield lambda: self.client.execute_command("SCRIPT", "LOAD", text)
+            try:
+                return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv))
+            except rex.NoScriptError as exc:
+                raise StoreError(f"script {op}.lua: NOSCRIPT after SCRIPT LOAD") from exc
+
+    def _watch_plan(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None,
+                    sleep: Callable[[float], Any]) -> Plan:
+        """The WATCH/MULTI fallback, sans I/O (:mod:`.plan`): read the record and the server time under
+        WATCH, apply the kernel, write it in MULTI when applied; a lost race retries with backoff."""
+        self.stats["fallback_ops"] += 1
+        for attempt in range(self.fallback_max_attempts):
+            pipe = self.client.pipeline(transaction=True)
+            self.stats["pipelines_created"] += 1
+            try:
+                yield lambda: pipe.watch(key)
+                raw = yield lambda: pipe.hgetall(key)
+                if cnow is None:
+                    s, us = yield pipe.time
+                    t = int(s) + int(us) / 1000000
+                else:
+                    t = cnow
+                rec, corrupt = decode(raw)
+                o = kfn(rec, t)
+                if o.applied:
+                    pipe.multi()  # buffered until execute, in both clients
+                    pipe.hset(key, mapping=encode(o.record))
+                    pipe.expire(key, kernel.ttl_for(o.record, t, self.ttl, self.probe_ttl))
+                    yield pipe.execute
+                return self._finish_kernel(o, t, corrupt)
+            except rex.WatchError:
+                if attempt + 1 < self.fallback_max_attempts:
+                    yield lambda: sleep(0.001 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
+            finally:
+                yield pipe.reset
+                self.stats["pipelines_reset"] += 1
+        raise StoreContentionError(
+            f"Failed to atomically {op} for '{backend}' after {self.fallback_max_attempts} retries")
+
     def _finish_kernel(self, o: kernel.Outcome, now: float, corrupt: tuple[str, ...]) -> tuple[dict, dict]:
         d = reply(o, now, corrupt)
         v = o.value
@@ -360,46 +431,16 @@ class RedisStore(_Core):
         self._io("clear", backend, lambda: self.client.delete(self.key(backend)), reads=True)
 
     def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
-        sent = False
-        for attempt in range(self.io_resends + 1):
-            if self.before_command:
-                self.before_command(op, attempt)
-            try:
-                return fn()
-            except (rex.ConnectionError, rex.TimeoutError) as exc:
-                sent = sent or _maybe_sent(exc)
-                last = exc
-                if attempt < self.io_resends:
-                    self.clock.sleep(0.01 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            except rex.RedisError as exc:
-                mapped = classify(exc, op, backend)
-                if isinstance(mapped, (StoreError, _ScriptingUnavailable, rex.NoScriptError)):
-                    raise mapped from exc
-                raise StoreError(f"{op} for {backend!r}: {exc}") from exc
-        cls = StoreIndeterminateError if sent and not reads else StoreUnavailableError
-        raise cls(f"{op} for {backend!r} failed after {self.io_resends + 1} attempts: {last}") from last
+        return drive(self._io_plan(op, backend, fn, self.clock.sleep, reads))
 
     def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
              post: Callable[[dict, dict], Any]) -> Any:
         cnow = self._client_now(now)
         key = self.key(backend)
         if self._try_scripts():
-            text, sha = _SCRIPTS[op]
             argv = self._argv(op_id, cnow, args)
-
-            def call() -> Any:
-                self.stats["evalsha"] += 1
-                try:
-                    return self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                except rex.NoScriptError:
-                    self.stats["script_load"] += 1
-                    self.client.execute_command("SCRIPT", "LOAD", text)
-                    try:
-                        return self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                    except rex.NoScriptError as exc:
-                        raise StoreError(f"script {op}.lua: NOSCRIPT after SCRIPT LOAD") from exc
             try:
-                raw = self._io(op, backend, call)
+                raw = self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
                 return post(*self.parse_script_reply(op, raw))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
@@ -409,34 +450,7 @@ class RedisStore(_Core):
         return post(*self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow)))
 
     def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
-        self.stats["fallback_ops"] += 1
-        for attempt in range(self.fallback_max_attempts):
-            pipe = self.client.pipeline(transaction=True)
-            self.stats["pipelines_created"] += 1
-            try:
-                pipe.watch(key)
-                raw = pipe.hgetall(key)
-                if cnow is None:
-                    s, us = pipe.time()
-                    t = int(s) + int(us) / 1000000
-                else:
-                    t = cnow
-                rec, corrupt = decode(raw)
-                o = kfn(rec, t)
-                if o.applied:
-                    pipe.multi()
-                    pipe.hset(key, mapping=encode(o.record))
-                    pipe.expire(key, kernel.ttl_for(o.record, t, self.ttl, self.probe_ttl))
-                    pipe.execute()
-                return self._finish_kernel(o, t, corrupt)
-            except rex.WatchError:
-                if attempt + 1 < self.fallback_max_attempts:
-                    self.clock.sleep(0.001 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            finally:
-                pipe.reset()
-                self.stats["pipelines_reset"] += 1
-        raise StoreContentionError(
-            f"Failed to atomically {op} for '{backend}' after {self.fallback_max_attempts} retries")
+        return drive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.sleep))
 
 
 class AsyncRedisStore(_Core):
@@ -479,46 +493,16 @@ class AsyncRedisStore(_Core):
         await self._io("clear", backend, lambda: self.client.delete(self.key(backend)), reads=True)
 
     async def _io(self, op: str, backend: str, fn: Callable[[], Any], reads: bool = False) -> Any:
-        sent = False
-        for attempt in range(self.io_resends + 1):
-            if self.before_command:
-                self.before_command(op, attempt)
-            try:
-                return await fn()
-            except (rex.ConnectionError, rex.TimeoutError) as exc:
-                sent = sent or _maybe_sent(exc)
-                last = exc
-                if attempt < self.io_resends:
-                    await self.clock.asleep(0.01 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            except rex.RedisError as exc:
-                mapped = classify(exc, op, backend)
-                if isinstance(mapped, (StoreError, _ScriptingUnavailable, rex.NoScriptError)):
-                    raise mapped from exc
-                raise StoreError(f"{op} for {backend!r}: {exc}") from exc
-        cls = StoreIndeterminateError if sent and not reads else StoreUnavailableError
-        raise cls(f"{op} for {backend!r} failed after {self.io_resends + 1} attempts: {last}") from last
+        return await adrive(self._io_plan(op, backend, fn, self.clock.asleep, reads))
 
     async def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
                    post: Callable[[dict, dict], Any]) -> Any:
         cnow = self._client_now(now)
         key = self.key(backend)
         if self._try_scripts():
-            text, sha = _SCRIPTS[op]
             argv = self._argv(op_id, cnow, args)
-
-            async def call() -> Any:
-                self.stats["evalsha"] += 1
-                try:
-                    return await self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                except rex.NoScriptError:
-                    self.stats["script_load"] += 1
-                    await self.client.execute_command("SCRIPT", "LOAD", text)
-                    try:
-                        return await self.client.execute_command("EVALSHA", sha, 1, key, *argv)
-                    except rex.NoScriptError as exc:
-                        raise StoreError(f"script {op}.lua: NOSCRIPT after SCRIPT LOAD") from exc
             try:
-                raw = await self._io(op, backend, call)
+                raw = await self._io(op, backend, lambda: adrive(self._script_plan(op, key, argv)))
                 return post(*self.parse_script_reply(op, raw))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
@@ -530,31 +514,4 @@ class AsyncRedisStore(_Core):
         return post(*res)
 
     async def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
-        self.stats["fallback_ops"] += 1
-        for attempt in range(self.fallback_max_attempts):
-            pipe = self.client.pipeline(transaction=True)
-            self.stats["pipelines_created"] += 1
-            try:
-                await pipe.watch(key)
-                raw = await pipe.hgetall(key)
-                if cnow is None:
-                    s, us = await pipe.time()
-                    t = int(s) + int(us) / 1000000
-                else:
-                    t = cnow
-                rec, corrupt = decode(raw)
-                o = kfn(rec, t)
-                if o.applied:
-                    pipe.multi()
-                    pipe.hset(key, mapping=encode(o.record))
-                    pipe.expire(key, kernel.ttl_for(o.record, t, self.ttl, self.probe_ttl))
-                    await pipe.execute()
-                return self._finish_kernel(o, t, corrupt)
-            except rex.WatchError:
-                if attempt + 1 < self.fallback_max_attempts:
-                    await self.clock.asleep(0.001 * (2 ** attempt) * self._rng.uniform(0.8, 1.2))
-            finally:
-                await pipe.reset()
-                self.stats["pipelines_reset"] += 1
-        raise StoreContentionError(
-            f"Failed to atomically {op} for '{backend}' after {self.fallback_max_attempts} retries")
+        return await adrive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.asleep))

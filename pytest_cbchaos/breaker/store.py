@@ -390,9 +390,10 @@ class InMemoryStore:
     def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float, *,
                               op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
         check_backend(backend)
-        th, rt = check_threshold(failure_threshold), check_recovery(recovery_timeout)
+        failure_threshold, recovery_timeout = check_threshold(failure_threshold), check_recovery(recovery_timeout)
         oid = resolve_op_id(op_id, self._ids)
-        o, t, c = self._run(backend, now, lambda r, t: kernel.record_failure(r, t, oid, th, rt))
+        o, t, c = self._run(backend, now,
+                            lambda r, t: kernel.record_failure(r, t, oid, failure_threshold, recovery_timeout))
         return self._reply(o, t, c)
 
     def atomic_record_success(self, backend: str, expected_state: str | None = None, *,
@@ -470,9 +471,10 @@ class InMemoryStore:
         check_backend(backend)
         check_token(probe_token)
         check_outcome(outcome)
-        rt = check_recovery(recovery_timeout)
+        recovery_timeout = check_recovery(recovery_timeout)
         oid = resolve_op_id(op_id, self._ids)
-        o, t, c = self._run(backend, now, lambda r, t: kernel.release_probe(r, t, oid, probe_token, outcome, rt))
+        o, t, c = self._run(backend, now,
+                            lambda r, t: kernel.release_probe(r, t, oid, probe_token, outcome, recovery_timeout))
         return self._reply(o, t, c)
 
     def force_open(self, backend: str, open_for_seconds: float, *, op_id: str | None = None,

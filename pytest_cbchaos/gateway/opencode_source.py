@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, AsyncIterator
 
-from pytest_cbchaos.recovery.runner import Attempt
+from pytest_cbchaos.recovery.attempt import Attempt
 from pytest_cbchaos.recovery.status import RunStatus
 from pytest_cbchaos.recovery.supervisor import AsyncRecoveryRunner
 from pytest_cbchaos.stream.sources import SourceEvent, SourceFailure

@@ -5,7 +5,7 @@ new models: docs/extending.md#a-checker-model.
 """
 
 from ..history.ops import INF, UNKNOWN, MalformedHistory, Op
-from .checker import (CheckResult, LinearizabilityViolation, PartitionResult, Verdict, check,
+from .checker import (CheckResult, LinearizabilityResult, LinearizabilityViolation, PartitionResult, Verdict, check,
                       check_events, compose, cut, minimal_window)
 from .jepsen import check_jepsen_log, read_jepsen_log
 from .model import Model, ModelProtocol, NondeterministicModel, PowerSetModel, partition_by_key
@@ -14,7 +14,7 @@ from .models import (CasRegisterModel, CounterModel, KVModel, RegisterModel, Set
 from .values import ValueTypeMismatch
 
 __all__ = [
-    "INF", "UNKNOWN", "MalformedHistory", "Op", "CheckResult", "LinearizabilityViolation",
+    "INF", "UNKNOWN", "MalformedHistory", "Op", "LinearizabilityResult", "CheckResult", "LinearizabilityViolation",
     "PartitionResult", "Verdict", "check", "check_events", "compose", "cut", "minimal_window",
     "check_jepsen_log", "read_jepsen_log", "Model", "ModelProtocol", "NondeterministicModel",
     "PowerSetModel", "partition_by_key", "CasRegisterModel", "CounterModel", "KVModel",

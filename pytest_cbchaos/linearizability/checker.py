@@ -47,7 +47,7 @@ def compose(verdicts: Iterable[Verdict | str]) -> Verdict:
 class LinearizabilityViolation(AssertionError):
     """Raised by test helpers when a history is ILLEGAL; carries the result and artifact paths."""
 
-    def __init__(self, message: str, result: "CheckResult | None" = None,
+    def __init__(self, message: str, result: "LinearizabilityResult | None" = None,
                  artifacts: Mapping[str, str] | None = None) -> None:
         super().__init__(message)
         self.result = result
@@ -77,7 +77,7 @@ class PartitionResult:
 
 
 @dataclass
-class CheckResult:
+class LinearizabilityResult:
     verdict: Verdict
     partitions: dict[Any, PartitionResult]
     elapsed_s: float
@@ -154,7 +154,7 @@ def prepare(ops: Sequence[Op], model: Any) -> dict[Any, list[Op]]:
 
 def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any, *,
           timeout: float | None = 10.0, max_cache_entries: int = 2_000_000,
-          mode: str = "fast", workers: int = 1, max_steps: int | None = None) -> CheckResult:
+          mode: str = "fast", workers: int = 1, max_steps: int | None = None) -> LinearizabilityResult:
     """Check a history (a :class:`History`, paired ops or raw events) against ``model``.
 
     ``mode="fast"`` stops at the first ILLEGAL partition; ``mode="report"`` decides every
@@ -177,11 +177,11 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
                                     max_cache=max_cache_entries)
     verdict = compose(r.verdict for r in results.values())
     exhausted = any(r.verdict is Verdict.UNKNOWN for r in results.values())
-    return CheckResult(verdict, results, time.monotonic() - t0, exhausted,
+    return LinearizabilityResult(verdict, results, time.monotonic() - t0, exhausted,
                        model=getattr(model, "name", type(model).__name__), ops=ops)
 
 
-def check_events(events: Sequence[dict[str, Any]], model: Any, **kw: Any) -> CheckResult:
+def check_events(events: Sequence[dict[str, Any]], model: Any, **kw: Any) -> LinearizabilityResult:
     """Check raw Jepsen-shaped events (docs/linearizability-design.md#events)."""
     return check(History(list(events)), model, **kw)
 
@@ -328,3 +328,6 @@ def minimal_window(ops: Sequence[Op], model: Any, *, deadline: float | None = No
             lo = mid + 1
     t = times[hi]
     return {"cut_ns": t, "ops": [op.invoke_index for op in ops if op.call <= t]}
+
+
+CheckResult = LinearizabilityResult  # deprecated name of LinearizabilityResult

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..history.ops import INF
 from ..history.store import History
-from .checker import CheckResult, Verdict, _jsonable
+from .checker import LinearizabilityResult, Verdict, _jsonable
 
 
 def _scale(ops: list[Any], faults: list[dict[str, Any]]) -> tuple[float, str]:
@@ -30,7 +30,7 @@ def _scale(ops: list[Any], faults: list[dict[str, Any]]) -> tuple[float, str]:
     return 1.0, "t"
 
 
-def timeline_data(result: CheckResult, *, history: History | None = None, title: str = "",
+def timeline_data(result: LinearizabilityResult, *, history: History | None = None, title: str = "",
                   recheck: str = "", seed: Any = None, backends: Any = None) -> dict[str, Any]:
     """The JSON document the page renders (also useful for reports)."""
     model_describe = None
@@ -93,7 +93,7 @@ def _key(k: Any) -> Any:
     return k if k is None or isinstance(k, (str, int, float, bool)) else repr(k)
 
 
-def _worker(process: Any, result: CheckResult) -> Any:
+def _worker(process: Any, result: LinearizabilityResult) -> Any:
     return process
 
 
@@ -104,7 +104,7 @@ def _describe(op: Any) -> str:
     return f"{op.f}{key}({inp}) -> {out}"
 
 
-def render_timeline(result: CheckResult, **kw: Any) -> str:
+def render_timeline(result: LinearizabilityResult, **kw: Any) -> str:
     data = timeline_data(result, **kw)
     blob = json.dumps(data, separators=(",", ":"), allow_nan=False, default=repr)
     blob = blob.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
@@ -112,7 +112,7 @@ def render_timeline(result: CheckResult, **kw: Any) -> str:
     return _TEMPLATE.replace("__TITLE__", title).replace("__DATA__", blob)
 
 
-def write_timeline(result: CheckResult, path: str | Path, **kw: Any) -> Path:
+def write_timeline(result: LinearizabilityResult, path: str | Path, **kw: Any) -> Path:
     """Write ``timeline.html`` for ``result``; returns the path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..history.ops import MalformedHistory, Op
+from ..registry import load_object, load_systems
 from .model import Model, _short, partition_by_key
 from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
                      same_value)
@@ -277,7 +278,7 @@ def _element(x: Any) -> Any:
     return x
 
 
-_REGISTRY: dict[str, Callable[[], Any]] = {
+_REGISTRY: dict[str, Callable[[], Any] | str] = {
     "register": RegisterModel,
     "cas-register": CasRegisterModel,
     "kv": KVModel,
@@ -286,30 +287,25 @@ _REGISTRY: dict[str, Callable[[], Any]] = {
 }
 
 
-def register_model(name: str, factory: Callable[[], Any]) -> None:
-    """Make a model available by name (``cbchaos check --model NAME``)."""
+def register_model(name: str, factory: Callable[[], Any] | str) -> None:
+    """Make a model available by name (``cbchaos check --model NAME``); ``factory`` may be a
+    ``"package.module:attr"`` string, imported when the model is first used
+    (docs/scenarios.md, "Registering a system")."""
     _REGISTRY[name] = factory
 
 
 def model_names() -> list[str]:
-    _ensure_breaker()
+    load_systems()
     return sorted(_REGISTRY)
 
 
 def get_model(name: str) -> Any:
     """Instantiate a registered model; unknown names raise ``ValueError`` listing the choices."""
-    if name not in _REGISTRY:
-        _ensure_breaker()
+    load_systems()
     try:
-        return _REGISTRY[name]()
+        factory = _REGISTRY[name]
     except KeyError:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(model_names())}") from None
-
-
-def _ensure_breaker() -> None:
-    if "breaker-store" not in _REGISTRY:
-        try:
-            from .breaker_model import BreakerStoreModel
-        except ImportError:  # breaker layer not available
-            return
-        _REGISTRY["breaker-store"] = BreakerStoreModel
+    if isinstance(factory, str):
+        factory = _REGISTRY[name] = load_object(factory)  # type: ignore[assignment]
+    return factory()  # type: ignore[operator]

@@ -63,7 +63,10 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 
 @dataclass
-class Toxic:
+class ToxicHandle:
+    """A toxic as the proxy's API reports it; its behaviour on the link is a
+    :class:`pytest_cbchaos.proxy.toxics.base.Toxic`."""
+
     name: str
     type: str
     stream: str
@@ -72,7 +75,7 @@ class Toxic:
     proxy: "Proxy | None" = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], proxy: "Proxy | None" = None) -> "Toxic":
+    def from_json(cls, data: dict[str, Any], proxy: "Proxy | None" = None) -> "ToxicHandle":
         return cls(data["name"], data["type"], data["stream"], data.get("toxicity", 1.0),
                    dict(data.get("attributes") or {}), proxy)
 
@@ -135,15 +138,15 @@ class Proxy:
         self._client._end_prefix(self.name)
 
     # -- toxics --------------------------------------------------------------------------------
-    def toxics(self) -> list[Toxic]:
-        return [Toxic.from_json(t, self) for t in self._client._request("GET", self._path + "/toxics")]
+    def toxics(self) -> list[ToxicHandle]:
+        return [ToxicHandle.from_json(t, self) for t in self._client._request("GET", self._path + "/toxics")]
 
     def add_toxic(self, type: str, *, stream: str = "downstream", toxicity: float = 1.0,
-                  name: str | None = None, **attributes: Any) -> Toxic:
+                  name: str | None = None, **attributes: Any) -> ToxicHandle:
         return self._add_toxic(type, stream, toxicity, name, attributes, kind=f"toxic:{type}")
 
     def _add_toxic(self, type: str, stream: str, toxicity: float, name: str | None,
-                   attributes: dict[str, Any], *, kind: str) -> Toxic:
+                   attributes: dict[str, Any], *, kind: str) -> ToxicHandle:
         if type in EXTENSION_TYPES and type not in self._client.capabilities():
             raise BackendCapabilityError(
                 f"toxic type {type!r} is a pytest-cbchaos extension and the server at {self._client.url} "
@@ -154,19 +157,19 @@ class Proxy:
         params = {"stream": stream, "toxicity": toxicity, "attributes": dict(attributes)}
         window = self._client._begin(kind, self.name, params)
         try:
-            toxic = Toxic.from_json(self._client._request("POST", self._path + "/toxics", body), self)
+            toxic = ToxicHandle.from_json(self._client._request("POST", self._path + "/toxics", body), self)
         except BaseException as exc:
             self._client._drop_window(window, exc)
             raise
         self._client._started(("toxic", self.name, toxic.name), window)
         return toxic
 
-    def update_toxic(self, name: str, *, toxicity: float | None = None, **attributes: Any) -> Toxic:
+    def update_toxic(self, name: str, *, toxicity: float | None = None, **attributes: Any) -> ToxicHandle:
         body: dict[str, Any] = {"attributes": attributes}
         if toxicity is not None:
             body["toxicity"] = toxicity
         path = f"{self._path}/toxics/{quote(name, safe='')}"
-        toxic = Toxic.from_json(self._client._request(self._client._update_method(), path, body), self)
+        toxic = ToxicHandle.from_json(self._client._request(self._client._update_method(), path, body), self)
         if self._client.journal is not None:
             self._client.journal.instant(f"toxic_update:{toxic.type}", self.name,
                                          {"name": name, "toxicity": toxicity, "attributes": dict(attributes)})
@@ -179,7 +182,7 @@ class Proxy:
     # -- context managers (Ruby client style) -------------------------------------------------
     @contextmanager
     def toxic(self, type: str, *, stream: str = "downstream", toxicity: float = 1.0,
-              name: str | None = None, **attributes: Any) -> Iterator[Toxic]:
+              name: str | None = None, **attributes: Any) -> Iterator[ToxicHandle]:
         toxic = self.add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)
         try:
             yield toxic
@@ -198,7 +201,7 @@ class Proxy:
             self.enable()
 
     @contextmanager
-    def partition(self, stream: str = "downstream") -> Iterator[Toxic]:
+    def partition(self, stream: str = "downstream") -> Iterator[ToxicHandle]:
         """Half-open partition: ``stream`` blackholed (portable: timeout toxic with timeout 0)."""
         toxic = self._add_toxic("timeout", stream, 1.0, f"cbchaos_partition_{stream}", {"timeout": 0},
                                 kind=f"partition:{stream}")
@@ -323,3 +326,6 @@ class Client:
         self._request("POST", "/reset")
         for key in list(self._windows):
             self._end_window(key)
+
+
+Toxic = ToxicHandle  # deprecated name of ToxicHandle

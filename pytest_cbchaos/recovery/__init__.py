@@ -4,7 +4,7 @@ from pytest_cbchaos.recovery.client import ControlClient, OpencodeRequestError
 from pytest_cbchaos.recovery.config import RecoveryConfig, RecoveryConfigError
 from pytest_cbchaos.recovery.facade import RecoveryRunner
 from pytest_cbchaos.recovery.handle import ServerTarget
-from pytest_cbchaos.recovery.runner import CONSUMERS, Attempt, ConsumerConflict
+from pytest_cbchaos.recovery.attempt import CONSUMERS, Attempt, ConsumerConflict
 from pytest_cbchaos.recovery.sse import EventStream, SSEParser
 from pytest_cbchaos.recovery.status import AttemptRecord, Liveness, RunStatus, TurnResult, Verdict
 from pytest_cbchaos.recovery.supervisor import AsyncRecoveryRunner

@@ -20,7 +20,7 @@ from pytest_cbchaos.recovery.client import OpencodeRequestError
 from pytest_cbchaos.recovery.status import Liveness, RunStatus, Verdict, status_for_reason
 
 if TYPE_CHECKING:
-    from pytest_cbchaos.recovery.runner import Attempt
+    from pytest_cbchaos.recovery.attempt import Attempt
 
 
 class Watchdog:

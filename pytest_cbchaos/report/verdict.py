@@ -36,7 +36,10 @@ class Audit:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class RunVerdict:
+    """A run's verdict: status, the reasons and the audit (checkers' own verdicts are
+    ``linearizability.Verdict``)."""
+
     status: str
     reasons: list[str]
     audit: Audit
@@ -59,7 +62,7 @@ def audit_reasons(audit: Audit, enforced_checks: int) -> list[str]:
     return reasons
 
 
-def judge(checks: list[dict[str, Any]], audit: Audit, errors: list[str] | None = None) -> Verdict:
+def judge(checks: list[dict[str, Any]], audit: Audit, errors: list[str] | None = None) -> RunVerdict:
     """violated > error > unknown > ok > none. A violation is a finding whatever else went wrong;
     ``errors`` (e.g. a workload that raised) and audit problems make the run an error."""
     enforced = [c.get("verdict") for c in checks if c.get("enforced", True) and c.get("verdict") != "skipped"]
@@ -72,10 +75,13 @@ def judge(checks: list[dict[str, Any]], audit: Audit, errors: list[str] | None =
         status = "unknown"
     else:
         status = "ok" if enforced else "none"
-    return Verdict(status, reasons, audit)
+    return RunVerdict(status, reasons, audit)
 
 
-def judge_record(record: dict[str, Any]) -> Verdict:
+def judge_record(record: dict[str, Any]) -> RunVerdict:
     """The verdict of a report record (its ``checks``, ``audit`` and run ``error``)."""
     errors = [f"run error: {record['error']}"] if record.get("error") else []
     return judge(record.get("checks", []), Audit.from_dict(record.get("audit")), errors)
+
+
+Verdict = RunVerdict  # deprecated name of RunVerdict

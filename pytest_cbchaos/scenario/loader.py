@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema
 import yaml
 
+from pytest_cbchaos.faults.kinds import FAULT_KINDS
+from pytest_cbchaos.params import Params, allowed_keys
 from pytest_cbchaos.scenario.errors import ScenarioError, ScenarioErrors
 from pytest_cbchaos.scenario.model import (
     HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario,
@@ -28,7 +30,10 @@ Path_ = tuple[Any, ...]
 
 @functools.cache
 def schema() -> dict[str, Any]:
-    return json.loads(resources.files("pytest_cbchaos.scenario").joinpath("schema.json").read_text("utf-8"))
+    """``schema.json`` with the fault ``kind`` enum filled in from the one fault table."""
+    s = json.loads(resources.files("pytest_cbchaos.scenario").joinpath("schema.json").read_text("utf-8"))
+    s["$defs"]["fault"]["properties"]["kind"]["enum"] = list(FAULT_KINDS)
+    return s
 
 
 def _dotted(path: Path_) -> str:
@@ -175,6 +180,9 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
                             f"does not work with the other settings of target {target.name!r}", value=value,
                             expected=expected)
     wl = data.get("workload", {})
+    if target.params is not None:
+        _check_params(file, marks, ("workload", "params"), target.params, wl.get("params", {}),
+                      f"target {target.name!r}")
     workload = Workload(duration_s=wl.get("duration_s", 2.0), ops_per_worker=wl.get("ops_per_worker", 200),
                         interval_ms=wl.get("interval_ms", 5.0), params=dict(wl.get("params", {})))
     b = data.get("budgets", {})
@@ -201,9 +209,10 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
             allowed = {"redis"} if topology.redis is not None or "redis" in processes else set()
         elif fs.kind in HOST_FAULTS:
             allowed = {HOST_TARGET}
-            _check_cpu_params(file, marks, fpath, fs.params)
         else:
             allowed = clocks
+        _check_params(file, marks, fpath + ("params",), FAULT_KINDS[fs.kind].params, fs.params,
+                      f"a {fs.kind!r} fault")
         if fs.target not in allowed:
             raise ScenarioError(file, _line(marks, fpath + ("target",)), _dotted(fpath + ("target",)),
                                 f"no such {fs.family} target for a {fs.kind!r} fault", value=fs.target,
@@ -248,23 +257,22 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
                     workload=workload, faults=tuple(faults), checks=tuple(checks), budgets=budgets, raw=data)
 
 
-def _check_cpu_params(file: str, marks: dict[Path_, int], fpath: Path_, params: dict[str, Any]) -> None:
-    """``cpu_stress`` params: only ``workers`` (1..64) and ``for_s`` (finite seconds > 0)."""
-    from pytest_cbchaos.faults.cpu import MAX_FOR_S, MAX_WORKERS, CpuParameterError, check_cpu_params
-
-    expected = {"workers": f"an integer between 1 and {MAX_WORKERS}",
-                "for_s": f"a finite number of seconds > 0 and <= {MAX_FOR_S:g}"}
-    ppath = fpath + ("params",)
-    for key, value in params.items():
+def _check_params(file: str, marks: dict[Path_, int], ppath: Path_, declared: Params, given: dict[str, Any],
+                  owner: str) -> None:
+    """Every given key declared and well typed, every required one present (docs/scenarios.md, "Parameters")."""
+    for key, value in given.items():
         kpath = ppath + (key,)
-        if key not in expected:
-            raise ScenarioError(file, _line(marks, kpath), _dotted(kpath), "unknown cpu_stress parameter",
-                                value=key, expected="params workers, for_s")
-        try:
-            check_cpu_params(value if key == "workers" else 1, value if key == "for_s" else None)
-        except CpuParameterError:
-            raise ScenarioError(file, _line(marks, kpath), _dotted(kpath), "bad cpu_stress parameter",
-                                value=value, expected=expected[key]) from None
+        if key not in declared:
+            raise ScenarioError(file, _line(marks, kpath), _dotted(kpath), f"unknown parameter of {owner}",
+                                value=key, expected=allowed_keys(declared))
+        problem = declared[key].problem(value)
+        if problem:
+            raise ScenarioError(file, _line(marks, kpath), _dotted(kpath), f"bad parameter of {owner}",
+                                value=value, expected=problem)
+    for key, param in declared.items():
+        if param.required and key not in given:
+            raise ScenarioError(file, _line(marks, ppath), _dotted(ppath + (key,)), f"missing parameter of {owner}",
+                                expected=f"{key}: {param.expected()}")
 
 
 def load_many(paths: list[Path]) -> list[Scenario]:

@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROXY_FAULTS = ("latency", "bandwidth", "slow_close", "timeout", "reset_peer", "slicer", "limit_data",
-                "partition", "down")
-PROCESS_FAULTS = ("pause", "kill", "restart")
-CLOCK_FAULTS = ("clock_skew",)
-HOST_FAULTS = ("cpu_stress",)  # on target "host": this machine
-HOST_TARGET = "host"
-REDIS_ACTIONS = ("flushall", "evict", "script_flush", "client_kill")
+from pytest_cbchaos.faults.kinds import FAULT_KINDS, HOST_TARGET, kinds_of  # noqa: F401 (HOST_TARGET re-exported)
+
+PROXY_FAULTS = kinds_of("proxy")
+PROCESS_FAULTS = kinds_of("process")
+CLOCK_FAULTS = kinds_of("clock")
+HOST_FAULTS = kinds_of("host")  # on target "host": this machine
+REDIS_ACTIONS = kinds_of("redis")
 
 
 @dataclass(frozen=True)
@@ -30,15 +30,7 @@ class FaultSpec:
 
     @property
     def family(self) -> str:
-        if self.kind in PROXY_FAULTS:
-            return "proxy"
-        if self.kind in PROCESS_FAULTS:
-            return "process"
-        if self.kind in CLOCK_FAULTS:
-            return "clock"
-        if self.kind in HOST_FAULTS:
-            return "host"
-        return "redis"
+        return FAULT_KINDS[self.kind].family
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,13 @@ from typing import Any
 
 from pytest_cbchaos.faults.clock import SkewedClock
 from pytest_cbchaos.faults.controller import FaultController
+from pytest_cbchaos.faults.kinds import FAULT_KINDS
+from pytest_cbchaos.params import defaults
 from pytest_cbchaos.faults.journal import FaultJournal
-from pytest_cbchaos.report.verdict import Audit, Verdict, judge
+from pytest_cbchaos.report.verdict import Audit, RunVerdict, judge
 from pytest_cbchaos.scenario.model import FaultSpec, Scenario
-from pytest_cbchaos.scenario.targets import (
-    CheckResult, Observations, Target, TargetUnavailable, resolve_target,
-)
+from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable
+from pytest_cbchaos.scenario.targets import resolve_target
 
 MAX_OCCURRENCES = 100  # bound on repetitions of one `every` fault
 
@@ -216,7 +217,7 @@ class ScenarioResult:
     backends: dict[str, Any]
     error: str | None = None
     artifacts: Path | None = None
-    verdict: Verdict | None = None
+    verdict: RunVerdict | None = None
     artifacts_error: str | None = None
 
     @property
@@ -323,16 +324,16 @@ class FaultScheduler(threading.Thread):
                 self.errors.append(f"heal {self.ctx.scenario.faults[idx].kind}: {type(exc).__name__}: {exc}")
 
     def _apply(self, f: FaultSpec) -> Any:
+        """One :class:`FaultController` call per kind; params are the kind's defaults (faults/kinds.py)
+        overlaid with the file's, which the loader checked."""
         ctx, c = self.ctx, self.ctx.faults
-        p = dict(f.params)
+        p = {**defaults(FAULT_KINDS[f.kind].params), **f.params}
         if f.family == "proxy":
             proxy = ctx.proxies[f.target]
             if f.kind == "partition":
                 return c.partition(proxy, f.stream)
             if f.kind == "down":
                 return c.down(proxy)
-            if f.kind in ("latency", "timeout") and "ms" not in p:
-                p["ms"] = int(p.pop("latency", p.pop("timeout", 0)))
             return getattr(c, f.kind)(proxy, stream=f.stream, toxicity=f.toxicity, **p)
         if f.family == "process":
             target = ctx.processes[f.target]
@@ -341,12 +342,12 @@ class FaultScheduler(threading.Thread):
             if f.kind == "kill":
                 c.process(target).kill()
                 return target
-            return c.process(target).restart(graceful=bool(p.get("graceful", False)))
+            return c.process(target).restart(graceful=p["graceful"])
         if f.family == "host":
-            return c.cpu_stress(workers=p.get("workers", 1), for_s=p.get("for_s"))
+            return c.cpu_stress(workers=p["workers"], for_s=p["for_s"])
         if f.family == "clock":
             clock = ctx.clocks[f.target]
-            return c.skew_clock(clock, float(p.get("offset_s", 0.0)), float(p.get("drift_ppm", 0.0)), worker=f.target)
+            return c.skew_clock(clock, float(p["offset_s"]), float(p["drift_ppm"]), worker=f.target)
         return self._redis_action(f, p)
 
     def _heal(self, f: FaultSpec, handle: Any) -> None:
@@ -368,7 +369,7 @@ class FaultScheduler(threading.Thread):
         admin = self.ctx.admin
         if admin is None:
             raise RuntimeError(f"{f.kind}: the target registered no admin Redis client")
-        with self.ctx.journal.window(f.kind, f.target, p):
+        with self.ctx.journal.window(f.kind, f.target, dict(f.params)):
             if f.kind == "flushall":
                 admin.flushall()
             elif f.kind == "script_flush":
@@ -377,10 +378,10 @@ class FaultScheduler(threading.Thread):
                 admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
             else:  # evict: drop keys matching a pattern (the portable model of LRU/TTL eviction)
                 n = 0
-                for key in admin.scan_iter(match=p.get("pattern", "*"), count=100):
+                for key in admin.scan_iter(match=p["pattern"], count=100):
                     admin.delete(key)
                     n += 1
-                    if n >= int(p.get("max_keys", 10_000)):
+                    if n >= p["max_keys"]:
                         break
 
 
@@ -468,7 +469,7 @@ def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None
 
 
 def judge_run(checks: list[CheckOutcome], obs: Observations, journal: FaultJournal, scenario: Scenario,
-              error: str | None, fault_errors: list[str]) -> Verdict:
+              error: str | None, fault_errors: list[str]) -> RunVerdict:
     """The scenario's verdict from its checks and its audit (docs/report-schema.md, "Verdict and audit")."""
     counts = journal.counts()
     audit = Audit(faults_requested=counts["requested"], faults_applied=counts["applied"],

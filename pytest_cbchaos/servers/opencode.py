@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import atexit
 import base64
-import enum
 import json
 import os
 import secrets
@@ -53,6 +52,7 @@ from typing import Any, Mapping
 import httpx
 import psutil
 
+from pytest_cbchaos.recovery.status import Liveness  # the one liveness vocabulary: the runner reads it
 from pytest_cbchaos.servers.mockllm import api_key_for
 from pytest_cbchaos.servers.opencode_config import PRIVATE_DIRS, build_config, build_env
 from pytest_cbchaos.servers.opencode_version import probe_version
@@ -78,15 +78,6 @@ class OpencodeStartError(ServerStartError):
 
 class OpencodeStopError(RuntimeError):
     """Processes of a stopped generation survived SIGKILL (pids in the message)."""
-
-
-class Liveness(enum.Enum):
-    """Values match :class:`pytest_cbchaos.recovery.status.Liveness` (compared by value)."""
-
-    ALIVE = "alive"
-    STOPPED = "stopped"
-    DEAD = "dead"
-    UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)

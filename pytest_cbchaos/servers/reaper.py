@@ -45,7 +45,7 @@ def reaper_main() -> None:
         _kill_group(pgid)
 
 
-class Reaper:
+class ProcessReaper:
     """Owner side: starts the reaper lazily and tells it which process groups to kill."""
 
     def __init__(self) -> None:
@@ -84,7 +84,7 @@ class Reaper:
         return self._proc.pid if self._proc is not None else None
 
 
-REAPER = Reaper()
+REAPER = ProcessReaper()
 
 if __name__ == "__main__":
     reaper_main()

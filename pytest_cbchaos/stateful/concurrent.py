@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 from ..faults.clock import SkewedClock
 from ..history.recorder import Recorder
 from ..history.store import History, write_jsonl
-from ..linearizability.breaker_model import BreakerStoreModel
-from ..linearizability.checker import CheckResult, LinearizabilityViolation, Verdict, check
+from ..breaker.checker_model import BreakerStoreModel
+from ..linearizability.checker import LinearizabilityResult, LinearizabilityViolation, Verdict, check
 from .concurrent_worker import process_main, run_commands
 from .store_commands import Command, commands
 
@@ -380,11 +380,11 @@ class _Runner:
                     ctrls[w].close()
 
 
-def check_history(history: History, *, timeout: float = 10.0) -> CheckResult:
+def check_history(history: History, *, timeout: float = 10.0) -> LinearizabilityResult:
     return check(history, BreakerStoreModel(), timeout=timeout, mode="report")
 
 
-def write_artifacts(out: Path, history: History, result: CheckResult,
+def write_artifacts(out: Path, history: History, result: LinearizabilityResult,
                     program: ConcurrentProgram | None = None) -> dict[str, str]:
     from ..linearizability.html import write_timeline
     out.mkdir(parents=True, exist_ok=True)
@@ -407,7 +407,7 @@ def write_artifacts(out: Path, history: History, result: CheckResult,
 
 def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: ConcurrentConfig,
                   *, faults: ProxyFaults | None = None, stats: RunStats | None = None,
-                  runner: _Runner | None = None) -> CheckResult:
+                  runner: _Runner | None = None) -> LinearizabilityResult:
     """Run one program, check it, write artifacts and raise on ILLEGAL."""
     runner = runner or _Runner(factory, cfg, faults)
     history, _ = runner.run(program)

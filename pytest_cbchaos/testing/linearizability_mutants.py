@@ -24,13 +24,13 @@ class NonAtomicFailureCountStore(InMemoryStore):
 
     def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float,
                               *, op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
-        th, rt = check_threshold(failure_threshold), check_recovery(recovery_timeout)
+        failure_threshold, recovery_timeout = check_threshold(failure_threshold), check_recovery(recovery_timeout)
         oid = op_id or self._ids()
         t = self._now(now)
         with self._lock:
             rec, _ = self._read(backend, t)
         time.sleep(self.gap_s)
-        o = kernel.record_failure(rec, t, oid, th, rt)
+        o = kernel.record_failure(rec, t, oid, failure_threshold, recovery_timeout)
         if o.applied:
             with self._lock:
                 self._write(backend, o.record, t)

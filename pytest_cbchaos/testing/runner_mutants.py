@@ -35,7 +35,7 @@ from typing import Any
 
 from pytest_cbchaos.recovery.client import OpencodeRequestError
 from pytest_cbchaos.recovery.facade import RecoveryRunner
-from pytest_cbchaos.recovery.runner import Attempt
+from pytest_cbchaos.recovery.attempt import Attempt
 from pytest_cbchaos.recovery.status import RunStatus, TurnResult, Verdict
 from pytest_cbchaos.recovery.supervisor import AsyncRecoveryRunner
 from pytest_cbchaos.recovery.watchdog import Watchdog

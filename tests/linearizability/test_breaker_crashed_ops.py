@@ -10,7 +10,7 @@ from __future__ import annotations
 from lin_events import ev
 
 from pytest_cbchaos.linearizability import Verdict, check_events
-from pytest_cbchaos.linearizability.breaker_model import Alternatives, BreakerStoreModel
+from pytest_cbchaos.breaker.checker_model import Alternatives, BreakerStoreModel
 
 MODEL = BreakerStoreModel()
 T = 1_000.0

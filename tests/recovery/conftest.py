@@ -18,7 +18,7 @@ def oc_env(cbchaos_toxiproxy: Any, tmp_path_factory: pytest.TempPathFactory,
 
 @pytest.fixture
 def oc(oc_env: OpencodeEnv) -> Iterator[OpencodeEnv]:
-    from pytest_cbchaos.recovery.runner import CONSUMERS
+    from pytest_cbchaos.recovery.attempt import CONSUMERS
     oc_env.clean()
     yield oc_env
     oc_env.clean()

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner
-from pytest_cbchaos.recovery.runner import CONSUMERS
+from pytest_cbchaos.recovery.attempt import CONSUMERS
 from pytest_cbchaos.recovery.status import Liveness, RunStatus, TurnResult
 from pytest_cbchaos.stateful.recovery_machine import Expectation, InvariantViolation, check_turn
 from pytest_cbchaos.testing.runner_mutants import MUTANTS
@@ -405,7 +405,7 @@ SCENARIOS: dict[str, tuple[Callable[[FakeOpencode], None], Callable[[], Expectat
 
 def _child_blind_runner() -> type[RecoveryRunner]:
     """Extra mutant (INV-6): child-session events are ignored, so subagent work looks like a stall."""
-    from pytest_cbchaos.recovery.runner import Attempt
+    from pytest_cbchaos.recovery.attempt import Attempt
     from pytest_cbchaos.recovery.supervisor import AsyncRecoveryRunner
     from pytest_cbchaos.recovery.tracker import event_owner
 

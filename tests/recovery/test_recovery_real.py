@@ -121,7 +121,7 @@ def test_runner_lifecycles_leave_no_threads_fds_or_consumers(oc: OpencodeEnv) ->
 
     import psutil
 
-    from pytest_cbchaos.recovery.runner import CONSUMERS
+    from pytest_cbchaos.recovery.attempt import CONSUMERS
 
     me = psutil.Process()
     with oc.runner() as runner:

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner
-from pytest_cbchaos.recovery.runner import CONSUMERS
+from pytest_cbchaos.recovery.attempt import CONSUMERS
 from pytest_cbchaos.stateful.recovery_machine import FAULTS, InvariantViolation, recovery_machine
 from pytest_cbchaos.testing.runner_mutants import MUTANTS
 from tests.recovery.oc_env import OpencodeEnv, shared_env

@@ -46,7 +46,7 @@ class StoreTarget:
 
 
 @dataclass
-class CheckResult:
+class InvariantResult:
     cb: int
     title: str
     applicability: str  # E | M
@@ -58,13 +58,13 @@ class CheckResult:
 @dataclass
 class ConformanceReport:
     target: str
-    results: list[CheckResult] = field(default_factory=list)
+    results: list[InvariantResult] = field(default_factory=list)
 
     @property
-    def failed(self) -> list[CheckResult]:
+    def failed(self) -> list[InvariantResult]:
         return [r for r in self.results if r.status == "fail"]
 
-    def enforced_failures(self, strict: bool = False) -> list[CheckResult]:
+    def enforced_failures(self, strict: bool = False) -> list[InvariantResult]:
         return [r for r in self.failed if strict or r.applicability == "E"]
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,10 +84,10 @@ def _fail(cb: int, cond: bool, msg: str, measured: Any = None) -> None:
         raise InvariantViolation(cb, msg, measured)
 
 
-def _trip(st: Any, b: str, now: float, threshold: int = T, rt: float = R) -> dict:
+def _trip(st: Any, b: str, now: float, failure_threshold: int = T, recovery_timeout: float = R) -> dict:
     d: dict = {}
-    for i in range(threshold):
-        d = st.atomic_record_failure(b, threshold, rt, now=now)
+    for i in range(failure_threshold):
+        d = st.atomic_record_failure(b, failure_threshold, recovery_timeout, now=now)
     return d
 
 
@@ -212,7 +212,7 @@ def cb10(t: StoreTarget) -> None:
     if t.ttl_of is None:
         raise NotImplementedError("needs ttl_of")
     st, now = t.make(ttl=1, half_open_probe_ttl=300), _t0()
-    _trip(st, "cb10", now, rt=0.001)
+    _trip(st, "cb10", now, recovery_timeout=0.001)
     r = _claim(st, "cb10", now + 1)
     _fail(10, r.won, "claim did not win")
     ttl = t.ttl_of(st, "cb10")
@@ -453,17 +453,17 @@ def run_conformance(target: StoreTarget, ids: list[int] | None = None) -> Confor
     for cb in ids or sorted(CHECKS):
         c = CHECKS[cb]
         if c.fn is None:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "elsewhere", c.where))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "elsewhere", c.where))
             continue
         try:
             c.fn(target)
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "pass"))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "pass"))
         except NotImplementedError as exc:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "n/a", str(exc)))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "n/a", str(exc)))
         except InvariantViolation as exc:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "fail", str(exc), exc.measured))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "fail", str(exc), exc.measured))
         except Exception as exc:
-            rep.results.append(CheckResult(cb, c.title, c.applicability, "fail", f"raised {exc!r}"))
+            rep.results.append(InvariantResult(cb, c.title, c.applicability, "fail", f"raised {exc!r}"))
     return rep
 
 
@@ -496,3 +496,6 @@ def redis_target(client: Any, name: str = "redis", **defaults: Any) -> StoreTarg
         return [k.decode() if isinstance(k, bytes) else k for k in client.scan_iter(count=1000)]
 
     return StoreTarget(name, make, raw_set=raw_set, ttl_of=ttl_of, keys=keys)
+
+
+CheckResult = InvariantResult  # deprecated name of InvariantResult

@@ -36,10 +36,10 @@ end
 """
 
 _FAILURE = _READ + """
-local now, t, rt = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, t, recovery_timeout = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 count = count + 1
 if state == 'half_open' or state == 'open' or count >= t then
-  put('open', count, now, math.max(open_until, now + rt), false)
+  put('open', count, now, math.max(open_until, now + recovery_timeout), false)
   return 'open'
 end
 put(state, count, now, open_until, flag)

@@ -1,5 +1,5 @@
 -- P1-P5. ARGV[6] = token, ARGV[7] = outcome, ARGV[8] = recovery timeout.
-local tok, outcome, rt = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local tok, outcome, recovery_timeout = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local e = find_op(R)
 if e then return dup_reply(R, CORRUPT, e) end
 local prev = R.state
@@ -11,9 +11,9 @@ if outcome == 'success' then
   R.state = 'closed'; R.failure_count = 0
 elseif outcome == 'failure' then
   R.state = 'open'; R.failure_count = inc(R.failure_count); R.last_failure_time = q6(NOW)
-  R.open_until = math.max(R.open_until, q6(NOW + rt))
+  R.open_until = math.max(R.open_until, q6(NOW + recovery_timeout))
 elseif outcome == 'abort' then
-  R.state = 'open'; R.open_until = math.max(R.open_until, q6(NOW + rt))
+  R.state = 'open'; R.open_until = math.max(R.open_until, q6(NOW + recovery_timeout))
 end
 clear(R)
 return applied(R, CORRUPT, prev, '', '', false)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_cbchaos.scenario.targets import CheckResult
+from pytest_cbchaos.scenario.target import CheckResult
 
 EPS_S = 0.05
 

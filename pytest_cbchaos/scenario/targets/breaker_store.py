@@ -17,7 +17,8 @@ import time
 import uuid
 from typing import Any
 
-from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable
+from pytest_cbchaos.params import Param, defaults
+from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable
 from pytest_cbchaos.scenario.targets import breaker_checks as bc
 
 
@@ -58,6 +59,19 @@ class BreakerStoreTarget(Target):
     requires = ("pytest_cbchaos.breaker.store", "pytest_cbchaos.servers.toxiproxy")
     default_proxies = ("redis",)
     default_model = "breaker-store"
+    params = {
+        "threshold": Param(int, 3, "failures that open the breaker", minimum=1),
+        "recovery_s": Param(float, 0.3, "cooldown: seconds the breaker stays open", minimum=0),
+        "lease_s": Param(float, 0.5, "probe lease, seconds", minimum=0),
+        "fail_from_s": Param(float, 0.2, "the downstream fails from this time", minimum=0),
+        "fail_until_s": Param(float, None, "... until this time (default: half the workload)", minimum=0,
+                              nullable=True),
+        "socket_timeout_s": Param(float, 0.5, "Redis client socket timeout", minimum=0),
+        "backend": Param(str, "svc", "breaker key (the protected backend's name)"),
+        "time_source": Param(str, "server", "whose clock the store uses: server or client",
+                             check=lambda v: None if v in ("server", "client") else "server or client"),
+        "store_factory": Param(str, None, "'pkg.mod:factory' building your own store", nullable=True),
+    }
     invariants = {
         "CB-3": "single probe owner",
         "CB-9": "failures while OPEN extend the cooldown",
@@ -119,9 +133,7 @@ class BreakerStoreTarget(Target):
             ctx.admin.close()
 
     def _params(self, ctx: Any) -> dict[str, Any]:
-        p = {"threshold": 3, "recovery_s": 0.3, "lease_s": 0.5, "fail_from_s": 0.2, "fail_until_s": None,
-             "socket_timeout_s": 0.5, "backend": "svc",
-             "time_source": "server"}
+        p = defaults(self.params)
         p.update(ctx.scenario.workload.params)
         if p["fail_until_s"] is None:
             p["fail_until_s"] = ctx.scenario.workload.duration_s / 2

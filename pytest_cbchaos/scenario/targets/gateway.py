@@ -9,7 +9,7 @@ readers), ``provider`` (gateway -> model provider).
 
 Workload (``workload.params``): ``turns`` (8) run back to back; turns ``fail_from`` (1) ..
 ``fail_from + fail_turns - 1`` (``fail_turns`` 2) get an HTTP ``fail_status`` (500) from the
-provider; ``threshold`` (= ``fail_turns``) failures open the breaker for ``reset_s`` (30 s). Every
+provider; ``threshold`` (= ``fail_turns``) failures open the breaker for ``recovery_s`` (30 s; ``reset_s`` is its deprecated name). Every
 later turn must end with a recorded ``error`` terminal whose cause is ``circuit_open``, quickly,
 without calling the provider. ``consumers`` (1) live readers follow each turn. ``breaker_factory``
 (``"pkg.mod:factory"``, called as ``factory(name, BreakerConfig, AsyncRedisStore)``) replaces the breaker.
@@ -21,7 +21,8 @@ import asyncio
 import time
 from typing import Any
 
-from pytest_cbchaos.scenario.targets import CheckResult, Observations, TargetUnavailable, import_object
+from pytest_cbchaos.params import Param, defaults
+from pytest_cbchaos.scenario.target import CheckResult, Observations, TargetUnavailable, import_object
 from pytest_cbchaos.scenario.targets.stream import StreamTarget
 
 REFUSAL_BOUND_S = 5.0  # a refused turn must end (with its terminal) this fast: an open circuit never hangs
@@ -33,6 +34,19 @@ class GatewayTarget(StreamTarget):
     requires = (*StreamTarget.requires, "pytest_cbchaos.gateway", "pytest_cbchaos.breaker",
                 "pytest_cbchaos.servers.mockllm")
     default_proxies = ("redis-producer", "redis-consumer", "provider")
+    params = {
+        "turns": Param(int, 8, "turns run back to back", minimum=1),
+        "fail_from": Param(int, 1, "first turn whose provider call fails", minimum=0),
+        "fail_turns": Param(int, 2, "turns that fail", minimum=0),
+        "fail_status": Param(int, 500, "the failing HTTP status", minimum=100, maximum=599),
+        "threshold": Param(int, None, "failures that open the breaker (default: fail_turns)", minimum=1,
+                           nullable=True),
+        "recovery_s": Param(float, 30.0, "cooldown: seconds the breaker stays open", minimum=0),
+        "reset_s": Param(float, None, "deprecated name of recovery_s", minimum=0, nullable=True),
+        "consumers": Param(int, 1, "live readers per turn", minimum=0),
+        "chunks": Param(int, 3, "chunks of each model reply", minimum=1),
+        "breaker_factory": Param(str, None, "'pkg.mod:factory' building your own breaker", nullable=True),
+    }
     invariants = {**StreamTarget.invariants,
                   "failures-recorded": "every provider 5xx turn ends failed with a bootstrap.transport error",
                   "circuit-opens": "after threshold provider failures, turns end with a 'circuit open' error terminal",
@@ -62,11 +76,12 @@ class GatewayTarget(StreamTarget):
         super().teardown(ctx)
 
     def _params(self, ctx: Any) -> dict[str, Any]:
-        p: dict[str, Any] = {"turns": 8, "fail_from": 1, "fail_turns": 2, "fail_status": 500, "threshold": None,
-                             "reset_s": 30.0, "consumers": 1, "chunks": 3}
+        p: dict[str, Any] = defaults(self.params)
         p.update(ctx.scenario.workload.params)
         if p["threshold"] is None:
             p["threshold"] = p["fail_turns"]
+        if p["reset_s"] is not None:  # the deprecated name wins only when the file uses it
+            p["recovery_s"] = p["reset_s"]
         return p
 
     def run(self, ctx: Any) -> Observations:
@@ -100,7 +115,7 @@ class GatewayTarget(StreamTarget):
         store = StreamStore(prod, config)
         relay = TurnRelay(store, config)
         breaker_name = f"provider-{ctx.scenario.name}"[:80]
-        bcfg = BreakerConfig(max_failures=int(p["threshold"]), reset_time_seconds=float(p["reset_s"]))
+        bcfg = BreakerConfig(max_failures=int(p["threshold"]), reset_time_seconds=float(p["recovery_s"]))
         if p.get("breaker_factory"):  # point the scenario at your own breaker: factory(name, config, store)
             make = import_object(p["breaker_factory"], ctx.scenario.path.parent, "workload.params.breaker_factory")
             breaker = make(breaker_name, bcfg, AsyncRedisStore(prod))

@@ -38,8 +38,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pytest_cbchaos.params import Param
 from pytest_cbchaos.recovery.lag import LagSampler, judged_text, within
-from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable, import_object
+from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable, import_object
 
 OK_REASONS = ("stop", "end_turn")
 RIG_KEY = "opencode-rig"
@@ -181,6 +182,12 @@ class RecoveryTarget(Target):
                 "pytest_cbchaos.servers.toxiproxy", "pytest_cbchaos.fixtures_opencode")
     default_proxies = ("opencode-control", "opencode-events")
     default_model = "recovery"
+    params = {
+        "turns": Param(int, 1, "turns run back to back", minimum=1),
+        "prompt": Param(str, "say hello 7f3a", "the prompt of each turn"),
+        "expect_status": Param(int, 0, "the exit status every turn must end with", minimum=0),
+        "runner_factory": Param(str, None, "'pkg.mod:factory' building your own runner", nullable=True),
+    }
     invariants = {
         "REC-1": "honest success", "REC-2": "shared budget", "REC-3": "exhaustion is failure",
         "REC-4": "fast death (SERVER_UNREACHABLE <= 2 s after the fault)", "REC-5": "bounded stall and bootstrap",

@@ -13,7 +13,8 @@ import asyncio
 import time
 from typing import Any
 
-from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target, TargetUnavailable
+from pytest_cbchaos.params import Param, defaults
+from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable
 
 CHECKED = {1: "no gap", 2: "no duplicate", 3: "exactly one terminal per message", 4: "live terminal within T_live",
            5: "error visible on replay", 6: "resume reaches the terminal", 9: "payload immutability",
@@ -28,6 +29,13 @@ class StreamTarget(Target):
                 "pytest_cbchaos.servers.toxiproxy")
     default_proxies = ("redis-producer", "redis-consumer")
     default_model = "stream"
+    params = {
+        "turns": Param(int, 50, "turns run back to back (at most)", minimum=1),
+        "events": Param(int, 20, "events per turn", minimum=1),
+        "delay_s": Param(float, 0.01, "pause between events, seconds", minimum=0),
+        "consumers": Param(int, None, "live readers per turn (default: topology.workers.count)", minimum=0,
+                           nullable=True),
+    }
     invariants = {**{f"DS-{n}": text for n, text in CHECKED.items()},
                   "all-turns-end": "every turn ended with a terminal within the run"}
 
@@ -65,8 +73,9 @@ class StreamTarget(Target):
         from pytest_cbchaos.stream.store import StreamStore
 
         server = ctx.state["server"]
-        p = {"turns": 50, "events": 20, "delay_s": 0.01, "consumers": ctx.scenario.topology.workers}
-        p.update(ctx.scenario.workload.params)
+        p = {**defaults(self.params), **ctx.scenario.workload.params}
+        if p["consumers"] is None:
+            p["consumers"] = ctx.scenario.topology.workers
         config = StreamConfig.ci()
 
         def client(proxy_name: str | None) -> Any:

@@ -1,5 +1,7 @@
 """The breaker-store model for the checker: :mod:`pytest_cbchaos.breaker.model` behind the
-:class:`~.model.Model` protocol, partitioned by backend (``op.key``).
+:class:`pytest_cbchaos.linearizability.model.Model` protocol, partitioned by backend (``op.key``).
+The breaker registers it with the checker as ``breaker-store`` (docs/scenarios.md, "Registering a
+system").
 
 History shape (what :mod:`pytest_cbchaos.stateful` records): ``f`` is a store op name
 (``gate``, ``record_failure``, ``record_success``, ``release_probe``, ``renew_probe``,
@@ -40,10 +42,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ..breaker import model as bmodel
-from ..breaker.record import Record
 from ..history.ops import Op
-from .model import Model, _short, partition_by_key
+from ..linearizability.model import Model, _short, partition_by_key
+from . import model as bmodel
+from .record import Record
 
 
 def _lower_bound(state: Record, now_min: Any) -> float:
@@ -127,6 +129,7 @@ class BreakerStoreModel(Model):
     :attr:`confirm_model`, which branches over every candidate time."""
 
     name = "breaker-store"
+    read_only = bmodel.READ_ONLY
 
     def __init__(self, branch_crashed: bool = False) -> None:
         self.branch_crashed = branch_crashed
@@ -141,6 +144,13 @@ class BreakerStoreModel(Model):
 
     def init(self) -> Record:
         return bmodel.init()
+
+    def step(self, state: Record, f: str, inp: Any) -> tuple[Record, dict[str, Any]]:
+        """One op on one record (the sequential model, without the checker's op framing)."""
+        return bmodel.apply(state, f, inp)
+
+    def matches(self, expected: Any, observed: Any) -> bool:
+        return bmodel.output_matches(expected, observed)
 
     def _inputs(self, state: Record, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
         inp = dict(op.input or {})
