@@ -17,7 +17,7 @@ from pytest_cbchaos.recovery.client import ControlClient, OpencodeRequestError
 from pytest_cbchaos.recovery.config import RecoveryConfig
 from pytest_cbchaos.recovery.handle import ServerTarget
 from pytest_cbchaos.recovery.attempt import Attempt
-from pytest_cbchaos.recovery.lag import LagSampler
+from pytest_cbchaos.lag import LagSampler
 from pytest_cbchaos.recovery.status import (AttemptRecord, Liveness, RECOVERABLE, RunStatus, TurnResult,
                                              Verdict)
 

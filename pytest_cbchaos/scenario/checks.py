@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_cbchaos.recovery.lag import judged_text, within
+from pytest_cbchaos.lag import judged_text, within
 from pytest_cbchaos.scenario.results import CheckResult, Observations
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from pytest_cbchaos.recovery.lag import judged_text, within
+from pytest_cbchaos.lag import judged_text, within
 from pytest_cbchaos.recovery.status import RunStatus, TERMINAL_OK_REASONS, TurnResult
 
 from .binding import bind_machine

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner
-from pytest_cbchaos.recovery.lag import LagSampler, combined
+from pytest_cbchaos.lag import LagSampler, combined
 from pytest_cbchaos.recovery.status import RunStatus
 from pytest_cbchaos.scenario.checks import recovery_deadline
 from pytest_cbchaos.scenario.targets import Observations

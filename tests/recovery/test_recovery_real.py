@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pytest_cbchaos.recovery import RunStatus
-from pytest_cbchaos.recovery.lag import judged_text, within
+from pytest_cbchaos.lag import judged_text, within
 from pytest_cbchaos.waiting import wait_until
 from tests.recovery.harness import Plan
 from tests.recovery.oc_env import OpencodeEnv

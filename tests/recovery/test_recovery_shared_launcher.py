@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus
-from pytest_cbchaos.recovery.lag import judged_text, within
+from pytest_cbchaos.lag import judged_text, within
 from tests.recovery.harness import opencode_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(150)]

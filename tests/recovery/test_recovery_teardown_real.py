@@ -29,7 +29,7 @@ import psutil
 import pytest
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus
-from pytest_cbchaos.recovery.lag import judged_text, within
+from pytest_cbchaos.lag import judged_text, within
 from pytest_cbchaos.stateful.recovery_machine import (InvariantViolation, check_clean_teardown, log_holders,
                                                       open_fds, stray_processes)
 from tests.recovery.harness import opencode_available

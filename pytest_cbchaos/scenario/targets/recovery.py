@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_cbchaos.params import Param
-from pytest_cbchaos.recovery.lag import LagSampler, judged_text, within
+from pytest_cbchaos.lag import LagSampler, judged_text, within
 from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable, import_object
 
 OK_REASONS = ("stop", "end_turn")
