@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pytest_cbchaos.breaker import model as bmodel
 from pytest_cbchaos.breaker.record import Record
 from pytest_cbchaos.linearizability import Verdict, check_events
-from pytest_cbchaos.linearizability.breaker_model import BreakerStoreModel
+from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
 
 T = 1_000.0
 GAPS = [0.0, 0.001, 0.01, 0.05, 0.1, 0.3]  # server time between two effects: hits deadlines exactly too

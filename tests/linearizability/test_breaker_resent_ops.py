@@ -17,7 +17,7 @@ import redis
 from lin_events import ev
 
 from pytest_cbchaos.linearizability import Verdict, check_events
-from pytest_cbchaos.linearizability.breaker_model import BreakerStoreModel
+from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
 from pytest_cbchaos.linearizability.checker import prepare
 from pytest_cbchaos.linearizability.search import ILLEGAL, PartitionSearch
 
