@@ -134,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["-n", args.numprocesses]
     argv += ["-q"] if args.quiet else ["-v", "--durations=5"]  # -v: one progress line per scenario
     extra = list(getattr(args, "pytest_args", []))
-    argv += ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks", *extra]
+    argv += ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report", *extra]
     return int(pytest.main(argv))
 
 
@@ -174,9 +174,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_servers(args: argparse.Namespace) -> int:
     """Both servers start, or the command exits 4 naming the one that could not (nothing keeps running)."""
-    from pytest_cbchaos.scenario.runner import ServerPool
-    from pytest_cbchaos.scenario.targets import TargetUnavailable
-    from pytest_cbchaos.servers.toxiproxy import BackendUnavailable as ProxyUnavailable
+    from pytest_cbchaos.env import Environment, Unavailable
+    from pytest_cbchaos.settings import Settings
 
     try:
         redis_backend, redis_url = _backend(args.redis, "redis")
@@ -184,20 +183,21 @@ def cmd_servers(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         return int(exc.code or USAGE)
     workdir = Path(tempfile.mkdtemp(prefix="cbchaos-servers-"))
-    pool = ServerPool(redis_backend=redis_backend, redis_url=redis_url, proxy_backend=proxy_backend,
-                      toxiproxy_url=proxy_url, workdir=workdir)
+    env = Environment.from_settings(Settings.defaults(redis_backend=redis_backend, redis_url=redis_url,
+                                                      proxy_backend=proxy_backend, toxiproxy_url=proxy_url),
+                                    workdir, worker="cli")
     try:
         try:
-            server = pool.redis()
-        except TargetUnavailable as exc:
+            server = env.redis()
+        except Unavailable as exc:
             return _usage(str(exc))
         try:
-            proxy = pool.proxy("redis", f"{server.host}:{server.port}")
-        except ProxyUnavailable as exc:
+            proxy = env.proxy("redis", f"{server.host}:{server.port}")
+        except Unavailable as exc:
             return _usage(f"--toxiproxy {args.toxiproxy}: {exc}")
         print(f"redis      {server.backend} {server.version}  redis://:{server.password}@{server.host}:{server.port}/0"
               if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
-        print(f"toxiproxy  {pool.toxiproxy().url}")
+        print(f"toxiproxy  {env.toxiproxy().url}")
         print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
         print(f"logs       {workdir}")
         sys.stdout.flush()
@@ -212,7 +212,7 @@ def cmd_servers(args: argparse.Namespace) -> int:
             print("stopping")
         return 0
     finally:
-        pool.stop()
+        env.stop()
 
 
 def _module(name: str) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pytest_cbchaos.servers.ports import PortRangeError, candidate_ports, parse_port_range
+from pytest_cbchaos.servers.ports import PortRangeError, candidate_ports
 
 PROXY_BACKENDS = ("embedded", "binary", "url", "docker")
 REDIS_BACKENDS = ("auto", "binary", "fakeredis", "docker", "url")
@@ -59,6 +59,18 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
 ENV = {"toxiproxy_url": "TOXIPROXY_URL", "redis_url": "REDIS_URL", "seed": "CBCHAOS_SEED",
        "redis_backend": "CBCHAOS_REDIS_BACKEND", "proxy_backend": "CBCHAOS_PROXY_BACKEND",
        "opencode_bin": "CBCHAOS_OPENCODE_BIN"}
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """Parse ``"LOW-HIGH"``; raises PortRangeError naming the value and the expected form."""
+    try:
+        low_s, high_s = text.split("-", 1)
+        low, high = int(low_s), int(high_s)
+    except ValueError:
+        raise PortRangeError(f"port range {text!r}: expected LOW-HIGH, e.g. 20000-32767") from None
+    if not (1024 <= low <= high <= 65535):
+        raise PortRangeError(f"port range {text!r}: expected 1024 <= LOW <= HIGH <= 65535")
+    return low, high
 
 
 def flag(name: str) -> str:
@@ -217,6 +229,15 @@ class Settings:
         if origin.startswith(" (env "):
             return origin[6:-1]
         return flag(name)
+
+    @classmethod
+    def defaults(cls, **overrides: Any) -> "Settings":
+        """The documented defaults (no validation, no pytest config): for ``cbchaos`` commands and tests."""
+        values: dict[str, Any] = {name: default for name, (_, default, _) in OPTIONS.items()}
+        values.update(port_range=parse_port_range(values["port_range"]), seed=0, artifacts=Path(values["artifacts"]),
+                      shrink=values["shrink"] == "on", background_load=int(values["background_load"]))
+        values.update(overrides)
+        return cls(**values)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":

@@ -81,6 +81,26 @@ class ToxiproxyServer:
         """Shared (``url``) servers get ``cbchaos-<worker>-<name>`` so workers never collide."""
         return f"cbchaos-{self.worker}-{name}" if self.backend == "url" else name
 
+    def create_proxy(self, name: str, upstream: str) -> "LeasedProxy":
+        """A proxy on a port leased from ``port_range`` (re-enable must rebind the same port); a stale
+        proxy of the same name is replaced. The handle owns the lease: ``delete()`` releases it."""
+        from pytest_cbchaos.proxy.client import LeasedProxy, NotFound
+
+        client = self.client()
+        full_name = self.proxy_name(name)
+        lease = allocate_port(self.port_range)
+        try:
+            try:
+                client.get_proxy(full_name).delete()
+            except NotFound:
+                pass
+            data = client._request("POST", "/proxies", {"name": full_name, "upstream": upstream,
+                                                        "listen": f"127.0.0.1:{lease.port}", "enabled": True})
+        except BaseException:
+            lease.release()
+            raise
+        return LeasedProxy(client, data, lease)
+
     def stop(self) -> None:
         if self._on_stop is not None:
             try:

@@ -43,7 +43,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         _record_violation(item, call.excinfo.value)
     if report.when != "teardown" and not (report.when == "setup" and report.skipped):
         return
-    record = base_record(item)
+    from pytest_cbchaos.plugin.fixtures import FAULT_JOURNAL_KEY
+    from pytest_cbchaos.plugin.scenario import RESULT_KEY
+
+    record = base_record(item, result=item.stash.get(RESULT_KEY, None),
+                         journal=item.stash.get(FAULT_JOURNAL_KEY, None))
     if record is None:
         return
     record["nodeid"] = item.nodeid
@@ -166,10 +170,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workeroutput"):  # xdist worker: ship per-worker data to the controller
         try:
-            from pytest_cbchaos.scenario.pytest_hooks import POOL_KEY
+            from pytest_cbchaos.plugin.scenario import ENV_KEY
 
-            pool = config.stash.get(POOL_KEY, None)
-            config.workeroutput["cbchaos_backends"] = json.dumps(pool.backends() if pool else {})
+            env = config.stash.get(ENV_KEY, None)
+            config.workeroutput["cbchaos_backends"] = json.dumps(env.backends() if env else {})
         except Exception:
             pass
 
@@ -192,11 +196,11 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
     for w in workers.values():
         backends.update(w.get("backends", {}))
     try:
-        from pytest_cbchaos.scenario.pytest_hooks import POOL_KEY
+        from pytest_cbchaos.plugin.scenario import ENV_KEY
 
-        pool = config.stash.get(POOL_KEY, None)
-        if pool is not None:
-            backends.update(pool.backends())
+        env = config.stash.get(ENV_KEY, None)
+        if env is not None:
+            backends.update(env.backends())
     except Exception:
         pass
     for e in entries:
