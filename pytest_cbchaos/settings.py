@@ -47,7 +47,6 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "seed": ("int", None, "seed for ports, toxicity rolls and workloads (default: random, reported)"),
     "artifacts": ("string", ".cbchaos", "directory for per-test artifacts"),
     "keep": ("string", "failed", f"which tests keep artifacts: {'|'.join(KEEP_CHOICES)}"),
-    "conformance_backends": ("string", None, "comma-separated proxy backends for the conformance suite"),
     "check_timeout": ("float", 10.0, "linearizability check budget per history, seconds"),
     "max_cache": ("int", 2_000_000, "linearizability memo entries before UNKNOWN"),
     "on_unknown": ("string", "fail", f"what an UNKNOWN verdict does: {'|'.join(ON_UNKNOWN)}"),
@@ -211,7 +210,6 @@ class Settings:
     seed: int
     artifacts: Path
     keep: str
-    conformance_backends: tuple[str, ...] | None
     check_timeout: float
     max_cache: int
     on_unknown: str
@@ -244,12 +242,6 @@ class Settings:
         raw = {name: _raw(config, name) for name in OPTIONS}
         r = {name: value for name, (value, _) in raw.items()}
         o = {name: origin for name, (_, origin) in raw.items()}
-        conf = r["conformance_backends"]
-        conf_tuple = None
-        if conf:
-            conf_tuple = tuple(b.strip() for b in str(conf).split(",") if b.strip())
-            for b in conf_tuple:
-                _choice("conformance_backends", b, PROXY_BACKENDS, o["conformance_backends"])
         seed = r["seed"]
         seed = (random.SystemRandom().randrange(2**31) if seed is None
                 else _number("seed", seed, int, 0, o["seed"], maximum=2**64 - 1))
@@ -270,7 +262,7 @@ class Settings:
             seed=seed,
             artifacts=_out_dir("artifacts", r["artifacts"], o["artifacts"], Path(config.rootpath),
                                controller and o["artifacts"] != " (default)"),
-            keep=_choice("keep", r["keep"], KEEP_CHOICES, o["keep"]), conformance_backends=conf_tuple,
+            keep=_choice("keep", r["keep"], KEEP_CHOICES, o["keep"]),
             check_timeout=_number("check_timeout", r["check_timeout"], float, 0.001, o["check_timeout"],
                                   maximum=MAX_SECONDS),
             max_cache=_number("max_cache", r["max_cache"], int, 1, o["max_cache"]),

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from pytest_cbchaos.plugin.fixtures import FAULT_JOURNAL_KEY
+from pytest_cbchaos.plugin.scenario import ENV_KEY as SCENARIO_ENV_KEY, RESULT_KEY
 from pytest_cbchaos.report.collect import add, base_record, encode, verdict_fields
 
 ENTRIES_KEY = pytest.StashKey[dict]()
@@ -43,9 +45,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         _record_violation(item, call.excinfo.value)
     if report.when != "teardown" and not (report.when == "setup" and report.skipped):
         return
-    from pytest_cbchaos.plugin.fixtures import FAULT_JOURNAL_KEY
-    from pytest_cbchaos.plugin.scenario import RESULT_KEY
-
     record = base_record(item, result=item.stash.get(RESULT_KEY, None),
                          journal=item.stash.get(FAULT_JOURNAL_KEY, None))
     if record is None:
@@ -169,13 +168,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workeroutput"):  # xdist worker: ship per-worker data to the controller
-        try:
-            from pytest_cbchaos.plugin.scenario import ENV_KEY
-
-            env = config.stash.get(ENV_KEY, None)
-            config.workeroutput["cbchaos_backends"] = json.dumps(env.backends() if env else {})
-        except Exception:
-            pass
+        env = config.stash.get(SCENARIO_ENV_KEY, None)
+        config.workeroutput["cbchaos_backends"] = json.dumps(env.backends() if env else {})
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -195,14 +189,9 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
     backends: dict[str, Any] = {}
     for w in workers.values():
         backends.update(w.get("backends", {}))
-    try:
-        from pytest_cbchaos.plugin.scenario import ENV_KEY
-
-        env = config.stash.get(ENV_KEY, None)
-        if env is not None:
-            backends.update(env.backends())
-    except Exception:
-        pass
+    env = config.stash.get(SCENARIO_ENV_KEY, None)
+    if env is not None:
+        backends.update(env.backends())
     for e in entries:
         backends.update(e.get("backends") or {})
     try:

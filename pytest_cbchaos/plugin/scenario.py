@@ -17,6 +17,7 @@ from pytest_cbchaos.scenario.errors import ScenarioError
 from pytest_cbchaos.scenario.loader import is_scenario_file, load_scenario
 from pytest_cbchaos.scenario.model import Scenario
 from pytest_cbchaos.scenario.targets import Target, TargetUnavailable
+from pytest_cbchaos.settings import get_settings
 
 ENV_KEY = pytest.StashKey[Any]()
 LOAD_ERRORS_KEY = pytest.StashKey[list]()
@@ -145,30 +146,15 @@ def format_failure(result: Any) -> str:
 
 
 def _seed(config: pytest.Config) -> int:
-    try:
-        from pytest_cbchaos.settings import get_settings
-
-        return get_settings(config).seed
-    except Exception:
-        return 0
+    return get_settings(config).seed
 
 
 def _keep(config: pytest.Config) -> str:
-    try:
-        from pytest_cbchaos.settings import get_settings
-
-        return get_settings(config).keep
-    except Exception:
-        return "failed"
+    return get_settings(config).keep
 
 
 def _artifact_dir(config: pytest.Config, nodeid: str) -> Path | None:
-    try:
-        from pytest_cbchaos.settings import get_settings
-
-        s = get_settings(config)
-    except Exception:
-        return None
+    s = get_settings(config)
     if s.keep == "none":
         return None
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
@@ -183,7 +169,6 @@ def scenario_env(config: pytest.Config) -> Any:
 
         from pytest_cbchaos.env import Environment
         from pytest_cbchaos.plugin.session import worker_id
-        from pytest_cbchaos.settings import get_settings
 
         workdir = Path(tempfile.mkdtemp(prefix="cbchaos-scenario-servers-"))
         env = Environment.from_settings(get_settings(config), workdir, rootdir=Path(str(config.rootpath)),

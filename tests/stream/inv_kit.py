@@ -23,7 +23,7 @@ from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.http import STATE, SSEPolicy, make_app
 from pytest_cbchaos.stream.reader import ReadLoop
 from pytest_cbchaos.stream.sources import SourceEvent
-from stream_helpers import run_bounded as _run_bounded
+from tests.stream.stream_helpers import run_bounded as _run_bounded
 
 
 def redis_client(host: str, port: int, password: str | None, timeout: float = 1.0) -> aioredis.Redis:
