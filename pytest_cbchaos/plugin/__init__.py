@@ -17,7 +17,7 @@ pytest_plugins = [
     "pytest_cbchaos.plugin.fixtures_stream",
     "pytest_cbchaos.plugin.scenario",
     "pytest_cbchaos.plugin.report",
-    "pytest_cbchaos.faults.background",
+    "pytest_cbchaos.plugin.background",
 ]
 
 MARKERS = [

@@ -199,7 +199,7 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
     except Exception:
         seed = None
     command = " ".join(["pytest", *config.invocation_params.args])
-    from pytest_cbchaos.faults.background import background_load
+    from pytest_cbchaos.plugin.background import background_load
 
     return build_report(entries, seed=seed, command=command, backends=backends, workers=workers,
                         exitstatus=int(exitstatus) if exitstatus is not None else None,
