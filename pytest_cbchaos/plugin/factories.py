@@ -7,20 +7,31 @@ keyword-only arguments).
     client_b = factories.redis_client("proxy_b")
 
 Each call returns a pytest fixture function; assign it to a module-level name in a conftest
-or test module to use it. Process-backed fixtures are session scoped by default; the servers come
+or test module to use it (the kit's own ``cbchaos_redis`` is ``redis_client("cbchaos_redis_proxy")``).
+Process-backed fixtures are session scoped by default; the servers come
 from the worker's environment (``cbchaos_env``) and are stopped with the fixture.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Callable, Literal, TypeVar
 
 import pytest
 import redis
 
-from pytest_cbchaos.plugin.fixtures import started
+from pytest_cbchaos.env import Unavailable
 
 Scope = Literal["session", "package", "module", "class", "function"]
+T = TypeVar("T")
+
+
+def started(make: Callable[[], T]) -> T:
+    """``make()``; a server the settings ask for that cannot start is a usage error (exit 4), not a test error."""
+    try:
+        return make()
+    except Unavailable as exc:
+        pytest.exit(f"pytest-cbchaos: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        raise
 
 
 def redis_proc(*, name: str = "redis", backend: str | None = None, scope: Scope = "session") -> Any:
@@ -70,6 +81,7 @@ def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc"
 
     @pytest.fixture(scope=scope)
     def _client(request: pytest.FixtureRequest) -> Any:
+        """redis-py through the fault proxy over TCP, authenticated."""
         proxy_obj = request.getfixturevalue(proxy_fixture)
         proc = request.getfixturevalue(proc_fixture)
         from pytest_cbchaos.servers.redis import no_retry

@@ -10,35 +10,27 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator
 
 import pytest
 import redis
 import redis.asyncio
 
-from pytest_cbchaos.env import Environment, Unavailable
+from pytest_cbchaos.env import Environment
 from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.journal import FaultJournal
+from pytest_cbchaos.plugin import factories
+from pytest_cbchaos.plugin.factories import started
 from pytest_cbchaos.plugin.session import worker_id
 from pytest_cbchaos.servers.redis import RedisServer, no_async_retry, no_retry
 from pytest_cbchaos.settings import Settings, get_settings
 
-T = TypeVar("T")
 ENV_KEY = pytest.StashKey[Environment]()
 FAULT_JOURNAL_KEY = pytest.StashKey[FaultJournal]()
 # fixtures whose use makes the per-test hygiene run
 ENV_FIXTURES = frozenset({"cbchaos_env", "cbchaos_toxiproxy", "cbchaos_redis_proc", "cbchaos_redis_proxy",
                           "cbchaos_stream_redis", "cbchaos_mock_llm_server", "cbchaos_opencode",
                           "cbchaos_opencode_proxy"})
-
-
-def started(make: Callable[[], T]) -> T:
-    """``make()``; a server the settings ask for that cannot start is a usage error (exit 4), not a test error."""
-    try:
-        return make()
-    except Unavailable as exc:
-        pytest.exit(f"pytest-cbchaos: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
-        raise
 
 
 @pytest.fixture(scope="session")
@@ -91,12 +83,7 @@ def _client_kwargs(proxy: Any, proc: RedisServer) -> dict[str, Any]:
                 socket_timeout=5.0, socket_connect_timeout=5.0, retry=no_retry())
 
 
-@pytest.fixture
-def cbchaos_redis(cbchaos_redis_proxy: Any, cbchaos_redis_proc: RedisServer) -> Iterator[redis.Redis]:
-    """redis-py through the fault proxy over TCP, authenticated."""
-    client = redis.Redis(**_client_kwargs(cbchaos_redis_proxy, cbchaos_redis_proc))
-    yield client
-    client.close()
+cbchaos_redis = factories.redis_client("cbchaos_redis_proxy")  # default fixtures are the factories' outputs
 
 
 @pytest.fixture

@@ -53,7 +53,7 @@ def cbchaos_gateway(cbchaos_redis_proc: Any, cbchaos_stream_config: StreamConfig
 
 @pytest.fixture(scope="session")
 def cbchaos_stream_redis(cbchaos_env: Any) -> Any:
-    from pytest_cbchaos.plugin.fixtures import started
+    from pytest_cbchaos.plugin.factories import started
 
     return started(cbchaos_env.durable_redis)
 
