@@ -230,7 +230,11 @@ def _start_docker(image: str, *, workdir: Path, port_range: tuple[int, int], sta
     lease = allocate_port(port_range)
     url = f"http://127.0.0.1:{lease.port}"
     labels = db.run_labels({"cbchaos.role": "toxiproxy", "cbchaos.worker": worker})
-    container = client.containers.run(**docker_run_kwargs(image, lease.port, labels))
+    try:
+        container = client.containers.run(**docker_run_kwargs(image, lease.port, labels))
+    except BaseException:
+        lease.release()
+        raise
     deadline = time.monotonic() + startup_timeout
     delay = 0.005
     while True:

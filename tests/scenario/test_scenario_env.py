@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from pytest_cbchaos.servers import docker_backend
+from pytest_cbchaos.env import Environment
+from pytest_cbchaos.servers import docker_backend, ports
+from pytest_cbchaos.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,3 +55,13 @@ def test_image_options_reach_the_scenario_path(pytester: pytest.Pytester, fake_d
     (d / "latency.yaml").write_text((ROOT / "scenarios" / "breaker-redis-latency.yaml").read_text())
     pytester.runpytest("scenarios", "-p", "no:cacheprovider", *options)
     assert fake_docker == [image]
+
+
+def test_a_container_that_does_not_run_keeps_no_port(tmp_path: Path, fake_docker: list[str]) -> None:
+    env = Environment.from_settings(Settings.defaults(redis_backend="docker", proxy_backend="docker"), tmp_path)
+    held = set(ports._held)
+    for start in (env.redis, env.toxiproxy):
+        with pytest.raises(RuntimeError, match="fake docker engine"):
+            start()
+    env.stop()
+    assert len(fake_docker) == 2 and ports._held == held
