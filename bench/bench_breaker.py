@@ -91,9 +91,8 @@ def bench_redis(runs: int, n: int) -> None:
     server = start_redis("binary", workdir=work / "redis")
     proxy_srv = start_toxiproxy("embedded", workdir=work / "proxy")
     try:
-        from pytest_cbchaos.fixtures import create_proxy
 
-        proxy = create_proxy(proxy_srv, "redis", f"{server.host}:{server.port}")
+        proxy = proxy_srv.create_proxy("redis", f"{server.host}:{server.port}")
         admin = server.client()
         direct = {"host": server.host, "port": server.port, "password": server.password}
         proxied = {"host": proxy.listen_host, "port": proxy.listen_port, "password": server.password}

@@ -1,5 +1,5 @@
 """Stream benchmark: events/s appended and delivered end to end (1 and 50 conversations), resume
-latency from an arbitrary cursor; direct and through a TCP proxy. Prints medians of several runs
+latency from an arbitrary cursor; direct and through the kit's fault proxy. Prints medians of several runs
 and the proxy/direct ratio. Usage: .venv/bin/python bench/bench_stream.py [--runs 3]"""
 
 from __future__ import annotations
@@ -7,19 +7,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "stream"))
-from stream_netfault import FaultProxy  # noqa: E402
-
-from pytest_cbchaos.servers.redis import start_redis  # noqa: E402
-from pytest_cbchaos.stream import LogReader, ScriptedSource, StreamConfig, StreamStore, TurnRelay  # noqa: E402
-from pytest_cbchaos.stream.sources import text_turn  # noqa: E402
+from pytest_cbchaos.env import Environment
+from pytest_cbchaos.settings import Settings
+from pytest_cbchaos.stream import LogReader, ScriptedSource, StreamConfig, StreamStore, TurnRelay
+from pytest_cbchaos.stream.sources import text_turn
 
 EVENTS = 2000
 
@@ -50,8 +47,9 @@ async def one(host: str, port: int, password: str, n_conv: int, tag: str) -> tup
 
 
 async def main(runs: int) -> None:
-    srv = start_redis("binary", workdir=Path(tempfile.mkdtemp()))
-    proxy = FaultProxy((srv.host, srv.port), "bench")
+    env = Environment.from_settings(Settings.defaults(redis_backend="binary"), Path(tempfile.mkdtemp()), worker="bench")
+    srv = env.redis()
+    proxy = env.proxy("bench", f"{srv.host}:{srv.port}")  # the kit's embedded fault proxy
     try:
         for n_conv in (1, 50):
             res = {}
@@ -67,8 +65,7 @@ async def main(runs: int) -> None:
             print(f"{n_conv:>2} conv proxy/direct: throughput x{res['proxy'][0] / res['direct'][0]:.2f}, "
                   f"resume latency x{res['proxy'][1] / res['direct'][1]:.2f}")
     finally:
-        proxy.close()
-        srv.stop()
+        env.stop()
 
 
 if __name__ == "__main__":

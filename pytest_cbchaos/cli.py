@@ -87,15 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     doc = sub.add_parser("doctor", help="show available backends and install hints")
     doc.add_argument("--opencode-bin", metavar="PATH", help="opencode executable to check (default: "
                      "$CBCHAOS_OPENCODE_BIN, then .cbchaos-node/, then PATH, as the plugin searches)")
-    chk = sub.add_parser("check", help="offline linearizability check of a history file")
-    try:
-        from pytest_cbchaos.linearizability.cli import add_check_parser  # type: ignore[import-not-found]
+    from pytest_cbchaos.linearizability.cli import add_check_parser
 
-        sub._name_parser_map.pop("check", None)
-        sub.choices.pop("check", None)  # type: ignore[union-attr]
-        add_check_parser(sub)
-    except Exception:
-        chk.add_argument("args", nargs=argparse.REMAINDER)
+    add_check_parser(sub)
     return p
 
 
@@ -134,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         argv += ["-n", args.numprocesses]
     argv += ["-q"] if args.quiet else ["-v", "--durations=5"]  # -v: one progress line per scenario
     extra = list(getattr(args, "pytest_args", []))
-    argv += ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks", *extra]
+    argv += ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report", *extra]
     return int(pytest.main(argv))
 
 
@@ -174,9 +168,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_servers(args: argparse.Namespace) -> int:
     """Both servers start, or the command exits 4 naming the one that could not (nothing keeps running)."""
-    from pytest_cbchaos.scenario.runner import ServerPool
-    from pytest_cbchaos.scenario.targets import TargetUnavailable
-    from pytest_cbchaos.servers.toxiproxy import BackendUnavailable as ProxyUnavailable
+    from pytest_cbchaos.env import Environment, Unavailable
+    from pytest_cbchaos.settings import Settings
 
     try:
         redis_backend, redis_url = _backend(args.redis, "redis")
@@ -184,20 +177,21 @@ def cmd_servers(args: argparse.Namespace) -> int:
     except SystemExit as exc:
         return int(exc.code or USAGE)
     workdir = Path(tempfile.mkdtemp(prefix="cbchaos-servers-"))
-    pool = ServerPool(redis_backend=redis_backend, redis_url=redis_url, proxy_backend=proxy_backend,
-                      toxiproxy_url=proxy_url, workdir=workdir)
+    env = Environment.from_settings(Settings.defaults(redis_backend=redis_backend, redis_url=redis_url,
+                                                      proxy_backend=proxy_backend, toxiproxy_url=proxy_url),
+                                    workdir, worker="cli")
     try:
         try:
-            server = pool.redis()
-        except TargetUnavailable as exc:
+            server = env.redis()
+        except Unavailable as exc:
             return _usage(str(exc))
         try:
-            proxy = pool.proxy("redis", f"{server.host}:{server.port}")
-        except ProxyUnavailable as exc:
+            proxy = env.proxy("redis", f"{server.host}:{server.port}")
+        except Unavailable as exc:
             return _usage(f"--toxiproxy {args.toxiproxy}: {exc}")
         print(f"redis      {server.backend} {server.version}  redis://:{server.password}@{server.host}:{server.port}/0"
               if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
-        print(f"toxiproxy  {pool.toxiproxy().url}")
+        print(f"toxiproxy  {env.toxiproxy().url}")
         print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
         print(f"logs       {workdir}")
         sys.stdout.flush()
@@ -212,7 +206,7 @@ def cmd_servers(args: argparse.Namespace) -> int:
             print("stopping")
         return 0
     finally:
-        pool.stop()
+        env.stop()
 
 
 def _module(name: str) -> str | None:
@@ -246,7 +240,6 @@ def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
     tp = shutil.which("toxiproxy-server")
     rows.append(("toxiproxy-server", tp or "missing (embedded proxy is the default)",
                  "" if tp else "optional: download from github.com/Shopify/toxiproxy releases"))
-    rows.append(("embedded proxy", "available" if _module("pytest_cbchaos.proxy.server") else "not built yet", ""))
     rows.append(_opencode_row(opencode_bin))
     docker = shutil.which("docker")
     rows.append(("docker", docker or "missing", "" if docker else "optional: docker backends only"))
@@ -254,10 +247,6 @@ def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
     rows.append(("chromium", chromium or "missing", "" if chromium else "optional: apt-get install chromium (report tests)"))
     faketime = shutil.which("faketime")
     rows.append(("faketime", faketime or "missing", "" if faketime else "optional: apt-get install faketime (server clock skew)"))
-    for name in ("breaker", "recovery", "stream", "linearizability"):
-        mod = {"breaker": "pytest_cbchaos.breaker.store", "recovery": "pytest_cbchaos.recovery.facade",
-               "stream": "pytest_cbchaos.stream.relay", "linearizability": "pytest_cbchaos.linearizability.checker"}[name]
-        rows.append((f"kit: {name}", "available" if _module(mod) else "not available", ""))
     return rows
 
 
@@ -270,10 +259,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    try:
-        from pytest_cbchaos.linearizability.cli import run_check  # type: ignore[import-not-found]
-    except Exception as exc:
-        return _usage(f"the linearizability checker is not available ({type(exc).__name__}: {exc})")
+    from pytest_cbchaos.linearizability.cli import run_check
+
     return int(run_check(args))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from pytest_cbchaos.servers.ports import PortRangeError, candidate_ports, parse_port_range
+from pytest_cbchaos.servers.ports import PortRangeError, candidate_ports
 
 PROXY_BACKENDS = ("embedded", "binary", "url", "docker")
 REDIS_BACKENDS = ("auto", "binary", "fakeredis", "docker", "url")
@@ -47,7 +47,6 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "seed": ("int", None, "seed for ports, toxicity rolls and workloads (default: random, reported)"),
     "artifacts": ("string", ".cbchaos", "directory for per-test artifacts"),
     "keep": ("string", "failed", f"which tests keep artifacts: {'|'.join(KEEP_CHOICES)}"),
-    "conformance_backends": ("string", None, "comma-separated proxy backends for the conformance suite"),
     "check_timeout": ("float", 10.0, "linearizability check budget per history, seconds"),
     "max_cache": ("int", 2_000_000, "linearizability memo entries before UNKNOWN"),
     "on_unknown": ("string", "fail", f"what an UNKNOWN verdict does: {'|'.join(ON_UNKNOWN)}"),
@@ -59,6 +58,18 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
 ENV = {"toxiproxy_url": "TOXIPROXY_URL", "redis_url": "REDIS_URL", "seed": "CBCHAOS_SEED",
        "redis_backend": "CBCHAOS_REDIS_BACKEND", "proxy_backend": "CBCHAOS_PROXY_BACKEND",
        "opencode_bin": "CBCHAOS_OPENCODE_BIN"}
+
+
+def parse_port_range(text: str) -> tuple[int, int]:
+    """Parse ``"LOW-HIGH"``; raises PortRangeError naming the value and the expected form."""
+    try:
+        low_s, high_s = text.split("-", 1)
+        low, high = int(low_s), int(high_s)
+    except ValueError:
+        raise PortRangeError(f"port range {text!r}: expected LOW-HIGH, e.g. 20000-32767") from None
+    if not (1024 <= low <= high <= 65535):
+        raise PortRangeError(f"port range {text!r}: expected 1024 <= LOW <= HIGH <= 65535")
+    return low, high
 
 
 def flag(name: str) -> str:
@@ -199,7 +210,6 @@ class Settings:
     seed: int
     artifacts: Path
     keep: str
-    conformance_backends: tuple[str, ...] | None
     check_timeout: float
     max_cache: int
     on_unknown: str
@@ -219,16 +229,19 @@ class Settings:
         return flag(name)
 
     @classmethod
+    def defaults(cls, **overrides: Any) -> "Settings":
+        """The documented defaults (no validation, no pytest config): for ``cbchaos`` commands and tests."""
+        values: dict[str, Any] = {name: default for name, (_, default, _) in OPTIONS.items()}
+        values.update(port_range=parse_port_range(values["port_range"]), seed=0, artifacts=Path(values["artifacts"]),
+                      shrink=values["shrink"] == "on", background_load=int(values["background_load"]))
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
     def from_config(cls, config: pytest.Config) -> "Settings":
         raw = {name: _raw(config, name) for name in OPTIONS}
         r = {name: value for name, (value, _) in raw.items()}
         o = {name: origin for name, (_, origin) in raw.items()}
-        conf = r["conformance_backends"]
-        conf_tuple = None
-        if conf:
-            conf_tuple = tuple(b.strip() for b in str(conf).split(",") if b.strip())
-            for b in conf_tuple:
-                _choice("conformance_backends", b, PROXY_BACKENDS, o["conformance_backends"])
         seed = r["seed"]
         seed = (random.SystemRandom().randrange(2**31) if seed is None
                 else _number("seed", seed, int, 0, o["seed"], maximum=2**64 - 1))
@@ -249,7 +262,7 @@ class Settings:
             seed=seed,
             artifacts=_out_dir("artifacts", r["artifacts"], o["artifacts"], Path(config.rootpath),
                                controller and o["artifacts"] != " (default)"),
-            keep=_choice("keep", r["keep"], KEEP_CHOICES, o["keep"]), conformance_backends=conf_tuple,
+            keep=_choice("keep", r["keep"], KEEP_CHOICES, o["keep"]),
             check_timeout=_number("check_timeout", r["check_timeout"], float, 0.001, o["check_timeout"],
                                   maximum=MAX_SECONDS),
             max_cache=_number("max_cache", r["max_cache"], int, 1, o["max_cache"]),

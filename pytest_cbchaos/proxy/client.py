@@ -214,6 +214,41 @@ class Proxy:
                 pass
 
 
+class LeasedProxy(Proxy):
+    """A proxy that holds its listen port's lease (anything with ``release()``) for its life."""
+
+    def __init__(self, client: "Client", data: dict[str, Any], lease: Any) -> None:
+        super().__init__(client, data)
+        self.lease: Any = lease
+
+    def delete(self) -> None:
+        try:
+            super().delete()
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give the port back (idempotent); ``delete`` does it, a proxy deleted elsewhere needs it."""
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+    def close(self) -> None:
+        """Delete, tolerating a server that is already gone; the lease is released either way."""
+        try:
+            self.delete()
+        except Exception:
+            self.release()
+
+    def reset(self) -> None:
+        """Remove this proxy's toxics and re-enable it (never a global /reset: backends may be shared)."""
+        for toxic in self.toxics():
+            self.remove_toxic(toxic.name)
+        self.refresh()
+        if not self.enabled:
+            self.enable()
+
+
 class Client:
     def __init__(self, url: str, *, timeout: float = 5.0, journal: "FaultJournal | None" = None) -> None:
         self.url = url.rstrip("/")

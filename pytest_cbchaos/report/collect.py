@@ -38,15 +38,13 @@ def add(node: pytest.Item | pytest.FixtureRequest, **data: Any) -> None:
             extra[key] = value
 
 
-def base_record(item: pytest.Item) -> dict[str, Any] | None:
-    """The record for ``item`` or None when the test used nothing of the kit worth reporting."""
-    from pytest_cbchaos.scenario.pytest_hooks import RESULT_KEY
+def base_record(item: pytest.Item, *, result: Any = None, journal: Any = None) -> dict[str, Any] | None:
+    """The record for ``item`` or None when the test used nothing of the kit worth reporting.
 
-    result = item.stash.get(RESULT_KEY, None)
+    The hooks hand over what the glue holds: a scenario's ``result`` and the test's fault ``journal``."""
     if result is not None:
         return result.to_record()
     extra = dict(item.stash.get(EXTRA_KEY, None) or {})
-    journal = _journal(item)
     faults = _windows(journal)
     failures = journal.failures() if journal is not None else []
     chaos = item.get_closest_marker("chaos")
@@ -64,14 +62,6 @@ def base_record(item: pytest.Item) -> dict[str, Any] | None:
                   fault_errors=[f"{f.kind} on {f.target}: {f.error}" for f in failures])
     rec.update(judge_record({**rec, "audit": audit.to_dict()}).fields())
     return rec
-
-
-def _journal(item: pytest.Item) -> Any:
-    try:
-        from pytest_cbchaos.fixtures import FAULT_JOURNAL_KEY
-    except Exception:
-        return None
-    return item.stash.get(FAULT_JOURNAL_KEY, None)
 
 
 def _windows(journal: Any) -> list[dict[str, Any]]:

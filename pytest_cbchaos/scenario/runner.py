@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_cbchaos.env import Environment
 from pytest_cbchaos.faults.clock import SkewedClock
 from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.kinds import FAULT_KINDS
@@ -25,148 +26,13 @@ from pytest_cbchaos.scenario.targets import resolve_target
 MAX_OCCURRENCES = 100  # bound on repetitions of one `every` fault
 
 
-class ServerPool:
-    """Servers shared by the scenarios of one pytest worker (started lazily, stopped at session end)."""
-
-    def __init__(self, *, redis_backend: str = "auto", redis_exec: str | None = None, redis_url: str | None = None,
-                 proxy_backend: str = "embedded", toxiproxy_bin: str | None = None,
-                 toxiproxy_url: str | None = None, port_range: tuple[int, int] = (20000, 32767),
-                 startup_timeout: float = 10.0, seed: int = 0, workdir: Path | None = None,
-                 opencode_bin: str | None = None, rootdir: Path | None = None,
-                 opencode_source: str = "--cbchaos-opencode-bin") -> None:
-        self.opencode_bin, self.rootdir, self.opencode_source = opencode_bin, rootdir, opencode_source
-        self.redis_backend, self.redis_exec, self.redis_url = redis_backend, redis_exec, redis_url
-        self.proxy_backend, self.toxiproxy_bin, self.toxiproxy_url = proxy_backend, toxiproxy_bin, toxiproxy_url
-        self.port_range, self.startup_timeout, self.seed = port_range, startup_timeout, seed
-        self.workdir = workdir or Path(".cbchaos") / "servers"
-        self._redis: dict[str, Any] = {}
-        self._toxiproxy: Any = None
-        self._proxies: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        self._shared: dict[str, Any] = {}
-        self._shared_lock = threading.Lock()
-        self._prestarts: list[threading.Thread] = []
-        self._stopped = False
-
-    @classmethod
-    def from_settings(cls, settings: Any, workdir: Path, rootdir: Path | None = None) -> "ServerPool":
-        return cls(redis_backend=settings.redis_backend, redis_exec=settings.redis_exec,
-                   redis_url=settings.redis_url, proxy_backend=settings.proxy_backend,
-                   toxiproxy_bin=settings.toxiproxy_bin, toxiproxy_url=settings.toxiproxy_url,
-                   port_range=settings.port_range, startup_timeout=settings.startup_timeout,
-                   seed=settings.seed, workdir=workdir, opencode_bin=settings.opencode_bin, rootdir=rootdir,
-                   opencode_source=settings.source("opencode_bin"))
-
-    def shared(self, key: str, build: Any) -> Any:
-        """A worker-wide object built once by ``build(pool)`` (e.g. a warm opencode rig), stopped with the pool.
-
-        A failed build is not cached: the next scenario tries again (and reports the same error)."""
-        with self._shared_lock:
-            if self._stopped:
-                raise TargetUnavailable("the server pool is stopped")
-            if key not in self._shared:
-                self._shared[key] = build(self)
-            return self._shared[key]
-
-    def prestart(self, key: str, build: Any) -> None:
-        """Build a shared object in the background (e.g. while other scenarios run); errors surface later."""
-        def work() -> None:
-            try:
-                self.shared(key, build)
-            except BaseException:
-                pass  # the scenario that needs it builds it again and reports the error
-
-        t = threading.Thread(target=work, name=f"cbchaos-prestart-{key}", daemon=True)
-        self._prestarts.append(t)
-        t.start()
-
-    def redis(self, backend: str | None = None) -> Any:
-        from pytest_cbchaos.servers.redis import BackendUnavailable, start_redis
-
-        backend = backend or self.redis_backend
-        with self._lock:
-            if backend not in self._redis:
-                d = self.workdir / f"redis-{backend}"
-                d.mkdir(parents=True, exist_ok=True)
-                try:
-                    self._redis[backend] = start_redis(backend, workdir=d, executable=self.redis_exec,
-                                                       url=self.redis_url, port_range=self.port_range,
-                                                       startup_timeout=self.startup_timeout)
-                except BackendUnavailable as exc:
-                    raise TargetUnavailable(f"redis backend {backend!r}: {exc}") from None
-            server = self._redis[backend]
-        if server.process is not None and not server.process.alive:
-            server.process.start()  # a previous scenario killed it
-        return server
-
-    def toxiproxy(self) -> Any:
-        with self._lock:
-            if self._toxiproxy is None:
-                try:
-                    from pytest_cbchaos.servers.toxiproxy import start_toxiproxy
-                except Exception as exc:
-                    raise TargetUnavailable(f"fault proxy unavailable (pytest_cbchaos.servers.toxiproxy: {exc})") from None
-                d = self.workdir / "toxiproxy"
-                d.mkdir(parents=True, exist_ok=True)
-                self._toxiproxy = start_toxiproxy(self.proxy_backend, workdir=d, port_range=self.port_range,
-                                                  binary=self.toxiproxy_bin, url=self.toxiproxy_url,
-                                                  image="ghcr.io/shopify/toxiproxy:2.12.0", seed=self.seed,
-                                                  startup_timeout=self.startup_timeout, worker="scenario")
-            return self._toxiproxy
-
-    def proxy(self, name: str, upstream: str) -> Any:
-        """A proxy ``name`` in front of ``host:port``; reset (no toxics, enabled) before it is handed out."""
-        from pytest_cbchaos.fixtures import create_proxy, reset_proxy
-
-        server = self.toxiproxy()
-        key = f"{name}->{upstream}"
-        with self._lock:
-            if key not in self._proxies:
-                self._proxies[key] = create_proxy(server, name, upstream)
-            proxy = self._proxies[key]
-        reset_proxy(proxy)
-        return proxy
-
-    def backends(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, server in self._redis.items():
-            out["redis"] = {"name": server.backend, "version": server.version}
-        if self._toxiproxy is not None:
-            out["proxy"] = {"name": getattr(self._toxiproxy, "backend", self.proxy_backend),
-                            "version": getattr(self._toxiproxy, "version", "")}
-        return out
-
-    def stop(self) -> None:
-        with self._shared_lock:  # waits for a background build, then no new one starts
-            self._stopped = True
-            shared = list(self._shared.values())
-            self._shared.clear()
-        for obj in shared:
-            try:
-                obj.stop()
-            except Exception:
-                pass
-        for proxy in self._proxies.values():
-            try:
-                proxy.delete()
-            except Exception:
-                pass
-        if self._toxiproxy is not None:
-            self._toxiproxy.stop()
-        for server in self._redis.values():
-            server.stop()
-        self._proxies.clear()
-        self._redis.clear()
-        self._toxiproxy = None
-
-
 @dataclass
 class RunContext:
     """Everything a target needs during one run. ``stop`` is set when the workload must end."""
 
     scenario: Scenario
     target: Target
-    env: ServerPool | None
+    env: Environment | None
     seed: int
     artifacts: Path | None = None
     journal: FaultJournal = field(default_factory=FaultJournal)
@@ -385,7 +251,7 @@ class FaultScheduler(threading.Thread):
                         break
 
 
-def run_scenario(scenario: Scenario, *, env: ServerPool | None, seed: int | None = None,
+def run_scenario(scenario: Scenario, *, env: Environment | None, seed: int | None = None,
                  artifacts: Path | None = None) -> ScenarioResult:
     """Run ``scenario``; raises :class:`TargetUnavailable` (a skip) before anything starts."""
     target = resolve_target(scenario.target, base=scenario.path.parent)

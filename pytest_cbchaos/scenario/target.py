@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from pytest_cbchaos.env.environment import Unavailable
 from pytest_cbchaos.params import Params
 from pytest_cbchaos.scenario.results import CheckResult, Observations  # noqa: F401 (re-exported)
 
@@ -19,15 +20,9 @@ if TYPE_CHECKING:
     from pytest_cbchaos.scenario.runner import RunContext
 
 
-class TargetUnavailable(Exception):
-    """The target's system (or a server it needs) is not installed: the scenario is skipped.
-
-    ``required=True`` (e.g. env ``CI`` is set and the real server is mandatory there): a failure instead.
-    """
-
-    def __init__(self, reason: str, *, required: bool = False) -> None:
-        super().__init__(reason)
-        self.required = required
+# The target's system (or a server it needs) is not installed: the scenario is skipped (failed when
+# ``required``); the environment raises the same exception for a server it cannot start.
+TargetUnavailable = Unavailable
 
 
 class Target:
@@ -53,7 +48,7 @@ class Target:
 
     def unavailable(self, scenario: Any = None, env: Any = None) -> str | None:
         """A skip reason when a required module is missing (checked before any server starts); ``env`` is the
-        server pool, whose settings (e.g. the opencode binary) a target may need to decide."""
+        :class:`~pytest_cbchaos.env.Environment`, whose settings (e.g. the opencode binary) a target may need to decide."""
         for mod in self.required_modules(scenario):
             try:
                 importlib.import_module(mod)
@@ -69,7 +64,7 @@ class Target:
     def required_modules(self, scenario: Any = None) -> tuple[str, ...]:
         return self.requires
 
-    def prestart(self, pool: Any) -> None:
+    def prestart(self, env: Any) -> None:
         """Optional: start slow shared servers in the background once the session knows it will need them."""
 
     def setup(self, ctx: "RunContext") -> None:

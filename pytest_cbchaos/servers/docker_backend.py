@@ -86,8 +86,12 @@ def start_redis_container(*, image: str, port_range: tuple[int, int] = DEFAULT_R
     sweep_stale(client, {RUN_UID})
     lease = allocate_port(port_range)
     password = secrets.token_hex(16)
-    container = client.containers.run(image, redis_container_command(lease.port, password), detach=True,
-                                      network_mode="host", labels=run_labels(), auto_remove=False)
+    try:
+        container = client.containers.run(image, redis_container_command(lease.port, password), detach=True,
+                                          network_mode="host", labels=run_labels(), auto_remove=False)
+    except BaseException:
+        lease.release()
+        raise
     server = RedisServer("127.0.0.1", lease.port, password, "docker", image, lease=lease, container=container)
     deadline = time.monotonic() + startup_timeout
     while True:

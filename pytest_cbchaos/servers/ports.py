@@ -34,18 +34,6 @@ def runtime_dir() -> Path:
     return path
 
 
-def parse_port_range(text: str) -> tuple[int, int]:
-    """Parse ``"LOW-HIGH"``; raises PortRangeError naming the value and the expected form."""
-    try:
-        low_s, high_s = text.split("-", 1)
-        low, high = int(low_s), int(high_s)
-    except ValueError:
-        raise PortRangeError(f"port range {text!r}: expected LOW-HIGH, e.g. 20000-32767") from None
-    if not (1024 <= low <= high <= 65535):
-        raise PortRangeError(f"port range {text!r}: expected 1024 <= LOW <= HIGH <= 65535")
-    return low, high
-
-
 def _ephemeral_range() -> tuple[int, int]:
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()

@@ -81,6 +81,26 @@ class ToxiproxyServer:
         """Shared (``url``) servers get ``cbchaos-<worker>-<name>`` so workers never collide."""
         return f"cbchaos-{self.worker}-{name}" if self.backend == "url" else name
 
+    def create_proxy(self, name: str, upstream: str) -> "LeasedProxy":
+        """A proxy on a port leased from ``port_range`` (re-enable must rebind the same port); a stale
+        proxy of the same name is replaced. The handle owns the lease: ``delete()`` releases it."""
+        from pytest_cbchaos.proxy.client import LeasedProxy, NotFound
+
+        client = self.client()
+        full_name = self.proxy_name(name)
+        lease = allocate_port(self.port_range)
+        try:
+            try:
+                client.get_proxy(full_name).delete()
+            except NotFound:
+                pass
+            data = client._request("POST", "/proxies", {"name": full_name, "upstream": upstream,
+                                                        "listen": f"127.0.0.1:{lease.port}", "enabled": True})
+        except BaseException:
+            lease.release()
+            raise
+        return LeasedProxy(client, data, lease)
+
     def stop(self) -> None:
         if self._on_stop is not None:
             try:
@@ -210,7 +230,11 @@ def _start_docker(image: str, *, workdir: Path, port_range: tuple[int, int], sta
     lease = allocate_port(port_range)
     url = f"http://127.0.0.1:{lease.port}"
     labels = db.run_labels({"cbchaos.role": "toxiproxy", "cbchaos.worker": worker})
-    container = client.containers.run(**docker_run_kwargs(image, lease.port, labels))
+    try:
+        container = client.containers.run(**docker_run_kwargs(image, lease.port, labels))
+    except BaseException:
+        lease.release()
+        raise
     deadline = time.monotonic() + startup_timeout
     delay = 0.005
     while True:

@@ -113,18 +113,17 @@ class StreamHarness:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> "StreamHarness":
-        from pytest_cbchaos.fixtures import create_proxy
 
         if self.relay is not None:
             return self  # started already (the factory fixture starts harnesses it hands out)
         upstream = f"{self.redis.host}:{self.redis.port}"
         try:
-            self.proxies["redis-producer"] = create_proxy(self.toxiproxy, f"{self.name}-redis-producer", upstream)
-            self.proxies["redis-consumer"] = create_proxy(self.toxiproxy, f"{self.name}-redis-consumer", upstream)
+            self.proxies["redis-producer"] = self.toxiproxy.create_proxy(f"{self.name}-redis-producer", upstream)
+            self.proxies["redis-consumer"] = self.toxiproxy.create_proxy(f"{self.name}-redis-consumer", upstream)
             self.app = self._child("app", self._link("redis-consumer"))
             self.relay = self._child("relay", self._link("redis-producer"))
-            self.proxies["stream-http"] = create_proxy(self.toxiproxy, f"{self.name}-stream-http",
-                                                       f"127.0.0.1:{self.app.port}")
+            self.proxies["stream-http"] = self.toxiproxy.create_proxy(f"{self.name}-stream-http",
+                                                                      f"127.0.0.1:{self.app.port}")
             self._start_all([self.app, self.relay])
         except BaseException:
             self.close()
@@ -185,13 +184,7 @@ class StreamHarness:
                 child.lease.release()
         self.relay = self.app = None
         for px in self.proxies.values():
-            try:
-                px.delete()
-            except Exception:
-                pass
-            lease = getattr(px, "_cbchaos_lease", None)
-            if lease is not None:
-                lease.release()
+            px.close()  # deletes and releases its port lease
         self.proxies.clear()
 
     def __enter__(self) -> "StreamHarness":

@@ -41,7 +41,7 @@ def test_bad_ini_value_names_the_ini_key(pytester: pytest.Pytester) -> None:
 
 LOADED = """
 import psutil
-from pytest_cbchaos.faults.background import burner_pids
+from pytest_cbchaos.plugin.background import burner_pids
 
 def test_burners_run_during_the_session(request):
     pids = burner_pids(request.config)
@@ -100,7 +100,7 @@ def test_under_xdist_only_the_controller_starts_the_load(pytester: pytest.Pytest
 KILLED = """
 import json, os, signal
 import psutil
-from pytest_cbchaos.faults.background import burner_pids
+from pytest_cbchaos.plugin.background import burner_pids
 
 def test_killed(request):
     pids = burner_pids(request.config)

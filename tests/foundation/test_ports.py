@@ -3,7 +3,8 @@ import sys
 
 import pytest
 
-from pytest_cbchaos.servers.ports import PortRangeError, allocate_port, candidate_ports, parse_port_range
+from pytest_cbchaos.servers.ports import PortRangeError, allocate_port, candidate_ports
+from pytest_cbchaos.settings import parse_port_range
 
 
 def test_parse_port_range_errors_name_the_value():

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from pytest_cbchaos.fixtures import create_proxy
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, ServerTarget
 from tests.recovery.harness import MiniLLM, OpencodeProc, Plan, opencode_available
 
@@ -137,8 +136,8 @@ def shared_env(toxiproxy: Any, tmp_path_factory: pytest.TempPathFactory,
     except BaseException:
         llm.stop()
         raise
-    control = create_proxy(toxiproxy, "oc-control", f"127.0.0.1:{server.port}")
-    events = create_proxy(toxiproxy, "oc-events", f"127.0.0.1:{server.port}")
+    control = toxiproxy.create_proxy("oc-control", f"127.0.0.1:{server.port}")
+    events = toxiproxy.create_proxy("oc-events", f"127.0.0.1:{server.port}")
     env = OpencodeEnv(llm, server, control, events)
     orig_restart = server.restart
 
@@ -154,10 +153,7 @@ def shared_env(toxiproxy: Any, tmp_path_factory: pytest.TempPathFactory,
         llm.stop()
         server.stop()
         for proxy in (control, events):
-            try:
-                proxy.delete()
-            except Exception:
-                pass
+            proxy.close()
 
     request.session.config.add_cleanup(stop)
     # warm-up: the first turn of a fresh instance bootstraps it (slow); tests then see steady state

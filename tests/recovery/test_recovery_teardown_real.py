@@ -199,8 +199,6 @@ def test_session_end_leaves_no_process_and_no_open_log(pytester: pytest.Pytester
     """Acceptance: after a pytest session that used ``cbchaos_opencode`` and ended with a tool call
     running, no process of the server (any generation, tool children included) lives and no process
     on the machine holds one of its logs; every log has its exit record."""
-    pytester.makeconftest("from pytest_cbchaos.fixtures_opencode import *  # noqa\n"
-                          "from pytest_cbchaos.fixtures_opencode import _cbchaos_opencode_hygiene  # noqa\n")
     pytester.makepyfile(SESSION_TEST)
     out = tmp_path / "out.json"
     env_before = os.environ.get("CBCHAOS_TEST_OUT")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-PLUGINS = ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks"]
+PLUGINS = ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report"]
 
 SCENARIO = """\
 name: {name}

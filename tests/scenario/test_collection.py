@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-PLUGINS = ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks"]
+PLUGINS = ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report"]
 
 
 def test_collect_only_lists_scenarios_with_k(scenario_project: pytest.Pytester) -> None:

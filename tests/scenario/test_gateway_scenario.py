@@ -10,7 +10,7 @@ import pytest
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
-PLUGINS = ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks"]
+PLUGINS = ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report"]
 
 
 def test_gateway_scenario_and_never_opening_breaker(pytester: pytest.Pytester) -> None:

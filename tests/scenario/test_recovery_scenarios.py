@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PLUGINS = ["-p", "pytest_cbchaos.scenario.pytest_hooks", "-p", "pytest_cbchaos.report.pytest_hooks"]
+PLUGINS = ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report"]
 
 
 
@@ -85,20 +84,22 @@ def test_missing_opencode_skips_with_what_was_tried_or_fails_under_ci(monkeypatc
     """No opencode binary: a reason listing every place searched and the install command; with env CI set,
     a required failure."""
     import pytest_cbchaos.servers.opencode as oc
+    from pytest_cbchaos.env import Environment
     from pytest_cbchaos.scenario.targets import TargetUnavailable
+    from pytest_cbchaos.settings import Settings
     from pytest_cbchaos.scenario.targets.recovery import RecoveryTarget
 
     monkeypatch.setattr(oc, "_local_candidates", lambda rootdir: [(f"{rootdir}/.cbchaos-node/node_modules", None)])
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CBCHAOS_OPENCODE_BIN", raising=False)
     monkeypatch.delenv("CI", raising=False)
-    pool = SimpleNamespace(opencode_bin=None, rootdir=tmp_path, opencode_source="--cbchaos-opencode-bin")
-    reason = RecoveryTarget().unavailable(env=pool)
+    env = Environment.from_settings(Settings.defaults(), tmp_path, rootdir=tmp_path)
+    reason = RecoveryTarget().unavailable(env=env)
     assert reason == (f"opencode not found; tried {tmp_path}/.cbchaos-node/node_modules: no opencode; PATH: no "
                       f"opencode; {oc.INSTALL_HINT}")
     monkeypatch.setenv("CI", "1")
     with pytest.raises(TargetUnavailable) as exc:
-        RecoveryTarget().unavailable(env=pool)
+        RecoveryTarget().unavailable(env=env)
     assert exc.value.required
 
 

@@ -116,8 +116,6 @@ def test_401_from_health_fails_at_once_saying_password(tmp_path: Path) -> None:
 
 def test_missing_opencode_skips_with_install_hint_or_fails_under_ci(pytester: pytest.Pytester,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    pytester.makeconftest("from pytest_cbchaos.fixtures_opencode import *  # noqa\n"
-                          "from pytest_cbchaos.fixtures_opencode import _cbchaos_opencode_hygiene  # noqa\n")
     pytester.makepyfile("def test_it(cbchaos_opencode):\n    pass\n")
     broken = pytester.path / "broken-opencode"  # exists but does not run: no fallback to another opencode
     broken.write_text("#!/bin/sh\nexit 1\n")
@@ -248,7 +246,7 @@ def test_normal_turn_completes_with_mock_tokens(cbchaos_opencode: OpencodeServer
 @pytest.mark.slow
 def test_hygiene_aborts_a_stalled_turn(cbchaos_opencode: OpencodeServer, cbchaos_mock_llm: MockLLM) -> None:
     """What the fixtures do between tests: a busy session is aborted and opencode closes the provider request."""
-    from pytest_cbchaos.fixtures_opencode import leave_clean
+    from pytest_cbchaos.env import leave_clean
 
     server = cbchaos_opencode
     cbchaos_mock_llm.script("main", [m.text("partial "), m.stall_forever()])
@@ -325,8 +323,6 @@ def test_no_orphans_or_open_logs_after_session(pytester: pytest.Pytester, tmp_pa
 
     import psutil
 
-    pytester.makeconftest("from pytest_cbchaos.fixtures_opencode import *  # noqa\n"
-                          "from pytest_cbchaos.fixtures_opencode import _cbchaos_opencode_hygiene  # noqa\n")
     pytester.makepyfile(ORPHAN_TEST)
     out = tmp_path / "out.json"
     os.environ["CBCHAOS_TEST_OUT"] = str(out)

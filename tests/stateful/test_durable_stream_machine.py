@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pytest_cbchaos.fixtures import create_proxy
 from pytest_cbchaos.stateful.durable_stream import (DurableStreamViolation, ProxiedRedisEnv,
                                                     durable_stream_machine)
 from pytest_cbchaos.stream import StreamConfig
@@ -30,18 +29,14 @@ MUTANT_SETTINGS = settings(PASS_SETTINGS, max_examples=25, stateful_step_count=1
 @pytest.fixture
 def stream_env(cbchaos_redis_proc: Any, cbchaos_redis_proxy: Any, cbchaos_toxiproxy: Any,
                cbchaos_faults: Any) -> Iterator[ProxiedRedisEnv]:
-    consumer_proxy = create_proxy(cbchaos_toxiproxy, "redis-consumer",
-                                  f"{cbchaos_redis_proc.host}:{cbchaos_redis_proc.port}")
+    consumer_proxy = cbchaos_toxiproxy.create_proxy("redis-consumer",
+                                                    f"{cbchaos_redis_proc.host}:{cbchaos_redis_proc.port}")
     try:
         yield ProxiedRedisEnv(cbchaos_redis_proc, cbchaos_redis_proxy, consumer_proxy, cbchaos_faults,
                               StreamConfig.ci())
     finally:
         cbchaos_faults.heal_all()
-        try:
-            consumer_proxy.delete()
-        except Exception:
-            pass
-        consumer_proxy._cbchaos_lease.release()
+        consumer_proxy.close()
 
 
 def test_machine_passes_on_real_relay(stream_env: ProxiedRedisEnv) -> None:

@@ -3,21 +3,20 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from stream_helpers import run_bounded  # noqa: E402
-from stream_netfault import FaultProxy  # noqa: E402
+from tests.stream.stream_helpers import ProxyFaults, run_bounded
 
 
 @pytest.fixture
-def stream_proxies(cbchaos_redis_proc: Any) -> Iterator[dict[str, FaultProxy]]:
-    up = (cbchaos_redis_proc.host, cbchaos_redis_proc.port)
-    proxies = {"producer": FaultProxy(up, "redis-producer"), "consumer": FaultProxy(up, "redis-consumer")}
+def stream_proxies(cbchaos_redis_proc: Any, cbchaos_toxiproxy: Any) -> Iterator[dict[str, ProxyFaults]]:
+    """``producer`` and ``consumer``: two proxies of the kit's fault proxy in front of the same Redis."""
+    up = f"{cbchaos_redis_proc.host}:{cbchaos_redis_proc.port}"
+    proxies = {side: ProxyFaults(cbchaos_toxiproxy.create_proxy(f"redis-{side}", up))
+               for side in ("producer", "consumer")}
     yield proxies
     for p in proxies.values():
         p.close()
@@ -37,7 +36,7 @@ def run() -> Any:
 def run_in_kit(cbchaos_redis_proc: Any, cbchaos_redis_proxy: Any, cbchaos_toxiproxy: Any) -> Any:
     """``run_in_kit(scenario, config, *args, timeout=60, kit={...HttpKit options}, **kw)``: run
     ``await scenario(kit, *args, **kw)`` inside a fresh :class:`inv_kit.HttpKit`; returns its result."""
-    from inv_kit import HttpKit
+    from tests.stream.inv_kit import HttpKit
 
     def _run(scenario: Any, config: Any, *args: Any, timeout: float = 60.0, kit: dict | None = None,
              **kw: Any) -> Any:

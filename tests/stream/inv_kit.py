@@ -17,14 +17,13 @@ from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from pytest_cbchaos.fixtures import create_proxy
 from pytest_cbchaos.servers.ports import allocate_port
 from pytest_cbchaos.stream import Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.http import STATE, SSEPolicy, make_app
 from pytest_cbchaos.stream.reader import ReadLoop
 from pytest_cbchaos.stream.sources import SourceEvent
-from stream_helpers import run_bounded as _run_bounded
+from tests.stream.stream_helpers import run_bounded as _run_bounded
 
 
 def redis_client(host: str, port: int, password: str | None, timeout: float = 1.0) -> aioredis.Redis:
@@ -186,7 +185,7 @@ class HttpKit:
         self.lease = allocate_port()
         await web.TCPSite(self.runner, "127.0.0.1", self.lease.port).start()
         self.direct_url = f"http://127.0.0.1:{self.lease.port}"
-        self.http_proxy = create_proxy(self.toxiproxy, "stream-http", f"127.0.0.1:{self.lease.port}")
+        self.http_proxy = self.toxiproxy.create_proxy("stream-http", f"127.0.0.1:{self.lease.port}")
         self.http_url = f"http://{self.http_proxy.listen_host}:{self.http_proxy.listen_port}"
         return self
 
@@ -194,11 +193,7 @@ class HttpKit:
         await self.relay.aclose()
         await self.reaper.stop()
         await self.runner.cleanup()
-        try:
-            self.http_proxy.delete()
-        except Exception:
-            pass
-        getattr(self.http_proxy, "_cbchaos_lease", None) and self.http_proxy._cbchaos_lease.release()
+        self.http_proxy.close()
         self.lease.release()
         for c in (self.pclient, self.cclient, self.admin):
             await c.aclose()

@@ -10,7 +10,7 @@ from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from stream_helpers import client_for
+from tests.stream.stream_helpers import client_for
 from pytest_cbchaos.servers.ports import allocate_port
 from pytest_cbchaos.stream import Reaper, StreamConfig, StreamStore, TurnRelay
 from pytest_cbchaos.stream.http import make_app

@@ -11,7 +11,7 @@ import time
 import aiohttp
 import pytest
 
-from stream_harness import Harness
+from tests.stream.stream_harness import Harness
 from pytest_cbchaos.stream import LogReader, ScriptedSource, StreamConfig, check_stream, fold
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.client import ConsumerBusy, StreamClient

@@ -22,7 +22,7 @@ from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import Notice, ReadLoop
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.sources import text_turn
-from stream_helpers import run_bounded
+from tests.stream.stream_helpers import run_bounded
 
 CFG = StreamConfig.ci()
 TIMEOUT_S = 20.0

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from stream_helpers import client_for
+from tests.stream.stream_helpers import client_for
 from pytest_cbchaos.stream import LogReader, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream, fold
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reaper import Reaper

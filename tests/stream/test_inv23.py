@@ -24,8 +24,8 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from inv_kit import redis_client, wait_until
-from stream_helpers import run_bounded
+from tests.stream.inv_kit import redis_client, wait_until
+from tests.stream.stream_helpers import run_bounded
 from pytest_cbchaos.stream import LogReader, Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery, StreamReport
 from pytest_cbchaos.stream.envelope import Envelope, encode_payload

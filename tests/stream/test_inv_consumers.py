@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any
 
-from inv_kit import (no_violations as _no_violations, GatedSource, HttpKit, RawConn, notice_code, redis_client,
+from tests.stream.inv_kit import (no_violations as _no_violations, GatedSource, HttpKit, RawConn, notice_code, redis_client,
                      run_bounded, wait_until)
 from pytest_cbchaos.stream import ScriptedSource, StreamConfig, StreamStore, check_stream
 from pytest_cbchaos.stream.checker import Delivery

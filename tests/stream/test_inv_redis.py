@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from inv_kit import no_violations as _no_violations, GatedSource, HttpKit, redis_client, run_bounded, wait_until
+from tests.stream.inv_kit import no_violations as _no_violations, GatedSource, HttpKit, redis_client, run_bounded, wait_until
 from pytest_cbchaos.servers.ports import allocate_port
 from pytest_cbchaos.stream import Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery

@@ -6,7 +6,7 @@ import asyncio
 
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from stream_helpers import client_for
+from tests.stream.stream_helpers import client_for
 from pytest_cbchaos.stream import ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream, fold
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.envelope import encode_payload

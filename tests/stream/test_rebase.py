@@ -10,7 +10,7 @@ import asyncio
 import json
 from typing import Any, Callable
 
-from inv_kit import no_violations, redis_client, run_bounded, wait_until
+from tests.stream.inv_kit import no_violations, redis_client, run_bounded, wait_until
 from test_inv_redis import _Acked, _consume, _Phased, _sha
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery

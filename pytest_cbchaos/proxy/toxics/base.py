@@ -69,9 +69,7 @@ class Toxic:
     TYPE: ClassVar[str] = ""
     ATTRS: ClassVar[dict[str, str]] = {}
     EXTENSION: ClassVar[bool] = False  # cbchaos-only type (not in real Toxiproxy)
-    STATEFUL: ClassVar[bool] = False   # keeps per-link state across restarts (limit_data)
     SETS_LINGER: ClassVar[bool] = False  # reset_peer: linger 0 on both sockets of the link
-    CLOSE_ON_REMOVE: ClassVar[bool] = False  # timeout: removal closes the connection
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from pytest_cbchaos.proxy.toxics.base import Chunk, Toxic, non_negative, registe
 class LimitDataToxic(Toxic):
     TYPE = "limit_data"
     ATTRS = {"bytes": "int64"}
-    STATEFUL = True
 
     def __init__(self, bytes: int = 0) -> None:  # noqa: A002 - the attribute's name
         self.bytes = bytes

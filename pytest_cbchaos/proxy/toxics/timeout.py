@@ -16,7 +16,6 @@ from pytest_cbchaos.proxy.toxics.base import Toxic, non_negative, register
 class TimeoutToxic(Toxic):
     TYPE = "timeout"
     ATTRS = {"timeout": "int64"}
-    CLOSE_ON_REMOVE = True
 
     def __init__(self, timeout: int = 0) -> None:
         self.timeout = timeout

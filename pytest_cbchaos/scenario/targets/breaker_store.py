@@ -118,7 +118,7 @@ class BreakerStoreTarget(Target):
         import redis
 
         if ctx.env is None:
-            raise TargetUnavailable("breaker-store needs servers (no server pool)")
+            raise TargetUnavailable("breaker-store needs servers (no environment)")
         server = ctx.env.redis((ctx.scenario.topology.redis or {}).get("backend"))
         ctx.processes["redis"] = server
         ctx.admin = server.client()

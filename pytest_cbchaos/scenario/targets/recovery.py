@@ -4,8 +4,8 @@ fault-proxy listeners, and the stall-recovery runner (``pytest_cbchaos.recovery`
 the fault timeline hits the server process, the planes or the model. Invariants REC-n are
 docs/recovery-design.md#invariants item n.
 
-One warm server (an :class:`OpencodeRig`) is shared by the recovery scenarios of a pytest worker
-(``ServerPool.shared``): starting opencode and its first turn cost seconds, so each scenario only
+One warm server (the environment's opencode rig, ``Environment.opencode``) is shared by the recovery
+scenarios of a pytest worker: starting opencode and its first turn cost seconds, so each scenario only
 resets it (mock scripts, proxy toxics, a dead or paused server brought back, busy sessions aborted).
 
 Model scripts (``topology.opencode.script``):
@@ -53,88 +53,12 @@ CONFIG_KEYS = {"stall_timeout_s": "stall_timeout", "first_event_timeout_s": "fir
               "idle_poll_interval_s": "idle_poll_interval", "sse_connect_timeout_s": "sse_connect_timeout"}
 
 
-class OpencodeRig:
-    """A started mock provider + ``opencode serve`` + control/events proxies, shared per worker."""
-
-    def __init__(self, pool: Any) -> None:
-        from pytest_cbchaos.fixtures import create_proxy
-        from pytest_cbchaos.fixtures_opencode import OpencodeProxied
-        from pytest_cbchaos.servers.mockllm import MockLLM
-        from pytest_cbchaos.servers.opencode import OpencodeServer, require_opencode
-
-        self.mock = MockLLM().start()
-        self.server: Any = None
-        self.proxies: list[Any] = []
-        try:
-            binary = require_opencode(pool.opencode_bin, pool.rootdir, source=pool.opencode_source)
-            root = Path(pool.workdir) / "opencode"
-            root.mkdir(parents=True, exist_ok=True)
-            self.server = OpencodeServer(root=root, binary=binary, provider_url=self.mock.base_url,
-                                         provider_key=self.mock.api_key,
-                                         startup_timeout=max(60.0, float(pool.startup_timeout)),
-                                         port_range=tuple(pool.port_range))
-            self.server.start()
-            tox = pool.toxiproxy()
-            upstream = f"127.0.0.1:{self.server.port}"
-            self.control = create_proxy(tox, "opencode-control", upstream)
-            self.events = create_proxy(tox, "opencode-events", upstream)
-            self.proxies = [self.control, self.events]
-            self.handle = OpencodeProxied(self.server, self.control, self.events)
-            self._warm()
-        except BaseException:
-            self.stop()
-            raise
-
-    def _warm(self) -> None:
-        """The first turn of a fresh instance bootstraps it for seconds without events: pay it once."""
-        from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner
-        from pytest_cbchaos.servers.mockllm import text
-
-        self.mock.set_default([text("warm", chunks=1)])
-        with RecoveryRunner(self.handle, RecoveryConfig.for_tests(stall_timeout=60, start_timeout=60)) as runner:
-            res = runner.run_turn("warm up")
-        if int(res.status) != 0:
-            raise RuntimeError(f"opencode warm-up turn failed: status {res.status!r} ({res.error})")
-
-    def prepare(self) -> None:
-        """Clean state for the next scenario: scripts, toxics, a live unpaused server, no busy session."""
-        from pytest_cbchaos.fixtures import reset_proxy
-        from pytest_cbchaos.fixtures_opencode import leave_clean
-
-        self.mock.reset()
-        for proxy in self.proxies:
-            reset_proxy(proxy)
-        leave_clean(self.server)
-        self.handle.sync_upstream()
-
-    def stop(self) -> None:
-        for proxy in self.proxies:
-            try:
-                proxy.delete()
-            except Exception:
-                pass
-            lease = getattr(proxy, "_cbchaos_lease", None)
-            if lease is not None:
-                lease.release()
-        self.proxies = []
-        if self.server is not None:
-            try:
-                self.server.stop()
-            except Exception:
-                pass
-        try:
-            self.mock.release_all()
-            self.mock.stop()
-        except Exception:
-            pass
-
-
 class _OpencodeProcess:
     """Process-fault handle for the fault timeline: tells the runner when the fault hit (REC-4)."""
 
     name = "opencode"
 
-    def __init__(self, rig: OpencodeRig, ctx: Any) -> None:
+    def __init__(self, rig: Any, ctx: Any) -> None:
         self.rig, self.ctx = rig, ctx
 
     def _mark(self) -> None:
@@ -179,7 +103,7 @@ class RecoveryTarget(Target):
     name = "recovery"
     description = "opencode turn runner with stall / server-death recovery"
     requires = ("pytest_cbchaos.recovery", "pytest_cbchaos.servers.opencode", "pytest_cbchaos.servers.mockllm",
-                "pytest_cbchaos.servers.toxiproxy", "pytest_cbchaos.fixtures_opencode")
+                "pytest_cbchaos.servers.toxiproxy", "pytest_cbchaos.env")
     default_proxies = ("opencode-control", "opencode-events")
     default_model = "recovery"
     params = {
@@ -199,33 +123,26 @@ class RecoveryTarget(Target):
         return [*super().processes(topology), "opencode"]
 
     def unavailable(self, scenario: Any = None, env: Any = None) -> str | None:
-        """Skip (fail under CI) without opencode, found by the one search the fixtures use: the pool's
-        --cbchaos-opencode-bin/ini/env setting, project-local .cbchaos-node, PATH."""
+        """Skip (fail under CI) without opencode, found by the environment's one search (setting,
+        project-local .cbchaos-node, PATH)."""
         reason = super().unavailable(scenario, env)
-        if reason:
+        if reason or env is None:
             return reason
-        from pytest_cbchaos.servers.opencode import discover_opencode
-
-        found = discover_opencode(getattr(env, "opencode_bin", None), getattr(env, "rootdir", None),
-                                  source=getattr(env, "opencode_source", "--cbchaos-opencode-bin"))
-        if found.binary is None:
-            if os.environ.get("CI"):
-                raise TargetUnavailable(found.reason(), required=True)
-            return found.reason()
-        return None
+        return env.opencode_unavailable()
 
     # -- build ----------------------------------------------------------------------------
-    def prestart(self, pool: Any) -> None:
+    def prestart(self, env: Any) -> None:
         """opencode takes seconds to start and warm: begin while the other scenarios run."""
-        pool.prestart(RIG_KEY, OpencodeRig)
+        env.prestart(RIG_KEY, lambda e: e.opencode(warm=True))
 
     def setup(self, ctx: Any) -> None:
         from pytest_cbchaos.servers import mockllm as m
 
         if ctx.env is None:
-            raise TargetUnavailable("recovery needs servers (no server pool)")
-        rig: OpencodeRig = ctx.env.shared(RIG_KEY, OpencodeRig)
+            raise TargetUnavailable("recovery needs servers (no environment)")
+        rig = ctx.env.opencode(warm=True)
         rig.prepare()
+        rig.mock.reset()
         topo = dict(ctx.scenario.topology.opencode or {})
         ctx.state.update(rig=rig, topo=topo, lag=LagSampler().start_thread())  # this process's lag
         ctx.processes["opencode"] = _OpencodeProcess(rig, ctx)

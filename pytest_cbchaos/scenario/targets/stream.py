@@ -44,7 +44,7 @@ class StreamTarget(Target):
 
     def setup(self, ctx: Any) -> None:
         if ctx.env is None:
-            raise TargetUnavailable("stream needs servers (no server pool)")
+            raise TargetUnavailable("stream needs servers (no environment)")
         server = ctx.env.redis((ctx.scenario.topology.redis or {}).get("backend"))
         ctx.processes["redis"] = server
         ctx.admin = server.client()

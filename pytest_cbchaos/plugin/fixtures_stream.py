@@ -1,4 +1,4 @@
-"""Stream fixtures (register in plugin.py's ``pytest_plugins``).
+"""Stream fixtures (registered by :mod:`pytest_cbchaos.plugin`).
 
 * ``cbchaos_stream_config`` -- the documented CI profile (docs/stream-design.md#configuration) ``StreamConfig``.
 * ``cbchaos_stream_store`` -- a factory: ``make(loop_client=None) -> StreamStore`` over a
@@ -53,27 +53,10 @@ def cbchaos_gateway(cbchaos_redis_proc: Any, cbchaos_stream_config: StreamConfig
 
 
 @pytest.fixture(scope="session")
-def cbchaos_stream_redis(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from pytest_cbchaos.fixtures import _usage_exit
-    from pytest_cbchaos.servers.redis import BackendUnavailable, start_redis
-    from pytest_cbchaos.settings import get_settings
+def cbchaos_stream_redis(cbchaos_env: Any) -> Any:
+    from pytest_cbchaos.plugin.factories import started
 
-    s = get_settings(pytestconfig)
-    persistence = "aof-always" if s.redis_backend in ("auto", "binary") else "none"
-    kw = dict(workdir=tmp_path_factory.mktemp("cbchaos-stream-redis"), executable=s.redis_exec, url=s.redis_url,
-              port_range=s.port_range, startup_timeout=s.startup_timeout, image=s.redis_image)
-    try:
-        try:
-            server = start_redis(s.redis_backend, persistence=persistence, **kw)
-        except BackendUnavailable:
-            if persistence == "none":
-                raise
-            server = start_redis(s.redis_backend, **kw)  # no redis-server binary: embedded, no persistence
-    except BackendUnavailable as exc:
-        _usage_exit(exc)
-        raise
-    yield server
-    server.stop()
+    return started(cbchaos_env.durable_redis)
 
 
 @pytest.fixture
@@ -99,14 +82,7 @@ def cbchaos_stream_factory(cbchaos_stream_redis: Any, cbchaos_toxiproxy: Any, cb
     finally:
         cbchaos_faults.heal_all()
         for harness in made:
-            harness.close()
-        proc = cbchaos_stream_redis.process
-        if proc is not None:
-            proc.resume()
-            if not proc.alive:
-                proc.start()
-        with cbchaos_stream_redis.client() as admin:
-            admin.flushall()
+            harness.close()  # Redis is revived and emptied by the environment's per-test hygiene
 
 
 @pytest.fixture

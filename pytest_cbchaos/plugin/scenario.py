@@ -17,8 +17,9 @@ from pytest_cbchaos.scenario.errors import ScenarioError
 from pytest_cbchaos.scenario.loader import is_scenario_file, load_scenario
 from pytest_cbchaos.scenario.model import Scenario
 from pytest_cbchaos.scenario.targets import Target, TargetUnavailable
+from pytest_cbchaos.settings import get_settings
 
-POOL_KEY = pytest.StashKey[Any]()
+ENV_KEY = pytest.StashKey[Any]()
 LOAD_ERRORS_KEY = pytest.StashKey[list]()
 RESULT_KEY = pytest.StashKey[Any]()
 
@@ -69,11 +70,11 @@ class ScenarioItem(pytest.Item):
     def runtest(self) -> None:
         from pytest_cbchaos.scenario.runner import run_scenario
 
-        pool = _pool(self.config)
+        env = scenario_env(self.config)
         seed = _seed(self.config)
         artifacts = _artifact_dir(self.config, self.nodeid)
         try:
-            result = run_scenario(self.scenario, env=pool, seed=seed, artifacts=artifacts)
+            result = run_scenario(self.scenario, env=env, seed=seed, artifacts=artifacts)
         except TargetUnavailable as exc:
             if getattr(exc, "required", False):
                 pytest.fail(f"{exc} (required: CI is set)", pytrace=False)
@@ -145,50 +146,36 @@ def format_failure(result: Any) -> str:
 
 
 def _seed(config: pytest.Config) -> int:
-    try:
-        from pytest_cbchaos.settings import get_settings
-
-        return get_settings(config).seed
-    except Exception:
-        return 0
+    return get_settings(config).seed
 
 
 def _keep(config: pytest.Config) -> str:
-    try:
-        from pytest_cbchaos.settings import get_settings
-
-        return get_settings(config).keep
-    except Exception:
-        return "failed"
+    return get_settings(config).keep
 
 
 def _artifact_dir(config: pytest.Config, nodeid: str) -> Path | None:
-    try:
-        from pytest_cbchaos.settings import get_settings
-
-        s = get_settings(config)
-    except Exception:
-        return None
+    s = get_settings(config)
     if s.keep == "none":
         return None
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
     return Path(config.rootpath, s.artifacts, slug) if not s.artifacts.is_absolute() else s.artifacts / slug
 
 
-def _pool(config: pytest.Config) -> Any:
-    from pytest_cbchaos.scenario.runner import ServerPool
-
-    pool = config.stash.get(POOL_KEY, None)
-    if pool is None:
-        from pytest_cbchaos.settings import get_settings
-
+def scenario_env(config: pytest.Config) -> Any:
+    """The environment the scenarios of this process share (started lazily, stopped at session end)."""
+    env = config.stash.get(ENV_KEY, None)
+    if env is None:
         import tempfile
 
+        from pytest_cbchaos.env import Environment
+        from pytest_cbchaos.plugin.session import worker_id
+
         workdir = Path(tempfile.mkdtemp(prefix="cbchaos-scenario-servers-"))
-        pool = ServerPool.from_settings(get_settings(config), workdir, rootdir=Path(str(config.rootpath)))
-        config.stash[POOL_KEY] = pool
-        config.add_cleanup(pool.stop)
-    return pool
+        env = Environment.from_settings(get_settings(config), workdir, rootdir=Path(str(config.rootpath)),
+                                        worker=f"scenario-{worker_id(config)}")
+        config.stash[ENV_KEY] = env
+        config.add_cleanup(env.stop)
+    return env
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -210,8 +197,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         try:
             target = resolve_target(name, base=items[0].scenario.path.parent)
             if (type(target).prestart is not Target.prestart
-                    and not target.unavailable(items[0].scenario, env=_pool(session.config))):
-                target.prestart(_pool(session.config))
+                    and not target.unavailable(items[0].scenario, env=scenario_env(session.config))):
+                target.prestart(scenario_env(session.config))
         except Exception:
             continue  # the scenario itself reports whatever is wrong
 

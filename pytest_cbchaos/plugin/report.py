@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from pytest_cbchaos.plugin.fixtures import FAULT_JOURNAL_KEY
+from pytest_cbchaos.plugin.scenario import ENV_KEY as SCENARIO_ENV_KEY, RESULT_KEY
 from pytest_cbchaos.report.collect import add, base_record, encode, verdict_fields
 
 ENTRIES_KEY = pytest.StashKey[dict]()
@@ -43,7 +45,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         _record_violation(item, call.excinfo.value)
     if report.when != "teardown" and not (report.when == "setup" and report.skipped):
         return
-    record = base_record(item)
+    record = base_record(item, result=item.stash.get(RESULT_KEY, None),
+                         journal=item.stash.get(FAULT_JOURNAL_KEY, None))
     if record is None:
         return
     record["nodeid"] = item.nodeid
@@ -165,13 +168,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
     if hasattr(config, "workeroutput"):  # xdist worker: ship per-worker data to the controller
-        try:
-            from pytest_cbchaos.scenario.pytest_hooks import POOL_KEY
-
-            pool = config.stash.get(POOL_KEY, None)
-            config.workeroutput["cbchaos_backends"] = json.dumps(pool.backends() if pool else {})
-        except Exception:
-            pass
+        env = config.stash.get(SCENARIO_ENV_KEY, None)
+        config.workeroutput["cbchaos_backends"] = json.dumps(env.backends() if env else {})
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -191,14 +189,9 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
     backends: dict[str, Any] = {}
     for w in workers.values():
         backends.update(w.get("backends", {}))
-    try:
-        from pytest_cbchaos.scenario.pytest_hooks import POOL_KEY
-
-        pool = config.stash.get(POOL_KEY, None)
-        if pool is not None:
-            backends.update(pool.backends())
-    except Exception:
-        pass
+    env = config.stash.get(SCENARIO_ENV_KEY, None)
+    if env is not None:
+        backends.update(env.backends())
     for e in entries:
         backends.update(e.get("backends") or {})
     try:
@@ -206,7 +199,7 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
     except Exception:
         seed = None
     command = " ".join(["pytest", *config.invocation_params.args])
-    from pytest_cbchaos.faults.background import background_load
+    from pytest_cbchaos.plugin.background import background_load
 
     return build_report(entries, seed=seed, command=command, backends=backends, workers=workers,
                         exitstatus=int(exitstatus) if exitstatus is not None else None,

@@ -1,4 +1,5 @@
-"""pytest wiring of pytest-cbchaos: options, ini keys, markers, fixture modules. No logic here."""
+"""All pytest glue of pytest-cbchaos (entry point ``cbchaos``): options, ini keys, markers, fixture modules,
+scenario collection and report hooks. Servers come from :mod:`pytest_cbchaos.env`; no logic here."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ import pytest
 from pytest_cbchaos.settings import OPTIONS, flag, get_settings
 
 pytest_plugins = [
-    "pytest_cbchaos.markers",
-    "pytest_cbchaos.fixtures",
-    "pytest_cbchaos.fixtures_history",
-    "pytest_cbchaos.fixtures_adapters",
-    "pytest_cbchaos.fixtures_breaker",
-    "pytest_cbchaos.fixtures_opencode",
-    "pytest_cbchaos.fixtures_stream",
-    "pytest_cbchaos.scenario.pytest_hooks",
-    "pytest_cbchaos.report.pytest_hooks",
-    "pytest_cbchaos.faults.background",
+    "pytest_cbchaos.plugin.markers",
+    "pytest_cbchaos.plugin.fixtures",
+    "pytest_cbchaos.plugin.fixtures_history",
+    "pytest_cbchaos.plugin.fixtures_adapters",
+    "pytest_cbchaos.plugin.fixtures_breaker",
+    "pytest_cbchaos.plugin.fixtures_opencode",
+    "pytest_cbchaos.plugin.fixtures_stream",
+    "pytest_cbchaos.plugin.scenario",
+    "pytest_cbchaos.plugin.report",
+    "pytest_cbchaos.plugin.background",
 ]
 
 MARKERS = [
@@ -41,13 +42,13 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     get_settings(config)  # validate options early: a bad value is a usage error, not a test error
-    from pytest_cbchaos.session import configure_session
+    from pytest_cbchaos.plugin.session import configure_session
 
     configure_session(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    from pytest_cbchaos.markers import backends_in_use
+    from pytest_cbchaos.plugin.markers import backends_in_use
 
     s = get_settings(config)
     used = backends_in_use(config)

@@ -1,6 +1,6 @@
 """Fixtures for third-party breaker adapters and weakness probes (docs/fault-kit-design.md#adapters).
 
-Register with ``-p pytest_cbchaos.fixtures_adapters`` (the plugin registers it by default).
+Register with ``-p pytest_cbchaos.plugin.fixtures_adapters`` (the plugin registers it by default).
 """
 
 from __future__ import annotations

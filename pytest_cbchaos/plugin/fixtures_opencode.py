@@ -1,0 +1,82 @@
+"""Fixtures for real opencode and the mock model provider, over the environment's opencode rig
+(:meth:`~pytest_cbchaos.env.Environment.opencode`; docs/opencode.md).
+
+* ``cbchaos_mock_llm`` (function): the worker's :class:`~pytest_cbchaos.servers.mockllm.MockLLM`, reset
+  after each test: gates released, handlers awaited, scripts and the request log cleared. A strict-mode
+  mock with unexpected requests fails the test at teardown.
+* ``cbchaos_opencode`` (session): the worker's real ``opencode serve`` whose provider is the mock; after
+  every test that used it, a dead or stopped server is brought back and busy sessions are aborted.
+* ``cbchaos_opencode_proxy`` (function): :class:`~pytest_cbchaos.env.OpencodeProxied` — the REST API
+  (control plane) and ``/event`` (events plane) behind two fault-proxy listeners; usable as a runner's
+  server handle (``restart()`` re-points both proxies at the new port).
+
+Without an opencode binary the opencode fixtures skip with the install command; with env ``CI`` set they
+fail instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+from pytest_cbchaos.env import Environment, OpencodeProxied, Unavailable
+from pytest_cbchaos.servers.mockllm import MockLLM
+from pytest_cbchaos.servers.opencode import OpencodeServer
+
+
+def check_mock_idle(mock: MockLLM, timeout: float = 5.0) -> None:
+    try:
+        mock.wait_idle(timeout)
+    except TimeoutError as exc:
+        pytest.fail(f"mock LLM teardown: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def cbchaos_mock_llm_server(cbchaos_env: Environment) -> MockLLM:
+    """The worker's mock provider process-wide; prefer ``cbchaos_mock_llm`` in tests."""
+    return cbchaos_env.mock_llm()
+
+
+@pytest.fixture
+def cbchaos_mock_llm(request: pytest.FixtureRequest, cbchaos_mock_llm_server: MockLLM) -> Iterator[MockLLM]:
+    """Scriptable OpenAI-compatible provider, reset after the test.
+
+    Teardown releases every gate and checks that no request stays open (with opencode in the test, that
+    check runs after the server's busy sessions were aborted, in the per-test hygiene)."""
+    mock = cbchaos_mock_llm_server
+    mock.reset()
+    mock.strict = False
+    yield mock
+    unexpected, strict = mock.unexpected, mock.strict
+    mock.release_all()
+    mock.strict = False
+    if strict and unexpected:
+        mock.reset()
+        pytest.fail(f"mock LLM (strict) got unscripted requests: {[(r.seq, r.kind) for r in unexpected]}",
+                    pytrace=False)
+    if not {"cbchaos_opencode", "cbchaos_opencode_proxy"} & set(request.fixturenames):
+        check_mock_idle(mock)
+
+
+@pytest.fixture(scope="session")
+def _cbchaos_opencode_rig(cbchaos_env: Environment) -> Any:
+    try:
+        return cbchaos_env.opencode()
+    except Unavailable as exc:
+        if exc.required:
+            pytest.fail(f"{exc} (required: CI is set)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def cbchaos_opencode(_cbchaos_opencode_rig: Any) -> OpencodeServer:
+    """The worker's real ``opencode serve`` pointed at the mock provider (reused; kept clean per test)."""
+    return _cbchaos_opencode_rig.server
+
+
+@pytest.fixture
+def cbchaos_opencode_proxy(_cbchaos_opencode_rig: Any) -> OpencodeProxied:
+    """Control and events planes of ``cbchaos_opencode`` behind the fault proxy (toxics reset per test)."""
+    _cbchaos_opencode_rig.handle.sync_upstream()
+    return _cbchaos_opencode_rig.handle
