@@ -228,7 +228,14 @@ class RecoveryMachineBase(RuleBasedStateMachine):
 
         def during(runner: TurnRunner) -> None:
             self.env.wait_provider_stalled(30)
+            # killed after the runner saw the answer begin: mid-turn, past the bootstrap, so a runner
+            # that lets the stall clock decide (M2) ends in stall_timeout, not at the 60 s first-event
+            # deadline that pushed such a turn over the INV-20 bound before INV-4 was judged
+            _wait_answer_seen(runner, 30)
             exp.fault_at = time.monotonic()
+            mark = getattr(runner, "mark_fault", None)
+            if callable(mark):
+                mark(exp.fault_at)  # fault_to_verdict_s and its lag: INV-4 judged lag-aware (docs/recovery.md)
             self.env.kill_server()
         # death detection must not depend on stall_timeout; the restarted instance's cold first
         # turn runs on the first-event deadline, not on the stall clock (docs/recovery.md)
