@@ -394,7 +394,6 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
     """
     f = f"[{exp.fault}] "
     attempts = res.attempts
-    _check(elapsed <= exp.bound_s, "INV-20 bounded run", f"{f}turn took {elapsed:.1f}s > {exp.bound_s}s", res)
     _check(res.recoveries_used <= exp.max_recoveries, "INV-2 shared budget",
            f"{f}{res.recoveries_used} recoveries > max {exp.max_recoveries}", res)
     if attempts:
@@ -428,6 +427,9 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
             lag = first.lag_s if first.fault_to_verdict_s is not None else None  # lag-aware (docs/recovery.md)
             _check(within(verdict_lat, lag, exp.first_verdict_within_s), "INV-4 fast death",
                    f"{f}death reported late: {judged_text(verdict_lat, lag, exp.first_verdict_within_s)}", res)
+    # after the classification: a misjudged first attempt (a death left to a deadline) also makes the
+    # turn long, and the verdict should name the cause, not only the overrun
+    _check(elapsed <= exp.bound_s, "INV-20 bounded run", f"{f}turn took {elapsed:.1f}s > {exp.bound_s}s", res)
     if exp.stall_window and first is not None and first.verdict == RunStatus.SESSION_STALLED:
         age = first.evidence.get("last_progress_age_s")
         if age is not None:

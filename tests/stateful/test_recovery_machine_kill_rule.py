@@ -10,8 +10,10 @@ import threading
 import time
 from typing import Any, Iterator
 
+import pytest
+
 from pytest_cbchaos.recovery.status import AttemptRecord, RunStatus, TurnResult
-from pytest_cbchaos.stateful.recovery_machine import recovery_machine
+from pytest_cbchaos.stateful.recovery_machine import Expectation, InvariantViolation, check_turn, recovery_machine
 
 
 class _LookedHistory:
@@ -101,3 +103,29 @@ def test_kill_lands_after_the_answer_began_and_is_marked_on_the_runner() -> None
     assert env.kill_saw_answer is True, "killed while the runner was still in its bootstrap"
     assert exp.fault_at is not None and env.runners[-1].marked == exp.fault_at
     machine.last_turn_honest()  # an honest fast death passes
+
+
+def test_a_death_left_to_the_first_event_deadline_is_named_inv4_even_when_the_turn_overran() -> None:
+    """A kill during the bootstrap that a runner reports only at the 60 s first-event deadline makes
+    the turn overrun its INV-20 bound too; the violation names the misjudged death (INV-4)."""
+    exp = Expectation("kill", "p", 1, 2.0, 84.0, first_verdict=RunStatus.SERVER_UNREACHABLE,
+                      first_verdict_within_s=2.0, final_status={RunStatus.OK}, fault_at=100.0)
+    first = AttemptRecord(1, 1, verdict=RunStatus.SESSION_STALLED, reason="first_event_timeout",
+                          started_at=99.0, ended_at=160.0)
+    second = AttemptRecord(2, 2, verdict=RunStatus.OK, reason="stop", started_at=170.0, ended_at=185.0)
+    res = TurnResult(RunStatus.OK, "stop", text="ok", idle_confirmed="sse", recoveries_used=1,
+                     attempts=[first, second])
+    with pytest.raises(InvariantViolation, match="INV-4"):
+        check_turn(exp, res, 85.5, [])
+
+
+def test_an_overrun_alone_is_still_inv20() -> None:
+    exp = Expectation("kill", "p", 1, 2.0, 84.0, first_verdict=RunStatus.SERVER_UNREACHABLE,
+                      first_verdict_within_s=2.0, final_status={RunStatus.OK}, fault_at=100.0)
+    first = AttemptRecord(1, 1, verdict=RunStatus.SERVER_UNREACHABLE, reason="server_unreachable",
+                          started_at=99.0, ended_at=101.0)
+    second = AttemptRecord(2, 2, verdict=RunStatus.OK, reason="stop", started_at=101.0, ended_at=185.0)
+    res = TurnResult(RunStatus.OK, "stop", text="ok", idle_confirmed="sse", recoveries_used=1,
+                     attempts=[first, second])
+    with pytest.raises(InvariantViolation, match="INV-20"):
+        check_turn(exp, res, 86.0, [])
