@@ -228,7 +228,14 @@ class RecoveryMachineBase(RuleBasedStateMachine):
 
         def during(runner: TurnRunner) -> None:
             self.env.wait_provider_stalled(30)
+            # killed after the runner saw the answer begin: mid-turn, past the bootstrap, so a runner
+            # that lets the stall clock decide (M2) ends in stall_timeout, not at the 60 s first-event
+            # deadline that pushed such a turn over the INV-20 bound before INV-4 was judged
+            _wait_answer_seen(runner, 30)
             exp.fault_at = time.monotonic()
+            mark = getattr(runner, "mark_fault", None)
+            if callable(mark):
+                mark(exp.fault_at)  # fault_to_verdict_s and its lag: INV-4 judged lag-aware (docs/recovery.md)
             self.env.kill_server()
         # death detection must not depend on stall_timeout; the restarted instance's cold first
         # turn runs on the first-event deadline, not on the stall clock (docs/recovery.md)
@@ -387,7 +394,6 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
     """
     f = f"[{exp.fault}] "
     attempts = res.attempts
-    _check(elapsed <= exp.bound_s, "INV-20 bounded run", f"{f}turn took {elapsed:.1f}s > {exp.bound_s}s", res)
     _check(res.recoveries_used <= exp.max_recoveries, "INV-2 shared budget",
            f"{f}{res.recoveries_used} recoveries > max {exp.max_recoveries}", res)
     if attempts:
@@ -421,6 +427,9 @@ def check_turn(exp: Expectation, res: TurnResult, elapsed: float, requests: list
             lag = first.lag_s if first.fault_to_verdict_s is not None else None  # lag-aware (docs/recovery.md)
             _check(within(verdict_lat, lag, exp.first_verdict_within_s), "INV-4 fast death",
                    f"{f}death reported late: {judged_text(verdict_lat, lag, exp.first_verdict_within_s)}", res)
+    # after the classification: a misjudged first attempt (a death left to a deadline) also makes the
+    # turn long, and the verdict should name the cause, not only the overrun
+    _check(elapsed <= exp.bound_s, "INV-20 bounded run", f"{f}turn took {elapsed:.1f}s > {exp.bound_s}s", res)
     if exp.stall_window and first is not None and first.verdict == RunStatus.SESSION_STALLED:
         age = first.evidence.get("last_progress_age_s")
         if age is not None:
