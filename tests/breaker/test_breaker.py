@@ -13,13 +13,7 @@ from pytest_cbchaos.breaker.breaker import classify_429, extract_retry_after
 from pytest_cbchaos.faults.clock import ManualClock
 from pytest_cbchaos.testing.breaker_mutants import GuardlessSuccessStore
 
-
-class HTTPError(Exception):
-    def __init__(self, status: int, retry_after: str | None = None) -> None:
-        super().__init__(f"http {status}")
-        self.status_code = status
-        self.headers = {"retry-after": retry_after} if retry_after is not None else {}
-        self.response = self
+from breaker_fakes import HTTPError
 
 
 class Rec:
