@@ -12,11 +12,14 @@ import time
 
 import pytest
 
+from pytest_cbchaos.stream.config import StreamConfig
 from pytest_cbchaos.stream.harness import BackgroundConsumer, HarnessError, StreamHarness
 from pytest_cbchaos.stream.scripted import ScriptError, TurnScript
 from pytest_cbchaos.waiting import wait_until
 
 pytestmark = pytest.mark.requires_real_redis
+# the terminal-call faults: a lease that outlives a frozen Redis on a slow runner (checked per run)
+LONG_LEASE = StreamConfig.ci(lease_ttl_s=10.0, lease_renew_s=1.0)
 
 
 def t_orphan(h: StreamHarness) -> float:
@@ -175,8 +178,10 @@ def test_inv17_mutant_silent_shutdown_is_caught(cbchaos_stream_factory) -> None:
 
 def _fault_the_terminal_call(h: StreamHarness, redis_server, faults, fault: str
                              ) -> tuple[dict | None, BackgroundConsumer, float]:
-    """Arm a fault exactly before the terminal call and heal it once that call's first attempt
-    has an outcome; returns the relay's outcome, the live consumer and the heal time."""
+    """Fault exactly the terminal call's first attempt: the call is held before it runs, the fault
+    applied, the call released; its resend is held too, so the fault window holds that one attempt
+    whatever the machine's load. The window ends (heal) once the first attempt is applied, then the
+    resend runs and meets it. Returns the relay's outcome, the live consumer and the heal time."""
     armed = h.arm("append", kinds=["complete"])
     started = h.start_turn("c1", "m1", TurnScript(deltas=4, hold_at=2))
     consumer = h.consumer("c1", "m1", after_seq=started["after_seq"])
@@ -186,32 +191,39 @@ def _fault_the_terminal_call(h: StreamHarness, redis_server, faults, fault: str
     h.release("m1")
     armed.wait_hit()
     px = h.proxies["redis-producer"]
+    faulted = time.monotonic()
     if fault == "downstream_blackhole":
         f = faults.partition(px, "downstream")
     elif fault == "reset_peer":
         f = faults.reset_peer(px, timeout=0)
     else:
         f = faults.process(redis_server).pause()
+    resend = h.arm("append", kinds=["complete"])
     armed.release()
-    if fault == "downstream_blackhole":  # heal once the terminal is applied: its reply is lost
-        wait_until(lambda: record(h, "c1", "m1").get("status") == "completed", 10, "terminal applied")
-    else:  # heal once the terminal call's first attempt has an outcome (reset, or socket timeout)
-        wait_until(lambda: any(op["type"] != "invoke" and "complete" in op.get("kinds", ())
-                               for op in h.history()), 10, "terminal call attempted")
+    # the first attempt has an outcome (reset, or socket timeout) once the relay is about to resend
+    resend.wait_hit(h.config.write_deadline_s + 10)
     f.heal()
     healed = time.monotonic()
+    # the lease must outlive the window (a frozen Redis expires it meanwhile: the terminal would be
+    # FENCED, another scenario); measured, so a slow runner reports this, not a false violation
+    c = h.config
+    assert healed - faulted < c.lease_ttl_s - c.lease_renew_s, \
+        f"fault window {healed - faulted:.2f}s outlasted the lease: scenario not realized"
+    # applied: before the reply was lost (blackhole, reset) or from Redis' buffer after SIGCONT
+    wait_until(lambda: record(h, "c1", "m1").get("status") == "completed", 10, "terminal applied")
+    resend.release()
     out = h.outcome("m1", timeout=h.config.write_deadline_s + h.config.terminal_deadline_s + 5)
     consumer.join(h.config.deliver_bound_s + 5)
     return out, consumer, healed
 
 
 @pytest.mark.parametrize("fault", ["downstream_blackhole", "reset_peer", "redis_sigstop"])
-def test_inv4_terminal_call_disrupted_still_delivered(cbchaos_stream: StreamHarness, cbchaos_stream_redis,
+def test_inv4_terminal_call_disrupted_still_delivered(cbchaos_stream_factory, cbchaos_stream_redis,
                                                       cbchaos_faults, fault: str) -> None:
     """INV-4/14: a fault armed exactly before the terminal call (applied with the reply lost, reset,
     or Redis frozen across it): the live consumer still gets the one terminal within T_live of the
     fault window's end, and the log equals the producer's emissions."""
-    h = cbchaos_stream
+    h = cbchaos_stream_factory(config=LONG_LEASE)
     out, consumer, healed = _fault_the_terminal_call(h, cbchaos_stream_redis, cbchaos_faults, fault)
     assert out is not None and out["status"] == "completed", out
     env, at = consumer.terminal()
@@ -220,13 +232,14 @@ def test_inv4_terminal_call_disrupted_still_delivered(cbchaos_stream: StreamHarn
     assert rep.ok, rep.violations
 
 
-@pytest.mark.parametrize("fault", ["downstream_blackhole", "reset_peer"])
+@pytest.mark.parametrize("fault", ["downstream_blackhole", "reset_peer", "redis_sigstop"])
 def test_inv14_mutant_retry_that_writes_again_is_caught(cbchaos_stream_factory, cbchaos_stream_redis,
                                                         cbchaos_faults, fault: str) -> None:
-    """M5 in the child relay's store: the resend of the applied terminal call writes it again. Both
-    faults apply the call and lose its reply, so the resend always meets its first attempt (Redis
-    SIGSTOP is left out: there the resend may run before the buffered first attempt)."""
-    with cbchaos_stream_factory(store_class="pytest_cbchaos.testing.stream_mutants:M5RetryWritesAgainStore") as h:
+    """M5 in the child relay's store: the resend of the applied terminal call writes it again. The
+    resend is held until the first attempt is applied and the fault healed, so exactly one resend
+    meets it: exactly two terminals, whatever the load."""
+    with cbchaos_stream_factory(config=LONG_LEASE,
+                                store_class="pytest_cbchaos.testing.stream_mutants:M5RetryWritesAgainStore") as h:
         _fault_the_terminal_call(h, cbchaos_stream_redis, cbchaos_faults, fault)
         rep = h.check("c1")
     assert rep.duplicates and any("has 2 terminals" in v for v in rep.violations), rep.violations
