@@ -443,7 +443,10 @@ async def _open_consumers(kit: HttpKit, admin: Any, conv: str, mid: str, client_
                           tag: str, blocking: bool = True) -> list[Any]:
     """SSE consumers of ``mid``, each ready; with ``blocking``, each also in its blocking read."""
     conns = [kit.conn(conv, message_id=mid, client_id=cid) for cid in client_ids]
-    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in conns)), 10)
+    await wait_until(lambda: all(c.ready.is_set() or c.ended.is_set() for c in conns), 10, "the streams to open")
+    refused = [(cid, c.status) for cid, c in zip(client_ids, conns) if not c.ready.is_set()]
+    if refused:
+        raise AssertionError(f"streams not opened (client id, HTTP status): {refused}; {kit.consumers} consumers live")
     if blocking:
         await wait_until(lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in client_ids),
                          10, "the blocking reads")
@@ -484,7 +487,12 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
                                       tag=tag)
     src.gate.set()
     await asyncio.wait_for(hd.wait(), 10)
-    await asyncio.wait_for(asyncio.gather(*(c.ended.wait() for c in followers)), 10)
+    try:
+        await wait_until(lambda: all(c.ended.is_set() for c in followers), 10, "every follower's stream to end")
+    except AssertionError:
+        open_ = [(i, [e.kind for e in c.envelopes][-2:], [f.text for f in c.frames if f.kind == "comment"][-2:])
+                 for i, c in enumerate(followers) if not c.ended.is_set()]
+        raise AssertionError(f"followers still open after the terminal (index, last kinds, last comments): {open_}")
     for c in followers:
         await c.close()
     try:
