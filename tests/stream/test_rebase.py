@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Callable
 
 from inv_kit import no_violations, redis_client, run_bounded, wait_until
@@ -17,8 +18,10 @@ from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import ReadLoop, StreamConnectError
 from pytest_cbchaos.testing import stream_mutants as M
 
-# a lease far longer than a restart: the next append, not a renew, is what meets the lost suffix
-CFG = StreamConfig.ci(lease_ttl_s=10.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
+# a lease far longer than snapshot-to-restart: the snapshot brings the lease back with its expiry
+# time, and were it past, a renew would answer FENCED before the next append meets the lost suffix.
+# Checked per run (the lease's PTTL at the snapshot against the measured snapshot-to-restart time).
+CFG = StreamConfig.ci(lease_ttl_s=30.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
                       outage_close_s=10.0)
 LOSS_NOTICES = {"epoch_changed", "cursor_ahead"}
 
@@ -49,12 +52,18 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
         consumer = asyncio.create_task(_consume(loop, d, notices))
         await wait_until(lambda: len(acked.seqs) >= 5, 15, "phase 0 acknowledged")
         with server.client() as c:
+            lease_left_s = c.pttl(astore.keys("rb")[4]) / 1000
             c.save()  # what the restart brings back
+        saved_at = time.monotonic()
         survived = max(acked.seqs)
         src.gates[0].set()
         await wait_until(lambda: len(acked.seqs) >= 11 and len(d.items) >= 12, 15, "phase 1 delivered")
         acked_before = max(acked.seqs)
         await asyncio.to_thread(faults.process(server).restart)
+        took = time.monotonic() - saved_at
+        if took >= lease_left_s - CFG.lease_renew_s:
+            raise AssertionError(f"snapshot to restart took {took:.2f}s, the restored lease had {lease_left_s:.2f}s "
+                                 "left: it expired, scenario not realized")
         src.gates[1].set()
         out = await asyncio.wait_for(hd.wait(), 30)
         # the producer: one ROLLBACK, one rebase, nothing appended after it, an outcome that says so
