@@ -75,3 +75,29 @@ def wait_within(cond: Callable[[], T], budget: float, lag: PathLag, what: str, i
             raise AssertionError(f"timed out after {elapsed:.2f}s ({budget:.2f}s budget + {lag.waited():.2f}s "
                                  f"measured scheduling lag) waiting for {what}")
         time.sleep(interval)
+
+
+async def wait_within_async(pred: Callable[[], object], budget: float, lag: PathLag, what: str,
+                            step: float = 0.02) -> None:
+    """:func:`wait_within` for a coroutine: ``pred`` (sync or async) is polled on the running loop."""
+    import asyncio
+
+    start = time.monotonic()
+    while True:
+        r = pred()
+        if asyncio.iscoroutine(r):
+            r = await r
+        if r:
+            return
+        elapsed = time.monotonic() - start
+        if elapsed > budget + lag.waited():
+            raise AssertionError(f"timed out after {elapsed:.2f}s ({budget:.2f}s budget + {lag.waited():.2f}s "
+                                 f"measured scheduling lag) waiting for {what}")
+        await asyncio.sleep(step)
+
+
+def kit_lag(kit: object) -> PathLag:
+    """The in-process kit's path: this process (app, relay, clients), redis-server and the fault proxy."""
+    proxy = getattr(getattr(kit, "toxiproxy", None), "process", None)
+    redis = getattr(kit, "proc", None)
+    return PathLag([os.getpid(), getattr(redis, "pid", None), getattr(proxy, "pid", None)])

@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from inv_kit import no_violations as _no_violations, GatedSource, HttpKit, redis_client, run_bounded, wait_until
+from sched_lag import kit_lag, wait_within_async
 from pytest_cbchaos.servers.ports import allocate_port
 from pytest_cbchaos.stream import Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
@@ -442,14 +443,25 @@ def _consumer_conns(admin: Any, tag: str) -> list[str]:
 async def _open_consumers(kit: HttpKit, admin: Any, conv: str, mid: str, client_ids: list[str], *,
                           tag: str, blocking: bool = True) -> list[Any]:
     """SSE consumers of ``mid``, each ready; with ``blocking``, each also in its blocking read."""
+    # 10 s of budget for the setup plus the scheduling lag measured meanwhile (tests/stream/sched_lag.py)
+    lag = kit_lag(kit)
     conns = [kit.conn(conv, message_id=mid, client_id=cid) for cid in client_ids]
-    await wait_until(lambda: all(c.ready.is_set() or c.ended.is_set() for c in conns), 10, "the streams to open")
+    await wait_within_async(lambda: all(c.ready.is_set() or c.ended.is_set() for c in conns), 10, lag,
+                            "the streams to open")
     refused = [(cid, c.status) for cid, c in zip(client_ids, conns) if not c.ready.is_set()]
     if refused:
         raise AssertionError(f"streams not opened (client id, HTTP status): {refused}; {kit.consumers} consumers live")
     if blocking:
-        await wait_until(lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in client_ids),
-                         10, "the blocking reads")
+        try:
+            await wait_within_async(
+                lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in client_ids), 10, lag,
+                "the blocking reads")
+        except AssertionError as exc:
+            named = set(_consumer_conns(admin, tag))
+            missing = [(cid, c.status, c.ended.is_set(), [f.text or f.data for f in c.frames][-3:])
+                       for cid, c in zip(client_ids, conns) if f"cbchaos-consumer:{cid}" not in named]
+            raise AssertionError(f"{exc}: not in a blocking read (client id, status, ended, last frames): "
+                                 f"{missing}; {kit.consumers} consumers live") from None
     return conns
 
 
