@@ -15,9 +15,9 @@ pytestmark = pytest.mark.skipif(not os.path.exists("/proc/thread-self/schedstat"
 
 def test_sleep_is_not_scheduling_lag() -> None:
     lag = PathLag([os.getpid()], [threading.current_thread()])
-    time.sleep(0.5)
-    # what was waited runnable meanwhile (other threads, a busy runner) is far below the sleep
-    assert lag.waited() < 0.25, lag.waited()
+    time.sleep(1.0)
+    # only the wake-up (runnable, waiting for a CPU) counts, never the second asleep
+    assert lag.waited() < 0.5, lag.waited()
 
 
 def test_wait_within_fails_past_budget_plus_lag() -> None:
