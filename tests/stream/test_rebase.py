@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from typing import Any, Callable
 
 from inv_kit import no_violations, redis_client, run_bounded, wait_until
+from sched_lag import PathLag, wait_within_async
 from test_inv_redis import _Acked, _consume, _Phased, _sha
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
@@ -65,7 +67,10 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
             raise AssertionError(f"snapshot to restart took {took:.2f}s, the restored lease had {lease_left_s:.2f}s "
                                  "left: it expired, scenario not realized")
         src.gates[1].set()
-        out = await asyncio.wait_for(hd.wait(), 30)
+        # 30 s for ROLLBACK, rebase and the terminal, plus the scheduling lag measured meanwhile
+        lag = PathLag([os.getpid(), server.pid])
+        await wait_within_async(lambda: hd.task is None or hd.task.done(), 30, lag, "the producer to end")
+        out = await hd.wait()
         # the producer: one ROLLBACK, one rebase, nothing appended after it, an outcome that says so
         if out.stop_reason != "ROLLBACK":
             bad.append(f"the producer did not meet ROLLBACK: {out}")
