@@ -378,11 +378,16 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         if c.ended_by is None:
             c.ended_by = "closed"
 
-    @precondition(lambda self: "reconnect" in self.enabled and any(c.running for c in self.consumers))
+    # a precondition never reads task state: whether a consumer still runs depends on timing, and
+    # a rule set that changes between a run and its replay is FlakyStrategyDefinition (docs/stateful.md)
+    @precondition(lambda self: "reconnect" in self.enabled)
     @rule(i=st.integers(0, 20))
     def reconnect(self, i: int) -> None:
-        """Drop a running consumer and resume from its cursor (the last seq it delivered)."""
+        """Drop a running consumer (none running: a no-op) and resume from its cursor (the last seq
+        it delivered)."""
         running = [c for c in self.consumers if c.running]
+        if not running:
+            return
         c = running[i % len(running)]
 
         async def go() -> None:

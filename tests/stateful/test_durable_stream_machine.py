@@ -94,3 +94,29 @@ def test_machine_catches_m5_plain_xadd(stream_env: ProxiedRedisEnv) -> None:
                                      conversations=("a",), relay_class=M5Relay)
     with pytest.raises(DurableStreamViolation, match="INV-10|INV-12|INV-14|INV-2"):
         run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+
+
+def test_rule_set_does_not_depend_on_timing() -> None:
+    """Item 6 (Hypothesis health under load): which rules are enabled must not depend on whether a
+    consumer task or a turn task is still running (timing), or a replay draws differently and
+    Hypothesis raises FlakyStrategyDefinition. Every precondition, evaluated with the same model
+    but every task running vs every task done, gives the same answer."""
+    import inspect
+    from types import SimpleNamespace
+
+    from hypothesis.stateful import RULE_MARKER
+
+    from pytest_cbchaos.stateful.durable_stream import RULES, DurableStreamMachineBase
+
+    def state(running: bool) -> SimpleNamespace:
+        task = SimpleNamespace(done=lambda: not running)
+        consumer = SimpleNamespace(running=running, task=task, got_terminal=False)
+        turn = SimpleNamespace(live=running, handle=SimpleNamespace(task=task))
+        return SimpleNamespace(enabled=frozenset(RULES), consumers=[consumer], turns=[turn], faults={})
+
+    rules = {name: getattr(fn, RULE_MARKER) for name, fn in inspect.getmembers(DurableStreamMachineBase)
+             if getattr(fn, RULE_MARKER, None) is not None}
+    assert "reconnect" in rules
+    differ = [name for name, r in rules.items()
+              if [bool(p(state(True))) for p in r.preconditions] != [bool(p(state(False))) for p in r.preconditions]]
+    assert differ == [], f"preconditions that read task state: {differ}"

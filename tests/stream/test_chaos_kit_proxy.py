@@ -37,17 +37,17 @@ class Kit:
     """A relay and a reaper; `via_proxy` picks which side goes through `cbchaos_redis_proxy`."""
 
     def __init__(self, proc: Any, proxy: Any, *, producer_via_proxy: bool, consumer_via_proxy: bool,
-                 timeout: float = 1.0) -> None:
+                 timeout: float = 1.0, cfg: StreamConfig = CFG) -> None:
         px = (proxy.listen_host, proxy.listen_port)
         direct = (proc.host, proc.port)
         self.pclient = _client(*(px if producer_via_proxy else direct), proc.password, timeout)
         self.cclient = _client(*(px if consumer_via_proxy else direct), proc.password, timeout)
         self.admin = _client(*direct, proc.password, 2.0)
-        self.pstore, self.cstore = StreamStore(self.pclient, CFG), StreamStore(self.cclient, CFG)
-        self.astore = StreamStore(self.admin, CFG)
+        self.pstore, self.cstore = StreamStore(self.pclient, cfg), StreamStore(self.cclient, cfg)
+        self.astore = StreamStore(self.admin, cfg)
         self.history: list[dict] = []
-        self.relay = TurnRelay(self.pstore, CFG, history=self.history)
-        self.reaper = Reaper(StreamStore(self.admin, CFG))
+        self.relay = TurnRelay(self.pstore, cfg, history=self.history)
+        self.reaper = Reaper(StreamStore(self.admin, cfg))
 
     async def __aenter__(self) -> "Kit":
         self.reaper.start()
@@ -152,12 +152,29 @@ def test_redis_down_and_back_mid_turn(cbchaos_redis_proc, cbchaos_redis_proxy, c
     _run(main())
 
 
+# a lease that outlives the pause (Redis expires it by wall time while frozen: the append would be
+# FENCED, another scenario); the window is measured and checked against it
+PAUSE_CFG = StreamConfig.ci(lease_ttl_s=10.0, lease_renew_s=1.0)
+
+
 def test_redis_paused_mid_turn(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_faults):
-    """Redis SIGSTOPped for ~1 s (beyond the 0.5 s socket timeout): calls in flight are indeterminate
-    and execute after SIGCONT; the resend must not duplicate."""
+    """Redis SIGSTOPped right before an append goes out, for 1 s (beyond the 0.5 s socket timeout):
+    that call is indeterminate by construction and executes after SIGCONT; the resend must not
+    duplicate."""
     async def main():
         async with Kit(cbchaos_redis_proc, cbchaos_redis_proxy, producer_via_proxy=True,
-                       consumer_via_proxy=True, timeout=0.5) as k:
+                       consumer_via_proxy=True, timeout=0.5, cfg=PAUSE_CFG) as k:
+            state: dict[str, Any] = {}
+
+            def arm(script: str, kinds: tuple[str, ...]) -> None:
+                # after a first acknowledged append (the script is loaded), freeze Redis before the next
+                # (and once the consumer reads: a connect cut by the pause is a 503, not this test's subject)
+                if script == "append" and "fault" not in state and reading.is_set() and \
+                        any(op["f"] == "append" and op["type"] == "ok" for op in k.history):
+                    state["fault"] = cbchaos_faults.process(cbchaos_redis_proc).pause()
+                    state["at"] = time.monotonic()
+
+            k.pstore.before_call = arm
             hd = await k.relay.start("kp", ScriptedSource(text_turn(30), delay_s=0.01), model_id="m")
             reading = asyncio.Event()
 
@@ -165,16 +182,18 @@ def test_redis_paused_mid_turn(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_
                 reading.set()
 
             consumer = asyncio.create_task(k.consume("kp", hd.message_id, hd.after_seq, "c", on_item))
-            deadline = time.monotonic() + 5
-            # the consumer connected (a connect cut by the pause is a 503, not this test's subject) and an append done
-            while not (reading.is_set() and any(op["f"] == "append" and op["type"] == "ok" for op in k.history)):
-                assert time.monotonic() < deadline, "no append or no consumer read before the pause"
+            deadline = time.monotonic() + 10
+            while "fault" not in state:
+                assert time.monotonic() < deadline, "no append after the first one"
                 await asyncio.sleep(0.01)
-            with cbchaos_faults.process(cbchaos_redis_proc).pause():
-                await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)
+            state["fault"].heal()
+            window = time.monotonic() - state["at"]
+            assert window < PAUSE_CFG.lease_ttl_s - PAUSE_CFG.lease_renew_s, \
+                f"pause window {window:.2f}s outlasted the lease: scenario not realized"
             out = await hd.wait()
             d = await asyncio.wait_for(consumer, 10)
-            assert out.status == "completed", out
+            assert out.status == "completed" and out.retries >= 1, out
             rep = await k.check("kp", [d])
             assert rep.ok, rep
     _run(main())

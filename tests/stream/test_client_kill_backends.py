@@ -10,7 +10,7 @@ from typing import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
-from inv_kit import wait_until
+from tests.stream.inv_kit import wait_until
 
 from pytest_cbchaos.servers.redis import start_redis
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream

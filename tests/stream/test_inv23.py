@@ -123,7 +123,7 @@ class Observed:
 async def _scenario(kit: Kit23, faults: Any, proxy: Any, mode: str, heal: str | float) -> Observed:
     """Start a turn, disable the producer link, fail the source, heal per ``heal``, collect evidence.
 
-    ``heal``: seconds after the failure, ``"reaped"`` (once the reaper's terminal is in the log) or
+    ``heal``: seconds after the terminal call's first failed attempt, ``"reaped"`` (once the reaper's terminal is in the log) or
     ``"gave_up"`` (once the producer's run has ended without Redis)."""
     cfg = kit.cfg
     conv = f"i23-{mode}-{uuid.uuid4().hex[:8]}"
@@ -150,7 +150,9 @@ async def _scenario(kit: Kit23, faults: Any, proxy: Any, mode: str, heal: str | 
     elif heal == "gave_up":
         await wait_until(lambda: hd.task is not None and hd.task.done(), cfg.terminal_deadline_s + 10,
                          "the producer to give up")
-    else:
+    else:  # the window holds the terminal call's first attempt by construction, then ``heal`` s more
+        await wait_until(lambda: any(op["type"] == "info" and "error" in op.get("kinds", ()) for op in kit.history),
+                         cfg.write_deadline_s + 10, "the terminal call's first attempt to fail")
         await asyncio.sleep(float(heal))  # the outage itself
     fault.heal()
     obs.t_heal = time.monotonic()

@@ -16,6 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from tests.stream.inv_kit import no_violations as _no_violations, GatedSource, HttpKit, redis_client, run_bounded, wait_until
+from tests.stream.sched_lag import kit_lag, wait_within_async
 from pytest_cbchaos.servers.ports import allocate_port
 from pytest_cbchaos.stream import Reaper, ScriptedSource, StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
@@ -433,6 +434,10 @@ def test_inv29_mutant_status_from_task_map_is_caught(cbchaos_redis_proc, cbchaos
 # -- INV-30 ----------------------------------------------------------------------------------------
 # DS-30 (docs/stream-design.md#invariants): 100 connect/disconnect cycles, under reset_peer
 CYCLES, RESET_CYCLES, BATCH = 100, 10, 10
+# the gated turn the consumers follow must outlive any stall of this process: with the CI profile's
+# 2 s lease a starved renew lets the reaper end it (correctly), and no consumer then sits in a
+# blocking read. Leases are not what INV-30 checks.
+INV30_CFG = CFG.replace(lease_ttl_s=60.0, lease_renew_s=1.0)
 
 
 def _consumer_conns(admin: Any, tag: str) -> list[str]:
@@ -443,11 +448,25 @@ def _consumer_conns(admin: Any, tag: str) -> list[str]:
 async def _open_consumers(kit: HttpKit, admin: Any, conv: str, mid: str, client_ids: list[str], *,
                           tag: str, blocking: bool = True) -> list[Any]:
     """SSE consumers of ``mid``, each ready; with ``blocking``, each also in its blocking read."""
+    # 10 s of budget for the setup plus the scheduling lag measured meanwhile (tests/stream/sched_lag.py)
+    lag = kit_lag(kit)
     conns = [kit.conn(conv, message_id=mid, client_id=cid) for cid in client_ids]
-    await asyncio.wait_for(asyncio.gather(*(c.ready.wait() for c in conns)), 10)
+    await wait_within_async(lambda: all(c.ready.is_set() or c.ended.is_set() for c in conns), 10, lag,
+                            "the streams to open")
+    refused = [(cid, c.status) for cid, c in zip(client_ids, conns) if not c.ready.is_set()]
+    if refused:
+        raise AssertionError(f"streams not opened (client id, HTTP status): {refused}; {kit.consumers} consumers live")
     if blocking:
-        await wait_until(lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in client_ids),
-                         10, "the blocking reads")
+        try:
+            await wait_within_async(
+                lambda: all(f"cbchaos-consumer:{cid}" in _consumer_conns(admin, tag) for cid in client_ids), 10, lag,
+                "the blocking reads")
+        except AssertionError as exc:
+            named = set(_consumer_conns(admin, tag))
+            missing = [(cid, c.status, c.ended.is_set(), [f.text or f.data for f in c.frames][-3:])
+                       for cid, c in zip(client_ids, conns) if f"cbchaos-consumer:{cid}" not in named]
+            raise AssertionError(f"{exc}: not in a blocking read (client id, status, ended, last frames): "
+                                 f"{missing}; {kit.consumers} consumers live") from None
     return conns
 
 
@@ -467,6 +486,8 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
     hd = await kit.relay.start("r30", src, model_id="m")
     tag = f"cyc{secrets.token_hex(4)}-"
     for b, start in enumerate(range(0, cycles, BATCH)):
+        if hd.task is not None and hd.task.done():
+            raise AssertionError(f"scenario not realized: the gated turn ended before batch {b}: {hd.task!r}")
         ids = range(start, min(start + BATCH, cycles))
         reset_batch = start < RESET_CYCLES
         # even batches and the reset ones wait until every consumer is in its blocking read
@@ -485,7 +506,12 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
                                       tag=tag)
     src.gate.set()
     await asyncio.wait_for(hd.wait(), 10)
-    await asyncio.wait_for(asyncio.gather(*(c.ended.wait() for c in followers)), 10)
+    try:
+        await wait_until(lambda: all(c.ended.is_set() for c in followers), 10, "every follower's stream to end")
+    except AssertionError:
+        open_ = [(i, [e.kind for e in c.envelopes][-2:], [f.text for f in c.frames if f.kind == "comment"][-2:])
+                 for i, c in enumerate(followers) if not c.ended.is_set()]
+        raise AssertionError(f"followers still open after the terminal (index, last kinds, last comments): {open_}")
     for c in followers:
         await c.close()
     try:
@@ -509,7 +535,7 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
 
 
 def test_inv30_bounded_resources(run_in_kit, cbchaos_faults, cbchaos_redis_admin):
-    _no_violations(run_in_kit(_resources, CFG, cbchaos_faults, cbchaos_redis_admin, timeout=120))
+    _no_violations(run_in_kit(_resources, INV30_CFG, cbchaos_faults, cbchaos_redis_admin, timeout=120))
 
 
 def test_inv30_mutant_leaky_read_loop_is_caught(run_in_kit, cbchaos_faults, cbchaos_redis_admin):
@@ -520,7 +546,7 @@ def test_inv30_mutant_leaky_read_loop_is_caught(run_in_kit, cbchaos_faults, cbch
                                     release_bound_s=3 * CFG.heartbeat_s + 2)
         finally:
             await M.close_leaked()
-    bad = run_in_kit(leaky, CFG, timeout=120, kit={"loop_class": M.M30LeakyReadLoop})
+    bad = run_in_kit(leaky, INV30_CFG, timeout=120, kit={"loop_class": M.M30LeakyReadLoop})
     assert any("cbchaos-consumer:* connections" in v for v in bad), bad
 
 

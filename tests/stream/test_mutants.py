@@ -16,6 +16,7 @@ from pytest_cbchaos.stream.sources import SourceEvent, text_turn
 from pytest_cbchaos.testing import stream_mutants as M
 
 CFG = StreamConfig.ci()
+NEVER_FLUSH_MS = 600_000  # no timed flush within a test: only the terminal (or the end) flushes
 
 
 async def _check(store, conv, **kw):
@@ -64,8 +65,10 @@ def test_m5_plain_xadd_retried_is_caught(cbchaos_redis_proc, stream_proxies, run
 def test_m11_empty_check_on_flushed_only_is_caught(cbchaos_redis_proc, run):
     async def main():
         c = client_for(cbchaos_redis_proc)
-        store = StreamStore(c, StreamConfig.ci(flush_interval_ms=1000))
-        fast = [SourceEvent("text_delta", {"part_id": "p", "text": "hi"})]  # ends within flush_interval, no terminal
+        # a flush interval no run reaches: the content is never flushed before the source ends, so
+        # the mutant's flushed-only check sees none whatever the load
+        store = StreamStore(c, StreamConfig.ci(flush_interval_ms=NEVER_FLUSH_MS))
+        fast = [SourceEvent("text_delta", {"part_id": "p", "text": "hi"})]  # ends before any flush, no terminal
         good = await (await TurnRelay(store).start("m11", ScriptedSource(fast), model_id="m", message_id="a")).wait()
         bad_relay = M.m11_flushed_only_empty_check(TurnRelay(store))
         await (await bad_relay.start("m11", ScriptedSource(fast), model_id="m", message_id="b")).wait()
@@ -239,7 +242,7 @@ def test_m12_payload_by_reference_is_caught(cbchaos_redis_proc, run):
     (correct) keep the stored log equal to what was emitted; M12 stores the mutated object (INV-9)."""
     async def main():
         c = client_for(cbchaos_redis_proc)
-        cfg = StreamConfig.ci(flush_interval_ms=1000)  # content stays buffered until the terminal
+        cfg = StreamConfig.ci(flush_interval_ms=NEVER_FLUSH_MS)  # content stays buffered until the terminal
         store = StreamStore(c, cfg)
         for conv, mutant in (("m12ok", False), ("m12bad", True)):
             relay = TurnRelay(store, cfg)

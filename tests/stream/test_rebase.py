@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from typing import Any, Callable
 
 from tests.stream.inv_kit import no_violations, redis_client, run_bounded, wait_until
+from tests.stream.sched_lag import PathLag, wait_within_async
 from test_inv_redis import _Acked, _consume, _Phased, _sha
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import ReadLoop, StreamConnectError
 from pytest_cbchaos.testing import stream_mutants as M
 
-# a lease far longer than a restart: the next append, not a renew, is what meets the lost suffix
-CFG = StreamConfig.ci(lease_ttl_s=10.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
+# a lease far longer than snapshot-to-restart: the snapshot brings the lease back with its expiry
+# time, and were it past, a renew would answer FENCED before the next append meets the lost suffix.
+# Checked per run (the lease's PTTL at the snapshot against the measured snapshot-to-restart time).
+CFG = StreamConfig.ci(lease_ttl_s=30.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
                       outage_close_s=10.0)
 LOSS_NOTICES = {"epoch_changed", "cursor_ahead"}
 
@@ -49,14 +54,23 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
         consumer = asyncio.create_task(_consume(loop, d, notices))
         await wait_until(lambda: len(acked.seqs) >= 5, 15, "phase 0 acknowledged")
         with server.client() as c:
+            lease_left_s = c.pttl(astore.keys("rb")[4]) / 1000
             c.save()  # what the restart brings back
+        saved_at = time.monotonic()
         survived = max(acked.seqs)
         src.gates[0].set()
         await wait_until(lambda: len(acked.seqs) >= 11 and len(d.items) >= 12, 15, "phase 1 delivered")
         acked_before = max(acked.seqs)
         await asyncio.to_thread(faults.process(server).restart)
+        took = time.monotonic() - saved_at
+        if took >= lease_left_s - CFG.lease_renew_s:
+            raise AssertionError(f"snapshot to restart took {took:.2f}s, the restored lease had {lease_left_s:.2f}s "
+                                 "left: it expired, scenario not realized")
         src.gates[1].set()
-        out = await asyncio.wait_for(hd.wait(), 30)
+        # 30 s for ROLLBACK, rebase and the terminal, plus the scheduling lag measured meanwhile
+        lag = PathLag([os.getpid(), server.pid])
+        await wait_within_async(lambda: hd.task is None or hd.task.done(), 30, lag, "the producer to end")
+        out = await hd.wait()
         # the producer: one ROLLBACK, one rebase, nothing appended after it, an outcome that says so
         if out.stop_reason != "ROLLBACK":
             bad.append(f"the producer did not meet ROLLBACK: {out}")

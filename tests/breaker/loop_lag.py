@@ -1,0 +1,54 @@
+"""Event-loop lag that the loop itself caused, with the machine's scheduling lag taken out.
+
+A 10 ms ticker's lag on a busy runner is mostly time the loop thread sat runnable in the kernel's
+run queue (another process had the CPU). Linux counts that time per thread in
+``/proc/thread-self/schedstat`` (2nd field, ns), so each tick's lag minus the run-queue wait
+measured over the same tick is what the loop's own work and blocking calls cost: a blocking
+``recv`` sleeps (not runnable) and stays counted. See docs/breaker.md (CB-27).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+_SCHEDSTAT = Path("/proc/thread-self/schedstat")
+
+
+def runq_wait_s() -> float:
+    """Seconds this thread has waited runnable for a CPU (0.0 where the kernel does not say)."""
+    try:
+        return int(_SCHEDSTAT.read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+async def loop_lags(workload: Callable[[], Awaitable[Any]], period: float = 0.01) -> tuple[Any, list[float], float]:
+    """Run ``await workload()`` beside a ``period`` ticker; returns its result, the ticks' own lags
+    (wall lag minus run-queue wait, sorted) and the total run-queue wait deducted."""
+    loop = asyncio.get_running_loop()
+    lags: list[float] = []
+    deducted = 0.0
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal deducted
+        while not stop.is_set():
+            t, w = loop.time(), runq_wait_s()
+            await asyncio.sleep(period)
+            waited = runq_wait_s() - w
+            deducted += waited
+            lags.append(loop.time() - t - period - waited)
+    tick = asyncio.create_task(ticker())
+    await asyncio.sleep(0)  # the ticker is running before the workload starts
+    try:
+        result = await workload()
+    finally:
+        stop.set()
+        await tick
+    return result, sorted(lags), deducted
+
+
+def p99(lags: list[float]) -> float:
+    return lags[max(0, -(-len(lags) * 99 // 100) - 1)] if lags else float("inf")
