@@ -98,5 +98,19 @@ class LostUpdateCounter(CounterTarget):
 
     def incr(self, client: redis.Redis) -> None:
         value = int(client.get("counter") or 0)
-        time.sleep(0.001)  # widen the race window (the mutant's bug, not synchronisation)
+        self._force_overlap()
         client.set("counter", value + 1)
+
+    def run(self, ctx) -> Observations:
+        self._overlap = threading.Barrier(2, timeout=10)
+        return super().run(ctx)
+
+    def _force_overlap(self) -> None:
+        """The first two increments (two workers: one blocks here until the other arrives) both read
+        before either writes, so one increment is lost on every run, however the threads are scheduled."""
+        if not self._overlap.broken:
+            try:
+                self._overlap.wait()
+            except threading.BrokenBarrierError:
+                pass
+            self._overlap.abort()  # later increments race freely

@@ -27,7 +27,7 @@ MUTANT = """\
 name: counter-lost-update
 target: sample_targets:LostUpdateCounter
 topology: {workers: {count: 4}}
-workload: {duration_s: 0.8, interval_ms: 0, ops_per_worker: 150}
+workload: {duration_s: 5, interval_ms: 0, ops_per_worker: 150}
 checks:
   - invariant: no-lost-increments
 """
