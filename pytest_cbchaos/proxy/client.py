@@ -241,8 +241,17 @@ class LeasedProxy(Proxy):
             self.release()
 
     def reset(self) -> None:
-        """Remove this proxy's toxics and re-enable it (never a global /reset: backends may be shared)."""
-        for toxic in self.toxics():
+        """Remove this proxy's toxics and re-enable it (never a global /reset: backends may be shared).
+
+        A proxy that something deleted (a test calling ``destroy()``/``destroy_all()`` on the shared
+        server) is created again on its leased port, so the next test gets the proxy it expects."""
+        try:
+            toxics = self.toxics()
+        except NotFound:
+            body = {"name": self.name, "upstream": self.upstream, "listen": self.listen, "enabled": True}
+            self._load(self._client._request("POST", "/proxies", body))
+            return
+        for toxic in toxics:
             self.remove_toxic(toxic.name)
         self.refresh()
         if not self.enabled:

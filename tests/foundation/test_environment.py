@@ -44,6 +44,21 @@ def test_shared_objects_are_started_once_and_reset_per_test(env: Environment) ->
         assert admin.dbsize() == 0
 
 
+def test_a_shared_proxy_deleted_by_a_test_is_back_for_the_next(env: Environment) -> None:
+    """A test that destroys the shared proxy (toxiproxy-python's ``destroy_all()`` on the worker's server)
+    must not break every later test's hygiene: reset creates it again on its leased port."""
+    import redis as redis_py
+
+    server = env.redis()
+    proxy = env.proxy("redis", f"{server.host}:{server.port}")
+    port = proxy.listen_port
+    env.toxiproxy().client().get_proxy("redis").delete()
+    env.reset()
+    assert env.toxiproxy().client().get_proxy("redis").listen_port == port == proxy.listen_port
+    with redis_py.Redis(host=proxy.listen_host, port=port, password=server.password, socket_timeout=5) as c:
+        assert c.ping()
+
+
 def test_stop_releases_every_lease(env: Environment) -> None:
     redis = env.redis()
     proxy = env.proxy("redis", f"{redis.host}:{redis.port}")
