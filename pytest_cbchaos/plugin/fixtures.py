@@ -126,11 +126,12 @@ def toxiproxy_python(cbchaos_toxiproxy: Any) -> Iterator[Any]:
         saved = (APIConsumer.host, APIConsumer.port)
         client = Toxiproxy()
         client.update_api_consumer(parsed.hostname, parsed.port)
+        kit_proxies = set(client.proxies())  # the worker's shared proxies (redis, opencode-*, ...): not the test's
         try:
             yield client
         finally:
             for proxy in list(client.proxies().values()):
-                if not proxy.name.startswith("cbchaos-") and proxy.name != "redis":
+                if proxy.name not in kit_proxies:  # only what the test created
                     try:
                         proxy.destroy()
                     except Exception:

@@ -110,3 +110,23 @@ def test_toxiproxy_python_latency_and_disable(toxiproxy_python, cbchaos_redis_pr
     finally:
         client.close()
         proxy.destroy()
+
+
+def test_toxiproxy_python_teardown_removes_only_what_the_test_created(pytester: pytest.Pytester) -> None:
+    """The fixture's cleanup must not delete the worker's shared proxies (e.g. the opencode rig's), which
+    later tests use: it removes only the proxies that appeared during the test."""
+    pytester.makepyfile(test_two='''
+import pytest
+
+@pytest.fixture(scope="session")
+def shared(cbchaos_toxiproxy, cbchaos_redis_proc):  # a session proxy the kit's hygiene does not manage
+    return cbchaos_toxiproxy.client().create_proxy("shared-x", f"{cbchaos_redis_proc.host}:{cbchaos_redis_proc.port}")
+
+def test_creates(shared, toxiproxy_python, cbchaos_redis_proc):
+    toxiproxy_python.create(upstream=f"{cbchaos_redis_proc.host}:{cbchaos_redis_proc.port}", name="mine")
+
+def test_after(shared, cbchaos_toxiproxy):
+    names = {getattr(p, "name", p) for p in cbchaos_toxiproxy.client().proxies()}
+    assert "shared-x" in names and "mine" not in names, names
+''')
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
