@@ -193,7 +193,7 @@ def cmd_servers(args: argparse.Namespace) -> int:
               if server.password else f"redis      {server.backend} {server.version}  {server.host}:{server.port}")
         print(f"toxiproxy  {env.toxiproxy().url}")
         print(f"proxy      redis  listen {proxy.listen_host}:{proxy.listen_port} -> {server.host}:{server.port}")
-        print(f"logs       {workdir}")
+        print(f"logs       {workdir} (removed at exit)")
         sys.stdout.flush()
         if args.once:
             return 0
@@ -207,6 +207,7 @@ def cmd_servers(args: argparse.Namespace) -> int:
         return 0
     finally:
         env.stop()
+        shutil.rmtree(workdir, ignore_errors=True)  # the servers' logs die with them
 
 
 def _module(name: str) -> str | None:

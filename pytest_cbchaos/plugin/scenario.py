@@ -20,6 +20,7 @@ from pytest_cbchaos.scenario.targets import Target, TargetUnavailable
 from pytest_cbchaos.settings import get_settings
 
 ENV_KEY = pytest.StashKey[Any]()
+EXIT_KEY = pytest.StashKey[int]()  # the session's exit status, for the workdir cleanup
 LOAD_ERRORS_KEY = pytest.StashKey[list]()
 RESULT_KEY = pytest.StashKey[Any]()
 
@@ -174,8 +175,22 @@ def scenario_env(config: pytest.Config) -> Any:
         env = Environment.from_settings(get_settings(config), workdir, rootdir=Path(str(config.rootpath)),
                                         worker=f"scenario-{worker_id(config)}")
         config.stash[ENV_KEY] = env
-        config.add_cleanup(env.stop)
+        config.add_cleanup(lambda: _stop_and_tidy(config, env, workdir))
     return env
+
+
+def _stop_and_tidy(config: pytest.Config, env: Any, workdir: Path) -> None:
+    """Stop the servers, then remove their directory (logs) unless ``--cbchaos-keep`` wants it kept:
+    ``all``, or ``failed`` after a session that did not pass."""
+    import shutil
+
+    try:
+        env.stop()
+    finally:
+        keep = get_settings(config).keep
+        failed = config.stash.get(EXIT_KEY, 0) != 0
+        if not (keep == "all" or (keep == "failed" and failed)):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -214,6 +229,7 @@ _FAILED_LOADS: list[str] = []
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    session.config.stash[EXIT_KEY] = int(exitstatus)
     if _FAILED_LOADS or session.config.stash.get(LOAD_ERRORS_KEY, None):
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
     _FAILED_LOADS.clear()

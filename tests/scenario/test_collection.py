@@ -59,3 +59,18 @@ def test_xdist_aggregates_the_report(scenario_project: pytest.Pytester) -> None:
     assert 'name="cbchaos_verdict" value="violated"' in junit and 'name="cbchaos_verdict" value="ok"' in junit
     assert 'name="cbchaos_report"' in junit
     r.stdout.fnmatch_lines(["*cbchaos: 2 tests (2 scenarios)*violations 1*"])
+
+
+@pytest.mark.parametrize("keep, kept", [("failed", False), ("all", True)])
+def test_scenario_servers_directory_is_removed_at_session_end(scenario_project: pytest.Pytester, tmp_path,
+                                                              monkeypatch: pytest.MonkeyPatch, keep: str,
+                                                              kept: bool) -> None:
+    """The shared scenario servers' directory (logs) goes with the session unless --cbchaos-keep keeps it."""
+    import tempfile
+
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    r = scenario_project.runpytest(*PLUGINS, "scenarios/good.yaml", "-p", "no:cacheprovider", f"--cbchaos-keep={keep}")
+    r.assert_outcomes(passed=1)
+    assert bool(list(private.glob("cbchaos-scenario-servers-*"))) is kept
