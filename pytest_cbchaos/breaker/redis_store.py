@@ -99,6 +99,7 @@ def _s(v: Any) -> str:
 
 class _Core:
     is_async = False
+    scripts: dict[str, tuple[str, str]] = _SCRIPTS  # op -> (text, sha1); a mutant may swap one
 
     def __init__(self, redis_client: Any, ttl: int = 3600, key_prefix: str = "cbchaos:cb",
                  half_open_probe_ttl: int | None = None, *, probe_lease_seconds: float = 30.0,
@@ -255,7 +256,7 @@ class _Core:
 
     def _script_plan(self, op: str, key: str, argv: list[Any]) -> Plan:
         """EVALSHA; on NOSCRIPT, SCRIPT LOAD and one resend."""
-        text, sha = _SCRIPTS[op]
+        text, sha = self.scripts[op]
         self.stats["evalsha"] += 1
         try:
             return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv))

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from ..breaker import model as bmodel
+from ..breaker.cells import CellCoverage, cell_of
 from ..breaker.record import STATES, Record
 from ..faults.clock import ManualClock
 from .store_commands import OUTCOMES, Command, execute, history_input, op_id_for, won_token
@@ -35,6 +36,8 @@ class StoreModelMachine(RuleBasedStateMachine):
     """
 
     store_factory: Callable[[], Any] | None = None
+    #: when set, every op's transition cell is counted here (docs/breaker-design.md#transition-cells)
+    coverage: CellCoverage | None = None
     backends: tuple[str, ...] = ("sm-a", "sm-b")
     time_source: str = "client"
     start_time: float = 1_800_000_000.0
@@ -51,6 +54,7 @@ class StoreModelMachine(RuleBasedStateMachine):
         self.salt = next(_salts)
         self.last_open_until: dict[str, float] = {}
         self.exact_lease: dict[str, bool] = {}
+        self.last: dict[str, tuple[Command, str, str | None, float]] = {}
 
     @initialize()
     def clear_backends(self) -> None:
@@ -65,10 +69,12 @@ class StoreModelMachine(RuleBasedStateMachine):
     def _now(self) -> float | None:
         return None if self.clock is None else self.clock.time()
 
-    def _do(self, cmd: Command, token: str | None = None, lease: float = 30.0) -> Any:
+    def _do(self, cmd: Command, token: str | None = None, lease: float = 30.0, op_id: str | None = None) -> Any:
         b = self.backends[cmd.backend]
         self.seq += 1
-        op_id = op_id_for(self.seq, self.salt)
+        op_id = op_id or op_id_for(self.seq, self.salt)
+        if cmd.op not in ("renew_probe", "get_state"):
+            self.last[b] = (cmd, op_id, token, lease)
         now = self._now()
         reply, observed = execute(self.store, b, cmd, op_id, token=token, lease=lease, now=now)
         inp = history_input(cmd, op_id, token=token, lease=lease, now=None)
@@ -80,6 +86,8 @@ class StoreModelMachine(RuleBasedStateMachine):
             # no reply clock (renew on a server-clock store): lease values become approximate
             self.exact_lease[b] = False
             inp["now"] = max(self.model[b].open_until, self.model[b].last_failure_time)
+        if self.coverage is not None:
+            self.coverage.add(cell_of(cmd.op, self.model[b], inp))
         new, expected = bmodel.apply(self.model[b], cmd.op, inp)
         obs = {k: v for k, v in observed.items() if k != "now"}
         mism = {k: (v, expected.get(k)) for k, v in obs.items() if expected.get(k) != v}
@@ -129,6 +137,21 @@ class StoreModelMachine(RuleBasedStateMachine):
         self._do(Command("reset", b, {}))
         self.last_open_until[self.backends[b]] = 0.0
 
+    @rule(b=bidx, t=st.integers(2, 3), r=st.sampled_from([1.0, 60.0]))
+    def trip(self, b: int, t: int, r: float) -> None:
+        """Threshold failures in a row: the path to OPEN a random draw rarely takes."""
+        for _ in range(t):
+            self.record_failure(b, t, r)
+
+    @precondition(lambda self: bool(self.last))
+    @rule(b=bidx)
+    def resend_last(self, b: int) -> None:
+        """The backend's last op again with the same op id (exactly-once through recent_ops)."""
+        last = self.last.get(self.backends[b])
+        if last is not None:
+            cmd, op_id, token, lease = last
+            self._do(cmd, token=token, lease=lease, op_id=op_id)
+
     @rule(b=bidx)
     def get_state(self, b: int) -> None:
         self._do(Command("get_state", b, {}))
@@ -177,10 +200,11 @@ class StoreModelMachine(RuleBasedStateMachine):
 
 
 def store_machine(factory: Callable[[], Any], *, backends: tuple[str, str] = ("sm-a", "sm-b"),
-                  time_source: str = "client", name: str = "StoreMachine") -> type[StoreModelMachine]:
+                  time_source: str = "client", name: str = "StoreMachine",
+                  coverage: CellCoverage | None = None) -> type[StoreModelMachine]:
     """A :class:`StoreModelMachine` subclass bound to ``factory`` (use its ``.TestCase``)."""
     if time_source not in ("client", "server"):
         raise ValueError(f"time_source must be 'client' or 'server', got {time_source!r}")
     return type(name, (StoreModelMachine,), {"store_factory": staticmethod(factory),
                                              "backends": tuple(backends),
-                                             "time_source": time_source})
+                                             "time_source": time_source, "coverage": coverage})

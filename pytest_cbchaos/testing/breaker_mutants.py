@@ -476,3 +476,65 @@ class NoResendRedisStore(RedisStore):
 REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, [
     "docs/breaker-design.md#indeterminate-outcomes indeterminate only after all resends",
     "docs/breaker-design.md#one-round-trip-per-decision"])
+
+
+# ---- detection-power mutants (docs/mutants.md#breaker): each caught on every run by the check named ----------------
+
+import hashlib as _hashlib  # noqa: E402
+
+from pytest_cbchaos.breaker.redis_store import _SCRIPTS, AsyncRedisStore  # noqa: E402
+
+
+def _keep_count(o: kernel.Outcome, rec: Any, outcome: str) -> kernel.Outcome:
+    if not (o.applied and outcome == "success"):
+        return o
+    kept = o.record.replace(failure_count=kernel.normalize(rec).failure_count)
+    return kernel.Outcome(kept, o.prev_state, o.new_state, True)
+
+
+class KeepCountReleaseStore(InMemoryStore):
+    """The owner's ``release_probe(success)`` closes but keeps the failure count: one later failure
+    re-opens (kernel path; caught by the cell walk's ``release_probe:owner-success``)."""
+
+    def release_probe(self, backend: str, probe_token: str, outcome: str, *, recovery_timeout: float,
+                      op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
+        oid = op_id or self._ids()
+        o, t, c = self._run(backend, now, lambda r, t: _keep_count(
+            kernel.release_probe(r, t, oid, probe_token, outcome, recovery_timeout), r, outcome))
+        return self._reply(o, t, c)
+
+
+def _script(op: str, old: str, new: str) -> tuple[str, str]:
+    text = _SCRIPTS[op][0]
+    assert old in text, f"{op}.lua no longer contains {old!r}: update the mutant"
+    text = text.replace(old, new)
+    return text, _hashlib.sha1(text.encode()).hexdigest()
+
+
+class KeepCountReleaseLuaStore(RedisStore):
+    """``release_probe.lua`` with the same defect as :class:`KeepCountReleaseStore` (Lua path)."""
+
+    scripts = {**_SCRIPTS, "release_probe": _script(
+        "release_probe", "R.state = 'closed'; R.failure_count = 0", "R.state = 'closed'")}
+
+
+class _WorkerClockFallback:
+    def _watch_plan(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None,
+                    sleep: Callable[[float], Any]) -> Any:
+        return super()._watch_plan(op, backend, key, kfn,  # type: ignore[misc]
+                                   self.clock.time() if cnow is None else cnow, sleep)  # type: ignore[attr-defined]
+
+
+class WorkerClockFallbackRedisStore(_WorkerClockFallback, RedisStore):
+    """The WATCH fallback takes ``now`` from the worker's clock although ``time_source="server"``:
+    deadlines already past (or far ahead) by server time (CB-26, server-time check)."""
+
+
+class WorkerClockFallbackAsyncRedisStore(_WorkerClockFallback, AsyncRedisStore):
+    """:class:`WorkerClockFallbackRedisStore` on the async store."""
+
+
+REDIS_MUTANTS["keep_count_release_lua"] = (KeepCountReleaseLuaStore, ["docs/breaker-design.md#transition-cells P1"])
+REDIS_MUTANTS["worker_clock_fallback"] = (WorkerClockFallbackRedisStore, ["CB-26 server time, fallback"])
+REDIS_MUTANTS["worker_clock_fallback_async"] = (WorkerClockFallbackAsyncRedisStore,
+                                                ["CB-26 server time, async fallback"])

@@ -1,0 +1,76 @@
+"""The store-path matrix (pytest_cbchaos/testing/store_paths.py): the transition-cell walk and CB-26
+server time on every path, each with the mutants it must catch (docs/breaker-design.md#transition-cells,
+docs/breaker-design.md#clock-skew)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import fakeredis
+import pytest
+
+from pytest_cbchaos.breaker.cells import CellCoverage
+from pytest_cbchaos.breaker.conformance.server_time import WORKER_SKEWS, server_time_violations
+from pytest_cbchaos.faults.clock import SkewedClock
+from pytest_cbchaos.stateful.store_cells import walk_cells
+from pytest_cbchaos.testing.breaker_mutants import (KeepCountReleaseLuaStore, KeepCountReleaseStore,
+                                                    WorkerClockFallbackAsyncRedisStore,
+                                                    WorkerClockFallbackRedisStore)
+from pytest_cbchaos.testing.store_paths import StorePath, SyncFacade, _Loop
+
+_SKEW_IDS = [f"worker{s:+g}s" for s in WORKER_SKEWS]
+
+
+def test_cell_walk_reaches_every_cell_on_every_path(store_path: StorePath) -> None:
+    cov = walk_cells(lambda: store_path.target.make(), CellCoverage(store_path.name))
+    print("\n" + cov.table())
+    assert not cov.missing(), f"{store_path.name}: cells not reached: {cov.missing()}"
+
+
+@pytest.mark.parametrize("path", ["kernel", "lua"])
+def test_keep_count_release_mutant_is_caught_by_the_walk(path: str, fake_client: Any) -> None:
+    if path == "kernel":
+        def make() -> Any:
+            return KeepCountReleaseStore()
+    else:
+        def make() -> Any:
+            return KeepCountReleaseLuaStore(fake_client, time_source="client", allow_unbounded_io=True)
+    with pytest.raises(AssertionError, match="failure_count"):
+        walk_cells(make)
+
+
+@pytest.mark.parametrize("skew", WORKER_SKEWS, ids=_SKEW_IDS)
+def test_server_time_on_every_path(store_path: StorePath, skew: float) -> None:
+    if store_path.server_now is None:
+        pytest.skip(f"{store_path.name}: no server clock (the store's clock is the worker's; CB-1 covers it)")
+    st = store_path.target.make(time_source="server", clock=SkewedClock(skew))
+    assert server_time_violations(st, store_path.server_now) == []
+
+
+def _server_now(c: Any) -> Any:
+    def now() -> float:
+        s, us = c.time()
+        return s + us / 1e6
+    return now
+
+
+@pytest.mark.parametrize("skew", WORKER_SKEWS, ids=_SKEW_IDS)
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_worker_clock_fallback_mutant_is_caught(flavour: str, skew: float) -> None:
+    server = fakeredis.FakeServer()
+    c = fakeredis.FakeRedis(server=server)
+    kw: dict[str, Any] = dict(scripting="disabled", allow_unbounded_io=True, clock=SkewedClock(skew))
+    loop = _Loop() if flavour == "async" else None
+    try:
+        if loop is None:
+            st: Any = WorkerClockFallbackRedisStore(c, **kw)
+        else:
+            st = SyncFacade(WorkerClockFallbackAsyncRedisStore(fakeredis.FakeAsyncRedis(server=server), **kw),
+                            loop.loop)
+        v = server_time_violations(st, _server_now(c))
+    finally:
+        if loop is not None:
+            loop.close()
+        c.close()
+    assert any("_now" in x for x in v) and any("open_until" in x for x in v), v
+
