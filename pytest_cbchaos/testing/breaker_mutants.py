@@ -538,3 +538,22 @@ REDIS_MUTANTS["keep_count_release_lua"] = (KeepCountReleaseLuaStore, ["docs/brea
 REDIS_MUTANTS["worker_clock_fallback"] = (WorkerClockFallbackRedisStore, ["CB-26 server time, fallback"])
 REDIS_MUTANTS["worker_clock_fallback_async"] = (WorkerClockFallbackAsyncRedisStore,
                                                 ["CB-26 server time, async fallback"])
+
+
+class UnlockedKernelStore(InMemoryStore):
+    """Runs the kernel outside the lock (read under it, decide, write under it): concurrent ops lose
+    updates (CB-4, CB-25, the lost-update check). Its ``pause_hook`` sits in the unlocked gap."""
+
+    def _run_at(self, backend: str, t: float, fn: Any) -> tuple[kernel.Outcome, float, tuple[str, ...]]:
+        with self._lock:
+            rec, corrupt = self._read(backend, t)
+        o = fn(rec, t)
+        if self._pause_hook is not None:
+            self._pause_hook()
+        if o.applied:
+            with self._lock:
+                self._write(backend, o.record, t)
+        return o, t, corrupt
+
+
+MUTANTS["unlocked_kernel"] = (UnlockedKernelStore, [4, 25])

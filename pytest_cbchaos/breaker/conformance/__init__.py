@@ -7,9 +7,10 @@ time path is covered by the project's own tests.
 
 Optional hooks a target may provide: ``raw_set`` (admin write of raw field values), ``ttl_of``
 (remaining key TTL), ``keys`` (all keys of the shared keyspace). A check that needs a missing hook
-is reported ``n/a``. A store that is *not* one atomic op per decision may expose an attribute
-``pause_hook`` (callable or None) that it calls between its read and its write; the checks use it
-to force the interleavings of CB-4, CB-15, CB-16 and CB-25 deterministically.
+is reported ``n/a``. A store may expose an attribute ``pause_hook`` (callable or None) that it calls
+between its read and its write; the checks use it to force the interleavings of CB-3, CB-4, CB-15
+and CB-25 deterministically (:mod:`.window`; a store that holds its lock across the hook also
+reports ``lock_waiters()``, as ``InMemoryStore`` does).
 
 Invariants that need processes, a breaker or a real server (5, 7, 13, 19, 23, 24, 26, 27) live in
 ``CHECKS`` with ``scope != "store"`` and are exercised by ``tests/breaker``; they are listed in the
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..record import CODEC_VECTORS
+from .window import Interferer, Rendezvous, tiny_switch_interval
 
 
 class InvariantViolation(AssertionError):
@@ -123,6 +125,7 @@ def cb3(t: StoreTarget, n: int = 16) -> None:
     results: list[Any] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
+    rv = Rendezvous(st, n)
 
     def worker() -> None:
         try:
@@ -132,24 +135,16 @@ def cb3(t: StoreTarget, n: int = 16) -> None:
                 results.append(r)
         except BaseException as exc:  # propagated below (CB-13)
             errors.append(exc)
+            rv.leave()
 
     threads = [threading.Thread(target=worker) for _ in range(n)]
-    hook_calls = [0]
     if hasattr(st, "pause_hook"):
-        # force every gate's read to happen before any write
-        gate_bar = threading.Barrier(n)
-
-        def hook() -> None:
-            hook_calls[0] += 1
-            try:
-                gate_bar.wait(timeout=2)
-            except threading.BrokenBarrierError:
-                pass
-        st.pause_hook = hook
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=20)
+        st.pause_hook = rv  # every gate's read before any write (or blocked behind it)
+    with tiny_switch_interval():
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=20)
     if errors:
         raise errors[0]
     won = sum(1 for r in results if r.won)
@@ -162,23 +157,23 @@ def cb4(t: StoreTarget) -> None:
     st, now = t.make(), _t0()
     _trip(st, "cb4", now)
     later = now + R + 1
-    called: list[int] = []
+    inside: list[Interferer] = []
 
     def hook() -> None:
-        called.append(1)
         st.pause_hook = None
-        st.force_open("cb4", 600, now=later)
+        inside.append(Interferer(st, lambda: st.force_open("cb4", 600, now=later)))
     if hasattr(st, "pause_hook"):
         st.pause_hook = hook
     r = _claim(st, "cb4", later)
-    if not called:  # an atomic gate: the force_open lands right after it
-        if hasattr(st, "pause_hook"):
-            st.pause_hook = None
+    if inside:
+        inside[0].join()
+    else:  # an atomic gate without a hook: the force_open lands right after it
         st.force_open("cb4", 600, now=later)
+    landed = bool(inside) and inside[0].landed
     s = st.get_state("cb4")
     _fail(4, s["state"] == "open" and s["open_until"] >= later + 600 - 0.01,
           f"a stale gate undid force_open: state={s['state']} open_until-now={s['open_until'] - later:.1f}")
-    _fail(4, not (called and r.won), "a gate that saw OPEN-elapsed before force_open was admitted after it")
+    _fail(4, not (landed and r.won), "a gate that saw OPEN-elapsed before force_open was admitted after it")
 
 
 def cb6(t: StoreTarget) -> None:
@@ -254,18 +249,22 @@ def cb15(t: StoreTarget) -> None:
     _trip(st, "cb15", now)
     probe = _claim(st, "cb15", now + R + 1)
     _fail(15, probe.won, "probe claim failed")
-    called: list[int] = []
+    inside: list[Interferer] = []
 
     def close() -> None:
-        called.append(1)
-        if hasattr(st, "pause_hook"):
-            st.pause_hook = None
         st.release_probe("cb15", probe.token, "success", recovery_timeout=R, now=now + R + 2)
+
+    def hook() -> None:
+        st.pause_hook = None
+        inside.append(Interferer(st, close))
     if hasattr(st, "pause_hook"):
-        st.pause_hook = close
+        st.pause_hook = hook
     r = _claim(st, "cb15", now + R + 3)
-    if not called:
-        close()
+    if inside:
+        inside[0].join()
+    if not (inside and inside[0].landed):  # the close ran after the gate: gate again, after it
+        if not inside:
+            close()
         r = _claim(st, "cb15", now + R + 3)
     _fail(15, r.admitted or r.record.get("state") != "closed",
           "gate rejected although the record it returned is CLOSED", 1)
@@ -381,13 +380,16 @@ def cb25(t: StoreTarget) -> None:
     st, now = t.make(), _t0()
     st.atomic_record_failure("cb25", T, R, now=now)
     st.atomic_record_failure("cb25", T, R, now=now)
-    tripped: list[dict] = []
+    inside: list[Interferer] = []
     if hasattr(st, "pause_hook"):
         def hook() -> None:
             st.pause_hook = None
-            tripped.append(st.atomic_record_failure("cb25", T, R, now=now))
+            inside.append(Interferer(st, lambda: st.atomic_record_failure("cb25", T, R, now=now)))
         st.pause_hook = hook
     d = st.reset("cb25", now=now)
+    tripped = [inside[0].join()] if inside and inside[0].landed else []
+    if inside and not inside[0].landed:
+        inside[0].join()
     final = st.get_state("cb25")
     if tripped and tripped[0]["_new_state"] == "open" and final["state"] == "closed":
         _fail(25, d["_prev_state"] == "open",
