@@ -84,6 +84,117 @@ class Rendezvous:
                 self._cond.wait(0.0005)
 
 
+class Lockstep:
+    """A deterministic schedule for concurrent programs on threads (``ConcurrentConfig.window``, and
+    the store's ``pause_hook``): the workers' ``k``-th ops form phase ``k``; in a phase the ops start
+    one at a time in worker order; an op that reaches its window (has read) hands the turn on and
+    waits; when every op of the phase has finished or is waiting, the waiting ones write one at a
+    time in worker order. So all windowed ops of a phase read before any writes (the race happens)
+    and a replay of a program makes the same decisions. Each worker's store calls go through
+    :class:`Scheduled`; outside a round everything passes straight through. It is for stores that
+    do not hold a lock across their hook (the non-atomic mutants): a locked store would block the
+    next op on its lock, and the schedule reports "stuck" after ``WAIT_LIMIT``."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._local = threading.local()
+        self._live: set[int] = set()
+        self._arrived: list[int] = []     # ops of the current phase not finished yet
+        self._next: list[int] = []        # workers already waiting for the next phase
+        self._held: list[int] = []
+        self._turn: int | None = None      # the worker whose op may run now
+        self._releasing = False
+        self.races = 0  # phases in which two or more ops were in their windows together
+
+    # -- runner side --
+    def start_round(self, workers: int) -> None:
+        with self._cond:
+            self._live = set(range(workers))
+            self._arrived, self._next, self._held, self._turn, self._releasing = [], [], [], None, False
+
+    def worker_done(self, worker: int) -> None:
+        with self._cond:
+            self._live.discard(worker)
+            self._maybe_start()
+            self._cond.notify_all()
+
+    # -- store side --
+    def begin(self, worker: int) -> None:
+        self._local.worker = worker
+        with self._cond:
+            if worker not in self._live:
+                return
+            (self._next if self._turn is not None else self._arrived).append(worker)
+            self._maybe_start()
+            self._wait(lambda: self._turn == worker)
+
+    def end(self, worker: int) -> None:
+        with self._cond:
+            if worker not in self._live or worker not in self._arrived:
+                return
+            self._arrived.remove(worker)
+            if worker in self._held:
+                self._held.remove(worker)
+            self._advance()
+
+    def __call__(self) -> None:  # the pause_hook: the op has read
+        w = getattr(self._local, "worker", None)
+        with self._cond:
+            if w is None or w not in self._live or self._turn != w:
+                return
+            self._held.append(w)
+            self._advance()
+            self._wait(lambda: self._releasing and self._turn == w)
+
+    # -- internals (under the condition) --
+    def _maybe_start(self) -> None:
+        if self._turn is None and self._arrived and set(self._arrived) >= self._live:
+            self._arrived.sort()
+            self._turn = self._arrived[0]
+            self._cond.notify_all()
+
+    def _advance(self) -> None:
+        waiting = [w for w in self._arrived if w not in self._held]
+        if not self._releasing and waiting:
+            self._turn = min(waiting)
+        elif self._held:
+            if not self._releasing:
+                self.races += len(self._held) > 1
+            self._releasing = True
+            self._turn = self._held[0]
+        else:  # phase over: the next ops arrive
+            self._turn, self._releasing, self._arrived, self._next = None, False, self._next, []
+            self._maybe_start()
+        self._cond.notify_all()
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + WAIT_LIMIT
+        while not ready():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"lockstep: stuck (turn {self._turn}, held {self._held}, live {self._live})")
+            self._cond.wait(0.01)
+
+
+class Scheduled:
+    """One worker's view of a shared store: every call is one op of the :class:`Lockstep` schedule."""
+
+    def __init__(self, store: Any, sched: Lockstep, worker: int) -> None:
+        self._store, self._sched, self._worker = store, sched, worker
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._store, name)
+        if not callable(attr) or name.startswith("_") or name == "close":
+            return attr
+
+        def op(*a: Any, **k: Any) -> Any:
+            self._sched.begin(self._worker)
+            try:
+                return attr(*a, **k)
+            finally:
+                self._sched.end(self._worker)
+        return op
+
+
 @contextlib.contextmanager
 def tiny_switch_interval(seconds: float = 1e-6) -> Iterator[None]:
     """Let the interpreter switch threads every ``seconds`` (restored after)."""
