@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from ..history.ops import MalformedHistory, Op
 from ..registry import load_object, load_systems
 from .model import Model, _short, partition_by_key
+from .zones import ZoneDecision, decide as decide_register
 from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
                      same_value)
 
@@ -39,6 +40,13 @@ class RegisterModel(Model):
 
     def read_only(self, f: str) -> bool:
         return f == _READ
+
+    def decide(self, ops: Sequence[Op]) -> ZoneDecision | None:
+        """The polynomial register decision (``zones.py``) where it applies: plain read/write
+        semantics (this class itself, no ``cas``) and distinct written values."""
+        if type(self) not in _PLAIN_REGISTERS:
+            return None
+        return decide_register(ops, initial=self.initial)
 
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Reject unknown operations, malformed cas inputs and values of mixed types, each of
@@ -135,6 +143,11 @@ class KVModel(CasRegisterModel):
     def explain(self, s: tuple, op: Op) -> str:
         cur = dict(s).get(op.key)
         return f"key {op.key!r}: " + CasRegisterModel.explain(self, cur, op)
+
+
+#: the models with plain register semantics: a subclass (a mutant, a user's variant with its
+#: own ``step`` or equality) is judged by the search, never by the fast path
+_PLAIN_REGISTERS = (RegisterModel, CasRegisterModel, KVModel)
 
 
 class CounterModel(Model):
