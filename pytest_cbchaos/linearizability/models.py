@@ -111,12 +111,14 @@ class CasRegisterModel(RegisterModel):
 
 
 class KVModel(CasRegisterModel):
-    """Key-value map of cas-registers, partitioned by ``op.key`` (P-compositional).
+    """Key-value map of cas-registers with ``append`` (string concatenation), partitioned by
+    ``op.key`` (P-compositional).
 
     State is a sorted tuple of ``(key, value)`` pairs so an unpartitioned check is also right.
     """
 
     name = "kv"
+    ops = ("read", "write", "cas", "append")
 
     def init(self) -> tuple:
         return ()
@@ -128,7 +130,10 @@ class KVModel(CasRegisterModel):
             if k == key:
                 cur = v
                 break
-        ok, new = CasRegisterModel.step(self, cur, op)
+        if op.f == "append":  # Porcupine's kv: the value is a string, nil reads as empty
+            ok, new = True, ("" if cur is None else canonical(cur)) + canonical(op.input)
+        else:
+            ok, new = CasRegisterModel.step(self, cur, op)
         if not ok or new == cur:
             return ok, state
         items = [(k, v) for k, v in state if k != key]
@@ -255,6 +260,10 @@ def _check_ops(model: Any, key: Any, ops: Sequence[Op]) -> None:
             raise MalformedHistory(
                 f"{what}: cas value {op.input!r} at event index {op.invoke_index} (process "
                 f"{op.process}); expected [old, new]")
+        if op.f == "append" and not is_scalar(op.input):
+            raise MalformedHistory(
+                f"{what}: append value {op.input!r} at event index {op.invoke_index} (process "
+                f"{op.process}); expected a string (or bytes or an int, appended as its string)")
 
 
 def _register_values(ops: Sequence[Op]) -> list[tuple[Op, str, Any]]:
@@ -266,6 +275,8 @@ def _register_values(ops: Sequence[Op]) -> list[tuple[Op, str, Any]]:
         elif op.f == "cas" and isinstance(op.input, (list, tuple)) and len(op.input) == 2:
             out.append((op, "cas expected value", op.input[0]))
             out.append((op, "cas new value", op.input[1]))
+        elif op.f == "append":
+            out.append((op, "appended value", op.input))
         elif op.f == "read" and not op.unknown and not is_error_reply(op.output):
             out.append((op, "read value", op.output))
     return out

@@ -124,3 +124,25 @@ def test_timeout_bounds_the_counterexample_too(monkeypatch: Any) -> None:
     result = check(history, RegisterModel(), timeout=5.0, mode="report")
     assert result.verdict is Verdict.ILLEGAL
     assert seen == [105.0]
+
+
+def test_kv_append_concatenates_and_judges_reads() -> None:
+    """``append`` (Porcupine's kv): nil reads as empty; a read must see every append before it."""
+    ops = [Op(0, 0, "append", "a", None, 0, 1, "ok", key="k"),
+           Op(1, 1, "append", "b", None, 2, 3, "ok", key="k"),
+           Op(2, 2, "read", None, "ab", 4, 5, "ok", key="k")]
+    assert check(ops, KVModel()).verdict is Verdict.OK
+    lost = ops[:2] + [Op(2, 2, "read", None, "b", 4, 5, "ok", key="k")]
+    assert check(lost, KVModel()).verdict is Verdict.ILLEGAL
+    concurrent = [Op(0, 0, "append", "a", None, 0, 3, "ok", key="k"),
+                  Op(1, 1, "append", "b", None, 0, 3, "ok", key="k"),
+                  Op(2, 2, "read", None, "ba", 4, 5, "ok", key="k")]
+    assert check(concurrent, KVModel()).verdict is Verdict.OK
+
+
+def test_kv_append_of_a_non_string_is_an_input_error() -> None:
+    from pytest_cbchaos.history.ops import MalformedHistory
+    import pytest
+
+    with pytest.raises(MalformedHistory, match="append value"):
+        check([Op(0, 0, "append", ["x"], None, 0, 1, "ok", key="k")], KVModel())
