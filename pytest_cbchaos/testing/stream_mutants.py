@@ -384,3 +384,32 @@ class M25RebaseKeepsEpoch(StreamStore):
     async def rebase(self, conv: str, mid: str, stream_id: str, *, old_epoch: str, new_epoch: str,  # type: ignore[override]
                      **kw: Any) -> Any:
         return await super().rebase(conv, mid, stream_id, old_epoch=old_epoch, new_epoch=old_epoch, **kw)
+
+
+# Script mutants (the outcome cells of docs/stream-design.md#script-outcome-cells) --------------------
+def _patched_script(store: StreamStore, name: str, old: str, new: str) -> None:
+    from pytest_cbchaos.stream.store import _lua
+
+    source = _lua(name)
+    if old not in source:
+        raise RuntimeError(f"mutant of {name}.lua: {old!r} not found (the script changed; update the mutant)")
+    store._scripts[name] = store.redis.register_script(source.replace(old, new))
+
+
+class M14SingleEventResendStore(StreamStore):
+    """M14: the append script recognises a resend only for batched calls: the identical resend of an
+    applied single-event call (a lone terminal, a control event) answers FENCED/CONFLICT instead of
+    DUP, and the relay stops without learning that its turn ended -> INV-14/2."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        _patched_script(self, "append", "if first_step <= ls then", "if first_step <= ls and c > 1 then")
+
+
+class M26AgeFromCreationStore(StreamStore):
+    """M26: age-based trim measures a turn's age from its creation, not its end: a long turn that just
+    finished is trimmed at once -> INV-26 (a consumer still reading it finds it gone)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        _patched_script(self, "trim", "tonumber(r.updated_ms or '0') < cutoff", "tonumber(r.created_ms or '0') < cutoff")
