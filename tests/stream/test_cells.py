@@ -45,7 +45,7 @@ def cell_client(request: Any) -> Any:
 def test_every_cell_is_reached(cell_client, run):
     results = _walk(run, cell_client())
     assert [r.cell for r in results] == list(CELLS)
-    assert unreached(results) == []
+    assert unreached(results) == [], render(results)
 
 
 def test_single_event_resend_mutant_is_caught(cell_client, run):
