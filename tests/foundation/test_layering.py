@@ -4,6 +4,7 @@ and only ``env/`` and the glue build servers from settings."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,46 @@ def test_the_check_sees_a_glue_import(tmp_path: Path) -> None:
 def test_no_lease_is_patched_onto_a_proxy() -> None:
     tree = [p for p in PACKAGE.rglob("*.py") if "_cbchaos_lease" in p.read_text()]
     assert tree == []
+
+
+def pytest_glue(path: Path) -> list[str]:
+    """What makes a module pytest glue: fixtures, hook implementations, ``pytest_*`` hooks, ``pytest_plugins``.
+
+    (Attaching report data to an item, ``report/collect.py``'s ``add``, uses pytest objects but is no glue.)"""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            if node.name.startswith("pytest_"):
+                found.append(f"hook {node.name}")
+            for dec in node.decorator_list:
+                target = dec.func if isinstance(dec, ast.Call) else dec
+                text = ast.unparse(target)
+                if text.split(".")[-1] in ("fixture", "hookimpl", "hookspec"):
+                    found.append(f"@{text} {node.name}")
+        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytest_plugins"
+                                                  for t in node.targets):
+            found.append("pytest_plugins")
+    return found
+
+
+SYSTEMS_AND_CORE = ("stream", "scenario", "report", "servers", "breaker", "recovery", "linearizability")
+
+
+@pytest.mark.parametrize("layer", SYSTEMS_AND_CORE)
+def test_no_system_or_core_module_is_pytest_glue(layer: str) -> None:
+    offenders = {str(p.relative_to(PACKAGE)): pytest_glue(p) for p in (PACKAGE / layer).rglob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_check_sees_pytest_glue(tmp_path: Path) -> None:
+    mutant = tmp_path / "m.py"
+    mutant.write_text("import pytest\n\n@pytest.fixture(scope='session')\ndef f():\n    pass\n\n"
+                      "def pytest_runtest_call(item):\n    pass\n\npytest_plugins = ['x']\n")
+    assert pytest_glue(mutant) == ["@pytest.fixture f", "hook pytest_runtest_call", "pytest_plugins"]
+
+
+def test_one_liveness() -> None:
+    """One liveness vocabulary for every server handle (recovery/status.py)."""
+    defs = [str(p.relative_to(PACKAGE.parent)) for p in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").rglob("*.py")]
+            if re.search(r"^\s*(class Liveness\b|Liveness\s*=)", p.read_text(), re.M)]
+    assert defs == ["pytest_cbchaos/recovery/status.py"]
