@@ -141,6 +141,13 @@ def stall_forever() -> Step:
     return Step("stall_forever", {}, gate=Gate())
 
 
+def stall_midway(s: str) -> list[Step]:
+    """The first half of ``s``, a stall until released (``stall_forever``), then the rest: a model that
+    stops talking mid-answer."""
+    cut = -(-len(s) // 2)
+    return [text(s[:cut]), stall_forever(), *([text(s[cut:])] if s[cut:] else [])]
+
+
 def disconnect(after_chunks: int = 0, mode: str = "fin") -> Step:
     """Arm a disconnect: after ``after_chunks`` further chunks close the socket (``fin``) or reset it (``rst``)."""
     if mode not in ("fin", "rst"):
@@ -474,6 +481,21 @@ class MockLLM:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"mock LLM: {len(got)} {kind} request(s) after {timeout}s, wanted {count}; "
+                                       f"seen: {[(r.seq, r.kind, r.outcome) for r in self._records]}")
+                self._lock.wait(min(left, 0.1))
+
+    def wait_stalled(self, kind: str = "main", timeout: float = 10.0) -> RequestRecord:
+        """Wait until a request of ``kind`` sits in a stall nobody released yet; returns its record."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while True:
+                rec = next((r for r in self._records if kind in (r.kind, "any") and r.outcome == "stalled"
+                            and not all(g.released for g in r.gates)), None)
+                if rec is not None:
+                    return rec
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"mock LLM: no {kind} request in a stall after {timeout}s; "
                                        f"seen: {[(r.seq, r.kind, r.outcome) for r in self._records]}")
                 self._lock.wait(min(left, 0.1))
 
