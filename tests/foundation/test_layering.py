@@ -92,3 +92,16 @@ def test_one_liveness() -> None:
     defs = [str(p.relative_to(PACKAGE.parent)) for p in [*PACKAGE.rglob("*.py"), *(PACKAGE.parent / "tests").rglob("*.py")]
             if re.search(r"^\s*(class Liveness\b|Liveness\s*=)", p.read_text(), re.M)]
     assert defs == ["pytest_cbchaos/recovery/status.py"]
+
+
+PATH_HACKS = ("sys.path." + "insert", "sys.path." + "append", "spec_from_file" + "_location")
+
+
+def test_bench_and_tests_import_the_package_as_a_package() -> None:
+    """Benchmarks and tests import ``pytest_cbchaos`` (and share code through it), never by file path."""
+    root = PACKAGE.parent
+    files = [*(root / "bench").rglob("*.py"), *(root / "tests").rglob("*.py")]
+    assert [str(p.relative_to(root)) for p in files if any(h in p.read_text() for h in PATH_HACKS)] == []
+    bench_on_tests = [str(p.relative_to(root)) for p in (root / "bench").rglob("*.py")
+                      if any(n == "tests" or n.startswith("tests.") for n in imported_modules(p))]
+    assert bench_on_tests == []
