@@ -4,6 +4,7 @@ and only ``env/`` and the glue build servers from settings."""
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from pathlib import Path
 
@@ -14,9 +15,15 @@ BELOW_THE_GLUE = ("stream", "scenario", "report", "servers", "breaker", "recover
                   "proxy", "faults", "history", "stateful", "gateway")
 
 
+@functools.cache
+def nodes(path: Path) -> tuple[ast.AST, ...]:
+    """Every node of ``path``'s syntax tree (parsed once per file per run)."""
+    return tuple(ast.walk(ast.parse(path.read_text(), str(path))))
+
+
 def imported_modules(path: Path) -> set[str]:
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -56,7 +63,7 @@ def pytest_glue(path: Path) -> list[str]:
 
     (Attaching report data to an item, ``report/collect.py``'s ``add``, uses pytest objects but is no glue.)"""
     found: list[str] = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in nodes(path):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             if node.name.startswith("pytest_"):
                 found.append(f"hook {node.name}")
