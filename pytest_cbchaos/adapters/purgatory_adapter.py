@@ -40,7 +40,7 @@ class PurgatoryAdapter(BreakerAdapter):
         if self.password and "@" not in url:
             url = url.replace("redis://", f"redis://:{self.password}@", 1)
         self.factory = AsyncCircuitBreakerFactory(default_threshold=self.config.failure_threshold,
-                                                  default_ttl=self.config.open_seconds,
+                                                  default_ttl=self.config.cooldown_s,
                                                   uow=AsyncRedisUnitOfWork(url))
         self.run(self.factory.initialize())
         from purgatory.domain.model import OpenedState  # type: ignore[import-not-found]

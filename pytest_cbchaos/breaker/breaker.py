@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable
 from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
 from .plan import Plan, adrive, drive
 from .ratelimit import EventRateLimiter
+from ..renames import accepts_renamed
 from .store import InMemoryStore, OpIds
 
 log = logging.getLogger("pytest_cbchaos.breaker")
@@ -49,11 +50,14 @@ def _num(name: str, v: Any, lo: float, strict: bool) -> float:
     return v
 
 
+@accepts_renamed
 @dataclass(frozen=True)
 class BreakerConfig:
+    """Breaker settings, validated on construction (docs/breaker-design.md#breaker-api)."""
+
     enabled: bool = True
-    max_failures: int = 5
-    reset_time_seconds: float = 60
+    failure_threshold: int = 5
+    cooldown_s: float = 60
     backoff_multiplier: float = 2.0
     max_backoff_seconds: float = 300.0
     initial_backoff_seconds: float = 1.0
@@ -69,11 +73,11 @@ class BreakerConfig:
     on_store_error: str = "raise"
 
     def __post_init__(self) -> None:
-        for name in ("max_failures", "max_retries"):
+        for name in ("failure_threshold", "max_retries"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"BreakerConfig.{name} must be an int >= 1, got {v!r}")
-        _num("reset_time_seconds", self.reset_time_seconds, 0, True)
+        _num("cooldown_s", self.cooldown_s, 0, True)
         _num("backoff_multiplier", self.backoff_multiplier, 1.0, False)
         _num("max_backoff_seconds", self.max_backoff_seconds, 1.0, False)
         _num("initial_backoff_seconds", self.initial_backoff_seconds, 0, True)
@@ -385,11 +389,11 @@ class _Core:
             if outcome is None:
                 outcome = "abort" if c.probe_abort_policy == "reopen" else "free"
             return "release_probe", dict(probe_token=permit.probe_token, outcome=outcome,
-                                         recovery_timeout=c.reset_time_seconds)
+                                         recovery_timeout=c.cooldown_s)
         if kind == "success":
             return "atomic_record_success", {}
         if kind == "failure":
-            return "atomic_record_failure", dict(failure_threshold=c.max_failures, recovery_timeout=c.reset_time_seconds)
+            return "atomic_record_failure", dict(failure_threshold=c.failure_threshold, recovery_timeout=c.cooldown_s)
         return None
 
     def _push(self, p: Permit) -> None:
@@ -515,7 +519,7 @@ class CircuitBreaker(_Core):
         if not self.config.enabled:
             return Permit(True, None, "closed", None, _breaker=self)
         try:
-            cr = self.store.try_transition_and_claim_probe(self.backend, None, self.config.reset_time_seconds,
+            cr = self.store.try_transition_and_claim_probe(self.backend, None, self.config.cooldown_s,
                                                            lease_seconds=self.config.probe_lease_seconds)
         except StoreError as exc:
             return self._store_error_gate(exc)
@@ -597,7 +601,7 @@ class CircuitBreaker(_Core):
     def force_open(self, reason: str = "", open_for_seconds: float = 0) -> dict | None:
         if not self.config.enabled:
             return None
-        d = self.store.force_open(self.backend, max(self.config.reset_time_seconds, open_for_seconds))
+        d = self.store.force_open(self.backend, max(self.config.cooldown_s, open_for_seconds))
         self._transition_from_reply("force_open", d, reason)
         return d
 
@@ -674,7 +678,7 @@ class AsyncCircuitBreaker(_Core):
         if not self.config.enabled:
             return Permit(True, None, "closed", None, _breaker=self)
         try:
-            cr = await self.store.try_transition_and_claim_probe(self.backend, None, self.config.reset_time_seconds,
+            cr = await self.store.try_transition_and_claim_probe(self.backend, None, self.config.cooldown_s,
                                                                  lease_seconds=self.config.probe_lease_seconds)
         except StoreError as exc:
             return self._store_error_gate(exc)
@@ -748,7 +752,7 @@ class AsyncCircuitBreaker(_Core):
     async def force_open(self, reason: str = "", open_for_seconds: float = 0) -> dict | None:
         if not self.config.enabled:
             return None
-        d = await self.store.force_open(self.backend, max(self.config.reset_time_seconds, open_for_seconds))
+        d = await self.store.force_open(self.backend, max(self.config.cooldown_s, open_for_seconds))
         self._transition_from_reply("force_open", d, reason)
         return d
 

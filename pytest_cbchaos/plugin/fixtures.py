@@ -7,22 +7,19 @@ function scoped. After every test that used the kit's servers, the environment's
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import redis
-import redis.asyncio
 
 from pytest_cbchaos.env import Environment
 from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.journal import FaultJournal
 from pytest_cbchaos.plugin import factories
-from pytest_cbchaos.plugin.factories import started
 from pytest_cbchaos.plugin.session import worker_id
-from pytest_cbchaos.servers.redis import RedisServer, no_async_retry, no_retry
+from pytest_cbchaos.servers.redis import RedisServer
 from pytest_cbchaos.settings import Settings, get_settings
 
 ENV_KEY = pytest.StashKey[Environment]()
@@ -52,22 +49,10 @@ def cbchaos_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFa
         env.stop()
 
 
-@pytest.fixture(scope="session")
-def cbchaos_toxiproxy(cbchaos_env: Environment) -> Any:
-    """This worker's Toxiproxy-compatible server (``ToxiproxyServer`` handle)."""
-    return started(cbchaos_env.toxiproxy)
-
-
-@pytest.fixture(scope="session")
-def cbchaos_redis_proc(cbchaos_env: Environment) -> RedisServer:
-    """This worker's Redis server: ``host port password pid dir backend version``."""
-    return started(cbchaos_env.redis)
-
-
-@pytest.fixture(scope="session")
-def cbchaos_redis_proxy(cbchaos_env: Environment, cbchaos_redis_proc: RedisServer) -> Any:
-    """A proxy named ``redis`` in front of the Redis server (reset after each test that uses it)."""
-    return started(lambda: cbchaos_env.proxy("redis", f"{cbchaos_redis_proc.host}:{cbchaos_redis_proc.port}"))
+# The default server fixtures are the public factories' outputs (docs: README "Fixture factories").
+cbchaos_toxiproxy = factories.toxiproxy(shared=True)
+cbchaos_redis_proc = factories.redis_proc(shared=True)
+cbchaos_redis_proxy = factories.proxy("cbchaos_redis_proc", name="redis", shared=True)
 
 
 @pytest.fixture(scope="session")
@@ -78,25 +63,8 @@ def cbchaos_redis_admin(cbchaos_redis_proc: RedisServer) -> Iterator[redis.Redis
     client.close()
 
 
-def _client_kwargs(proxy: Any, proc: RedisServer) -> dict[str, Any]:
-    return dict(host=proxy.listen_host, port=proxy.listen_port, password=proc.password,
-                socket_timeout=5.0, socket_connect_timeout=5.0, retry=no_retry())
-
-
-cbchaos_redis = factories.redis_client("cbchaos_redis_proxy")  # default fixtures are the factories' outputs
-
-
-@pytest.fixture
-def cbchaos_redis_async(cbchaos_redis_proxy: Any, cbchaos_redis_proc: RedisServer) -> Iterator[redis.asyncio.Redis]:
-    """``redis.asyncio.Redis`` through the fault proxy; use it inside the test's event loop."""
-    kwargs = _client_kwargs(cbchaos_redis_proxy, cbchaos_redis_proc)
-    kwargs["retry"] = no_async_retry()
-    client = redis.asyncio.Redis(**kwargs)
-    yield client
-    try:
-        asyncio.run(client.aclose())
-    except Exception:
-        pass  # connections bound to the test's (closed) loop are dropped with it
+cbchaos_redis = factories.redis_client("cbchaos_redis_proxy")
+cbchaos_redis_async = factories.redis_async_client("cbchaos_redis_proxy")
 
 
 @pytest.fixture

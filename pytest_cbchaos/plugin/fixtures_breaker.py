@@ -44,6 +44,6 @@ def cbchaos_breaker_store(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture
 def cbchaos_breaker(cbchaos_breaker_store: Any) -> CircuitBreaker:
-    """A ``CircuitBreaker`` named after the test, on ``cbchaos_breaker_store`` (small threshold)."""
-    return CircuitBreaker("cbchaos-test", BreakerConfig(max_failures=3, reset_time_seconds=1.0),
+    """A ``CircuitBreaker`` named after the test, on ``cbchaos_breaker_store`` (``failure_threshold`` 3, ``cooldown_s`` 1)."""
+    return CircuitBreaker("cbchaos-test", BreakerConfig(failure_threshold=3, cooldown_s=1.0),
                           store=cbchaos_breaker_store)
