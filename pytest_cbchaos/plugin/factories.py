@@ -17,9 +17,6 @@ from __future__ import annotations
 from typing import Any, Callable, Literal, TypeVar
 
 import pytest
-import redis
-
-from pytest_cbchaos.env import Unavailable
 
 Scope = Literal["session", "package", "module", "class", "function"]
 T = TypeVar("T")
@@ -27,6 +24,8 @@ T = TypeVar("T")
 
 def started(make: Callable[[], T]) -> T:
     """``make()``; a server the settings ask for that cannot start is a usage error (exit 4), not a test error."""
+    from pytest_cbchaos.env import Unavailable
+
     try:
         return make()
     except Unavailable as exc:
@@ -84,6 +83,8 @@ def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc"
         """redis-py through the fault proxy over TCP, authenticated."""
         proxy_obj = request.getfixturevalue(proxy_fixture)
         proc = request.getfixturevalue(proc_fixture)
+        import redis
+
         from pytest_cbchaos.servers.redis import no_retry
 
         kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "retry": no_retry(), **client_kwargs}

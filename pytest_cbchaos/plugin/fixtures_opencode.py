@@ -16,13 +16,14 @@ fail instead.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.env import Environment, OpencodeProxied, Unavailable
-from pytest_cbchaos.servers.mockllm import MockLLM
-from pytest_cbchaos.servers.opencode import OpencodeServer
+if TYPE_CHECKING:
+    from pytest_cbchaos.env import Environment, OpencodeProxied
+    from pytest_cbchaos.servers.mockllm import MockLLM
+    from pytest_cbchaos.servers.opencode import OpencodeServer
 
 
 def check_mock_idle(mock: MockLLM, timeout: float = 5.0) -> None:
@@ -61,6 +62,8 @@ def cbchaos_mock_llm(request: pytest.FixtureRequest, cbchaos_mock_llm_server: Mo
 
 @pytest.fixture(scope="session")
 def _cbchaos_opencode_rig(cbchaos_env: Environment) -> Any:
+    from pytest_cbchaos.env import Unavailable
+
     try:
         return cbchaos_env.opencode()
     except Unavailable as exc:
