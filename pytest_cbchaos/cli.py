@@ -111,21 +111,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         return USAGE
     argv = [str(p) for p in paths]
     try:
-        argv += _backend_args(args.redis, "redis") + _backend_args(args.toxiproxy, "toxiproxy")
+        options = _backend_args(args.redis, "redis") + _backend_args(args.toxiproxy, "toxiproxy")
     except SystemExit as exc:
         return int(exc.code or USAGE)
     if args.report:
-        argv += ["--cbchaos-report", args.report]
+        options += ["--cbchaos-report", args.report]
     if args.seed is not None:
-        argv += ["--cbchaos-seed", str(args.seed)]
+        options += ["--cbchaos-seed", str(args.seed)]
     if args.background_load is not None:
-        argv += ["--cbchaos-background-load", args.background_load]
+        options += ["--cbchaos-background-load", args.background_load]
     if args.keyword:
-        argv += ["-k", args.keyword]
+        options += ["-k", args.keyword]
     if args.markexpr:
-        argv += ["-m", args.markexpr]
+        options += ["-m", args.markexpr]
     if args.numprocesses:
-        argv += ["-n", args.numprocesses]
+        options += ["--numprocesses", args.numprocesses]
+    # OPTION=VALUE, one token each: pytest takes a separate value that names an existing directory (the
+    # report directory of an earlier run) for a path, which moves its rootdir and changes the node ids
+    argv += [f"{flag}{'' if flag in ('-k', '-m') else '='}{value}" for flag, value in zip(options[::2], options[1::2])]
     argv += ["-q"] if args.quiet else ["-v", "--durations=5"]  # -v: one progress line per scenario
     extra = list(getattr(args, "pytest_args", []))
     argv += ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report", *extra]

@@ -1,4 +1,4 @@
-"""Which files are scenarios (docs/scenarios.md, "Where scenarios are found"); stdlib only, so that pytest's
+"""Which files are scenarios (docs/scenarios.md, "Which files are scenarios"); stdlib only, so that pytest's
 collection asks without importing the loader's YAML and JSON-Schema libraries."""
 
 from __future__ import annotations
