@@ -145,14 +145,38 @@ def toxiproxy_python(cbchaos_toxiproxy: Any) -> Iterator[Any]:
 
 
 def close_async_client(client: Any) -> None:
-    """Close an asyncio client after its test: its connections belong to the test's event loop, which
-    pytest-asyncio / anyio has closed by now, so they are dropped with it and only the pool is reset."""
+    """Close an asyncio client after its test, in the event loop its connections were made in while that
+    loop is open (a module- or session-scoped loop), else in a new one: a function-scoped loop is closed
+    before this teardown, and the connections made in it are dropped with it."""
     import asyncio
 
+    pool = client.connection_pool
+    loops = {getattr(getattr(getattr(conn, "_writer", None), "transport", None), "_loop", None)
+             for conn in [*pool._available_connections, *pool._in_use_connections]}
+    loop = next((lp for lp in loops if lp is not None and not lp.is_closed() and not lp.is_running()), None)
     try:
-        asyncio.run(client.aclose())
+        if loop is not None:
+            loop.run_until_complete(client.aclose())
+        else:
+            asyncio.run(client.aclose())
     except Exception:
-        pass
+        pass  # connections bound to a closed loop are dropped with it
+
+
+ASYNC_PLUGINS_HINT = ("cbchaos: an async test needs an asyncio runner plugin: pytest-asyncio (`pip install "
+                      "pytest-asyncio`, mark the test @pytest.mark.asyncio or set asyncio_mode = auto) or anyio's "
+                      "plugin (installed with anyio: mark it @pytest.mark.anyio); README, \"Async tests\"")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """pytest's own "async def functions are not natively supported", plus which plugin to use."""
+    try:
+        return (yield)
+    except pytest.fail.Exception as exc:
+        if "not natively supported" in str(exc) and any(n.startswith("cbchaos") for n in pyfuncitem.fixturenames):
+            raise pytest.fail.Exception(f"{exc.msg}\n{ASYNC_PLUGINS_HINT}", pytrace=False) from None
+        raise
 
 
 @pytest.hookimpl(wrapper=True)
