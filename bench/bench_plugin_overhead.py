@@ -2,16 +2,17 @@
 "Zero cost until used").
 
 A trivial 100-test project is run with the plugin and with ``-p no:cbchaos`` (alternating, median of N
-wall-clock runs each, same interpreter, bytecode cache warmed first as in a normal install), then
-``python -X importtime`` shows what importing the plugin itself loads.
+runs each, wall clock and CPU time, same interpreter, bytecode cache warmed first as in a normal install),
+then ``python -X importtime`` shows what importing the plugin and its fixture modules loads.
 
-    .venv/bin/python bench/bench_plugin_overhead.py [--runs 7]
+    .venv/bin/python bench/bench_plugin_overhead.py [--runs 7] [--source CHECKOUT]   # CHECKOUT: compare another tree
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,60 +29,72 @@ def make_project(directory: Path, tests: int = 100) -> None:
     (directory / "pytest.ini").write_text("[pytest]\n")
 
 
-def run_env(pycache: Path) -> dict[str, str]:
-    """This checkout first on the path; bytecode cached (in a private prefix) as a user's install has it."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "CI")}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+def run_env(pycache: Path, source: Path = ROOT) -> dict[str, str]:
+    """``source`` first on the path; bytecode cached (in a private prefix) as a user's install has it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "CI", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(source)
     env["PYTHONPYCACHEPREFIX"] = str(pycache)
     return env
 
 
-def session_seconds(project: Path, env: dict[str, str], *extra: str) -> float:
+def session_seconds(project: Path, env: dict[str, str], *extra: str) -> tuple[float, float]:
+    """(wall, CPU) seconds of one session; CPU (user + system) is the steadier figure on a loaded machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *extra], cwd=project,
-                   env=env, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def import_ms(env: dict[str, str]) -> tuple[float, float, list[str]]:
-    """(plugin import ms, pytest import ms, third-party top-level packages the plugin's import added)."""
-    err = subprocess.run([sys.executable, "-X", "importtime", "-c", "import pytest_cbchaos.plugin"], env=env,
-                         capture_output=True, text=True, check=True).stderr
-    cumulative: dict[str, int] = {}
+PLUGIN_IMPORT = ("import importlib, pytest_cbchaos.plugin as p; "
+                 "[importlib.import_module(m) for m in p.pytest_plugins]")
+
+
+def import_ms(env: dict[str, str], cwd: Path) -> tuple[float, list[str]]:
+    """``python -X importtime``: ms of the imports the plugin and its ``pytest_plugins`` modules add after
+    pytest itself is imported, and the heavy third-party packages among them."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import pytest; {PLUGIN_IMPORT}"], env=env,
+                         cwd=cwd, capture_output=True, text=True, check=True).stderr
+    top: list[tuple[str, int]] = []  # imports at the top level of the -c script, in order
     for line in err.splitlines():
-        if not line.startswith("import time:") or "|" not in line:
+        if not line.startswith("import time:") or line.count("|") != 2:
             continue
-        _, cum, name = (part.strip() for part in line[len("import time:"):].split("|"))
-        if cum.isdigit():
-            cumulative[name] = int(cum)
-    added = sorted({n.split(".")[0] for n in cumulative}
-                   & {"redis", "aiohttp", "hypothesis", "httpx", "rich", "fakeredis", "yaml", "jsonschema", "psutil"})
-    return cumulative.get("pytest_cbchaos.plugin", 0) / 1000, cumulative.get("pytest", 0) / 1000, added
+        _, cum, name = line[len("import time:"):].split("|")
+        if cum.strip().isdigit() and not name.startswith("  "):
+            top.append((name.strip(), int(cum)))
+    after = top[[n for n, _ in top].index("pytest") + 1:]
+    names = {line.split("|")[2].strip().split(".")[0] for line in err.splitlines() if line.count("|") == 2}
+    heavy = sorted(names & {"redis", "aiohttp", "hypothesis", "httpx", "rich", "fakeredis", "yaml", "jsonschema",
+                            "psutil"})
+    return sum(cum for _, cum in after) / 1000, heavy
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--source", type=Path, default=ROOT, help="the checkout to measure (default: this one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         project, pycache = Path(tmp, "project"), Path(tmp, "pycache")
         project.mkdir()
         make_project(project)
-        env = run_env(pycache)
+        env = run_env(pycache, args.source.resolve())
         session_seconds(project, env)  # warm the bytecode caches (both runs share them)
         session_seconds(project, env, "-p", "no:cbchaos")
         on, off = [], []
         for _ in range(args.runs):
             on.append(session_seconds(project, env))
             off.append(session_seconds(project, env, "-p", "no:cbchaos"))
-        plugin_ms, pytest_ms, added = import_ms(env)
-    med_on, med_off = statistics.median(on), statistics.median(off)
-    print(f"100 trivial tests, median of {args.runs} sessions (seconds)")
-    print(f"  with plugin        {med_on:.3f}")
-    print(f"  -p no:cbchaos      {med_off:.3f}")
-    print(f"  added per session  {(med_on - med_off) * 1000:+.0f} ms  (ratio {med_on / med_off:.3f}; goal <= 50 ms)")
-    print(f"import pytest_cbchaos.plugin: {plugin_ms:.1f} ms cumulative (of which pytest {pytest_ms:.1f} ms); "
-          f"heavy packages it imports: {', '.join(added) or 'none'}")
+        plugin_ms, heavy = import_ms(env, project)
+    print(f"{args.source.resolve()}: 100 trivial tests, median of {args.runs} sessions each")
+    for i, label in ((0, "wall"), (1, "CPU ")):
+        med_on, med_off = statistics.median(r[i] for r in on), statistics.median(r[i] for r in off)
+        print(f"  {label}  with plugin {med_on:.3f} s, -p no:cbchaos {med_off:.3f} s: added "
+              f"{(med_on - med_off) * 1000:+.0f} ms (ratio {med_on / med_off:.3f}; goal <= 50 ms)")
+    print(f"importing the plugin and its pytest_plugins modules after pytest: {plugin_ms:.1f} ms; "
+          f"heavy packages imported: {', '.join(heavy) or 'none'}")
 
 
 if __name__ == "__main__":
