@@ -24,6 +24,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable
 
 from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
+from .failures import FailurePredicate, counts_as_failure, extract_status_code
 from .plan import Plan, adrive, drive
 from .ratelimit import EventRateLimiter
 from ..renames import accepts_renamed
@@ -71,6 +72,10 @@ class BreakerConfig:
     probe_abort_policy: str = "reopen"
     probe_release_timeout: float = 2.0
     on_store_error: str = "raise"
+    # what counts as a failure (docs/breaker.md, "What counts as a failure"): these classes always do;
+    # ``is_failure`` replaces the default rule (transport errors + ``retryable_status_codes``)
+    failure_exceptions: tuple[type[BaseException], ...] = ()
+    is_failure: FailurePredicate | None = None
 
     def __post_init__(self) -> None:
         for name in ("failure_threshold", "max_retries"):
@@ -93,6 +98,13 @@ class BreakerConfig:
             raise ValueError(f"BreakerConfig.on_store_error must be 'raise', 'allow' or 'deny', got {self.on_store_error!r}")
         if not all(isinstance(c, int) for c in self.retryable_status_codes):
             raise ValueError(f"BreakerConfig.retryable_status_codes must be ints, got {self.retryable_status_codes!r}")
+        if not isinstance(self.failure_exceptions, tuple) or not all(
+                isinstance(c, type) and issubclass(c, BaseException) for c in self.failure_exceptions):
+            raise ValueError("BreakerConfig.failure_exceptions must be a tuple of exception classes, "
+                             f"got {self.failure_exceptions!r}")
+        if self.is_failure is not None and not callable(self.is_failure):
+            raise ValueError(f"BreakerConfig.is_failure must be a callable (exception -> bool) or None, "
+                             f"got {self.is_failure!r}")
 
 
 @dataclass(frozen=True)
@@ -166,13 +178,6 @@ class Permit:
 
 
 # ---- classification ---------------------------------------------------------------------------
-
-def extract_status_code(exc: BaseException) -> int | None:
-    code = getattr(exc, "status_code", None)
-    if code is None:
-        code = getattr(getattr(exc, "response", None), "status_code", None)
-    return code if isinstance(code, int) else None
-
 
 def extract_retry_after(exc: BaseException, clock: Any = None) -> float | None:
     resp = getattr(exc, "response", None)
@@ -368,7 +373,12 @@ class _Core:
         code = extract_status_code(exc)
         if code == 429:
             return classify_429(extract_retry_after(exc, self.clock), self.config.retry_after_threshold_seconds) == "CAP"
-        return code in self.config.retryable_status_codes
+        return self._is_failure(exc)
+
+    def _is_failure(self, exc: BaseException) -> bool:
+        """Not a 429: counted per ``BreakerConfig`` (``failure_exceptions``, ``is_failure``, the default)."""
+        c = self.config
+        return counts_as_failure(exc, c.retryable_status_codes, c.failure_exceptions, c.is_failure)
 
     def _record_failed(self, kind: str, exc: StoreError) -> None:
         """Both resends of an outcome failed: one ``indeterminate`` (the op may have run) or
@@ -462,8 +472,9 @@ class _Core:
                             raise
                         yield lambda: sleep(max(0.0, ra or 0.0))
                         continue
-                if code == 429 or code in c.retryable_status_codes:
-                    d = yield lambda: held.failure("429_cap" if code == 429 else f"http_{code}")
+                if code == 429 or self._is_failure(exc):
+                    label = "429_cap" if code == 429 else f"http_{code}" if code is not None else type(exc).__name__
+                    d = yield lambda: held.failure(label)
                     if attempt == attempts or (d and d.get("state") == "open"):
                         raise
                     yield lambda: sleep(self._delay(delay))

@@ -19,9 +19,6 @@ import asyncio
 from typing import Any, Callable, Literal, TypeVar
 
 import pytest
-import redis
-
-from pytest_cbchaos.env import Unavailable
 
 Scope = Literal["session", "package", "module", "class", "function"]
 T = TypeVar("T")
@@ -29,6 +26,8 @@ T = TypeVar("T")
 
 def started(make: Callable[[], T]) -> T:
     """``make()``; a server the settings ask for that cannot start is a usage error (exit 4), not a test error."""
+    from pytest_cbchaos.env import Unavailable
+
     try:
         return make()
     except Unavailable as exc:
@@ -38,6 +37,8 @@ def started(make: Callable[[], T]) -> T:
 
 def needs_opencode(make: Callable[[], T]) -> T:
     """``make()``; without an opencode binary the test skips with the install hint (fails when CI is set)."""
+    from pytest_cbchaos.env import Unavailable
+
     try:
         return make()
     except Unavailable as exc:
@@ -119,6 +120,8 @@ def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc"
     @pytest.fixture(scope=scope)
     def _client(request: pytest.FixtureRequest) -> Any:
         """redis-py through the fault proxy over TCP, authenticated."""
+        import redis
+
         from pytest_cbchaos.servers.redis import no_retry
 
         client = redis.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
@@ -143,12 +146,26 @@ def redis_async_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis
         client = redis.asyncio.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
                                                       {"retry": no_async_retry(), **client_kwargs}))
         yield client
-        try:
-            asyncio.run(client.aclose())
-        except Exception:
-            pass  # connections bound to the test's (closed) loop are dropped with it
+        close_async_client(client)
 
     return _async_client
+
+
+def close_async_client(client: Any) -> None:
+    """Close an asyncio client after its test, in the event loop its connections were made in while that
+    loop is open (a module- or session-scoped loop), else in a new one: a function-scoped loop is closed
+    before this teardown, and the connections made in it are dropped with it."""
+    pool = client.connection_pool
+    loops = {getattr(getattr(getattr(conn, "_writer", None), "transport", None), "_loop", None)
+             for conn in [*pool._available_connections, *pool._in_use_connections]}
+    loop = next((lp for lp in loops if lp is not None and not lp.is_closed() and not lp.is_running()), None)
+    try:
+        if loop is not None:
+            loop.run_until_complete(client.aclose())
+        else:
+            asyncio.run(client.aclose())
+    except Exception:
+        pass  # connections bound to a closed loop are dropped with it
 
 
 def mock_llm(*, scope: Scope = "session", shared: bool = False, **mock_kwargs: Any) -> Any:

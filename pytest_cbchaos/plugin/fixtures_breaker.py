@@ -13,11 +13,12 @@ Redis variants use a per-test key prefix, so tests never see each other's record
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.breaker import BreakerConfig, CircuitBreaker, InMemoryStore
+if TYPE_CHECKING:
+    from pytest_cbchaos.breaker import CircuitBreaker
 
 STORE_KINDS = ("memory", "redis", "redis-client-time", "redis-fallback")
 
@@ -29,6 +30,8 @@ def cbchaos_breaker_store(request: pytest.FixtureRequest) -> Iterator[Any]:
     if kind not in STORE_KINDS:
         raise pytest.UsageError(f"cbchaos_breaker_store param {kind!r}: expected one of {STORE_KINDS}")
     if kind == "memory":
+        from pytest_cbchaos.breaker import InMemoryStore
+
         yield InMemoryStore()
         return
     from pytest_cbchaos.breaker import RedisStore
@@ -45,5 +48,7 @@ def cbchaos_breaker_store(request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture
 def cbchaos_breaker(cbchaos_breaker_store: Any) -> CircuitBreaker:
     """A ``CircuitBreaker`` named after the test, on ``cbchaos_breaker_store`` (``failure_threshold`` 3, ``cooldown_s`` 1)."""
+    from pytest_cbchaos.breaker import BreakerConfig, CircuitBreaker
+
     return CircuitBreaker("cbchaos-test", BreakerConfig(failure_threshold=3, cooldown_s=1.0),
                           store=cbchaos_breaker_store)

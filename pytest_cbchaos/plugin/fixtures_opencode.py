@@ -16,13 +16,15 @@ fail instead.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.env import Environment, OpencodeProxied
 from pytest_cbchaos.plugin import factories
-from pytest_cbchaos.servers.mockllm import MockLLM
+
+if TYPE_CHECKING:
+    from pytest_cbchaos.env import Environment, OpencodeProxied
+    from pytest_cbchaos.servers.mockllm import MockLLM
 
 
 def check_mock_idle(mock: MockLLM, timeout: float = 5.0) -> None:

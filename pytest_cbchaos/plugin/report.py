@@ -209,12 +209,14 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
+    rdir = _report_dir(config)
+    if rdir is None and not any(e["record"] for e in _entries(config).values()):
+        return  # no chaos data and no report asked for: nothing to say (and nothing to import)
     from pytest_cbchaos.report.html import write_html
     from pytest_cbchaos.report.model import write_json
     from pytest_cbchaos.report.terminal import is_interesting, render_summary
 
     report = build_from_config(config, exitstatus)
-    rdir = _report_dir(config)
     paths: list[str] = []
     problem = None
     if rdir is not None:

@@ -21,6 +21,7 @@ from pytest_cbchaos.faults.kinds import FAULT_KINDS
 from pytest_cbchaos.params import Params, allowed_keys
 from pytest_cbchaos.renames import RENAMED, rename_params
 from pytest_cbchaos.scenario.errors import ScenarioError, ScenarioErrors
+from pytest_cbchaos.scenario.files import discover, is_scenario_file  # noqa: F401 (re-exported)
 from pytest_cbchaos.scenario.model import (
     HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario,
     Topology, Workload,
@@ -304,23 +305,6 @@ def load_many(paths: list[Path]) -> list[Scenario]:
     if errors:
         raise ScenarioErrors(errors)
     return out
-
-
-def is_scenario_file(path: Path) -> bool:
-    """``*.scenario.yaml`` anywhere, or any ``*.yaml``/``*.yml`` inside a directory named ``scenarios``."""
-    if path.suffix not in (".yaml", ".yml") or path.name.startswith("."):
-        return False
-    return path.name.endswith((".scenario.yaml", ".scenario.yml")) or "scenarios" in path.parent.parts
-
-
-def discover(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_scenario_file(q.resolve())))
-        elif p.suffix in (".yaml", ".yml"):
-            found.append(p)
-    return list(dict.fromkeys(found))
 
 
 def _model_names() -> list[str] | None:
