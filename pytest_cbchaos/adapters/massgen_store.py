@@ -16,7 +16,8 @@ import time as _time
 from types import ModuleType
 from typing import Any
 
-from ..breaker.conformance.capabilities import BASIC_FIELDS, Capabilities
+from ..breaker.conformance.capabilities import Capabilities
+from ..breaker.record import MASSGEN_FIELDS
 from ..breaker.store import ClaimResult
 from .base import AdapterUnavailable
 from .snapshot import SnapshotClient, WriteObservation
@@ -85,7 +86,7 @@ class MassgenStoreAdapter(StoreAdapter):
     """massgen's ``RedisStore`` on a :class:`SnapshotClient` (it does not report whether an op wrote)."""
 
     capabilities = Capabilities(probe_tokens=False, leases=False, op_ids=False, time="client",
-                                fields=BASIC_FIELDS, release_outcomes=("success", "abort"),
+                                fields=MASSGEN_FIELDS, release_outcomes=("success", "abort"),
                                 applied="snapshot", corrupt_report=False, time_precision=1e-3,
                                 notes=("probe owner = caller identity (no tokens)",
                                        "force_open/reset/abort composed as massgen's LLMCircuitBreaker does"))
@@ -184,6 +185,9 @@ class MassgenStoreAdapter(StoreAdapter):
         finally:
             CLOCK.set(None)
         return self._reply(self.store.get_state(backend), prev, True, when)
+
+    def cas_state(self, backend: str, expected_state: str, updates: dict[str, Any], **kw: Any) -> bool:
+        return bool(self.store.cas_state(backend, expected_state, dict(updates)))
 
     def clear(self, backend: str) -> None:
         self.store.clear(backend)

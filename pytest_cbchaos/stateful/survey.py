@@ -16,27 +16,8 @@ from hypothesis import settings as hsettings
 from hypothesis.stateful import run_state_machine_as_test
 
 from ..breaker import kernel
-from ..breaker.conformance.classify import BugClass, Deviation, classify, describe
+from ..breaker.conformance.classify import Deviation, Finding, classify, describe
 from ..breaker.record import Record
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One bug class with the example that shows it (the shrunk one, in survey mode)."""
-
-    klass: BugClass
-    detail: str
-    example: tuple[str, ...] = ()
-    source: str = "store machine"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"class": self.klass.id, "cb": self.klass.cb, "message": self.klass.message,
-                "detail": self.detail, "example": list(self.example), "source": self.source}
-
-    def format(self) -> str:
-        steps = "\n".join(f"    {i + 1}. {s}" for i, s in enumerate(self.example))
-        return f"{self.klass.cb} {self.klass.message} [{self.klass.id}]\n  {self.detail}" + \
-            (f"\n  minimal example:\n{steps}" if steps else "")
 
 
 class StoreDeviation(AssertionError):

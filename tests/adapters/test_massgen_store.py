@@ -27,8 +27,9 @@ _names = itertools.count()
 def prefix(cbchaos_redis_admin: Any) -> Any:
     p = f"cbchaos-mg{next(_names)}"
     yield p
-    for k in cbchaos_redis_admin.scan_iter(f"{p}:*"):
-        cbchaos_redis_admin.delete(k)
+    for pattern in (f"{p}:*", "cbns1:*cb2*", "cbns2:*cb2*"):
+        for k in cbchaos_redis_admin.scan_iter(pattern):
+            cbchaos_redis_admin.delete(k)
 
 
 @pytest.fixture
@@ -89,17 +90,72 @@ def test_direct_corrupt_field_crashes(cbchaos_redis_admin: Any, adapter: mg.Mass
         adapter.store.get_state("b")
 
 
-# ---- (2) the kit finds them: store machine survey + conformance ---------------------------------
+def test_direct_stranger_abort_reopens(adapter: mg.MassgenStoreAdapter) -> None:
+    _trip(adapter, "b")
+    assert adapter.store.try_transition_and_claim_probe("b", T0 + R + 1, R)[0]
+    # another caller's probe "terminated abnormally" path (LLMCircuitBreaker.call_with_retry)
+    assert adapter.store.cas_state("b", "half_open", {"state": "open", "open_until": T0 + R + 2,
+                                                      "half_open_probe_active": False})
+    assert adapter.store.get_state("b")["state"] == "open"
 
-def test_survey_store_machine(cbchaos_redis_admin: Any, prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
+
+def test_direct_reset_is_read_then_write(adapter: mg.MassgenStoreAdapter) -> None:
+    """LLMCircuitBreaker.reset: get_state, then set_state(defaults); a trip in between is erased
+    and the reset reports closed -> closed (no transition event)."""
+    prev = adapter.store.get_state("b")["state"]
+    _trip(adapter, "b")  # another process trips between the read and the write
+    adapter.store.set_state("b", dict(mg.load_cb_store().DEFAULT_CIRCUIT_BREAKER_STATE))
+    assert prev == "closed" and adapter.store.get_state("b")["state"] == "closed"
+
+
+# ---- (2) the kit finds them: conformance + store machine survey, one report -----------------------
+
+def massgen_target(client: Any, prefix: str) -> Any:
+    from pytest_cbchaos.breaker.conformance import StoreTarget
+
+    def make(**kw: Any) -> mg.MassgenStoreAdapter:
+        kw.setdefault("key_prefix", prefix)  # CB-2 passes its own two prefixes
+        return mg.massgen_store(client, **kw)
+
+    def ttl_of(st: mg.MassgenStoreAdapter, b: str) -> float | None:
+        v = client.ttl(st.key(b))
+        return None if v is None or v < 0 else float(v)
+
+    return StoreTarget("massgen-0.1.97", make, raw_set=lambda st, b, f: client.hset(st.key(b), mapping=f),
+                       ttl_of=ttl_of, keys=lambda: [k.decode() for k in client.scan_iter(f"{prefix}:*")],
+                       third_party=True)
+
+
+#: what the conformance suite must report for massgen (each reproduced by a direct test above)
+CONFORMANCE_FAILS = {8, 11, 18, 20, 21, 22, 25}
+
+
+def test_conformance(cbchaos_redis_admin: Any, prefix: str) -> None:
+    from pytest_cbchaos.breaker.conformance import run_conformance
+
+    rep = run_conformance(massgen_target(cbchaos_redis_admin, prefix))
+    by = {r.cb: r for r in rep.results}
+    assert {r.cb for r in rep.failed} == CONFORMANCE_FAILS, "\n".join(f"{r.cb} {r.detail}" for r in rep.results)
+    assert by[17].status == "n/a" and by[17].detail == "n/a: no probe tokens"
+    assert all("KeyError" not in r.detail for r in rep.results)
+    assert {f.klass.id for f in rep.findings()} == {f"cb-{n}" for n in CONFORMANCE_FAILS}
+
+
+def test_survey_finds_every_class(cbchaos_redis_admin: Any, prefix: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The acceptance run: one survey (store machine) plus the conformance report, printed."""
+    from pytest_cbchaos.breaker.conformance import run_conformance
     from pytest_cbchaos.stateful import store_machine
     from pytest_cbchaos.stateful.survey import survey
 
     machine = store_machine(lambda: mg.massgen_store(cbchaos_redis_admin, key_prefix=prefix), name="MassgenMachine")
     rep = survey(machine)
+    conf = run_conformance(massgen_target(cbchaos_redis_admin, prefix))
+    findings = rep.findings + conf.findings()
     with capsys.disabled():
-        print("\n" + rep.format())
+        print("\n" + rep.format() + "\n" + "\n".join(f.format() for f in conf.findings()))
     assert not rep.exhausted
-    assert {"non-owner-closed", "abandoned-probe-wedge", "noop-wrote"} <= set(rep.classes)
+    assert rep.findings, "the store machine found nothing"
+    assert set(rep.classes) <= {"non-owner-closed", "non-owner-resolved-probe", "abandoned-probe-wedge", "noop-wrote"}
     for f in rep.findings:
         assert f.example and f.klass.message in f.format()
+    assert len({f.klass.id for f in findings}) >= 5

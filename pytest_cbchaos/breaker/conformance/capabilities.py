@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ALL_FIELDS = ("state", "failure_count", "last_failure_time", "open_until", "half_open_probe_active",
-              "probe_token", "probe_lease_until", "probe_anchor", "probe_generation", "recent_ops")
-BASIC_FIELDS = ALL_FIELDS[:5]
+from ..record import FIELDS as ALL_FIELDS
 ALL_OPS = frozenset({"gate", "record_failure", "record_success", "release_probe", "renew_probe",
                      "force_open", "reset", "get_state"})
 ALL_OUTCOMES = ("success", "failure", "abort", "free")

@@ -100,3 +100,22 @@ def describe(d: Deviation, klass: BugClass | None = None) -> str:
     if diff:
         parts.append(f"record (store, reference) {diff}")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One bug class with the example that shows it (the shrunk one, in survey mode)."""
+
+    klass: BugClass
+    detail: str
+    example: tuple[str, ...] = ()
+    source: str = "store machine"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"class": self.klass.id, "cb": self.klass.cb, "message": self.klass.message,
+                "detail": self.detail, "example": list(self.example), "source": self.source}
+
+    def format(self) -> str:
+        steps = "\n".join(f"    {i + 1}. {s}" for i, s in enumerate(self.example))
+        return f"{self.klass.cb} {self.klass.message} [{self.klass.id}]\n  {self.detail}" + \
+            (f"\n  minimal example:\n{steps}" if steps else "")
