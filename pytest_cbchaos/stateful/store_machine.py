@@ -123,6 +123,7 @@ class StoreModelMachine(RuleBasedStateMachine):
             if err.finding.klass.id not in self.excluded:
                 raise err
             new = merge_store_fields(new, got, self.caps.fields)
+            self.last_open_until[b] = new.open_until  # the accepted deviation rebases the model
         if cmd.op == "gate" and cmd.backend is not None and observed.get("won"):
             self.exact_lease[b] = observed.get("now") is not None or now is not None
         self.model[b] = new
@@ -217,6 +218,7 @@ class StoreModelMachine(RuleBasedStateMachine):
             if err.finding.klass.id not in self.excluded:
                 raise err
             self.model[b] = merge_store_fields(self.model[b], got, self.caps.fields)
+            self.last_open_until[b] = self.model[b].open_until
 
     @invariant()
     def record_well_formed(self) -> None:

@@ -13,11 +13,12 @@ from typing import Any, Callable, Mapping
 
 from hypothesis import Phase
 from hypothesis import settings as hsettings
-from hypothesis.stateful import run_state_machine_as_test
+from hypothesis import seed as hseed
+from hypothesis.stateful import get_state_machine_test
 
 from ..breaker import kernel
 from ..breaker.conformance.classify import Deviation, Finding, classify, describe
-from ..breaker.record import Record
+from ..breaker.record import Record, decode_recent_ops
 
 
 class StoreDeviation(AssertionError):
@@ -42,6 +43,8 @@ def deviation_error(machine: Any, cmd: Any, before: Record, expected: Mapping[st
 def merge_store_fields(rec: Record, got: Mapping[str, Any], fields: tuple[str, ...]) -> Record:
     """The model record with the store's values for the declared fields (the deviation is accepted)."""
     upd = {k: got[k] for k in fields if k in got and k != "recent_ops"}
+    if "recent_ops" in fields and "recent_ops" in got:
+        upd["recent_ops"] = decode_recent_ops(got["recent_ops"])[0]
     return kernel.normalize(rec.replace(**upd))
 
 
@@ -117,22 +120,25 @@ class SurveyReport:
                 "findings": [f.to_dict() for f in self.findings]}
 
 
-def survey(machine: type, *, settings: hsettings | None = None, max_rounds: int = 12, clean_rounds: int | None = None,
+def run_survey(machine: type, *, settings: hsettings | None = None, max_rounds: int = 12, clean_rounds: int = 2,
            on_finding: Callable[[Finding], None] | None = None) -> SurveyReport:
     """Run ``machine`` (a ``StoreModelMachine`` subclass) round after round, excluding each found class,
     until ``clean_rounds`` rounds in a row find nothing new or ``max_rounds`` rounds ran. Each round
-    has the settings' example budget; a derandomized profile repeats a clean round exactly, so there
-    one clean round ends the survey (``clean_rounds`` default 1, else 2)."""
+    has the settings' example budget. Under a derandomized profile round ``n`` uses seed ``n``, so
+    rounds explore different programs and a rerun reproduces the survey."""
     s = hsettings(settings or hsettings(), report_multiple_bugs=False, database=None,
                   phases=[Phase.explicit, Phase.generate])
     rep = SurveyReport()
     excluded: set[str] = set(getattr(machine, "excluded", frozenset()))
-    clean, enough = 0, clean_rounds or (1 if s.derandomize else 2)
+    clean = 0
     for _ in range(max_rounds):
         rep.rounds += 1
         bound = type(f"{machine.__name__}Survey{rep.rounds}", (machine,), {"excluded": frozenset(excluded)})
+        test = get_state_machine_test(bound, settings=s)
+        if s.derandomize:
+            test = hseed(rep.rounds)(test)
         try:
-            run_state_machine_as_test(bound, settings=s)
+            test()
         except StoreDeviation as exc:
             klass = exc.finding.klass.id
             excluded.add(klass)
@@ -143,7 +149,28 @@ def survey(machine: type, *, settings: hsettings | None = None, max_rounds: int 
             clean = 0
             continue
         clean += 1
-        if clean >= enough:
+        if clean >= clean_rounds:
             return rep
     rep.exhausted = True
     return rep
+
+
+def check_store(machine: type, *, survey: bool = False, settings: hsettings | None = None,
+                **kw: Any) -> SurveyReport:
+    """Fail-fast (the default: raises the first :class:`StoreDeviation`) or a survey that raises one
+    AssertionError listing every finding at the end."""
+    if not survey:
+        get_state_machine_test(machine, settings=settings)()
+        return SurveyReport(rounds=1)
+    rep = run_survey(machine, settings=settings, **kw)
+    if rep.findings:
+        raise SurveyFailed(rep)
+    return rep
+
+
+class SurveyFailed(AssertionError):
+    """A survey found bug classes; the message lists them with their minimal examples."""
+
+    def __init__(self, report: SurveyReport) -> None:
+        super().__init__(report.format())
+        self.report = report

@@ -145,10 +145,10 @@ def test_survey_finds_every_class(cbchaos_redis_admin: Any, prefix: str, capsys:
     """The acceptance run: one survey (store machine) plus the conformance report, printed."""
     from pytest_cbchaos.breaker.conformance import run_conformance
     from pytest_cbchaos.stateful import store_machine
-    from pytest_cbchaos.stateful.survey import survey
+    from pytest_cbchaos.stateful.survey import run_survey
 
     machine = store_machine(lambda: mg.massgen_store(cbchaos_redis_admin, key_prefix=prefix), name="MassgenMachine")
-    rep = survey(machine)
+    rep = run_survey(machine)
     conf = run_conformance(massgen_target(cbchaos_redis_admin, prefix))
     findings = rep.findings + conf.findings()
     with capsys.disabled():

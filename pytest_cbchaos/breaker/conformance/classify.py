@@ -25,12 +25,14 @@ CLASSES = {c.id: c for c in [
     BugClass("admitted-in-open", "CB-4", "a gate was admitted in OPEN before open_until"),
     BugClass("open-window-shortened", "CB-16", "open window shortened (open_until went down)"),
     BugClass("non-owner-closed", "CB-18", "a non-owner's success closed HALF_OPEN"),
-    BugClass("non-owner-resolved-probe", "CB-17", "a caller that does not own the probe resolved it"),
+    BugClass("non-owner-resolved-probe", "CB-17", "a caller that does not own the probe resolved or renewed it"),
     BugClass("abandoned-probe-wedge", "CB-5", "an abandoned probe is never reclaimed (HALF_OPEN wedged)"),
     BugClass("owner-refused", "CB-19", "the probe owner's resolution was refused"),
     BugClass("noop-wrote", "CB-8", "an op that changes nothing wrote the record (phantom write)"),
     BugClass("write-not-reported", "CB-6", "the op changed the record but the reply says it did not"),
     BugClass("failure-lost", "CB-9", "a failure was not counted"),
+    BugClass("cooldown-not-extended", "CB-9", "a failure while OPEN did not extend the cooldown"),
+    BugClass("op-not-recorded", "CB-6", "the op id was not recorded (a retried op would apply twice)"),
     BugClass("wrong-transition", "CB-6", "the store made a different transition than the reference"),
     BugClass("record-differs", "CB-6", "the stored record differs from the reference"),
 ]}
@@ -72,10 +74,14 @@ def classify(d: Deviation) -> BugClass:
     if b.get("state") == "half_open" and not e.get("applied") and o.get("new_state", d.got.get("state")) == "closed":
         if d.op == "record_success" or (d.op == "release_probe" and d.owner is False):
             return CLASSES["non-owner-closed"]
-    if d.op == "release_probe" and d.owner is False and o.get("applied") and not e.get("applied"):
+    if d.op in ("release_probe", "renew_probe") and d.owner is False \
+            and (o.get("applied") or o.get("renewed")) and not (e.get("applied") or e.get("renewed")):
         return CLASSES["non-owner-resolved-probe"]
     if d.op in ("release_probe", "renew_probe") and d.owner and e.get("applied") and not o.get("applied"):
         return CLASSES["owner-refused"]
+    if d.op == "record_failure" and b.get("state") == "open" and "open_until" in d.got \
+            and _f(d.got, "open_until") < _f(d.want, "open_until"):
+        return CLASSES["cooldown-not-extended"]
     if d.op == "record_failure" and "failure_count" in d.got \
             and d.got.get("failure_count", 0) < d.want.get("failure_count", 0):
         return CLASSES["failure-lost"]
@@ -85,6 +91,9 @@ def classify(d: Deviation) -> BugClass:
     if o.get("new_state", e.get("new_state")) != e.get("new_state") or \
             o.get("prev_state", e.get("prev_state")) != e.get("prev_state"):
         return CLASSES["wrong-transition"]
+    diff = [f for f in d.want if d.got.get(f) != d.want.get(f)]
+    if diff == ["recent_ops"]:
+        return CLASSES["op-not-recorded"]
     return CLASSES["record-differs"]
 
 
