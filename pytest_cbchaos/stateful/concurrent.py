@@ -405,6 +405,22 @@ def write_artifacts(out: Path, history: History, result: LinearizabilityResult,
     return paths
 
 
+def _failure_dir(root: Path, stats: RunStats | None) -> Path:
+    """Artifacts of the first failure and of the latest one only: while Hypothesis shrinks, each
+    failing candidate replaces ``failure-final`` (the last one is the shrunk example)."""
+    import shutil
+
+    first = root / "failure-first"
+    if not first.exists():
+        out = first
+    else:
+        out = root / "failure-final"
+        shutil.rmtree(out, ignore_errors=True)
+    if stats is not None and out not in stats.failures:
+        stats.failures.append(out)
+    return out
+
+
 def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: ConcurrentConfig,
                   *, faults: ProxyFaults | None = None, stats: RunStats | None = None,
                   runner: _Runner | None = None) -> LinearizabilityResult:
@@ -420,13 +436,13 @@ def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: 
     if result.verdict is Verdict.ILLEGAL:
         paths: dict[str, str] = {}
         if cfg.artifacts_dir is not None:
-            out = Path(cfg.artifacts_dir) / f"failure-{runner.example:03d}-{len(result.ops)}ops"
+            out = _failure_dir(Path(cfg.artifacts_dir), stats)
             paths = write_artifacts(out, history, result, program)
-            if stats is not None:
-                stats.failures.append(out)
         cx = result.counterexample or {}
         fu = cx.get("first_unplaceable") or {}
+        bug = fu.get("bug_class") or {}
         raise LinearizabilityViolation(
+            (f"{bug['message']} [{bug['cb']}, {bug['id']}]: " if bug else "") +
             f"breaker-store history is not linearizable ({result.summary()}); first unplaceable "
             f"op: {fu.get('describe')} in state {fu.get('state')}; artifacts: "
             f"{paths.get('timeline', '(none)')}\nprogram:\n{program.describe()}",
