@@ -24,8 +24,8 @@ class _JsonAdapter(BreakerAdapter):
 
 
 def test_a_crash_inside_the_target_is_its_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(matrix.PROBES, "W-TEST", lambda ctx, cls: json.loads("{"))
-    [r] = matrix.run_matrix(None, [_JsonAdapter], probes=["W-TEST"])  # type: ignore[arg-type]
+    monkeypatch.setitem(matrix.PROBES, "crash-probe", lambda ctx, cls: json.loads("{"))
+    [r] = matrix.run_matrix(None, [_JsonAdapter], probes=["crash-probe"])  # type: ignore[arg-type]
     assert r.weak and r.detail["verdict"] == "target raised JSONDecodeError"
     assert "target raised JSONDecodeError" in matrix.format_markdown([r])
 
@@ -33,9 +33,9 @@ def test_a_crash_inside_the_target_is_its_verdict(monkeypatch: pytest.MonkeyPatc
 def test_a_crash_in_the_kit_is_not_dressed_up_as_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
     def kit_bug(ctx, cls):
         raise ValueError("kit bug")
-    monkeypatch.setitem(matrix.PROBES, "W-TEST", kit_bug)
+    monkeypatch.setitem(matrix.PROBES, "crash-probe", kit_bug)
     with pytest.raises(ValueError, match="kit bug"):
-        matrix.run_matrix(None, [_JsonAdapter], probes=["W-TEST"])  # type: ignore[arg-type]
+        matrix.run_matrix(None, [_JsonAdapter], probes=["crash-probe"])  # type: ignore[arg-type]
 
 
 @needs_purgatory
