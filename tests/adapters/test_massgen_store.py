@@ -159,3 +159,27 @@ def test_survey_finds_every_class(cbchaos_redis_admin: Any, prefix: str, capsys:
     for f in rep.findings:
         assert f.example and f.klass.message in f.format()
     assert len({f.klass.id for f in findings}) >= 5
+
+
+def test_concurrent(cbchaos_redis_admin: Any, prefix: str, tmp_path: Any) -> None:
+    """The concurrent test against massgen (threads, one adapter per worker on one client): any
+    violation it reports carries a class the direct tests reproduce."""
+    from hypothesis import HealthCheck, Phase, settings
+
+    from pytest_cbchaos.linearizability import LinearizabilityViolation
+    from pytest_cbchaos.stateful import ConcurrentConfig, concurrent_store_test
+
+    cfg = ConcurrentConfig(workers=3, backends=1, max_rounds=2, max_cmds=4, faults=(), key_prefix=prefix,
+                           artifacts_dir=tmp_path, capabilities=mg.MassgenStoreAdapter.capabilities,
+                           command_weights={"gate": 6, "record_success": 4, "force_open": 2})
+    assert cfg.weights()["release_probe"] == 0 and cfg.weights()["renew_probe"] == 0
+    test = concurrent_store_test(lambda worker, clock: mg.massgen_store(cbchaos_redis_admin, key_prefix=prefix),
+                                 cfg, settings=settings(max_examples=25, deadline=None, database=None,
+                                                        phases=[Phase.explicit, Phase.generate],
+                                                        suppress_health_check=list(HealthCheck)))
+    try:
+        test()
+    except LinearizabilityViolation as exc:
+        print(f"\nconcurrent: {str(exc).splitlines()[0][:300]}")
+        assert any(c in str(exc) for c in ("non-owner-closed", "noop-wrote", "abandoned-probe-wedge",
+                                           "reset-not-atomic")), str(exc)

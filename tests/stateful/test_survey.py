@@ -65,6 +65,7 @@ HALF = {"state": "half_open", "half_open_probe_active": True, "open_until": 10.0
     (Deviation("reset", {}, {"state": "open"}, {"applied": True, "new_state": "closed", "prev_state": "open"},
                {"applied": False, "new_state": "closed", "prev_state": "open"}), "write-not-reported"),
     (Deviation("reset", {}, {"state": "open"}, {"new_state": "closed"}, {"new_state": "open"}), "wrong-transition"),
+    (Deviation("reset", {}, {"state": "closed"}, {"prev_state": "closed"}, {"prev_state": "open"}), "reset-not-atomic"),
     (Deviation("get_state", {}, {"state": "open"}, {}, {}, {"open_until": 1.0}, {"open_until": 2.0}), "record-differs"),
     (Deviation("reset", {}, {"state": "open"}, {}, {}, {"recent_ops": "a"}, {"recent_ops": ""}), "op-not-recorded"),
 ])

@@ -32,6 +32,7 @@ CLASSES = {c.id: c for c in [
     BugClass("write-not-reported", "CB-6", "the op changed the record but the reply says it did not"),
     BugClass("failure-lost", "CB-9", "a failure was not counted"),
     BugClass("cooldown-not-extended", "CB-9", "a failure while OPEN did not extend the cooldown"),
+    BugClass("reset-not-atomic", "CB-25", "reset reported a previous state the record no longer had (read, then write)"),
     BugClass("op-not-recorded", "CB-6", "the op id was not recorded (a retried op would apply twice)"),
     BugClass("wrong-transition", "CB-6", "the store made a different transition than the reference"),
     BugClass("record-differs", "CB-6", "the stored record differs from the reference"),
@@ -85,6 +86,8 @@ def classify(d: Deviation) -> BugClass:
     if d.op == "record_failure" and "failure_count" in d.got \
             and d.got.get("failure_count", 0) < d.want.get("failure_count", 0):
         return CLASSES["failure-lost"]
+    if d.op == "reset" and "prev_state" in o and o.get("prev_state") != e.get("prev_state"):
+        return CLASSES["reset-not-atomic"]
     if "applied" in o and o.get("applied") != e.get("applied"):
         if o.get("prev_state") == e.get("prev_state") and o.get("new_state") == e.get("new_state"):
             return CLASSES["noop-wrote" if o.get("applied") else "write-not-reported"]
