@@ -52,3 +52,23 @@ def cbchaos_breaker(cbchaos_breaker_store: Any) -> CircuitBreaker:
 
     return CircuitBreaker("cbchaos-test", BreakerConfig(failure_threshold=3, cooldown_s=1.0),
                           store=cbchaos_breaker_store)
+
+
+@pytest.fixture
+def cbchaos_store_check(request: pytest.FixtureRequest) -> Any:
+    """``check(machine)``: run a store machine fail-fast, or as a survey under ``--cbchaos-survey on``
+    (docs/stateful.md#survey-mode); returns the :class:`~pytest_cbchaos.stateful.survey.SurveyReport`."""
+    from pytest_cbchaos.settings import get_settings
+    from pytest_cbchaos.stateful.survey import SurveyFailed, check_store
+
+    enabled = get_settings(request.config).survey
+
+    def check(machine: type, **kw: Any) -> Any:
+        try:
+            rep = check_store(machine, survey=kw.pop("survey", enabled), **kw)
+        except SurveyFailed as exc:
+            request.node.user_properties.append(("cbchaos_survey", exc.report.to_dict()))
+            raise
+        request.node.user_properties.append(("cbchaos_survey", rep.to_dict()))
+        return rep
+    return check
