@@ -557,3 +557,20 @@ class UnlockedKernelStore(InMemoryStore):
 
 
 MUTANTS["unlocked_kernel"] = (UnlockedKernelStore, [4, 25])
+
+
+from pytest_cbchaos.breaker.breaker import Permit  # noqa: E402
+
+
+class SecondHalfOpenCallerBreaker(CircuitBreaker):
+    """Admits a caller the store rejected in HALF_OPEN ("not OPEN, so allowed"): a busy probe lets
+    every other caller through (docs/breaker-design.md#half-open-admission)."""
+
+    def _permit_from_claim(self, cr: Any) -> Permit:
+        if not cr.won and cr.record.get("_prev_state") == "half_open":
+            return Permit(True, None, "half_open", None, _breaker=self)
+        return super()._permit_from_claim(cr)
+
+
+BREAKER_MUTANTS["second_half_open_caller"] = (SecondHalfOpenCallerBreaker, [
+    "docs/breaker-design.md#half-open-admission"])
