@@ -478,7 +478,7 @@ REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, [
     "docs/breaker-design.md#one-round-trip-per-decision"])
 
 
-# ---- detection-power mutants (docs/mutants.md#breaker): each caught on every run by the check named ----------------
+# ---- detection-power mutants (docs/mutants.md#breaker-testsbreaker): each caught on every run by the check named ----------------
 
 import hashlib as _hashlib  # noqa: E402
 
