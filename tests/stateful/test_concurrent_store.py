@@ -72,6 +72,19 @@ def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights, shrink
     assert {p.name for p in tmp_path.iterdir()} <= {"failure-first", "failure-final"}
 
 
+def test_lockstep_schedule_passes_a_correct_store(tmp_path: Path) -> None:
+    """The schedule itself adds no violation: an atomic store (its ops never pause) under the same
+    Lockstep, scripted clocks and weights as the mutants."""
+    sched, store, stats = Lockstep(), InMemoryStore(probe_lease_seconds=3600.0), RunStats()
+    cfg = _mutant_cfg(tmp_path, window=sched, scripted_time=1_800_000_000.0, time_step=0.0,
+                      command_weights={"gate": 6, "force_open": 4, "record_failure": 3})
+    test = concurrent_store_test(lambda worker, clock: Scheduled(store, sched, worker), cfg, stats=stats,
+                                 settings=settings(NO_SHRINK, max_examples=30))
+    with tiny_switch_interval():
+        test()
+    assert stats.examples >= 1 and stats.verdicts.get("illegal", 0) == 0
+
+
 def test_inmemory_store_is_linearizable_with_skew_and_thread_kills(tmp_path: Path) -> None:
     stats = RunStats()
     cfg = ConcurrentConfig(workers=4, backends=2, max_rounds=3, faults=("sigkill", "skew"),
