@@ -43,7 +43,7 @@ def test_store_claiming_blindly_is_caught_at_the_breaker() -> None:
 @pytest.mark.requires_real_redis
 def test_busy_probe_admits_exactly_one_process(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
                                                cbchaos_redis: Any) -> None:
-    n = 6
+    n = 4
     ctx = mp.get_context("spawn")
     conn = {"host": cbchaos_redis_proxy.listen_host, "port": cbchaos_redis_proxy.listen_port,
             "password": cbchaos_redis_proc.password, "key_prefix": f"adm{uuid.uuid4().hex[:6]}"}

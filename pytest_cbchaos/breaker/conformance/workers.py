@@ -45,7 +45,13 @@ def acquire_twice(conn: dict[str, Any], backend: str, barrier: Any, out: Any) ->
 
     st = _store(conn)
     st.get_state(backend)  # connect before the barrier
-    b = probe_breaker(st, backend)
+    cls = None
+    if conn.get("breaker"):  # "module:Class", e.g. a mutant breaker
+        import importlib
+
+        mod, _, name = conn["breaker"].partition(":")
+        cls = getattr(importlib.import_module(mod), name)
+    b = probe_breaker(st, backend, cls)
     got: list[str] = []
     permits: list[Any] = []
     for _ in range(2):
