@@ -403,7 +403,13 @@ class _Core:
 
 
 class RedisStore(_Core):
-    """Synchronous store on ``redis.Redis``."""
+    """Synchronous store on ``redis.Redis``.
+
+    ``pause_hook`` (docs/breaker-design.md#forced-interleavings): when set, the WATCH fallback calls it
+    between its read (under WATCH) and its MULTI/EXEC, the one window a concurrent write must abort.
+    The Lua path is one atomic script and has no window."""
+
+    pause_hook: Any = None
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> "RedisStore":
@@ -451,6 +457,15 @@ class RedisStore(_Core):
         return post(*self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow)))
 
     def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
+        if self.pause_hook is not None:
+            decide = kfn
+
+            def kfn(rec: Any, t: float) -> Any:  # read done, write not yet sent
+                o = decide(rec, t)
+                hook = self.pause_hook
+                if hook is not None:
+                    hook()
+                return o
         return drive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.sleep))
 
 

@@ -574,3 +574,38 @@ class SecondHalfOpenCallerBreaker(CircuitBreaker):
 
 BREAKER_MUTANTS["second_half_open_caller"] = (SecondHalfOpenCallerBreaker, [
     "docs/breaker-design.md#half-open-admission"])
+
+
+class _OtherKeyWatch:
+    """A pipeline that WATCHes ``<key>:other`` instead of the key it reads and writes."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+
+    def watch(self, *keys: Any) -> Any:
+        return self._pipe.watch(*(f"{k.decode() if isinstance(k, bytes) else k}:other" for k in keys))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+
+class _OtherKeyWatchClient:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def pipeline(self, *a: Any, **kw: Any) -> _OtherKeyWatch:
+        return _OtherKeyWatch(self._client.pipeline(*a, **kw))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class UnwatchedFallbackRedisStore(RedisStore):
+    """The WATCH fallback watches the wrong key: a write landing between its read and its EXEC is
+    overwritten (CB-4, CB-25 with the fallback's ``pause_hook``; docs/breaker-design.md#forced-interleavings)."""
+
+    def __init__(self, client: Any, *a: Any, **kw: Any) -> None:
+        super().__init__(_OtherKeyWatchClient(client), *a, **kw)
+
+
+REDIS_MUTANTS["unwatched_fallback"] = (UnwatchedFallbackRedisStore, ["CB-4", "CB-25"])

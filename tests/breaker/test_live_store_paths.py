@@ -9,10 +9,12 @@ from typing import Any
 import fakeredis
 import pytest
 
+from pytest_cbchaos.breaker.conformance import InvariantViolation, StoreTarget, check, redis_target
 from pytest_cbchaos.breaker.conformance.server_time import WORKER_SKEWS, server_time_violations
 from pytest_cbchaos.faults.clock import SkewedClock
 from pytest_cbchaos.stateful.store_cells import walk_cells
 from pytest_cbchaos.testing.breaker_mutants import (KeepCountReleaseLuaStore, KeepCountReleaseStore,
+                                                    UnwatchedFallbackRedisStore,
                                                     WorkerClockFallbackAsyncRedisStore,
                                                     WorkerClockFallbackRedisStore)
 from pytest_cbchaos.testing.store_paths import StorePath, SyncFacade, _Loop
@@ -67,3 +69,25 @@ def test_worker_clock_fallback_mutant_is_caught(flavour: str, skew: float) -> No
         c.close()
     assert any("_now" in x for x in v) and any("open_until" in x for x in v), v
 
+
+
+@pytest.mark.parametrize("scripting,calls", [("auto", 0), ("disabled", 1)], ids=["lua", "fallback"])
+def test_fallback_calls_pause_hook_in_its_window(fake_client: Any, scripting: str, calls: int) -> None:
+    st = redis_target(fake_client, scripting=scripting).make()
+    seen: list[dict] = []
+    st.pause_hook = lambda: seen.append(dict(fake_client.hgetall(st.key("b"))))
+    st.atomic_record_failure("b", 5, 60, now=1_800_000_000.0)
+    assert len(seen) == calls and all(s == {} for s in seen)  # called after the read, before the write
+
+
+@pytest.mark.parametrize("cb", [4, 25])
+def test_unwatched_fallback_mutant_is_caught(fake_client: Any, cb: int) -> None:
+    base = redis_target(fake_client, scripting="disabled")
+
+    def make(**kw: Any) -> Any:
+        kw.setdefault("key_prefix", "cbconf")
+        return UnwatchedFallbackRedisStore(fake_client, **{"time_source": "client", "allow_unbounded_io": True,
+                                                           "scripting": "disabled", **kw})
+    with pytest.raises(InvariantViolation, match=f"CB-{cb}"):
+        check(StoreTarget("unwatched-fallback", make, raw_set=base.raw_set, ttl_of=base.ttl_of), cb)
+    check(base, cb)  # the real fallback, same check, same server: holds
