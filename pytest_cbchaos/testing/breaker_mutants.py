@@ -556,7 +556,7 @@ class UnlockedKernelStore(InMemoryStore):
         return o, t, corrupt
 
 
-MUTANTS["unlocked_kernel"] = (UnlockedKernelStore, [4, 25])
+MUTANTS["unlocked_kernel"] = (UnlockedKernelStore, [4, 16, 25])
 
 
 from pytest_cbchaos.breaker.breaker import Permit  # noqa: E402
@@ -602,10 +602,10 @@ class _OtherKeyWatchClient:
 
 class UnwatchedFallbackRedisStore(RedisStore):
     """The WATCH fallback watches the wrong key: a write landing between its read and its EXEC is
-    overwritten (CB-4, CB-25 with the fallback's ``pause_hook``; docs/breaker-design.md#forced-interleavings)."""
+    overwritten (CB-4, CB-16, CB-25 with the fallback's ``pause_hook``; docs/breaker-design.md#forced-interleavings)."""
 
     def __init__(self, client: Any, *a: Any, **kw: Any) -> None:
         super().__init__(_OtherKeyWatchClient(client), *a, **kw)
 
 
-REDIS_MUTANTS["unwatched_fallback"] = (UnwatchedFallbackRedisStore, ["CB-4", "CB-25"])
+REDIS_MUTANTS["unwatched_fallback"] = (UnwatchedFallbackRedisStore, ["CB-4", "CB-16", "CB-25"])

@@ -80,7 +80,7 @@ def test_fallback_calls_pause_hook_in_its_window(fake_client: Any, scripting: st
     assert len(seen) == calls and all(s == {} for s in seen)  # called after the read, before the write
 
 
-@pytest.mark.parametrize("cb", [4, 25])
+@pytest.mark.parametrize("cb", [4, 16, 25])
 def test_unwatched_fallback_mutant_is_caught(fake_client: Any, cb: int) -> None:
     base = redis_target(fake_client, scripting="disabled")
 

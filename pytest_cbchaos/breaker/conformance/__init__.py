@@ -8,8 +8,8 @@ time path is covered by the project's own tests.
 Optional hooks a target may provide: ``raw_set`` (admin write of raw field values), ``ttl_of``
 (remaining key TTL), ``keys`` (all keys of the shared keyspace). A check that needs a missing hook
 is reported ``n/a``. A store may expose an attribute ``pause_hook`` (callable or None) that it calls
-between its read and its write; the checks use it to force the interleavings of CB-3, CB-4, CB-15
-and CB-25 deterministically (:mod:`.window`; a store that holds its lock across the hook also
+between its read and its write; the checks use it to force the interleavings of CB-3, CB-4, CB-15,
+CB-16 and CB-25 deterministically (:mod:`.window`; a store that holds its lock across the hook also
 reports ``lock_waiters()``, as ``InMemoryStore`` does).
 
 Invariants that need processes, a breaker or a real server (5, 7, 13, 19, 23, 24, 26, 27) live in
@@ -315,6 +315,24 @@ def cb16(t: StoreTarget) -> None:
         seen.append(st.get_state("cb16")["open_until"])
     dec = [(a, b) for a, b in zip(seen, seen[1:], strict=False) if b < a]
     _fail(16, not dec, f"open_until decreased: {dec[:3]}", len(dec))
+    # the race: a longer force_open inside a failure's read-write window (forced through the hook)
+    inside: list[Interferer] = []
+
+    def hook() -> None:
+        st.pause_hook = None
+        inside.append(Interferer(st, lambda: st.force_open("cb16", 7200, now=now)))
+    if hasattr(st, "pause_hook"):
+        st.pause_hook = hook
+    st.atomic_record_failure("cb16", T, 1, now=now)
+    if hasattr(st, "pause_hook"):
+        st.pause_hook = None
+    if inside:
+        inside[0].join()
+    else:
+        st.force_open("cb16", 7200, now=now)
+    final = st.get_state("cb16")["open_until"]
+    _fail(16, final >= now + 7200 - 0.01,
+          f"a failure racing force_open(7200) left open_until {final - now:.0f} s ahead", final - now)
 
 
 def cb17(t: StoreTarget) -> None:
