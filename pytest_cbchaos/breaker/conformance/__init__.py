@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ..record import CODEC_VECTORS
 from .capabilities import Capabilities, capabilities_of
 from .classify import BugClass, Finding
-from .window import Interferer, Rendezvous, tiny_switch_interval
+from .window import InWindow, Rendezvous, tiny_switch_interval
 
 
 class InvariantViolation(AssertionError):
@@ -178,21 +178,9 @@ def cb4(t: StoreTarget) -> None:
     st, now = t.make(), _t0()
     _trip(st, "cb4", now)
     later = now + R + 1
-    inside: list[Interferer] = []
-
-    def hook() -> None:
-        st.pause_hook = None
-        inside.append(Interferer(st, lambda: st.force_open("cb4", 600, now=later)))
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = hook
-    r = _claim(st, "cb4", later)
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = None  # a gate that never paused must not leave the hook to the force_open
-    if inside:
-        inside[0].join()
-    else:  # an atomic gate without a hook: the force_open lands right after it
-        st.force_open("cb4", 600, now=later)
-    landed = bool(inside) and inside[0].landed
+    with InWindow(st, lambda: st.force_open("cb4", 600, now=later)) as w:
+        r = _claim(st, "cb4", later)
+    landed = w.landed
     s = st.get_state("cb4")
     _fail(4, s["state"] == "open" and s["open_until"] >= later + 600 - 0.01,
           f"a stale gate undid force_open: state={s['state']} open_until-now={s['open_until'] - later:.1f}")
@@ -280,24 +268,10 @@ def cb15(t: StoreTarget) -> None:
     _trip(st, "cb15", now)
     probe = _claim(st, "cb15", now + R + 1)
     _fail(15, probe.won, "probe claim failed")
-    inside: list[Interferer] = []
-
-    def close() -> None:
-        st.release_probe("cb15", probe.token, "success", recovery_timeout=R, now=now + R + 2)
-
-    def hook() -> None:
-        st.pause_hook = None
-        inside.append(Interferer(st, close))
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = hook
-    r = _claim(st, "cb15", now + R + 3)
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = None
-    if inside:
-        inside[0].join()
-    if not (inside and inside[0].landed):  # the close ran after the gate: gate again, after it
-        if not inside:
-            close()
+    with InWindow(st, lambda: st.release_probe("cb15", probe.token, "success", recovery_timeout=R,
+                                               now=now + R + 2)) as w:
+        r = _claim(st, "cb15", now + R + 3)
+    if not w.landed:  # the close ran after the gate: gate again, after it
         r = _claim(st, "cb15", now + R + 3)
     _fail(15, r.admitted or r.record.get("state") != "closed",
           "gate rejected although the record it returned is CLOSED", 1)
@@ -316,20 +290,8 @@ def cb16(t: StoreTarget) -> None:
     dec = [(a, b) for a, b in zip(seen, seen[1:], strict=False) if b < a]
     _fail(16, not dec, f"open_until decreased: {dec[:3]}", len(dec))
     # the race: a longer force_open inside a failure's read-write window (forced through the hook)
-    inside: list[Interferer] = []
-
-    def hook() -> None:
-        st.pause_hook = None
-        inside.append(Interferer(st, lambda: st.force_open("cb16", 7200, now=now)))
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = hook
-    st.atomic_record_failure("cb16", T, 1, now=now)
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = None
-    if inside:
-        inside[0].join()
-    else:
-        st.force_open("cb16", 7200, now=now)
+    with InWindow(st, lambda: st.force_open("cb16", 7200, now=now)):
+        st.atomic_record_failure("cb16", T, 1, now=now)
     final = st.get_state("cb16")["open_until"]
     _fail(16, final >= now + 7200 - 0.01,
           f"a failure racing force_open(7200) left open_until {final - now:.0f} s ahead", final - now)
@@ -436,18 +398,9 @@ def cb25(t: StoreTarget) -> None:
     st, now = t.make(), _t0()
     st.atomic_record_failure("cb25", T, R, now=now)
     st.atomic_record_failure("cb25", T, R, now=now)
-    inside: list[Interferer] = []
-    if hasattr(st, "pause_hook"):
-        def hook() -> None:
-            st.pause_hook = None
-            inside.append(Interferer(st, lambda: st.atomic_record_failure("cb25", T, R, now=now)))
-        st.pause_hook = hook
-    d = st.reset("cb25", now=now)
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = None
-    tripped = [inside[0].join()] if inside and inside[0].landed else []
-    if inside and not inside[0].landed:
-        inside[0].join()
+    with InWindow(st, lambda: st.atomic_record_failure("cb25", T, R, now=now), run_after=False) as w:
+        d = st.reset("cb25", now=now)
+    tripped = [w.result] if w.landed else []
     final = st.get_state("cb25")
     if tripped and tripped[0]["_new_state"] == "open" and final["state"] == "closed":
         _fail(25, d["_prev_state"] == "open",

@@ -56,6 +56,35 @@ class Interferer:
         return self.result
 
 
+class InWindow:
+    """``with InWindow(st, fn): op()`` runs ``fn`` on its own thread from inside ``op``'s read-write
+    window (the store's ``pause_hook``) and joins it on exit; :attr:`landed` tells whether it completed
+    inside. An op that never paused (an atomic store without a window) gets ``fn`` right after it on
+    this thread, unless ``run_after`` is False. :attr:`result` is ``fn``'s return value."""
+
+    def __init__(self, st: Any, fn: Callable[[], Any], *, run_after: bool = True) -> None:
+        self.st, self.fn, self.run_after = st, fn, run_after
+        self.landed, self.result = False, None
+        self._inside: Interferer | None = None
+
+    def _hook(self) -> None:
+        self.st.pause_hook = None
+        self._inside = Interferer(self.st, self.fn)
+
+    def __enter__(self) -> "InWindow":
+        if hasattr(self.st, "pause_hook"):
+            self.st.pause_hook = self._hook
+        return self
+
+    def __exit__(self, et: Any, ev: Any, tb: Any) -> None:
+        if hasattr(self.st, "pause_hook"):
+            self.st.pause_hook = None  # an op that never paused must not leave the hook to the next op
+        if self._inside is not None:
+            self.result, self.landed = self._inside.join(), self._inside.landed
+        elif et is None and self.run_after:
+            self.result = self.fn()
+
+
 class Rendezvous:
     """A hook that holds the first ``n`` windows open until all ``n`` callers have read: each waits
     until ``arrived + left + lock_waiters() >= n`` (a caller blocked on the lock cannot arrive first;
