@@ -84,6 +84,26 @@ class Environment:
         except (BackendUnavailable, PortRangeError) as exc:
             raise Unavailable(str(exc)) from None
 
+    def launch_sentinel(self, *, replicas: int = 2, down_after_ms: int = 500, failover_timeout_ms: int = 2000,
+                        name: str = "sentinel") -> Any:
+        """A new Sentinel-managed replicated Redis (``SentinelTopology``, docs/redis-topologies.md); its proxies live
+        on the worker's Toxiproxy-compatible server; the caller stops it. Needs the redis-server binary."""
+        from pytest_cbchaos.servers.redis import BackendUnavailable
+        from pytest_cbchaos.servers.sentinel import start_sentinel_topology
+
+        s = self.settings
+        if s.redis_backend not in ("auto", "binary"):
+            raise Unavailable(f"the sentinel topology needs the binary Redis backend "
+                              f"(--cbchaos-redis-backend is {s.redis_backend!r})")
+        server = self.toxiproxy()
+        try:
+            return start_sentinel_topology(workdir=self._dir(name), create_proxy=server.create_proxy,
+                                           executable=s.redis_exec, replicas=replicas, port_range=s.port_range,
+                                           startup_timeout=s.startup_timeout, down_after_ms=down_after_ms,
+                                           failover_timeout_ms=failover_timeout_ms)
+        except (BackendUnavailable, PortRangeError) as exc:
+            raise Unavailable(str(exc), required=self.required) from None
+
     # -- shared objects -----------------------------------------------------------------------------
     def shared(self, key: str, build: Callable[["Environment"], Any]) -> Any:
         """A worker-wide object built once by ``build(env)`` and stopped with the environment.
