@@ -92,3 +92,31 @@ def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc"
         client.close()
 
     return _client
+
+
+
+def started_or_skip(make: Callable[[], T]) -> T:
+    """``make()``; a server this machine cannot provide skips the test (fails under CI, ``Unavailable.required``)."""
+    try:
+        return make()
+    except Unavailable as exc:
+        if exc.required:
+            pytest.fail(f"pytest-cbchaos: {exc}", pytrace=False)
+        pytest.skip(f"pytest-cbchaos: {exc}")
+        raise
+
+
+def redis_sentinel(*, replicas: int = 2, down_after_ms: int = 500, failover_timeout_ms: int = 2000,
+                   scope: Scope = "session") -> Any:
+    """A Sentinel topology of its own (``SentinelTopology``, docs/redis-topologies.md), stopped with the fixture;
+    skips where redis-server 7.0+ is missing."""
+
+    @pytest.fixture(scope=scope)
+    def _sentinel(request: pytest.FixtureRequest) -> Any:
+        env = request.getfixturevalue("cbchaos_env")
+        topo = started_or_skip(lambda: env.launch_sentinel(replicas=replicas, down_after_ms=down_after_ms,
+                                                           failover_timeout_ms=failover_timeout_ms))
+        yield topo
+        topo.stop()
+
+    return _sentinel

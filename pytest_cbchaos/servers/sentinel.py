@@ -155,35 +155,41 @@ class SentinelTopology:
 
     # -- state ---------------------------------------------------------------------------------------
     def sentinel_views(self) -> list[tuple[str, int] | None]:
-        """Each sentinel's answer to ``get-master-addr-by-name`` (None: unreachable), direct links."""
+        """Each sentinel's primary address as ``SENTINEL MASTER`` gives it (None: unreachable), direct links.
+
+        This is what redis-py clients use (``SENTINEL MASTERS``); it switches at ``+switch-master``, after
+        ``GET-MASTER-ADDR-BY-NAME`` already names the promoted replica."""
         out: list[tuple[str, int] | None] = []
         for s in self.sentinels:
             try:
                 with s.admin(socket_timeout=0.5, socket_connect_timeout=0.5) as c:
-                    addr = c.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
-                out.append((_s(addr[0]), int(addr[1])) if addr else None)
-            except redis.RedisError:
+                    raw = c.execute_command("SENTINEL", "MASTER", self.master_name)
+                d = _pairs(raw)
+                out.append((_s(d["ip"]), int(d["port"])))
+            except (redis.RedisError, KeyError, ValueError):
                 out.append(None)
         return out
 
-    def primary(self) -> Node:
-        """The node a majority of sentinels name as primary (raises if there is no majority)."""
+    def primary(self, *, unanimous: bool = False) -> Node:
+        """The node a majority of sentinels name as primary (``unanimous``: every reachable sentinel; a
+        client asks whichever sentinel answers first, so a test waits for all of them)."""
         views = [v for v in self.sentinel_views() if v is not None]
         for v in views:
-            if views.count(v) >= QUORUM:
+            if views.count(v) >= (len(views) if unanimous else 1) and views.count(v) >= QUORUM:
                 return self.node_at(v)
-        raise TopologyNotReady(f"no sentinel majority on the primary: {views}")
+        raise TopologyNotReady(f"no sentinel {'agreement' if unanimous else 'majority'} on the primary: {views}")
 
     def replicas_of(self, primary: Node) -> list[Node]:
         return [n for n in self.nodes if n is not primary]
 
     def wait_primary(self, accept: Callable[[Node], bool], timeout: float, what: str) -> Node:
-        """Poll until a sentinel majority names a primary ``accept`` takes and that node says it is master."""
+        """Poll until every reachable sentinel (at least a quorum) names a primary ``accept`` takes and that
+        node says it is master."""
         deadline = time.monotonic() + timeout
         last: Any = None
         while True:
             try:
-                node = self.primary()
+                node = self.primary(unanimous=True)
                 if accept(node) and node.role_now() == "master":
                     return node
                 last = node.name
@@ -210,7 +216,7 @@ class SentinelTopology:
 
     def _not_ready(self) -> str | None:
         try:
-            primary = self.primary()
+            primary = self.primary(unanimous=True)
             with primary.admin() as c:
                 info = c.info("replication")
             if info["role"] != "master":
@@ -275,9 +281,16 @@ def _s(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
+def _pairs(entry: Any) -> dict[str, Any]:
+    """A sentinel reply entry as a dict (redis-py parses some SENTINEL replies, not others)."""
+    if isinstance(entry, dict):
+        return {_s(k): v for k, v in entry.items()}
+    return {_s(entry[i]): entry[i + 1] for i in range(0, len(entry), 2)}
+
+
 def _flags(entry: Any) -> set[str]:
-    d = entry if isinstance(entry, dict) else {_s(entry[i]): entry[i + 1] for i in range(0, len(entry), 2)}
-    return set(_s(d.get("flags", d.get(b"flags", ""))).split(","))
+    flags = _pairs(entry).get("flags", "")
+    return set(flags) if isinstance(flags, (set, list, tuple)) else set(_s(flags).split(","))
 
 
 def _sentinel_conf(s: Node, primary: Node, replicas: list[Node], others: list[Node], down_after_ms: int,
@@ -311,6 +324,20 @@ def _ping(node: Node) -> Callable[[ManagedProcess], bool]:
     return probe
 
 
+def sentinel_binary(executable: str | None = None) -> tuple[str, str]:
+    """(redis-server path, version) able to run the topology, or :class:`BackendUnavailable` saying why not.
+
+    Sentinel mode is ``redis-server --sentinel`` (no separate package); 7.0+ for ``SENTINEL DEBUG``."""
+    executable = executable or shutil.which("redis-server")
+    if not executable:
+        raise BackendUnavailable(f"the sentinel topology needs the redis-server binary; {INSTALL_HINT}")
+    version = redis_binary_version(executable)
+    if tuple(int(p) for p in version.split(".")[:1] if p.isdigit()) < (7,):
+        raise BackendUnavailable(f"the sentinel topology needs redis-server >= 7.0 (SENTINEL DEBUG); "
+                                 f"{executable} is {version}")
+    return executable, version
+
+
 def check_topology_params(replicas: Any, down_after_ms: Any, failover_timeout_ms: Any) -> None:
     for key, value, low in (("replicas", replicas, 1), ("down_after_ms", down_after_ms, 50),
                             ("failover_timeout_ms", failover_timeout_ms, 100)):
@@ -333,12 +360,7 @@ def start_sentinel_topology(
 
     Raises :class:`BackendUnavailable` where no redis-server binary exists (7.0+ for ``SENTINEL DEBUG``)."""
     check_topology_params(replicas, down_after_ms, failover_timeout_ms)
-    executable = executable or shutil.which("redis-server")
-    if not executable:
-        raise BackendUnavailable(f"the sentinel topology needs the redis-server binary; {INSTALL_HINT}")
-    version = redis_binary_version(executable)
-    if tuple(int(p) for p in version.split(".")[:1]) < (7,):
-        raise BackendUnavailable(f"the sentinel topology needs redis-server >= 7.0 (SENTINEL DEBUG); found {version}")
+    executable, version = sentinel_binary(executable)
     password = secrets.token_hex(16)
     tag = secrets.token_hex(3)
     topo = SentinelTopology(password, [], [], version, down_after_ms, failover_timeout_ms)
