@@ -37,8 +37,10 @@ from pytest_cbchaos.servers.redis import (INSTALL_HINT, BackendUnavailable, Redi
 MASTER_NAME = "cbchaos"
 QUORUM = 2
 SENTINELS = 3
-# SENTINEL DEBUG periods (ms): fast discovery and reaction; no TILT unless the timer stalls for 30 s
-SENTINEL_DEBUG = {"info-period": 200, "ping-period": 100, "ask-period": 200, "publish-period": 200,
+# SENTINEL DEBUG periods (ms): fast discovery and reaction; no TILT unless the timer stalls for 30 s. While the
+# primary is down a sentinel refreshes INFO from replicas every 1000 ms (fixed) and takes a replica for promotion
+# only if its INFO is younger than 5 x ping-period: ping-period 300 keeps that above 1000 ms (no aborted failover).
+SENTINEL_DEBUG = {"info-period": 200, "ping-period": 300, "ask-period": 200, "publish-period": 200,
                   "tilt-trigger": 30000, "tilt-period": 1000, "min-link-reconnect-period": 200,
                   "slave-reconf-timeout": 2000, "election-timeout": 1000}
 
@@ -108,6 +110,25 @@ class MappedSentinel(redis.sentinel.Sentinel):
         return [self._map(tuple(a)) for a in super().discover_slaves(service_name)]  # type: ignore[arg-type]
 
 
+def mapped_async_sentinel_class() -> type:
+    """``redis.asyncio`` twin of :class:`MappedSentinel` (built on first use: the asyncio client is optional)."""
+    import redis.asyncio.sentinel as asentinel
+
+    class MappedAsyncSentinel(asentinel.Sentinel):
+        def __init__(self, sentinels: list[tuple[str, int]], mapping: Callable[[tuple[str, int]], tuple[str, int]],
+                     **kwargs: Any) -> None:
+            super().__init__(sentinels, **kwargs)
+            self._map = mapping
+
+        async def discover_master(self, service_name: str) -> tuple[str, int]:
+            return self._map(tuple(await super().discover_master(service_name)))  # type: ignore[arg-type]
+
+        async def discover_slaves(self, service_name: str) -> list[tuple[str, int]]:
+            return [self._map(tuple(a)) for a in await super().discover_slaves(service_name)]  # type: ignore[arg-type]
+
+    return MappedAsyncSentinel
+
+
 class SentinelTopology:
     """A running primary + replicas + 3 sentinels; :meth:`stop` tears everything down."""
 
@@ -152,6 +173,19 @@ class SentinelTopology:
         client = self.sentinel(**kwargs).master_for(self.master_name, check_connection=False)
         self._clients.append(client)
         return client
+
+    def async_master_client(self, *, socket_timeout: float = 2.0, **kwargs: Any) -> Any:
+        """``redis.asyncio`` twin of :meth:`master_client`; close it (``aclose``) on the loop that used it."""
+        from pytest_cbchaos.servers.redis import no_async_retry
+
+        kwargs.setdefault("socket_connect_timeout", socket_timeout)
+        kwargs.setdefault("retry", no_async_retry())
+        sk = {"password": self.password, "socket_timeout": socket_timeout,
+              "socket_connect_timeout": socket_timeout, "retry": no_async_retry()}
+        addrs = [(s.client.listen_host, int(s.client.listen_port)) for s in self.sentinels]
+        sentinel = mapped_async_sentinel_class()(addrs, self.client_address, sentinel_kwargs=sk,
+                                                 password=self.password, socket_timeout=socket_timeout, **kwargs)
+        return sentinel.master_for(self.master_name)
 
     # -- state ---------------------------------------------------------------------------------------
     def sentinel_views(self) -> list[tuple[str, int] | None]:
@@ -317,6 +351,12 @@ def _tune(sentinel: Node) -> None:
         c.execute_command("SENTINEL", "DEBUG", *args)
 
 
+def _staggered(down_after_ms: int, k: int) -> int:
+    """Sentinel ``k``'s ``down-after-milliseconds``: the sentinels see a primary down one after another, so they
+    rarely all stand for leader at once (a split vote delays the failover by ``2 x failover-timeout``)."""
+    return down_after_ms + k * down_after_ms // 2
+
+
 def _ping(node: Node) -> Callable[[ManagedProcess], bool]:
     def probe(_: ManagedProcess) -> bool:
         with node.admin(socket_timeout=1.0, socket_connect_timeout=1.0) as c:
@@ -386,12 +426,12 @@ def start_sentinel_topology(
                                      extra_args=args, lease=lease, password=password)
             n.process, n.dir = n.server.process, n.server.dir
             n.server.lease = None  # the topology holds the lease
-        for s in topo.sentinels:
+        for k, s in enumerate(topo.sentinels):
             s.dir = Path(workdir) / s.name
             s.dir.mkdir(parents=True, exist_ok=True)
             conf = s.dir / "sentinel.conf"
             conf.write_text(_sentinel_conf(s, primary, topo.nodes[1:], [o for o in topo.sentinels if o is not s],
-                                           down_after_ms, failover_timeout_ms))
+                                           _staggered(down_after_ms, k), failover_timeout_ms))
             s.process = ManagedProcess(s.name, [executable, str(conf), "--sentinel"], log_dir=s.dir,
                                        ready=_ping(s), startup_timeout=startup_timeout)
             s.process.start()

@@ -1,0 +1,103 @@
+"""The durable stream across a Sentinel split brain (docs/stream.md#replicated-redis-failover): the relay and a
+live consumer on Sentinel-managed clients; a turn's middle part is acknowledged by a primary the sentinels have
+cut off, then lost when it is demoted. The relay's next append meets ROLLBACK and calls ``rebase`` once (epoch
+rotated, one ``store.rollback`` error naming the lost range); the consumer gets ``epoch_changed`` or
+``cursor_ahead``; no ``(epoch, seq)`` is delivered with two payloads. The rebase mutant that keeps the epoch is
+caught (two payloads for one ``(epoch, seq)``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from tests.stream.inv_kit import no_violations, run_bounded, wait_until
+from tests.stream.test_inv_redis import _Acked, _consume, _Phased, _sha
+from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay
+from pytest_cbchaos.stream.checker import Delivery
+from pytest_cbchaos.stream.reader import ReadLoop
+from pytest_cbchaos.testing import stream_mutants as M
+
+CFG = StreamConfig.ci(lease_ttl_s=30.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
+                      outage_close_s=10.0)
+LOSS_NOTICES = {"epoch_changed", "cursor_ahead"}
+
+
+async def _split_brain_turn(topo: Any, nemesis: Any, store_cls: type[StreamStore] = StreamStore) -> list[str]:
+    bad: list[str] = []
+    pc, cc = topo.async_master_client(socket_timeout=1.0), topo.async_master_client(socket_timeout=1.0)
+    pstore, cstore = store_cls(pc, CFG), StreamStore(cc, CFG)
+    acked = _Acked(pstore)
+    rebases: list[str] = []
+    orig_rebase = pstore.rebase
+
+    async def counted(*a: Any, **kw: Any) -> Any:
+        reply = await orig_rebase(*a, **kw)
+        rebases.append(reply.status)
+        return reply
+
+    pstore.rebase = counted  # type: ignore[method-assign]
+    relay = TurnRelay(pstore, CFG)
+    src = _Phased((4, 5, 3))
+    try:
+        hd = await relay.start("fo", src, model_id="m")
+        loop = ReadLoop(cstore, "fo", after_seq=hd.after_seq, message_id=hd.message_id)
+        await loop.connect()
+        d, notices = Delivery(hd.after_seq, name="live", target=hd.message_id), []
+        consumer = asyncio.create_task(_consume(loop, d, notices))
+        await wait_until(lambda: len(acked.seqs) >= 4, 15, "phase 0 acknowledged")
+        await asyncio.to_thread(topo.wait_ready, 10)  # phase 0 is on every replica
+        survived = max(acked.seqs)
+        old = await asyncio.to_thread(topo.primary)
+        split = await asyncio.to_thread(nemesis.isolate_primary)
+        src.gates[0].set()  # phase 1: acknowledged by the isolated primary only
+        await wait_until(lambda: len(acked.seqs) >= 9 and len(d.items) >= 10, 15, "phase 1 delivered")
+        acked_before = max(acked.seqs)
+        await asyncio.to_thread(nemesis.wait_new_primary, old)
+        await asyncio.to_thread(split.heal)  # the old primary is demoted: phase 1 is gone
+        src.gates[1].set()
+        await wait_until(lambda: hd.task is None or hd.task.done(), 30, "the producer to end")
+        out = await hd.wait()
+        if out.stop_reason != "ROLLBACK" or rebases != ["OK"]:
+            bad.append(f"the producer: stop {out.stop_reason}, rebase calls {rebases}: want ROLLBACK and one OK")
+        meta = await cstore.meta("fo")
+        if meta is None or meta["epoch"] == hd.epoch:
+            bad.append(f"epoch not rotated: {hd.epoch} -> {meta and meta['epoch']}")
+        replay = [e for e in await cstore.read_all("fo") if e.message_id == hd.message_id]
+        if not replay or replay[-1].kind != "error":
+            bad.append(f"the message's replay ends {[e.kind for e in replay[-3:]]}")
+        else:
+            p = json.loads(replay[-1].payload_bytes)
+            want = {"code": "store.rollback", "lost_from": survived + 1, "lost_to": acked_before}
+            if {k: p.get(k) for k in want} != want:
+                bad.append(f"terminal payload {p} does not carry {want}")
+        done, _ = await asyncio.wait({consumer}, timeout=CFG.heartbeat_s * 4 + 10)
+        if consumer not in done:
+            consumer.cancel()
+            bad.append(f"the live consumer (cursor {loop.cursor}) waits silently past the lost suffix")
+        elif not LOSS_NOTICES & set(notices):
+            bad.append(f"the live consumer ended without epoch_changed/cursor_ahead: {notices}")
+        await asyncio.gather(consumer, return_exceptions=True)
+        seen: dict[tuple[str, int], str] = {}
+        for e in [x for x, _ in d.items] + replay:
+            if seen.setdefault((e.epoch, e.seq), _sha(e)) != _sha(e):
+                bad.append(f"two payloads for (epoch {e.epoch}, seq {e.seq})")
+    finally:
+        await relay.aclose()
+        for c in (pc, cc):
+            await c.aclose()
+    return bad
+
+
+def test_split_brain_rollback_is_detected_by_relay_and_consumer(cbchaos_redis_sentinel, cbchaos_faults) -> None:
+    t0 = time.monotonic()
+    no_violations(run_bounded(_split_brain_turn(cbchaos_redis_sentinel, cbchaos_faults.sentinel(cbchaos_redis_sentinel)),
+                              90))
+    assert time.monotonic() - t0 < 90
+
+
+def test_rebase_keeping_the_epoch_is_caught_across_failover(cbchaos_redis_sentinel, cbchaos_faults) -> None:
+    bad = run_bounded(_split_brain_turn(cbchaos_redis_sentinel, cbchaos_faults.sentinel(cbchaos_redis_sentinel),
+                                        store_cls=M.M25RebaseKeepsEpoch), 90)
+    assert any("two payloads" in v for v in bad) and any("epoch not rotated" in v for v in bad), bad
