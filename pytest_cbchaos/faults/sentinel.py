@@ -8,9 +8,11 @@ nodes' own ``ROLE``; a deadline that passes raises ``TopologyNotReady`` naming w
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from pytest_cbchaos.faults.journal import FaultWindow
+from pytest_cbchaos.servers.sentinel import TopologyNotReady
 
 if TYPE_CHECKING:  # pragma: no cover
     from pytest_cbchaos.faults.controller import Fault, FaultController
@@ -56,18 +58,29 @@ class SentinelNemesis:
         old = topo.primary()
         window = self._c.journal.begin("failover", topo.master_name, {"old_primary": old.name})
 
-        def run() -> "Node":
+        def start() -> None:
             last: Exception | None = None
             for s in topo.sentinels:  # the first sentinel that answers starts it
                 try:
                     with s.admin() as c:
                         c.execute_command("SENTINEL", "FAILOVER", topo.master_name)
-                    break
-                except Exception as exc:  # a killed or paused sentinel: try the next one
+                    return
+                except Exception as exc:  # a killed or paused sentinel, or one still in a failover: the next one
                     last = exc
-            else:
-                raise RuntimeError(f"failover: no sentinel accepted SENTINEL FAILOVER ({last})")
-            new = self.wait_new_primary(old)
+            raise RuntimeError(f"failover: no sentinel accepted SENTINEL FAILOVER ({last})")
+
+        def run() -> "Node":
+            # a failover the sentinel aborts (e.g. no replica with fresh INFO) is started again, within the timeout
+            attempt_s = 2 * topo.failover_timeout_ms / 1000 + 1.0
+            deadline = time.monotonic() + self.timeout
+            while True:
+                start()
+                try:
+                    new = self.wait_new_primary(old, min(attempt_s, max(0.1, deadline - time.monotonic())))
+                    break
+                except TopologyNotReady:
+                    if time.monotonic() + 0.1 >= deadline:
+                        raise
             self.wait_demoted(old, new)
             return new
 

@@ -230,8 +230,14 @@ class SentinelTopology:
             except (TopologyNotReady, redis.RedisError, KeyError) as exc:
                 last = exc
             if time.monotonic() >= deadline:
-                raise TopologyNotReady(f"{what}: not reached within {timeout:.1f}s (last: {last})")
+                raise TopologyNotReady(f"{what}: not reached within {timeout:.1f}s (last: {last})\n"
+                                       f"{self.sentinel_logs()}")
             time.sleep(0.02)  # polling interval, bounded by the deadline
+
+    def sentinel_logs(self, n: int = 8) -> str:
+        """The last ``n`` lines of each sentinel's log (for failure messages)."""
+        return "\n".join(f"--- {s.name}:\n{s.process.log_tail(n) if s.process else '<not started>'}"
+                         for s in self.sentinels)
 
     def wait_ready(self, timeout: float) -> float:
         """Until replication is caught up and every sentinel agrees on the primary and knows every peer.
