@@ -158,15 +158,19 @@ class SentinelTopology:
         return (node.client.listen_host, int(node.client.listen_port))
 
     # -- clients -------------------------------------------------------------------------------------
-    def sentinel(self, *, socket_timeout: float = 2.0, **kwargs: Any) -> MappedSentinel:
-        """A redis-py ``Sentinel`` through the sentinels' client proxies (authenticated, never retrying)."""
+    def _sentinel(self, cls: type, retry: Callable[[], Any], socket_timeout: float, **kwargs: Any) -> Any:
+        """``cls`` (a mapped Sentinel) through the sentinels' client proxies, authenticated, never retrying."""
         kwargs.setdefault("socket_connect_timeout", socket_timeout)
-        kwargs.setdefault("retry", no_retry())
+        kwargs.setdefault("retry", retry())
         sk = {"password": self.password, "socket_timeout": socket_timeout,
-              "socket_connect_timeout": socket_timeout, "retry": no_retry()}
+              "socket_connect_timeout": socket_timeout, "retry": retry()}
         addrs = [(s.client.listen_host, int(s.client.listen_port)) for s in self.sentinels]
-        return MappedSentinel(addrs, self.client_address, sentinel_kwargs=sk, password=self.password,
-                              socket_timeout=socket_timeout, **kwargs)
+        return cls(addrs, self.client_address, sentinel_kwargs=sk, password=self.password,
+                   socket_timeout=socket_timeout, **kwargs)
+
+    def sentinel(self, *, socket_timeout: float = 2.0, **kwargs: Any) -> MappedSentinel:
+        """A redis-py ``Sentinel`` whose clients reach the nodes through their client proxies."""
+        return self._sentinel(MappedSentinel, no_retry, socket_timeout, **kwargs)
 
     def master_client(self, **kwargs: Any) -> redis.Redis:
         """A Sentinel-managed client of the current primary (``Sentinel.master_for``)."""
@@ -178,13 +182,7 @@ class SentinelTopology:
         """``redis.asyncio`` twin of :meth:`master_client`; close it (``aclose``) on the loop that used it."""
         from pytest_cbchaos.servers.redis import no_async_retry
 
-        kwargs.setdefault("socket_connect_timeout", socket_timeout)
-        kwargs.setdefault("retry", no_async_retry())
-        sk = {"password": self.password, "socket_timeout": socket_timeout,
-              "socket_connect_timeout": socket_timeout, "retry": no_async_retry()}
-        addrs = [(s.client.listen_host, int(s.client.listen_port)) for s in self.sentinels]
-        sentinel = mapped_async_sentinel_class()(addrs, self.client_address, sentinel_kwargs=sk,
-                                                 password=self.password, socket_timeout=socket_timeout, **kwargs)
+        sentinel = self._sentinel(mapped_async_sentinel_class(), no_async_retry, socket_timeout, **kwargs)
         return sentinel.master_for(self.master_name)
 
     # -- state ---------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import time
 from typing import Any
 
 from tests.stream.inv_kit import no_violations, run_bounded, wait_until
-from tests.stream.test_inv_redis import _Acked, _consume, _Phased, _sha
+from tests.stream.rollback_kit import consumer_loss_violations, count_rebases, payload_conflicts
+from tests.stream.test_inv_redis import _Acked, _consume, _Phased
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import ReadLoop
@@ -21,7 +22,6 @@ from pytest_cbchaos.testing import stream_mutants as M
 
 CFG = StreamConfig.ci(lease_ttl_s=30.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
                       outage_close_s=10.0)
-LOSS_NOTICES = {"epoch_changed", "cursor_ahead"}
 
 
 async def _split_brain_turn(topo: Any, nemesis: Any, store_cls: type[StreamStore] = StreamStore) -> list[str]:
@@ -29,15 +29,7 @@ async def _split_brain_turn(topo: Any, nemesis: Any, store_cls: type[StreamStore
     pc, cc = topo.async_master_client(socket_timeout=1.0), topo.async_master_client(socket_timeout=1.0)
     pstore, cstore = store_cls(pc, CFG), StreamStore(cc, CFG)
     acked = _Acked(pstore)
-    rebases: list[str] = []
-    orig_rebase = pstore.rebase
-
-    async def counted(*a: Any, **kw: Any) -> Any:
-        reply = await orig_rebase(*a, **kw)
-        rebases.append(reply.status)
-        return reply
-
-    pstore.rebase = counted  # type: ignore[method-assign]
+    rebases = count_rebases(pstore)
     relay = TurnRelay(pstore, CFG)
     src = _Phased((4, 5, 3))
     try:
@@ -72,17 +64,8 @@ async def _split_brain_turn(topo: Any, nemesis: Any, store_cls: type[StreamStore
             want = {"code": "store.rollback", "lost_from": survived + 1, "lost_to": acked_before}
             if {k: p.get(k) for k in want} != want:
                 bad.append(f"terminal payload {p} does not carry {want}")
-        done, _ = await asyncio.wait({consumer}, timeout=CFG.heartbeat_s * 4 + 10)
-        if consumer not in done:
-            consumer.cancel()
-            bad.append(f"the live consumer (cursor {loop.cursor}) waits silently past the lost suffix")
-        elif not LOSS_NOTICES & set(notices):
-            bad.append(f"the live consumer ended without epoch_changed/cursor_ahead: {notices}")
-        await asyncio.gather(consumer, return_exceptions=True)
-        seen: dict[tuple[str, int], str] = {}
-        for e in [x for x, _ in d.items] + replay:
-            if seen.setdefault((e.epoch, e.seq), _sha(e)) != _sha(e):
-                bad.append(f"two payloads for (epoch {e.epoch}, seq {e.seq})")
+        bad += await consumer_loss_violations(consumer, loop, notices, CFG)
+        bad += payload_conflicts([x for x, _ in d.items] + replay)
     finally:
         await relay.aclose()
         for c in (pc, cc):

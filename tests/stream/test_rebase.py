@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 from tests.stream.inv_kit import no_violations, redis_client, run_bounded, wait_until
 from tests.stream.sched_lag import PathLag, wait_within_async
-from test_inv_redis import _Acked, _consume, _Phased, _sha
+from test_inv_redis import _Acked, _consume, _Phased
+from tests.stream.rollback_kit import LOSS_NOTICES, consumer_loss_violations, count_rebases, payload_conflicts
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import ReadLoop, StreamConnectError
@@ -25,7 +26,6 @@ from pytest_cbchaos.testing import stream_mutants as M
 # Checked per run (the lease's PTTL at the snapshot against the measured snapshot-to-restart time).
 CFG = StreamConfig.ci(lease_ttl_s=30.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
                       outage_close_s=10.0)
-LOSS_NOTICES = {"epoch_changed", "cursor_ahead"}
 
 
 async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = StreamStore,
@@ -34,15 +34,7 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
     pc, cc, ac = (redis_client(server.host, server.port, server.password) for _ in range(3))
     pstore, cstore, astore = store_cls(pc, CFG), StreamStore(cc, CFG), StreamStore(ac, CFG)
     acked = _Acked(pstore)
-    rebases: list[str] = []
-    orig_rebase = pstore.rebase
-
-    async def counted(*a: Any, **kw: Any) -> Any:
-        reply = await orig_rebase(*a, **kw)
-        rebases.append(reply.status)
-        return reply
-
-    pstore.rebase = counted  # type: ignore[method-assign]
+    rebases = count_rebases(pstore)
     history: list[dict[str, Any]] = []
     relay = mutate(TurnRelay(pstore, CFG, history=history))
     src = _Phased((5, 6, 6))
@@ -105,13 +97,7 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
         if await astore.lease_holder("rb") is not None:
             bad.append("the lease outlived the rebase")
         # consumers: the live one ends with a loss notice; a reconnect with the old epoch is refused
-        done, _ = await asyncio.wait({consumer}, timeout=CFG.heartbeat_s * 4 + 10)
-        if consumer not in done:
-            consumer.cancel()
-            bad.append(f"the live consumer (cursor {loop.cursor}) waits silently past the lost suffix")
-        elif not LOSS_NOTICES & set(notices):
-            bad.append(f"the live consumer ended without epoch_changed/cursor_ahead: {notices}")
-        await asyncio.gather(consumer, return_exceptions=True)
+        bad += await consumer_loss_violations(consumer, loop, notices, CFG)
         for cursor in (survived, loop.cursor):
             try:
                 await ReadLoop(cstore, "rb", after_seq=cursor, epoch=hd.epoch, message_id=hd.message_id).connect()
@@ -119,10 +105,7 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
             except StreamConnectError as exc:
                 if exc.code not in LOSS_NOTICES:
                     bad.append(f"a reconnect at cursor {cursor} with the old epoch answered {exc.code}")
-        seen: dict[tuple[str, int], str] = {}
-        for e in [x for x, _ in d.items] + replay:
-            if seen.setdefault((e.epoch, e.seq), _sha(e)) != _sha(e):
-                bad.append(f"two payloads for (epoch {e.epoch}, seq {e.seq})")
+        bad += payload_conflicts([x for x, _ in d.items] + replay)
     finally:
         await relay.aclose()
         for c in (pc, cc, ac):
