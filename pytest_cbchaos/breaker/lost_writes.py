@@ -36,7 +36,7 @@ class LostWrites:
         return len(self.lost)
 
     def describe(self) -> str:
-        ops = ", ".join(f"{o.f}[{o.key}] op_id={o.input.get('op_id')} by p{o.process} acked at {o.ret:.3f}s"
+        ops = ", ".join(f"{o.f}[{o.key}] op_id={o.input.get('op_id')} by p{o.process} acknowledged at t={o.ret}"
                         for o in self.lost)
         text = f"lost acknowledged writes: {self.count}" + (f" ({ops})" if ops else "")
         if self.undetermined:

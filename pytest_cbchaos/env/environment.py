@@ -128,6 +128,10 @@ class Environment:
         self._prestarts.append(t)
         t.start()
 
+    def sentinel(self, replicas: int = 2) -> Any:
+        """The worker's shared Sentinel topology with ``replicas`` replicas (fixture and scenarios share it)."""
+        return self.shared(f"redis-sentinel:{replicas}", lambda env: env.launch_sentinel(replicas=replicas))
+
     def toxiproxy(self) -> Any:
         with self._lock:
             if self._toxiproxy is None:

@@ -15,27 +15,14 @@ import pytest
 from pytest_cbchaos.env import Environment
 from pytest_cbchaos.plugin.factories import started_or_skip
 
-SHARED_KEY = "redis-sentinel"
-
-
-def clean(topology: Any, timeout: float = 15.0) -> None:
-    """Per-test hygiene of a topology (see the module doc)."""
-    topology.revive()
-    for proxy in topology.proxies():
-        proxy.reset()
-    topology.wait_ready(timeout)
-    with topology.primary().admin() as admin:
-        admin.flushall()
-    topology.wait_ready(timeout)
-
 
 @pytest.fixture(scope="session")
 def _cbchaos_sentinel_topology(cbchaos_env: Environment) -> Any:
-    return started_or_skip(lambda: cbchaos_env.shared(SHARED_KEY, lambda env: env.launch_sentinel()))
+    return started_or_skip(cbchaos_env.sentinel)
 
 
 @pytest.fixture
 def cbchaos_redis_sentinel(_cbchaos_sentinel_topology: Any) -> Iterator[Any]:
     """The worker's ``SentinelTopology`` (1 primary, 2 replicas, 3 sentinels), clean for this test."""
     yield _cbchaos_sentinel_topology
-    clean(_cbchaos_sentinel_topology)
+    _cbchaos_sentinel_topology.clean()

@@ -291,6 +291,16 @@ class SentinelTopology:
                 if n.role == "sentinel":
                     _tune(n)
 
+    def clean(self, timeout: float = 15.0) -> None:
+        """Per-use hygiene: every server running, every proxy reset, sentinels agreeing, data set flushed."""
+        self.revive()
+        for proxy in self.proxies():
+            proxy.reset()
+        self.wait_ready(timeout)
+        with self.primary().admin() as admin:
+            admin.flushall()
+        self.wait_ready(timeout)
+
     def proxies(self) -> Iterator[Any]:
         for n in (*self.nodes, *self.sentinels):
             yield n.peer
