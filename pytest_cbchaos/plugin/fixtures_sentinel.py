@@ -8,16 +8,19 @@ under CI). ``factories.redis_sentinel(...)`` makes a topology of one's own (othe
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.env import Environment
 from pytest_cbchaos.plugin.factories import started_or_skip
+
+if TYPE_CHECKING:
+    from pytest_cbchaos.env import Environment
 
 
 @pytest.fixture(scope="session")
 def _cbchaos_sentinel_topology(cbchaos_env: Environment) -> Any:
+    """The worker's shared topology, started on first use (``Environment.sentinel``)."""
     return started_or_skip(cbchaos_env.sentinel)
 
 
