@@ -1,17 +1,18 @@
 """``RedisStore`` on a Sentinel-managed primary (docs/redis-topologies.md): decisions continue on the promoted
-replica after ``failover()``, NOSCRIPT there is answered by SCRIPT LOAD, ``wait_replicas`` reports the
+replica after ``failover()`` (``AsyncRedisStore`` on the asyncio client too), NOSCRIPT there is answered by SCRIPT LOAD, ``wait_replicas`` reports the
 acknowledging replicas, a client pinned to the demoted node gets "read-only", and the history is judged
 linearizable with no lost acknowledged writes (no false violation)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
 import redis
 
 from breaker_history import BACKEND, Recorded
-from pytest_cbchaos.breaker import RedisStore
+from pytest_cbchaos.breaker import AsyncRedisStore, RedisStore
 from pytest_cbchaos.breaker.errors import StoreUnavailableError
 from pytest_cbchaos.breaker.lost_writes import judge, read_survivors
 from pytest_cbchaos.breaker.redis_store import _maybe_sent
@@ -51,6 +52,10 @@ def test_decisions_continue_on_the_new_primary_after_failover(cbchaos_redis_sent
     assert reply["state"] == "open" and reply["_replicas_acked"] == 2  # on both replicas before the failover
     old, loads = topo.primary(), store.stats["script_load"]
     pinned = RedisStore(old.via_client_proxy(), key_prefix=store.key_prefix)  # a client that never asks sentinels
+    loop = asyncio.new_event_loop()  # one loop for the asyncio client's pooled connections, across the failover
+    astore = AsyncRedisStore(topo.async_master_client(), key_prefix=store.key_prefix, wait_replicas=2,
+                             wait_timeout_ms=2000)
+    assert loop.run_until_complete(astore.get_state(BACKEND))["state"] == "open"
     window = cbchaos_faults.sentinel(topo).failover()
     new = topo.primary()
     assert window.params == {"old_primary": old.name, "new_primary": new.name} and new is not old
@@ -63,8 +68,14 @@ def test_decisions_continue_on_the_new_primary_after_failover(cbchaos_redis_sent
     assert store.release_probe("c", claim.token, "success", recovery_timeout=60)["state"] == "closed"
     assert store.stats["script_load"] > loads  # the promoted replica had no script: NOSCRIPT -> SCRIPT LOAD
     assert store.stats["replica_replies"] == 0 and store.stats["wait_short"] == 0
+    try:  # the asyncio store's pooled connection met the demotion: it reaches the new primary
+        areply = loop.run_until_complete(astore.atomic_record_failure("a", 1, 60))
+        assert areply["state"] == "open" and areply["_replicas_acked"] == 2, areply
+    finally:
+        loop.run_until_complete(astore.aclose())
+        loop.close()
     with new.admin() as c:  # the decisions were made on the new primary
-        assert c.hget(store.key("c"), "state") == b"closed"
+        assert c.hget(store.key("c"), "state") == b"closed" and c.hget(store.key("a"), "state") == b"open"
     with pytest.raises(StoreUnavailableError, match="read-only"):  # the demoted node refuses the pinned client
         pinned.atomic_record_failure(BACKEND, 3, 60)
     recorder.close()
