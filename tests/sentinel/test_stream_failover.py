@@ -8,16 +8,14 @@ caught (two payloads for one ``(epoch, seq)``)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
 from tests.stream.inv_kit import no_violations, run_bounded, wait_until
-from tests.stream.rollback_kit import consumer_loss_violations, count_rebases, payload_conflicts
-from tests.stream.test_inv_redis import _Acked, _consume, _Phased
+from tests.stream.rollback_kit import (consumer_loss_violations, count_rebases, payload_conflicts,
+                                        rollback_terminal_violations, start_live_turn)
+from tests.stream.test_inv_redis import _Acked, _Phased
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay
-from pytest_cbchaos.stream.checker import Delivery
-from pytest_cbchaos.stream.reader import ReadLoop
 from pytest_cbchaos.testing import stream_mutants as M
 
 CFG = StreamConfig.ci(lease_ttl_s=30.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
@@ -33,11 +31,8 @@ async def _split_brain_turn(topo: Any, nemesis: Any, store_cls: type[StreamStore
     relay = TurnRelay(pstore, CFG)
     src = _Phased((4, 5, 3))
     try:
-        hd = await relay.start("fo", src, model_id="m")
-        loop = ReadLoop(cstore, "fo", after_seq=hd.after_seq, message_id=hd.message_id)
-        await loop.connect()
-        d, notices = Delivery(hd.after_seq, name="live", target=hd.message_id), []
-        consumer = asyncio.create_task(_consume(loop, d, notices))
+        live = await start_live_turn(relay, cstore, "fo", src)
+        hd, loop, d, notices, consumer = live.hd, live.loop, live.delivery, live.notices, live.consumer
         await wait_until(lambda: len(acked.seqs) >= 4, 15, "phase 0 acknowledged")
         await asyncio.to_thread(topo.wait_ready, 10)  # phase 0 is on every replica
         survived = max(acked.seqs)
@@ -57,13 +52,7 @@ async def _split_brain_turn(topo: Any, nemesis: Any, store_cls: type[StreamStore
         if meta is None or meta["epoch"] == hd.epoch:
             bad.append(f"epoch not rotated: {hd.epoch} -> {meta and meta['epoch']}")
         replay = [e for e in await cstore.read_all("fo") if e.message_id == hd.message_id]
-        if not replay or replay[-1].kind != "error":
-            bad.append(f"the message's replay ends {[e.kind for e in replay[-3:]]}")
-        else:
-            p = json.loads(replay[-1].payload_bytes)
-            want = {"code": "store.rollback", "lost_from": survived + 1, "lost_to": acked_before}
-            if {k: p.get(k) for k in want} != want:
-                bad.append(f"terminal payload {p} does not carry {want}")
+        bad += rollback_terminal_violations(replay, survived + 1, acked_before) if replay else ["nothing replayed"]
         bad += await consumer_loss_violations(consumer, loop, notices, CFG)
         bad += payload_conflicts([x for x, _ in d.items] + replay)
     finally:

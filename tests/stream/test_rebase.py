@@ -7,17 +7,16 @@ carries two payloads, and consumers holding the old epoch get `epoch_changed` / 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import Any, Callable
 
 from tests.stream.inv_kit import no_violations, redis_client, run_bounded, wait_until
 from tests.stream.sched_lag import PathLag, wait_within_async
-from test_inv_redis import _Acked, _consume, _Phased
-from tests.stream.rollback_kit import LOSS_NOTICES, consumer_loss_violations, count_rebases, payload_conflicts
+from test_inv_redis import _Acked, _Phased
+from tests.stream.rollback_kit import (LOSS_NOTICES, consumer_loss_violations, count_rebases, payload_conflicts,
+                                        rollback_terminal_violations, start_live_turn)
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
-from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import ReadLoop, StreamConnectError
 from pytest_cbchaos.testing import stream_mutants as M
 
@@ -39,11 +38,8 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
     relay = mutate(TurnRelay(pstore, CFG, history=history))
     src = _Phased((5, 6, 6))
     try:
-        hd = await relay.start("rb", src, model_id="m")
-        loop = ReadLoop(cstore, "rb", after_seq=hd.after_seq, message_id=hd.message_id)
-        await loop.connect()
-        d, notices = Delivery(hd.after_seq, name="live", target=hd.message_id), []
-        consumer = asyncio.create_task(_consume(loop, d, notices))
+        live = await start_live_turn(relay, cstore, "rb", src)
+        hd, loop, d, notices, consumer = live.hd, live.loop, live.delivery, live.notices, live.consumer
         await wait_until(lambda: len(acked.seqs) >= 5, 15, "phase 0 acknowledged")
         with server.client() as c:
             lease_left_s = c.pttl(astore.keys("rb")[4]) / 1000
@@ -78,17 +74,11 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
         if meta is None or meta["epoch"] == hd.epoch or meta["epoch"] != out.epoch:
             bad.append(f"epoch not rotated: {hd.epoch} -> meta {meta and meta['epoch']}, outcome {out.epoch}")
         replay = [e for e in await astore.read_all("rb") if e.message_id == hd.message_id]  # bounded if unfinished
-        terms = [e for e in replay if e.is_terminal]
-        if len(terms) != 1 or not replay[-1].is_terminal or replay[-1].kind != "error":
-            bad.append(f"the message's replay ends {[e.kind for e in replay[-3:]]} with {len(terms)} terminal(s)")
-        else:
-            p = json.loads(replay[-1].payload_bytes)
-            want = {"code": "store.rollback", "lost_from": survived + 1, "lost_to": acked_before}
-            if {k: p.get(k) for k in want} != want:
-                bad.append(f"terminal payload {p} does not carry {want}")
-            if replay[-1].seq != survived + 1 or replay[-1].epoch != (meta or {}).get("epoch"):
-                bad.append(f"terminal at (epoch {replay[-1].epoch}, seq {replay[-1].seq}), want the new epoch, "
-                           f"seq {survived + 1}")
+        terminal_bad = rollback_terminal_violations(replay, survived + 1, acked_before)
+        bad += terminal_bad
+        if not terminal_bad and (replay[-1].seq != survived + 1 or replay[-1].epoch != (meta or {}).get("epoch")):
+            bad.append(f"terminal at (epoch {replay[-1].epoch}, seq {replay[-1].seq}), want the new epoch, "
+                       f"seq {survived + 1}")
         rep = check_stream(await astore.read_all("rb"), records=await astore.records("rb"))
         bad += [f"checker: {v}" for v in rep.violations]
         rec = await astore.record("rb", hd.message_id)
