@@ -89,14 +89,15 @@ class Environment:
         """A new Sentinel-managed replicated Redis (``SentinelTopology``, docs/redis-topologies.md); its proxies live
         on the worker's Toxiproxy-compatible server; the caller stops it. Needs the redis-server binary."""
         from pytest_cbchaos.servers.redis import BackendUnavailable
-        from pytest_cbchaos.servers.sentinel import start_sentinel_topology
+        from pytest_cbchaos.servers.sentinel import sentinel_binary, start_sentinel_topology
 
         s = self.settings
         if s.redis_backend not in ("auto", "binary"):
             raise Unavailable(f"the sentinel topology needs the binary Redis backend "
                               f"(--cbchaos-redis-backend is {s.redis_backend!r})")
-        server = self.toxiproxy()
         try:
+            sentinel_binary(s.redis_exec)  # before the proxy server: no server started for a topology that cannot run
+            server = self.toxiproxy()
             return start_sentinel_topology(workdir=self._dir(name), create_proxy=server.create_proxy,
                                            executable=s.redis_exec, replicas=replicas, port_range=s.port_range,
                                            startup_timeout=s.startup_timeout, down_after_ms=down_after_ms,
