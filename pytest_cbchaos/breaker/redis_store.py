@@ -136,6 +136,9 @@ class _Core:
         for name, value, low in (("wait_replicas", wait_replicas, 0), ("wait_timeout_ms", wait_timeout_ms, 1)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if wait_replicas and hasattr(redis_client, "nodes_manager"):  # RedisCluster: no one-connection pipeline
+            raise ValueError("wait_replicas needs a client whose pipeline runs on one connection (WAIT counts that "
+                             "connection's writes); a RedisCluster client routes WAIT to another node")
         self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
         pool = getattr(redis_client, "connection_pool", None)
         kwargs = getattr(pool, "connection_kwargs", {}) or {}

@@ -24,7 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import redis
 import redis.sentinel
@@ -33,6 +33,7 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 from pytest_cbchaos.servers.redis import (INSTALL_HINT, BackendUnavailable, RedisServer, _start_binary, no_retry,
                                           redis_binary_version)
+from pytest_cbchaos.servers.topology import ServerGroup
 
 MASTER_NAME = "cbchaos"
 QUORUM = 2
@@ -89,6 +90,9 @@ class Node:
         return redis.Redis(host=self.client.listen_host, port=int(self.client.listen_port), password=self.password,
                            retry=no_retry(), **kwargs)
 
+    def proxies(self) -> tuple[Any, ...]:
+        return (self.peer, self.client)
+
     def role_now(self) -> str:
         """``master`` / ``slave`` as the node itself says (direct link)."""
         with self.admin(socket_timeout=1.0) as c:
@@ -129,7 +133,7 @@ def mapped_async_sentinel_class() -> type:
     return MappedAsyncSentinel
 
 
-class SentinelTopology:
+class SentinelTopology(ServerGroup):
     """A running primary + replicas + 3 sentinels; :meth:`stop` tears everything down."""
 
     def __init__(self, password: str, nodes: list[Node], sentinels: list[Node], version: str,
@@ -279,50 +283,15 @@ class SentinelTopology:
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    def revive(self) -> None:
-        """Every server a test killed or paused runs again (state then converges through the sentinels)."""
-        for n in (*self.nodes, *self.sentinels):
-            proc = n.process
-            if proc is None:
-                continue
-            proc.resume()
-            if not proc.alive:
-                proc.start()
-                if n.role == "sentinel":
-                    _tune(n)
+    def servers(self) -> list[Node]:
+        return [*self.nodes, *self.sentinels]
 
-    def clean(self, timeout: float = 15.0) -> None:
-        """Per-use hygiene: every server running, every proxy reset, sentinels agreeing, data set flushed."""
-        self.revive()
-        for proxy in self.proxies():
-            proxy.reset()
-        self.wait_ready(timeout)
-        with self.primary().admin() as admin:
-            admin.flushall()
-        self.wait_ready(timeout)
+    def primaries_now(self) -> list[Node]:
+        return [self.primary()]
 
-    def proxies(self) -> Iterator[Any]:
-        for n in (*self.nodes, *self.sentinels):
-            yield n.peer
-            yield n.client
-
-    def stop(self) -> None:
-        for c in self._clients:
-            try:
-                c.close()
-            except Exception:
-                pass
-        for s in self.sentinels:
-            if s.process is not None:
-                s.process.stop()
-        for n in self.nodes:
-            if n.server is not None:
-                n.server.stop()
-        for p in self.proxies():
-            p.close()
-        for lease in self._leases:
-            lease.release()
-        self._leases.clear()
+    def _started_again(self, node: Node) -> None:
+        if node.role == "sentinel":
+            _tune(node)
 
 
 def _s(v: Any) -> str:

@@ -1,4 +1,4 @@
-"""Where the topology cannot run, its tests skip with the reason (docs/redis-topologies.md#the-topology) and
+"""Where a topology (Sentinel, Cluster) cannot run, its tests skip with the reason (docs/redis-topologies.md#the-topology) and
 ``cbchaos doctor`` says why; bad topology parameters are named with the expected values."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import pytest
 from pytest_cbchaos.cli import doctor_rows
 from pytest_cbchaos.env import Environment
 from pytest_cbchaos.plugin.factories import started_or_skip
+from pytest_cbchaos.servers.cluster import check_cluster_params
 from pytest_cbchaos.servers.redis import BackendUnavailable
 from pytest_cbchaos.servers.sentinel import check_topology_params, sentinel_binary
 from pytest_cbchaos.settings import Settings
@@ -37,14 +38,24 @@ def test_bad_topology_params_are_named(args: tuple, key: str) -> None:
         check_topology_params(*args)
 
 
-@pytest.mark.parametrize("backend, reason", [("binary", r"needs redis-server >= 7.0 .* is 6.2.14"),
-                                             ("fakeredis", "needs the binary Redis backend .*'fakeredis'")])
-def test_the_fixture_skips_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str,
-                                           reason: str) -> None:
+@pytest.mark.parametrize("topology, backend, reason", [
+    ("sentinel", "binary", r"needs redis-server >= 7.0 .* is 6.2.14"),
+    ("sentinel", "fakeredis", "the sentinel topology needs the binary Redis backend .*'fakeredis'"),
+    ("cluster", "binary", r"needs redis-server >= 7.0 .* is 6.2.14"),
+    ("cluster", "fakeredis", "the cluster topology needs the binary Redis backend .*'fakeredis'")])
+def test_the_fixture_skips_with_the_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, topology: str,
+                                           backend: str, reason: str) -> None:
     monkeypatch.delenv("CI", raising=False)
     env = Environment(Settings.defaults(redis_exec=str(_old_redis(tmp_path)), redis_backend=backend), tmp_path / "env")
     try:
         with pytest.raises(pytest.skip.Exception, match=reason):
-            started_or_skip(env.sentinel)
+            started_or_skip(getattr(env, topology))
     finally:
         env.stop()
+
+
+def test_bad_cluster_params_are_named() -> None:
+    with pytest.raises(ValueError, match=r"cluster topology: shards=0, expected an int >= 1"):
+        check_cluster_params(0, 1000)
+    with pytest.raises(ValueError, match=r"cluster topology: node_timeout_ms=True, expected an int >= 100"):
+        check_cluster_params(3, True)
