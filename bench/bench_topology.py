@@ -3,6 +3,8 @@
 * ready: start of 1 primary + 2 replicas + 3 sentinels until ready (replication caught up, sentinels agree);
 * client to the new primary: from the fault (``SENTINEL FAILOVER``, or SIGKILL of the primary) until a
   Sentinel-managed client writes to the new primary for good (every later acknowledged write survives);
+* cluster: start of 3 shards with a replica each until ready; from ``CLUSTER FAILOVER`` until a ``RedisCluster``
+  client writes with the promoted replica as the shard's primary;
 * lost acknowledged breaker writes per split brain (``isolate_primary()``, a store writing every 20 ms
   until the sentinels promote a replica, heal), without WAIT and with ``wait_replicas=1``: with WAIT the
   writes whose reply says ``_replicas_acked >= 1`` are the acknowledged ones.
@@ -113,6 +115,28 @@ def split_brain_losses(topo: Any, wait_replicas: int) -> tuple[int, int]:
     return audit.count, len(ops)
 
 
+def cluster_switch(cluster: Any) -> float:
+    """Seconds from ``CLUSTER FAILOVER`` until a ``RedisCluster`` client's write lands on the promoted replica."""
+    client = cluster.cluster_client(socket_timeout=0.5)
+    client.set("k", 0)
+    old = cluster.owner("k")
+    new = cluster.replica_of(old)
+    t0 = time.monotonic()
+    with new.admin() as c:
+        c.execute_command("CLUSTER", "FAILOVER")
+    deadline = t0 + 15
+    while time.monotonic() < deadline:
+        try:
+            v = client.incr("k")
+            with new.admin() as c:  # the write landed on the promoted replica, and it is the primary
+                if c.info("replication")["role"] == "master" and int(c.get("k") or -1) == v:
+                    return time.monotonic() - t0
+        except Exception:
+            pass  # a redirection or a refused write during the switch: try again
+        time.sleep(0.005)
+    raise RuntimeError("cluster failover: the client did not reach the new primary within 15 s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -130,6 +154,19 @@ def main() -> None:
                 topo.stop()
             print(f"Sentinel topology (1 primary, 2 replicas, 3 sentinels), median of {args.runs} runs")
             print(f"ready:                               {med(ready):6.2f} s  (min {min(ready):.2f}, max {max(ready):.2f})")
+            cready, cswitch = [], []
+            for _ in range(args.runs):
+                t0 = time.monotonic()
+                cluster = env.launch_cluster()
+                cready.append(time.monotonic() - t0)
+                try:
+                    cswitch.append(cluster_switch(cluster))
+                finally:
+                    cluster.stop()
+            print(f"cluster (3 shards, a replica each) ready: {med(cready):6.2f} s  (min {min(cready):.2f}, "
+                  f"max {max(cready):.2f})")
+            print(f"cluster: a shard's failover until the client writes to the new primary: {med(cswitch):6.2f} s  "
+                  f"(min {min(cswitch):.2f}, max {max(cswitch):.2f})")
             topo = env.launch_sentinel()
             try:
                 for fault in ("failover", "kill"):

@@ -1,4 +1,4 @@
-"""The Redis Cluster nemesis: a shard's failover (docs/redis-topologies.md#redis-cluster).
+"""The Redis Cluster nemesis: a shard's failover, and kill/pause of a node (docs/redis-topologies.md#redis-cluster).
 
 A journaled window of the test's :class:`~.controller.FaultController`; waits are bounded polls of the
 nodes' own ``ROLE`` and ``CLUSTER INFO``; a deadline that passes raises ``TopologyNotReady``.
@@ -10,20 +10,15 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from pytest_cbchaos.faults.journal import FaultWindow
+from pytest_cbchaos.faults.topology import TopologyNemesis
 from pytest_cbchaos.servers.sentinel import TopologyNotReady
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pytest_cbchaos.faults.controller import FaultController
-    from pytest_cbchaos.servers.cluster import ClusterNode, ClusterTopology
+    from pytest_cbchaos.servers.cluster import ClusterNode
 
 
-class ClusterNemesis:
-    """``cbchaos_faults.cluster(topology)``: the cluster-level faults."""
-
-    def __init__(self, controller: "FaultController", topology: "ClusterTopology", *, timeout: float = 15.0) -> None:
-        self._c = controller
-        self.topology = topology
-        self.timeout = timeout
+class ClusterNemesis(TopologyNemesis):
+    """``cbchaos_faults.cluster(topology)``: a shard's failover (``kill``/``pause`` from the base)."""
 
     def failover(self, key: str) -> FaultWindow:
         """``CLUSTER FAILOVER`` on the replica of the primary serving ``key``; returns once the replica says it

@@ -12,32 +12,19 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pytest_cbchaos.faults.journal import FaultWindow
+from pytest_cbchaos.faults.topology import TopologyNemesis
 from pytest_cbchaos.servers.sentinel import TopologyNotReady
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pytest_cbchaos.faults.controller import Fault, FaultController
-    from pytest_cbchaos.servers.sentinel import Node, SentinelTopology
+    from pytest_cbchaos.faults.controller import Fault
+    from pytest_cbchaos.servers.sentinel import Node
 
 # split-brain heal: the old primary is demoted by the sentinels within one INFO period once reachable
 HEAL_ORDER = 2  # after process faults (0) and proxy faults (1): the sentinels must be running
 
 
-class SentinelNemesis:
-    """``cbchaos_faults.sentinel(topology)``: the topology-level faults."""
-
-    def __init__(self, controller: "FaultController", topology: "SentinelTopology", *, timeout: float = 15.0) -> None:
-        self._c = controller
-        self.topology = topology
-        self.timeout = timeout
-
-    def _node(self, node: "Node | str") -> "Node":
-        if not isinstance(node, str):
-            return node
-        for n in (*self.topology.nodes, *self.topology.sentinels):
-            if n.name == node:
-                return n
-        names = ", ".join(n.name for n in (*self.topology.nodes, *self.topology.sentinels))
-        raise ValueError(f"sentinel nemesis: no node named {node!r}; expected one of {names}")
+class SentinelNemesis(TopologyNemesis):
+    """``cbchaos_faults.sentinel(topology)``: the topology-level faults (``kill``/``pause`` from the base)."""
 
     def wait_new_primary(self, old: "Node", timeout: float | None = None) -> "Node":
         """The node the sentinels promoted instead of ``old`` (bounded wait)."""
@@ -112,24 +99,6 @@ class SentinelNemesis:
             topo.wait_ready(self.timeout)
 
         return self._c._track(Fault(self._c, window, heal, order=HEAL_ORDER))
-
-    def kill(self, node: "Node | str") -> "Fault":
-        """SIGKILL a node or sentinel; healing restarts it (a restarted node has no data: no persistence)."""
-        from pytest_cbchaos.faults.controller import Fault
-
-        n = self._node(node)
-        window = self._c.journal.begin("kill", n.name, {"role": n.role})
-        self._c._start(window, n.process.kill)  # type: ignore[union-attr]
-        return self._c._track(Fault(self._c, window, self.topology.revive, order=0))
-
-    def pause(self, node: "Node | str") -> "Fault":
-        """SIGSTOP a node or sentinel; SIGCONT when healed."""
-        from pytest_cbchaos.faults.controller import Fault
-
-        n = self._node(node)
-        window = self._c.journal.begin("pause", n.name, {"role": n.role})
-        self._c._start(window, n.process.pause)  # type: ignore[union-attr]
-        return self._c._track(Fault(self._c, window, n.process.resume, order=0))  # type: ignore[union-attr]
 
     def primary(self) -> Any:
         return self.topology.primary()

@@ -1,7 +1,7 @@
 """``RedisStore`` on a Redis Cluster (docs/redis-topologies.md#redis-cluster): after a shard's failover the
 decisions continue on the promoted replica (NOSCRIPT there answered by SCRIPT LOAD), the other shards are
 untouched, and the history is judged linearizable with no lost acknowledged write; ``wait_replicas`` is refused
-on a cluster client."""
+on a cluster client; ``pause`` (shared with the Sentinel nemesis) stops a replica's acknowledgements."""
 
 from __future__ import annotations
 
@@ -45,3 +45,10 @@ def test_decisions_continue_after_a_shard_failover(cbchaos_redis_cluster, cbchao
     assert verdict.verdict == "ok" and verdict.lost.count == 0 and verdict.lost.checked == 3, verdict.describe()
     with pytest.raises(ValueError, match="wait_replicas needs a client whose pipeline runs on one connection"):
         RedisStore(client, wait_replicas=1)  # WAIT would run on another node than the write
+    replica = topo.replica_of(new)
+    with cbchaos_faults.cluster(topo).pause(replica.name):  # the base nemesis: a paused replica acknowledges nothing
+        with new.admin() as c:
+            c.set("{" + store.key(BACKEND) + "}:w", 1)  # the same slot
+            assert c.execute_command("WAIT", 1, 100) == 0
+    topo.wait_ready(10)
+    assert [w.kind for w in cbchaos_faults.journal.windows()] == ["failover", "pause"]
