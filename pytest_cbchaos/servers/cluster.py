@@ -22,7 +22,7 @@ import redis.cluster
 
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.redis import _start_binary
-from pytest_cbchaos.servers.sentinel import Node, TopologyNotReady, sentinel_binary
+from pytest_cbchaos.servers.sentinel import Node, TopologyNotReady, _s, sentinel_binary
 from pytest_cbchaos.servers.topology import ServerGroup
 
 SLOTS = 16384
@@ -145,10 +145,6 @@ class ClusterTopology(ServerGroup):
 
     def primaries_now(self) -> list[ClusterNode]:
         return self.primaries()
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _entry(topo: ClusterTopology, f: list[str]) -> dict[str, Any]:
