@@ -61,6 +61,7 @@ def redis_proc(*, name: str = "redis", backend: str | None = None, scope: Scope 
 
     @pytest.fixture(scope=scope)
     def _redis_proc(request: pytest.FixtureRequest) -> Any:
+        """A real redis-server (``host port password pid dir backend version``); the worker's own when shared."""
         env = _env(request)
         if shared:
             yield started(lambda: env.redis(backend))
@@ -77,6 +78,7 @@ def toxiproxy(*, backend: str | None = None, scope: Scope = "session", shared: b
 
     @pytest.fixture(scope=scope)
     def _toxiproxy(request: pytest.FixtureRequest) -> Any:
+        """A Toxiproxy-compatible fault proxy server (HTTP API); the worker's own when shared."""
         env = _env(request)
         if shared:
             yield started(env.toxiproxy)
@@ -96,6 +98,7 @@ def proxy(upstream_fixture: str, *, name: str, toxiproxy_fixture: str = "cbchaos
 
     @pytest.fixture(scope=scope)
     def _proxy(request: pytest.FixtureRequest) -> Any:
+        """A fault proxy in front of the upstream fixture's ``host:port`` (toxics reset per test when shared)."""
         upstream = request.getfixturevalue(upstream_fixture)
         if shared:
             env = _env(request)
@@ -177,6 +180,7 @@ def mock_llm(*, scope: Scope = "session", shared: bool = False, **mock_kwargs: A
 
     @pytest.fixture(scope=scope)
     def _mock_llm(request: pytest.FixtureRequest) -> Any:
+        """A scriptable OpenAI-compatible model provider (``MockLLM``); the worker's own when shared."""
         if shared:
             yield _env(request).mock_llm()
             return
@@ -199,6 +203,7 @@ def opencode(*, mock_fixture: str = "cbchaos_mock_llm_server", name: str = "open
 
     @pytest.fixture(scope=scope)
     def _opencode(request: pytest.FixtureRequest) -> Any:
+        """A real ``opencode serve`` on the mock provider; the worker's own rig when shared (kept clean per test)."""
         env = _env(request)
         if shared:
             yield needs_opencode(env.opencode).server

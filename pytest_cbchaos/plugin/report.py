@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_cbchaos.plugin.fixtures import FAULT_JOURNAL_KEY
+from pytest_cbchaos.plugin.keys import FAULT_JOURNAL_KEY
 from pytest_cbchaos.plugin.scenario import ENV_KEY as SCENARIO_ENV_KEY, RESULT_KEY
 from pytest_cbchaos.report.collect import add, base_record, encode, verdict_fields
 
