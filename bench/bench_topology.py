@@ -154,6 +154,18 @@ def main() -> None:
                 topo.stop()
             print(f"Sentinel topology (1 primary, 2 replicas, 3 sentinels), median of {args.runs} runs")
             print(f"ready:                               {med(ready):6.2f} s  (min {min(ready):.2f}, max {max(ready):.2f})")
+            topo = env.launch_sentinel()
+            try:
+                for fault in ("failover", "kill"):
+                    xs = [client_switch(topo, fault) for _ in range(args.runs)]
+                    print(f"client to the new primary, {fault:<8}:  {med(xs):6.2f} s  (min {min(xs):.2f}, max {max(xs):.2f})")
+                for wait in (0, 1):
+                    rs = [split_brain_losses(topo, wait) for _ in range(args.runs)]
+                    lost = [r[0] for r in rs]
+                    print(f"lost acknowledged writes per split brain, {'WAIT 1' if wait else 'no WAIT'}: "
+                          f"median {med(lost)} (runs: {lost}; acknowledged per run {[r[1] for r in rs]})")
+            finally:
+                topo.stop()
             cready, cswitch = [], []
             for _ in range(args.runs):
                 t0 = time.monotonic()
@@ -167,18 +179,6 @@ def main() -> None:
                   f"max {max(cready):.2f})")
             print(f"cluster: a shard's failover until the client writes to the new primary: {med(cswitch):6.2f} s  "
                   f"(min {min(cswitch):.2f}, max {max(cswitch):.2f})")
-            topo = env.launch_sentinel()
-            try:
-                for fault in ("failover", "kill"):
-                    xs = [client_switch(topo, fault) for _ in range(args.runs)]
-                    print(f"client to the new primary, {fault:<8}:  {med(xs):6.2f} s  (min {min(xs):.2f}, max {max(xs):.2f})")
-                for wait in (0, 1):
-                    rs = [split_brain_losses(topo, wait) for _ in range(args.runs)]
-                    lost = [r[0] for r in rs]
-                    print(f"lost acknowledged writes per split brain, {'WAIT 1' if wait else 'no WAIT'}: "
-                          f"median {med(lost)} (runs: {lost}; acknowledged per run {[r[1] for r in rs]})")
-            finally:
-                topo.stop()
         finally:
             env.stop()
 
