@@ -51,6 +51,22 @@ def pytest_configure(config: pytest.Config) -> None:
     configure_session(config)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """pytest-xdist: every worker writes its artifacts under the controller's run id."""
+    from pytest_cbchaos.plugin.run_id import configure_node
+
+    configure_node(node)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or get_settings(session.config).keep == "none":
+        return
+    from pytest_cbchaos.plugin.run_id import artifacts_root, prune_runs, run_id
+
+    prune_runs(artifacts_root(session.config), run_id(session.config))
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     from pytest_cbchaos.plugin.session import register_hypothesis_profiles
 

@@ -15,6 +15,7 @@ nothing (or not the asked-for chaos) to check. The verdict reaches the kit's rep
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -60,7 +61,9 @@ def _report_check(item: pytest.Item, marker: pytest.Mark, j: Judgement) -> None:
     """The check as the kit's reports see it (terminal, report.json, report.html, JUnit)."""
     from pytest_cbchaos.report.collect import add
 
-    counted = {} if j.ops is None else {"ops_observed": j.ops}
+    counted: dict[str, Any] = {} if j.ops is None else {"ops_observed": j.ops}
+    if j.artifacts:  # the report links the history views of this run's directory
+        counted["artifacts"] = str(Path(j.artifacts["results"]).parent)
     add(item, checks=[{"name": f"linearizability:{_model_name(marker) or '?'}", "kind": "linearizability",
                        "verdict": j.verdict, "detail": j.detail, "counterexample": j.counterexample}], **counted)
 
@@ -77,8 +80,11 @@ def _conclude(item: pytest.Item, marker: pytest.Mark, j: Judgement) -> None:
 
 
 def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any) -> None:
+    from pytest_cbchaos.plugin.run_id import run_artifacts
+
     s = get_settings(item.config)
-    settings = CheckSettings(timeout=s.check_timeout, max_cache=s.max_cache, keep=s.keep, artifacts=s.artifacts,
+    settings = CheckSettings(timeout=s.check_timeout, max_cache=s.max_cache, keep=s.keep,
+                             artifacts=run_artifacts(item.config),
                              on_unknown=s.on_unknown)
     _conclude(item, marker, judge_recorded(recorder, _model_name(marker), nodeid=item.nodeid, settings=settings,
                                            timeout=marker.kwargs.get("timeout"),
