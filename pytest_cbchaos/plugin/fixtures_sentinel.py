@@ -9,7 +9,7 @@ under CI); the cluster is the same. ``factories.redis_sentinel(...)`` makes a to
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
 
@@ -19,27 +19,20 @@ if TYPE_CHECKING:
     from pytest_cbchaos.env import Environment
 
 
-@pytest.fixture(scope="session")
-def _cbchaos_sentinel_topology(cbchaos_env: Environment) -> Any:
-    """The worker's shared topology, started on first use (``Environment.sentinel``)."""
-    return started_or_skip(cbchaos_env.sentinel)
+def _handed_out_clean(make: Callable[[], Any]) -> Iterator[Any]:
+    """The worker's shared topology (``make`` starts it on first use, skips where it cannot run), cleaned after."""
+    topology = started_or_skip(make)
+    yield topology
+    topology.clean()
 
 
 @pytest.fixture
-def cbchaos_redis_sentinel(_cbchaos_sentinel_topology: Any) -> Iterator[Any]:
+def cbchaos_redis_sentinel(cbchaos_env: Environment) -> Iterator[Any]:
     """The worker's ``SentinelTopology`` (1 primary, 2 replicas, 3 sentinels), clean for this test."""
-    yield _cbchaos_sentinel_topology
-    _cbchaos_sentinel_topology.clean()
-
-
-@pytest.fixture(scope="session")
-def _cbchaos_cluster_topology(cbchaos_env: Environment) -> Any:
-    """The worker's shared cluster, started on first use (``Environment.cluster``)."""
-    return started_or_skip(cbchaos_env.cluster)
+    yield from _handed_out_clean(cbchaos_env.sentinel)
 
 
 @pytest.fixture
-def cbchaos_redis_cluster(_cbchaos_cluster_topology: Any) -> Iterator[Any]:
+def cbchaos_redis_cluster(cbchaos_env: Environment) -> Iterator[Any]:
     """The worker's ``ClusterTopology`` (3 primaries with a replica each), clean for this test."""
-    yield _cbchaos_cluster_topology
-    _cbchaos_cluster_topology.clean()
+    yield from _handed_out_clean(cbchaos_env.cluster)
