@@ -15,7 +15,6 @@ Process-backed fixtures are session scoped by default, clients function scoped (
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Callable, Literal, TypeVar
 
 import pytest
@@ -162,6 +161,8 @@ def close_async_client(client: Any) -> None:
     """Close an asyncio client after its test, in the event loop its connections were made in while that
     loop is open (a module- or session-scoped loop), else in a new one: a function-scoped loop is closed
     before this teardown, and the connections made in it are dropped with it."""
+    import asyncio
+
     pool = client.connection_pool
     loops = {getattr(getattr(getattr(conn, "_writer", None), "transport", None), "_loop", None)
              for conn in [*pool._available_connections, *pool._in_use_connections]}

@@ -16,12 +16,14 @@ nothing (or not the asked-for chaos) to check. The verdict reaches the kit's rep
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.linearizability.recorded import CheckSettings, Judgement, judge_recorded, no_history
 from pytest_cbchaos.settings import get_settings
+
+if TYPE_CHECKING:
+    from pytest_cbchaos.linearizability.recorded import Judgement
 
 HISTORY_KEY = pytest.StashKey[Any]()
 
@@ -48,6 +50,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return outcome
     recorder = item.stash.get(HISTORY_KEY, None)
     if recorder is None:  # a check with nothing to check is an error, never a silent pass
+        from pytest_cbchaos.linearizability.recorded import no_history
+
         _conclude(item, marker, no_history(item.nodeid))
     check_recorded_history(item, marker, recorder)
     return outcome
@@ -80,6 +84,7 @@ def _conclude(item: pytest.Item, marker: pytest.Mark, j: Judgement) -> None:
 
 
 def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any) -> None:
+    from pytest_cbchaos.linearizability.recorded import CheckSettings, judge_recorded
     from pytest_cbchaos.plugin.run_id import run_artifacts
 
     s = get_settings(item.config)
