@@ -18,6 +18,7 @@ pytest_plugins = [
     "pytest_cbchaos.plugin.fixtures_breaker",
     "pytest_cbchaos.plugin.fixtures_opencode",
     "pytest_cbchaos.plugin.fixtures_stream",
+    "pytest_cbchaos.plugin.fixtures_sentinel",
     "pytest_cbchaos.plugin.scenario",
     "pytest_cbchaos.plugin.report",
     "pytest_cbchaos.plugin.background",

@@ -34,8 +34,9 @@ def started(make: Callable[[], T]) -> T:
         raise
 
 
-def needs_opencode(make: Callable[[], T]) -> T:
-    """``make()``; without an opencode binary the test skips with the install hint (fails when CI is set)."""
+def started_or_skip(make: Callable[[], T]) -> T:
+    """``make()``; a server this machine cannot provide (no binary) skips the test with the reason and the
+    install hint, and fails it when CI is set (``Unavailable.required``)."""
     from pytest_cbchaos.env import Unavailable
 
     try:
@@ -44,6 +45,9 @@ def needs_opencode(make: Callable[[], T]) -> T:
         if exc.required:
             pytest.fail(f"{exc} (required: CI is set)", pytrace=False)
         pytest.skip(str(exc))
+
+
+needs_opencode = started_or_skip  # without an opencode binary
 
 
 def _env(request: pytest.FixtureRequest) -> Any:
@@ -211,3 +215,19 @@ def opencode(*, mock_fixture: str = "cbchaos_mock_llm_server", name: str = "open
         server.stop()
 
     return _opencode
+
+
+def redis_sentinel(*, replicas: int = 2, down_after_ms: int = 500, failover_timeout_ms: int = 2000,
+                   scope: Scope = "session") -> Any:
+    """A Sentinel topology of its own (``SentinelTopology``, docs/redis-topologies.md), stopped with the fixture;
+    skips where redis-server 7.0+ is missing."""
+
+    @pytest.fixture(scope=scope)
+    def _sentinel(request: pytest.FixtureRequest) -> Any:
+        env = _env(request)
+        topo = started_or_skip(lambda: env.launch_sentinel(replicas=replicas, down_after_ms=down_after_ms,
+                                                           failover_timeout_ms=failover_timeout_ms))
+        yield topo
+        topo.stop()
+
+    return _sentinel
