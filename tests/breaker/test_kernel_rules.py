@@ -123,6 +123,7 @@ def test_a_resent_losing_gate_on_a_lease_stamp_is_a_duplicate_that_did_not_win()
     stamped = k.gate(legacy, NOW, OP, 5).record
     again = k.gate(stamped, NOW, OP, 5)
     assert (again.duplicate, again.won, again.applied, again.reason) == (True, False, False, "duplicate")
+    assert again.record == stamped  # the current record is answered
 
 
 # -- failure -------------------------------------------------------------------------------------
@@ -361,6 +362,7 @@ def test_recent_ops_codec() -> None:
     assert decode_recent_ops("") == ((), False) and decode_recent_ops(f"  {OP}=open>closed  ") == (
         ((OP, "open", "closed"),), False)
     assert decode_recent_ops(f"junk {OP}=open>closed") == (((OP, "open", "closed"),), True)
+    assert decode_recent_ops(f"{OP}=open>closed\t{OP2}=closed>open") == ((), True)  # one space only, as in Lua
     assert decode_recent_ops(b"\xff") == ((), True) and decode_recent_ops(None) == ((), True)
     rec, corrupt = decode({"recent_ops": f"{OP}=open>shut {OP2}=closed>open"})
     assert rec.recent_ops == ((OP2, "closed", "open"),) and corrupt == ("recent_ops",)

@@ -168,6 +168,27 @@ def test_completion_evidence_is_confirmed_after_the_idle_grace(probe: dict[str, 
     run(main())
 
 
+def test_completion_evidence_with_a_failed_probe_keeps_waiting() -> None:
+    async def main() -> None:
+        a = started(FakeAttempt(), 101.0)
+        gate = asyncio.Event()
+
+        async def failing(why: str) -> dict[str, Any]:
+            a.probes.append(why)
+            await gate.wait()
+            raise RuntimeError("refused")
+        a.probe = failing  # type: ignore[method-assign]
+        a.resubscribed = True
+        wd = Watchdog(a)  # type: ignore[arg-type]
+        await ticks(wd, 110.0)
+        a.tracker.completed_at = 110.0
+        asyncio.get_running_loop().call_soon(gate.set)
+        await ticks(wd, 111.0)  # completion collects the failed poll: no evidence of idle
+        assert a.probes == ["poll"] and a.finished == [] and a.verdict is None
+        assert wd.poll_results == []
+    run(main())
+
+
 def test_a_turn_with_completion_evidence_is_never_called_stalled() -> None:
     async def main() -> None:
         a = started(FakeAttempt(idle_grace=1000.0), 101.0)
@@ -194,7 +215,30 @@ def test_completion_waits_for_a_running_probe_instead_of_starting_another() -> N
         a.tracker.completed_at = 101.0
         asyncio.get_running_loop().call_soon(gate.set)
         await ticks(wd, 102.0)
-        assert a.probes == ["poll"] and a.finished == ["status"] and len(wd.poll_results) == 1
+        assert a.probes == ["poll"] and a.finished == ["status"] and wd.poll_results == [{"status": {}}]
+    run(main())
+
+
+def test_completion_that_collects_a_probe_showing_lost_events_records_the_progress_time() -> None:
+    async def main() -> None:
+        import time
+        a = started(FakeAttempt(idle_grace=0.5), 101.0)
+        gate = asyncio.Event()
+
+        async def slow(why: str) -> dict[str, Any]:
+            a.probes.append(why)
+            await gate.wait()
+            return {"status": {"s1": {"type": "busy"}}, "sync_new_parts": 1}
+        a.probe = slow  # type: ignore[method-assign]
+        a.resubscribed = True
+        wd = Watchdog(a)  # type: ignore[arg-type]
+        await ticks(wd, 101.0)
+        a.tracker.completed_at = 101.0
+        asyncio.get_running_loop().call_soon(gate.set)
+        before = time.monotonic()
+        await ticks(wd, 102.0)
+        assert a.stream.reconnects == ["sync_showed_lost_events"] and a.tracker.last_progress_at >= before
+        assert a.finished == [] and a.probes == ["poll"]
     run(main())
 
 
@@ -217,6 +261,18 @@ def test_polls_after_a_resubscription_and_every_interval_only_once_the_prompt_is
     run(main())
 
 
+@pytest.mark.parametrize("interval", [1.0, 3.0])
+def test_the_first_periodic_poll_needs_no_resubscription(interval: float) -> None:
+    async def main() -> None:
+        a = started(FakeAttempt(idle_poll_interval=interval), 101.0)
+        wd = Watchdog(a)  # type: ignore[arg-type]
+        await ticks(wd, 101.0)
+        assert a.probes == ["poll"]
+        await ticks(wd, 101.0 + interval)
+        assert a.probes == ["poll", "poll"]
+    run(main())
+
+
 def test_no_periodic_poll_when_the_interval_is_zero() -> None:
     async def main() -> None:
         a = started(FakeAttempt(idle_poll_interval=0.0), 101.0)
@@ -236,10 +292,10 @@ def test_bootstrap_deadline_probes_ahead_and_ends_first_event_timeout() -> None:
         assert a.probes == []
         await ticks(wd, 117.5, 118.0, 119.9)
         assert a.probes == ["stall"] and a.verdict is None  # one probe per deadline
-        await ticks(wd, 120.0)
+        await ticks(wd, 120.0004)
         assert (a.verdict.status, a.verdict.reason) == (RunStatus.SESSION_STALLED, "first_event_timeout")
         assert a.verdict.evidence == {"first_event_wait_s": 20.0, "bootstrap_timeout_s": 20.0, "probe": {},
-                                      "liveness": "alive", "active": False}
+                                      "liveness": "alive", "active": False}  # ages in milliseconds
     run(main())
 
 
@@ -257,11 +313,11 @@ def test_stall_deadline_runs_from_the_last_progress() -> None:
         assert a.probes == ["stall"]
         await ticks(wd, 114.99)
         assert a.verdict is None
-        await ticks(wd, 115.25)
+        await ticks(wd, 115.2504)
         assert (a.verdict.status, a.verdict.reason) == (RunStatus.SESSION_STALLED, "session_stalled")
         ev = a.verdict.evidence
         assert (ev["last_progress_age_s"], ev["heartbeat_age_s"], ev["liveness"], ev["active"]) == (
-            10.25, 1.25, "alive", True)
+            10.25, 1.25, "alive", True)  # milliseconds
         assert ev["probe"] == {}  # the probe's result was collected on an earlier tick
     run(main())
 
@@ -328,6 +384,56 @@ def test_the_deadline_waits_for_a_running_probe() -> None:
         asyncio.get_running_loop().call_later(0.01, gate.set)
         await ticks(wd, 111.0)  # probe started at 110, timeout 2 s: the tick waits for it
         assert a.verdict is None and a.stream.reconnects == ["sync_showed_lost_events"]
+    run(main())
+
+
+def test_a_running_poll_serves_the_stall_deadline() -> None:
+    async def main() -> None:
+        a = started(FakeAttempt(), 101.0)
+
+        async def held(why: str) -> dict[str, Any]:
+            a.probes.append(why)
+            await asyncio.Event().wait()
+            return {}
+        a.probe = held  # type: ignore[method-assign]
+        a.resubscribed = True
+        wd = Watchdog(a)  # type: ignore[arg-type]
+        await ticks(wd, 108.0, 108.5, 109.0)
+        assert a.probes == ["poll"]  # no second probe for the stall deadline
+    run(main())
+
+
+def test_the_wait_at_the_deadline_ends_when_the_probe_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> None:
+        a = started(FakeAttempt(), 101.0)
+        gate = asyncio.Event()
+
+        async def held(why: str) -> dict[str, Any]:
+            a.probes.append(why)
+            await gate.wait()
+            return {"status": {"s1": {"type": "busy"}}}
+        a.probe = held  # type: ignore[method-assign]
+        timeouts: list[float | None] = []
+        real_wait = asyncio.wait
+
+        async def spy(fs: Any, *, timeout: float | None = None, **kw: Any) -> Any:
+            timeouts.append(timeout)
+            gate.set()  # answer at once; the test is about the bound the watchdog asks for
+            return await real_wait(fs, timeout=timeout, **kw)
+        wd = Watchdog(a)  # type: ignore[arg-type]
+        await ticks(wd, 110.0)  # the stall probe starts: it times out at 112
+        monkeypatch.setattr(asyncio, "wait", spy)
+        await asyncio.wait_for(wd.tick(111.5), 5.0)
+        assert timeouts == [0.5]
+        monkeypatch.undo()
+        b = started(FakeAttempt(), 101.0)
+        b.probe = held  # type: ignore[method-assign]
+        gate.clear()
+        wd = Watchdog(b)  # type: ignore[arg-type]
+        await ticks(wd, 110.0)
+        await asyncio.wait_for(wd.tick(113.0), 5.0)  # past the probe's own timeout: no wait at all
+        assert b.verdict.reason == "session_stalled" and b.verdict.evidence["probe"] == {}
+        gate.set()
     run(main())
 
 
@@ -458,4 +564,14 @@ def test_run_ticks_until_a_verdict_and_cancels_its_probe() -> None:
         await asyncio.wait_for(wd.run(), 5.0)
         assert a.verdict.reason == "interrupted" and cancelled.is_set() and not a.wake.is_set()
         assert len(a.stream.maintained) == 2
+    run(main())
+
+
+def test_run_ticks_on_the_timer_alone() -> None:
+    async def main() -> None:
+        a = started(FakeAttempt(tick=0.05), 101.0)
+        a.interrupted = True  # nothing wakes the loop: the tick timer must
+        wd = Watchdog(a)  # type: ignore[arg-type]
+        await asyncio.wait_for(wd.run(), 5.0)
+        assert a.verdict.reason == "interrupted" and len(a.stream.maintained) == 1
     run(main())
