@@ -49,6 +49,7 @@ class FakeAttempt:
         self.state = Liveness.ALIVE
         self.stream = FakeStream()
         self.probe_result: dict[str, Any] | BaseException = {"status": {"s1": {"type": "busy"}}, "messages_ok": True}
+        self.gate: asyncio.Event | None = None  # when set up, probes wait here before answering
         self.probes: list[str] = []
         self.finished: list[str] = []
         self.spawned: list[str] = []
@@ -62,6 +63,8 @@ class FakeAttempt:
 
     async def probe(self, why: str) -> dict[str, Any]:
         self.probes.append(why)
+        if self.gate is not None:
+            await self.gate.wait()
         if isinstance(self.probe_result, BaseException):
             raise self.probe_result
         return dict(self.probe_result)
@@ -171,13 +174,8 @@ def test_completion_evidence_is_confirmed_after_the_idle_grace(probe: dict[str, 
 def test_completion_evidence_with_a_failed_probe_keeps_waiting() -> None:
     async def main() -> None:
         a = started(FakeAttempt(), 101.0)
-        gate = asyncio.Event()
-
-        async def failing(why: str) -> dict[str, Any]:
-            a.probes.append(why)
-            await gate.wait()
-            raise RuntimeError("refused")
-        a.probe = failing  # type: ignore[method-assign]
+        a.gate = gate = asyncio.Event()
+        a.probe_result = RuntimeError("refused")
         a.resubscribed = True
         wd = Watchdog(a)  # type: ignore[arg-type]
         await ticks(wd, 110.0)
@@ -201,13 +199,8 @@ def test_a_turn_with_completion_evidence_is_never_called_stalled() -> None:
 def test_completion_waits_for_a_running_probe_instead_of_starting_another() -> None:
     async def main() -> None:
         a = started(FakeAttempt(), 101.0)
-        gate = asyncio.Event()
-
-        async def slow(why: str) -> dict[str, Any]:
-            a.probes.append(why)
-            await gate.wait()
-            return {"status": {}}
-        a.probe = slow  # type: ignore[method-assign]
+        a.gate = gate = asyncio.Event()
+        a.probe_result = {"status": {}}
         a.resubscribed = True
         wd = Watchdog(a)  # type: ignore[arg-type]
         await ticks(wd, 101.0)
@@ -223,13 +216,8 @@ def test_completion_that_collects_a_probe_showing_lost_events_records_the_progre
     async def main() -> None:
         import time
         a = started(FakeAttempt(idle_grace=0.5), 101.0)
-        gate = asyncio.Event()
-
-        async def slow(why: str) -> dict[str, Any]:
-            a.probes.append(why)
-            await gate.wait()
-            return {"status": {"s1": {"type": "busy"}}, "sync_new_parts": 1}
-        a.probe = slow  # type: ignore[method-assign]
+        a.gate = gate = asyncio.Event()
+        a.probe_result = {"status": {"s1": {"type": "busy"}}, "sync_new_parts": 1}
         a.resubscribed = True
         wd = Watchdog(a)  # type: ignore[arg-type]
         await ticks(wd, 101.0)
@@ -371,17 +359,12 @@ def test_a_probe_that_shows_lost_events_is_progress_and_replaces_the_stream() ->
 def test_the_deadline_waits_for_a_running_probe() -> None:
     async def main() -> None:
         a = started(FakeAttempt(), 101.0)
-        gate = asyncio.Event()
-
-        async def held(why: str) -> dict[str, Any]:
-            a.probes.append(why)
-            await gate.wait()
-            return {"status": {"s1": {"type": "busy"}}, "sync_new_parts": 1}
-        a.probe = held  # type: ignore[method-assign]
+        a.gate = gate = asyncio.Event()
+        a.probe_result = {"status": {"s1": {"type": "busy"}}, "sync_new_parts": 1}
         wd = Watchdog(a)  # type: ignore[arg-type]
         await ticks(wd, 110.0)
         assert a.probes == ["stall"]
-        asyncio.get_running_loop().call_later(0.01, gate.set)
+        asyncio.get_running_loop().call_soon(gate.set)
         await ticks(wd, 111.0)  # probe started at 110, timeout 2 s: the tick waits for it
         assert a.verdict is None and a.stream.reconnects == ["sync_showed_lost_events"]
     run(main())
@@ -390,12 +373,7 @@ def test_the_deadline_waits_for_a_running_probe() -> None:
 def test_a_running_poll_serves_the_stall_deadline() -> None:
     async def main() -> None:
         a = started(FakeAttempt(), 101.0)
-
-        async def held(why: str) -> dict[str, Any]:
-            a.probes.append(why)
-            await asyncio.Event().wait()
-            return {}
-        a.probe = held  # type: ignore[method-assign]
+        a.gate = asyncio.Event()  # never opened
         a.resubscribed = True
         wd = Watchdog(a)  # type: ignore[arg-type]
         await ticks(wd, 108.0, 108.5, 109.0)
@@ -406,13 +384,8 @@ def test_a_running_poll_serves_the_stall_deadline() -> None:
 def test_the_wait_at_the_deadline_ends_when_the_probe_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         a = started(FakeAttempt(), 101.0)
-        gate = asyncio.Event()
-
-        async def held(why: str) -> dict[str, Any]:
-            a.probes.append(why)
-            await gate.wait()
-            return {"status": {"s1": {"type": "busy"}}}
-        a.probe = held  # type: ignore[method-assign]
+        a.gate = gate = asyncio.Event()
+        a.probe_result = {"status": {"s1": {"type": "busy"}}}
         timeouts: list[float | None] = []
         real_wait = asyncio.wait
 
@@ -427,8 +400,8 @@ def test_the_wait_at_the_deadline_ends_when_the_probe_times_out(monkeypatch: pyt
         assert timeouts == [0.5]
         monkeypatch.undo()
         b = started(FakeAttempt(), 101.0)
-        b.probe = held  # type: ignore[method-assign]
-        gate.clear()
+        b.gate = gate = asyncio.Event()
+        b.probe_result = {"status": {"s1": {"type": "busy"}}}
         wd = Watchdog(b)  # type: ignore[arg-type]
         await ticks(wd, 110.0)
         await asyncio.wait_for(wd.tick(113.0), 5.0)  # past the probe's own timeout: no wait at all
