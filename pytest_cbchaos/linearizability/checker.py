@@ -68,6 +68,8 @@ class PartitionResult:
     linearization: list[int] | None = None
     reason: str = ""
     partition_ops: list[Op] = field(default_factory=list, repr=False)
+    #: an ILLEGAL sub-history found without a search (``zones.py``); the counterexample uses it
+    witness_ops: list[Op] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "verdict": self.verdict.value, "ops": self.ops,
@@ -154,13 +156,16 @@ def prepare(ops: Sequence[Op], model: Any) -> dict[Any, list[Op]]:
 
 def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any, *,
           timeout: float | None = 10.0, max_cache_entries: int = 2_000_000,
-          mode: str = "fast", workers: int = 1, max_steps: int | None = None) -> LinearizabilityResult:
+          mode: str = "fast", workers: int = 1, max_steps: int | None = None,
+          fast_path: bool = True) -> LinearizabilityResult:
     """Check a history (a :class:`History`, paired ops or raw events) against ``model``.
 
     ``mode="fast"`` stops at the first ILLEGAL partition; ``mode="report"`` decides every
     partition, then re-runs the failing ones with counterexample tracking and adds the
     ``minimal_window`` cut. Budgets (``timeout`` seconds, ``max_steps`` per partition,
-    ``max_cache_entries``) exhausted with no ILLEGAL partition give UNKNOWN.
+    ``max_cache_entries``) exhausted with no ILLEGAL partition give UNKNOWN; ``timeout`` bounds the
+    whole call, counterexample included. A model's ``decide(ops)`` (the register fast path,
+    ``zones.py``) settles a partition before any search unless ``fast_path=False``.
     """
     if mode not in ("fast", "report"):
         raise ValueError(f"mode must be 'fast' or 'report', got {mode!r}")
@@ -168,12 +173,20 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
     deadline = None if timeout is None else t0 + timeout
     ops = _as_ops(history, model)
     parts = prepare(ops, model)
-    results = _schedule(parts, model, deadline=deadline, max_cache=max_cache_entries,
-                        stop_on_illegal=(mode == "fast"), max_steps=max_steps, track=False)
+    decided = _decide_fast(parts, model) if fast_path else {}
+    if mode == "fast" and any(r.verdict is Verdict.ILLEGAL for r in decided.values()):
+        searched = {k: _cancelled(k, v) for k, v in parts.items() if k not in decided}
+    else:
+        searched = _schedule({k: v for k, v in parts.items() if k not in decided}, model,
+                             deadline=deadline, max_cache=max_cache_entries,
+                             stop_on_illegal=(mode == "fast"), max_steps=max_steps, track=False)
+    results = {k: decided.get(k) or searched[k] for k in parts}
+    _attach_linearizations(decided, model, deadline=deadline, max_cache=max_cache_entries)
     if mode == "report":
         for key, res in results.items():
             if res.verdict is Verdict.ILLEGAL:
-                _add_counterexample(res, parts[key], model, timeout=timeout,
+                witness = _renumber(res.witness_ops) if res.witness_ops else parts[key]
+                _add_counterexample(res, witness, model, deadline=deadline,
                                     max_cache=max_cache_entries)
     verdict = compose(r.verdict for r in results.values())
     exhausted = any(r.verdict is Verdict.UNKNOWN for r in results.values())
@@ -262,6 +275,9 @@ def _counterexample(s: PartitionSearch, key: Any, model: Any) -> dict[str, Any]:
         first = {"op": op.id, "index": op.invoke_index, "describe": model.describe_op(op),
                  "call": op.call, "ret": None if op.ret == INF else op.ret,
                  "process": op.process, "state": model.describe_state(fu["state"])}
+        classify = getattr(model, "classify", None)  # optional model hook: name the bug class
+        if callable(classify):
+            first["bug_class"] = classify(fu["state"], op)
     attempts = [{"op": a["op"], "index": ops[a["op"]].invoke_index,
                  "describe": model.describe_op(ops[a["op"]]),
                  "state": model.describe_state(a["state"]), "explain": a["explain"]}
@@ -270,15 +286,67 @@ def _counterexample(s: PartitionSearch, key: Any, model: Any) -> dict[str, Any]:
             "attempts": attempts}
 
 
+def _decide_fast(parts: Mapping[Any, list[Op]], model: Any) -> dict[Any, PartitionResult]:
+    """Partitions the model decides without a search (``Model.decide``); an ILLEGAL one keeps
+    its witness so the counterexample is searched on that small sub-history alone."""
+    decide = getattr(model, "decide", None)
+    out: dict[Any, PartitionResult] = {}
+    if decide is None:
+        return out
+    for key, ops in parts.items():
+        t0 = time.perf_counter()
+        d = decide(ops)
+        if d is None:
+            continue
+        verdict = Verdict.OK if d.legal else Verdict.ILLEGAL
+        out[key] = PartitionResult(
+            key=key, verdict=verdict, ops=len(ops), required=sum(not o.unknown for o in ops),
+            steps=0, cache_entries=0, elapsed_s=time.perf_counter() - t0, best_prefix_len=0,
+            reason="decided by zones" + ("" if d.legal else f": {d.reason}"),
+            partition_ops=ops, witness_ops=sorted(d.witness, key=lambda o: o.id))
+    return out
+
+
+#: steps spent, over all partitions, on finding a linearization for a partition the fast path
+#: judged OK (the timeline draws it), at most ``LINEARIZATION_STEPS_PER_OP`` per op of the
+#: partition; past them the verdict stands without one
+LINEARIZATION_STEPS = 100_000
+LINEARIZATION_STEPS_PER_OP = 20
+
+
+def _attach_linearizations(decided: Mapping[Any, PartitionResult], model: Any, *,
+                           deadline: float | None, max_cache: int) -> None:
+    budget = LINEARIZATION_STEPS
+    for res in decided.values():
+        if res.verdict is not Verdict.OK or budget <= 0:
+            continue
+        s = PartitionSearch(res.partition_ops, model, max_cache_entries=max_cache)
+        if s.run(min(budget, 1024 + LINEARIZATION_STEPS_PER_OP * res.ops), deadline) == OK and s.linearization is not None:
+            res.linearization = [i for i, _ in s.linearization]
+        budget -= s.steps
+
+
+def _cancelled(key: Any, ops: list[Op]) -> PartitionResult:
+    return PartitionResult(key=key, verdict=Verdict.UNKNOWN, ops=len(ops),
+                           required=sum(not o.unknown for o in ops), steps=0, cache_entries=0,
+                           elapsed_s=0.0, best_prefix_len=0,
+                           reason="cancelled: another partition is illegal", partition_ops=ops)
+
+
+def _renumber(ops: Sequence[Op]) -> list[Op]:
+    return [op.replace(id=i) for i, op in enumerate(ops)]
+
+
 def _add_counterexample(res: PartitionResult, ops: list[Op], model: Any, *,
-                        timeout: float | None, max_cache: int) -> None:
-    """Re-run one ILLEGAL partition with tracking, then bisect for the minimal window."""
-    budget = None if timeout is None else max(1.0, timeout)
-    deadline = None if budget is None else time.monotonic() + budget
+                        deadline: float | None, max_cache: int) -> None:
+    """Re-run one ILLEGAL partition with tracking, then bisect for the minimal window; both
+    share the check's deadline."""
     tracked = _schedule({res.key: ops}, model, deadline=deadline, max_cache=max_cache,
                         stop_on_illegal=True, max_steps=None, track=True)[res.key]
     res.counterexample = tracked.counterexample or {"partition": res.key, "longest_prefix": [],
                                                     "first_unplaceable": None, "attempts": []}
+    if tracked.verdict is not Verdict.ILLEGAL:
+        res.counterexample["incomplete"] = tracked.reason or "timeout"
     res.best_prefix_len = tracked.best_prefix_len
     res.counterexample["minimal_window"] = minimal_window(ops, model, deadline=deadline,
                                                           max_cache=max_cache)

@@ -30,6 +30,13 @@ def _scale(ops: list[Any], faults: list[dict[str, Any]]) -> tuple[float, str]:
     return 1.0, "t"
 
 
+def _scaled_window(window: dict[str, Any] | None, div: float) -> dict[str, Any] | None:
+    """The minimal window with its cut in the page's time unit (``cut``) beside the raw ``cut_ns``."""
+    if window is None:
+        return None
+    return {**window, "cut": window["cut_ns"] / div}
+
+
 def timeline_data(result: LinearizabilityResult, *, history: History | None = None, title: str = "",
                   recheck: str = "", seed: Any = None, backends: Any = None) -> dict[str, Any]:
     """The JSON document the page renders (also useful for reports)."""
@@ -65,7 +72,8 @@ def timeline_data(result: LinearizabilityResult, *, history: History | None = No
             "best": p.best_prefix_len, "reason": p.reason, "lin": lin,
             "failing": fu.get("index"), "failing_state": fu.get("state"),
             "failing_describe": fu.get("describe"),
-            "attempts": cx.get("attempts", []), "window": cx.get("minimal_window")})
+            "bug_class": (fu.get("bug_class") or {}).get("message"),
+            "attempts": cx.get("attempts", []), "window": _scaled_window(cx.get("minimal_window"), div)})
     ops_out = []
     for op in result.ops:
         d = by_index.get(op.invoke_index, {})
@@ -232,8 +240,9 @@ D.partitions.forEach(function(p){
     "  ("+p.ops+" ops, "+p.required+" required, best prefix "+p.best+", "+p.steps+" steps, "+p.cache+" cache entries, "+p.elapsed_ms+" ms"+(p.reason?", "+p.reason:"")+")",sec);
   if(p.failing!=null){firstErr=firstErr||p;
     h("div","first unplaceable op: #"+p.failing+" "+(p.failing_describe||"")+" in state "+(p.failing_state||""),sec,"failing-note");
+    if(p.bug_class)h("div","bug class: "+p.bug_class,sec,"failing-note");
     var ul=h("ul",null,sec,"attempts");p.attempts.forEach(function(a){h("li","#"+a.index+" "+a.describe+" in "+a.state+": "+a.explain,ul);});
-    if(p.window)h("div","minimal illegal window: up to "+fmt(p.window.cut_ns)+" ("+p.window.ops.length+" ops)",sec);}
+    if(p.window)h("div","minimal illegal window: up to "+fmt(p.window.cut)+" ("+p.window.ops.length+" ops)",sec);}
   var ops=D.ops.filter(function(o){return o.part===p.key&&o.s!=="fail";});
   if(ops.length<=2000)draw(sec,ops,p);
 });

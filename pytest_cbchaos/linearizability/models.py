@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from ..history.ops import MalformedHistory, Op
 from ..registry import load_object, load_systems
 from .model import Model, _short, partition_by_key
+from .zones import ZoneDecision, decide as decide_register
 from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
                      same_value)
 
@@ -39,6 +40,13 @@ class RegisterModel(Model):
 
     def read_only(self, f: str) -> bool:
         return f == _READ
+
+    def decide(self, ops: Sequence[Op]) -> ZoneDecision | None:
+        """The polynomial register decision (``zones.py``) where it applies: plain read/write
+        semantics (this class itself, no ``cas``) and distinct written values."""
+        if type(self) not in _PLAIN_REGISTERS:
+            return None
+        return decide_register(ops, initial=self.initial)
 
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Reject unknown operations, malformed cas inputs and values of mixed types, each of
@@ -103,12 +111,14 @@ class CasRegisterModel(RegisterModel):
 
 
 class KVModel(CasRegisterModel):
-    """Key-value map of cas-registers, partitioned by ``op.key`` (P-compositional).
+    """Key-value map of cas-registers with ``append`` (string concatenation), partitioned by
+    ``op.key`` (P-compositional).
 
     State is a sorted tuple of ``(key, value)`` pairs so an unpartitioned check is also right.
     """
 
     name = "kv"
+    ops = ("read", "write", "cas", "append")
 
     def init(self) -> tuple:
         return ()
@@ -120,7 +130,10 @@ class KVModel(CasRegisterModel):
             if k == key:
                 cur = v
                 break
-        ok, new = CasRegisterModel.step(self, cur, op)
+        if op.f == "append":  # Porcupine's kv: the value is a string, nil reads as empty
+            ok, new = True, ("" if cur is None else canonical(cur)) + canonical(op.input)
+        else:
+            ok, new = CasRegisterModel.step(self, cur, op)
         if not ok or new == cur:
             return ok, state
         items = [(k, v) for k, v in state if k != key]
@@ -135,6 +148,11 @@ class KVModel(CasRegisterModel):
     def explain(self, s: tuple, op: Op) -> str:
         cur = dict(s).get(op.key)
         return f"key {op.key!r}: " + CasRegisterModel.explain(self, cur, op)
+
+
+#: the models with plain register semantics: a subclass (a mutant, a user's variant with its
+#: own ``step`` or equality) is judged by the search, never by the fast path
+_PLAIN_REGISTERS = (RegisterModel, CasRegisterModel, KVModel)
 
 
 class CounterModel(Model):
@@ -242,6 +260,10 @@ def _check_ops(model: Any, key: Any, ops: Sequence[Op]) -> None:
             raise MalformedHistory(
                 f"{what}: cas value {op.input!r} at event index {op.invoke_index} (process "
                 f"{op.process}); expected [old, new]")
+        if op.f == "append" and not is_scalar(op.input):
+            raise MalformedHistory(
+                f"{what}: append value {op.input!r} at event index {op.invoke_index} (process "
+                f"{op.process}); expected a string (or bytes or an int, appended as its string)")
 
 
 def _register_values(ops: Sequence[Op]) -> list[tuple[Op, str, Any]]:
@@ -253,6 +275,8 @@ def _register_values(ops: Sequence[Op]) -> list[tuple[Op, str, Any]]:
         elif op.f == "cas" and isinstance(op.input, (list, tuple)) and len(op.input) == 2:
             out.append((op, "cas expected value", op.input[0]))
             out.append((op, "cas new value", op.input[1]))
+        elif op.f == "append":
+            out.append((op, "appended value", op.input))
         elif op.f == "read" and not op.unknown and not is_error_reply(op.output):
             out.append((op, "read value", op.output))
     return out

@@ -14,7 +14,8 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
-from pytest_cbchaos.proxy.gojson import DecodeError, Float32, decode_struct, encode, go_kind, parse_first
+from pytest_cbchaos.proxy.gojson import (DecodeError, Float32, decode_fields, decode_struct, encode, go_kind,
+                                          parse_first)
 from pytest_cbchaos.proxy.server import STREAMS, ApiError, ProxyCollection, ProxyRuntime, ToxicSpec
 from pytest_cbchaos.proxy.toxics import EXTENSION_TYPES, REGISTRY
 
@@ -24,9 +25,15 @@ TIMEOUT_BODY = b"<html><head><title>Timeout</title></head><body><h1>Timeout</h1>
 TEXT = "text/plain; charset=utf-8"
 
 PROXY_FIELDS = {"name": "string", "listen": "string", "upstream": "string", "enabled": "bool"}
+# The Go types Toxiproxy decodes into, as its messages name them: a proxy is created and updated
+# as a ``Proxy``; populate decodes a slice of an anonymous struct embedding it; a toxic is created
+# as a ``ToxicWrapper`` (attributes first land on a NoopToxic, then on the type's struct) and
+# updated through an anonymous struct holding the live toxic's attributes.
+PROXY_STRUCT, PROXY_TYPE = "Proxy", "toxiproxy.Proxy"
+POPULATE_ITEM = r'struct { toxiproxy.Proxy; Enabled *bool "json:\"enabled\"" }'
+UPDATE_TYPE = r'struct { Attributes interface {} "json:\"attributes\""; Toxicity float32 "json:\"toxicity\"" }'
 TOXIC_FIELDS = {"name": "string", "type": "string", "stream": "string", "toxicity": "float32",
-                "attributes": "object"}
-TOXIC_UPDATE_FIELDS = {"toxicity": "float32", "attributes": "object"}
+                "attributes": "struct:toxics.NoopToxic"}
 
 Handler = Callable[[web.Request, ProxyCollection, dict[str, str], bytes], Awaitable[web.StreamResponse]]
 
@@ -45,9 +52,9 @@ def _bad_body(exc: DecodeError) -> ApiError:
     return ApiError(f"bad request body: {exc}", 400)
 
 
-def _decode(raw: bytes, fields: dict[str, str], struct_name: str) -> dict[str, Any]:
+def _decode(raw: bytes, fields: dict[str, str], struct_name: str, go_type: str) -> dict[str, Any]:
     try:
-        return decode_struct(parse_first(raw), fields, struct_name)
+        return decode_struct(parse_first(raw), fields, struct_name, go_type)
     except DecodeError as exc:
         raise _bad_body(exc) from None
 
@@ -67,7 +74,7 @@ async def list_proxies(req, app, m, raw) -> web.Response:
 
 def _proxy_input(raw: bytes) -> dict[str, Any]:
     data = {"name": "", "listen": "", "upstream": "", "enabled": True}
-    data.update(_decode(raw, PROXY_FIELDS, "api.proxyInput"))
+    data.update(_decode(raw, PROXY_FIELDS, PROXY_STRUCT, PROXY_TYPE))
     return data
 
 
@@ -77,11 +84,11 @@ def decode_proxy_list(raw: bytes) -> list[dict[str, Any]]:
     if value is None:  # Go decodes null into a nil slice: nothing to populate
         value = []
     if not isinstance(value, list):
-        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type []api.proxyInput")
+        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type []{POPULATE_ITEM}")
     entries = []
     for item in value:
         data = {"name": "", "listen": "", "upstream": "", "enabled": True}
-        data.update(decode_struct(item, PROXY_FIELDS, "api.proxyInput"))
+        data.update(decode_struct(item, PROXY_FIELDS, "", POPULATE_ITEM))
         entries.append(data)
     return entries
 
@@ -140,11 +147,10 @@ async def populate(req, app: ProxyCollection, m, raw) -> web.Response:
 
     def reply(status: int, error: str | None = None) -> web.Response:
         data: dict[str, Any] = {}
-        if error is not None:
+        if error is not None:  # Go's embedded *ApiError: its fields first, omitted when nil
             data["error"] = error
-        data["proxies"] = [p.to_json() for p in done] if done else None
-        if error is not None:
             data["status"] = status
+        data["proxies"] = [p.to_json() for p in done] if done else None
         return web.Response(status=status, body=encode(data).encode(), headers={"Content-Type": "application/json"})
 
     try:
@@ -178,7 +184,7 @@ async def show_proxy(req, app, m, raw) -> web.Response:
 async def update_proxy(req, app, m, raw) -> web.Response:
     proxy = app.get(m["proxy"])
     data = {"listen": proxy.listen, "upstream": proxy.upstream, "enabled": proxy.enabled}
-    data.update(_decode(raw, PROXY_FIELDS, "toxiproxy.Proxy"))
+    data.update(_decode(raw, PROXY_FIELDS, PROXY_STRUCT, PROXY_TYPE))
     await _update_proxy(app, proxy, data["listen"], data["upstream"], data["enabled"])
     return json_response(proxy.to_json())
 
@@ -191,18 +197,16 @@ async def delete_proxy(req, app, m, raw) -> web.Response:
 
 
 # -- toxic handlers -------------------------------------------------------------------------------
-def _struct_name(toxic_type: str) -> str:
-    return "".join(part.capitalize() for part in toxic_type.split("_")) + "Toxic"
-
-
-def _decode_attributes(toxic_type: str, raw_attrs: Any, base: dict[str, Any]) -> dict[str, Any]:
+def _decode_attributes(toxic_type: str, raw_attrs: Any, base: dict[str, Any]) -> tuple[dict[str, Any], DecodeError | None]:
+    """The attributes over ``base`` with every field that decoded, and the first type error."""
     cls = REGISTRY[toxic_type]
-    attrs = dict(base)
-    try:
-        attrs.update(decode_struct(raw_attrs, cls.ATTRS, "toxics." + _struct_name(toxic_type)))
-    except DecodeError as exc:
-        raise _bad_body(exc) from None
-    problem = cls.validate(attrs)
+    decoded, error = decode_fields(raw_attrs, cls.ATTRS, cls.go_struct(), "toxics." + cls.go_struct(),
+                                   path="attributes.")
+    return {**base, **decoded}, error
+
+
+def _validated(toxic_type: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    problem = REGISTRY[toxic_type].validate(attrs)
     if problem is not None:
         raise ApiError(f"bad request body: {problem}", 400)
     return attrs
@@ -216,7 +220,7 @@ async def list_toxics(req, app, m, raw) -> web.Response:
 async def create_toxic(req, app, m, raw) -> web.Response:
     proxy = app.get(m["proxy"])
     data: dict[str, Any] = {"name": "", "type": "", "stream": "", "toxicity": Float32(1.0), "attributes": None}
-    data.update(_decode(raw, TOXIC_FIELDS, "toxics.ToxicWrapper"))
+    data.update(_decode(raw, TOXIC_FIELDS, "ToxicWrapper", "toxics.ToxicWrapper"))
     stream_sent = data["stream"] or "downstream"
     stream = stream_sent.lower()
     if stream not in STREAMS:
@@ -226,8 +230,10 @@ async def create_toxic(req, app, m, raw) -> web.Response:
         raise ApiError("invalid toxic type", 400)
     if proxy.find_toxic(name) is not None:
         raise ApiError("toxic already exists", 409)
-    cls = REGISTRY[data["type"]]
-    attrs = _decode_attributes(data["type"], data["attributes"], cls.defaults())
+    attrs, error = _decode_attributes(data["type"], data["attributes"], REGISTRY[data["type"]].defaults())
+    if error is not None:
+        raise _bad_body(error)
+    _validated(data["type"], attrs)
     spec = ToxicSpec(name, data["type"], stream, data["toxicity"], attrs, stream_sent)
     proxy.add_toxic(spec)
     return json_response(spec.to_json())
@@ -246,12 +252,34 @@ async def show_toxic(req, app, m, raw) -> web.Response:
 
 
 async def update_toxic(req, app, m, raw) -> web.Response:
+    """Toxiproxy decodes the body straight into the live toxic's attributes: on a type error the
+    attribute fields that decoded are applied, the toxicity is not, and the error is answered."""
     proxy, spec = _toxic(app, m)
-    data = _decode(raw, TOXIC_UPDATE_FIELDS, "toxics.ToxicWrapper")
-    attrs = _decode_attributes(spec.type, data.get("attributes"), spec.attributes)
-    new = ToxicSpec(spec.name, spec.type, spec.stream, data.get("toxicity", spec.toxicity), attrs, spec.stream_sent)
+    cls = REGISTRY[spec.type]
+    try:
+        body = parse_first(raw)
+    except DecodeError as exc:
+        raise _bad_body(exc) from None
+    data, error = decode_fields(body, {"attributes": "struct:toxics." + cls.go_struct(), "toxicity": "float32"},
+                                "", UPDATE_TYPE)
+    attrs, attrs_error = _decode_attributes(spec.type, data.get("attributes"), spec.attributes)
+    if attrs_error is not None and (error is None or _key_before(body, "attributes", "toxicity")):
+        error = attrs_error  # Go reports the first type error in document order
+    if error is not None:
+        if attrs != spec.attributes and cls.validate(attrs) is None:
+            await proxy.update_toxic(spec, ToxicSpec(spec.name, spec.type, spec.stream, spec.toxicity, attrs,
+                                                     spec.stream_sent))
+        raise _bad_body(error)
+    new = ToxicSpec(spec.name, spec.type, spec.stream, data.get("toxicity", spec.toxicity),
+                    _validated(spec.type, attrs), spec.stream_sent)
     await proxy.update_toxic(spec, new)
     return json_response(new.to_json())
+
+
+def _key_before(body: dict[str, Any], first: str, second: str) -> bool:
+    """Whether (case-insensitive) key ``first`` comes before ``second`` in the object."""
+    order = [k.lower() for k in body]
+    return second not in order or (first in order and order.index(first) < order.index(second))
 
 
 async def delete_toxic(req, app, m, raw) -> web.Response:
@@ -299,11 +327,33 @@ _request_ids = itertools.count(1)
 _RUN = uuid.uuid4().hex[:8]
 
 
+def clean_path(path: str) -> str:
+    """gorilla/mux's ``cleanPath``: Go's ``path.Clean`` (one slash, no ``.`` or ``..``) keeping a
+    trailing slash."""
+    if not path.startswith("/"):
+        path = "/" + path
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part == "..":
+            if parts:
+                parts.pop()
+        elif part and part != ".":
+            parts.append(part)
+    clean = "/" + "/".join(parts)
+    if path.endswith("/") and clean != "/":
+        clean += "/"
+    return clean
+
+
 def make_app(collection: ProxyCollection) -> web.Application:
-    from urllib.parse import unquote
+    from urllib.parse import quote, unquote
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
+        clean = clean_path(request.path)
+        if clean != request.path:  # gorilla/mux redirects to the canonical path, before any route
+            location = quote(clean, safe="$&+,/:;=@-_.~") + (f"?{request.query_string}" if request.query_string else "")
+            return web.Response(status=301, headers={"Location": location})
         handler: Handler | None = None
         params: dict[str, str] = {}
         path_matched = False
@@ -325,7 +375,8 @@ def make_app(collection: ProxyCollection) -> web.Application:
         request_id = f"{_RUN}-{next(_request_ids)}"
         if request.headers.get("User-Agent", "").startswith("Mozilla/"):
             response: web.StreamResponse = web.Response(status=403, body=b"User agent not allowed\n",
-                                                        headers={"Content-Type": TEXT})
+                                                        headers={"Content-Type": TEXT,
+                                                                 "X-Content-Type-Options": "nosniff"})
         else:
             raw = await request.read()
             try:

@@ -97,8 +97,11 @@ def parse_first(raw: bytes) -> Any:
         raise DecodeError(str(exc)) from None
 
 
-# Field kinds: "string", "bool", "int64", "float32", "object" (raw value kept), "any".
+# Field kinds: "string", "bool", "int64", "int" (Go's int), "float32", "object" (raw value kept),
+# "any", and "struct:GO_TYPE" (an object or null, kept raw; anything else names GO_TYPE).
 Fields = Mapping[str, str]
+_GO_TYPES = {"string": "string", "bool": "bool", "int64": "int64", "int": "int", "float32": "float32",
+             "object": "json.RawMessage"}
 
 
 def _number_text(value: Any) -> str:
@@ -108,15 +111,22 @@ def _number_text(value: Any) -> str:
 
 
 def convert_field(struct_name: str, field: str, kind: str, value: Any) -> Any:
-    """Convert one JSON value to the field's Go type or raise a Go-style DecodeError."""
+    """Convert one JSON value to the field's Go type or raise a Go-style DecodeError.
+
+    ``struct_name`` is the Go struct holding the field ("" for an anonymous struct) and
+    ``field`` the JSON path from the decoded value ("attributes.latency"), as Go names them.
+    """
     def fail() -> DecodeError:
         got = go_kind(value)
-        shown = f"number {_number_text(value)}" if kind == "int64" and got == "number" else got
-        go_type = {"string": "string", "bool": "bool", "int64": "int64", "float32": "float32",
-                   "object": "json.RawMessage"}.get(kind, kind)
+        shown = f"number {_number_text(value)}" if kind in ("int64", "int") and got == "number" else got
+        go_type = kind[len("struct:"):] if kind.startswith("struct:") else _GO_TYPES.get(kind, kind)
         return DecodeError(f"json: cannot unmarshal {shown} into Go struct field {struct_name}.{field} of type {go_type}")
 
     if kind == "any" or kind == "object":
+        return value
+    if kind.startswith("struct:"):
+        if not isinstance(value, dict):
+            raise fail()
         return value
     if kind == "string":
         if not isinstance(value, str):
@@ -126,7 +136,7 @@ def convert_field(struct_name: str, field: str, kind: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise fail()
         return value
-    if kind == "int64":
+    if kind in ("int64", "int"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail()
         if not -(2 ** 63) <= value < 2 ** 63:
@@ -147,16 +157,19 @@ def convert_field(struct_name: str, field: str, kind: str, value: Any) -> Any:
     raise fail()
 
 
-def decode_struct(value: Any, fields: Fields, struct_name: str, go_type: str | None = None) -> dict[str, Any]:
-    """Decode a parsed JSON value onto a struct with ``fields``; returns only the keys present.
+def decode_fields(value: Any, fields: Fields, struct_name: str, go_type: str | None = None,
+                  path: str = "") -> tuple[dict[str, Any], DecodeError | None]:
+    """Decode a parsed JSON value onto a struct with ``fields``: the keys present that decoded,
+    and the first type error in document order (Go keeps decoding past a type error, so the
+    other fields are still set; the caller decides whether they are applied).
 
     Keys match case-insensitively, unknown keys are ignored, ``null`` leaves a field unchanged.
-    Like Go, the first type error is reported after the whole object has been read.
+    ``path`` prefixes the field in messages when the struct sits under a key ("attributes.").
     """
     if value is None:
-        return {}
+        return {}, None
     if not isinstance(value, dict):
-        raise DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type {go_type or struct_name}")
+        return {}, DecodeError(f"json: cannot unmarshal {go_kind(value)} into Go value of type {go_type or struct_name}")
     lowered = {name.lower(): name for name in fields}
     out: dict[str, Any] = {}
     first_error: DecodeError | None = None
@@ -165,9 +178,16 @@ def decode_struct(value: Any, fields: Fields, struct_name: str, go_type: str | N
         if field is None or item is None:
             continue
         try:
-            out[field] = convert_field(struct_name, field, fields[field], item)
+            out[field] = convert_field(struct_name, path + field, fields[field], item)
         except DecodeError as exc:
             first_error = first_error or exc
-    if first_error is not None:
-        raise first_error
+    return out, first_error
+
+
+def decode_struct(value: Any, fields: Fields, struct_name: str, go_type: str | None = None,
+                  path: str = "") -> dict[str, Any]:
+    """:func:`decode_fields`, raising its first error."""
+    out, error = decode_fields(value, fields, struct_name, go_type, path)
+    if error is not None:
+        raise error
     return out

@@ -31,6 +31,20 @@ INCOMPLETE_REASONS = frozenset({"length", "max_tokens"})
 ERROR_REASONS = frozenset({"content-filter", "content_filter", "error"})
 RECOVERABLE = frozenset({RunStatus.SERVER_UNREACHABLE, RunStatus.SESSION_STALLED})
 
+# Every (status, reason) an attempt can decide: the table of docs/recovery.md#verdicts, walked by
+# tests/recovery/test_verdict_cells.py (each cell reached by a scripted scenario on every run).
+VERDICT_CELLS: tuple[tuple[RunStatus, str], ...] = (
+    (RunStatus.OK, "stop"), (RunStatus.OK, "end_turn"),
+    (RunStatus.ERROR, "provider_error"), (RunStatus.ERROR, "content-filter"), (RunStatus.ERROR, "error"),
+    (RunStatus.ERROR, "request_error"), (RunStatus.ERROR, "restart_failed"), (RunStatus.ERROR, "cancelled"),
+    (RunStatus.ERROR, "consumer_leak"),
+    (RunStatus.INCOMPLETE, "length"), (RunStatus.INCOMPLETE, "max_tokens"), (RunStatus.INCOMPLETE, "tool-calls"),
+    (RunStatus.INCOMPLETE, "turn_not_started"), (RunStatus.INCOMPLETE, "turn_timeout"),
+    (RunStatus.SERVER_UNREACHABLE, "server_unreachable"),
+    (RunStatus.SESSION_STALLED, "first_event_timeout"), (RunStatus.SESSION_STALLED, "session_stalled"),
+    (RunStatus.INTERRUPTED, "interrupted"),
+)
+
 
 def status_for_reason(reason: str | None) -> RunStatus:
     """Map a final ``step-finish`` reason (seen together with idle) to a status."""

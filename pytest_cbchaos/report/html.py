@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_COLORS = {"closed": "#2e9d4f", "open": "#d23b3b", "half_open": "#e0a020", "forced_open": "#7a1f1f"}
+FAULT_COLOR = "#f4a3a3"
 WIDTH, LANE_H, PAD_L = 880, 16, 110
 
 CSS = """
@@ -27,6 +28,8 @@ section.test.is-failed{border-color:#d23b3b}
 pre.counterexample{background:#fff3f3;border:1px solid #e7b4b4;padding:8px;overflow:auto;max-height:360px}
 .meta{color:#555;font-size:12px}svg{background:#fff;border:1px solid #eee}
 #controls{margin:8px 0}
+p.headline{font-size:15px;font-weight:600;color:#a11;margin:4px 0 8px}
+ul.counterexample-words{background:#fff3f3;border:1px solid #e7b4b4;padding:6px 6px 6px 24px}
 """
 
 JS = """
@@ -49,31 +52,37 @@ def _x(t_ms: float, span: float) -> float:
 
 def _timeline(test: dict[str, Any]) -> str:
     faults, transitions, latencies = test["faults"], test["transitions"], test["latencies"]
-    if not (faults or transitions or latencies):
-        return '<p class="meta">no timeline data</p>'
+    changes = {}
+    for t in transitions:
+        changes[str(t["worker"])] = changes.get(str(t["worker"]), 0) + 1
+    if not (faults or latencies or any(n > 1 for n in changes.values())):
+        return '<p class="meta">no timeline: no fault windows, latencies or state changes were recorded</p>'
     ends = [f.get("end_ms") or f.get("start_ms", 0) for f in faults] + [t["t_ms"] for t in transitions] \
         + [p["t_ms"] for p in latencies] + [1.0]
     span = max(ends) * 1.02 or 1.0
     workers = sorted({str(t["worker"]) for t in transitions} | {str(p["worker"]) for p in latencies})
-    lanes = ["nemesis"] + [f"state {w}" for w in sorted({str(t['worker']) for t in transitions})]
-    plot_h = 90 if latencies else 0
-    height = 24 + LANE_H * len(lanes) + plot_h + 24
+    lanes = ["faults"] + [f"state {w}" for w in sorted({str(t['worker']) for t in transitions})]
+    plot_h = 110 if latencies else 0
+    top = 22  # the legend's row
+    height = top + 20 + LANE_H * len(lanes) + plot_h + 40
     out = [f'<svg class="timeline" width="{WIDTH}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    out.append(_legend(transitions, faults, latencies))
+    lanes_top = top + 20
     for f in faults:  # fault windows shaded across all lanes
         x0 = _x(f.get("start_ms", 0), span)
         x1 = _x(f["end_ms"] if f.get("end_ms") is not None else span, span)
         label = f"{f['kind']} {f['target']} {json.dumps(f.get('params', {}), sort_keys=True)}"
-        out.append(f'<rect class="fault-band" x="{x0:.1f}" y="20" width="{max(2.0, x1 - x0):.1f}" '
-                   f'height="{height - 44}" fill="#f4a3a3" fill-opacity="0.35"><title>{escape(label)}</title></rect>')
-        out.append(f'<text x="{x0 + 2:.1f}" y="{20 + LANE_H - 4}" font-size="10">{escape(f["kind"])}</text>')
+        out.append(f'<rect class="fault-band" x="{x0:.1f}" y="{lanes_top}" width="{max(2.0, x1 - x0):.1f}" '
+                   f'height="{height - lanes_top - 40}" fill="{FAULT_COLOR}" fill-opacity="0.35"><title>{escape(label)}</title></rect>')
+        out.append(f'<text x="{x0 + 2:.1f}" y="{lanes_top + LANE_H - 4}" font-size="10">{escape(f["kind"])}</text>')
     for i, lane in enumerate(lanes):
-        y = 20 + i * LANE_H
+        y = lanes_top + i * LANE_H
         out.append(f'<text x="4" y="{y + LANE_H - 4}" font-size="11">{escape(lane)}</text>')
     by_worker: dict[str, list[dict[str, Any]]] = {}
     for t in sorted(transitions, key=lambda t: t["t_ms"]):
         by_worker.setdefault(str(t["worker"]), []).append(t)
     for i, (w, ts) in enumerate(sorted(by_worker.items())):
-        y = 20 + (i + 1) * LANE_H
+        y = lanes_top + (i + 1) * LANE_H
         for j, t in enumerate(ts):
             x0 = _x(t["t_ms"], span)
             x1 = _x(ts[j + 1]["t_ms"], span) if j + 1 < len(ts) else _x(span, span)
@@ -82,21 +91,56 @@ def _timeline(test: dict[str, Any]) -> str:
                        f'height="{LANE_H - 4}" fill="{color}"><title>{escape(str(t["from"]))} -&gt; '
                        f'{escape(str(t["to"]))} at {t["t_ms"]:.1f} ms</title></rect>')
     if latencies:
-        top = 20 + LANE_H * len(lanes) + 6
-        max_ms = max(p["ms"] for p in latencies) or 1.0
-        out.append(f'<text x="4" y="{top + 12}" font-size="11">latency (max {max_ms:.0f} ms)</text>')
-        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
-        for p in latencies[:3000]:
-            x = _x(p["t_ms"], span)
-            y = top + plot_h - 6 - (plot_h - 12) * p["ms"] / max_ms
-            color = palette[workers.index(str(p["worker"])) % len(palette)] if p.get("ok", True) else "#d23b3b"
-            out.append(f'<circle class="lat" cx="{x:.1f}" cy="{y:.1f}" r="1.6" fill="{color}"/>')
-    axis_y = height - 8
+        out.append(_latency_plot(latencies, workers, span, lanes_top + LANE_H * len(lanes) + 10, plot_h))
+    axis_y = height - 22
+    out.append(f'<line class="x-axis" x1="{PAD_L}" y1="{axis_y - 12}" x2="{WIDTH - 10}" y2="{axis_y - 12}" stroke="#999"/>')
     for k in range(6):
         t = span * k / 5
         anchor = "end" if k == 5 else "start"
-        out.append(f'<text x="{_x(t, span):.1f}" y="{axis_y}" font-size="10" text-anchor="{anchor}">{t:.0f} ms</text>')
+        out.append(f'<text x="{_x(t, span):.1f}" y="{axis_y}" font-size="10" text-anchor="{anchor}">{t:.0f}</text>')
+    out.append(f'<text class="axis-label" x="{(PAD_L + WIDTH) / 2:.0f}" y="{height - 6}" font-size="11" '
+               f'text-anchor="middle">time since the first recorded event (ms)</text>')
     out.append("</svg>")
+    return "".join(out)
+
+
+def _legend(transitions: list[dict[str, Any]], faults: list[dict[str, Any]], latencies: list[dict[str, Any]]) -> str:
+    """Swatches for what the chart draws: the breaker states present, fault windows, latency dots."""
+    items: list[tuple[str, str, str]] = []  # (shape, color, label)
+    for state in [s for s in STATE_COLORS if s in {str(t["to"]) for t in transitions}]:
+        items.append(("rect", STATE_COLORS[state], f"state {state.replace('_', '-')}"))
+    if faults:
+        items.append(("rect", FAULT_COLOR, "fault window"))
+    if latencies:
+        items.append(("dot", "#1f77b4", "call latency (one colour per worker)"))
+        items.append(("dot", "#d23b3b", "failed call"))
+    out, x = ['<g class="legend">'], PAD_L
+    for shape, color, label in items:
+        if shape == "rect":
+            out.append(f'<rect x="{x}" y="6" width="12" height="10" fill="{color}"/>')
+        else:
+            out.append(f'<circle cx="{x + 6}" cy="11" r="4" fill="{color}"/>')
+        out.append(f'<text x="{x + 16}" y="15" font-size="11">{escape(label)}</text>')
+        x += 22 + 6 * len(label)
+    out.append("</g>")
+    return "".join(out)
+
+
+def _latency_plot(latencies: list[dict[str, Any]], workers: list[str], span: float, top: float, plot_h: int) -> str:
+    """Latency dots over time with a labelled y axis in ms."""
+    max_ms = max(p["ms"] for p in latencies) or 1.0
+    bottom = top + plot_h - 6
+    out = [f'<line class="y-axis" x1="{PAD_L - 4}" y1="{top + 6}" x2="{PAD_L - 4}" y2="{bottom}" stroke="#999"/>',
+           f'<text class="axis-label" x="4" y="{top + plot_h / 2:.0f}" font-size="11">latency (ms)</text>']
+    for frac in (0.0, 0.5, 1.0):
+        y = bottom - (plot_h - 12) * frac
+        out.append(f'<text x="{PAD_L - 8}" y="{y + 3:.1f}" font-size="10" text-anchor="end">{max_ms * frac:.0f}</text>')
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"]
+    for p in latencies[:3000]:
+        x = _x(p["t_ms"], span)
+        y = bottom - (plot_h - 12) * p["ms"] / max_ms
+        color = palette[workers.index(str(p["worker"])) % len(palette)] if p.get("ok", True) else "#d23b3b"
+        out.append(f'<circle class="lat" cx="{x:.1f}" cy="{y:.1f}" r="1.6" fill="{color}"/>')
     return "".join(out)
 
 
@@ -112,8 +156,48 @@ def _checks(test: dict[str, Any]) -> str:
     for c in test["checks"]:
         if c.get("counterexample") is not None and c.get("verdict") in ("violated", "illegal", "unknown"):
             text = json.dumps(c["counterexample"], indent=2, sort_keys=True, default=str)
-            out.append(f'<h4>Counterexample: {escape(c["name"])}</h4><pre class="counterexample">{escape(text)}</pre>')
+            out.append(f'<h4>Counterexample: {escape(c["name"])}</h4>{_counterexample(c["counterexample"])}'
+                       f'<details><summary>raw counterexample (JSON)</summary><pre class="counterexample">'
+                       f'{escape(text)}</pre></details>')
     return "".join(out)
+
+
+def _counterexample(cx: Any) -> str:
+    """The counterexample in words where its shape is known (a checker's: the first operation that
+    could not be placed, the states tried, the minimal window); else nothing beyond the raw JSON."""
+    if not isinstance(cx, dict):
+        return ""
+    items = []
+    first = cx.get("first_unplaceable")
+    if isinstance(first, dict):
+        items.append(f"First operation that no order can place: <b>{escape(str(first.get('describe')))}</b> "
+                     f"(process {escape(str(first.get('process')))}, event {escape(str(first.get('index')))}), "
+                     f"with the state at {escape(str(first.get('state')))}")
+    for a in (cx.get("attempts") or [])[:5]:
+        if isinstance(a, dict) and a.get("explain"):
+            items.append(f"tried: {escape(str(a['explain']))}")
+    prefix = cx.get("longest_prefix") or []
+    if prefix:
+        items.append(f"longest order that worked: {len(prefix)} operations, ending with "
+                     f"{escape(str(prefix[-1].get('describe')))} (state {escape(str(prefix[-1].get('state_after')))})")
+    window = cx.get("minimal_window")
+    if isinstance(window, dict) and window.get("cut_ns") is not None:
+        items.append(f"the history is already illegal up to {float(window['cut_ns']) / 1e6:.3f} ms "
+                     f"({len(window.get('ops') or [])} operations)")
+    if cx.get("incomplete"):
+        items.append(f"counterexample search cut short: {escape(str(cx['incomplete']))}")
+    if not items:
+        return ""
+    return '<ul class="counterexample-words">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def _recoveries(test: dict[str, Any]) -> str:
+    rec = test.get("recoveries") or {}
+    if not rec:
+        return ""
+    rows = "".join(f'<tr><td>{escape(k)}</td><td>{"never" if v is None else f"{v:.3f} s"}</td></tr>'
+                   for k, v in rec.items())
+    return f'<table class="recoveries"><tr><th>recovery event</th><th>time after the fault</th></tr>{rows}</table>'
 
 
 def _audit(test: dict[str, Any]) -> str:
@@ -165,6 +249,8 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
         body = [f'<section class="test{" is-failed" if failed else ""}" id="{anchor}">',
                 f'<h3>{escape(t["nodeid"])} {_badge(t["outcome"])} {_badge(t["verdict"])}</h3>',
                 f'<p class="meta">{escape(" · ".join(m for m in meta if m))}</p>']
+        if t.get("headline"):
+            body.insert(2, f'<p class="headline">{escape(t["headline"])}</p>')
         if t.get("description"):
             body.append(f"<p>{escape(t['description'])}</p>")
         if t.get("skip_reason"):
@@ -174,12 +260,12 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
         body.append(_audit(t))
         body.append(_timeline(t))
         body.append(_checks(t))
-        if t.get("recoveries"):
-            body.append("<p>recovery timings: " + ", ".join(
-                f"{escape(k)} = {'never' if v is None else f'{v:.3f} s'}" for k, v in t["recoveries"].items()) + "</p>")
+        body.append(_recoveries(t))
         body.append(_links(t, base))
-        if failed and t.get("longrepr") and not t["checks"]:
-            body.append(f'<pre class="counterexample">{escape(t["longrepr"])}</pre>')
+        if failed and t.get("longrepr"):
+            open_attr = "" if t["checks"] else " open"
+            body.append(f'<details class="longrepr"{open_attr}><summary>test output</summary>'
+                        f'<pre class="counterexample">{escape(t["longrepr"])}</pre></details>')
         body.append("</section>")
         sections.append("".join(body))
     probes = "".join(f'<tr><td>{escape(str(p["id"]))}</td><td>{escape(str(p["value"]))} {escape(str(p.get("unit", "")))}</td>'

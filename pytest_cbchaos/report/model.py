@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_cbchaos.report.collect import verdict_fields
+from pytest_cbchaos.report.explain import headline
 
 SCHEMA_ID = "cbchaos-report/1"
 OUTCOMES = ("passed", "failed", "skipped", "error")
@@ -27,6 +28,7 @@ def make_entry(nodeid: str, outcome: str, duration_s: float, record: dict[str, A
     rec.update(nodeid=nodeid, outcome=outcome, duration_s=round(duration_s, 4), worker=worker,
                skip_reason=skip_reason, longrepr=(longrepr or None) and longrepr[-4000:])
     rec.update(verdict_fields(rec))
+    rec["headline"] = headline(rec)
     for key, default in (("faults", []), ("checks", []), ("latencies", []), ("transitions", []),
                          ("recoveries", {}), ("probes", []), ("target", None), ("kind", "test")):
         rec.setdefault(key, default)

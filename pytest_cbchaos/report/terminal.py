@@ -13,7 +13,10 @@ def is_interesting(test: dict[str, Any]) -> bool:
 
 
 def note(test: dict[str, Any]) -> str:
-    """Why the verdict is what it is: the verdict's reasons, the violated checks, or the skip reason."""
+    """Why the verdict is what it is: the entry's headline (report/explain.py) when something went
+    wrong, else the verdict's reasons, the violated checks, or the skip reason."""
+    if test.get("headline"):
+        return test["headline"]
     bad = [f"{c['name']} {c.get('verdict')}" for c in test["checks"]
            if c.get("verdict") in ("violated", "illegal", "unknown")]
     parts = list(test.get("verdict_reasons") or [])

@@ -51,7 +51,9 @@ from .cursors import pick_start
 from .stream_judge import StreamJudge
 
 RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
-         "connect", "reconnect", "trim")
+         "connect", "reconnect", "trim", "lose_reply")
+#: single-event calls whose reply the ``lose_reply`` rule loses (docs/stream-design.md#script-outcome-cells)
+SINGLE_EVENT_CALLS = ("terminal", "control", "content")
 #: notices that legitimately end a consumer before its target's terminal
 EXCUSED_ENDINGS = ("truncated", "outage", "superseded", "epoch_changed", "stream_lost", "cursor_ahead", "closed")
 
@@ -149,6 +151,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     read_loop_class: type = ReadLoop
     relay_class: type = TurnRelay
     conversations: tuple[str, ...] = ("a", "b")
+    serial_turns: bool = False  # start_turn awaits a live turn of its conversation instead of skipping
     step_timeout_s: float = 30.0
 
     def __init__(self) -> None:
@@ -171,6 +174,10 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     async def _setup(self) -> None:
         self.pclient, self.cclient, self.admin = (self.env.client(s) for s in ("producer", "consumer", "admin"))
         self.pstore = self.store_class(self.pclient, self.cfg)
+        self.lose_next: set[str] = set()  # the call shapes the ``lose_reply`` rule armed for the next turn
+        self.lose_for: dict[str, set[str]] = {}  # message id -> shapes whose next call loses its reply
+        self.lost_replies: list[tuple[str, str, int]] = []  # (shape, message id, first step)
+        self.pstore.append = self._losing_append(self.pstore.append)  # type: ignore[method-assign]
         self.cstore = StreamStore(self.cclient, self.cfg)
         self.astore = StreamStore(self.admin, self.cfg)
         self.history: list[dict[str, Any]] = []
@@ -178,6 +185,20 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         self.reaper = Reaper(StreamStore(self.admin, self.cfg))
         self.reaper.start()
         self.judge = StreamJudge(self.admin, self.astore)
+
+    def _losing_append(self, append: Any) -> Any:
+        """The producer store's ``append``: a single-event call of the armed shape is applied and its
+        reply lost (the relay sees a reset and must resend it identically)."""
+        async def losing(call: Any) -> Any:
+            reply = await append(call)
+            armed = self.lose_for.get(call.message_id, set())
+            if len(call.events) == 1 and call.events[0][1] in armed:
+                shape = call.events[0][1]
+                armed.discard(shape)
+                self.lost_replies.append((shape, call.message_id, call.first_step))
+                raise ConnectionError(f"reply of the {shape} call {call.message_id}/{call.first_step} lost")
+            return reply
+        return losing
 
     def _fail(self, inv: str, msg: str) -> None:
         raise DurableStreamViolation(f"{inv}: {msg}")
@@ -211,16 +232,22 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     # -- rules ---------------------------------------------------------------------------------
     @precondition(lambda self: "turn" in self.enabled)
     @rule(conv=st.sampled_from(("a", "b")), outcome=st.sampled_from(OUTCOMES), deltas=st.integers(1, 10),
-          where=st.integers(0, 10), stage=st.sampled_from(STAGES), hold=st.booleans())
-    def start_turn(self, conv: str, outcome: str, deltas: int, where: int, stage: str, hold: bool) -> None:
+          where=st.integers(0, 10), stage=st.sampled_from(STAGES), hold=st.booleans(), control=st.booleans())
+    def start_turn(self, conv: str, outcome: str, deltas: int, where: int, stage: str, hold: bool,
+                   control: bool) -> None:
         conv = self._c(conv)
-        if self._live(conv) is not None:
-            return
+        live = self._live(conv)
+        if live is not None:
+            if not self.serial_turns:
+                return
+            self.await_turn(conv)  # a drawn turn always starts: what it does depends on the draws only
         self.n += 1
         mid = f"m{self.n}"
-        src = TurnScript(outcome, deltas, at=where, stage=stage, hold_at=min(where, deltas) if hold else None).source()
+        src = TurnScript(outcome, deltas, at=where, stage=stage, hold_at=min(where, deltas) if hold else None,
+                         control=control).source()
         t = Turn(conv, mid, outcome, stage if outcome == "bootstrap_failure" else None, src,
                  disturbed=bool(self.faults.get("producer")))
+        self.lose_for[mid], self.lose_next = set(self.lose_next), set()
         self.turns.append(t)
 
         async def go() -> None:
@@ -289,6 +316,14 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
         rec = self._run(self.astore.record(conv, t.mid))
         if rec is None or rec["status"] != "interrupted":
             self._fail("INV-16 fencing", f"{t.mid}: after the reaper closed it the record is {rec}")
+
+    @precondition(lambda self: "lose_reply" in self.enabled)
+    @rule(shape=st.sampled_from(SINGLE_EVENT_CALLS))
+    def lose_reply(self, shape: str) -> None:
+        """In the next turn started, the first single-event append of ``shape`` (a lone terminal, a control
+        event, a content event) is applied and its reply lost: not a disturbance, the identical resend
+        must answer DUP (INV-14). Armed per turn, so which call loses its reply depends on the draws only."""
+        self.lose_next.add(shape)
 
     def _fault(self, side: str, kind: str) -> None:
         self._heal(side)
@@ -428,6 +463,11 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             if not (t.start_failed or trimmed):
                 self._fail("INV-12 record", f"{t.mid} has no record (floor {meta and meta['floor_seq']})")
             return
+        out = t.result
+        if out is not None and out.stop_reason and not (t.disturbed or t.fenced or t.cancelled):
+            lost = [x for x in self.lost_replies if x[1] == t.mid]
+            self._fail("INV-14 indeterminate writes", f"{t.mid} stopped with {out.stop_reason} on a healthy link "
+                                                      f"(lost replies {lost}): {out}")
         if rec["status"] == "in_progress":
             return  # a failed producer: the reaper closes it (checked at teardown)
         want = {"complete": "completed"}.get(t.outcome, "failed")
@@ -527,10 +567,11 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
 
 def durable_stream_machine(env: DurableStreamEnv, *, enabled: Iterable[str] | None = None,
                            store_class: type = StreamStore, read_loop_class: type = ReadLoop,
-                           relay_class: type = TurnRelay,
-                           conversations: tuple[str, ...] = ("a", "b")) -> type[DurableStreamMachineBase]:
+                           relay_class: type = TurnRelay, conversations: tuple[str, ...] = ("a", "b"),
+                           serial_turns: bool = False) -> type[DurableStreamMachineBase]:
     """A machine class bound to ``env``; ``store_class`` is the producer's store, ``read_loop_class``
-    the consumers' loop, ``relay_class`` the producer (mutants plug in here)."""
+    the consumers' loop, ``relay_class`` the producer (mutants plug in here). ``serial_turns``: a drawn
+    turn awaits the live one instead of being skipped, so which turns run does not depend on timing."""
     chosen = frozenset(enabled) if enabled is not None else frozenset(RULES)
     unknown = chosen - set(RULES)
     if unknown:
@@ -539,4 +580,5 @@ def durable_stream_machine(env: DurableStreamEnv, *, enabled: Iterable[str] | No
         raise ValueError("conversations: a non-empty subset of ('a', 'b')")
     return bind_machine("DurableStreamMachine", DurableStreamMachineBase,
                         {"env": env, "enabled": chosen, "store_class": store_class, "read_loop_class": read_loop_class,
-                         "relay_class": relay_class, "conversations": tuple(conversations)})
+                         "relay_class": relay_class, "conversations": tuple(conversations),
+                         "serial_turns": serial_turns})

@@ -51,7 +51,9 @@ class ScriptError(ValueError):
 class TurnScript:
     """``outcome`` of :data:`OUTCOMES` over ``deltas`` text deltas; ``at`` is the event index of a
     mid-stream failure (``source_failure``); ``stage`` the failing bootstrap stage
-    (``bootstrap_failure``); ``hold_at`` gates the source before that event; ``delay_s`` paces it."""
+    (``bootstrap_failure``); ``hold_at`` gates the source before that event; ``delay_s`` paces it;
+    ``control`` starts the stream with a ``recovery`` control event (the relay sends it alone).
+    ``at`` and ``hold_at`` count the turn's own events, whether or not that control event leads."""
 
     outcome: str = "complete"
     deltas: int = 3
@@ -59,6 +61,7 @@ class TurnScript:
     stage: str = "session"
     hold_at: int | None = None
     delay_s: float = 0.0
+    control: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +77,8 @@ class TurnScript:
             raise ScriptError("hold_at", self.hold_at, "null or an integer >= 0")
         if not isinstance(self.delay_s, (int, float)) or not 0 <= self.delay_s <= 10:
             raise ScriptError("delay_s", self.delay_s, "seconds in [0, 10]")
+        if not isinstance(self.control, bool):
+            raise ScriptError("control", self.control, "true or false")
 
     @property
     def expected_status(self) -> str:
@@ -91,23 +96,26 @@ class TurnScript:
             events = text_turn(self.deltas, terminal="error")
         else:
             events = text_turn(self.deltas)
+        lead = 1 if self.control else 0
+        if self.control:
+            events.insert(0, SourceEvent("recovery", {"attempt": 1, "cause": "scripted"}))
         if self.outcome == "source_failure":
-            kw["fail_at"] = {at: SourceFailure("scripted mid-stream failure", code="source.scripted")}
+            kw["fail_at"] = {at + lead: SourceFailure("scripted mid-stream failure", code="source.scripted")}
         if self.outcome == "bootstrap_failure":
             kw["fail_stage"] = {self.stage: RuntimeError(f"scripted {self.stage} failure")}
-        hold = self.hold_at if self.outcome != "bootstrap_failure" else None
+        hold = self.hold_at + lead if self.outcome != "bootstrap_failure" and self.hold_at is not None else None
         return GatedScript(events, hold_at=hold, **kw)
 
     def to_json(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "deltas": self.deltas, "at": self.at, "stage": self.stage,
-                "hold_at": self.hold_at, "delay_s": self.delay_s}
+                "hold_at": self.hold_at, "delay_s": self.delay_s, "control": self.control}
 
     @classmethod
     def from_json(cls, data: Any) -> "TurnScript":
         if not isinstance(data, Mapping):
             raise ScriptError("script", data, "a JSON object")
-        unknown = set(data) - {"outcome", "deltas", "at", "stage", "hold_at", "delay_s"}
+        unknown = set(data) - {"outcome", "deltas", "at", "stage", "hold_at", "delay_s", "control"}
         if unknown:
             raise ScriptError(sorted(unknown)[0], data[sorted(unknown)[0]],
-                              "one of the keys outcome, deltas, at, stage, hold_at, delay_s")
+                              "one of the keys outcome, deltas, at, stage, hold_at, delay_s, control")
         return cls(**dict(data))

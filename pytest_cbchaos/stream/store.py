@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import inspect
 import secrets
-import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Sequence
 
 import redis.asyncio as aioredis
 
+from pytest_cbchaos.faults.clock import SYSTEM_CLOCK, Clock
 from pytest_cbchaos.stream.config import StreamConfig
 from pytest_cbchaos.stream.envelope import Envelope, check_id, record_from_entries
 
@@ -91,8 +91,9 @@ Hook = Callable[[str, tuple[str, ...]], Any]
 class StreamStore:
     """The conversation keys and scripts over one ``redis.asyncio.Redis`` client."""
 
-    def __init__(self, client: aioredis.Redis, config: StreamConfig | None = None) -> None:
+    def __init__(self, client: aioredis.Redis, config: StreamConfig | None = None, clock: Clock | None = None) -> None:
         self.redis = client
+        self.clock = clock or SYSTEM_CLOCK  # the wall time written into records and trim cutoffs
         self.config = config or StreamConfig()
         self.prefix = self.config.prefix
         self._scripts = {name: client.register_script(_lua(name)) for name in SCRIPTS}
@@ -147,7 +148,7 @@ class StreamStore:
                         reaper_id: str | None = None) -> OpenReply:
         check_id("conversation_id", conv)
         check_id("message_id", mid)
-        now = int(time.time() * 1000)
+        now = int(self.clock.time() * 1000)
         raw = await self._call("open_turn", conv, [
             mid, stream_id, epoch or secrets.token_hex(8), int(self.config.lease_ttl_s * 1000), now,
             int(self.config.retention_s * 1000), ts_ms, payload, reaper_id or f"reaper:{secrets.token_hex(8)}",
@@ -156,7 +157,7 @@ class StreamStore:
 
     async def append(self, call: AppendCall) -> ScriptReply:
         args: list[Any] = [call.stream_id, call.first_step, len(call.events), call.prev_seq, call.epoch,
-                           call.message_id, int(time.time() * 1000), int(self.config.retention_s * 1000),
+                           call.message_id, int(self.clock.time() * 1000), int(self.config.retention_s * 1000),
                            self.config.max_batch, self.config.max_batch_bytes, call.error_code, call.error_message]
         for kind, cls, ts, payload in call.events:
             args += [kind, cls, ts, payload]
@@ -168,8 +169,8 @@ class StreamStore:
         return ScriptReply.parse(raw)
 
     async def reap(self, conv: str, mid: str | None, writer: str, payload: bytes, *, new_epoch: str = "") -> ScriptReply:
-        raw = await self._call("reap", conv, [mid or "", writer, int(time.time() * 1000), payload,
-                                              int(time.time() * 1000), int(self.config.retention_s * 1000), new_epoch],
+        raw = await self._call("reap", conv, [mid or "", writer, int(self.clock.time() * 1000), payload,
+                                              int(self.clock.time() * 1000), int(self.config.retention_s * 1000), new_epoch],
                                ("cancelled",))
         return ScriptReply.parse(raw)
 
@@ -179,14 +180,14 @@ class StreamStore:
         and end ``mid`` with the error ``payload`` if its record survived. Resending is safe: a rebase
         already applied answers ``EPOCH`` with detail ``new_epoch``."""
         raw = await self._call("rebase", conv, [mid, stream_id, old_epoch, new_epoch, last_seq, step, ts_ms, payload,
-                                                int(time.time() * 1000), int(self.config.retention_s * 1000),
+                                                int(self.clock.time() * 1000), int(self.config.retention_s * 1000),
                                                 error_code, error_message], ("error",))
         return ScriptReply.parse(raw)
 
     async def trim(self, conv: str, *, keep_last: int | None = None, older_than_s: float | None = None) -> ScriptReply:
         if keep_last is None and older_than_s is None:
             raise ValueError("trim: give keep_last or older_than_s")
-        cutoff = "" if older_than_s is None else int((time.time() - older_than_s) * 1000)
+        cutoff = "" if older_than_s is None else int((self.clock.time() - older_than_s) * 1000)
         raw = await self._call("trim", conv, ["" if keep_last is None else int(keep_last), cutoff,
                                               int(self.config.retention_s * 1000)])
         return ScriptReply.parse(raw)
@@ -199,14 +200,14 @@ class StreamStore:
         return bool(await self.redis.hget(self.keys(conv)[2], f"{mid}|cancel"))
 
     async def active_add(self, conv: str) -> None:
-        deadline = int((time.time() + self.config.lease_ttl_s) * 1000)
+        deadline = int((self.clock.time() + self.config.lease_ttl_s) * 1000)
         await self.redis.zadd(self.active_key, {conv: deadline})
 
     async def active_remove(self, conv: str) -> None:
         await self.redis.zrem(self.active_key, conv)
 
     async def active_due(self, now_ms: int | None = None) -> list[str]:
-        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        now_ms = int(self.clock.time() * 1000) if now_ms is None else now_ms
         return [_s(c) for c in await self.redis.zrangebyscore(self.active_key, "-inf", now_ms)]
 
     # -- reads ---------------------------------------------------------------------------------

@@ -18,6 +18,9 @@ Each is a :class:`~pytest_cbchaos.recovery.RecoveryRunner` with one flaw of the 
 * ``M12LogHandleKept`` (a launcher, not a runner) keeps every generation's log handle open;
 * ``M13ToolChildOrphaned`` (a launcher) stops only the server's process group, so a tool-call child
   in its own session (opencode's bash tool detaches) outlives ``stop()``;
+* ``M17CleanupOnlyIfOldSeen`` (a launcher) cleans up the replaced generation's children only while
+  its old process is still there (running or an unreaped zombie): after a generation that was
+  already reaped, a restart leaves its tool-call child alive;
 * ``M14ClientErrorRecovered`` counts every control-plane failure, a 4xx included, as server death
   and recovers it (restart and retry) instead of ending ``ERROR``;
 * ``M15StallClockAtAcceptance`` starts the stall clock at prompt acceptance, so a cold server's
@@ -386,3 +389,18 @@ class M13ToolChildOrphaned(OpencodeServer):
         while stray_processes(self) and time.monotonic() < deadline:
             time.sleep(0.02)  # the kernel finishes the kill asynchronously; bounded poll
         return pids
+
+
+class M17CleanupOnlyIfOldSeen(M13ToolChildOrphaned):
+    """Full cleanup (descendants, env-tag scan) only while the old generation's pid still exists; a
+    generation already reaped when the restart comes gets the group kill alone, and its tool-call
+    child (own session) survives. Whether a real restart meets the dead generation reaped depends on
+    who polled it first, so the test reaps it first (docs/recovery.md, INV-19)."""
+
+    def _stop_proc(self, proc: Any) -> None:
+        import psutil
+
+        if proc.pid is not None and psutil.pid_exists(proc.pid):
+            OpencodeServer._stop_proc(self, proc)
+        else:
+            super()._stop_proc(proc)

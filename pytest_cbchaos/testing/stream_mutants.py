@@ -384,3 +384,60 @@ class M25RebaseKeepsEpoch(StreamStore):
     async def rebase(self, conv: str, mid: str, stream_id: str, *, old_epoch: str, new_epoch: str,  # type: ignore[override]
                      **kw: Any) -> Any:
         return await super().rebase(conv, mid, stream_id, old_epoch=old_epoch, new_epoch=old_epoch, **kw)
+
+
+# Script mutants (the outcome cells of docs/stream-design.md#script-outcome-cells) --------------------
+def _patched_script(store: StreamStore, name: str, old: str, new: str) -> None:
+    from pytest_cbchaos.stream.store import _lua
+
+    source = _lua(name)
+    if old not in source:
+        raise RuntimeError(f"mutant of {name}.lua: {old!r} not found (the script changed; update the mutant)")
+    store._scripts[name] = store.redis.register_script(source.replace(old, new))
+
+
+class M14SingleEventResendStore(StreamStore):
+    """M14: the append script recognises a resend only for batched calls: the identical resend of an
+    applied single-event call (a lone terminal, a control event) answers FENCED/CONFLICT instead of
+    DUP, and the relay stops without learning that its turn ended -> INV-14/2."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        _patched_script(self, "append", "if first_step <= ls then", "if first_step <= ls and c > 1 then")
+
+
+class M26AgeFromCreationStore(StreamStore):
+    """M26: age-based trim measures a turn's age from its creation, not its end: a long turn that just
+    finished is trimmed at once -> INV-26 (a consumer still reading it finds it gone)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        _patched_script(self, "trim", "tonumber(r.updated_ms or '0') < cutoff", "tonumber(r.created_ms or '0') < cutoff")
+
+
+# Resume-route mutants: off by one at a page boundary (tests/stream/test_resume_routes.py) -----------
+class M1InclusiveAfterStore(StreamStore):
+    """M1 inclusive bound: a read "after seq N" starts at N, so every resumed page repeats the
+    entry its cursor names: ``read_all`` repeats each 1000th entry and a consumer paging
+    ``/events?after_seq=`` gets its cursor's entry again -> INV-2 (the read loop drops it)."""
+
+    async def xrange(self, conv: str, after: int = 0, count: int | None = None,  # type: ignore[override]
+                     client: Any = None) -> list[Envelope]:
+        rows = await (client or self.redis).xrange(self.keys(conv)[1], min=f"{after}-0" if after > 0 else "-",
+                                                   max="+", count=count)
+        return [Envelope.from_entry(conv, eid, fields) for eid, fields in rows]
+
+
+class M1PageSkipReadLoop(ReadLoop):
+    """M1 page skip: after a full page the next read starts one past the cursor, so the first
+    entry of every following page is skipped (the SSE route ends with a ``gap`` notice) -> INV-1/6."""
+
+    _full = False
+
+    async def _read(self) -> list[Envelope]:  # type: ignore[override]
+        if not self._full:
+            page = await super()._read()
+        else:
+            page = await self.store.xrange(self.conv, self.cursor + 1, self.cfg.page_size)
+        self._full = len(page) == self.cfg.page_size
+        return page

@@ -418,3 +418,92 @@ def test_non_finite_toxicity_is_400(tp, literal, message):
         400, f"bad request body: {message}")
     err(api(tp, "PATCH", "/proxies/mysql_master/toxics/t", '{"toxicity":%s}' % literal),
         400, f"bad request body: {message}")
+
+
+# -- Go's decoder messages, byte for byte (the Go types Toxiproxy 2.12 decodes into) ----------------
+POPULATE_ITEM = r'struct { toxiproxy.Proxy; Enabled *bool "json:\"enabled\"" }'
+UPDATE_TYPE = r'struct { Attributes interface {} "json:\"attributes\""; Toxicity float32 "json:\"toxicity\"" }'
+
+
+@pytest.mark.parametrize("method, path, body, message", [
+    ("POST", "/proxies", '{"name":5}', "Go struct field Proxy.name of type string"),
+    ("POST", "/proxies", "[1]", "Go value of type toxiproxy.Proxy"),
+    ("PATCH", "/proxies/mysql_master", '{"enabled":"yes"}', "Go struct field Proxy.enabled of type bool"),
+    ("POST", "/proxies/mysql_master/toxics", '{"type":"latency","name":"l2","attributes":{"latency":"x"}}',
+     "Go struct field LatencyToxic.attributes.latency of type int64"),
+    ("POST", "/proxies/mysql_master/toxics", '{"type":"reset_peer","attributes":{"timeout":true}}',
+     "Go struct field ResetToxic.attributes.timeout of type int64"),
+    ("POST", "/proxies/mysql_master/toxics", '{"type":"slicer","attributes":{"delay":1.5}}',
+     "number 1.5 into Go struct field SlicerToxic.attributes.delay of type int"),
+    ("POST", "/proxies/mysql_master/toxics", '{"type":"latency","attributes":5}',
+     "Go struct field ToxicWrapper.attributes of type toxics.NoopToxic"),
+    ("POST", "/proxies/mysql_master/toxics", '{"type":"latency","name":[]}',
+     "Go struct field ToxicWrapper.name of type string"),
+    ("PATCH", "/proxies/mysql_master/toxics/latency_downstream", '{"toxicity":"z"}',
+     "Go struct field .toxicity of type float32"),
+    ("PATCH", "/proxies/mysql_master/toxics/latency_downstream", '{"attributes":[]}',
+     "Go struct field .attributes of type toxics.LatencyToxic"),
+    ("PATCH", "/proxies/mysql_master/toxics/latency_downstream", "[1]", f"Go value of type {UPDATE_TYPE}"),
+])
+def test_type_errors_name_the_go_types(tp, method, path, body, message):
+    make(tp)
+    assert api(tp, "POST", "/proxies/mysql_master/toxics", {"type": "latency"}).status_code == 200
+    r = api(tp, method, path, body)
+    err(r, 400, f"bad request body: json: cannot unmarshal {_json_kind(body, message)} into {message}"
+        if not message.startswith("number") else f"bad request body: json: cannot unmarshal {message}")
+
+
+def _json_kind(body: str, message: str) -> str:
+    """The JSON kind Go names: the offending value is the last one in these one-field bodies."""
+    value = json.loads(body)
+    while isinstance(value, dict):
+        value = list(value.values())[-1]
+    if isinstance(value, list) and body.startswith("[") and "Go value" in message:
+        return "array"
+    return {str: "string", bool: "bool", int: "number", float: "number", list: "array",
+            dict: "object"}[type(value)]
+
+
+def test_populate_type_errors_and_body_key_order(tp):
+    r = api(tp, "POST", "/populate", '[{"name":5}]')
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert r.content == json.dumps({
+        "error": "bad request body: json: cannot unmarshal number into Go struct field .name of type string",
+        "status": 400, "proxies": None}, separators=(",", ":")).encode()
+    r = api(tp, "POST", "/populate", "{}")
+    assert r.json()["error"] == f"bad request body: json: cannot unmarshal object into Go value of type []{POPULATE_ITEM}"
+
+
+def test_toxic_update_with_a_type_error_applies_the_fields_that_decoded(tp):
+    """Toxiproxy decodes into the live toxic: valid attribute fields change, the toxicity does not."""
+    make(tp)
+    api(tp, "POST", "/proxies/mysql_master/toxics", {"type": "latency", "attributes": {"latency": 10}})
+    r = api(tp, "PATCH", "/proxies/mysql_master/toxics/latency_downstream",
+            '{"toxicity":0.5,"attributes":{"latency":30,"jitter":"x"}}')
+    err(r, 400, "bad request body: json: cannot unmarshal string into Go struct field "
+        "LatencyToxic.attributes.jitter of type int64")
+    shown = api(tp, "GET", "/proxies/mysql_master/toxics/latency_downstream").json()
+    assert shown["attributes"] == {"latency": 30, "jitter": 0} and shown["toxicity"] == 1
+
+
+@pytest.mark.parametrize("path, location", [("//proxies", "/proxies"), ("/proxies/../version?x=1", "/version?x=1"),
+                                            ("/proxies/./mysql_master/", "/proxies/mysql_master/")])
+def test_unclean_paths_redirect(tp, path, location):
+    """gorilla/mux answers a path that is not canonical with 301 to the cleaned one (HTTP clients
+    normalise such paths, so the request is written by hand)."""
+    host, port = tp.url.rsplit("/", 1)[-1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head = reply.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+    assert head[0] == "HTTP/1.1 301 Moved Permanently", head
+    assert f"Location: {location}" in head and "Content-Length: 0" in head
+    assert not any(h.lower().startswith("x-toxiproxy-request-id") for h in head)
+
+
+def test_browser_403_is_not_sniffed(tp):
+    r = api(tp, "GET", "/proxies", headers={"User-Agent": "Mozilla/5.0 (Linux x86_64)"})
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["content-type"] == JSON_ERR

@@ -120,3 +120,18 @@ def test_add_check_parser_dispatch(corpus: Path, capsys: pytest.CaptureFixture) 
     args = parser.parse_args(["check", str(corpus / "etcd_005.log"), "--model", "cas-register"])
     assert args.func(args) == 0 and run_check(args) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_minimal_window_is_shown_in_the_page_unit() -> None:
+    """Nanosecond histories are drawn in ms: the window's cut must be converted too (it was
+    printed as "up to 54192951 ms")."""
+    from pytest_cbchaos.history.ops import Op
+    from pytest_cbchaos.linearizability import RegisterModel, check
+    from pytest_cbchaos.linearizability.html import timeline_data
+
+    ms = 1_000_000
+    ops = [Op(0, 0, "write", 1, None, 0, 1 * ms, "ok"), Op(1, 1, "write", 2, None, 2 * ms, 3 * ms, "ok"),
+           Op(2, 2, "read", None, 1, 4 * ms, 5 * ms, "ok")]
+    data = timeline_data(check(ops, RegisterModel(), mode="report", fast_path=False))
+    window = data["partitions"][0]["window"]
+    assert data["unit"] == "ms" and window["cut"] == window["cut_ns"] / ms == 5

@@ -133,7 +133,7 @@ def test_step_budget_gives_unknown() -> None:
         rows.append((2 + p, 100 + p, "invoke", "read", None))
         rows.append((2 + p, 100 + p, "ok", "read", -1))
     events = [dict(e, index=i) for i, e in enumerate(ev(rows))]
-    r = check_events(events, REG, max_steps=2000)
+    r = check_events(events, REG, max_steps=2000, fast_path=False)  # the search's budget
     assert r.verdict is Verdict.UNKNOWN
     assert r.budget_exhausted
     p = next(iter(r.partitions.values()))
@@ -160,7 +160,7 @@ def test_cache_cap_gives_unknown() -> None:
     rows = [(0, p, "invoke", "write", p) for p in range(10)]
     rows += [(1, p, "ok", "write", None) for p in range(10)]
     rows += [(2, 50, "invoke", "read", None), (3, 50, "ok", "read", -1)]
-    r = check_events(ev(rows), REG, max_cache_entries=50)
+    r = check_events(ev(rows), REG, max_cache_entries=50, fast_path=False)
     assert r.verdict is Verdict.UNKNOWN
     assert next(iter(r.partitions.values())).reason == "max_cache_entries"
 

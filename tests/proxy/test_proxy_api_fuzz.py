@@ -128,6 +128,9 @@ def _fresh(http: httpx.Client) -> None:
 
 def _check(method: str, path: str, body: bytes, r: httpx.Response) -> None:
     shown = f"{method} {path} {body[:200]!r} -> {r.status_code} {r.text[:300]}"
+    # gorilla/mux's own answers (the client may normalise a "." name away): no JSON body
+    if (r.status_code, r.content) in ((404, b"404 page not found\n"), (405, b"")):
+        return
     if r.status_code >= 400:
         error = r.json()
         assert error["status"] == r.status_code and isinstance(error["error"], str), shown

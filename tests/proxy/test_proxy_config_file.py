@@ -44,7 +44,7 @@ def test_entries_decoded_like_populate(tmp_path):
     ('{"name":"a"}', "cannot unmarshal object into Go value of type []"),
     ("[1,", "unexpected EOF"),
     ('[{"name":"a","upstream":"127.0.0.1:1"},{"name":5,"upstream":"127.0.0.1:1"}]',
-     "bad request body: json: cannot unmarshal number into Go struct field api.proxyInput.name of type string"),
+     "bad request body: json: cannot unmarshal number into Go struct field .name of type string"),
 ])
 def test_unreadable_file_is_logged(tmp_path, text, message):
     config = tmp_path / "proxies.json"

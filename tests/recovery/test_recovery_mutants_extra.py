@@ -54,6 +54,7 @@ class FakeOpencode:
         self.prompt_delay_s = 0.0  # prompt_async answers 204 this late (accepted at once)
         self.cold_s: float | None = 2.5  # silent bootstrap of a ``cold`` plan; None = until aborted
         self.late_s = 2.5  # then silence after the empty assistant message (before the model's first part)
+        self.finish = "stop"  # the step-finish reason of every answer
         self.create_status: int | None = None  # POST /session answers this HTTP status
         self.generation = 1
         self.dead = False
@@ -301,11 +302,11 @@ class FakeOpencode:
             self.publish("message.part.delta", sessionID=sid, messageID=aid, partID=pid, field="text", delta=piece)
             if plan == "stall":
                 await asyncio.Event().wait()  # only heartbeats from here on, until aborted
-        fin = {"id": f"prt_f{aid}", "messageID": aid, "sessionID": sid, "type": "step-finish", "reason": "stop"}
+        fin = {"id": f"prt_f{aid}", "messageID": aid, "sessionID": sid, "type": "step-finish", "reason": self.finish}
         entry["parts"].append(fin)
         self.publish("message.part.updated", part=fin)
         info["time"]["completed"] = time.time() * 1000
-        info["finish"] = "stop"
+        info["finish"] = self.finish
         self.publish("message.updated", info=dict(info))
         self._turns.pop(sid, None)
         self._idle(sid)

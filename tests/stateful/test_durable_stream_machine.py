@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from pytest_cbchaos.stateful.durable_stream import (DurableStreamViolation, ProxiedRedisEnv,
+from pytest_cbchaos.stateful.durable_stream import (SINGLE_EVENT_CALLS, DurableStreamViolation, ProxiedRedisEnv,
                                                     durable_stream_machine)
 from pytest_cbchaos.stream import StreamConfig
 from pytest_cbchaos.testing import stream_mutants as M
@@ -41,6 +41,38 @@ def stream_env(cbchaos_redis_proc: Any, cbchaos_redis_proxy: Any, cbchaos_toxipr
 
 def test_machine_passes_on_real_relay(stream_env: ProxiedRedisEnv) -> None:
     run_state_machine_as_test(durable_stream_machine(stream_env), settings=PASS_SETTINGS)
+
+
+SINGLE_EVENT_RULES = {"turn", "lose_reply", "await"}
+
+
+def _single_event_env(env: ProxiedRedisEnv) -> ProxiedRedisEnv:
+    """``max_batch=1``: every content event and every terminal is a call of its own."""
+    env.config = env.config.replace(max_batch=1)
+    return env
+
+
+def test_machine_single_event_lost_replies_pass_on_real_relay(stream_env: ProxiedRedisEnv) -> None:
+    """A lost reply of a lone terminal, a control event or a content event: the resend answers DUP."""
+    machine = durable_stream_machine(_single_event_env(stream_env), enabled=SINGLE_EVENT_RULES, conversations=("a",),
+                                     serial_turns=True)
+    lost: set[str] = set()
+
+    class Counting(machine):  # type: ignore[misc, valid-type]
+        def teardown(self) -> None:
+            lost.update(shape for shape, _mid, _step in self.lost_replies)
+            super().teardown()
+    run_state_machine_as_test(Counting, settings=MUTANT_SETTINGS)
+    assert lost == set(SINGLE_EVENT_CALLS), f"the draws lost replies of {sorted(lost)} only"
+
+
+def test_machine_catches_m14_single_event_resend(stream_env: ProxiedRedisEnv) -> None:
+    """M14: the resend of an applied single-event call answers CONFLICT/FENCED: the relay stops (INV-14),
+    and a stopped non-terminal call leaves the turn to the reaper (INV-17)."""
+    machine = durable_stream_machine(_single_event_env(stream_env), enabled=SINGLE_EVENT_RULES, conversations=("a",),
+                                     serial_turns=True, store_class=M.M14SingleEventResendStore)
+    with pytest.raises(DurableStreamViolation, match="INV-14"):
+        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
 
 
 def test_machine_catches_m3_stop_on_any_terminal(stream_env: ProxiedRedisEnv) -> None:

@@ -70,8 +70,8 @@ EXPECT = {"R1": ("source.provider_error", "stream", True), "B2": ("bootstrap.ses
 class Kit23:
     """Relay through the proxy; consumer, reaper and oracle reads on direct connections."""
 
-    def __init__(self, proc: Any, proxy: Any, cfg: StreamConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, proc: Any, proxy: Any, cfg: StreamConfig, hold_reaper: bool = False) -> None:
+        self.cfg, self.hold_reaper = cfg, hold_reaper
         self.pclient = redis_client(proxy.listen_host, proxy.listen_port, proc.password, 1.0)
         self.direct = redis_client(proc.host, proc.port, proc.password, 2.0)
         self.pstore, self.dstore = StreamStore(self.pclient, cfg), StreamStore(self.direct, cfg)
@@ -80,7 +80,8 @@ class Kit23:
         self.reaper = Reaper(StreamStore(self.direct, cfg))
 
     async def __aenter__(self) -> "Kit23":
-        self.reaper.start()
+        if not self.hold_reaper:
+            self.reaper.start()
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -156,6 +157,9 @@ async def _scenario(kit: Kit23, faults: Any, proxy: Any, mode: str, heal: str | 
         await asyncio.sleep(float(heal))  # the outage itself
     fault.heal()
     obs.t_heal = time.monotonic()
+    if kit.hold_reaper:  # the reaper starts only once the producer's own terminal write landed (a gate, not a race)
+        await wait_until(lambda: _record_closed(kit, conv, hd.message_id), TIMEOUT_S / 2, "the producer's terminal write")
+        kit.reaper.start()
     bound = cfg.terminal_deadline_s + cfg.lease_ttl_s + cfg.reaper_interval_s + cfg.deliver_bound_s + 5
     done, _ = await asyncio.wait({consumer}, timeout=bound)
     if consumer in done:
@@ -167,6 +171,11 @@ async def _scenario(kit: Kit23, faults: Any, proxy: Any, mode: str, heal: str | 
     obs.outcome = await asyncio.wait_for(hd.wait(), cfg.terminal_deadline_s + 10)
     await _collect(kit, obs)
     return obs
+
+
+async def _record_closed(kit: Kit23, conv: str, mid: str) -> bool:
+    rec = await kit.dstore.record(conv, mid)
+    return bool(rec) and rec.get("status") != "in_progress"
 
 
 async def _collect(kit: Kit23, obs: Observed) -> None:
@@ -261,9 +270,9 @@ def _producer_checks(kit: Kit23, obs: Observed, t: Envelope) -> list[str]:
 
 
 def _run(proc: Any, proxy: Any, faults: Any, cfg: StreamConfig, mode: str, heal: str | float,
-         run_class: type | None = None) -> tuple[Kit23, Observed]:
+         run_class: type | None = None, hold_reaper: bool = False) -> tuple[Kit23, Observed]:
     async def main() -> tuple[Kit23, Observed]:
-        async with Kit23(proc, proxy, cfg) as kit:
+        async with Kit23(proc, proxy, cfg, hold_reaper) as kit:
             if run_class is not None:
                 kit.relay.run_class = run_class
             return kit, await _scenario(kit, faults, proxy, mode, heal)
@@ -323,11 +332,15 @@ class _OneTerminalAttemptRun(_Run):
 
 
 class StatusOnlyFallbackRun(_OneTerminalAttemptRun):
-    """claudex: error reporting that fails falls back to a status-only update once the store answers."""
+    """claudex: error reporting that fails falls back to a status-only update once the store answers.
+
+    It waits for the store as long as the test runs (not ``terminal_deadline_s``), and the test starts
+    the reaper only after this write: a heal delayed by load can neither make the write miss nor let
+    the reaper's terminal come first."""
 
     async def after_failed_terminal(self, kind: str, data: bytes) -> None:
         code = json.loads(data).get("code", "") if kind == "error" else ""
-        deadline = time.monotonic() + self.cfg.terminal_deadline_s
+        deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:  # bounded: wait for the store, then write the status only
             try:
                 await self.store.redis.hset(self.store.keys(self.conv)[2], mapping={
@@ -346,7 +359,8 @@ class GiveUpRun(_OneTerminalAttemptRun):
 
 @pytest.mark.parametrize("mutant", [StatusOnlyFallbackRun, GiveUpRun], ids=["status_only", "give_up"])
 def test_inv23_mutants_are_caught(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_faults, mutant):
-    kit, obs = _run(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_faults, CFG_SHORT, "R1", 0.3, mutant)
+    kit, obs = _run(cbchaos_redis_proc, cbchaos_redis_proxy, cbchaos_faults, CFG_SHORT, "R1", 0.3, mutant,
+                    hold_reaper=mutant is StatusOnlyFallbackRun)
     v = _violations(kit, obs, "producer")
     assert v, f"{mutant.__name__} not caught"
     if mutant is StatusOnlyFallbackRun:  # `failed` with no error event: the checker itself sees it

@@ -68,8 +68,15 @@ class Toxic:
 
     TYPE: ClassVar[str] = ""
     ATTRS: ClassVar[dict[str, str]] = {}
+    #: the Go struct Toxiproxy decodes the attributes into (its 400 messages name it); default:
+    #: the class name
+    GO_STRUCT: ClassVar[str] = ""
     EXTENSION: ClassVar[bool] = False  # cbchaos-only type (not in real Toxiproxy)
     SETS_LINGER: ClassVar[bool] = False  # reset_peer: linger 0 on both sockets of the link
+
+    @classmethod
+    def go_struct(cls) -> str:
+        return cls.GO_STRUCT or cls.__name__
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pytest_cbchaos.proxy.toxics.base import Toxic, non_negative, register
 class ResetPeerToxic(Toxic):
     TYPE = "reset_peer"
     ATTRS = {"timeout": "int64"}
+    GO_STRUCT = "ResetToxic"
     SETS_LINGER = True
 
     def __init__(self, timeout: int = 0) -> None:

@@ -11,7 +11,7 @@ from pytest_cbchaos.proxy.toxics.base import Chunk, Toxic, non_negative, registe
 @register
 class SlicerToxic(Toxic):
     TYPE = "slicer"
-    ATTRS = {"average_size": "int64", "size_variation": "int64", "delay": "int64"}
+    ATTRS = {"average_size": "int", "size_variation": "int", "delay": "int"}  # Go int
 
     def __init__(self, average_size: int = 0, size_variation: int = 0, delay: int = 0) -> None:
         self.average_size = average_size

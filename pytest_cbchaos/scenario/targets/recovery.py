@@ -41,6 +41,7 @@ from typing import Any
 from pytest_cbchaos.params import Param
 from pytest_cbchaos.lag import LagSampler, judged_text, within
 from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable, import_object
+from pytest_cbchaos.recovery.status import RunStatus
 
 OK_REASONS = ("stop", "end_turn")
 RIG_KEY = "opencode-rig"
@@ -325,7 +326,7 @@ class RecoveryTarget(Target):
 
     def check_REC_3(self, obs: Observations, ctx: Any) -> CheckResult:
         return self._each(obs, lambda r: r.budget_exhausted and int(r.status) not in (3, 4)
-                          and f"exhausted with status {int(r.status)}", "exhaustion is failure")
+                          and f"exhausted with status {status_name(r.status)}", "exhaustion is failure")
 
     def check_REC_4(self, obs: Observations, ctx: Any) -> CheckResult:
         if ctx.state.get("kill_at") is not None and obs.recoveries.get("unreachable-detected") is None:
@@ -363,7 +364,7 @@ class RecoveryTarget(Target):
         if obs.recoveries.get("sse-replaced") is None and any(
                 w.get("target") == "opencode-events" for w in ctx.journal.to_dicts()):
             return CheckResult("violated", "the events plane went silent but the socket was never replaced")
-        return self._each(obs, lambda r: int(r.status) != 0 and f"status {int(r.status)} after a silenced events socket",
+        return self._each(obs, lambda r: int(r.status) != 0 and f"status {status_name(r.status)} after a silenced events socket",
                           "silent socket replaced, turn OK")
 
     def check_REC_13(self, obs: Observations, ctx: Any) -> CheckResult:
@@ -389,7 +390,7 @@ class RecoveryTarget(Target):
 
     def check_REC_18(self, obs: Observations, ctx: Any) -> CheckResult:
         return self._each(obs, lambda r: (int(r.status) != 0 or r.recoveries_used) and
-                          f"status {int(r.status)}, {r.recoveries_used} recoveries after a short pause", "pause tolerance")
+                          f"status {status_name(r.status)}, {r.recoveries_used} recoveries after a short pause", "pause tolerance")
 
     def check_REC_20(self, obs: Observations, ctx: Any) -> CheckResult:
         cfg = obs.metrics["cfg"]
@@ -403,8 +404,18 @@ class RecoveryTarget(Target):
 
     def check_expected_status(self, obs: Observations, ctx: Any) -> CheckResult:
         want = int(ctx.scenario.workload.params.get("expect_status", 0))
-        return self._each(obs, lambda r: int(r.status) != want and f"status {int(r.status)} != {want}",
-                          f"final status {want}")
+        return self._each(obs, lambda r: int(r.status) != want
+                          and f"status {status_name(r.status)}, expected {status_name(want)}",
+                          f"final status {status_name(want)}")
+
+
+def status_name(status: Any) -> str:
+    """A run status as its name (the enum's, not its exit code): ``SESSION_STALLED (4)``."""
+    try:
+        st = RunStatus(int(status))
+    except ValueError:
+        return str(status)
+    return f"{st.name} ({int(st)})"
 
 
 def _attempt_dict(a: Any) -> dict[str, Any]:
