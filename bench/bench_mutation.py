@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 EXCLUSIONS = ROOT / "bench" / "mutation_exclusions.json"
@@ -62,6 +64,7 @@ class Score:
     total: int = 0
     survived: list[tuple[str, str]] = field(default_factory=list)  # (mutant name, mutated line)
     excluded: list[tuple[str, str]] = field(default_factory=list)
+    stale: list[tuple[str, str]] = field(default_factory=list)  # (function, mutated line) of unused exclusions
     seconds: float = 0.0
     error: str = ""
 
@@ -74,14 +77,29 @@ class Score:
         return 100.0 * self.killed / self.counted if self.counted else 100.0
 
 
+class ExclusionError(ValueError):
+    """The exclusions file is not what the bench reads (a usage error: exit 4)."""
+
+
 def load_exclusions(path: Path = EXCLUSIONS) -> dict[str, list[dict[str, str]]]:
     """module -> [{function, mutant, why}]; ``mutant`` is the mutated line, stripped (stable across renumbering)."""
-    data = json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ExclusionError(f"{path}:{e.lineno}: not JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise ExclusionError(f"{path}: expected an object of module path -> list of exclusions")
     for module, items in data.items():
+        if module not in MODULES or not isinstance(items, list):
+            raise ExclusionError(f"{path}: key {module!r}: expected one of {list(MODULES)} with a list")
         for i, item in enumerate(items):
-            missing = {"function", "mutant", "why"} - set(item)
-            if missing or not str(item.get("why", "")).strip():
-                raise SystemExit(f"{path}: {module}[{i}]: expected keys function, mutant, why (non-empty); got {item}")
+            ok = isinstance(item, dict) and all(isinstance(item.get(k), str) and item[k].strip()
+                                                for k in ("function", "mutant", "why"))
+            if not ok:
+                raise ExclusionError(f"{path}: {module}[{i}]: expected non-empty strings function, mutant, why;"
+                                     f" got {item!r}")
     return data
 
 
@@ -140,20 +158,29 @@ def run_module(module: str, tests: tuple[str, ...], excl: list[dict[str, str]], 
             score.seconds = time.monotonic() - t0
             return score
         codes = json.loads(meta.read_text())["exit_code_by_key"]
-        wanted = {(e["function"], e["mutant"]) for e in excl}
-        for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
-            score.total += 1
-            status = STATUS.get(code, "suspicious")
-            if status in KILLED:
-                score.killed += 1
-                continue
-            line = mutated_line(tmp, name)
-            if (function_of(name), line) in wanted:
-                score.excluded.append((name, line))
-            else:
-                score.survived.append((name, f"{status}: {line}"))
+        tally(score, codes, excl, lambda name: mutated_line(tmp, name))
     score.seconds = time.monotonic() - t0
     return score
+
+
+def tally(score: Score, codes: dict[str, int], excl: list[dict[str, str]], line_of: Callable[[str], str]) -> None:
+    """Count mutmut's exit codes into ``score``: killed, excluded (listed as equivalent) or survived; an
+    exclusion that matches no surviving mutant is ``stale`` (the line changed, or a test now kills it)."""
+    wanted = {(e["function"], e["mutant"]) for e in excl}
+    used = set()
+    for name, code in sorted(codes.items(), key=lambda kv: _natural(kv[0])):
+        score.total += 1
+        status = STATUS.get(code, "suspicious")
+        if status in KILLED:
+            score.killed += 1
+            continue
+        key = (function_of(name), line_of(name))
+        if key in wanted:
+            used.add(key)
+            score.excluded.append((name, key[1]))
+        else:
+            score.survived.append((name, f"{status}: {key[1]}"))
+    score.stale = sorted(wanted - used)
 
 
 def _run_mutmut(tmp: Path, env: dict[str, str], module: str, max_children: int,
@@ -191,21 +218,46 @@ def _natural(name: str) -> tuple[str, int]:
     return (m.group(1), int(m.group(2))) if m else (name, 0)
 
 
+def _positive(kind: type) -> Callable[[str], float]:
+    """An argparse type: a finite number above zero (NaN and inf would make the deadline meaningless)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+        return value
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(4, f"{self.prog}: error: {message}\n")  # usage errors exit 4, as every cbchaos command
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = _Parser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--module", action="append", default=[],
                     help="only modules whose path contains this (repeatable); default: all")
-    ap.add_argument("--max-children", type=int, default=min(2, os.cpu_count() or 1))
-    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per module before giving up")
-    ap.add_argument("--goal", type=float, default=90.0, help="minimum killed %% per module")
+    ap.add_argument("--max-children", type=_positive(int), default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--timeout", type=_positive(float), default=900.0, help="seconds per module before giving up")
+    ap.add_argument("--goal", type=_positive(float), default=90.0, help="minimum killed %% per module")
     args = ap.parse_args(argv)
+    if args.goal > 100:
+        ap.error(f"--goal: expected a percentage up to 100, got {args.goal}")
     try:
         import mutmut  # noqa: F401
     except ImportError:
         print("bench_mutation: mutmut is not installed (pip install -e '.[dev]')", file=sys.stderr)
         return 4
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the temporary copies are removed
-    exclusions = load_exclusions()
+    try:
+        exclusions = load_exclusions()
+    except ExclusionError as e:
+        print(f"bench_mutation: {e}", file=sys.stderr)
+        return 4
     chosen = [m for m in MODULES if not args.module or any(s in m for s in args.module)]
     if not chosen:
         print(f"bench_mutation: no module matches {args.module}; known: {list(MODULES)}", file=sys.stderr)
@@ -223,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
               f" {s.seconds:.0f} s", flush=True)
         for name, what in s.survived:
             print(f"    survived {name}  {what}", flush=True)
+        for function, line in s.stale:
+            print(f"    stale exclusion (no surviving mutant matches; remove it): {function} | {line}", flush=True)
     print(f"\n{'module':40} {'killed/total':>13} {'%':>6} {'excluded':>9} {'s':>5}")
     for s in scores:
         figures = "error" if s.error else f"{s.killed}/{s.counted}"
