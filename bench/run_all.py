@@ -1,5 +1,7 @@
 """Run every benchmark in bench/ one after another and print their figures (``make bench``).
 
+``bench_mutation.py`` is left out: it scores the tests, not the kit, and takes minutes (see its docstring).
+
 Each script prints medians of several runs and ratios against a baseline measured in the same
 process. Run on an otherwise idle machine: the figures are wall-clock on 2 cores.
 """
