@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 from ..history.ops import Op
 from ..linearizability.model import Model, _short, partition_by_key
+from ..linearizability.search import OK, PartitionSearch
 from . import model as bmodel
 from .record import Record
 
@@ -62,6 +63,12 @@ class Alternatives(frozenset):
 
     __slots__ = ()
 
+
+#: blame (``BreakerStoreModel.blame``) runs on partitions of at most this many ops, this many steps per search
+BLAME_MAX_OPS = 64
+BLAME_STEPS = 20_000
+#: the classes that name no mechanism; a single-op explanation with a specific class is preferred
+GENERIC_CLASSES = ("wrong-transition", "record-differs")
 
 _DURATIONS = ("lease_seconds", "recovery_timeout", "open_for_seconds")  # the deadlines an op writes: now + d
 
@@ -120,6 +127,13 @@ def _bounded(op: Op, hi: float | None, wins: Sequence[float]) -> Op:
     if lapses:
         inp["now_lapses"] = tuple(lapses)
     return op.replace(input=inp)
+
+
+def _set_aside(op: Op) -> Op:
+    """``op`` with its reply not compared (only its time kept); a success is lenient (closes HALF_OPEN
+    without owning the probe), so a store that did that can still be linearized around it."""
+    inp = {**op.input, "strict": False} if op.f == "record_success" and isinstance(op.input, dict) else op.input
+    return op.replace(input=inp, output={k: v for k, v in op.output.items() if k == "now"})
 
 
 class BreakerStoreModel(Model):
@@ -263,6 +277,50 @@ class BreakerStoreModel(Model):
             return None
         k = classify(Deviation(op.f, inp, rec.to_dict(), expected, observed, new.to_dict(), {}))
         return {"id": k.id, "cb": k.cb, "message": k.message}
+
+    def blame(self, ops: Sequence[Op]) -> dict[str, Any] | None:
+        """The bug class of the replies that make the partition illegal (docs/adapters.md#bug-classes).
+
+        The longest prefix puts the first unplaceable op in one arbitrary state (another order places
+        it where its deviation is plain), so its class can be a generic one for a specific deviation.
+        Here replies are set aside: each op's alone, then all of one operation's (two stale resets
+        need both); if the partition is then linearizable, each set-aside op whose reply differs from
+        the model's in the state that linearization gives it is a deviation, classified there. A
+        specific class wins over a generic one, a single reply over a group, then the earliest
+        invoked. None: no such explanation (or the partition is too large to try)."""
+        if len(ops) > BLAME_MAX_OPS:
+            return None
+        model = self.confirm_model if any(map(time_uncertain, ops)) and self.confirm_model else self
+        known = [op for op in ops if not time_uncertain(op) and isinstance(op.output, dict)]
+        groups = [[op] for op in known] + [[op for op in known if op.f == f] for f in sorted({o.f for o in known})]
+        found = []
+        for rank, group in enumerate(groups):
+            single = rank < len(known)
+            if not single and len(group) < 2:
+                continue
+            for k in self._deviations(model, ops, group):
+                found.append((k["id"] in GENERIC_CLASSES, not single, k["index"], k))
+        return min(found, key=lambda f: f[:3])[3] if found else None
+
+    def _deviations(self, model: "BreakerStoreModel", ops: Sequence[Op], group: Sequence[Op]) -> list[dict[str, Any]]:
+        """With the replies of ``group`` not compared: [] if still illegal, else the group's ops whose
+        reply differs from the model's in the linearization found, each with its class (the
+        set-aside ops are also lenient, see :func:`_set_aside`)."""
+        ids = {op.id for op in group}
+        s = PartitionSearch([_set_aside(op) if op.id in ids else op for op in ops], model)
+        if s.run(BLAME_STEPS) != OK or s.linearization is None:
+            return []
+        out = []
+        before: Any = model.init()
+        for i, after in s.linearization:
+            op = ops[i]
+            if i in ids and not model.step(before, op)[0]:
+                k = self.classify(before, op)
+                if k is not None:
+                    out.append({**k, "op": self.describe_op(op), "index": op.invoke_index,
+                                "state": self.describe_state(before)})
+            before = after
+        return out
 
     def explain(self, s: Record | Alternatives, op: Op) -> str:
         if isinstance(s, Alternatives):

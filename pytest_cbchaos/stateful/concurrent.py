@@ -457,7 +457,8 @@ def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: 
         fu = cx.get("first_unplaceable") or {}
         bug = fu.get("bug_class") or {}
         raise LinearizabilityViolation(
-            (f"{bug['message']} [{bug['cb']}, {bug['id']}]: " if bug else "") +
+            (f"{bug['message']} [{bug['cb']}, {bug['id']}]" if bug else "") +
+            (f" by {bug['op']} in state {bug['state']}" if bug.get("op") else "") + (": " if bug else "") +
             f"breaker-store history is not linearizable ({result.summary()}); first unplaceable "
             f"op: {fu.get('describe')} in state {fu.get('state')}; artifacts: "
             f"{paths.get('timeline', '(none)')}\nprogram:\n{program.describe()}",
