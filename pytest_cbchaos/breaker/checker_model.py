@@ -64,10 +64,12 @@ class Alternatives(frozenset):
     __slots__ = ()
 
 
-#: blame (``BreakerStoreModel.blame``) runs on partitions of at most this many ops, this many steps per search
+#: blame (``BreakerStoreModel.blame``) runs on partitions of at most this many ops, with at most this
+#: many search steps per set-aside group and in all (a failing check stays cheap)
 BLAME_MAX_OPS = 64
 BLAME_STEPS = 20_000
-#: the classes that name no mechanism; a single-op explanation with a specific class is preferred
+BLAME_TOTAL_STEPS = 200_000
+#: the classes that name no mechanism; an explanation with a specific class is preferred
 GENERIC_CLASSES = ("wrong-transition", "record-differs")
 
 _DURATIONS = ("lease_seconds", "recovery_timeout", "open_for_seconds")  # the deadlines an op writes: now + d
@@ -293,22 +295,27 @@ class BreakerStoreModel(Model):
         model = self.confirm_model if any(map(time_uncertain, ops)) and self.confirm_model else self
         known = [op for op in ops if not time_uncertain(op) and isinstance(op.output, dict)]
         groups = [[op] for op in known] + [[op for op in known if op.f == f] for f in sorted({o.f for o in known})]
-        found = []
+        found: list[tuple[bool, bool, int, dict[str, Any]]] = []
+        budget = [BLAME_TOTAL_STEPS]
         for rank, group in enumerate(groups):
             single = rank < len(known)
-            if not single and len(group) < 2:
+            if (not single and len(group) < 2) or budget[0] <= 0:
                 continue
-            for k in self._deviations(model, ops, group):
+            for k in self._deviations(model, ops, group, budget):
                 found.append((k["id"] in GENERIC_CLASSES, not single, k["index"], k))
         return min(found, key=lambda f: f[:3])[3] if found else None
 
-    def _deviations(self, model: "BreakerStoreModel", ops: Sequence[Op], group: Sequence[Op]) -> list[dict[str, Any]]:
-        """With the replies of ``group`` not compared: [] if still illegal, else the group's ops whose
-        reply differs from the model's in the linearization found, each with its class (the
-        set-aside ops are also lenient, see :func:`_set_aside`)."""
+    def _deviations(self, model: "BreakerStoreModel", ops: Sequence[Op], group: Sequence[Op],
+                    budget: list[int]) -> list[dict[str, Any]]:
+        """With the replies of ``group`` not compared: [] if still illegal (or undecided within the
+        steps left in ``budget``, which it decrements), else the group's ops whose reply differs from
+        the model's in the linearization found, each with its class (the set-aside ops are also
+        lenient, see :func:`_set_aside`)."""
         ids = {op.id for op in group}
         s = PartitionSearch([_set_aside(op) if op.id in ids else op for op in ops], model)
-        if s.run(BLAME_STEPS) != OK or s.linearization is None:
+        verdict = s.run(min(BLAME_STEPS, budget[0]))
+        budget[0] -= s.steps
+        if verdict != OK or s.linearization is None:
             return []
         out = []
         before: Any = model.init()
