@@ -466,6 +466,18 @@ def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: 
     return result
 
 
+def find_violation(exc: BaseException) -> LinearizabilityViolation | None:
+    """The violation a concurrent test raised: itself, or inside the ``FlakyFailure`` Hypothesis
+    wraps it in when a thread race does not recur on replay (the recorded violation is real)."""
+    if isinstance(exc, LinearizabilityViolation):
+        return exc
+    for sub in getattr(exc, "exceptions", ()):
+        found = find_violation(sub)
+        if found is not None:
+            return found
+    return None
+
+
 def concurrent_store_test(factory: Callable[..., Any], cfg: ConcurrentConfig | None = None, *,
                           faults: Callable[[], ProxyFaults | None] | ProxyFaults | None = None,
                           settings: hsettings | None = None,

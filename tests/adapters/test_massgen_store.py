@@ -182,12 +182,13 @@ def test_survey_finds_every_class(cbchaos_redis_admin: Any, prefix: str, capsys:
 
 def test_concurrent(cbchaos_redis_admin: Any, prefix: str, tmp_path: Any) -> None:
     """The concurrent test against massgen (threads, one adapter per worker on one client): any
-    violation it reports carries a class the direct tests reproduce."""
+    violation it reports carries a class the direct tests reproduce (one Hypothesis cannot replay, a
+    thread race, arrives wrapped in FlakyFailure)."""
     from hypothesis import HealthCheck, Phase, settings
     from hypothesis.errors import FlakyFailure
 
     from pytest_cbchaos.linearizability import LinearizabilityViolation
-    from pytest_cbchaos.stateful import ConcurrentConfig, concurrent_store_test
+    from pytest_cbchaos.stateful import ConcurrentConfig, concurrent_store_test, find_violation
 
     cfg = ConcurrentConfig(workers=3, backends=1, max_rounds=2, max_cmds=4, faults=(), key_prefix=prefix,
                            artifacts_dir=tmp_path, capabilities=mg.MassgenStoreAdapter.capabilities,
@@ -200,9 +201,7 @@ def test_concurrent(cbchaos_redis_admin: Any, prefix: str, tmp_path: Any) -> Non
     try:
         test()
     except (LinearizabilityViolation, FlakyFailure) as exc:
-        # a thread race need not recur when Hypothesis replays it: the recorded violation is then
-        # wrapped in FlakyFailure
-        found = _violation(exc)
+        found = find_violation(exc)
         assert found is not None, repr(exc)
         print(f"\nconcurrent: {str(found).splitlines()[0][:300]}")
         bug = found.result.counterexample["first_unplaceable"]["bug_class"]
@@ -211,15 +210,3 @@ def test_concurrent(cbchaos_redis_admin: Any, prefix: str, tmp_path: Any) -> Non
 
 #: the classes the direct tests reproduce, that the concurrent test may report
 ACCEPTED = {"non-owner-closed", "noop-wrote", "abandoned-probe-wedge", "reset-not-atomic"}
-
-
-def _violation(exc: BaseException) -> Any:
-    from pytest_cbchaos.linearizability import LinearizabilityViolation
-
-    if isinstance(exc, LinearizabilityViolation):
-        return exc
-    for sub in getattr(exc, "exceptions", ()):
-        found = _violation(sub)
-        if found is not None:
-            return found
-    return None

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, Phase, settings
 from pytest_cbchaos.breaker.store import InMemoryStore
 from pytest_cbchaos.linearizability import LinearizabilityViolation
 from pytest_cbchaos.stateful import (ConcurrentConfig, ConcurrentProgram, ProxyFaults, Round,
-                                     RunStats, concurrent_store_test, run_and_check)
+                                     RunStats, concurrent_store_test, find_violation, run_and_check)
 from pytest_cbchaos.stateful.store_commands import Command
 from pytest_cbchaos.testing.breaker_mutants import BlindClaimStore, StateOnlyCasStore
 from pytest_cbchaos.testing.linearizability_mutants import NonAtomicFailureCountStore, widen
@@ -54,7 +54,7 @@ def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights, shrink
     # (real, recorded) violation in FlakyFailure. Either way the mutant was caught.
     with pytest.raises((LinearizabilityViolation, FlakyFailure)) as ei:
         test()
-    violation = _first_violation(ei.value)
+    violation = find_violation(ei.value)
     assert violation is not None, f"no LinearizabilityViolation in {ei.value!r}"
     artifacts = violation.artifacts
     assert Path(artifacts["timeline"]).exists() and Path(artifacts["history"]).exists()
@@ -66,16 +66,6 @@ def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights, shrink
             assert "second probe owner admitted" in Path(artifacts[name]).read_text()
     # shrinking keeps the first failure and the final (shrunk) one, not one directory per candidate
     assert {p.name for p in tmp_path.iterdir()} <= {"failure-first", "failure-final"}
-
-
-def _first_violation(exc: BaseException) -> LinearizabilityViolation | None:
-    if isinstance(exc, LinearizabilityViolation):
-        return exc
-    for sub in getattr(exc, "exceptions", ()):
-        found = _first_violation(sub)
-        if found is not None:
-            return found
-    return None
 
 
 def test_inmemory_store_is_linearizable_with_skew_and_thread_kills(tmp_path: Path) -> None:
