@@ -138,6 +138,10 @@ def _set_aside(op: Op) -> Op:
     return op.replace(input=inp, output={k: v for k, v in op.output.items() if k == "now"})
 
 
+def _generic(found: Sequence[dict[str, Any]]) -> int:
+    return sum(k["id"] in GENERIC_CLASSES for k in found)
+
+
 class BreakerStoreModel(Model):
     """``branch_crashed=False`` (the default) replays a crashed op at its lower bound only: one
     feasible time, so an OK verdict is a real linearization, and the search stays as fast as for
@@ -286,48 +290,74 @@ class BreakerStoreModel(Model):
         The longest prefix puts the first unplaceable op in one arbitrary state (another order places
         it where its deviation is plain), so its class can be a generic one for a specific deviation.
         Here replies are set aside: each op's alone, then all of one operation's (two stale resets
-        need both); if the partition is then linearizable, each set-aside op whose reply differs from
-        the model's in the state that linearization gives it is a deviation, classified there. A
-        specific class wins over a generic one, a single reply over a group, then the earliest
-        invoked. None: no such explanation (or the partition is too large to try)."""
+        need both), then all of two operations' (a phantom force_open and a stale reset); if the
+        partition is then linearizable, each set-aside op whose reply differs from the model's in the
+        state that linearization gives it is a deviation, classified there. A specific class wins over
+        a generic one, then the earlier tier, then the earliest invoked; the dict also has the op's
+        ``op`` (id), ``index``, ``describe`` and ``state``, as ``first_unplaceable`` does. None: no such
+        explanation (or the partition is too large to try)."""
         if len(ops) > BLAME_MAX_OPS:
             return None
         model = self.confirm_model if any(map(time_uncertain, ops)) and self.confirm_model else self
         known = [op for op in ops if not time_uncertain(op) and isinstance(op.output, dict)]
-        groups = [[op] for op in known] + [[op for op in known if op.f == f] for f in sorted({o.f for o in known})]
-        found: list[tuple[bool, bool, int, dict[str, Any]]] = []
+        kinds = sorted({op.f for op in known})
+        tiers = [[[op] for op in known],
+                 [[op for op in known if op.f == f] for f in kinds],
+                 [[op for op in known if op.f in (f, g)] for n, f in enumerate(kinds) for g in kinds[n + 1:]]]
+        found: list[tuple[bool, int, int, dict[str, Any]]] = []
         budget = [BLAME_TOTAL_STEPS]
-        for rank, group in enumerate(groups):
-            single = rank < len(known)
-            if (not single and len(group) < 2) or budget[0] <= 0:
-                continue
-            for k in self._deviations(model, ops, group, budget):
-                found.append((k["id"] in GENERIC_CLASSES, not single, k["index"], k))
+        for tier, groups in enumerate(tiers):
+            for group in groups:
+                if budget[0] > 0 and (tier == 0 or len(group) > 1):
+                    found.extend((k["id"] in GENERIC_CLASSES, tier, k["index"], k)
+                                 for k in self._deviations(model, ops, group, budget))
         return min(found, key=lambda f: f[:3])[3] if found else None
 
     def _deviations(self, model: "BreakerStoreModel", ops: Sequence[Op], group: Sequence[Op],
                     budget: list[int]) -> list[dict[str, Any]]:
-        """With the replies of ``group`` not compared: [] if still illegal (or undecided within the
-        steps left in ``budget``, which it decrements), else the group's ops whose reply differs from
-        the model's in the linearization found, each with its class (the set-aside ops are also
-        lenient, see :func:`_set_aside`)."""
-        ids = {op.id for op in group}
+        """With the replies of ``group`` set aside: [] if still illegal (or undecided within the steps
+        left in ``budget``, which it decrements), else the ops whose reply differs from the model's,
+        each classified in the state the linearization gives it. The set is shrunk first: a reply is
+        given back when the rest still linearizes without more generic classes (a reply a
+        linearization can place elsewhere honestly is no deviation; but two specific deviations are
+        kept over one generic)."""
+        lin = self._linearize(model, ops, {op.id for op in group}, budget)
+        if lin is None:
+            return []
+        out = self._classified(model, ops, lin)
+        for i in sorted(k["op"] for k in out):
+            rest = {k["op"] for k in out}
+            if i not in rest or len(rest) < 2:
+                continue
+            trial = self._linearize(model, ops, rest - {i}, budget)
+            if trial is not None:
+                shrunk = self._classified(model, ops, trial)
+                if _generic(shrunk) <= _generic(out):
+                    out = shrunk
+        return out
+
+    def _classified(self, model: "BreakerStoreModel", ops: Sequence[Op],
+                    lin: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+        """The ops whose reply the model refuses in the state ``lin`` places them in, classified there."""
+        out = []
+        befores = [model.init()] + [after for _, after in lin[:-1]]
+        for (i, _), before in zip(lin, befores):
+            k = None if model.step(before, ops[i])[0] else self.classify(before, ops[i])
+            if k is not None:
+                out.append({**k, "op": i, "index": ops[i].invoke_index, "describe": self.describe_op(ops[i]),
+                            "state": self.describe_state(before)})
+        return out
+
+    @staticmethod
+    def _linearize(model: "BreakerStoreModel", ops: Sequence[Op], ids: set[int],
+                   budget: list[int]) -> list[tuple[int, Any]] | None:
+        """A linearization with the replies of ``ids`` set aside (:func:`_set_aside`), or None."""
+        if budget[0] <= 0:
+            return None
         s = PartitionSearch([_set_aside(op) if op.id in ids else op for op in ops], model)
         verdict = s.run(min(BLAME_STEPS, budget[0]))
         budget[0] -= s.steps
-        if verdict != OK or s.linearization is None:
-            return []
-        out = []
-        before: Any = model.init()
-        for i, after in s.linearization:
-            op = ops[i]
-            if i in ids and not model.step(before, op)[0]:
-                k = self.classify(before, op)
-                if k is not None:
-                    out.append({**k, "op": self.describe_op(op), "index": op.invoke_index,
-                                "state": self.describe_state(before)})
-            before = after
-        return out
+        return s.linearization if verdict == OK else None
 
     def explain(self, s: Record | Alternatives, op: Op) -> str:
         if isinstance(s, Alternatives):

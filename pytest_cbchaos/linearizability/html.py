@@ -101,7 +101,7 @@ def _bug_class(bug: Any) -> str | None:
     """The class message, and the op it was found on when that is not the first unplaceable one."""
     if not isinstance(bug, dict):
         return None
-    return bug.get("message", "") + (f" ({bug['op']} in state {bug['state']})" if bug.get("op") else "")
+    return bug.get("message", "") + (f" ({bug['describe']} in state {bug['state']})" if bug.get("describe") else "")
 
 
 def _key(k: Any) -> Any:

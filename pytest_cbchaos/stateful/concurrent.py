@@ -458,7 +458,7 @@ def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: 
         bug = fu.get("bug_class") or {}
         raise LinearizabilityViolation(
             (f"{bug['message']} [{bug['cb']}, {bug['id']}]" if bug else "") +
-            (f" by {bug['op']} in state {bug['state']}" if bug.get("op") else "") + (": " if bug else "") +
+            (f" by {bug['describe']} in state {bug['state']}" if bug.get("describe") else "") + (": " if bug else "") +
             f"breaker-store history is not linearizable ({result.summary()}); first unplaceable "
             f"op: {fu.get('describe')} in state {fu.get('state')}; artifacts: "
             f"{paths.get('timeline', '(none)')}\nprogram:\n{program.describe()}",

@@ -1,7 +1,7 @@
 """The bug class of an ILLEGAL breaker-store history comes from the replies that explain it
 (``BreakerStoreModel.blame``, docs/adapters.md#bug-classes), not from the longest prefix's state.
 
-The four histories were recorded by ``tests/adapters/test_massgen_store.py::test_concurrent``
+The histories were recorded by ``tests/adapters/test_massgen_store.py::test_concurrent``
 against massgen 0.1.97 under CPU load. In each, the state the longest prefix gives the first
 unplaceable op is arbitrary and names a generic class (``wrong-transition``); the deviation itself
 is one massgen really has, reproduced by a direct test in that file.
@@ -40,25 +40,32 @@ def prefix_class(events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) 
         return first_unplaceable(events)["bug_class"]["id"]
 
 
-@pytest.mark.parametrize("name,klass,op,state", [
+@pytest.mark.parametrize("name,klass,op,state,prefix", [
     # force_open(0) in OPEN rewrites last_failure_time (test_direct_non_extending_force_open_writes)
-    ("noop_wrote", "noop-wrote", "force_open", "open failures=1"),
+    ("noop_wrote", "noop-wrote", "force_open", "open failures=1", "wrong-transition"),
     # reset's prev_state read before a trip (test_direct_reset_is_read_then_write); setting aside the
     # record_failure's reply also linearizes it, but only as a generic wrong-transition
-    ("stale_reset", "reset-not-atomic", "reset", "open failures=2"),
+    ("stale_reset", "reset-not-atomic", "reset", "open failures=2", "wrong-transition"),
     # two resets read before two force_opens: no single reply explains it, all resets' replies do
-    ("two_stale_resets", "reset-not-atomic", "reset", "open failures=0"),
+    ("two_stale_resets", "reset-not-atomic", "reset", "open failures=0", "wrong-transition"),
     # a success closed HALF_OPEN (test_direct_non_owner_success_closes_half_open); its effect differs
     # from the model's too, so it is set aside as a lenient success
-    ("non_owner_closed", "non-owner-closed", "record_success", "half_open failures=1"),
+    ("non_owner_closed", "non-owner-closed", "record_success", "half_open failures=1", "wrong-transition"),
+    # a phantom force_open and a stale reset: setting aside the force_open's reply alone linearizes it
+    # in CLOSED (generic); the two specific deviations are kept over that one generic
+    ("phantom_and_stale_reset", "noop-wrote", "force_open", "open failures=0", "wrong-transition"),
+    # all force_opens set aside: a linearization also puts an honest one (applied False after a later
+    # failure extended the window) where it reads as write-not-reported; shrinking gives its reply back
+    # (here the longest prefix happens to name the right class)
+    ("phantoms_and_honest_force_open", "noop-wrote", "force_open", "open failures=1", "noop-wrote"),
 ])
 def test_recorded_massgen_violation_is_classified_by_its_deviation(
-        name: str, klass: str, op: str, state: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        name: str, klass: str, op: str, state: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
     events = recorded(name)
-    assert prefix_class(events, monkeypatch) == "wrong-transition"
+    assert prefix_class(events, monkeypatch) == prefix
     bug = first_unplaceable(events)["bug_class"]
     assert bug["id"] == klass
-    assert bug["op"].startswith(op + "[") and bug["state"].startswith(state)
+    assert bug["describe"].startswith(op + "[") and bug["state"].startswith(state)
     assert isinstance(bug["index"], int) and events[bug["index"]]["f"] == op
 
 
@@ -69,10 +76,10 @@ def test_a_reply_no_class_explains_stays_generic() -> None:
     bad = [dict(e) for e in events]
     bad[7] = {**bad[7], "value": {**bad[7]["value"], "new_state": "half_open"}}  # reset -> half_open
     bug = first_unplaceable(bad)["bug_class"]
-    assert bug["id"] == "wrong-transition" and bug["op"].startswith("reset[")
+    assert bug["id"] == "wrong-transition" and bug["describe"].startswith("reset[")
 
 
 def test_blame_skips_large_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(checker_model, "BLAME_MAX_OPS", 5)
     bug = first_unplaceable(recorded("noop_wrote"))["bug_class"]
-    assert bug["id"] == "wrong-transition" and "op" not in bug  # the longest prefix's class
+    assert bug["id"] == "wrong-transition" and "describe" not in bug  # the longest prefix's class
