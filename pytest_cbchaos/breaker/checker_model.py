@@ -284,20 +284,29 @@ class BreakerStoreModel(Model):
         k = classify(Deviation(op.f, inp, rec.to_dict(), expected, observed, new.to_dict(), {}))
         return {"id": k.id, "cb": k.cb, "message": k.message}
 
-    def blame(self, ops: Sequence[Op]) -> dict[str, Any] | None:
-        """The bug class of the replies that make the partition illegal (docs/adapters.md#bug-classes).
+    def blame(self, ops: Sequence[Op], state: Record | Alternatives, op: Op) -> dict[str, Any] | None:
+        """The bug class of an ILLEGAL partition (docs/adapters.md#bug-classes): ``op`` (the first
+        unplaceable one) classified in ``state`` (the longest prefix's), unless that class is generic;
+        then the first specific one :meth:`explanations` finds, if any."""
+        k = self.classify(state, op)
+        if k is not None and k["id"] not in GENERIC_CLASSES:
+            return k
+        return next((e for e in self.explanations(ops) if e["id"] not in GENERIC_CLASSES), k)
+
+    def explanations(self, ops: Sequence[Op]) -> list[dict[str, Any]]:
+        """Deviations that explain why ``ops`` is illegal, best first.
 
         The longest prefix puts the first unplaceable op in one arbitrary state (another order places
         it where its deviation is plain), so its class can be a generic one for a specific deviation.
         Here replies are set aside: each op's alone, then all of one operation's (two stale resets
         need both), then all of two operations' (a phantom force_open and a stale reset); if the
         partition is then linearizable, each set-aside op whose reply differs from the model's in the
-        state that linearization gives it is a deviation, classified there. A specific class wins over
-        a generic one, then the earlier tier, then the earliest invoked; the dict also has the op's
-        ``op`` (id), ``index``, ``describe`` and ``state``, as ``first_unplaceable`` does. None: no such
-        explanation (or the partition is too large to try)."""
+        state that linearization gives it is a deviation, classified there. A specific class comes
+        before a generic one, then the earlier tier, then the earliest invoked; each dict also has the
+        op's ``op`` (id), ``index``, ``describe`` and ``state``, as ``first_unplaceable`` does. Empty:
+        no such explanation (or the partition is too large to try)."""
         if len(ops) > BLAME_MAX_OPS:
-            return None
+            return []
         model = self.confirm_model if any(map(time_uncertain, ops)) and self.confirm_model else self
         known = [op for op in ops if not time_uncertain(op) and isinstance(op.output, dict)]
         kinds = sorted({op.f for op in known})
@@ -311,7 +320,7 @@ class BreakerStoreModel(Model):
                 if budget[0] > 0 and (tier == 0 or len(group) > 1):
                     found.extend((k["id"] in GENERIC_CLASSES, tier, k["index"], k)
                                  for k in self._deviations(model, ops, group, budget))
-        return min(found, key=lambda f: f[:3])[3] if found else None
+        return [f[3] for f in sorted(found, key=lambda f: f[:3])]
 
     def _deviations(self, model: "BreakerStoreModel", ops: Sequence[Op], group: Sequence[Op],
                     budget: list[int]) -> list[dict[str, Any]]:

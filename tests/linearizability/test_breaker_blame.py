@@ -17,7 +17,9 @@ import pytest
 
 from pytest_cbchaos.breaker import checker_model
 from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
+from pytest_cbchaos.history.store import History
 from pytest_cbchaos.linearizability import Verdict, check_events
+from pytest_cbchaos.linearizability.checker import _as_ops, prepare
 
 MODEL = BreakerStoreModel()
 DATA = Path(__file__).parent / "data"
@@ -34,10 +36,15 @@ def first_unplaceable(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def prefix_class(events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> str:
-    """The class the longest prefix's state gives (blame switched off)."""
+    """The class the longest prefix's state gives (no explanations searched)."""
     with monkeypatch.context() as m:
-        m.setattr(BreakerStoreModel, "blame", lambda self, ops: None)
+        m.setattr(checker_model, "BLAME_MAX_OPS", 0)
         return first_unplaceable(events)["bug_class"]["id"]
+
+
+def partition(events: list[dict[str, Any]]) -> list[Any]:
+    (ops,) = prepare(_as_ops(History(events), MODEL), MODEL).values()
+    return ops
 
 
 @pytest.mark.parametrize("name,klass,op,state,prefix", [
@@ -54,10 +61,6 @@ def prefix_class(events: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) 
     # a phantom force_open and a stale reset: setting aside the force_open's reply alone linearizes it
     # in CLOSED (generic); the two specific deviations are kept over that one generic
     ("phantom_and_stale_reset", "noop-wrote", "force_open", "open failures=0", "wrong-transition"),
-    # all force_opens set aside: a linearization also puts an honest one (applied False after a later
-    # failure extended the window) where it reads as write-not-reported; shrinking gives its reply back
-    # (here the longest prefix happens to name the right class)
-    ("phantoms_and_honest_force_open", "noop-wrote", "force_open", "open failures=1", "noop-wrote"),
 ])
 def test_recorded_massgen_violation_is_classified_by_its_deviation(
         name: str, klass: str, op: str, state: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,14 +72,33 @@ def test_recorded_massgen_violation_is_classified_by_its_deviation(
     assert isinstance(bug["index"], int) and events[bug["index"]]["f"] == op
 
 
+def test_an_honest_reply_the_search_misplaced_is_given_back() -> None:
+    """All force_opens set aside: the linearization found also puts an honest one (applied False:
+    a later failure had extended the window) where it reads as write-not-reported. Shrinking gives
+    its reply back; the phantom writes remain."""
+    found = MODEL.explanations(partition(recorded("phantoms_and_honest_force_open")))
+    assert found and {k["id"] for k in found} == {"noop-wrote"}
+
+
+def test_a_specific_class_of_the_longest_prefix_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Explanations are searched only when the first unplaceable op's class is generic (a blind
+    probe claim stays second-probe-owner, not whichever class another placement gives)."""
+    calls: list[Any] = []
+    monkeypatch.setattr(BreakerStoreModel, "explanations", lambda self, ops: calls.append(ops) or [])
+    assert first_unplaceable(recorded("noop_wrote"))["bug_class"]["id"] == "wrong-transition" and calls
+    calls.clear()
+    assert first_unplaceable(recorded("phantoms_and_honest_force_open"))["bug_class"]["id"] == "noop-wrote"
+    assert not calls
+
+
 def test_a_reply_no_class_explains_stays_generic() -> None:
     """A force_open that reports a transition no state gives (closed -> half_open): only generic."""
     events = recorded("noop_wrote")[:8]
     assert check_events(events, MODEL).verdict is Verdict.OK
     bad = [dict(e) for e in events]
     bad[7] = {**bad[7], "value": {**bad[7]["value"], "new_state": "half_open"}}  # reset -> half_open
-    bug = first_unplaceable(bad)["bug_class"]
-    assert bug["id"] == "wrong-transition" and bug["describe"].startswith("reset[")
+    assert first_unplaceable(bad)["bug_class"]["id"] == "wrong-transition"
+    assert {k["id"] for k in MODEL.explanations(partition(bad))} == {"wrong-transition"}
 
 
 def test_blame_skips_large_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
