@@ -160,10 +160,8 @@ class MassgenStoreAdapter(StoreAdapter):
     def force_open(self, backend: str, open_for_seconds: float, *, now: float | None = None,
                    **kw: Any) -> dict[str, Any]:
         when = _time.time() if now is None else now
-        first = None
         for _attempt in range(5):
             cur = self.store.get_state(backend)
-            first = first or cur
             self._pause()
             updates = {"state": "open", "last_failure_time": max(when, float(cur["last_failure_time"])),
                        "open_until": max(when + open_for_seconds, float(cur["open_until"])),
@@ -171,8 +169,10 @@ class MassgenStoreAdapter(StoreAdapter):
             applied, seen = self._observed(when, self.store.cas_state, backend, cur["state"], updates)
             if applied:  # the record this CAS wrote, not a re-read that may show a later writer's
                 return self._reply(self._decoded(seen[-1].after), cur["state"], self._changed(seen), when)
-        assert first is not None
-        return self._reply(self.store.get_state(backend), first["state"], False, when)
+        # massgen gives up after 5 CAS conflicts and writes nothing: the reply is the record the last CAS
+        # refused to change (its snapshot), not a first read's state paired with a later read's
+        last = self._decoded(seen[-1].before)
+        return self._reply(last, last["state"], False, when)
 
     def reset(self, backend: str, *, now: float | None = None, **kw: Any) -> dict[str, Any]:
         when = _time.time() if now is None else now

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 
 from ..history.ops import Op
 from ..linearizability.model import Model, _short, partition_by_key
+from ..linearizability.search import OK, PartitionSearch
 from . import model as bmodel
 from .record import Record
 
@@ -62,6 +63,14 @@ class Alternatives(frozenset):
 
     __slots__ = ()
 
+
+#: blame (``BreakerStoreModel.blame``) runs on partitions of at most this many ops, with at most this
+#: many search steps per set-aside group and in all (a failing check stays cheap)
+BLAME_MAX_OPS = 64
+BLAME_STEPS = 20_000
+BLAME_TOTAL_STEPS = 200_000
+#: the classes that name no mechanism; an explanation with a specific class is preferred
+GENERIC_CLASSES = ("wrong-transition", "record-differs")
 
 _DURATIONS = ("lease_seconds", "recovery_timeout", "open_for_seconds")  # the deadlines an op writes: now + d
 
@@ -120,6 +129,17 @@ def _bounded(op: Op, hi: float | None, wins: Sequence[float]) -> Op:
     if lapses:
         inp["now_lapses"] = tuple(lapses)
     return op.replace(input=inp)
+
+
+def _set_aside(op: Op) -> Op:
+    """``op`` with its reply not compared (only its time kept); a success is lenient (closes HALF_OPEN
+    without owning the probe), so a store that did that can still be linearized around it."""
+    inp = {**op.input, "strict": False} if op.f == "record_success" and isinstance(op.input, dict) else op.input
+    return op.replace(input=inp, output={k: v for k, v in op.output.items() if k == "now"})
+
+
+def _generic(found: Sequence[dict[str, Any]]) -> int:
+    return sum(k["id"] in GENERIC_CLASSES for k in found)
 
 
 class BreakerStoreModel(Model):
@@ -263,6 +283,90 @@ class BreakerStoreModel(Model):
             return None
         k = classify(Deviation(op.f, inp, rec.to_dict(), expected, observed, new.to_dict(), {}))
         return {"id": k.id, "cb": k.cb, "message": k.message}
+
+    def blame(self, ops: Sequence[Op], state: Record | Alternatives, op: Op) -> dict[str, Any] | None:
+        """The bug class of an ILLEGAL partition (docs/adapters.md#bug-classes): ``op`` (the first
+        unplaceable one) classified in ``state`` (the longest prefix's), unless that class is generic;
+        then the first specific one :meth:`explanations` finds, if any."""
+        k = self.classify(state, op)
+        if k is not None and k["id"] not in GENERIC_CLASSES:
+            return k
+        return next((e for e in self.explanations(ops) if e["id"] not in GENERIC_CLASSES), k)
+
+    def explanations(self, ops: Sequence[Op]) -> list[dict[str, Any]]:
+        """Deviations that explain why ``ops`` is illegal, best first.
+
+        The longest prefix puts the first unplaceable op in one arbitrary state (another order places
+        it where its deviation is plain), so its class can be a generic one for a specific deviation.
+        Here replies are set aside: each op's alone, then all of one operation's (two stale resets
+        need both), then all of two operations' (a phantom force_open and a stale reset); if the
+        partition is then linearizable, each set-aside op whose reply differs from the model's in the
+        state that linearization gives it is a deviation, classified there. A specific class comes
+        before a generic one, then the earlier tier, then the earliest invoked; each dict also has the
+        op's ``op`` (id), ``index``, ``describe`` and ``state``, as ``first_unplaceable`` does. Empty:
+        no such explanation (or the partition is too large to try)."""
+        if len(ops) > BLAME_MAX_OPS:
+            return []
+        model = self.confirm_model if any(map(time_uncertain, ops)) and self.confirm_model else self
+        known = [op for op in ops if not time_uncertain(op) and isinstance(op.output, dict)]
+        kinds = sorted({op.f for op in known})
+        tiers = [[[op] for op in known],
+                 [[op for op in known if op.f == f] for f in kinds],
+                 [[op for op in known if op.f in (f, g)] for n, f in enumerate(kinds) for g in kinds[n + 1:]]]
+        found: list[tuple[bool, int, int, dict[str, Any]]] = []
+        budget = [BLAME_TOTAL_STEPS]
+        for tier, groups in enumerate(tiers):
+            for group in groups:
+                if budget[0] > 0 and (tier == 0 or len(group) > 1):
+                    found.extend((k["id"] in GENERIC_CLASSES, tier, k["index"], k)
+                                 for k in self._deviations(model, ops, group, budget))
+        return [f[3] for f in sorted(found, key=lambda f: f[:3])]
+
+    def _deviations(self, model: "BreakerStoreModel", ops: Sequence[Op], group: Sequence[Op],
+                    budget: list[int]) -> list[dict[str, Any]]:
+        """With the replies of ``group`` set aside: [] if still illegal (or undecided within the steps
+        left in ``budget``, which it decrements), else the ops whose reply differs from the model's,
+        each classified in the state the linearization gives it. The set is shrunk first: a reply is
+        given back when the rest still linearizes without more generic classes (a reply a
+        linearization can place elsewhere honestly is no deviation; but two specific deviations are
+        kept over one generic)."""
+        lin = self._linearize(model, ops, {op.id for op in group}, budget)
+        if lin is None:
+            return []
+        out = self._classified(model, ops, lin)
+        for i in sorted(k["op"] for k in out):
+            rest = {k["op"] for k in out}
+            if i not in rest or len(rest) < 2:
+                continue
+            trial = self._linearize(model, ops, rest - {i}, budget)
+            if trial is not None:
+                shrunk = self._classified(model, ops, trial)
+                if _generic(shrunk) <= _generic(out):
+                    out = shrunk
+        return out
+
+    def _classified(self, model: "BreakerStoreModel", ops: Sequence[Op],
+                    lin: list[tuple[int, Any]]) -> list[dict[str, Any]]:
+        """The ops whose reply the model refuses in the state ``lin`` places them in, classified there."""
+        out = []
+        befores = [model.init()] + [after for _, after in lin[:-1]]
+        for (i, _), before in zip(lin, befores):
+            k = None if model.step(before, ops[i])[0] else self.classify(before, ops[i])
+            if k is not None:
+                out.append({**k, "op": i, "index": ops[i].invoke_index, "describe": self.describe_op(ops[i]),
+                            "state": self.describe_state(before)})
+        return out
+
+    @staticmethod
+    def _linearize(model: "BreakerStoreModel", ops: Sequence[Op], ids: set[int],
+                   budget: list[int]) -> list[tuple[int, Any]] | None:
+        """A linearization with the replies of ``ids`` set aside (:func:`_set_aside`), or None."""
+        if budget[0] <= 0:
+            return None
+        s = PartitionSearch([_set_aside(op) if op.id in ids else op for op in ops], model)
+        verdict = s.run(min(BLAME_STEPS, budget[0]))
+        budget[0] -= s.steps
+        return s.linearization if verdict == OK else None
 
     def explain(self, s: Record | Alternatives, op: Op) -> str:
         if isinstance(s, Alternatives):

@@ -275,8 +275,11 @@ def _counterexample(s: PartitionSearch, key: Any, model: Any) -> dict[str, Any]:
         first = {"op": op.id, "index": op.invoke_index, "describe": model.describe_op(op),
                  "call": op.call, "ret": None if op.ret == INF else op.ret,
                  "process": op.process, "state": model.describe_state(fu["state"])}
-        classify = getattr(model, "classify", None)  # optional model hook: name the bug class
-        if callable(classify):
+        blame = getattr(model, "blame", None)  # optional model hook: name the bug class of the partition
+        classify = getattr(model, "classify", None)  # optional model hook: name the bug class of one op
+        if callable(blame):
+            first["bug_class"] = blame(ops, fu["state"], op)
+        elif callable(classify):
             first["bug_class"] = classify(fu["state"], op)
     attempts = [{"op": a["op"], "index": ops[a["op"]].invoke_index,
                  "describe": model.describe_op(ops[a["op"]]),

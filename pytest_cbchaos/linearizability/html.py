@@ -72,7 +72,7 @@ def timeline_data(result: LinearizabilityResult, *, history: History | None = No
             "best": p.best_prefix_len, "reason": p.reason, "lin": lin,
             "failing": fu.get("index"), "failing_state": fu.get("state"),
             "failing_describe": fu.get("describe"),
-            "bug_class": (fu.get("bug_class") or {}).get("message"),
+            "bug_class": _bug_class(fu.get("bug_class")),
             "attempts": cx.get("attempts", []), "window": _scaled_window(cx.get("minimal_window"), div)})
     ops_out = []
     for op in result.ops:
@@ -95,6 +95,13 @@ def timeline_data(result: LinearizabilityResult, *, history: History | None = No
             "elapsed_ms": round(result.elapsed_s * 1e3, 3), "recheck": recheck,
             "seed": _jsonable(seed), "backends": _jsonable(backends), "partitions": psections,
             "ops": ops_out, "faults": fw}
+
+
+def _bug_class(bug: Any) -> str | None:
+    """The class message, and the op it was found on when that is not the first unplaceable one."""
+    if not isinstance(bug, dict):
+        return None
+    return bug.get("message", "") + (f" ({bug['describe']} in state {bug['state']})" if bug.get("describe") else "")
 
 
 def _key(k: Any) -> Any:

@@ -489,12 +489,25 @@ def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: 
         fu = cx.get("first_unplaceable") or {}
         bug = fu.get("bug_class") or {}
         raise LinearizabilityViolation(
-            (f"{bug['message']} [{bug['cb']}, {bug['id']}]: " if bug else "") +
+            (f"{bug['message']} [{bug['cb']}, {bug['id']}]" if bug else "") +
+            (f" by {bug['describe']} in state {bug['state']}" if bug.get("describe") else "") + (": " if bug else "") +
             f"breaker-store history is not linearizable ({result.summary()}); first unplaceable "
             f"op: {fu.get('describe')} in state {fu.get('state')}; artifacts: "
             f"{paths.get('timeline', '(none)')}\nprogram:\n{program.describe()}",
             result, paths)
     return result
+
+
+def find_violation(exc: BaseException) -> LinearizabilityViolation | None:
+    """The violation a concurrent test raised: itself, or inside the ``FlakyFailure`` Hypothesis
+    wraps it in when a thread race does not recur on replay (the recorded violation is real)."""
+    if isinstance(exc, LinearizabilityViolation):
+        return exc
+    for sub in getattr(exc, "exceptions", ()):
+        found = find_violation(sub)
+        if found is not None:
+            return found
+    return None
 
 
 def concurrent_store_test(factory: Callable[..., Any], cfg: ConcurrentConfig | None = None, *,

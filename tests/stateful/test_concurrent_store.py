@@ -14,7 +14,7 @@ from pytest_cbchaos.breaker.conformance.window import Lockstep, Scheduled, tiny_
 from pytest_cbchaos.breaker.store import InMemoryStore
 from pytest_cbchaos.linearizability import LinearizabilityViolation
 from pytest_cbchaos.stateful import (ConcurrentConfig, ConcurrentProgram, ProxyFaults, Round,
-                                     RunStats, concurrent_store_test, run_and_check)
+                                     RunStats, concurrent_store_test, find_violation, run_and_check)
 from pytest_cbchaos.stateful.store_commands import Command
 from pytest_cbchaos.testing.breaker_mutants import BlindClaimStore, StateOnlyCasStore, UnlockedKernelStore
 
@@ -58,7 +58,8 @@ def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights, shrink
                                  settings=MUTANT_SETTINGS if shrink else NO_SHRINK)
     with tiny_switch_interval(), pytest.raises(LinearizabilityViolation) as ei:
         test()
-    violation = ei.value
+    violation = find_violation(ei.value)
+    assert violation is not None, f"no LinearizabilityViolation in {ei.value!r}"
     assert sched.races >= 1
     artifacts = violation.artifacts
     assert Path(artifacts["timeline"]).exists() and Path(artifacts["history"]).exists()
