@@ -3,18 +3,11 @@ exclusions file become the score. The bench itself runs mutmut for minutes and i
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-_PATH = Path(__file__).resolve().parents[2] / "bench" / "bench_mutation.py"
-_spec = importlib.util.spec_from_file_location("bench_mutation", _PATH)
-assert _spec and _spec.loader
-bm = importlib.util.module_from_spec(_spec)
-sys.modules["bench_mutation"] = bm  # dataclasses look their module up by name
-_spec.loader.exec_module(bm)
+from bench import bench_mutation as bm
 
 WD = "pytest_cbchaos.recovery.watchdog.xǁWatchdogǁ"
 
