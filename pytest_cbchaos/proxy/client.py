@@ -263,7 +263,8 @@ class Client:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.journal = journal
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
+        # verify=False on plain HTTP only: TLS is never used there, and a verified context costs a CA load
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, verify=not self.url.startswith("http://"),
                                   headers={"User-Agent": "pytest-cbchaos"})
         self._patch: bool | None = None
         self._caps: set[str] | None = None
