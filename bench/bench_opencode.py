@@ -22,10 +22,8 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pytest_cbchaos.servers import mockllm as m  # noqa: E402
-from pytest_cbchaos.servers.opencode import OpencodeServer, require_opencode  # noqa: E402
+from pytest_cbchaos.servers import mockllm as m
+from pytest_cbchaos.servers.opencode import OpencodeServer, require_opencode
 
 
 def fmt(xs: list[float]) -> str:

@@ -15,6 +15,7 @@ the same window beside it (docs/recovery.md, "Lag-aware deadlines"). Figures, ne
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,14 +25,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pytest_cbchaos.env import Environment
+from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus
+from pytest_cbchaos.servers import mockllm as m
+from pytest_cbchaos.settings import Settings
 
-from pytest_cbchaos.proxy.client import Client  # noqa: E402
-from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus, ServerTarget  # noqa: E402
-from pytest_cbchaos.servers.ports import allocate_port  # noqa: E402
-from pytest_cbchaos.servers.toxiproxy import start_toxiproxy  # noqa: E402
-from tests.recovery.harness import MiniLLM, OpencodeProc, Plan  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]  # where the project-local opencode (.cbchaos-node) is found
 
 
 def wait(cond: Callable[[], Any], timeout: float) -> Any:
@@ -56,12 +55,12 @@ def verdict_at(r: RecoveryRunner) -> float:
     return next(h["verdict_at"] for h in r.history if h["type"] == "verdict")
 
 
-def detections(runs: int, llm: MiniLLM, oc: OpencodeProc, target: ServerTarget, events: Any,
-               cold: list[float]) -> dict[str, list[tuple[float, float]]]:
-    """(latency, observed lag in that window) per run, for each detection."""
+def detections(runs: int, rig: Any, cold: list[float]) -> dict[str, list[tuple[float, float]]]:
+    """(latency, observed lag in that window) per run, for each detection, on the opencode rig."""
+    llm, target, events = rig.mock, rig.handle, rig.events
     out: dict[str, list[tuple[float, float]]] = {"kill": [], "stall": [], "silence": [], "first_event": []}
     for i in range(runs):
-        llm.script(Plan(text="ab", chunks=2, stall_after=1))
+        llm.script("main", m.stall_midway("ab"))
         with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=2, probe_timeout=0.5,
                                                              max_recoveries=0)) as r:
             res = r.run_turn(f"stall {i}")
@@ -72,7 +71,7 @@ def detections(runs: int, llm: MiniLLM, oc: OpencodeProc, target: ServerTarget, 
         assert res.status == RunStatus.SESSION_STALLED
 
     for i in range(runs):
-        llm.script(Plan(hold_headers=True))
+        llm.script("main", [m.ttfb(300), m.text("x")])  # no response headers
         with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=2, first_event_timeout=3,
                                                              probe_timeout=0.5, max_recoveries=0)) as r:
             res = r.run_turn(f"mute {i}")
@@ -80,16 +79,16 @@ def detections(runs: int, llm: MiniLLM, oc: OpencodeProc, target: ServerTarget, 
             wait_s = res.attempts[0].evidence["first_event_wait_s"]
             at = verdict_at(r)
             out["first_event"].append((wait_s, lag_of(r, at - wait_s, at)))
-        llm.release_all()
+        rig.prepare()  # aborts the session whose model request still waits for its headers
 
     for i in range(runs):
-        llm.script(Plan(text="ab", chunks=2, stall_after=1))
+        llm.script("main", m.stall_midway("ab"))
         with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=10, heartbeat_interval=1,
                                                              sse_silence_timeout=2)) as r:
             done: list[Any] = []
             th = threading.Thread(target=lambda: done.append(r.run_turn(f"silence {i}")))
             th.start()
-            llm.wait_stalled(30)
+            llm.wait_stalled("main", 30)
             toxic = events.add_toxic("timeout", stream="downstream", timeout=0)
             t0 = time.monotonic()
             try:
@@ -106,21 +105,21 @@ def detections(runs: int, llm: MiniLLM, oc: OpencodeProc, target: ServerTarget, 
             assert done and done[0].status == RunStatus.OK, done
 
     for i in range(runs):
-        llm.script(Plan(text="ab", chunks=2, stall_after=1))
+        llm.script("main", m.stall_midway("ab"))
         with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=10, max_recoveries=0)) as r:
             done = []
             th = threading.Thread(target=lambda: done.append(r.run_turn(f"kill {i}")))
             th.start()
-            llm.wait_stalled(30)
+            llm.wait_stalled("main", 30)
             r.mark_fault()
-            oc.kill()
+            rig.server.kill()
             th.join(30)
         res = done[0]
         assert res.attempts[0].verdict == RunStatus.SERVER_UNREACHABLE
         out["kill"].append((res.attempts[0].fault_to_verdict_s, res.attempts[0].lag_s or 0.0))
         llm.release_all()
         t0 = time.monotonic()
-        oc.restart()
+        target.restart()
         cold.append(time.monotonic() - t0)
         with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=30)) as r:
             r.run_turn("warm up")
@@ -138,31 +137,14 @@ def main() -> None:
     ap.add_argument("--load", type=int, default=2, help="busy loops for the loaded pass (0: idle only)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-recovery-"))
-    llm = MiniLLM().start()
-    oc = OpencodeProc(tmp / "oc", llm.base_url)
-    tox = start_toxiproxy("embedded", workdir=tmp / "tox")
-    client = Client(tox.url)
+    env = Environment.from_settings(Settings.defaults(), tmp, rootdir=ROOT, worker="bench")
     cold: list[float] = []
     results: dict[int, dict[str, list[tuple[float, float]]]] = {}
     try:
         t0 = time.monotonic()
-        oc.start()
+        rig = env.opencode()  # the mock provider, opencode serve and its control/events proxies
         cold.append(time.monotonic() - t0)
-        events = client.create_proxy("bench-events", f"127.0.0.1:{oc.port}",
-                                     listen=f"127.0.0.1:{allocate_port().port}")
-
-        def retarget() -> None:
-            events._update({"upstream": f"127.0.0.1:{oc.port}"})
-
-        orig = oc.restart
-
-        def restart() -> None:
-            orig()
-            retarget()
-
-        oc.restart = restart  # type: ignore[method-assign]
-
-        target = ServerTarget(handle=oc, events_url=lambda: f"http://127.0.0.1:{events.listen_port}")
+        target = rig.handle
         with RecoveryRunner(target, RecoveryConfig.for_tests(stall_timeout=30)) as r:
             r.run_turn("warm up")
 
@@ -176,15 +158,14 @@ def main() -> None:
         for load in sorted({0, args.load}):
             loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(load)]
             try:
-                results[load] = detections(args.runs, llm, oc, target, events, cold)
+                results[load] = detections(args.runs, rig, cold)
             finally:
                 for p in loops:
                     p.kill()
                     p.wait(10)
     finally:
-        llm.stop()
-        oc.stop()
-        tox.stop()
+        env.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print("pytest-cbchaos recovery benchmark (real opencode 1.18.33, mock provider, this machine)")
     print(f"  opencode cold start to healthy      {median(cold)}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ORDER = ["bench_redis_fixture.py", "bench_proxy.py", "bench_breaker.py", "bench_linearizability.py",
-         "bench_stream.py", "bench_opencode.py", "bench_recovery.py"]
+         "bench_stream.py", "bench_opencode.py", "bench_recovery.py", "bench_plugin_overhead.py"]
 
 
 def main() -> int:

@@ -1,7 +1,8 @@
 """The ``cbchaos`` command: run scenarios, re-render reports, start servers, diagnose backends.
 
-    cbchaos run PATH... [--report DIR] [--seed N] [--redis BACKEND|URL] [--toxiproxy BACKEND|URL] [-n N]
+    cbchaos run PATH... | --builtin [--report DIR] [--seed N] [--redis BACKEND|URL] [--toxiproxy BACKEND|URL] [-n N]
                 [--background-load N] [-- PYTEST-ARGS]
+    cbchaos init [DIR]            write a starter set (scenarios, conftest.py, a test, a CI workflow)
     cbchaos report DIR            re-render DIR/report.html from DIR/report.json
     cbchaos servers               start Redis + the fault proxy, print addresses, wait for Ctrl-C
     cbchaos doctor                which backends are available, how to install the missing ones
@@ -65,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="cbchaos", description="pytest-cbchaos chaos scenarios, reports and servers")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run scenario files / test paths through pytest")
-    run.add_argument("paths", nargs="+", metavar="PATH")
+    run.add_argument("paths", nargs="*", metavar="PATH")
+    run.add_argument("--builtin", action="store_true", help="run the scenarios shipped with pytest-cbchaos")
     run.add_argument("--report", metavar="DIR", help="write report.json and report.html into DIR")
     run.add_argument("--seed", type=int, help="seed for workloads, ports and toxicity rolls")
     run.add_argument("--redis", metavar="BACKEND|URL", help=f"{'|'.join(REDIS_CHOICES)} or redis://...")
@@ -77,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="keep N busy processes running for the whole run (0-64, per machine)")
     run.add_argument("-q", "--quiet", action="store_true")
     run.epilog = "Arguments after a lone -- are passed to pytest unchanged."
+    init = sub.add_parser("init", help="write a starter set: scenarios, conftest.py, a test, a CI workflow")
+    init.add_argument("dir", nargs="?", default=".", metavar="DIR", help="where (default: the current directory)")
     rep = sub.add_parser("report", help="re-render report.html from report.json")
     rep.add_argument("dir", metavar="DIR")
     srv = sub.add_parser("servers", help="start Redis and the fault proxy for manual exploration")
@@ -100,6 +104,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pytest_cbchaos.scenario.loader import discover, load_many
 
     paths = [Path(p) for p in args.paths]
+    if args.builtin:
+        from pytest_cbchaos.scenario.builtin import builtin_dir
+
+        try:
+            paths.append(builtin_dir())
+        except FileNotFoundError as exc:
+            return _usage(str(exc))
+    if not paths:
+        return _usage("run: expected PATH... (scenario files or directories, test paths) or --builtin")
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         return _usage(f"no such file or directory: {', '.join(missing)}")
@@ -111,25 +124,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         return USAGE
     argv = [str(p) for p in paths]
     try:
-        argv += _backend_args(args.redis, "redis") + _backend_args(args.toxiproxy, "toxiproxy")
+        options = _backend_args(args.redis, "redis") + _backend_args(args.toxiproxy, "toxiproxy")
     except SystemExit as exc:
         return int(exc.code or USAGE)
     if args.report:
-        argv += ["--cbchaos-report", args.report]
+        options += ["--cbchaos-report", args.report]
     if args.seed is not None:
-        argv += ["--cbchaos-seed", str(args.seed)]
+        options += ["--cbchaos-seed", str(args.seed)]
     if args.background_load is not None:
-        argv += ["--cbchaos-background-load", args.background_load]
+        options += ["--cbchaos-background-load", args.background_load]
     if args.keyword:
-        argv += ["-k", args.keyword]
+        options += ["-k", args.keyword]
     if args.markexpr:
-        argv += ["-m", args.markexpr]
+        options += ["-m", args.markexpr]
     if args.numprocesses:
-        argv += ["-n", args.numprocesses]
+        options += ["--numprocesses", args.numprocesses]
+    # OPTION=VALUE, one token each: pytest takes a separate value that names an existing directory (the
+    # report directory of an earlier run) for a path, which moves its rootdir and changes the node ids
+    argv += [f"{flag}{'' if flag in ('-k', '-m') else '='}{value}" for flag, value in zip(options[::2], options[1::2])]
     argv += ["-q"] if args.quiet else ["-v", "--durations=5"]  # -v: one progress line per scenario
     extra = list(getattr(args, "pytest_args", []))
     argv += ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.report", *extra]
     return int(pytest.main(argv))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pytest_cbchaos.starter import StarterExists, write_starter
+
+    dest = Path(args.dir)
+    if dest.exists() and not dest.is_dir():
+        return _usage(f"init {dest}: not a directory")
+    try:
+        written = write_starter(dest)
+    except StarterExists as exc:
+        return _usage(f"init: {exc}")
+    except OSError as exc:
+        return _usage(f"init {dest}: cannot write ({exc.strerror or exc})")
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: cd {dest} && pytest -n auto && cbchaos run scenarios/ --report cbchaos-report")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -277,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.pytest_args = passthrough
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else USAGE
-    handler = {"run": cmd_run, "report": cmd_report, "servers": cmd_servers, "doctor": cmd_doctor,
+    handler = {"run": cmd_run, "init": cmd_init, "report": cmd_report, "servers": cmd_servers, "doctor": cmd_doctor,
                "check": cmd_check}[args.command]
     try:
         return handler(args)

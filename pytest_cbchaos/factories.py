@@ -1,5 +1,6 @@
-"""Public API: factories for extra instances (the glue lives in :mod:`pytest_cbchaos.plugin.factories`)."""
+"""Public API: fixture factories (the glue lives in :mod:`pytest_cbchaos.plugin.factories`; README "Fixture factories")."""
 
-from pytest_cbchaos.plugin.factories import proxy, redis_client, redis_proc, toxiproxy
+from pytest_cbchaos.plugin.factories import (mock_llm, opencode, proxy, redis_async_client, redis_client, redis_proc,
+                                             toxiproxy)
 
-__all__ = ["proxy", "redis_client", "redis_proc", "toxiproxy"]
+__all__ = ["mock_llm", "opencode", "proxy", "redis_async_client", "redis_client", "redis_proc", "toxiproxy"]

@@ -52,6 +52,7 @@ OPTIONS: dict[str, tuple[str, Any, str]] = {
     "on_unknown": ("string", "fail", f"what an UNKNOWN verdict does: {'|'.join(ON_UNKNOWN)}"),
     "shrink": ("string", "on", "shrink failing histories: on|off"),
     "shrink_retries": ("int", 1, "re-runs of a failing Hypothesis example while shrinking"),
+    "survey": ("string", "off", "store checks record every bug class instead of stopping at the first: on|off"),
     "report": ("string", None, "write report.json, report.html and junit properties into DIR"),
     "background_load": ("string", 0, "busy processes kept running for the whole session, per machine (0-64)"),
 }
@@ -217,6 +218,7 @@ class Settings:
     shrink_retries: int
     report: Path | None
     background_load: int = 0
+    survey: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)  # option -> where its value came from
 
     def source(self, name: str) -> str:
@@ -233,7 +235,8 @@ class Settings:
         """The documented defaults (no validation, no pytest config): for ``cbchaos`` commands and tests."""
         values: dict[str, Any] = {name: default for name, (_, default, _) in OPTIONS.items()}
         values.update(port_range=parse_port_range(values["port_range"]), seed=0, artifacts=Path(values["artifacts"]),
-                      shrink=values["shrink"] == "on", background_load=int(values["background_load"]))
+                      shrink=values["shrink"] == "on", background_load=int(values["background_load"]),
+                      survey=values["survey"] == "on")
         values.update(overrides)
         return cls(**values)
 
@@ -273,6 +276,7 @@ class Settings:
                     if r["report"] else None),
             background_load=_number("background_load", r["background_load"], int, 0, o["background_load"],
                                     maximum=MAX_BACKGROUND_LOAD),
+            survey=_choice("survey", r["survey"], SHRINK, o["survey"]) == "on",
             sources=o,
         )
 

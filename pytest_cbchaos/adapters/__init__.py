@@ -12,12 +12,12 @@ from .base import (AdapterConfig, AdapterUnavailable, BreakerAdapter, BreakerRej
                    normalise_state)
 from .cbchaos_adapter import CbchaosAdapter, CbchaosAsyncAdapter
 from .circuitbreaker_adapter import CircuitbreakerAdapter
-from .purgatory_adapter import PurgatoryAdapter
+from .purgatory_adapter import PurgatoryAdapter, PurgatorySyncAdapter
 from .pybreaker_adapter import PybreakerAdapter
 
 ALL_ADAPTERS: tuple[type[BreakerAdapter], ...] = (
     PybreakerAdapter, AiobreakerAdapter, AiobreakerRedisAdapter, CircuitbreakerAdapter, PurgatoryAdapter,
-    CbchaosAdapter, CbchaosAsyncAdapter)
+    PurgatorySyncAdapter, CbchaosAdapter, CbchaosAsyncAdapter)
 
 
 def unavailable_adapters() -> dict[str, str]:
@@ -46,4 +46,4 @@ def get_adapter(name: str) -> type[BreakerAdapter]:
 __all__ = ["AdapterConfig", "AdapterUnavailable", "BreakerAdapter", "BreakerRejected", "Unsupported",
            "normalise_state", "ALL_ADAPTERS", "available_adapters", "unavailable_adapters", "get_adapter",
            "PybreakerAdapter", "AiobreakerAdapter", "AiobreakerRedisAdapter", "CircuitbreakerAdapter",
-           "PurgatoryAdapter", "CbchaosAdapter", "CbchaosAsyncAdapter"]
+           "PurgatoryAdapter", "PurgatorySyncAdapter", "CbchaosAdapter", "CbchaosAsyncAdapter"]

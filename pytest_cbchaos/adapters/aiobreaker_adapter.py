@@ -24,7 +24,7 @@ class AiobreakerAdapter(BreakerAdapter):
         self.client = self.redis_client(decode_responses=False)
         storage = CircuitRedisStorage(aiobreaker.CircuitBreakerState.CLOSED, self.client, namespace=self.ns)
         self.cb = aiobreaker.CircuitBreaker(fail_max=self.config.failure_threshold,
-                                            timeout_duration=timedelta(seconds=self.config.open_seconds),
+                                            timeout_duration=timedelta(seconds=self.config.cooldown_s),
                                             state_storage=storage, name=self.breaker_name)
         self._err = aiobreaker.CircuitBreakerError
 

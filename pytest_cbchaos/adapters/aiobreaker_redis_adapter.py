@@ -21,7 +21,7 @@ class AiobreakerRedisAdapter(BreakerAdapter):
         self.client = self.redis_client(asyncio_client=True)
         # the client binds to the loop it first runs on: always this adapter's private loop
         self.cb = aiobreaker_redis.CircuitBreaker(self.breaker_name, failure_threshold=self.config.failure_threshold,
-                                                  recovery_timeout=float(self.config.open_seconds),
+                                                  recovery_timeout=float(self.config.cooldown_s),
                                                   redis_client=self.client, redis_prefix=self.prefix)
         self._err = aiobreaker_redis.CircuitOpenError
 

@@ -10,6 +10,8 @@ import asyncio
 from dataclasses import asdict, dataclass
 from typing import Any, Awaitable, Callable, ClassVar
 
+from pytest_cbchaos.renames import accepts_renamed
+
 STATES = ("closed", "open", "half_open", "unknown")
 
 
@@ -30,12 +32,13 @@ class Unsupported(Exception):
     """The library lacks this operation (contract says: ``n/a``)."""
 
 
+@accepts_renamed
 @dataclass(frozen=True)
 class AdapterConfig:
     """Normalised breaker configuration (docs/fault-kit-design.md#adapter-contract)."""
 
     failure_threshold: int = 3
-    open_seconds: float = 1.0
+    cooldown_s: float = 1.0
     half_open_permits: int | None = 1
     success_threshold: int = 1
 
@@ -43,8 +46,8 @@ class AdapterConfig:
         if isinstance(self.failure_threshold, bool) or not isinstance(self.failure_threshold, int) \
                 or self.failure_threshold < 1:
             raise ValueError(f"AdapterConfig.failure_threshold: expected an int >= 1, got {self.failure_threshold!r}")
-        if not isinstance(self.open_seconds, (int, float)) or not self.open_seconds > 0:
-            raise ValueError(f"AdapterConfig.open_seconds: expected a number > 0, got {self.open_seconds!r}")
+        if not isinstance(self.cooldown_s, (int, float)) or not self.cooldown_s > 0:
+            raise ValueError(f"AdapterConfig.cooldown_s: expected a number > 0, got {self.cooldown_s!r}")
         if self.half_open_permits is not None and (not isinstance(self.half_open_permits, int)
                                                    or self.half_open_permits < 1):
             raise ValueError(f"AdapterConfig.half_open_permits: expected None or an int >= 1, "

@@ -16,7 +16,7 @@ PREFIX = "cbchaos-ad"
 def _config(cfg: Any) -> Any:
     from pytest_cbchaos.breaker import BreakerConfig
 
-    return BreakerConfig(max_failures=cfg.failure_threshold, reset_time_seconds=cfg.open_seconds,
+    return BreakerConfig(failure_threshold=cfg.failure_threshold, cooldown_s=cfg.cooldown_s,
                          on_store_error="raise", max_retries=1)
 
 
@@ -31,7 +31,7 @@ class CbchaosAdapter(BreakerAdapter):
 
         self.client = self.redis_client(decode_responses=False)
         prefix = "cbchaos:cb" if self.library_defaults else PREFIX
-        self.store = RedisStore(self.client, ttl=max(60, int(self.config.open_seconds * 4) + 1), key_prefix=prefix)
+        self.store = RedisStore(self.client, ttl=max(60, int(self.config.cooldown_s * 4) + 1), key_prefix=prefix)
         self.cb = CircuitBreaker(self.breaker_name, _config(self.config), store=self.store)
         self._err = CircuitBreakerOpenError
 
@@ -67,7 +67,7 @@ class CbchaosAdapter(BreakerAdapter):
 
     def force(self, state: str) -> None:
         if state == "open":
-            self.cb.force_open("adapter", self.config.open_seconds)
+            self.cb.force_open("adapter", self.config.cooldown_s)
         elif state == "closed":
             self.cb.reset()
         else:
@@ -89,7 +89,7 @@ class CbchaosAsyncAdapter(CbchaosAdapter):
         from pytest_cbchaos.breaker import AsyncCircuitBreaker, AsyncRedisStore, CircuitBreakerOpenError
 
         self.client = self.redis_client(asyncio_client=True)
-        self.store = AsyncRedisStore(self.client, ttl=max(60, int(self.config.open_seconds * 4) + 1),
+        self.store = AsyncRedisStore(self.client, ttl=max(60, int(self.config.cooldown_s * 4) + 1),
                                      key_prefix=PREFIX)
         self.cb = AsyncCircuitBreaker(self.breaker_name, _config(self.config), store=self.store)
         self._err = CircuitBreakerOpenError
@@ -131,7 +131,7 @@ class CbchaosAsyncAdapter(CbchaosAdapter):
 
     def force(self, state: str) -> None:
         if state == "open":
-            self.run(self.cb.force_open("adapter", self.config.open_seconds))
+            self.run(self.cb.force_open("adapter", self.config.cooldown_s))
         elif state == "closed":
             self.run(self.cb.reset())
         else:

@@ -18,7 +18,7 @@ class CircuitbreakerAdapter(BreakerAdapter):
         import circuitbreaker
 
         self.cb = circuitbreaker.CircuitBreaker(failure_threshold=self.config.failure_threshold,
-                                                recovery_timeout=self.config.open_seconds,
+                                                recovery_timeout=self.config.cooldown_s,
                                                 expected_exception=Exception, name=self.breaker_name)
         self._err = circuitbreaker.CircuitBreakerError
         # cb.call() never rejects (docs/fault-kit-design.md#adapter-contract): go through the decorator,

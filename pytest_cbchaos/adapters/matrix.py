@@ -18,10 +18,26 @@ def run_matrix(ctx: ProbeContext, adapters: Iterable[type[BreakerAdapter]],
                 out.append(PROBES[pid](ctx, cls))
             except ProbeError as exc:
                 out.append(ProbeResult(pid, cls.name, None, None, False, {"error": str(exc)}))
+            except Exception as exc:
+                if not raised_by(exc, cls):
+                    raise  # the kit's own bug: never dressed up as a finding
+                out.append(ProbeResult(pid, cls.name, None, None, True,
+                                       {"verdict": f"target raised {type(exc).__name__}", "error": str(exc)[:300]}))
     return out
 
 
+def raised_by(exc: BaseException, cls: type[BreakerAdapter]) -> bool:
+    """True when the innermost frame of ``exc``'s traceback is in the adapted library's package."""
+    import traceback
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    pkg = f"/{cls.import_name}/"
+    return bool(frames) and any(pkg in f.filename for f in frames[-3:])
+
+
 def _cell(r: ProbeResult) -> str:
+    if "verdict" in r.detail:
+        return f"**{r.detail['verdict']}** ⚠"
     if r.measured is None:
         return "n/a"
     m: Any = r.measured

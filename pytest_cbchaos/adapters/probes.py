@@ -154,9 +154,9 @@ def _mp_context() -> Any:
 
 
 def probe_herd(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: int = 8, hold_s: float = 0.5,
-               open_seconds: float = 1.0, timeout: float = 30.0) -> ProbeResult:
+               cooldown_s: float = 1.0, timeout: float = 30.0) -> ProbeResult:
     """``workers`` processes released together once the cooldown elapsed: how many execute?"""
-    cfg = AdapterConfig(failure_threshold=1, open_seconds=open_seconds, half_open_permits=1)
+    cfg = AdapterConfig(failure_threshold=1, cooldown_s=cooldown_s, half_open_permits=1)
     name = _name("herd")
     mp = _mp_context()
     barrier, out = mp.Barrier(workers + 1), mp.Queue()
@@ -175,7 +175,7 @@ def probe_herd(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: int = 8
             tripped_state = a.state()
             # the cooldown is the subject under test: wait for the clock, then a margin for
             # whole-second timestamps (pybreaker/aiobreaker: effective open time <= R)
-            _wait_until(lambda: time.time() >= tripped + open_seconds + 0.15, open_seconds + 1.0)
+            _wait_until(lambda: time.time() >= tripped + cooldown_s + 0.15, cooldown_s + 1.0)
             barrier.wait(timeout)
             for _ in range(workers):
                 try:
@@ -203,13 +203,13 @@ def probe_herd(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: int = 8
 
 # --- W-OPEN-TIME -------------------------------------------------------------------------------
 
-def probe_open_time(ctx: ProbeContext, cls: type[BreakerAdapter], *, open_seconds: float = 1.0,
+def probe_open_time(ctx: ProbeContext, cls: type[BreakerAdapter], *, cooldown_s: float = 1.0,
                     tolerance: float = 0.1, late_tolerance: float = 0.5, poll: float = 0.01) -> ProbeResult:
     """Effective open duration seen by a second worker B after worker A tripped, vs configured R.
 
     Weak if B is admitted more than ``tolerance`` early (the dangerous direction), or more than
     ``late_tolerance`` late (generous: a loaded CI machine polls late)."""
-    cfg = AdapterConfig(failure_threshold=1, open_seconds=open_seconds)
+    cfg = AdapterConfig(failure_threshold=1, cooldown_s=cooldown_s)
     name = _name("open-time")
     with _Adapters(ctx, cls) as make:
         a, b = make(name, cfg), make(name, cfg)
@@ -220,15 +220,15 @@ def probe_open_time(ctx: ProbeContext, cls: type[BreakerAdapter], *, open_second
         t0 = time.monotonic()
         outcome = _try(b)
         first = outcome
-        budget = open_seconds + 2.0
+        budget = cooldown_s + 2.0
         for _ in range(int(budget / poll) + 1):
             if outcome == "executed" or time.monotonic() - t0 > budget:
                 break
             time.sleep(poll)
             outcome = _try(b)
         effective = round(time.monotonic() - t0, 3) if outcome == "executed" else None
-    weak = effective is None or not (open_seconds - tolerance <= effective <= open_seconds + late_tolerance)
-    return ProbeResult("W-OPEN-TIME", cls.name, effective, open_seconds, weak,
+    weak = effective is None or not (cooldown_s - tolerance <= effective <= cooldown_s + late_tolerance)
+    return ProbeResult("W-OPEN-TIME", cls.name, effective, cooldown_s, weak,
                        {"early_tolerance_s": tolerance, "late_tolerance_s": late_tolerance,
                         "first_gate_by_other_worker": first,
                         "never_reopened_within_s": None if effective is not None else budget})
@@ -266,7 +266,7 @@ def probe_lost_count(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: i
     """``workers`` instances record failures concurrently (latency jitter on the proxy); the shared
     counter must equal the number recorded and the breaker must trip at exactly that threshold."""
     total = workers * per_worker
-    cfg = AdapterConfig(failure_threshold=total, open_seconds=30)
+    cfg = AdapterConfig(failure_threshold=total, cooldown_s=30)
     name = _name("lost")
     fault = None
     with _Adapters(ctx, cls) as make:
@@ -285,7 +285,7 @@ def probe_lost_count(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: i
         state = reader.state()
         # stale success: a call admitted before further failures completes after them (informational)
         name2 = _name("stale")
-        cfg2 = AdapterConfig(failure_threshold=100, open_seconds=30)
+        cfg2 = AdapterConfig(failure_threshold=100, cooldown_s=30)
         s1, s2 = make(name2, cfg2), make(name2, cfg2)
         for _ in range(3):
             s2.record_failure()
@@ -300,10 +300,10 @@ def probe_lost_count(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: i
 
 # --- W-DIVERGENCE ------------------------------------------------------------------------------
 
-def probe_divergence(ctx: ProbeContext, cls: type[BreakerAdapter], *, open_seconds: float = 1.0,
+def probe_divergence(ctx: ProbeContext, cls: type[BreakerAdapter], *, cooldown_s: float = 1.0,
                      retry_after_tolerance: float = 0.5) -> ProbeResult:
     """Worker A trips; A and B are compared right after the trip and after the cooldown."""
-    cfg = AdapterConfig(failure_threshold=2, open_seconds=open_seconds)
+    cfg = AdapterConfig(failure_threshold=2, cooldown_s=cooldown_s)
     name = _name("diverge")
     samples = []
     with _Adapters(ctx, cls) as make:
@@ -314,7 +314,7 @@ def probe_divergence(ctx: ProbeContext, cls: type[BreakerAdapter], *, open_secon
         ra, rb = a.retry_after(), b.retry_after()
         samples.append({"at": "after_trip", "a": a.state(), "b": b.state(), "a_retry_after": ra,
                         "b_retry_after": rb})
-        _wait_until(lambda: time.monotonic() - t0 >= open_seconds + 0.2, open_seconds + 1.0)
+        _wait_until(lambda: time.monotonic() - t0 >= cooldown_s + 0.2, cooldown_s + 1.0)
         samples.append({"at": "after_cooldown", "a": a.state(), "b": b.state()})
     disagreements = 0
     for s in samples:
@@ -335,7 +335,7 @@ def probe_redis_down(ctx: ProbeContext, cls: type[BreakerAdapter]) -> ProbeResul
                            {"n/a": "in-memory library: no Redis dependency"})
     if ctx.faults is None or ctx.proxy is None:
         raise ProbeError("W-REDIS-DOWN needs ctx.faults and ctx.proxy")
-    cfg = AdapterConfig(failure_threshold=3, open_seconds=30)
+    cfg = AdapterConfig(failure_threshold=3, cooldown_s=30)
     name = _name("down")
     with _Adapters(ctx, cls) as make:
         a = make(name, cfg)
@@ -362,7 +362,7 @@ def probe_loop_block(ctx: ProbeContext, cls: type[BreakerAdapter], *, latency_ms
                            {"n/a": "synchronous library (no async API)"})
     if ctx.faults is None or ctx.proxy is None:
         raise ProbeError("W-LOOP-BLOCK needs ctx.faults and ctx.proxy")
-    cfg = AdapterConfig(failure_threshold=100, open_seconds=30)
+    cfg = AdapterConfig(failure_threshold=100, cooldown_s=30)
     with _Adapters(ctx, cls) as make:
         a = make(_name("loop"), cfg)
         a.state()
@@ -404,7 +404,7 @@ def probe_loop_block(ctx: ProbeContext, cls: type[BreakerAdapter], *, latency_ms
 def probe_serial(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: int = 4, hold_s: float = 0.2,
                  timeout: float = 20.0) -> ProbeResult:
     """Max concurrency inside protected calls of ONE breaker instance from ``workers`` callers."""
-    cfg = AdapterConfig(failure_threshold=100, open_seconds=30)
+    cfg = AdapterConfig(failure_threshold=100, cooldown_s=30)
     lock = threading.Lock()
     cur = peak = 0
 
@@ -453,7 +453,7 @@ def probe_no_ttl(ctx: ProbeContext, cls: type[BreakerAdapter]) -> ProbeResult:
     """Keys the breaker leaves in Redis without a TTL after a trip and a recovery."""
     if ctx.admin is None:
         raise ProbeError("W-NO-TTL needs ctx.admin")
-    cfg = AdapterConfig(failure_threshold=2, open_seconds=1)
+    cfg = AdapterConfig(failure_threshold=2, cooldown_s=1)
     name = _name("ttl")
     with _Adapters(ctx, cls) as make:
         a = make(name, cfg)
@@ -474,7 +474,7 @@ def probe_no_ttl(ctx: ProbeContext, cls: type[BreakerAdapter]) -> ProbeResult:
 
 def probe_config(ctx: ProbeContext, cls: type[BreakerAdapter]) -> ProbeResult:
     """Two breakers with different names, library-default namespace: does tripping one open the other?"""
-    cfg = AdapterConfig(failure_threshold=2, open_seconds=30)
+    cfg = AdapterConfig(failure_threshold=2, cooldown_s=30)
     with _Adapters(ctx, cls) as make:
         a = make(_name("cfg-a"), cfg, library_defaults=True)
         b = make(_name("cfg-b"), cfg, library_defaults=True)

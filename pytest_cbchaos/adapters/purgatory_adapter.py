@@ -1,15 +1,17 @@
-"""purgatory 3.0.1 (async factory only; its sync Redis unit of work is broken in 3.0.1).
+"""purgatory 3.0.1: ``purgatory`` (async factory, ``AsyncRedisUnitOfWork``) and ``purgatory_sync``
+(``SyncCircuitBreakerFactory`` + ``SyncRedisUnitOfWork``, whose repository builds an *asyncio* Redis
+client in 3.0.1, so its calls crash: the probes report "target raised ...").
 
 ``purgatory[redis]`` pins ``redis<6``, which conflicts with the kit's redis-py 8: with redis-py >= 6
-installed this adapter reports itself unavailable (run it in a separate environment instead).
-Keys: ``cbr::<name>`` (JSON) and ``cbr::<name>::failure_count``.
+installed these adapters report themselves unavailable; ``nox -s purgatory`` runs them in their own
+environment (docs/adapters.md#purgatory). Keys: ``cbr::<name>`` (JSON) and ``cbr::<name>::failure_count``.
 """
 
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from .base import BreakerAdapter, BreakerRejected, _Fail, normalise_state
+from .base import BreakerAdapter, BreakerRejected, Unsupported, _Fail, normalise_state
 
 
 class PurgatoryAdapter(BreakerAdapter):
@@ -32,15 +34,18 @@ class PurgatoryAdapter(BreakerAdapter):
                     "run the purgatory adapter in a separate environment")
         return super().unavailable_reason()
 
-    def _build(self) -> None:
-        from purgatory import AsyncCircuitBreakerFactory
-        from purgatory.service._redis import AsyncRedisUnitOfWork  # type: ignore[import-not-found]
-
+    def _url(self) -> str:
         url = self.redis_url
         if self.password and "@" not in url:
             url = url.replace("redis://", f"redis://:{self.password}@", 1)
+        return url
+
+    def _build(self) -> None:
+        from purgatory import AsyncCircuitBreakerFactory, AsyncRedisUnitOfWork  # 3.0.1's public names
+
+        url = self._url()
         self.factory = AsyncCircuitBreakerFactory(default_threshold=self.config.failure_threshold,
-                                                  default_ttl=self.config.open_seconds,
+                                                  default_ttl=self.config.cooldown_s,
                                                   uow=AsyncRedisUnitOfWork(url))
         self.run(self.factory.initialize())
         from purgatory.domain.model import OpenedState  # type: ignore[import-not-found]
@@ -84,3 +89,44 @@ class PurgatoryAdapter(BreakerAdapter):
 
     def keys(self) -> list[str]:
         return [f"cbr::{self.breaker_name}", f"cbr::{self.breaker_name}::failure_count"]
+
+
+class PurgatorySyncAdapter(PurgatoryAdapter):
+    """purgatory's sync factory on its sync Redis unit of work (no event loop involved)."""
+
+    name = "purgatory_sync"
+    is_async = False
+
+    def _build(self) -> None:
+        from purgatory import SyncCircuitBreakerFactory, SyncRedisUnitOfWork
+        from purgatory.domain.model import OpenedState  # type: ignore[import-not-found]
+
+        self.factory = SyncCircuitBreakerFactory(default_threshold=self.config.failure_threshold,
+                                                 default_ttl=self.config.open_seconds,
+                                                 uow=SyncRedisUnitOfWork(self._url()))
+        self.factory.initialize()
+        self._err = OpenedState
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        ran = False
+        try:
+            with self.factory.get_breaker(self.breaker_name):
+                ran = True
+                return fn()
+        except self._err as exc:
+            if ran:
+                raise
+            raise BreakerRejected(self.name, exc) from exc
+
+    async def acall(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        raise Unsupported(f"{self.name} is synchronous")
+
+    def _outcome(self, ok: bool) -> None:
+        BreakerAdapter._outcome(self, ok)
+
+    def state(self) -> str:
+        return normalise_state(self.factory.get_breaker(self.breaker_name).context.state)
+
+    def counters(self) -> dict[str, int | None]:
+        brk = self.factory.get_breaker(self.breaker_name)
+        return {"failures": int(brk.context.failure_count or 0), "successes": None}

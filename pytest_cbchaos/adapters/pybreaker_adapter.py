@@ -22,7 +22,7 @@ class PybreakerAdapter(BreakerAdapter):
         storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self.client, namespace=self.ns,
                                                 fallback_circuit_state=pybreaker.STATE_CLOSED)
         self.cb = pybreaker.CircuitBreaker(fail_max=self.config.failure_threshold,
-                                           reset_timeout=self.config.open_seconds,
+                                           reset_timeout=self.config.cooldown_s,
                                            success_threshold=self.config.success_threshold,
                                            state_storage=storage, name=self.breaker_name)
         self._err = pybreaker.CircuitBreakerError
@@ -61,4 +61,4 @@ class PybreakerAdapter(BreakerAdapter):
         opened = self.cb._state_storage.opened_at
         if opened is None or self.state() != "open":
             return None
-        return max(0.0, opened.timestamp() + self.config.open_seconds - time.time())
+        return max(0.0, opened.timestamp() + self.config.cooldown_s - time.time())

@@ -24,8 +24,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Awaitable, Callable
 
 from .errors import StoreContentionError, StoreError, StoreIndeterminateError, StoreUnavailableError
+from .failures import FailurePredicate, counts_as_failure, extract_status_code
 from .plan import Plan, adrive, drive
 from .ratelimit import EventRateLimiter
+from ..renames import accepts_renamed
 from .store import InMemoryStore, OpIds
 
 log = logging.getLogger("pytest_cbchaos.breaker")
@@ -49,11 +51,14 @@ def _num(name: str, v: Any, lo: float, strict: bool) -> float:
     return v
 
 
+@accepts_renamed
 @dataclass(frozen=True)
 class BreakerConfig:
+    """Breaker settings, validated on construction (docs/breaker-design.md#breaker-api)."""
+
     enabled: bool = True
-    max_failures: int = 5
-    reset_time_seconds: float = 60
+    failure_threshold: int = 5
+    cooldown_s: float = 60
     backoff_multiplier: float = 2.0
     max_backoff_seconds: float = 300.0
     initial_backoff_seconds: float = 1.0
@@ -67,13 +72,17 @@ class BreakerConfig:
     probe_abort_policy: str = "reopen"
     probe_release_timeout: float = 2.0
     on_store_error: str = "raise"
+    # what counts as a failure (docs/breaker.md, "What counts as a failure"): these classes always do;
+    # ``is_failure`` replaces the default rule (transport errors + ``retryable_status_codes``)
+    failure_exceptions: tuple[type[BaseException], ...] = ()
+    is_failure: FailurePredicate | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_failures", "max_retries"):
+        for name in ("failure_threshold", "max_retries"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"BreakerConfig.{name} must be an int >= 1, got {v!r}")
-        _num("reset_time_seconds", self.reset_time_seconds, 0, True)
+        _num("cooldown_s", self.cooldown_s, 0, True)
         _num("backoff_multiplier", self.backoff_multiplier, 1.0, False)
         _num("max_backoff_seconds", self.max_backoff_seconds, 1.0, False)
         _num("initial_backoff_seconds", self.initial_backoff_seconds, 0, True)
@@ -89,6 +98,13 @@ class BreakerConfig:
             raise ValueError(f"BreakerConfig.on_store_error must be 'raise', 'allow' or 'deny', got {self.on_store_error!r}")
         if not all(isinstance(c, int) for c in self.retryable_status_codes):
             raise ValueError(f"BreakerConfig.retryable_status_codes must be ints, got {self.retryable_status_codes!r}")
+        if not isinstance(self.failure_exceptions, tuple) or not all(
+                isinstance(c, type) and issubclass(c, BaseException) for c in self.failure_exceptions):
+            raise ValueError("BreakerConfig.failure_exceptions must be a tuple of exception classes, "
+                             f"got {self.failure_exceptions!r}")
+        if self.is_failure is not None and not callable(self.is_failure):
+            raise ValueError(f"BreakerConfig.is_failure must be a callable (exception -> bool) or None, "
+                             f"got {self.is_failure!r}")
 
 
 @dataclass(frozen=True)
@@ -162,13 +178,6 @@ class Permit:
 
 
 # ---- classification ---------------------------------------------------------------------------
-
-def extract_status_code(exc: BaseException) -> int | None:
-    code = getattr(exc, "status_code", None)
-    if code is None:
-        code = getattr(getattr(exc, "response", None), "status_code", None)
-    return code if isinstance(code, int) else None
-
 
 def extract_retry_after(exc: BaseException, clock: Any = None) -> float | None:
     resp = getattr(exc, "response", None)
@@ -364,7 +373,12 @@ class _Core:
         code = extract_status_code(exc)
         if code == 429:
             return classify_429(extract_retry_after(exc, self.clock), self.config.retry_after_threshold_seconds) == "CAP"
-        return code in self.config.retryable_status_codes
+        return self._is_failure(exc)
+
+    def _is_failure(self, exc: BaseException) -> bool:
+        """Not a 429: counted per ``BreakerConfig`` (``failure_exceptions``, ``is_failure``, the default)."""
+        c = self.config
+        return counts_as_failure(exc, c.retryable_status_codes, c.failure_exceptions, c.is_failure)
 
     def _record_failed(self, kind: str, exc: StoreError) -> None:
         """Both resends of an outcome failed: one ``indeterminate`` (the op may have run) or
@@ -385,11 +399,11 @@ class _Core:
             if outcome is None:
                 outcome = "abort" if c.probe_abort_policy == "reopen" else "free"
             return "release_probe", dict(probe_token=permit.probe_token, outcome=outcome,
-                                         recovery_timeout=c.reset_time_seconds)
+                                         recovery_timeout=c.cooldown_s)
         if kind == "success":
             return "atomic_record_success", {}
         if kind == "failure":
-            return "atomic_record_failure", dict(failure_threshold=c.max_failures, recovery_timeout=c.reset_time_seconds)
+            return "atomic_record_failure", dict(failure_threshold=c.failure_threshold, recovery_timeout=c.cooldown_s)
         return None
 
     def _push(self, p: Permit) -> None:
@@ -458,8 +472,9 @@ class _Core:
                             raise
                         yield lambda: sleep(max(0.0, ra or 0.0))
                         continue
-                if code == 429 or code in c.retryable_status_codes:
-                    d = yield lambda: held.failure("429_cap" if code == 429 else f"http_{code}")
+                if code == 429 or self._is_failure(exc):
+                    label = "429_cap" if code == 429 else f"http_{code}" if code is not None else type(exc).__name__
+                    d = yield lambda: held.failure(label)
                     if attempt == attempts or (d and d.get("state") == "open"):
                         raise
                     yield lambda: sleep(self._delay(delay))
@@ -515,7 +530,7 @@ class CircuitBreaker(_Core):
         if not self.config.enabled:
             return Permit(True, None, "closed", None, _breaker=self)
         try:
-            cr = self.store.try_transition_and_claim_probe(self.backend, None, self.config.reset_time_seconds,
+            cr = self.store.try_transition_and_claim_probe(self.backend, None, self.config.cooldown_s,
                                                            lease_seconds=self.config.probe_lease_seconds)
         except StoreError as exc:
             return self._store_error_gate(exc)
@@ -597,7 +612,7 @@ class CircuitBreaker(_Core):
     def force_open(self, reason: str = "", open_for_seconds: float = 0) -> dict | None:
         if not self.config.enabled:
             return None
-        d = self.store.force_open(self.backend, max(self.config.reset_time_seconds, open_for_seconds))
+        d = self.store.force_open(self.backend, max(self.config.cooldown_s, open_for_seconds))
         self._transition_from_reply("force_open", d, reason)
         return d
 
@@ -674,7 +689,7 @@ class AsyncCircuitBreaker(_Core):
         if not self.config.enabled:
             return Permit(True, None, "closed", None, _breaker=self)
         try:
-            cr = await self.store.try_transition_and_claim_probe(self.backend, None, self.config.reset_time_seconds,
+            cr = await self.store.try_transition_and_claim_probe(self.backend, None, self.config.cooldown_s,
                                                                  lease_seconds=self.config.probe_lease_seconds)
         except StoreError as exc:
             return self._store_error_gate(exc)
@@ -748,7 +763,7 @@ class AsyncCircuitBreaker(_Core):
     async def force_open(self, reason: str = "", open_for_seconds: float = 0) -> dict | None:
         if not self.config.enabled:
             return None
-        d = await self.store.force_open(self.backend, max(self.config.reset_time_seconds, open_for_seconds))
+        d = await self.store.force_open(self.backend, max(self.config.cooldown_s, open_for_seconds))
         self._transition_from_reply("force_open", d, reason)
         return d
 

@@ -248,6 +248,22 @@ class BreakerStoreModel(Model):
             parts.append(f"probe={s.probe_token[:12]}")
         return " ".join(parts)
 
+    def classify(self, s: Record | Alternatives, op: Op) -> dict[str, str] | None:
+        """The bug class of an unplaceable op (docs/adapters.md#bug-classes), judged from the first
+        candidate state; None for an indeterminate op."""
+        from .conformance.classify import Deviation, classify
+
+        rec = min(s, key=repr) if isinstance(s, Alternatives) else s
+        inp, observed = self._inputs(rec, op)
+        if observed is None:
+            return None
+        try:
+            new, expected = bmodel.apply(rec, op.f, inp)
+        except (ValueError, TypeError, KeyError):
+            return None
+        k = classify(Deviation(op.f, inp, rec.to_dict(), expected, observed, new.to_dict(), {}))
+        return {"id": k.id, "cb": k.cb, "message": k.message}
+
     def explain(self, s: Record | Alternatives, op: Op) -> str:
         if isinstance(s, Alternatives):
             return " / ".join(sorted(self.explain(m, op) for m in s))

@@ -84,6 +84,25 @@ class Environment:
         except (BackendUnavailable, PortRangeError) as exc:
             raise Unavailable(str(exc)) from None
 
+    def launch_opencode(self, mock: Any, *, name: str = "opencode") -> Any:
+        """A new started ``opencode serve`` (``OpencodeServer``) whose model provider is ``mock``; the caller stops it.
+
+        Raises :class:`Unavailable` without an opencode binary (``required`` under CI)."""
+        from pytest_cbchaos.env.opencode import OPENCODE_STARTUP_FLOOR_S
+        from pytest_cbchaos.servers.opencode import OpencodeServer
+
+        s = self.settings
+        server = OpencodeServer(root=self._dir(name), binary=self.opencode_binary(), provider_url=mock.base_url,
+                                provider_key=mock.api_key,
+                                startup_timeout=max(OPENCODE_STARTUP_FLOOR_S, float(s.startup_timeout)),
+                                port_range=tuple(s.port_range))
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
     # -- shared objects -----------------------------------------------------------------------------
     def shared(self, key: str, build: Callable[["Environment"], Any]) -> Any:
         """A worker-wide object built once by ``build(env)`` and stopped with the environment.

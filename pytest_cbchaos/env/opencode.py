@@ -81,13 +81,7 @@ class OpencodeRig:
         self.proxies: list[Any] = []
         self.warmed = False
         try:
-            binary = env.opencode_binary()
-            self.server = OpencodeServer(root=env._dir("opencode"), binary=binary, provider_url=self.mock.base_url,
-                                         provider_key=self.mock.api_key,
-                                         startup_timeout=max(OPENCODE_STARTUP_FLOOR_S,
-                                                             float(env.settings.startup_timeout)),
-                                         port_range=tuple(env.settings.port_range))
-            self.server.start()
+            self.server = env.launch_opencode(self.mock)
             tox = env.toxiproxy()
             upstream = f"127.0.0.1:{self.server.port}"
             self.control = tox.create_proxy("opencode-control", upstream)

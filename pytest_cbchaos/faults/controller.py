@@ -56,6 +56,24 @@ def check_toxic_params(type: str, target: str, toxicity: Any, attributes: dict[s
                                       "expected a finite number >= 0")
 
 
+def _with_hint(exc: Exception, type: str, target: str, toxic_name: str) -> Exception:
+    """The proxy's refusal with what to pass instead: the valid types for a 400 on the type, ``name=``
+    for a 409 (a toxic of that name exists). Same exception class, so callers' ``except`` still match."""
+    from pytest_cbchaos.proxy.client import BadRequest, Conflict
+
+    if isinstance(exc, Conflict):
+        return Conflict(exc.status, f"{exc.message}: {target!r} already has a toxic named {toxic_name!r}; pass "
+                                    f"name='...' (e.g. name='{type}_2') to add another {type} toxic beside it")
+    if isinstance(exc, BadRequest) and "toxic type" in exc.message:
+        from pytest_cbchaos.proxy.toxics import EXTENSION_TYPES, REGISTRY
+
+        standard = sorted(t for t in REGISTRY if t not in EXTENSION_TYPES)
+        return BadRequest(exc.status, f"{exc.message} {type!r} on {target!r}; expected one of "
+                                      f"{', '.join(standard)} (embedded proxy also: "
+                                      f"{', '.join(sorted(EXTENSION_TYPES))})")
+    return exc
+
+
 class Fault:
     """One active fault; ``heal()`` is idempotent."""
 
@@ -116,6 +134,10 @@ class ProcessFaults:
 
     def _method(self, kind: str, method: str) -> Callable[..., Any]:
         fn = getattr(self._proc, method, None)
+        if not callable(fn) and callable(getattr(self._target, "add_toxic", None)):
+            raise FaultNotApplicable(
+                f"{kind} on {self.name!r}: that is a fault proxy, not a process; pass the server behind it "
+                f"(e.g. process(cbchaos_redis_proc).{kind}()), or cut the link with down(proxy) / partition(proxy)")
         if not callable(fn):
             raise FaultNotApplicable(
                 f"{kind} on {self.name!r}: not a process the kit started ({type(self._proc).__name__}, no "
@@ -202,36 +224,44 @@ class FaultController:
 
         def add() -> Any:
             check_toxic_params(type, target, toxicity, attributes)
-            return proxy.add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)
+            try:
+                return proxy.add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)
+            except Exception as exc:
+                raise _with_hint(exc, type, target, name or f"{type}_{stream}") from None
 
         toxic = self._start(window, add)
         toxic_name = getattr(toxic, "name", None) or name or f"{type}_{stream}"
         return self._track(Fault(self, window, lambda: proxy.remove_toxic(toxic_name)))
 
+    # the typed toxics below take ``name=`` too: two toxics of one type on one proxy and stream need names
     def latency(self, proxy: Any, *, ms: int, jitter: int = 0, stream: str = "downstream",
-                toxicity: float = 1.0) -> Fault:
-        return self.toxic(proxy, "latency", stream=stream, toxicity=toxicity, latency=ms, jitter=jitter)
+                toxicity: float = 1.0, name: str | None = None) -> Fault:
+        return self.toxic(proxy, "latency", stream=stream, toxicity=toxicity, name=name, latency=ms, jitter=jitter)
 
-    def bandwidth(self, proxy: Any, *, rate: int, stream: str = "downstream", toxicity: float = 1.0) -> Fault:
-        return self.toxic(proxy, "bandwidth", stream=stream, toxicity=toxicity, rate=rate)
+    def bandwidth(self, proxy: Any, *, rate: int, stream: str = "downstream", toxicity: float = 1.0,
+                  name: str | None = None) -> Fault:
+        return self.toxic(proxy, "bandwidth", stream=stream, toxicity=toxicity, name=name, rate=rate)
 
-    def slow_close(self, proxy: Any, *, delay: int, stream: str = "downstream", toxicity: float = 1.0) -> Fault:
-        return self.toxic(proxy, "slow_close", stream=stream, toxicity=toxicity, delay=delay)
+    def slow_close(self, proxy: Any, *, delay: int, stream: str = "downstream", toxicity: float = 1.0,
+                   name: str | None = None) -> Fault:
+        return self.toxic(proxy, "slow_close", stream=stream, toxicity=toxicity, name=name, delay=delay)
 
-    def timeout(self, proxy: Any, *, ms: int, stream: str = "downstream", toxicity: float = 1.0) -> Fault:
-        return self.toxic(proxy, "timeout", stream=stream, toxicity=toxicity, timeout=ms)
+    def timeout(self, proxy: Any, *, ms: int, stream: str = "downstream", toxicity: float = 1.0,
+                name: str | None = None) -> Fault:
+        return self.toxic(proxy, "timeout", stream=stream, toxicity=toxicity, name=name, timeout=ms)
 
     def reset_peer(self, proxy: Any, *, timeout: int = 0, stream: str = "downstream",
-                   toxicity: float = 1.0) -> Fault:
-        return self.toxic(proxy, "reset_peer", stream=stream, toxicity=toxicity, timeout=timeout)
+                   toxicity: float = 1.0, name: str | None = None) -> Fault:
+        return self.toxic(proxy, "reset_peer", stream=stream, toxicity=toxicity, name=name, timeout=timeout)
 
     def slicer(self, proxy: Any, *, average_size: int, size_variation: int = 0, delay: int = 0,
-               stream: str = "downstream", toxicity: float = 1.0) -> Fault:
-        return self.toxic(proxy, "slicer", stream=stream, toxicity=toxicity, average_size=average_size,
+               stream: str = "downstream", toxicity: float = 1.0, name: str | None = None) -> Fault:
+        return self.toxic(proxy, "slicer", stream=stream, toxicity=toxicity, name=name, average_size=average_size,
                           size_variation=size_variation, delay=delay)
 
-    def limit_data(self, proxy: Any, *, bytes: int, stream: str = "downstream", toxicity: float = 1.0) -> Fault:
-        return self.toxic(proxy, "limit_data", stream=stream, toxicity=toxicity, bytes=bytes)
+    def limit_data(self, proxy: Any, *, bytes: int, stream: str = "downstream", toxicity: float = 1.0,
+                   name: str | None = None) -> Fault:
+        return self.toxic(proxy, "limit_data", stream=stream, toxicity=toxicity, name=name, bytes=bytes)
 
     def partition(self, proxy: Any, stream: str = "downstream") -> Fault:
         """Half-open partition: one direction blackholed (portable: timeout toxic with timeout 0)."""

@@ -41,7 +41,7 @@ class GatewayKit:
                                 password=self.redis.password, socket_timeout=2.0, socket_connect_timeout=1.0)
         store = StreamStore(client, self.stream_config)
         relay = TurnRelay(store, self.stream_config)
-        breaker = AsyncCircuitBreaker("provider", self.breaker_config or BreakerConfig(max_failures=3, reset_time_seconds=30),
+        breaker = AsyncCircuitBreaker("provider", self.breaker_config or BreakerConfig(failure_threshold=3, cooldown_s=30),
                                       store=AsyncRedisStore(client))
         mock = self.mock
         gw = Gateway(relay, lambda c, m, model, prompt: ProviderSource(mock.base_url, mock.api_key, model, prompt),

@@ -275,6 +275,9 @@ def _counterexample(s: PartitionSearch, key: Any, model: Any) -> dict[str, Any]:
         first = {"op": op.id, "index": op.invoke_index, "describe": model.describe_op(op),
                  "call": op.call, "ret": None if op.ret == INF else op.ret,
                  "process": op.process, "state": model.describe_state(fu["state"])}
+        classify = getattr(model, "classify", None)  # optional model hook: name the bug class
+        if callable(classify):
+            first["bug_class"] = classify(fu["state"], op)
     attempts = [{"op": a["op"], "index": ops[a["op"]].invoke_index,
                  "describe": model.describe_op(ops[a["op"]]),
                  "state": model.describe_state(a["state"]), "explain": a["explain"]}

@@ -72,6 +72,7 @@ def timeline_data(result: LinearizabilityResult, *, history: History | None = No
             "best": p.best_prefix_len, "reason": p.reason, "lin": lin,
             "failing": fu.get("index"), "failing_state": fu.get("state"),
             "failing_describe": fu.get("describe"),
+            "bug_class": (fu.get("bug_class") or {}).get("message"),
             "attempts": cx.get("attempts", []), "window": _scaled_window(cx.get("minimal_window"), div)})
     ops_out = []
     for op in result.ops:
@@ -239,6 +240,7 @@ D.partitions.forEach(function(p){
     "  ("+p.ops+" ops, "+p.required+" required, best prefix "+p.best+", "+p.steps+" steps, "+p.cache+" cache entries, "+p.elapsed_ms+" ms"+(p.reason?", "+p.reason:"")+")",sec);
   if(p.failing!=null){firstErr=firstErr||p;
     h("div","first unplaceable op: #"+p.failing+" "+(p.failing_describe||"")+" in state "+(p.failing_state||""),sec,"failing-note");
+    if(p.bug_class)h("div","bug class: "+p.bug_class,sec,"failing-note");
     var ul=h("ul",null,sec,"attempts");p.attempts.forEach(function(a){h("li","#"+a.index+" "+a.describe+" in "+a.state+": "+a.explain,ul);});
     if(p.window)h("div","minimal illegal window: up to "+fmt(p.window.cut)+" ("+p.window.ops.length+" ops)",sec);}
   var ops=D.ops.filter(function(o){return o.part===p.key&&o.s!=="fail";});

@@ -1,5 +1,8 @@
 """All pytest glue of pytest-cbchaos (entry point ``cbchaos``): options, ini keys, markers, fixture modules,
-scenario collection and report hooks. Servers come from :mod:`pytest_cbchaos.env`; no logic here."""
+scenario collection and report hooks. Servers come from :mod:`pytest_cbchaos.env`; no logic here.
+
+Importing it registers options, markers and fixtures and does nothing else: the fixture modules import
+redis-py, aiohttp, Hypothesis, … inside the fixtures (docs/architecture.md, "Zero cost until used")."""
 
 from __future__ import annotations
 
@@ -45,6 +48,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_cbchaos.plugin.session import configure_session
 
     configure_session(config)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    from pytest_cbchaos.plugin.session import register_hypothesis_profiles
+
+    register_hypothesis_profiles()  # test modules that import Hypothesis are imported by now
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

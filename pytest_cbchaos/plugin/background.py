@@ -8,15 +8,16 @@ process the kit starts, die with the session however it ends (servers/process.py
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_cbchaos.faults.cpu import MAX_FOR_S, Burners
-from pytest_cbchaos.servers.process import ServerStartError
 from pytest_cbchaos.settings import flag, get_settings
 
-BURNERS_KEY = pytest.StashKey[Burners]()
+if TYPE_CHECKING:
+    from pytest_cbchaos.faults.cpu import Burners
+
+BURNERS_KEY = pytest.StashKey["Burners"]()
 SUMMARY_KEY = pytest.StashKey[dict[str, Any]]()
 
 
@@ -45,6 +46,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     n = get_settings(config).background_load
     if n and is_main_process(config) and BURNERS_KEY not in config.stash:
+        from pytest_cbchaos.faults.cpu import MAX_FOR_S, Burners
+        from pytest_cbchaos.servers.process import ServerStartError
+
         try:
             config.stash[BURNERS_KEY] = Burners(n, MAX_FOR_S, name="background-load").start()
         except ServerStartError as exc:  # a message and exit 4, like every setting that cannot work

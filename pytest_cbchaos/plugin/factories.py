@@ -1,25 +1,24 @@
-"""Factories for extra instances (stable public API, re-exported as ``pytest_cbchaos.factories``;
-keyword-only arguments).
+"""Fixture factories (stable public API, re-exported as ``pytest_cbchaos.factories``; keyword-only
+arguments). Each call returns a pytest fixture function; assign it to a module-level name in a
+conftest or test module, and that name is the fixture (as with pytest-redis):
 
     from pytest_cbchaos import factories
     redis_b = factories.redis_proc(name="redis_b")
     proxy_b = factories.proxy("redis_b", name="redis-b")
-    client_b = factories.redis_client("proxy_b")
+    client_b = factories.redis_client("proxy_b", proc_fixture="redis_b")
 
-Each call returns a pytest fixture function; assign it to a module-level name in a conftest
-or test module to use it (the kit's own ``cbchaos_redis`` is ``redis_client("cbchaos_redis_proxy")``).
-Process-backed fixtures are session scoped by default; the servers come
-from the worker's environment (``cbchaos_env``) and are stopped with the fixture.
+The kit's default fixtures are these factories' outputs with ``shared=True``: the worker's own servers
+from its environment (``cbchaos_env``), kept clean by the per-test hygiene and stopped with the
+environment. Without ``shared`` a factory starts a new instance that the fixture stops at its end.
+Process-backed fixtures are session scoped by default, clients function scoped (README, "Fixture factories").
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Callable, Literal, TypeVar
 
 import pytest
-import redis
-
-from pytest_cbchaos.env import Unavailable
 
 Scope = Literal["session", "package", "module", "class", "function"]
 T = TypeVar("T")
@@ -27,6 +26,8 @@ T = TypeVar("T")
 
 def started(make: Callable[[], T]) -> T:
     """``make()``; a server the settings ask for that cannot start is a usage error (exit 4), not a test error."""
+    from pytest_cbchaos.env import Unavailable
+
     try:
         return make()
     except Unavailable as exc:
@@ -34,12 +35,32 @@ def started(make: Callable[[], T]) -> T:
         raise
 
 
-def redis_proc(*, name: str = "redis", backend: str | None = None, scope: Scope = "session") -> Any:
-    """A Redis server fixture (descriptor like ``cbchaos_redis_proc``)."""
+def needs_opencode(make: Callable[[], T]) -> T:
+    """``make()``; without an opencode binary the test skips with the install hint (fails when CI is set)."""
+    from pytest_cbchaos.env import Unavailable
+
+    try:
+        return make()
+    except Unavailable as exc:
+        if exc.required:
+            pytest.fail(f"{exc} (required: CI is set)", pytrace=False)
+        pytest.skip(str(exc))
+
+
+def _env(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue("cbchaos_env")
+
+
+def redis_proc(*, name: str = "redis", backend: str | None = None, scope: Scope = "session",
+               shared: bool = False) -> Any:
+    """A Redis server fixture: ``host port password pid dir backend version``, ``.client()``, ``.restart()``."""
 
     @pytest.fixture(scope=scope)
     def _redis_proc(request: pytest.FixtureRequest) -> Any:
-        env = request.getfixturevalue("cbchaos_env")
+        env = _env(request)
+        if shared:
+            yield started(lambda: env.redis(backend))
+            return
         server = started(lambda: env.launch_redis(backend, name=name))
         yield server
         server.stop()
@@ -47,12 +68,15 @@ def redis_proc(*, name: str = "redis", backend: str | None = None, scope: Scope 
     return _redis_proc
 
 
-def toxiproxy(*, backend: str | None = None, scope: Scope = "session") -> Any:
-    """A Toxiproxy-compatible server fixture (a ``ToxiproxyServer`` handle)."""
+def toxiproxy(*, backend: str | None = None, scope: Scope = "session", shared: bool = False) -> Any:
+    """A Toxiproxy-compatible server fixture (a ``ToxiproxyServer`` handle: ``.url``, ``.create_proxy()``)."""
 
     @pytest.fixture(scope=scope)
     def _toxiproxy(request: pytest.FixtureRequest) -> Any:
-        env = request.getfixturevalue("cbchaos_env")
+        env = _env(request)
+        if shared:
+            yield started(env.toxiproxy)
+            return
         server = started(lambda: env.launch_toxiproxy(backend))
         yield server
         server.stop()
@@ -61,12 +85,18 @@ def toxiproxy(*, backend: str | None = None, scope: Scope = "session") -> Any:
 
 
 def proxy(upstream_fixture: str, *, name: str, toxiproxy_fixture: str = "cbchaos_toxiproxy",
-          scope: Scope = "session") -> Any:
-    """A proxy named ``name`` in front of another fixture's ``host``/``port`` (e.g. a Redis descriptor)."""
+          scope: Scope = "session", shared: bool = False) -> Any:
+    """A proxy named ``name`` in front of another fixture's ``host``/``port`` (e.g. a Redis descriptor).
+
+    ``shared``: the environment's proxy of that name on its own server, reset after every test that uses it."""
 
     @pytest.fixture(scope=scope)
     def _proxy(request: pytest.FixtureRequest) -> Any:
         upstream = request.getfixturevalue(upstream_fixture)
+        if shared:
+            env = _env(request)
+            yield started(lambda: env.proxy(name, f"{upstream.host}:{upstream.port}"))
+            return
         server = request.getfixturevalue(toxiproxy_fixture)
         proxy_obj = server.create_proxy(name, f"{upstream.host}:{upstream.port}")
         yield proxy_obj
@@ -75,20 +105,103 @@ def proxy(upstream_fixture: str, *, name: str, toxiproxy_fixture: str = "cbchaos
     return _proxy
 
 
+def _client_kwargs(request: pytest.FixtureRequest, proxy_fixture: str, proc_fixture: str,
+                   client_kwargs: dict[str, Any]) -> dict[str, Any]:
+    proxy_obj = request.getfixturevalue(proxy_fixture)
+    proc = request.getfixturevalue(proc_fixture)
+    return {"host": proxy_obj.listen_host, "port": proxy_obj.listen_port, "password": proc.password,
+            "socket_timeout": 5.0, "socket_connect_timeout": 5.0, **client_kwargs}
+
+
 def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc", scope: Scope = "function",
                  **client_kwargs: Any) -> Any:
-    """A redis-py client through ``proxy_fixture``, authenticated with ``proc_fixture``'s password."""
+    """A redis-py client through ``proxy_fixture``, authenticated with ``proc_fixture``'s password (no retries)."""
 
     @pytest.fixture(scope=scope)
     def _client(request: pytest.FixtureRequest) -> Any:
         """redis-py through the fault proxy over TCP, authenticated."""
-        proxy_obj = request.getfixturevalue(proxy_fixture)
-        proc = request.getfixturevalue(proc_fixture)
+        import redis
+
         from pytest_cbchaos.servers.redis import no_retry
 
-        kwargs = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0, "retry": no_retry(), **client_kwargs}
-        client = redis.Redis(host=proxy_obj.listen_host, port=proxy_obj.listen_port, password=proc.password, **kwargs)
+        client = redis.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
+                                              {"retry": no_retry(), **client_kwargs}))
         yield client
         client.close()
 
     return _client
+
+
+def redis_async_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc", scope: Scope = "function",
+                       **client_kwargs: Any) -> Any:
+    """``redis.asyncio.Redis`` through ``proxy_fixture`` (no retries); use it inside the test's event loop."""
+
+    @pytest.fixture(scope=scope)
+    def _async_client(request: pytest.FixtureRequest) -> Any:
+        """redis.asyncio through the fault proxy over TCP, authenticated."""
+        import redis.asyncio
+
+        from pytest_cbchaos.servers.redis import no_async_retry
+
+        client = redis.asyncio.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
+                                                      {"retry": no_async_retry(), **client_kwargs}))
+        yield client
+        close_async_client(client)
+
+    return _async_client
+
+
+def close_async_client(client: Any) -> None:
+    """Close an asyncio client after its test, in the event loop its connections were made in while that
+    loop is open (a module- or session-scoped loop), else in a new one: a function-scoped loop is closed
+    before this teardown, and the connections made in it are dropped with it."""
+    pool = client.connection_pool
+    loops = {getattr(getattr(getattr(conn, "_writer", None), "transport", None), "_loop", None)
+             for conn in [*pool._available_connections, *pool._in_use_connections]}
+    loop = next((lp for lp in loops if lp is not None and not lp.is_closed() and not lp.is_running()), None)
+    try:
+        if loop is not None:
+            loop.run_until_complete(client.aclose())
+        else:
+            asyncio.run(client.aclose())
+    except Exception:
+        pass  # connections bound to a closed loop are dropped with it
+
+
+def mock_llm(*, scope: Scope = "session", shared: bool = False, **mock_kwargs: Any) -> Any:
+    """A scriptable OpenAI-compatible model provider (``MockLLM``; ``mock_kwargs`` such as ``strict=True``)."""
+
+    @pytest.fixture(scope=scope)
+    def _mock_llm(request: pytest.FixtureRequest) -> Any:
+        if shared:
+            yield _env(request).mock_llm()
+            return
+        from pytest_cbchaos.servers.mockllm import MockLLM
+
+        mock = MockLLM(**mock_kwargs).start()
+        yield mock
+        mock.release_all()
+        mock.stop()
+
+    return _mock_llm
+
+
+def opencode(*, mock_fixture: str = "cbchaos_mock_llm_server", name: str = "opencode", scope: Scope = "session",
+             shared: bool = False) -> Any:
+    """A real ``opencode serve`` (``OpencodeServer``) whose model provider is ``mock_fixture``.
+
+    ``shared``: the server of the environment's opencode rig (on the rig's own mock; docs/opencode.md).
+    Without an opencode binary the test skips with the install command (fails when CI is set)."""
+
+    @pytest.fixture(scope=scope)
+    def _opencode(request: pytest.FixtureRequest) -> Any:
+        env = _env(request)
+        if shared:
+            yield needs_opencode(env.opencode).server
+            return
+        mock = request.getfixturevalue(mock_fixture)
+        server = needs_opencode(lambda: env.launch_opencode(mock, name=name))
+        yield server
+        server.stop()
+
+    return _opencode

@@ -2,31 +2,34 @@
 
 Scopes: processes are session scoped (once per xdist worker); clients and the fault controller are
 function scoped. After every test that used the kit's servers, the environment's per-test hygiene runs
-(toxics removed, proxies re-enabled, a killed Redis brought back, FLUSHALL, opencode left clean).
+(toxics removed, proxies re-enabled, a killed Redis brought back, FLUSHALL, opencode left clean); it is a
+teardown hook, not an autouse fixture, so a test that uses no cbchaos fixture gets nothing added.
+Heavy imports (redis-py, the servers) happen inside the fixtures (docs/architecture.md, "Zero cost until used").
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Generator, Iterator
 
 import pytest
-import redis
-import redis.asyncio
 
-from pytest_cbchaos.env import Environment
-from pytest_cbchaos.faults.controller import FaultController
-from pytest_cbchaos.faults.journal import FaultJournal
 from pytest_cbchaos.plugin import factories
-from pytest_cbchaos.plugin.factories import started
 from pytest_cbchaos.plugin.session import worker_id
-from pytest_cbchaos.servers.redis import RedisServer, no_async_retry, no_retry
 from pytest_cbchaos.settings import Settings, get_settings
 
-ENV_KEY = pytest.StashKey[Environment]()
-FAULT_JOURNAL_KEY = pytest.StashKey[FaultJournal]()
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+    from pytest_cbchaos.env import Environment
+    from pytest_cbchaos.faults.controller import FaultController
+    from pytest_cbchaos.faults.journal import FaultJournal
+    from pytest_cbchaos.servers.redis import RedisServer
+
+ENV_KEY = pytest.StashKey["Environment"]()
+FAULT_JOURNAL_KEY = pytest.StashKey["FaultJournal"]()
 # fixtures whose use makes the per-test hygiene run
 ENV_FIXTURES = frozenset({"cbchaos_env", "cbchaos_toxiproxy", "cbchaos_redis_proc", "cbchaos_redis_proxy",
                           "cbchaos_stream_redis", "cbchaos_mock_llm_server", "cbchaos_opencode",
@@ -42,6 +45,8 @@ def cbchaos_settings(pytestconfig: pytest.Config) -> Settings:
 @pytest.fixture(scope="session")
 def cbchaos_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Environment]:
     """This worker's environment: every server, proxy and port lease of the fixtures comes from it."""
+    from pytest_cbchaos.env import Environment
+
     env = Environment.from_settings(get_settings(pytestconfig), tmp_path_factory.mktemp("cbchaos"),
                                     rootdir=Path(str(pytestconfig.rootpath)), worker=worker_id(pytestconfig))
     pytestconfig.stash[ENV_KEY] = env
@@ -52,22 +57,10 @@ def cbchaos_env(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFa
         env.stop()
 
 
-@pytest.fixture(scope="session")
-def cbchaos_toxiproxy(cbchaos_env: Environment) -> Any:
-    """This worker's Toxiproxy-compatible server (``ToxiproxyServer`` handle)."""
-    return started(cbchaos_env.toxiproxy)
-
-
-@pytest.fixture(scope="session")
-def cbchaos_redis_proc(cbchaos_env: Environment) -> RedisServer:
-    """This worker's Redis server: ``host port password pid dir backend version``."""
-    return started(cbchaos_env.redis)
-
-
-@pytest.fixture(scope="session")
-def cbchaos_redis_proxy(cbchaos_env: Environment, cbchaos_redis_proc: RedisServer) -> Any:
-    """A proxy named ``redis`` in front of the Redis server (reset after each test that uses it)."""
-    return started(lambda: cbchaos_env.proxy("redis", f"{cbchaos_redis_proc.host}:{cbchaos_redis_proc.port}"))
+# The default server fixtures are the public factories' outputs (docs: README "Fixture factories").
+cbchaos_toxiproxy = factories.toxiproxy(shared=True)
+cbchaos_redis_proc = factories.redis_proc(shared=True)
+cbchaos_redis_proxy = factories.proxy("cbchaos_redis_proc", name="redis", shared=True)
 
 
 @pytest.fixture(scope="session")
@@ -78,30 +71,16 @@ def cbchaos_redis_admin(cbchaos_redis_proc: RedisServer) -> Iterator[redis.Redis
     client.close()
 
 
-def _client_kwargs(proxy: Any, proc: RedisServer) -> dict[str, Any]:
-    return dict(host=proxy.listen_host, port=proxy.listen_port, password=proc.password,
-                socket_timeout=5.0, socket_connect_timeout=5.0, retry=no_retry())
-
-
-cbchaos_redis = factories.redis_client("cbchaos_redis_proxy")  # default fixtures are the factories' outputs
-
-
-@pytest.fixture
-def cbchaos_redis_async(cbchaos_redis_proxy: Any, cbchaos_redis_proc: RedisServer) -> Iterator[redis.asyncio.Redis]:
-    """``redis.asyncio.Redis`` through the fault proxy; use it inside the test's event loop."""
-    kwargs = _client_kwargs(cbchaos_redis_proxy, cbchaos_redis_proc)
-    kwargs["retry"] = no_async_retry()
-    client = redis.asyncio.Redis(**kwargs)
-    yield client
-    try:
-        asyncio.run(client.aclose())
-    except Exception:
-        pass  # connections bound to the test's (closed) loop are dropped with it
+cbchaos_redis = factories.redis_client("cbchaos_redis_proxy")
+cbchaos_redis_async = factories.redis_async_client("cbchaos_redis_proxy")
 
 
 @pytest.fixture
 def cbchaos_faults(request: pytest.FixtureRequest, cbchaos_settings: Settings) -> Iterator[FaultController]:
-    """Fault controller; every fault is journaled and healed at teardown."""
+    """Fault controller: latency, partition, down, process(x).pause/kill, …; journaled, healed at teardown."""
+    from pytest_cbchaos.faults.controller import FaultController
+    from pytest_cbchaos.faults.journal import FaultJournal
+
     journal = FaultJournal()
     controller = FaultController(journal)
     request.node.stash[FAULT_JOURNAL_KEY] = journal
@@ -139,16 +118,33 @@ def toxiproxy_python(cbchaos_toxiproxy: Any) -> Iterator[Any]:
             APIConsumer.host, APIConsumer.port = saved
 
 
-@pytest.fixture(autouse=True)
-def _cbchaos_per_test_reset(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After a test that used the kit's session servers: the environment's per-test hygiene."""
-    yield
-    names = set(request.fixturenames)
-    env = request.config.stash.get(ENV_KEY, None)
+ASYNC_PLUGINS_HINT = ("cbchaos: an async test needs an asyncio runner plugin: pytest-asyncio (`pip install "
+                      "pytest-asyncio`, mark the test @pytest.mark.asyncio or set asyncio_mode = auto) or anyio's "
+                      "plugin (installed with anyio: mark it @pytest.mark.anyio); README, \"Async tests\"")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Generator[None, object, object]:
+    """pytest's own "async def functions are not natively supported", plus which plugin to use."""
+    try:
+        return (yield)
+    except pytest.fail.Exception as exc:
+        if "not natively supported" in str(exc) and any(n.startswith("cbchaos") for n in pyfuncitem.fixturenames):
+            raise pytest.fail.Exception(f"{exc.msg}\n{ASYNC_PLUGINS_HINT}", pytrace=False) from None
+        raise
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """After a test that used the kit's session servers (its own fixtures torn down): per-test hygiene."""
+    result = yield
+    names = set(getattr(item, "fixturenames", ()))
+    env = item.config.stash.get(ENV_KEY, None)
     if env is None or not names & ENV_FIXTURES:
-        return
+        return result
     env.reset()
     if names & {"cbchaos_opencode", "cbchaos_opencode_proxy"}:
         from pytest_cbchaos.plugin.fixtures_opencode import check_mock_idle
 
         check_mock_idle(env.mock_llm())
+    return result

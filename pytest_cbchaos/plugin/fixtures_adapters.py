@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.adapters import ALL_ADAPTERS, AdapterConfig, BreakerAdapter, unavailable_adapters
+if TYPE_CHECKING:
+    from pytest_cbchaos.adapters import AdapterConfig, BreakerAdapter
 
-_PARAMS = [cls.name for cls in ALL_ADAPTERS]
+# the names of ``pytest_cbchaos.adapters.ALL_ADAPTERS``, spelled out so that registering the fixture does not
+# import every breaker library (tests/foundation/test_plugin_cost.py checks they agree)
+ADAPTER_NAMES = ("pybreaker", "aiobreaker", "aiobreaker_redis", "circuitbreaker", "purgatory", "cbchaos",
+                 "cbchaos_async")
 
 
 def proxy_redis_url(proxy: Any) -> str:
@@ -43,13 +47,15 @@ class AdapterFactory:
         self._built.clear()
 
 
-@pytest.fixture(params=_PARAMS)
+@pytest.fixture(params=ADAPTER_NAMES)
 def cbchaos_breaker_adapter(request: pytest.FixtureRequest, cbchaos_redis_proxy: Any,
                             cbchaos_redis_proc: Any) -> Iterator[BreakerAdapter]:
     """A built adapter per available library, on the Redis fault proxy, with a unique breaker name.
 
     ``adapter.factory(config)`` builds further instances of the same breaker (more "workers").
     """
+    from pytest_cbchaos.adapters import ALL_ADAPTERS, unavailable_adapters
+
     skip = unavailable_adapters()
     if request.param in skip:
         pytest.skip(skip[request.param])

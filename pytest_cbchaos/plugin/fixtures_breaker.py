@@ -13,11 +13,12 @@ Redis variants use a per-test key prefix, so tests never see each other's record
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.breaker import BreakerConfig, CircuitBreaker, InMemoryStore
+if TYPE_CHECKING:
+    from pytest_cbchaos.breaker import CircuitBreaker
 
 STORE_KINDS = ("memory", "redis", "redis-client-time", "redis-fallback")
 
@@ -29,6 +30,8 @@ def cbchaos_breaker_store(request: pytest.FixtureRequest) -> Iterator[Any]:
     if kind not in STORE_KINDS:
         raise pytest.UsageError(f"cbchaos_breaker_store param {kind!r}: expected one of {STORE_KINDS}")
     if kind == "memory":
+        from pytest_cbchaos.breaker import InMemoryStore
+
         yield InMemoryStore()
         return
     from pytest_cbchaos.breaker import RedisStore
@@ -44,6 +47,28 @@ def cbchaos_breaker_store(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 @pytest.fixture
 def cbchaos_breaker(cbchaos_breaker_store: Any) -> CircuitBreaker:
-    """A ``CircuitBreaker`` named after the test, on ``cbchaos_breaker_store`` (small threshold)."""
-    return CircuitBreaker("cbchaos-test", BreakerConfig(max_failures=3, reset_time_seconds=1.0),
+    """A ``CircuitBreaker`` named after the test, on ``cbchaos_breaker_store`` (``failure_threshold`` 3, ``cooldown_s`` 1)."""
+    from pytest_cbchaos.breaker import BreakerConfig, CircuitBreaker
+
+    return CircuitBreaker("cbchaos-test", BreakerConfig(failure_threshold=3, cooldown_s=1.0),
                           store=cbchaos_breaker_store)
+
+
+@pytest.fixture
+def cbchaos_store_check(request: pytest.FixtureRequest) -> Any:
+    """``check(machine)``: run a store machine fail-fast, or as a survey under ``--cbchaos-survey on``
+    (docs/stateful.md#survey-mode); returns the :class:`~pytest_cbchaos.stateful.survey.SurveyReport`."""
+    from pytest_cbchaos.settings import get_settings
+    from pytest_cbchaos.stateful.survey import SurveyFailed, check_store
+
+    enabled = get_settings(request.config).survey
+
+    def check(machine: type, **kw: Any) -> Any:
+        try:
+            rep = check_store(machine, survey=kw.pop("survey", enabled), **kw)
+        except SurveyFailed as exc:
+            request.node.user_properties.append(("cbchaos_survey", exc.report.to_dict()))
+            raise
+        request.node.user_properties.append(("cbchaos_survey", rep.to_dict()))
+        return rep
+    return check

@@ -16,13 +16,15 @@ fail instead.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.env import Environment, OpencodeProxied, Unavailable
-from pytest_cbchaos.servers.mockllm import MockLLM
-from pytest_cbchaos.servers.opencode import OpencodeServer
+from pytest_cbchaos.plugin import factories
+
+if TYPE_CHECKING:
+    from pytest_cbchaos.env import Environment, OpencodeProxied
+    from pytest_cbchaos.servers.mockllm import MockLLM
 
 
 def check_mock_idle(mock: MockLLM, timeout: float = 5.0) -> None:
@@ -32,10 +34,8 @@ def check_mock_idle(mock: MockLLM, timeout: float = 5.0) -> None:
         pytest.fail(f"mock LLM teardown: {exc}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def cbchaos_mock_llm_server(cbchaos_env: Environment) -> MockLLM:
-    """The worker's mock provider process-wide; prefer ``cbchaos_mock_llm`` in tests."""
-    return cbchaos_env.mock_llm()
+cbchaos_mock_llm_server = factories.mock_llm(shared=True)  # prefer ``cbchaos_mock_llm`` in tests
+cbchaos_opencode = factories.opencode(shared=True)
 
 
 @pytest.fixture
@@ -59,24 +59,9 @@ def cbchaos_mock_llm(request: pytest.FixtureRequest, cbchaos_mock_llm_server: Mo
         check_mock_idle(mock)
 
 
-@pytest.fixture(scope="session")
-def _cbchaos_opencode_rig(cbchaos_env: Environment) -> Any:
-    try:
-        return cbchaos_env.opencode()
-    except Unavailable as exc:
-        if exc.required:
-            pytest.fail(f"{exc} (required: CI is set)", pytrace=False)
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="session")
-def cbchaos_opencode(_cbchaos_opencode_rig: Any) -> OpencodeServer:
-    """The worker's real ``opencode serve`` pointed at the mock provider (reused; kept clean per test)."""
-    return _cbchaos_opencode_rig.server
-
-
 @pytest.fixture
-def cbchaos_opencode_proxy(_cbchaos_opencode_rig: Any) -> OpencodeProxied:
+def cbchaos_opencode_proxy(cbchaos_env: Environment) -> OpencodeProxied:
     """Control and events planes of ``cbchaos_opencode`` behind the fault proxy (toxics reset per test)."""
-    _cbchaos_opencode_rig.handle.sync_upstream()
-    return _cbchaos_opencode_rig.handle
+    rig = factories.needs_opencode(cbchaos_env.opencode)
+    rig.handle.sync_upstream()
+    return rig.handle

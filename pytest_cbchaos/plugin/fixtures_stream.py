@@ -16,21 +16,29 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import pytest
-import redis.asyncio as aioredis
 
-from pytest_cbchaos.stream import StreamConfig, StreamStore
+if TYPE_CHECKING:
+    from pytest_cbchaos.stream import StreamConfig, StreamStore
 
 
 @pytest.fixture
 def cbchaos_stream_config() -> StreamConfig:
+    """The stream's documented CI profile (``StreamConfig.ci()``)."""
+    from pytest_cbchaos.stream import StreamConfig
+
     return StreamConfig.ci()
 
 
 @pytest.fixture
 def cbchaos_stream_store(cbchaos_redis_proc: Any, cbchaos_stream_config: StreamConfig) -> Callable[..., StreamStore]:
+    """``make(host=None, port=None) -> StreamStore`` over a ``redis.asyncio`` client (create it in your loop)."""
+    import redis.asyncio as aioredis
+
+    from pytest_cbchaos.stream import StreamStore
+
     def make(host: str | None = None, port: int | None = None) -> StreamStore:
         client = aioredis.Redis(host=host or cbchaos_redis_proc.host, port=port or cbchaos_redis_proc.port,
                                 password=cbchaos_redis_proc.password, socket_timeout=2.0, socket_connect_timeout=1.0)
@@ -54,6 +62,7 @@ def cbchaos_gateway(cbchaos_redis_proc: Any, cbchaos_stream_config: StreamConfig
 
 @pytest.fixture(scope="session")
 def cbchaos_stream_redis(cbchaos_env: Any) -> Any:
+    """This worker's stream Redis: redis-server with AOF ``always`` (data kept across ``restart()``)."""
     from pytest_cbchaos.plugin.factories import started
 
     return started(cbchaos_env.durable_redis)
@@ -87,4 +96,5 @@ def cbchaos_stream_factory(cbchaos_stream_redis: Any, cbchaos_toxiproxy: Any, cb
 
 @pytest.fixture
 def cbchaos_stream(cbchaos_stream_factory: Callable[..., Any]) -> Any:
+    """A started stream harness: relay and HTTP app as child processes behind fault proxies."""
     return cbchaos_stream_factory()

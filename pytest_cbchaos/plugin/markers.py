@@ -39,7 +39,7 @@ def backends_in_use(config: pytest.Config) -> BackendsInUse:
     """Resolved once per process, without starting anything."""
     if _IN_USE in config.stash:
         return config.stash[_IN_USE]
-    from pytest_cbchaos.servers.redis import BackendUnavailable, auto_backend
+    from pytest_cbchaos.servers.redis_backend import BackendUnavailable, auto_backend
 
     s: Settings = get_settings(config)
     redis, reason = s.redis_backend, None

@@ -80,7 +80,15 @@ def _record_violation(item: pytest.Item, exc: BaseException) -> None:
     """A test that raised :class:`LinearizabilityViolation` (e.g. a concurrent state machine) gets its
     ILLEGAL check into the report, so the summary counts it."""
     from pytest_cbchaos.linearizability.checker import LinearizabilityViolation
+    from pytest_cbchaos.stateful.survey import StoreDeviation, SurveyFailed
 
+    store = _find(exc, SurveyFailed) or _find(exc, StoreDeviation)
+    if store is not None:  # the store machine: one check per bug class, named by the class
+        found_ = store.report.findings if isinstance(store, SurveyFailed) else [store.finding]
+        add(item, checks=[{"name": f"store-model:{f.klass.id}", "kind": "store-model", "verdict": "violated",
+                           "detail": f"{f.klass.message} [{f.klass.cb}]: {f.detail}",
+                           "counterexample": {"bug_class": f.to_dict()}} for f in found_])
+        return
     found = _find(exc, LinearizabilityViolation)
     if found is None:
         return
@@ -209,12 +217,14 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
+    rdir = _report_dir(config)
+    if rdir is None and not any(e["record"] for e in _entries(config).values()):
+        return  # no chaos data and no report asked for: nothing to say (and nothing to import)
     from pytest_cbchaos.report.html import write_html
     from pytest_cbchaos.report.model import write_json
     from pytest_cbchaos.report.terminal import is_interesting, render_summary
 
     report = build_from_config(config, exitstatus)
-    rdir = _report_dir(config)
     paths: list[str] = []
     problem = None
     if rdir is not None:

@@ -1,7 +1,7 @@
 """pytest collection of scenario files: ``pytest scenarios/`` (honours -k, -m, markers and xdist).
 
-A file is collected when it is ``*.scenario.yaml``/``*.scenario.yml`` or any ``*.yaml``/``*.yml``
-inside a directory named ``scenarios``. A malformed file is a collection error whose text is the
+A file is collected when it is ``*.scenario.yaml``/``*.scenario.yml``, any ``*.yaml``/``*.yml``
+inside a directory named ``scenarios``, or a ``*.yaml``/``*.yml`` named on the command line. A malformed file is a collection error whose text is the
 located message (no traceback), and the run exits with code 4 (usage error).
 """
 
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.scenario.errors import ScenarioError
-from pytest_cbchaos.scenario.loader import is_scenario_file, load_scenario
-from pytest_cbchaos.scenario.model import Scenario
-from pytest_cbchaos.scenario.targets import Target, TargetUnavailable
+from pytest_cbchaos.scenario.files import SUFFIXES, is_scenario_file
 from pytest_cbchaos.settings import get_settings
+
+if TYPE_CHECKING:
+    from pytest_cbchaos.scenario.model import Scenario
 
 ENV_KEY = pytest.StashKey[Any]()
 EXIT_KEY = pytest.StashKey[int]()  # the session's exit status, for the workdir cleanup
@@ -26,7 +26,7 @@ RESULT_KEY = pytest.StashKey[Any]()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if is_scenario_file(file_path):
+    if is_scenario_file(file_path) or (file_path.suffix in SUFFIXES and parent.session.isinitpath(file_path)):
         return ScenarioFile.from_parent(parent, path=file_path)
     return None
 
@@ -37,6 +37,9 @@ class ScenarioLoadError(Exception):
 
 class ScenarioFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item]:
+        from pytest_cbchaos.scenario.errors import ScenarioError
+        from pytest_cbchaos.scenario.loader import load_scenario
+
         try:
             scenario = load_scenario(self.path)
         except ScenarioError as exc:
@@ -70,6 +73,7 @@ class ScenarioItem(pytest.Item):
 
     def runtest(self) -> None:
         from pytest_cbchaos.scenario.runner import run_scenario
+        from pytest_cbchaos.scenario.targets import TargetUnavailable
 
         env = scenario_env(self.config)
         seed = _seed(self.config)
@@ -198,14 +202,13 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     Only when at least two scenarios of the target are selected: under xdist a single one may well land
     on the other worker, and a needless start would hold the session end."""
-    if session.config.option.collectonly:
-        return
-    from pytest_cbchaos.scenario.targets import resolve_target
-
     by_target: dict[str, list[ScenarioItem]] = {}
     for item in session.items:
         if isinstance(item, ScenarioItem):
             by_target.setdefault(item.scenario.target, []).append(item)
+    if session.config.option.collectonly or not by_target:
+        return
+    from pytest_cbchaos.scenario.targets import Target, resolve_target
     for name, items in by_target.items():
         if len(items) < 2 and getattr(session.config, "workerinput", None) is not None:
             continue

@@ -1,7 +1,7 @@
 """How the runner sees a server: URLs, auth, liveness and restart (docs/recovery-design.md#liveness,
 docs/opencode-design.md#handle).
 
-The runner accepts any object with ``base_url`` and optionally ``auth``, ``headers``,
+The runner accepts any object with ``base_url`` and optionally ``events_url``, ``auth``, ``headers``,
 ``generation``, ``liveness()``, ``restart()``. :class:`ServerTarget` wraps such a launcher handle
 and lets the REST (control) and ``/event`` (events) planes go through different fault-proxy
 listeners while liveness and restart still come from the handle.
@@ -76,7 +76,10 @@ class ServerTarget:
         return _resolve(self.base_url, getattr(self.handle, "base_url", "")).rstrip("/")
 
     def events(self) -> str:
-        return _resolve(self.events_url, self.control()).rstrip("/")
+        """The ``/event`` plane: ``events_url``, else the handle's own ``events_url`` (a handle behind two
+        fault proxies, ``env.OpencodeProxied``), else the control plane."""
+        own = getattr(self.handle, "events_url", None)
+        return _resolve(self.events_url, own if isinstance(own, str) and own else self.control()).rstrip("/")
 
     @property
     def has_process(self) -> bool:

@@ -19,7 +19,9 @@ import yaml
 
 from pytest_cbchaos.faults.kinds import FAULT_KINDS
 from pytest_cbchaos.params import Params, allowed_keys
+from pytest_cbchaos.renames import RENAMED, rename_params
 from pytest_cbchaos.scenario.errors import ScenarioError, ScenarioErrors
+from pytest_cbchaos.scenario.files import discover, is_scenario_file  # noqa: F401 (re-exported)
 from pytest_cbchaos.scenario.model import (
     HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario,
     Topology, Workload,
@@ -180,11 +182,12 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
                             f"does not work with the other settings of target {target.name!r}", value=value,
                             expected=expected)
     wl = data.get("workload", {})
+    params = dict(wl.get("params", {}))
     if target.params is not None:
-        _check_params(file, marks, ("workload", "params"), target.params, wl.get("params", {}),
-                      f"target {target.name!r}")
+        params = _renamed(file, marks, ("workload", "params"), target.params, params)
+        _check_params(file, marks, ("workload", "params"), target.params, params, f"target {target.name!r}")
     workload = Workload(duration_s=wl.get("duration_s", 2.0), ops_per_worker=wl.get("ops_per_worker", 200),
-                        interval_ms=wl.get("interval_ms", 5.0), params=dict(wl.get("params", {})))
+                        interval_ms=wl.get("interval_ms", 5.0), params=params)
     b = data.get("budgets", {})
     budgets = Budgets(wall_s=b.get("wall_s", 10.0), check_timeout_s=b.get("check_timeout_s", 5.0),
                       max_ops=b.get("max_ops", 5000))
@@ -257,6 +260,22 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
                     workload=workload, faults=tuple(faults), checks=tuple(checks), budgets=budgets, raw=data)
 
 
+def _renamed(file: str, marks: dict[Path_, int], ppath: Path_, declared: Params, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` under the canonical names, warning once per deprecated key (docs/breaker.md#names)."""
+    def where(key: str) -> str:
+        return f"{file}:{_line(marks, ppath + (key,))}: {_dotted(ppath + (key,))}"
+
+    out, clash = rename_params(given, declared, where)
+    if clash is not None:
+        new = RENAMED["workload.params"][clash]
+        raise ScenarioError(file, _line(marks, ppath + (clash,)), _dotted(ppath + (clash,)),
+                            f"given under its deprecated name and as {new}", value=clash, expected=f"only {new}")
+    for old, new in RENAMED["workload.params"].items():
+        if old in given and new in out and new not in given:
+            marks[ppath + (new,)] = marks.get(ppath + (old,), marks.get(ppath, 1))
+    return out
+
+
 def _check_params(file: str, marks: dict[Path_, int], ppath: Path_, declared: Params, given: dict[str, Any],
                   owner: str) -> None:
     """Every given key declared and well typed, every required one present (docs/scenarios.md, "Parameters")."""
@@ -286,23 +305,6 @@ def load_many(paths: list[Path]) -> list[Scenario]:
     if errors:
         raise ScenarioErrors(errors)
     return out
-
-
-def is_scenario_file(path: Path) -> bool:
-    """``*.scenario.yaml`` anywhere, or any ``*.yaml``/``*.yml`` inside a directory named ``scenarios``."""
-    if path.suffix not in (".yaml", ".yml") or path.name.startswith("."):
-        return False
-    return path.name.endswith((".scenario.yaml", ".scenario.yml")) or "scenarios" in path.parent.parts
-
-
-def discover(paths: list[Path]) -> list[Path]:
-    found: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*") if q.is_file() and is_scenario_file(q.resolve())))
-        elif p.suffix in (".yaml", ".yml"):
-            found.append(p)
-    return list(dict.fromkeys(found))
 
 
 def _model_names() -> list[str] | None:

@@ -45,7 +45,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 from aiohttp import web
 
@@ -53,6 +53,7 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 
 MODEL_ID = "mock"
 _POLL_S = 0.05
+T = TypeVar("T")
 
 
 _LIVE_KEYS: dict[str, str] = {}  # base_url -> api_key of mocks running in this process
@@ -139,6 +140,13 @@ def stall(seconds: float) -> Step:
 def stall_forever() -> Step:
     """Write nothing until the step's ``gate`` is released or the client closes."""
     return Step("stall_forever", {}, gate=Gate())
+
+
+def stall_midway(s: str) -> list[Step]:
+    """The first half of ``s``, a stall until released (``stall_forever``), then the rest: a model that
+    stops talking mid-answer."""
+    cut = -(-len(s) // 2)
+    return [text(s[:cut]), stall_forever(), *([text(s[cut:])] if s[cut:] else [])]
 
 
 def disconnect(after_chunks: int = 0, mode: str = "fin") -> Step:
@@ -463,45 +471,57 @@ class MockLLM:
         with self._lock:
             return list(self._unexpected)
 
-    def wait_for(self, kind: str = "any", count: int = 1, timeout: float = 10.0) -> list[RequestRecord]:
-        """Wait until at least ``count`` requests of ``kind`` arrived; returns them."""
+    def _wait(self, found: Callable[[], T | None], timeout: float, failure: Callable[[], str]) -> T:
+        """Wait (on the records' condition) until ``found()`` is not None; raises TimeoutError(``failure()``)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             while True:
-                got = [r for r in self._records if kind in (r.kind, "any")]
-                if len(got) >= count:
-                    return got
+                value = found()
+                if value is not None:
+                    return value
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"mock LLM: {len(got)} {kind} request(s) after {timeout}s, wanted {count}; "
-                                       f"seen: {[(r.seq, r.kind, r.outcome) for r in self._records]}")
+                    raise TimeoutError(failure())
                 self._lock.wait(min(left, 0.1))
+
+    def _seen(self) -> list[tuple[int, str, str | None]]:
+        return [(r.seq, r.kind, r.outcome) for r in self._records]
+
+    def _record(self, seq: int) -> RequestRecord | None:
+        return next((r for r in self._records if r.seq == seq), None)
+
+    def wait_for(self, kind: str = "any", count: int = 1, timeout: float = 10.0) -> list[RequestRecord]:
+        """Wait until at least ``count`` requests of ``kind`` arrived; returns them."""
+        def got() -> list[RequestRecord]:
+            return [r for r in self._records if kind in (r.kind, "any")]
+
+        return self._wait(lambda: got() if len(got()) >= count else None, timeout,
+                          lambda: f"mock LLM: {len(got())} {kind} request(s) after {timeout}s, wanted {count}; "
+                                  f"seen: {self._seen()}")
+
+    def wait_stalled(self, kind: str = "main", timeout: float = 10.0) -> RequestRecord:
+        """Wait until a request of ``kind`` sits in a stall nobody released yet; returns its record."""
+        return self._wait(lambda: next((r for r in self._records if kind in (r.kind, "any") and r.outcome == "stalled"
+                                        and not all(g.released for g in r.gates)), None), timeout,
+                          lambda: f"mock LLM: no {kind} request in a stall after {timeout}s; seen: {self._seen()}")
 
     def wait_client_closed(self, seq: int, timeout: float = 5.0) -> RequestRecord:
         """Wait until request ``seq`` was closed by the client (or finished); returns its record."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                rec = next((r for r in self._records if r.seq == seq), None)
-                if rec is not None and (rec.client_closed_at is not None or rec.finished_at is not None):
-                    return rec
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"mock LLM request {seq} still open after {timeout}s: {rec}")
-                self._lock.wait(min(left, 0.1))
+        def closed() -> RequestRecord | None:
+            rec = self._record(seq)
+            return rec if rec is not None and (rec.client_closed_at is not None or rec.finished_at is not None) else None
+
+        return self._wait(closed, timeout, lambda: f"mock LLM request {seq} still open after {timeout}s: "
+                                                   f"{self._record(seq)}")
 
     def wait_outcome(self, seq: int, timeout: float = 5.0) -> RequestRecord:
         """Wait until request ``seq`` finished (handler returned)."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while True:
-                rec = next((r for r in self._records if r.seq == seq), None)
-                if rec is not None and rec.finished_at is not None:
-                    return rec
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"mock LLM request {seq} not finished after {timeout}s: {rec}")
-                self._lock.wait(min(left, 0.1))
+        def finished() -> RequestRecord | None:
+            rec = self._record(seq)
+            return rec if rec is not None and rec.finished_at is not None else None
+
+        return self._wait(finished, timeout, lambda: f"mock LLM request {seq} not finished after {timeout}s: "
+                                                     f"{self._record(seq)}")
 
     async def await_for(self, kind: str = "any", count: int = 1, timeout: float = 10.0) -> list[RequestRecord]:
         return await asyncio.to_thread(self.wait_for, kind, count, timeout)

@@ -60,8 +60,8 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 
 OPENCODE_PIN = "1.18.33"
-INSTALL_COMMAND = ("install the pinned opencode with `./scripts/setup` or "
-                   f"`npm install --prefix .cbchaos-node opencode-ai@{OPENCODE_PIN}`")
+INSTALL_COMMAND = ("install the pinned opencode in your project with "
+                   f"`npm install --prefix .cbchaos-node opencode-ai@{OPENCODE_PIN}` (Node 20+)")
 INSTALL_HINT = f"{INSTALL_COMMAND}, or pass --cbchaos-opencode-bin / set CBCHAOS_OPENCODE_BIN"
 ENV_VAR = "CBCHAOS_OPENCODE_BIN"
 LOCAL_NODE_DIRS = (".cbchaos-node/node_modules", "node_modules")

@@ -166,6 +166,7 @@ class ManagedProcess:
     def start(self) -> "ManagedProcess":
         if self.alive:
             return self
+        arm()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(self.env)
         env[OWNER_ENV] = OWNER_TAG
@@ -325,6 +326,21 @@ class ManagedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+_armed = False
+
+
+def arm() -> None:
+    """Before this process's first child: sweep earlier runs' orphans, install the signal handlers.
+
+    Done here, not at pytest start, so a session that starts no server pays nothing for it
+    (docs/architecture.md, "Zero cost until used")."""
+    global _armed
+    install_signal_handlers()  # a no-op off the main thread; tried again at the next start
+    if not _armed:
+        _armed = True
+        sweep_orphans()
 
 
 def install_signal_handlers() -> None:

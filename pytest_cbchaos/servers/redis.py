@@ -27,14 +27,12 @@ from redis.retry import Retry
 
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
+from pytest_cbchaos.servers.redis_backend import (  # noqa: F401 (re-exported)
+    INSTALL_HINT, BackendUnavailable, auto_backend, fakeredis_available)
 
 REDIS_BACKENDS = ("auto", "binary", "fakeredis", "docker", "url")
 PERSISTENCE = ("none", "aof-always")
 MIN_REDIS_VERSION = (6, 0)
-INSTALL_HINT = (
-    "install redis-server (Debian/Ubuntu: `apt-get install redis-server`, or run ./scripts/setup), "
-    "or `pip install 'fakeredis[lua]'` for the embedded backend"
-)
 
 
 def no_retry() -> Retry:
@@ -48,10 +46,6 @@ def no_async_retry() -> Any:
     from redis.asyncio.retry import Retry as AsyncRetry
 
     return AsyncRetry(NoBackoff(), 0)
-
-
-class BackendUnavailable(ValueError):
-    """A backend was requested that this machine cannot provide."""
 
 
 @dataclass
@@ -155,27 +149,6 @@ def redis_binary_version(executable: str) -> str:
                 raise BackendUnavailable(f"{executable} is Redis {version}; version >= 6.0 is required")
             return version
     raise BackendUnavailable(f"cannot parse the version printed by {executable!r}: {out!r}")
-
-
-def fakeredis_available() -> bool:
-    try:
-        import fakeredis  # noqa: F401
-        import lupa  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def auto_backend(executable: str | None) -> tuple[str, str]:
-    """The backend ``auto`` picks and why: the binary when found, else fakeredis (the header shows both)."""
-    if executable:
-        return "binary", f"--cbchaos-redis-exec {executable}"
-    found = shutil.which("redis-server")
-    if found:
-        return "binary", f"redis-server at {found}"
-    if fakeredis_available():
-        return "fakeredis", "fell back, no redis-server on PATH"
-    raise BackendUnavailable(f"no Redis backend available: {INSTALL_HINT}")
 
 
 def resolve_backend(backend: str, executable: str | None) -> str:

@@ -28,6 +28,7 @@ from typing import Any, Callable
 from hypothesis import given, settings as hsettings
 from hypothesis import strategies as st
 
+from ..breaker.conformance.capabilities import Capabilities
 from ..faults.clock import SkewedClock
 from ..history.recorder import Recorder
 from ..history.store import History, write_jsonl
@@ -100,6 +101,20 @@ class ConcurrentConfig:
     artifacts_dir: Path | None = None
     command_weights: dict[str, int] = field(default_factory=dict)
     thresholds: tuple[int, ...] = (1, 2)
+    capabilities: Capabilities | None = None  # the store's; None = ours (docs/adapters.md#capabilities)
+
+    def weights(self) -> dict[str, int]:
+        """``command_weights`` with the ops the store cannot express left out: ops it lacks, renew
+        without leases, and release without tokens (probe ownership across workers needs them)."""
+        w = dict(self.command_weights)
+        caps = self.capabilities
+        if caps is not None:
+            for op in ("gate", "record_failure", "record_success", "release_probe", "renew_probe",
+                       "force_open", "reset", "get_state"):
+                if caps.lacks(op) or (op == "renew_probe" and not caps.leases) or \
+                        (op == "release_probe" and not caps.probe_tokens):
+                    w[op] = 0
+        return w
 
     def __post_init__(self) -> None:
         if self.mode not in ("threads", "processes"):
@@ -116,7 +131,7 @@ class ConcurrentConfig:
 
 def programs(cfg: ConcurrentConfig) -> st.SearchStrategy[ConcurrentProgram]:
     """Strategy for whole programs, drawn in the main thread (never by workers)."""
-    cmd = commands(cfg.backends, thresholds=cfg.thresholds, weights=cfg.command_weights)
+    cmd = commands(cfg.backends, thresholds=cfg.thresholds, weights=cfg.weights())
 
     @st.composite
     def _round(draw: Any) -> Round:
@@ -405,6 +420,22 @@ def write_artifacts(out: Path, history: History, result: LinearizabilityResult,
     return paths
 
 
+def _failure_dir(root: Path, stats: RunStats | None) -> Path:
+    """Artifacts of the first failure and of the latest one only: while Hypothesis shrinks, each
+    failing candidate replaces ``failure-final`` (the last one is the shrunk example)."""
+    import shutil
+
+    first = root / "failure-first"
+    if not first.exists():
+        out = first
+    else:
+        out = root / "failure-final"
+        shutil.rmtree(out, ignore_errors=True)
+    if stats is not None and out not in stats.failures:
+        stats.failures.append(out)
+    return out
+
+
 def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: ConcurrentConfig,
                   *, faults: ProxyFaults | None = None, stats: RunStats | None = None,
                   runner: _Runner | None = None) -> LinearizabilityResult:
@@ -420,13 +451,13 @@ def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: 
     if result.verdict is Verdict.ILLEGAL:
         paths: dict[str, str] = {}
         if cfg.artifacts_dir is not None:
-            out = Path(cfg.artifacts_dir) / f"failure-{runner.example:03d}-{len(result.ops)}ops"
+            out = _failure_dir(Path(cfg.artifacts_dir), stats)
             paths = write_artifacts(out, history, result, program)
-            if stats is not None:
-                stats.failures.append(out)
         cx = result.counterexample or {}
         fu = cx.get("first_unplaceable") or {}
+        bug = fu.get("bug_class") or {}
         raise LinearizabilityViolation(
+            (f"{bug['message']} [{bug['cb']}, {bug['id']}]: " if bug else "") +
             f"breaker-store history is not linearizable ({result.summary()}); first unplaceable "
             f"op: {fu.get('describe')} in state {fu.get('state')}; artifacts: "
             f"{paths.get('timeline', '(none)')}\nprogram:\n{program.describe()}",

@@ -56,7 +56,7 @@ class ProviderRequest(Protocol):
 
 
 class RecoveryChaosEnv(Protocol):
-    """What the machine needs from the world. ``tests/recovery/conftest.py`` has one for real opencode."""
+    """What the machine needs from the world. ``tests/recovery/oc_env.py`` has one over the opencode rig."""
 
     stall_timeout: float
 

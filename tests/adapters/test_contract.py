@@ -31,7 +31,7 @@ def test_registry_skips_purgatory_with_reason() -> None:
         assert "redis<6" in unavailable_adapters()["purgatory"]
 
 
-@pytest.mark.parametrize("bad", [dict(failure_threshold=0), dict(open_seconds=0), dict(half_open_permits=0),
+@pytest.mark.parametrize("bad", [dict(failure_threshold=0), dict(cooldown_s=0), dict(half_open_permits=0),
                                  dict(success_threshold=0)])
 def test_config_rejects_bad_values(bad: dict) -> None:
     key = next(iter(bad))
@@ -41,7 +41,7 @@ def test_config_rejects_bad_values(bad: dict) -> None:
 
 def test_contract(cbchaos_breaker_adapter, cbchaos_redis_admin) -> None:
     a = cbchaos_breaker_adapter
-    b = a.factory(AdapterConfig(failure_threshold=2, open_seconds=30))
+    b = a.factory(AdapterConfig(failure_threshold=2, cooldown_s=30))
     assert b.describe()["library_version"]
     assert b.state() == "closed"
     assert b.call(lambda: 42) == 42
@@ -56,7 +56,7 @@ def test_contract(cbchaos_breaker_adapter, cbchaos_redis_admin) -> None:
     keys = b.keys()
     if b.shared_state:
         assert keys and any(cbchaos_redis_admin.exists(k) for k in keys)
-        other = a.factory(AdapterConfig(failure_threshold=2, open_seconds=30))
+        other = a.factory(AdapterConfig(failure_threshold=2, cooldown_s=30))
         assert other.state() == "open"  # a second worker sees the shared OPEN
     else:
         assert keys == []
@@ -69,7 +69,7 @@ def test_contract(cbchaos_breaker_adapter, cbchaos_redis_admin) -> None:
 
 
 def test_record_success_failure(cbchaos_breaker_adapter) -> None:
-    b = cbchaos_breaker_adapter.factory(AdapterConfig(failure_threshold=3, open_seconds=30))
+    b = cbchaos_breaker_adapter.factory(AdapterConfig(failure_threshold=3, cooldown_s=30))
     b.record_failure()
     b.record_failure()
     assert b.counters()["failures"] == 2

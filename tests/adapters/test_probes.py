@@ -23,7 +23,7 @@ def _cls(name: str):
 WEAK = [
     ("W-HERD", "pybreaker", {}, lambda r: r.measured == 8 and r.detail["rejected"] == 0),
     ("W-OPEN-TIME", "pybreaker", {}, lambda r: r.measured is not None and r.measured < 0.85),
-    ("W-OPEN-TIME", "aiobreaker_redis", {"open_seconds": 0.5}, lambda r: r.detail["first_gate_by_other_worker"]
+    ("W-OPEN-TIME", "aiobreaker_redis", {"cooldown_s": 0.5}, lambda r: r.detail["first_gate_by_other_worker"]
      == "executed"),  # EX 0 rejected by Redis, error swallowed: OPEN never shared
     ("W-OPEN-TIME", "circuitbreaker", {}, lambda r: r.measured is not None and r.measured < 0.1),
     ("W-LOST-COUNT", "circuitbreaker", {}, lambda r: r.measured == r.detail["recorded"]),
@@ -87,7 +87,7 @@ def test_linear_hook_records_history(cbchaos_probe_context) -> None:
     from pytest_cbchaos.adapters.probes import record_breaker_history
 
     cls = _cls("pybreaker")
-    cfg = AdapterConfig(failure_threshold=2, open_seconds=30)
+    cfg = AdapterConfig(failure_threshold=2, cooldown_s=30)
     ads = [cls().build(cbchaos_probe_context.redis_url, cbchaos_probe_context.password, "linear-hook", cfg)
            for _ in range(2)]
     try:

@@ -26,7 +26,7 @@ class Boom(Exception):
 def test_async_store_and_breaker_cycle(cbchaos_redis_async: Any) -> None:
     async def main() -> None:
         st = AsyncRedisStore(cbchaos_redis_async, key_prefix=f"a{uuid.uuid4().hex[:6]}")
-        cb = AsyncCircuitBreaker("b", BreakerConfig(max_failures=2, reset_time_seconds=0.2), store=st)
+        cb = AsyncCircuitBreaker("b", BreakerConfig(failure_threshold=2, cooldown_s=0.2), store=st)
 
         async def fail() -> None:
             raise Boom()
@@ -60,7 +60,7 @@ def test_cancelled_probe_is_released_shielded() -> None:
     """CB-5 (async): cancellation while holding the claim releases it (shielded, bounded)."""
     async def main() -> None:
         st = AsyncInMemoryStore()
-        cb = AsyncCircuitBreaker("b", BreakerConfig(reset_time_seconds=1, probe_abort_policy="free"), store=st)
+        cb = AsyncCircuitBreaker("b", BreakerConfig(cooldown_s=1, probe_abort_policy="free"), store=st)
         await st.force_open("b", 0)
         started = asyncio.Event()
 
@@ -82,7 +82,7 @@ def _cb27_lags(make_store: Callable[[], Any], latency: Callable[[], Any]) -> tup
     """Three breaker calls (gate + success each: two round trips) under ``latency``, beside a 10 ms
     ticker; the ticks' own lags (scheduling lag taken out, see loop_lag.py) and the deducted wait."""
     async def main() -> tuple[list[float], float]:
-        cb = AsyncCircuitBreaker("b", BreakerConfig(max_failures=100), store=make_store())
+        cb = AsyncCircuitBreaker("b", BreakerConfig(failure_threshold=100), store=make_store())
         await cb.get_state()  # connect before the fault
 
         async def ok() -> int:

@@ -35,7 +35,7 @@ class Rec:
 def _cb(store: Any = None, clock: Any = None, **cfg: Any) -> tuple[CircuitBreaker, Rec, ManualClock]:
     clock = clock or ManualClock(1_795_000_000.0)
     rec = Rec()
-    conf = BreakerConfig(**{"max_failures": 2, "reset_time_seconds": 10, "initial_backoff_seconds": 0.5, **cfg})
+    conf = BreakerConfig(**{"failure_threshold": 2, "cooldown_s": 10, "initial_backoff_seconds": 0.5, **cfg})
     store = store if store is not None else InMemoryStore(clock=clock)
     return CircuitBreaker("api", conf, store=store, clock=clock, listeners=[rec]), rec, clock
 
@@ -54,11 +54,11 @@ def wait_once_then_ok() -> Any:
 
 
 @pytest.mark.parametrize("kw,name", [
-    ({"max_failures": 0}, "max_failures"), ({"reset_time_seconds": -1}, "reset_time_seconds"),
+    ({"failure_threshold": 0}, "failure_threshold"), ({"cooldown_s": -1}, "cooldown_s"),
     ({"max_retries": 0}, "max_retries"), ({"probe_lease_seconds": 0}, "probe_lease_seconds"),
     ({"backoff_multiplier": 0.5}, "backoff_multiplier"), ({"on_store_error": "maybe"}, "on_store_error"),
     ({"probe_abort_policy": "x"}, "probe_abort_policy"), ({"jitter": (2, 1)}, "jitter"),
-    ({"reset_time_seconds": float("nan")}, "reset_time_seconds"),
+    ({"cooldown_s": float("nan")}, "cooldown_s"),
 ])
 def test_config_errors_name_the_parameter(kw: dict, name: str) -> None:
     with pytest.raises(ValueError, match=f"BreakerConfig.{name}"):
@@ -140,7 +140,7 @@ def test_429_policies() -> None:
 
 
 def test_retry_backoff_then_success_and_nonretryable_not_retried() -> None:
-    cb, rec, clock = _cb(max_failures=5)
+    cb, rec, clock = _cb(failure_threshold=5)
     calls = [0]
 
     def flaky() -> str:
@@ -225,7 +225,7 @@ def test_listener_errors_never_propagate() -> None:
         def on_transition(self, ev: Any) -> None:
             raise RuntimeError("listener bug")
     clock = ManualClock(1_795_000_000.0)
-    cb = CircuitBreaker("api", BreakerConfig(max_failures=1), store=InMemoryStore(clock=clock), clock=clock,
+    cb = CircuitBreaker("api", BreakerConfig(failure_threshold=1), store=InMemoryStore(clock=clock), clock=clock,
                         listeners=[Bad()])
     cb.record_failure()
     assert cb.state is CircuitState.OPEN
@@ -264,7 +264,7 @@ def test_cb26_client_time_skew_bounded() -> None:
 
 
 def test_threads_get_their_own_permits() -> None:
-    cb, rec, clock = _cb(max_failures=100)
+    cb, rec, clock = _cb(failure_threshold=100)
     errors: list[BaseException] = []
 
     def work() -> None:
@@ -287,8 +287,8 @@ def test_heartbeat_keeps_a_long_probe_owned() -> None:
     import time
 
     store = InMemoryStore()
-    cb = CircuitBreaker("hb", BreakerConfig(reset_time_seconds=1, probe_lease_seconds=0.3), store=store)
-    other = CircuitBreaker("hb", BreakerConfig(reset_time_seconds=1, probe_lease_seconds=0.3,
+    cb = CircuitBreaker("hb", BreakerConfig(cooldown_s=1, probe_lease_seconds=0.3), store=store)
+    other = CircuitBreaker("hb", BreakerConfig(cooldown_s=1, probe_lease_seconds=0.3,
                                                probe_heartbeat=False), store=store)
     store.force_open("hb", 0)
     seen: list[str] = []
@@ -353,7 +353,7 @@ def _store_events_after_lost_lease(flavour: str, mutant: bool = False) -> list[s
         def renew_probe(self, *a: Any, **k: Any) -> bool:
             return False
     store, rec = NoRenew(clock=clock), Rec()
-    conf = BreakerConfig(max_failures=2, reset_time_seconds=10, initial_backoff_seconds=0.5)
+    conf = BreakerConfig(failure_threshold=2, cooldown_s=10, initial_backoff_seconds=0.5)
     probe = wait_once_then_ok()
     sync_cls = type("M", (_SilentProbeLoss, CircuitBreaker), {}) if mutant else CircuitBreaker
     async_cls = type("M", (_SilentProbeLoss, AsyncCircuitBreaker), {}) if mutant else AsyncCircuitBreaker

@@ -77,7 +77,7 @@ def renamed_scripting_violations(store_cls: type, server: RedisServer) -> list[s
     try:
         store = store_cls(client, key_prefix=_prefix())
         ev = Events()
-        cb = CircuitBreaker("b", BreakerConfig(max_failures=2, reset_time_seconds=60), store=store, listeners=[ev])
+        cb = CircuitBreaker("b", BreakerConfig(failure_threshold=2, cooldown_s=60), store=store, listeners=[ev])
         for _ in range(2):
             cb.acquire().failure("http_503")
         if cb.state.value != "open":
@@ -112,7 +112,7 @@ def test_renamed_scripting_async_breaker_hears_it(renamed: RedisServer) -> None:
         try:
             store = AsyncRedisStore(client, key_prefix=_prefix())
             ev = Events()
-            cb = AsyncCircuitBreaker("b", BreakerConfig(max_failures=1, reset_time_seconds=60), store=store,
+            cb = AsyncCircuitBreaker("b", BreakerConfig(failure_threshold=1, cooldown_s=60), store=store,
                                      listeners=[ev])
             await (await cb.acquire()).failure("http_503")
             state = (await cb.get_state()).value

@@ -83,7 +83,7 @@ async def ok() -> int:
 def loop_lag_violations(make_store: Callable[[], Any], latency: Any) -> list[str]:
     """Run CALLS concurrent breaker calls (gate + success each) under ``latency``; measure the ticker."""
     async def workload() -> list[str]:
-        cb = AsyncCircuitBreaker("b", BreakerConfig(max_failures=100), store=make_store())
+        cb = AsyncCircuitBreaker("b", BreakerConfig(failure_threshold=100), store=make_store())
         await cb.get_state()  # connect before the fault
         with latency():
             results = await asyncio.wait_for(asyncio.gather(*(cb.call(ok) for _ in range(CALLS))), 60)

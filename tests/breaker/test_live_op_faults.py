@@ -265,7 +265,7 @@ async def run_case(env: Env, mode: str, op: str, fault: str, shape: str,
     rec = Recorder(1)
     rs = RecordedStore(store, rec, hook, IO_RESENDS)
     ev = Events()
-    cfg = BreakerConfig(max_failures=THRESHOLD, reset_time_seconds=60, probe_lease_seconds=LEASE,
+    cfg = BreakerConfig(failure_threshold=THRESHOLD, cooldown_s=60, probe_lease_seconds=LEASE,
                         probe_heartbeat=False)
     cb = (AsyncCircuitBreaker if is_async else CircuitBreaker)(BACKEND, cfg, store=rs, listeners=[ev])
     key = store.key(BACKEND)

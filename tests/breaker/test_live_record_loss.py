@@ -71,7 +71,7 @@ def loss_violations(server: RedisServer, how: str, phase: str, store_cls: type =
     try:
         store = store_cls(client, key_prefix=prefix)
         ev = Events()
-        a = breaker_cls("b", BreakerConfig(max_failures=1, reset_time_seconds=60, probe_heartbeat=False),
+        a = breaker_cls("b", BreakerConfig(failure_threshold=1, cooldown_s=60, probe_heartbeat=False),
                         store=store, listeners=[ev])
         if phase == "open":
             a.acquire().failure("http_503")

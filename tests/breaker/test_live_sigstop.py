@@ -74,7 +74,7 @@ def frozen_loop_lag_violations(make_store: Callable[[], Any], freeze: Callable[[
     async def workload() -> list[str]:
         v: list[str] = []
         store = make_store()
-        cb = AsyncCircuitBreaker("b", BreakerConfig(max_failures=100), store=store)
+        cb = AsyncCircuitBreaker("b", BreakerConfig(failure_threshold=100), store=store)
         await cb.get_state()  # connect before the fault
         with freeze():
             results = await asyncio.wait_for(

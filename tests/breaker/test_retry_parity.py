@@ -46,7 +46,7 @@ START = 1_795_000_000.0
 
 
 def _config(**cfg: Any) -> BreakerConfig:
-    return BreakerConfig(**{"max_failures": 2, "reset_time_seconds": 10, "initial_backoff_seconds": 0.5,
+    return BreakerConfig(**{"failure_threshold": 2, "cooldown_s": 10, "initial_backoff_seconds": 0.5,
                             "max_retries": 3, **cfg})
 
 

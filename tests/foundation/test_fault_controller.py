@@ -198,3 +198,47 @@ def test_healed_means_the_window_is_closed_even_while_another_thread_heals() -> 
     first.join(10)
     second.join(10)
     assert fault.healed and window.end_ns is not None
+
+
+class RefusingProxy(RecordingProxy):
+    """Answers like the proxy server: 409 for a taken toxic name, 400 for an unknown type."""
+
+    def add_toxic(self, type, *, stream, toxicity, name=None, **attributes):
+        from pytest_cbchaos.proxy.client import BadRequest, Conflict
+
+        if type not in ("latency", "timeout"):
+            raise BadRequest(400, "invalid toxic type")
+        taken = {t[3] or f"{t[1]}_{t[2]}" for t in self.calls if t[0] == "add"}
+        if (name or f"{type}_{stream}") in taken:
+            raise Conflict(409, "toxic already exists")
+        return super().add_toxic(type, stream=stream, toxicity=toxicity, name=name, **attributes)
+
+
+def test_a_second_toxic_of_a_type_suggests_name_and_name_works():
+    from pytest_cbchaos.proxy.client import Conflict
+
+    proxy, faults = RefusingProxy(), FaultController()
+    faults.latency(proxy, ms=10)
+    with pytest.raises(Conflict, match=r"already has a toxic named 'latency_downstream'; pass name="):
+        faults.latency(proxy, ms=20)
+    faults.latency(proxy, ms=20, name="latency_2")
+    assert [c[3] for c in proxy.calls if c[0] == "add"] == [None, "latency_2"]
+    assert faults.journal.counts() == {"requested": 3, "applied": 2, "failed": 1}
+    faults.heal_all()
+
+
+def test_an_unknown_toxic_type_lists_the_valid_ones():
+    from pytest_cbchaos.proxy.client import BadRequest
+
+    with pytest.raises(BadRequest, match=r"invalid toxic type 'latencyy' on 'redis'; expected one of .*latency.*"
+                                         r"slow_close.*\(embedded proxy also: cbchaos_blackhole"):
+        FaultController().toxic(RefusingProxy(), "latencyy", latency=1)
+
+
+@pytest.mark.parametrize("action", ["pause", "kill", "restart"])
+def test_process_faults_on_a_proxy_say_what_to_pass(action):
+    from pytest_cbchaos.faults.controller import FaultNotApplicable
+
+    with pytest.raises(FaultNotApplicable, match=rf"{action} on 'redis': that is a fault proxy, not a process; "
+                                                 rf"pass the server behind it \(e.g. process\(cbchaos_redis_proc\)"):
+        getattr(FaultController().process(RecordingProxy()), action)()

@@ -29,7 +29,7 @@ def test_provider_5xx_opens_breaker_and_gateway_records_circuit_open(cbchaos_red
         cfg = StreamConfig.ci()
         store = StreamStore(client, cfg)
         relay = TurnRelay(store, cfg)
-        breaker = AsyncCircuitBreaker("provider", BreakerConfig(max_failures=2, reset_time_seconds=30),
+        breaker = AsyncCircuitBreaker("provider", BreakerConfig(failure_threshold=2, cooldown_s=30),
                                       store=AsyncRedisStore(client))
         gw = Gateway(relay, lambda c, m, model, prompt: ProviderSource(mock_llm.base_url, mock_llm.api_key, model, prompt),
                      provider_breaker=breaker)
@@ -57,7 +57,7 @@ def test_provider_5xx_opens_breaker_and_gateway_records_circuit_open(cbchaos_red
         assert "circuit open" in err.payload["message"] and err.payload["stage"] == "transport"
         assert len(mock_llm.requests) == n_requests  # the provider was not called
         # the breaker state lives in Redis: a second breaker instance (another process) sees it open
-        other = AsyncCircuitBreaker("provider", BreakerConfig(max_failures=2, reset_time_seconds=30),
+        other = AsyncCircuitBreaker("provider", BreakerConfig(failure_threshold=2, cooldown_s=30),
                                     store=AsyncRedisStore(client))
         assert (await other.get_state()).value in ("open", "OPEN")
         rep = check_stream(await store.read_all("g1"), records=await store.records("g1"), emissions=relay.emissions)

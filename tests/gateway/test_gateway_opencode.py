@@ -50,7 +50,7 @@ def test_gateway_real_opencode_bootstrap_error_and_kill_mid_turn(tmp_path: Path,
         cfg = StreamConfig.ci(bootstrap_timeout_s=30.0, lease_ttl_s=30.0, lease_renew_s=1.0)
         store = StreamStore(client, cfg)
         relay = TurnRelay(store, cfg)
-        bcfg = BreakerConfig(max_failures=3, reset_time_seconds=30)
+        bcfg = BreakerConfig(failure_threshold=3, cooldown_s=30)
         provider = AsyncCircuitBreaker("provider", bcfg, store=AsyncRedisStore(client))
         opencode = AsyncCircuitBreaker("opencode", bcfg, store=AsyncRedisStore(client))
         rcfg = {"value": RecoveryConfig.for_tests(stall_timeout=30, start_timeout=30)}

@@ -101,12 +101,12 @@ def events(run: Run) -> list[dict[str, Any]]:
     return [{**e, "time": t, "index": i} for i, (t, _, _, e) in enumerate(rows)]
 
 
-def params(draw: Any, f: str, run: Run, threshold: int | None = None) -> dict[str, Any]:
+def params(draw: Any, f: str, run: Run, failure_threshold: int | None = None) -> dict[str, Any]:
     inp: dict[str, Any] = {"op_id": run.new_id()}
     if f == "gate":
         inp["lease_seconds"] = draw(st.sampled_from([0.05, 0.5]))
     elif f == "record_failure":
-        inp["failure_threshold"] = threshold or draw(st.integers(1, 3))
+        inp["failure_threshold"] = failure_threshold or draw(st.integers(1, 3))
         inp["recovery_timeout"] = draw(st.sampled_from([0.05, 0.3]))
     elif f == "release_probe":
         inp["token"] = draw(st.sampled_from(run.tokens)) if run.tokens else "0:" + "0" * 32
@@ -169,7 +169,7 @@ def failure_count_history(draw: Any, mutation: str) -> list[dict[str, Any]]:
         run.advance(draw(st.sampled_from(GAPS)))
         run.resends_due()
         f = draw(st.sampled_from(["gate", "record_failure"]))
-        op = Planned(f, params(draw, f, run, threshold=100), now_min=max(T, round(run.t - draw(st.sampled_from(EARLY)), 6)),
+        op = Planned(f, params(draw, f, run, failure_threshold=100), now_min=max(T, round(run.t - draw(st.sampled_from(EARLY)), 6)),
                      late=draw(st.sampled_from(LATE)))
         if f == "gate" and draw(st.booleans()):
             op.crashed = True
@@ -189,7 +189,7 @@ def failure_count_history(draw: Any, mutation: str) -> list[dict[str, Any]]:
                 op.resend_in = draw(st.integers(0, 3))
         run.ops.append(op)
     if not marked:
-        op = Planned("record_failure", params(draw, "record_failure", run, threshold=100), now_min=run.t)
+        op = Planned("record_failure", params(draw, "record_failure", run, failure_threshold=100), now_min=run.t)
         saved = run.state
         op.t, op.out = run.t, run.apply(op)
         if mutation == "lost":

@@ -1,5 +1,5 @@
-"""Fixtures of the recovery tests: one real opencode per worker behind two fault-proxy listeners
-(control plane and events plane) and a scripted mock provider (see ``oc_env.py``)."""
+"""Fixtures of the recovery tests: the worker's one opencode rig (``Environment.opencode()``: real
+opencode behind control/events fault proxies, the scriptable mock provider), see ``oc_env.py``."""
 
 from __future__ import annotations
 
@@ -7,19 +7,22 @@ from typing import Any, Iterator
 
 import pytest
 
-from tests.recovery.oc_env import OpencodeEnv, shared_env
-
-
-@pytest.fixture(scope="session")
-def oc_env(cbchaos_toxiproxy: Any, tmp_path_factory: pytest.TempPathFactory,
-           request: pytest.FixtureRequest) -> OpencodeEnv:
-    return shared_env(cbchaos_toxiproxy, tmp_path_factory, request)
+from pytest_cbchaos.env import Environment
+from pytest_cbchaos.plugin.factories import needs_opencode
+from tests.recovery.oc_env import OpencodeEnv
 
 
 @pytest.fixture
-def oc(oc_env: OpencodeEnv) -> Iterator[OpencodeEnv]:
+def opencode_binary(cbchaos_env: Environment) -> Any:
+    """The opencode binary the environment found; skips without one (fails under CI)."""
+    return needs_opencode(cbchaos_env.opencode_binary)
+
+
+@pytest.fixture
+def oc(cbchaos_env: Environment) -> Iterator[OpencodeEnv]:
     from pytest_cbchaos.recovery.attempt import CONSUMERS
-    oc_env.clean()
-    yield oc_env
-    oc_env.clean()
+    env = OpencodeEnv.of(cbchaos_env)
+    env.clean()
+    yield env
+    env.clean()
     assert CONSUMERS.live() == {}, "a consumer outlived its attempt"

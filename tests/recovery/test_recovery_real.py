@@ -10,7 +10,7 @@ import pytest
 from pytest_cbchaos.recovery import RunStatus
 from pytest_cbchaos.lag import judged_text, within
 from pytest_cbchaos.waiting import wait_until
-from tests.recovery.harness import Plan
+from pytest_cbchaos.servers import mockllm as m
 from tests.recovery.oc_env import OpencodeEnv
 
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(120)]
 
 
 def test_normal_turn_completes(oc: OpencodeEnv) -> None:
-    oc.llm.script(Plan(text="hello world", chunks=3, delay=0.05))
+    oc.llm.script("main", [m.text("hello world", chunks=3, delay=0.05)])
     with oc.runner() as runner:
         res = runner.run_turn("say hello")
     assert res.status == RunStatus.OK, res
@@ -35,7 +35,7 @@ def test_normal_turn_completes(oc: OpencodeEnv) -> None:
 
 def test_model_stall_detected_and_recovered_by_abort(oc: OpencodeEnv) -> None:
     stall = 2.0
-    oc.llm.script(Plan(text="partial answer", chunks=2, stall_after=1))
+    oc.llm.script("main", m.stall_midway("partial answer"))
     with oc.runner(stall_timeout=stall, max_recoveries=2) as runner:
         res = runner.run_turn("the original prompt 7f3a")
     assert res.status == RunStatus.OK, res
@@ -45,7 +45,7 @@ def test_model_stall_detected_and_recovered_by_abort(oc: OpencodeEnv) -> None:
     assert stall <= age <= stall + 1.0, first.evidence
     assert first.sse_connections == 1  # ticks never closed the stream
     assert first.aborted and res.recoveries_used == 1
-    mains = oc.llm.main_requests()
+    mains = oc.main_requests()
     stalled, retried = mains[0], mains[-1]
     assert stalled.client_closed_at is not None and stalled.client_closed_at <= retried.received_at  # INV-12
     assert "the original prompt 7f3a" in retried.user_text()  # INV-13
@@ -53,13 +53,13 @@ def test_model_stall_detected_and_recovered_by_abort(oc: OpencodeEnv) -> None:
 
 def test_sigkill_mid_turn_is_unreachable_fast_and_retried(oc: OpencodeEnv) -> None:
     """The retry runs on a cold server (seconds without events): it must not be a stall at 3 s."""
-    oc.llm.script(Plan(text="never finished", chunks=2, stall_after=1))
+    oc.llm.script("main", m.stall_midway("never finished"))
     with oc.runner(stall_timeout=3, max_recoveries=1) as runner:
         import threading
         out: list = []
         th = threading.Thread(target=lambda: out.append(runner.run_turn("kill me softly")))
         th.start()
-        oc.llm.wait_stalled(30)
+        oc.llm.wait_stalled("main", 30)
         old_pid = oc.server.pid
         runner.mark_fault()
         oc.server.kill()
@@ -81,14 +81,14 @@ def test_sigkill_mid_turn_is_unreachable_fast_and_retried(oc: OpencodeEnv) -> No
 
 
 def test_silenced_sse_is_replaced_and_final_idle_kept(oc: OpencodeEnv) -> None:
-    oc.llm.script(Plan(text="quiet then done", chunks=2, stall_after=1))
+    oc.llm.script("main", m.stall_midway("quiet then done"))
     with oc.runner(stall_timeout=8, heartbeat_interval=1, sse_silence_timeout=2, idle_poll_interval=0,
                    sse_connect_timeout=1) as runner:
         import threading
         out: list = []
         th = threading.Thread(target=lambda: out.append(runner.run_turn("silence test")))
         th.start()
-        oc.llm.wait_stalled(30)
+        oc.llm.wait_stalled("main", 30)
         toxic = oc.events.add_toxic("timeout", stream="downstream", timeout=0)
         wait_for(lambda: any(h["type"] == "sse.reconnect" and h.get("cause") in ("silence", "sync_showed_lost_events")
                              for h in runner.history),
@@ -105,7 +105,7 @@ def test_silenced_sse_is_replaced_and_final_idle_kept(oc: OpencodeEnv) -> None:
 
 
 def test_budget_exhaustion_is_never_success(oc: OpencodeEnv) -> None:
-    oc.llm.script(Plan(text="x", stall_after=0), Plan(text="y", stall_after=0))
+    oc.llm.script("main", m.stall_midway("xx"), times=2)
     with oc.runner(stall_timeout=1.5, probe_timeout=0.5, max_recoveries=1) as runner:
         res = runner.run_turn("stall twice")
     assert res.status == RunStatus.SESSION_STALLED and res.budget_exhausted, res
@@ -129,7 +129,7 @@ def test_runner_lifecycles_leave_no_threads_fds_or_consumers(oc: OpencodeEnv) ->
     gc.collect()
     fds, threads = me.num_fds(), threading.active_count()
     for i in range(4):
-        oc.llm.script(Plan(text=f"round {i}", chunks=2))
+        oc.llm.script("main", [m.text(f"round {i}", chunks=2)])
         with oc.runner() as runner:
             assert runner.run_turn(f"round {i}").status == RunStatus.OK
         assert CONSUMERS.live() == {}
@@ -143,7 +143,7 @@ def test_model_that_never_answers_is_stalled_by_the_first_event_deadline(oc: Ope
     """The model never starts its response (no headers): opencode publishes no part of the answer, so
     the bootstrap deadline decides. (A response that starts and then stalls gets a ``step-start`` part
     at once: that is a stall after progress, ``session_stalled``.)"""
-    oc.llm.script(Plan(text="never said", hold_headers=True))
+    oc.llm.script("main", [m.ttfb(300), m.text("never said")])  # no response headers
     with oc.runner(stall_timeout=3, first_event_timeout=6, max_recoveries=0) as runner:
         res = runner.run_turn("answer me 5d1e")
     first = res.attempts[0]

@@ -21,7 +21,7 @@ import pytest
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus, TurnResult
 from pytest_cbchaos.stateful.recovery_machine import Expectation, InvariantViolation, check_turn
 from pytest_cbchaos.testing.runner_mutants import MUTANTS
-from tests.recovery.harness import Plan
+from pytest_cbchaos.servers import mockllm as m
 from tests.recovery.oc_env import OpencodeEnv
 
 pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(180)]
@@ -55,7 +55,7 @@ def _user_messages(oc: OpencodeEnv, sid: str) -> int:
 
 def _run(oc: OpencodeEnv, runner_cls: type[RecoveryRunner], exp: Expectation, *, session_id: str | None = None,
          sink: Callable[[dict[str, Any]], None] | None = None, **cfg: Any) -> tuple[TurnResult, float]:
-    exp.requests_before = len(oc.llm.main_requests())
+    exp.requests_before = len(oc.main_requests())
     t0 = time.monotonic()
     with runner_cls(oc.target(), RecoveryConfig.for_tests(**cfg), history_sink=sink) as runner:
         res = runner.run_turn(exp.prompt, session_id=session_id)
@@ -70,7 +70,7 @@ def _expect(fault: str, budget: int, stall: float, **kw: Any) -> Expectation:
 def test_prompt_accepted_but_timed_out_is_not_resent(oc: OpencodeEnv, name: str) -> None:
     """INV-14: one intended prompt, one user message on the server; M11 (resends) is caught."""
     runner_cls = RecoveryRunner if name == "real" else MUTANTS["M11"]
-    oc.llm.script(Plan(text="answered once", chunks=2))
+    oc.llm.script("main", [m.text("answered once", chunks=2)])
     toxics: list[Any] = []
 
     def sink(entry: dict[str, Any]) -> None:  # the session exists: slow the control plane from now on
@@ -87,7 +87,7 @@ def test_prompt_accepted_but_timed_out_is_not_resent(oc: OpencodeEnv, name: str)
     assert toxics, "the toxic was never added: no session.created record"
     assert res.session_id is not None, res
     users = _user_messages(oc, res.session_id)
-    requests = oc.llm.main_requests()[exp.requests_before:]
+    requests = oc.main_requests()[exp.requests_before:]
     if name == "real":
         check_turn(exp, res, elapsed, requests, user_messages=users)
         assert users == 1 and res.status == RunStatus.OK, (users, res)
@@ -119,10 +119,10 @@ def test_control_plane_4xx_is_error_without_recovery(oc: OpencodeEnv, trigger: s
     generation = oc.server.generation
     exp = _expect(trigger, 2, 3.0, final_status={RunStatus.ERROR}, no_recovery=True)
     res, elapsed = _run(oc, RecoveryRunner, exp, session_id=session_id, max_recoveries=2)
-    check_turn(exp, res, elapsed, oc.llm.main_requests()[exp.requests_before:])
+    check_turn(exp, res, elapsed, oc.main_requests()[exp.requests_before:])
     assert len(res.attempts) == 1 and res.attempts[0].reason == "request_error", res
     assert res.attempts[0].evidence["http_status"] == status, res.attempts[0].evidence
-    assert oc.server.generation == generation and not oc.llm.main_requests(), "a 4xx caused a restart or a prompt"
+    assert oc.server.generation == generation and not oc.main_requests(), "a 4xx caused a restart or a prompt"
 
 
 def test_m14_recovering_a_4xx_is_caught(oc: OpencodeEnv) -> None:
@@ -136,4 +136,4 @@ def test_m14_recovering_a_4xx_is_caught(oc: OpencodeEnv) -> None:
     assert res.attempts[0].verdict == RunStatus.SERVER_UNREACHABLE and res.recoveries_used == 1, res
     assert oc.server.generation == generation + 1  # it did restart the server
     with pytest.raises(InvariantViolation, match="INV-15"):
-        check_turn(exp, res, elapsed, oc.llm.main_requests()[exp.requests_before:])
+        check_turn(exp, res, elapsed, oc.main_requests()[exp.requests_before:])

@@ -1,30 +1,25 @@
-"""The runner against the shared launcher (servers/opencode.py) and mock provider
-(servers/mockllm.py): their handle API plugs straight into the runner (liveness, restart, auth)."""
+"""The runner against the launcher's server itself (servers/opencode.py, the worker's ``cbchaos_opencode``)
+and the mock provider (servers/mockllm.py): their handle API plugs straight into the runner (liveness,
+restart, auth), no proxy in between."""
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus
 from pytest_cbchaos.lag import judged_text, within
-from tests.recovery.harness import opencode_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(150)]
 
 
-@pytest.mark.skipif(not opencode_available(), reason="opencode not installed: run the README setup command")
-def test_turn_stall_and_kill_with_shared_launcher(tmp_path: Path) -> None:
-    from pytest_cbchaos.servers.mockllm import MockLLM, stall_forever, text
-    from pytest_cbchaos.servers.opencode import OpencodeServer
+def test_turn_stall_and_kill_with_shared_launcher(cbchaos_opencode: Any, cbchaos_mock_llm: Any) -> None:
+    from pytest_cbchaos.servers.mockllm import stall_forever, text
 
-    mock = MockLLM().start()
-    server = OpencodeServer(root=tmp_path / "oc", provider_url=mock.base_url, provider_key=mock.api_key)
+    server, mock = cbchaos_opencode, cbchaos_mock_llm
     try:
-        server.start()
         # the first turn of a fresh instance bootstraps it for seconds without any event
         with RecoveryRunner(server, RecoveryConfig.for_tests(stall_timeout=30)) as warm:
             mock.script("main", [text("first answer", chunks=2)])
@@ -57,6 +52,4 @@ def test_turn_stall_and_kill_with_shared_launcher(tmp_path: Path) -> None:
             assert res.status == RunStatus.SERVER_UNREACHABLE and res.budget_exhausted, res
             assert server.generation == gen and res.recoveries_used == 0
     finally:
-        mock.release_all()
-        server.stop()
-        mock.stop()
+        mock.release_all()  # the per-test hygiene brings the killed server back

@@ -32,11 +32,9 @@ from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus
 from pytest_cbchaos.lag import judged_text, within
 from pytest_cbchaos.stateful.recovery_machine import (InvariantViolation, check_clean_teardown, log_holders,
                                                       open_fds, stray_processes)
-from tests.recovery.harness import opencode_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(240),
-              pytest.mark.skipif(not opencode_available(),
-                                 reason="opencode not installed: run the README setup command")]
+              pytest.mark.usefixtures("opencode_binary")]  # skips without opencode (fails under CI)
 
 BASH_ALLOWED = {"permission": {"bash": "allow"}}
 SLEEP_CALL = {"command": "sleep 300", "description": "a long tool call"}

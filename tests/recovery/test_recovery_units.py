@@ -248,3 +248,18 @@ def test_stall_clock_starts_at_the_first_event_not_at_acceptance() -> None:
              now=110.0)
     assert not real.bootstrapping() and real.deadline() == 113.0  # from here on the stall clock runs
     assert RecoveryConfig(stall_timeout=30, first_event_timeout=20).bootstrap_timeout == 30
+
+
+def test_a_handle_behind_two_proxies_gets_its_events_plane() -> None:
+    """``env.OpencodeProxied`` as the runner's handle: REST through the control proxy, ``/event`` through the
+    events proxy (faults on either plane reach the runner); a plain handle keeps one URL for both."""
+    from types import SimpleNamespace as NS
+
+    from pytest_cbchaos.env.opencode import OpencodeProxied
+
+    server = NS(base_url="http://127.0.0.1:1", auth=("opencode", "pw"), headers={}, port=1)
+    handle = OpencodeProxied(server, NS(listen_host="127.0.0.1", listen_port=2), NS(listen_host="127.0.0.1", listen_port=3))
+    target = ServerTarget(handle=handle)
+    assert (target.control(), target.events()) == ("http://127.0.0.1:2", "http://127.0.0.1:3")
+    assert ServerTarget(handle=handle, events_url="http://e:4").events() == "http://e:4"
+    assert ServerTarget(handle=server).events() == "http://127.0.0.1:1"

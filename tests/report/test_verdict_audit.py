@@ -191,6 +191,15 @@ def test_concurrent_machine():  # what stateful/concurrent.py raises for an ILLE
 @given(st.integers(0, 3))
 def test_hypothesis_machine(n):  # the same, raised through Hypothesis (as concurrent_store_test does)
     test_concurrent_machine()
+
+
+def test_store_machine():  # the sequential store machine against a mutant: the bug class is the check
+    from hypothesis import Phase
+    from pytest_cbchaos.stateful import store_machine
+    from pytest_cbchaos.stateful.survey import check_store
+    from pytest_cbchaos.testing.breaker_mutants import AnySuccessClosesStore
+    check_store(store_machine(AnySuccessClosesStore), settings=settings(
+        max_examples=300, database=None, derandomize=True, phases=[Phase.generate]))
 '''
 
 
@@ -198,10 +207,11 @@ def test_checked_tests_carry_their_verdict_into_every_output(pytester: pytest.Py
     pytester.makepyfile(test_checked=CHECKED)
     r = pytester.runpytest(*scn.PLUGINS, "--cbchaos-report", "rep", "--junitxml", "junit.xml", "--strict-markers",
                            f"--cbchaos-artifacts={pytester.path / 'art'}", "-p", "no:cacheprovider")
-    r.assert_outcomes(passed=1, failed=6)
+    r.assert_outcomes(passed=1, failed=7)
     report, html, junit = _outputs(pytester, r)
     expected = {"test_hypothesis_machine": "violated", "test_illegal": "violated", "test_correct": "ok", "test_no_history": "error",
-                "test_zero_ops": "error", "test_fault_not_applied": "error", "test_concurrent_machine": "violated"}
+                "test_zero_ops": "error", "test_fault_not_applied": "error", "test_concurrent_machine": "violated",
+                "test_store_machine": "violated"}
     for name, verdict in expected.items():
         t = _test(report, name)
         assert t["verdict"] == verdict, (name, t)
@@ -212,7 +222,10 @@ def test_checked_tests_carry_their_verdict_into_every_output(pytester: pytest.Py
     assert [row[2] for row in rows] == [t["verdict"] for t in report["tests"]]  # terminal: same verdicts, same order
     assert _test(report, "test_illegal")["checks"][0]["verdict"] == "illegal"
     assert _test(report, "test_illegal")["audit"]["ops_observed"] == 2
-    assert report["summary"]["violations"] == 3 and report["summary"]["verdict_errors"] == 3
+    assert report["summary"]["violations"] == 4 and report["summary"]["verdict_errors"] == 3
+    store = _test(report, "test_store_machine")["checks"][0]
+    assert store["name"] == "store-model:non-owner-closed"
+    assert store["detail"].startswith("a non-owner's success closed HALF_OPEN [CB-18]")
     assert "observed 0 operations: the checks had nothing to check" in _test(report, "test_zero_ops")["verdict_reasons"]
     assert "observed 0 operations: the checks had nothing to check" in _test(report, "test_no_history")["verdict_reasons"]
     bad = _test(report, "test_fault_not_applied")

@@ -17,7 +17,7 @@ target: breaker-store
 topology: {{proxies: [redis], workers: {{count: 6}}}}
 workload: {{duration_s: 1.5, interval_ms: 5, ops_per_worker: 1000,
            params: {{store_factory: "sample_stores:{factory}", fail_from_s: 0.0, fail_until_s: 0.7,
-                     recovery_s: 0.05, lease_s: 0.3, threshold: 2}}}}
+                     cooldown_s: 0.05, lease_s: 0.3, failure_threshold: 2}}}}
 faults:
   - {{kind: latency, target: redis, at: 0.1, for: 0.3, params: {{ms: 20, jitter: 10}}}}
 checks:

@@ -17,7 +17,7 @@ target: breaker-store
 topology: {{proxies: [redis], workers: {{count: 6}}}}
 workload: {{duration_s: 1.2, interval_ms: 2, ops_per_worker: 400,
            params: {{store_factory: "sample_stores:{factory}", fail_from_s: 0.0, fail_until_s: 0.8,
-                     recovery_s: 0.05, lease_s: 0.3, threshold: 4}}}}
+                     cooldown_s: 0.05, lease_s: 0.3, failure_threshold: 4}}}}
 checks:
   - linearizability: breaker-store
 budgets: {{wall_s: 10, check_timeout_s: 20}}

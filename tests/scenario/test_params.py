@@ -33,8 +33,8 @@ def _err(path: Path) -> ScenarioError:
 
 
 MISSPELLED = [
-    pytest.param("params: {threshold: 3,", "params: {treshold: 3,", 7, "workload.params.treshold", "treshold",
-                 "params threshold, recovery_s, lease_s", id="workload"),
+    pytest.param("params: {failure_threshold: 3,", "params: {treshold: 3,", 7, "workload.params.treshold", "treshold",
+                 "params failure_threshold, cooldown_s, lease_s", id="workload"),
     pytest.param("params: {ms: 150, jitter: 50}", "params: {msec: 150, jitter: 50}", 9, "faults[0].params.msec",
                  "msec", "params ms, jitter", id="fault"),
 ]
@@ -60,10 +60,11 @@ def test_cbchaos_run_exits_4_on_a_misspelled_param(tmp_path: Path, capsys: pytes
 
 
 @pytest.mark.parametrize("old, new, key, value, expected", [
-    ("threshold: 3,", 'threshold: "3",', "workload.params.threshold", "3", "an integer >= 1"),
-    ("threshold: 3,", "threshold: 0,", "workload.params.threshold", 0, "an integer >= 1"),
-    ("threshold: 3,", "threshold: true,", "workload.params.threshold", True, "an integer >= 1"),
-    ("recovery_s: 0.3,", "recovery_s: -1,", "workload.params.recovery_s", -1, "a number >= 0"),
+    ("failure_threshold: 3,", 'failure_threshold: "3",', "workload.params.failure_threshold", "3", "an integer >= 1"),
+    ("failure_threshold: 3,", "failure_threshold: 0,", "workload.params.failure_threshold", 0, "an integer >= 1"),
+    ("failure_threshold: 3,", "failure_threshold: true,", "workload.params.failure_threshold", True,
+     "an integer >= 1"),
+    ("cooldown_s: 0.3,", "cooldown_s: -1,", "workload.params.cooldown_s", -1, "a number >= 0"),
     ("{ms: 150, jitter: 50}", '{ms: "150", jitter: 50}', "faults[0].params.ms", "150", "an integer"),
     ("{ms: 150, jitter: 50}", "{ms: 1.5, jitter: 50}", "faults[0].params.ms", 1.5, "an integer"),
 ])
@@ -93,12 +94,29 @@ def test_fault_without_params_rejects_any(tmp_path: Path) -> None:
     assert e.key == "faults[0].params.ms" and "expected no params" in str(e)
 
 
-def test_gateway_keeps_the_deprecated_cooldown_name(tmp_path: Path) -> None:
+@pytest.mark.parametrize("old, new", [("threshold", "failure_threshold"), ("recovery_s", "cooldown_s"),
+                                      ("reset_s", "cooldown_s")])
+def test_deprecated_breaker_param_names_load_with_a_located_warning(tmp_path: Path, old: str, new: str) -> None:
+    """docs/breaker.md#names: old scenario files keep working, each old key warned at its line."""
     text = (ROOT / "scenarios" / "gateway-provider-5xx.yaml").read_text()
-    assert "recovery_s: 30" in text
+    assert "cooldown_s: 30" in text
     p = tmp_path / "g.scenario.yaml"
-    p.write_text(text.replace("recovery_s: 30", "reset_s: 30"))
-    assert load_scenario(p).workload.params["reset_s"] == 30
+    p.write_text(text.replace("cooldown_s: 30", f"{old}: 4" if old == "threshold" else f"{old}: 7"))
+    with pytest.warns(DeprecationWarning) as caught:
+        params = load_scenario(p).workload.params
+    assert [str(w.message) for w in caught] == [f"{p}:7: workload.params.{old} is deprecated, use {new}"]
+    assert old not in params and params[new] == (4 if old == "threshold" else 7)
+
+
+def test_a_param_under_both_names_is_an_error(tmp_path: Path) -> None:
+    e = _err(_variant(tmp_path, "cooldown_s: 0.3,", "cooldown_s: 0.3, recovery_s: 0.4,"))
+    assert (e.line, e.key) == (7, "workload.params.recovery_s") and "only cooldown_s" in str(e)
+
+
+def test_a_deprecated_name_still_gets_its_type_checked(tmp_path: Path) -> None:
+    with pytest.warns(DeprecationWarning):
+        e = _err(_variant(tmp_path, "failure_threshold: 3,", "threshold: 0,"))
+    assert (e.line, e.key, e.value) == (7, "workload.params.failure_threshold", 0)
 
 
 def test_every_builtin_target_declares_its_params() -> None:

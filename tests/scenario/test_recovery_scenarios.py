@@ -16,10 +16,15 @@ PLUGINS = ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.
 
 
 
-def _with_runner(shipped: str, name: str, factory: str) -> str:
-    """A shipped recovery scenario, renamed and pointed at ``factory``."""
+def _with_runner(shipped: str, name: str, factory: str, **opencode: int) -> str:
+    """A shipped recovery scenario, renamed and pointed at ``factory``; ``opencode`` overrides values of
+    its ``topology.opencode`` (each key must be there: a changed shipped file fails here, not silently)."""
     text = (ROOT / "scenarios" / shipped).read_text()
     text = text.replace(f"name: {shipped[:-5]}", f"name: {name}", 1)
+    for key, value in opencode.items():
+        head, sep, tail = text.partition(f"{key}: ")
+        assert sep and "topology: {opencode: {" in head.splitlines()[-1], f"{shipped}: no topology.opencode.{key}"
+        text = head + sep + str(value) + tail[len(tail.split(",", 1)[0]):]
     return text.replace("params: {turns: 1", f'params: {{runner_factory: "{factory}", turns: 1', 1)
 
 
@@ -32,12 +37,18 @@ def test_recovery_checks_catch_mutant_runners(pytester: pytest.Pytester) -> None
     if find_opencode(os.environ.get("CBCHAOS_OPENCODE_BIN") or None) is None and not os.environ.get("CI"):
         pytest.skip("opencode not installed (./scripts/setup)")
     d = pytester.mkdir("scenarios")
-    # M2 calls a dead server a stall: no SERVER_UNREACHABLE within 2 s of the SIGKILL
-    (d / "kill-m2.yaml").write_text(_with_runner("recovery-server-kill.yaml", "kill-m2",
-                                                 "pytest_cbchaos.testing.runner_mutants:M2StallBeforeLiveness"))
+    # Budget 0: each flaw shows on the first attempt, so a recovery (a cold restart and a cold turn
+    # after the kill, a second stall) would only cost time; the kill runs last (files run in name
+    # order), so no scenario after it pays for bringing the killed server back.
     # M1 reports OK after the recovery budget ran out
-    (d / "stall-m1.yaml").write_text(_with_runner("recovery-model-stall.yaml", "stall-m1",
-                                                  "pytest_cbchaos.testing.runner_mutants:M1SuccessAfterExhaustion"))
+    (d / "1-stall-m1.yaml").write_text(_with_runner("recovery-model-stall.yaml", "stall-m1",
+                                                    "pytest_cbchaos.testing.runner_mutants:M1SuccessAfterExhaustion",
+                                                    max_recoveries=0))
+    # M2 calls a dead server a stall: no SERVER_UNREACHABLE within 2 s of the SIGKILL (a stall
+    # timeout of 3 s, still past that deadline, ends its wrong verdict sooner than the shipped 8 s)
+    (d / "2-kill-m2.yaml").write_text(_with_runner("recovery-server-kill.yaml", "kill-m2",
+                                                   "pytest_cbchaos.testing.runner_mutants:M2StallBeforeLiveness",
+                                                   stall_timeout_s=3, max_recoveries=0))
     r = pytester.runpytest(*PLUGINS, "scenarios", "--cbchaos-report", "rep", "-p", "no:cacheprovider")
     report = json.loads((pytester.path / "rep" / "report.json").read_text())
     by_name = {t["name"]: t for t in report["tests"]}
@@ -63,10 +74,12 @@ def test_m16_caught_under_load(pytester: pytest.Pytester) -> None:
     if find_opencode(os.environ.get("CBCHAOS_OPENCODE_BIN") or None) is None and not os.environ.get("CI"):
         pytest.skip("opencode not installed (./scripts/setup)")
     d = pytester.mkdir("scenarios")
+    # budget 0: the check judges the first stall verdict; a second stalled attempt (under the load) adds nothing
     (d / "stall-real.yaml").write_text(_with_runner("recovery-model-stall.yaml", "stall-real",
-                                                    "pytest_cbchaos.recovery:RecoveryRunner"))
+                                                    "pytest_cbchaos.recovery:RecoveryRunner", max_recoveries=0))
     (d / "stall-m16.yaml").write_text(_with_runner("recovery-model-stall.yaml", "stall-m16",
-                                                   "pytest_cbchaos.testing.runner_mutants:M16LateDetection"))
+                                                   "pytest_cbchaos.testing.runner_mutants:M16LateDetection",
+                                                   max_recoveries=0))
     pytester.runpytest(*PLUGINS, "scenarios", "--cbchaos-report", "rep", "-p", "no:cacheprovider",
                        "--cbchaos-background-load=2")
     report = json.loads((pytester.path / "rep" / "report.json").read_text())

@@ -164,6 +164,23 @@ def test_stall_forever_released_by_gate(mock: MockLLM) -> None:
     assert mock.wait_outcome(rec.seq).outcome == "released"
 
 
+def test_stall_midway_and_wait_stalled(mock: MockLLM) -> None:
+    """A stall is waited for until released; a released stall is no longer one (no stale match)."""
+    mock.script("main", m.stall_midway("half and half"))
+    result: dict = {}
+
+    import threading
+    t = threading.Thread(target=lambda: result.update(r=post(mock, body())))
+    t.start()
+    rec = mock.wait_stalled("main", timeout=10)
+    assert rec.chunks_sent == 1 and t.is_alive()
+    mock.release_all()
+    with pytest.raises(TimeoutError, match="no main request in a stall"):
+        mock.wait_stalled("main", timeout=0.2)
+    t.join(10)
+    assert content(frames(result["r"].text)) == "half and half"
+
+
 def test_stall_forever_client_close_and_release_all(mock: MockLLM) -> None:
     mock.script("main", [m.stall_forever()])
     with httpx.stream("POST", mock.base_url + "/chat/completions", json=body(),

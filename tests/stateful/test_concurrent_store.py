@@ -61,6 +61,11 @@ def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights, shrink
     assert "first unplaceable op" in str(violation)
     if shrink:  # the reported program is small
         assert violation.result is not None and len(violation.result.ops) <= 12
+        assert "second probe owner admitted while a probe is in flight [CB-3, second-probe-owner]" in str(violation)
+        for name in ("results", "timeline"):  # the class is in results.json and the HTML timeline too
+            assert "second probe owner admitted" in Path(artifacts[name]).read_text()
+    # shrinking keeps the first failure and the final (shrunk) one, not one directory per candidate
+    assert {p.name for p in tmp_path.iterdir()} <= {"failure-first", "failure-final"}
 
 
 def _first_violation(exc: BaseException) -> LinearizabilityViolation | None:

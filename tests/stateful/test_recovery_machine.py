@@ -13,7 +13,7 @@ from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner
 from pytest_cbchaos.recovery.attempt import CONSUMERS
 from pytest_cbchaos.stateful.recovery_machine import FAULTS, InvariantViolation, recovery_machine
 from pytest_cbchaos.testing.runner_mutants import MUTANTS
-from tests.recovery.oc_env import OpencodeEnv, shared_env
+from tests.recovery.oc_env import OpencodeEnv
 
 pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(240)]
 
@@ -25,9 +25,8 @@ CHEAP = frozenset(FAULTS) - {"kill", "sigstop_held"}
 
 
 @pytest.fixture
-def oc(cbchaos_toxiproxy: Any, tmp_path_factory: pytest.TempPathFactory,
-       request: pytest.FixtureRequest) -> Iterator[OpencodeEnv]:
-    env = shared_env(cbchaos_toxiproxy, tmp_path_factory, request)
+def oc(cbchaos_env: Any) -> Iterator[OpencodeEnv]:
+    env = OpencodeEnv.of(cbchaos_env)
     env.clean()
     yield env
     env.runner_class = RecoveryRunner

@@ -82,8 +82,8 @@ class MassgenWriter:
     def _s(v: Any) -> str:
         return v.decode() if isinstance(v, bytes) else str(v)
 
-    def record_failure(self, backend: str, threshold: int, recovery_timeout: float) -> str:
-        return self._s(self._failure(keys=[self.key(backend)], args=[self.ttl, repr(self.clock()), threshold,
+    def record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float) -> str:
+        return self._s(self._failure(keys=[self.key(backend)], args=[self.ttl, repr(self.clock()), failure_threshold,
                                                                       repr(recovery_timeout)]))
 
     def gate(self, backend: str) -> str:

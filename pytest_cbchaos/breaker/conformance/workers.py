@@ -1,7 +1,10 @@
 """Process workers for multi-process breaker scenarios (importable under the spawn start method).
 
-Each worker builds its own ``RedisStore`` (own pool) from ``conn`` = dict(host, port, password,
-key_prefix, time_source) and reports through a queue. Used by the project's tests and the bench.
+Each worker builds its own store (own pool) from ``conn`` = dict(host, port, password, key_prefix,
+time_source, factory) and reports through a queue. ``factory`` (optional) is a picklable callable
+``factory(client, key_prefix) -> store`` (a module-level function or a ``functools.partial`` of
+one), so the workers run someone else's store; without it they build our ``RedisStore``.
+Used by the project's tests and the bench.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ def _store(conn: dict[str, Any]) -> Any:
 
     client = redis.Redis(host=conn["host"], port=conn["port"], password=conn.get("password"), socket_timeout=5,
                          socket_connect_timeout=5)
+    if conn.get("factory") is not None:
+        return conn["factory"](client, conn["key_prefix"])
     return RedisStore(client, key_prefix=conn["key_prefix"], time_source=conn.get("time_source", "server"),
                       probe_lease_seconds=conn.get("lease", 30.0))
 
@@ -28,7 +33,7 @@ def gate_once(conn: dict[str, Any], backend: str, barrier: Any, out: Any) -> Non
     barrier.wait(timeout=30)
     r = st.try_transition_and_claim_probe(backend, None, 60)
     out.put((r.won, r.label, r.record["_prev_state"]))
-    st.client.close()
+    _close(st)
 
 
 def claim_and_hang(conn: dict[str, Any], backend: str, out: Any) -> None:
@@ -52,4 +57,10 @@ def load(conn: dict[str, Any], backend: str, n: int, barrier: Any, out: Any) -> 
         if r.admitted:
             st.atomic_record_success(backend)
     out.put(time.perf_counter() - t0)
-    st.client.close()
+    _close(st)
+
+
+def _close(st: Any) -> None:
+    client = getattr(st, "client", None)
+    if client is not None:
+        client.close()

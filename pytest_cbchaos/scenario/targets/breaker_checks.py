@@ -107,26 +107,26 @@ def open_until_monotone(ops: list[dict[str, Any]]) -> CheckResult:
     return CheckResult("ok", "open_until monotone")
 
 
-def failure_extends_cooldown(ops: list[dict[str, Any]], recovery_s: float) -> CheckResult:
+def failure_extends_cooldown(ops: list[dict[str, Any]], cooldown_s: float) -> CheckResult:
     """CB-9: a failure while OPEN leaves open_until >= now + R - eps."""
     for o in ops:
         r = o["reply"]
         if o["op"] == "failure" and o["ok"] and r.get("_prev_state") == "open":
-            if _f(r, "open_until") < _f(r, "_now") + recovery_s - EPS_S:
+            if _f(r, "open_until") < _f(r, "_now") + cooldown_s - EPS_S:
                 return CheckResult("violated", "failure while OPEN did not extend the cooldown",
-                                   counterexample={"op": o, "recovery_timeout": recovery_s})
+                                   counterexample={"op": o, "cooldown_s": cooldown_s})
     return CheckResult("ok", "failures while OPEN extend the cooldown")
 
 
-def threshold_trips(ops: list[dict[str, Any]], threshold: int) -> CheckResult:
-    """CB-20: a failure reply with count >= T in CLOSED transitions to OPEN."""
+def threshold_trips(ops: list[dict[str, Any]], failure_threshold: int) -> CheckResult:
+    """CB-20: a failure reply with count >= failure_threshold in CLOSED transitions to OPEN."""
     for o in ops:
         r = o["reply"]
         if o["op"] == "failure" and o["ok"] and r.get("_prev_state") == "closed" \
-                and _f(r, "failure_count") >= threshold and r.get("_new_state") != "open":
-            return CheckResult("violated", f"{int(_f(r, 'failure_count'))} failures >= T={threshold} did not trip",
+                and _f(r, "failure_count") >= failure_threshold and r.get("_new_state") != "open":
+            return CheckResult("violated", f"{int(_f(r, 'failure_count'))} failures >= failure_threshold={failure_threshold} did not trip",
                                counterexample={"op": o})
-    return CheckResult("ok", f"reaching T={threshold} failures always trips")
+    return CheckResult("ok", f"reaching failure_threshold={failure_threshold} failures always trips")
 
 
 def cooldown_consistent(ops: list[dict[str, Any]]) -> CheckResult:

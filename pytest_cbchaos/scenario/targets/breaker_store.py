@@ -60,8 +60,8 @@ class BreakerStoreTarget(Target):
     default_proxies = ("redis",)
     default_model = "breaker-store"
     params = {
-        "threshold": Param(int, 3, "failures that open the breaker", minimum=1),
-        "recovery_s": Param(float, 0.3, "cooldown: seconds the breaker stays open", minimum=0),
+        "failure_threshold": Param(int, 3, "failures that open the breaker", minimum=1),
+        "cooldown_s": Param(float, 0.3, "cooldown: seconds the breaker stays open", minimum=0),
         "lease_s": Param(float, 0.5, "probe lease, seconds", minimum=0),
         "fail_from_s": Param(float, 0.2, "the downstream fails from this time", minimum=0),
         "fail_until_s": Param(float, None, "... until this time (default: half the workload)", minimum=0,
@@ -77,7 +77,7 @@ class BreakerStoreTarget(Target):
         "CB-9": "failures while OPEN extend the cooldown",
         "CB-15": "no false rejection after a concurrent close",
         "CB-16": "open_until is monotone",
-        "CB-20": "reaching T failures always trips",
+        "CB-20": "reaching failure_threshold failures always trips",
         "CB-24": "a dead probe owner wedges for at most the lease",
         "CB-26": "gate decisions consistent with open_until (clock skew bounded)",
         "no-crash": "no store exception other than StoreError subclasses escaped",
@@ -205,7 +205,7 @@ class BreakerStoreTarget(Target):
                     try:
                         h, kw = invoke("gate", lease_seconds=p["lease_s"])
                         claim = lin(h, "gate", lambda: store.try_transition_and_claim_probe(
-                            backend, None, p["recovery_s"], lease_seconds=p["lease_s"], **kw))
+                            backend, None, p["cooldown_s"], lease_seconds=p["lease_s"], **kw))
                         ok, reply = True, dict(claim.record)
                         reply["_label"] = claim.label
                         won, token, admitted = bool(claim.won), claim.token, bool(claim.admitted)
@@ -231,15 +231,15 @@ class BreakerStoreTarget(Target):
                             if won:
                                 outcome = "failure" if failing else "success"
                                 h, kw = invoke("release_probe", token=token, outcome=outcome,
-                                               recovery_timeout=p["recovery_s"])
+                                               recovery_timeout=p["cooldown_s"])
                                 r = lin(h, "release_probe", lambda: store.release_probe(
-                                    backend, token, outcome, recovery_timeout=p["recovery_s"], **kw))
+                                    backend, token, outcome, recovery_timeout=p["cooldown_s"], **kw))
                                 kind = "release"
                             elif failing:
-                                h, kw = invoke("record_failure", failure_threshold=p["threshold"],
-                                               recovery_timeout=p["recovery_s"])
+                                h, kw = invoke("record_failure", failure_threshold=p["failure_threshold"],
+                                               recovery_timeout=p["cooldown_s"])
                                 r = lin(h, "record_failure", lambda: store.atomic_record_failure(
-                                    backend, p["threshold"], p["recovery_s"], **kw))
+                                    backend, p["failure_threshold"], p["cooldown_s"], **kw))
                                 kind = "failure"
                             else:
                                 h, kw = invoke("record_success")
@@ -298,7 +298,7 @@ class BreakerStoreTarget(Target):
         return bc.single_probe_owner(obs.metrics["ops"], obs.metrics["params"]["lease_s"])
 
     def check_CB_9(self, obs: Observations, ctx: Any) -> CheckResult:
-        return bc.failure_extends_cooldown(obs.metrics["ops"], obs.metrics["params"]["recovery_s"])
+        return bc.failure_extends_cooldown(obs.metrics["ops"], obs.metrics["params"]["cooldown_s"])
 
     def check_CB_15(self, obs: Observations, ctx: Any) -> CheckResult:
         return bc.no_false_rejection(obs.metrics["ops"])
@@ -307,7 +307,7 @@ class BreakerStoreTarget(Target):
         return bc.open_until_monotone(obs.metrics["ops"])
 
     def check_CB_20(self, obs: Observations, ctx: Any) -> CheckResult:
-        return bc.threshold_trips(obs.metrics["ops"], obs.metrics["params"]["threshold"])
+        return bc.threshold_trips(obs.metrics["ops"], obs.metrics["params"]["failure_threshold"])
 
     def check_CB_24(self, obs: Observations, ctx: Any) -> CheckResult:
         p = obs.metrics["params"]

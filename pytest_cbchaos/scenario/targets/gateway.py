@@ -9,7 +9,7 @@ readers), ``provider`` (gateway -> model provider).
 
 Workload (``workload.params``): ``turns`` (8) run back to back; turns ``fail_from`` (1) ..
 ``fail_from + fail_turns - 1`` (``fail_turns`` 2) get an HTTP ``fail_status`` (500) from the
-provider; ``threshold`` (= ``fail_turns``) failures open the breaker for ``recovery_s`` (30 s; ``reset_s`` is its deprecated name). Every
+provider; ``failure_threshold`` (= ``fail_turns``) failures open the breaker for ``cooldown_s`` (30 s). Every
 later turn must end with a recorded ``error`` terminal whose cause is ``circuit_open``, quickly,
 without calling the provider. ``consumers`` (1) live readers follow each turn. ``breaker_factory``
 (``"pkg.mod:factory"``, called as ``factory(name, BreakerConfig, AsyncRedisStore)``) replaces the breaker.
@@ -39,17 +39,16 @@ class GatewayTarget(StreamTarget):
         "fail_from": Param(int, 1, "first turn whose provider call fails", minimum=0),
         "fail_turns": Param(int, 2, "turns that fail", minimum=0),
         "fail_status": Param(int, 500, "the failing HTTP status", minimum=100, maximum=599),
-        "threshold": Param(int, None, "failures that open the breaker (default: fail_turns)", minimum=1,
+        "failure_threshold": Param(int, None, "failures that open the breaker (default: fail_turns)", minimum=1,
                            nullable=True),
-        "recovery_s": Param(float, 30.0, "cooldown: seconds the breaker stays open", minimum=0),
-        "reset_s": Param(float, None, "deprecated name of recovery_s", minimum=0, nullable=True),
+        "cooldown_s": Param(float, 30.0, "cooldown: seconds the breaker stays open", minimum=0),
         "consumers": Param(int, 1, "live readers per turn", minimum=0),
         "chunks": Param(int, 3, "chunks of each model reply", minimum=1),
         "breaker_factory": Param(str, None, "'pkg.mod:factory' building your own breaker", nullable=True),
     }
     invariants = {**StreamTarget.invariants,
                   "failures-recorded": "every provider 5xx turn ends failed with a bootstrap.transport error",
-                  "circuit-opens": "after threshold provider failures, turns end with a 'circuit open' error terminal",
+                  "circuit-opens": "after failure_threshold provider failures, turns end with a 'circuit open' error terminal",
                   "provider-shielded": "while the circuit is open the provider receives no request",
                   "state-shared": "a second breaker instance on the same Redis sees the circuit open"}
 
@@ -78,10 +77,8 @@ class GatewayTarget(StreamTarget):
     def _params(self, ctx: Any) -> dict[str, Any]:
         p: dict[str, Any] = defaults(self.params)
         p.update(ctx.scenario.workload.params)
-        if p["threshold"] is None:
-            p["threshold"] = p["fail_turns"]
-        if p["reset_s"] is not None:  # the deprecated name wins only when the file uses it
-            p["recovery_s"] = p["reset_s"]
+        if p["failure_threshold"] is None:
+            p["failure_threshold"] = p["fail_turns"]
         return p
 
     def run(self, ctx: Any) -> Observations:
@@ -115,7 +112,7 @@ class GatewayTarget(StreamTarget):
         store = StreamStore(prod, config)
         relay = TurnRelay(store, config)
         breaker_name = f"provider-{ctx.scenario.name}"[:80]
-        bcfg = BreakerConfig(max_failures=int(p["threshold"]), reset_time_seconds=float(p["recovery_s"]))
+        bcfg = BreakerConfig(failure_threshold=int(p["failure_threshold"]), cooldown_s=float(p["cooldown_s"]))
         if p.get("breaker_factory"):  # point the scenario at your own breaker: factory(name, config, store)
             make = import_object(p["breaker_factory"], ctx.scenario.path.parent, "workload.params.breaker_factory")
             breaker = make(breaker_name, bcfg, AsyncRedisStore(prod))
