@@ -92,12 +92,13 @@ def proxy(upstream_fixture: str, *, name: str, toxiproxy_fixture: str = "cbchaos
 
     @pytest.fixture(scope=scope)
     def _proxy(request: pytest.FixtureRequest) -> Any:
+        # the proxy server first: it reports ready before its imports end, which overlap the upstream's start
+        server = started(_env(request).toxiproxy) if shared else request.getfixturevalue(toxiproxy_fixture)
         upstream = request.getfixturevalue(upstream_fixture)
         if shared:
             env = _env(request)
             yield started(lambda: env.proxy(name, f"{upstream.host}:{upstream.port}"))
             return
-        server = request.getfixturevalue(toxiproxy_fixture)
         proxy_obj = server.create_proxy(name, f"{upstream.host}:{upstream.port}")
         yield proxy_obj
         proxy_obj.close()

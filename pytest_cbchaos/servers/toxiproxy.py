@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
-
 from pytest_cbchaos.proxy import VERSION
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 
@@ -30,8 +28,11 @@ class BackendUnavailable(ValueError):
     """An explicitly requested proxy backend cannot be used; the message says how to fix it."""
 
 
-def _get(url: str, path: str, timeout: float) -> httpx.Response:
+def _get(url: str, path: str, timeout: float) -> Any:
+    # httpx loads on first use, so an embedded start spawns its child first and imports meanwhile.
     # A plain-HTTP API never uses TLS: skip building a verified SSL context (a CA bundle load per call).
+    import httpx
+
     with httpx.Client(timeout=timeout, verify=not url.startswith("http://")) as http:
         return http.get(url.rstrip("/") + path)
 
@@ -47,6 +48,8 @@ def probe_version(url: str, timeout: float = 1.0) -> str:
 
 
 def probe_capabilities(url: str, timeout: float = 2.0) -> set[str]:
+    import httpx
+
     try:
         response = _get(url, "/cbchaos/capabilities", timeout)
     except httpx.HTTPError:
