@@ -1,6 +1,7 @@
 """Lean start of the embedded proxy (docs/fault-kit-design.md, "Start-up")."""
 
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -68,3 +69,14 @@ def test_bind_api_keeps_wildcards_on_loopback(host, loopback_only, bound):
 def test_embedded_start_knows_version_and_asks_capabilities_on_use(embedded_tp):
     assert embedded_tp.version == VERSION
     assert {"cbchaos_blackhole", "cbchaos_http_fault"} <= embedded_tp.capabilities
+
+
+def test_the_redis_behind_proxy_path_loads_no_aiohttp_and_httpx_only_after_the_spawn():
+    """The parent's modules for a Redis session (docs/fault-kit-design.md, "Start-up"): aiohttp is the
+    proxy child's and the opencode rig's; httpx comes with the proxy client, after the child is spawned."""
+    code = ("import sys; import pytest_cbchaos.env, pytest_cbchaos.servers.toxiproxy, pytest_cbchaos.servers.process; "
+            "before = 'httpx' in sys.modules; import pytest_cbchaos.proxy.client; "
+            "print(before, 'aiohttp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
