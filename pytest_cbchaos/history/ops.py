@@ -16,6 +16,9 @@ EVENT_TYPES = ("invoke", "ok", "fail", "info")
 NEMESIS = "nemesis"
 #: Keys of an event that are not "extras".
 CORE_KEYS = ("type", "process", "f", "value", "time", "index", "error", "key")
+_CORE = frozenset(CORE_KEYS)
+_TYPES = frozenset(EVENT_TYPES)
+_NUMBERS = (int, float)
 
 
 class MalformedHistory(ValueError):
@@ -41,6 +44,7 @@ class _Unknown:
 
 
 UNKNOWN = _Unknown()
+_new_op = object.__new__
 
 
 class Op:
@@ -79,6 +83,14 @@ class Op:
         vals.update(kw)
         return Op(**vals)
 
+    def with_id(self, id: int) -> "Op":
+        """A copy numbered ``id`` (the checker renumbers every partition: keep it cheap)."""
+        op = _new_op(Op)
+        op.id, op.process, op.f, op.input, op.output = id, self.process, self.f, self.input, self.output
+        op.call, op.ret, op.status, op.key, op.invoke_index = self.call, self.ret, self.status, self.key, self.invoke_index
+        op.complete_index, op.error, op.extras, op.unknown = self.complete_index, self.error, self.extras, self.unknown
+        return op
+
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "process": self.process, "f": self.f, "input": self.input,
                 "output": None if self.unknown else self.output,
@@ -106,34 +118,47 @@ def validate_event(ev: Any, where: str = "") -> None:
             raise MalformedHistory(f"{loc}key {k!r} = {v!r}; expected a finite number")
 
 
+def _finite(v: Any) -> bool:
+    t = type(v)
+    return t is int or (t is float and v - v == 0.0)
+
+
 def pair_events(events: Sequence[dict[str, Any]],
                 read_only: Callable[[str], bool] | None = None) -> list[Op]:
     """Pair invoke/completion events into ops (fail ops included, with ``status='fail'``).
 
     Pending invokes at the end get a synthetic ``info`` completion. Crashed reads (``info`` on an
     ``f`` for which ``read_only(f)`` is true) become ``fail`` (docs/linearizability-design.md#completion).
+    The common well-formed event is recognised inline; any other goes through
+    :func:`validate_event`, which accepts it or names the problem (this runs once per check).
     """
     ops: list[Op] = []
     pending: dict[Any, tuple[int, dict[str, Any]]] = {}
     retired: dict[Any, int] = {}
     last_time: dict[Any, float] = {}
     last_index = None
+    types = _TYPES
     for pos, ev in enumerate(events):
-        validate_event(ev, f"event #{pos}")
-        idx = ev["index"]
+        if type(ev) is dict:
+            typ, p, t, idx = ev.get("type"), ev.get("process"), ev.get("time"), ev.get("index")
+            plain = (typ in types and type(p) is int and p >= 0 and type(ev.get("f")) is str
+                     and (type(t) is int or _finite(t)) and (type(idx) is int or _finite(idx)))
+        else:
+            plain = False
+        if not plain:
+            validate_event(ev, f"event #{pos}")
+            typ, p, t, idx = ev["type"], ev["process"], ev["time"], ev["index"]
         if last_index is not None and idx <= last_index:
             raise MalformedHistory(f"event index {idx}: indexes must be strictly increasing "
                                    f"(previous {last_index})")
         last_index = idx
-        p = ev["process"]
         if p == NEMESIS:
             continue
-        t = ev["time"]
-        if p in last_time and t < last_time[p]:
+        before = last_time.get(p)
+        if before is not None and t < before:
             raise MalformedHistory(f"event index {idx}: process {p} time {t} goes backwards "
-                                   f"(previous {last_time[p]})")
+                                   f"(previous {before})")
         last_time[p] = t
-        typ = ev["type"]
         if typ == "invoke":
             if p in retired:
                 raise MalformedHistory(f"event index {idx}: process {p} invokes after its op at "
@@ -160,10 +185,22 @@ def pair_events(events: Sequence[dict[str, Any]],
 
 
 def _extras(inv: dict[str, Any], comp: dict[str, Any] | None) -> dict[str, Any]:
-    ex = {k: v for k, v in inv.items() if k not in CORE_KEYS}
+    """The invoke's non-core keys, then the completion's others (in event order)."""
+    ex = _pick(inv, inv.keys() - _CORE)
     if comp is not None:
-        ex.update({k: v for k, v in comp.items() if k not in CORE_KEYS and k not in ex})
+        more = comp.keys() - _CORE - ex.keys()
+        if more:
+            ex.update(_pick(comp, more))
     return ex
+
+
+def _pick(ev: dict[str, Any], keys: Any) -> dict[str, Any]:
+    if not keys:
+        return {}
+    if len(keys) == 1:
+        (k,) = keys
+        return {k: ev[k]}
+    return {k: v for k, v in ev.items() if k in keys}
 
 
 def _make_op(slot: int, inv: dict[str, Any], comp: dict[str, Any] | None, status: str,
@@ -178,12 +215,11 @@ def _make_op(slot: int, inv: dict[str, Any], comp: dict[str, Any] | None, status
         assert comp is not None or status == "fail"
         ret = comp["time"] if comp is not None else inv["time"]
         output = comp.get("value") if comp is not None else None
-    return Op(slot, inv["process"], inv["f"], inv.get("value"), output, inv["time"], ret, status,
-              key=key, invoke_index=inv["index"],
-              complete_index=comp["index"] if comp is not None else None,
-              error=comp.get("error") if comp is not None else None, extras=_extras(inv, comp))
+    return Op(slot, inv["process"], inv["f"], inv.get("value"), output, inv["time"], ret, status, key,
+              inv["index"], comp["index"] if comp is not None else None,
+              comp.get("error") if comp is not None else None, _extras(inv, comp))
 
 
 def renumber(ops: Iterable[Op]) -> list[Op]:
     """Copy ``ops`` with ids 0..n-1 (the checker numbers each partition densely)."""
-    return [op.replace(id=i) for i, op in enumerate(ops)]
+    return [op.with_id(i) for i, op in enumerate(ops)]

@@ -150,7 +150,7 @@ def prepare(ops: Sequence[Op], model: Any) -> dict[Any, list[Op]]:
         if validate is not None:
             validate(key, pops)
         pops = sorted(pops, key=lambda o: (o.call, o.invoke_index))
-        out[key] = [op.replace(id=i) for i, op in enumerate(pops)]
+        out[key] = [op.with_id(i) for i, op in enumerate(pops)]
     return out
 
 

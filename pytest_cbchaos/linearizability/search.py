@@ -41,7 +41,7 @@ class PartitionSearch:
                 required |= 1 << i
                 ents.append((op.ret, 1, op.complete_index if op.complete_index is not None
                              else op.invoke_index, i))
-        ents.sort(key=lambda e: (e[0], e[1], e[2]))
+        ents.sort()  # (time, call before return, event index); ties end at the op id, already ascending
         m = len(ents)
         # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
         self.is_call = [False] * (m + 2)
