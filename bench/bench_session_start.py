@@ -56,6 +56,7 @@ def run_session(kind: str, work: Path) -> dict[str, float]:
     name, _, extra = TESTS[kind]
     out = work / f"{kind}.json"
     env = dict(os.environ, PYTHONPATH=f"{work}{os.pathsep}{ROOT}", BENCH_PHASES_OUT=str(out))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as a user's session: the warm-up leaves .pyc files for both
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "bench_phases",
             "-c", str(work / "pytest.ini"), "--rootdir", str(work), *extra, str(work / name)]
     t0 = time.perf_counter()
