@@ -121,12 +121,12 @@ def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc"
     @pytest.fixture(scope=scope)
     def _client(request: pytest.FixtureRequest) -> Any:
         """redis-py through the fault proxy over TCP, authenticated."""
+        kwargs = _client_kwargs(request, proxy_fixture, proc_fixture, client_kwargs)  # servers first: see proxy()
         import redis
 
         from pytest_cbchaos.servers.redis import no_retry
 
-        client = redis.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
-                                              {"retry": no_retry(), **client_kwargs}))
+        client = redis.Redis(**{"retry": no_retry(), **kwargs})
         yield client
         client.close()
 
@@ -140,12 +140,12 @@ def redis_async_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis
     @pytest.fixture(scope=scope)
     def _async_client(request: pytest.FixtureRequest) -> Any:
         """redis.asyncio through the fault proxy over TCP, authenticated."""
+        kwargs = _client_kwargs(request, proxy_fixture, proc_fixture, client_kwargs)
         import redis.asyncio
 
         from pytest_cbchaos.servers.redis import no_async_retry
 
-        client = redis.asyncio.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
-                                                      {"retry": no_async_retry(), **client_kwargs}))
+        client = redis.asyncio.Redis(**{"retry": no_async_retry(), **kwargs})
         yield client
         close_async_client(client)
 
