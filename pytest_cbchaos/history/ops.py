@@ -184,23 +184,28 @@ def pair_events(events: Sequence[dict[str, Any]],
     return ops
 
 
+#: an event's key order -> its non-core keys: events of one source share a few shapes
+_EXTRA_KEYS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+
+
+def _extra_keys(ev: dict[str, Any]) -> tuple[Any, ...]:
+    shape = tuple(ev)
+    keys = _EXTRA_KEYS.get(shape)
+    if keys is None:
+        keys = tuple(k for k in shape if k not in _CORE)
+        if len(_EXTRA_KEYS) < 1024:
+            _EXTRA_KEYS[shape] = keys
+    return keys
+
+
 def _extras(inv: dict[str, Any], comp: dict[str, Any] | None) -> dict[str, Any]:
     """The invoke's non-core keys, then the completion's others (in event order)."""
-    ex = _pick(inv, inv.keys() - _CORE)
+    ex = {k: inv[k] for k in _extra_keys(inv)}
     if comp is not None:
-        more = comp.keys() - _CORE - ex.keys()
-        if more:
-            ex.update(_pick(comp, more))
+        for k in _extra_keys(comp):
+            if k not in ex:
+                ex[k] = comp[k]
     return ex
-
-
-def _pick(ev: dict[str, Any], keys: Any) -> dict[str, Any]:
-    if not keys:
-        return {}
-    if len(keys) == 1:
-        (k,) = keys
-        return {k: ev[k]}
-    return {k: v for k, v in ev.items() if k in keys}
 
 
 def _make_op(slot: int, inv: dict[str, Any], comp: dict[str, Any] | None, status: str,
