@@ -52,3 +52,18 @@ def test_events_off_the_fast_path_are_still_validated(override, message):
 def test_float_times_and_extras_pair_as_before():
     (op,) = pair_events(_events(time=0.5, extra="x"))
     assert (op.call, op.ret, op.output, op.extras) == (0.5, 2, 3, {"line": 1, "extra": "x"})
+
+
+@pytest.mark.parametrize("line", [
+    "INFO  jepsen.util - 3\t:invoke\t:read\tnil", "INFO  jepsen.util - 3\t:invoked\t:read\tnil",
+    "INFO  jepsen.util - 1\t:fail\t:cas\t[1 2]", "INFO  jepsen.util - 1\t:fail\t:cas\t:timeout",
+    "INFO  jepsen.util - 1\t:ok\t:cas\t[nil 2]", "INFO  jepsen.util - 4\t:info\t:cas\t:timed-out",
+    "INFO  jepsen.util - 4\t:ok\t:delete\t1", "INFO  jepsen.util - :ok :read 1", "x"])
+def test_jepsen_lines_parse_as_by_trying_every_pattern(line):
+    from pytest_cbchaos.linearizability import jepsen
+
+    matched = next((p for p in jepsen._PATTERNS if p[2].match(line)), None)
+    parsed = jepsen.parse_jepsen_line(line)
+    assert (parsed is None) == (matched is None)
+    if matched is not None:
+        assert parsed[0] == ("ok" if matched[0] == "failcas" else matched[0]) and parsed[2] == matched[1]
