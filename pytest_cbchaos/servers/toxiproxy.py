@@ -29,18 +29,21 @@ class BackendUnavailable(ValueError):
 
 
 def _get(url: str, path: str, timeout: float) -> Any:
-    # httpx loads on first use, so an embedded start spawns its child first and imports meanwhile.
-    # A plain-HTTP API never uses TLS: skip building a verified SSL context (a CA bundle load per call).
-    import httpx
+    """One ``GET`` on the API with the proxy client's stdlib transport (no httpx in a session's start)."""
+    from pytest_cbchaos.proxy.http import HttpClient
 
-    with httpx.Client(timeout=timeout, verify=not url.startswith("http://")) as http:
-        return http.get(url.rstrip("/") + path)
+    http = HttpClient(url.rstrip("/"), timeout=timeout, headers={"User-Agent": "pytest-cbchaos"})
+    try:
+        return http.request("GET", path)
+    finally:
+        http.close()
 
 
 def probe_version(url: str, timeout: float = 1.0) -> str:
     """``GET /version`` -> version string (raises on any failure)."""
     response = _get(url, "/version", timeout)
-    response.raise_for_status()
+    if response.status_code >= 400:
+        raise RuntimeError(f"GET {url.rstrip('/')}/version: HTTP {response.status_code} {response.reason_phrase}")
     try:
         return str(response.json()["version"])
     except Exception:
@@ -48,11 +51,11 @@ def probe_version(url: str, timeout: float = 1.0) -> str:
 
 
 def probe_capabilities(url: str, timeout: float = 2.0) -> set[str]:
-    import httpx
+    from pytest_cbchaos.proxy.http import TransportError
 
     try:
         response = _get(url, "/cbchaos/capabilities", timeout)
-    except httpx.HTTPError:
+    except TransportError:
         return set()
     if response.status_code != 200:
         return set()
