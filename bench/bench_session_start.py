@@ -4,8 +4,9 @@ Each round runs two fresh ``pytest`` sessions, interleaved A B A B (kit, pytest-
 trivial test that uses the Redis fixture. Per session it records the wall time of the whole
 process and, through a tiny plugin, the test's setup and teardown phases: with a single test they
 hold the session fixtures' setup and teardown (redis-server and, for the kit, the fault proxy in
-front of it), so the comparison is not only interpreter start. Prints medians and the median of
-the per-round ratios kit / pytest-redis.
+front of it), so the comparison is not only interpreter start; redis-py is imported before them in
+both sessions (pytest-redis imports it with its plugin, the kit on first use), so the phases hold
+server work only. Prints medians and the median of the per-round ratios kit / pytest-redis.
 
     .venv/bin/python bench/bench_session_start.py [--rounds 9]
 """
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PHASES_PLUGIN = '''
 import json, os, time
 import pytest
+import redis  # loaded before the phases in both sessions: pytest-redis imports it with its plugin, the kit lazily
 
 _t = {}
 
