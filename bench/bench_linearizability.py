@@ -170,19 +170,14 @@ def breaker_history(n_ops: int, workers: int, backends: int, info_rate: float,
     return History(out_events)
 
 
+def _cas_op(rng: random.Random) -> tuple[str, Any]:
+    f = rng.choice(["read", "write", "cas"])
+    return f, None if f == "read" else (rng.randint(0, 4) if f == "write" else [rng.randint(0, 4), rng.randint(0, 4)])
+
+
 def register_history(n_ops: int, procs: int, seed: int) -> History:
     """A linearizable cas-register history with ``procs`` always-busy clients."""
-    rng = random.Random(seed)
-    specs = []
-    free_at = [0] * procs
-    for k in range(n_ops):
-        p = min(range(procs), key=lambda i: (free_at[i], i))
-        call = free_at[p] + rng.randint(0, 2)
-        dur = rng.randint(1, 3 * procs)
-        f = rng.choice(["read", "write", "cas"])
-        inp = None if f == "read" else (rng.randint(0, 4) if f == "write" else [rng.randint(0, 4), rng.randint(0, 4)])
-        specs.append((k, p, call, call + dur, call + rng.randint(0, dur), f, inp))
-        free_at[p] = call + dur + 1
+    specs = register_histories.busy_schedule(n_ops, procs, random.Random(seed), _cas_op)
     state = None
     outs = {}
     for k, p, call, ret, point, f, inp in sorted(specs, key=lambda s: (s[4], s[0])):
@@ -194,12 +189,7 @@ def register_history(n_ops: int, procs: int, seed: int) -> History:
             outs[k] = state == inp[0]
             if outs[k]:
                 state = inp[1]
-    evs = []
-    for k, p, call, ret, point, f, inp in specs:
-        evs.append((call, 0, k, {"type": "invoke", "process": p, "f": f, "value": inp}))
-        evs.append((ret, 1, k, {"type": "ok", "process": p, "f": f, "value": outs[k]}))
-    evs.sort(key=lambda e: (e[0], e[1], e[2]))
-    return History([dict(e, time=t, index=i) for i, (t, _, _, e) in enumerate(evs)])
+    return register_histories.to_history(specs, outs)
 
 
 def main() -> None:

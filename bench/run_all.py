@@ -1,5 +1,7 @@
 """Run every benchmark in bench/ one after another and print their figures (``make bench``).
 
+``bench_mutation.py`` is left out: it scores the tests, not the kit, and takes minutes (see its docstring).
+
 Each script prints medians of several runs and ratios against a baseline measured in the same
 process. Run on an otherwise idle machine: the figures are wall-clock on 2 cores.
 """
@@ -12,7 +14,8 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 ORDER = ["bench_redis_fixture.py", "bench_proxy.py", "bench_breaker.py", "bench_linearizability.py",
-         "bench_stream.py", "bench_opencode.py", "bench_recovery.py", "bench_plugin_overhead.py"]
+         "bench_stream.py", "bench_opencode.py", "bench_recovery.py", "bench_plugin_overhead.py",
+         "bench_topology.py"]
 
 
 def main() -> int:

@@ -262,12 +262,24 @@ def _opencode_row(explicit: str | None) -> tuple[str, str, str]:
     return ("opencode", "missing", f"{found.reason()} (opencode scenarios skip meanwhile)")
 
 
+def _sentinel_row() -> tuple[str, str, str]:
+    from pytest_cbchaos.servers.redis import BackendUnavailable
+    from pytest_cbchaos.servers.sentinel import sentinel_binary
+
+    try:
+        path, version = sentinel_binary()
+    except BackendUnavailable as exc:
+        return ("redis sentinel topology", "missing", f"{exc} (cbchaos_redis_sentinel tests skip meanwhile)")
+    return ("redis sentinel topology", f"{path} --sentinel (version {version})", "")
+
+
 def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
     """(component, status, hint) for every backend the kit can use."""
     rows: list[tuple[str, str, str]] = []
     redis_bin = shutil.which("redis-server")
     rows.append(("redis-server", redis_bin or "missing",
                  "" if redis_bin else "apt-get install redis-server (embedded fakeredis is used meanwhile)"))
+    rows.append(_sentinel_row())
     fr = _module("fakeredis")
     lupa = _module("lupa")
     rows.append(("fakeredis", fr or "missing", "" if fr else "pip install 'fakeredis[lua]'"))

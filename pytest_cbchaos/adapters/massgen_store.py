@@ -168,9 +168,9 @@ class MassgenStoreAdapter(StoreAdapter):
             updates = {"state": "open", "last_failure_time": max(when, float(cur["last_failure_time"])),
                        "open_until": max(when + open_for_seconds, float(cur["open_until"])),
                        "half_open_probe_active": False}
-            applied, wrote = self._call(when, self.store.cas_state, backend, cur["state"], updates)
-            if applied:
-                return self._reply(self.store.get_state(backend), cur["state"], wrote, when)
+            applied, seen = self._observed(when, self.store.cas_state, backend, cur["state"], updates)
+            if applied:  # the record this CAS wrote, not a re-read that may show a later writer's
+                return self._reply(self._decoded(seen[-1].after), cur["state"], self._changed(seen), when)
         assert first is not None
         return self._reply(self.store.get_state(backend), first["state"], False, when)
 
@@ -184,7 +184,7 @@ class MassgenStoreAdapter(StoreAdapter):
             self.store.set_state(backend, dict(mod.DEFAULT_CIRCUIT_BREAKER_STATE))
         finally:
             CLOCK.set(None)
-        return self._reply(self.store.get_state(backend), prev, True, when)
+        return self._reply(dict(mod.DEFAULT_CIRCUIT_BREAKER_STATE), prev, True, when)  # what it wrote
 
     def cas_state(self, backend: str, expected_state: str, updates: dict[str, Any], **kw: Any) -> bool:
         return bool(self.store.cas_state(backend, expected_state, dict(updates)))

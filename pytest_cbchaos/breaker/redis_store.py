@@ -89,8 +89,14 @@ def classify(exc: BaseException, op: str, backend: str) -> BaseException:
     return exc
 
 
+# connection errors that say the command was not run: a Sentinel-managed connection turns a READONLY reply
+# (the node was demoted) into a ConnectionError; no master known to the sentinels means nothing was sent
+_NOT_SENT = ("connecting", "previous master is now a", "no master found")
+
+
 def _maybe_sent(exc: BaseException) -> bool:
-    return not ("connecting" in str(exc).lower() or isinstance(exc, rex.MaxConnectionsError))
+    m = str(exc).lower()
+    return not (any(p in m for p in _NOT_SENT) or isinstance(exc, rex.MaxConnectionsError))
 
 
 def _s(v: Any) -> str:
@@ -99,12 +105,14 @@ def _s(v: Any) -> str:
 
 class _Core:
     is_async = False
+    scripts: dict[str, tuple[str, str]] = _SCRIPTS  # op -> (text, sha1); a mutant may swap one
 
     def __init__(self, redis_client: Any, ttl: int = 3600, key_prefix: str = "cbchaos:cb",
                  half_open_probe_ttl: int | None = None, *, probe_lease_seconds: float = 30.0,
                  time_source: str = "server", clock: Any = None, scripting: str = "auto",
                  fallback_max_attempts: int = 5, io_resends: int = 2, strict_probe_ownership: bool = True,
-                 allow_unbounded_io: bool = False, before_command: Callable[[str, int], Any] | None = None) -> None:
+                 allow_unbounded_io: bool = False, before_command: Callable[[str, int], Any] | None = None,
+                 wait_replicas: int = 0, wait_timeout_ms: int = 100) -> None:
         from pytest_cbchaos.faults.clock import SYSTEM_CLOCK
 
         if redis_client is None:
@@ -126,6 +134,13 @@ class _Core:
             raise ValueError(f"fallback_max_attempts must be an int >= 1, got {fallback_max_attempts!r}")
         if isinstance(io_resends, bool) or not isinstance(io_resends, int) or io_resends < 0:
             raise ValueError(f"io_resends must be an int >= 0, got {io_resends!r}")
+        for name, value, low in (("wait_replicas", wait_replicas, 0), ("wait_timeout_ms", wait_timeout_ms, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+        if wait_replicas and hasattr(redis_client, "nodes_manager"):  # RedisCluster: no one-connection pipeline
+            raise ValueError("wait_replicas needs a client whose pipeline runs on one connection (WAIT counts that "
+                             "connection's writes); a RedisCluster client routes WAIT to another node")
+        self.wait_replicas, self.wait_timeout_ms = wait_replicas, wait_timeout_ms
         pool = getattr(redis_client, "connection_pool", None)
         kwargs = getattr(pool, "connection_kwargs", {}) or {}
         if not allow_unbounded_io and pool is not None and not kwargs.get("socket_timeout"):
@@ -144,7 +159,7 @@ class _Core:
         self._ids = OpIds()
         self._rng = random.Random()
         self.stats = {"pipelines_created": 0, "pipelines_reset": 0, "evalsha": 0, "script_load": 0,
-                      "fallback_ops": 0}
+                      "fallback_ops": 0, "wait_short": 0, "replica_replies": 0}
         self.events: list[tuple[str, str]] = []  # store-level events (scripting_fallback), newest last
         self._events_dropped = 0
 
@@ -254,18 +269,53 @@ class _Core:
         raise cls(f"{op} for {backend!r} failed after {self.io_resends + 1} attempts: {last}") from last
 
     def _script_plan(self, op: str, key: str, argv: list[Any]) -> Plan:
-        """EVALSHA; on NOSCRIPT, SCRIPT LOAD and one resend."""
-        text, sha = _SCRIPTS[op]
+        """EVALSHA (and WAIT when asked); on NOSCRIPT, SCRIPT LOAD and one resend. Returns (reply, replicas acked)."""
+        text, sha = self.scripts[op]
         self.stats["evalsha"] += 1
         try:
-            return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv))
+            return (yield from self._eval_plan(sha, key, argv))
         except rex.NoScriptError:
             self.stats["script_load"] += 1
             yield lambda: self.client.execute_command("SCRIPT", "LOAD", text)
             try:
-                return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv))
+                return (yield from self._eval_plan(sha, key, argv))
             except rex.NoScriptError as exc:
                 raise StoreError(f"script {op}.lua: NOSCRIPT after SCRIPT LOAD") from exc
+
+    def _eval_plan(self, sha: str, key: str, argv: list[Any]) -> Plan:
+        """One EVALSHA; with ``wait_replicas``, ``WAIT`` on the same connection (a pipeline): WAIT counts the
+        replicas that acknowledged the connection's own last write (docs/redis-topologies.md#durability-policy)."""
+        if not self.wait_replicas:
+            return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv)), None
+
+        def step() -> Any:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.execute_command("EVALSHA", sha, 1, key, *argv)
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            return pipe.execute(raise_on_error=False)
+
+        raw, acked = yield step
+        if isinstance(raw, BaseException):
+            raise raw
+        if isinstance(acked, rex.ResponseError) and "replica" in str(acked).lower():
+            # a pooled connection outlived a demotion: the script ran read-only on stale data; drop it and resend
+            self.stats["replica_replies"] += 1
+            yield lambda: self.client.connection_pool.disconnect()
+            raise rex.ConnectionError(f"The previous master is now a replica (WAIT refused: {acked})")
+        return raw, acked
+
+    def _with_wait(self, parsed: tuple[dict, dict], acked: Any) -> tuple[dict, dict]:
+        """The reply reports how many replicas acknowledged the write (None: WAIT not run, or failed:
+        ``_wait_error`` says why)."""
+        d, e = parsed
+        if self.wait_replicas:
+            if isinstance(acked, BaseException):
+                d["_wait_error"] = f"{type(acked).__name__}: {acked}"
+                acked = None
+            d["_replicas_acked"] = None if acked is None else int(acked)
+            if acked is None or acked < self.wait_replicas:
+                self.stats["wait_short"] += 1
+        return d, e
 
     def _watch_plan(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None,
                     sleep: Callable[[float], Any]) -> Plan:
@@ -402,7 +452,13 @@ class _Core:
 
 
 class RedisStore(_Core):
-    """Synchronous store on ``redis.Redis``."""
+    """Synchronous store on ``redis.Redis``.
+
+    ``pause_hook`` (docs/breaker-design.md#forced-interleavings): when set, the WATCH fallback calls it
+    between its read (under WATCH) and its MULTI/EXEC, the one window a concurrent write must abort.
+    The Lua path is one atomic script and has no window."""
+
+    pause_hook: Any = None
 
     @classmethod
     def from_url(cls, url: str, **kw: Any) -> "RedisStore":
@@ -440,16 +496,25 @@ class RedisStore(_Core):
         if self._try_scripts():
             argv = self._argv(op_id, cnow, args)
             try:
-                raw = self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
-                return post(*self.parse_script_reply(op, raw))
+                raw, acked = self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
+                return post(*self._with_wait(self.parse_script_reply(op, raw), acked))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
                     raise StoreConfigError(f"{op} for {backend!r}: scripting required but unavailable ({exc})") from None
                 self._mark_fallback()
         kfn = self._kernel_fn(op, op_id, args)
-        return post(*self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow)))
+        return post(*self._with_wait(self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow)), None))
 
     def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
+        if self.pause_hook is not None:
+            decide = kfn
+
+            def kfn(rec: Any, t: float) -> Any:  # read done, write not yet sent
+                o = decide(rec, t)
+                hook = self.pause_hook
+                if hook is not None:
+                    hook()
+                return o
         return drive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.sleep))
 
 
@@ -502,8 +567,8 @@ class AsyncRedisStore(_Core):
         if self._try_scripts():
             argv = self._argv(op_id, cnow, args)
             try:
-                raw = await self._io(op, backend, lambda: adrive(self._script_plan(op, key, argv)))
-                return post(*self.parse_script_reply(op, raw))
+                raw, acked = await self._io(op, backend, lambda: adrive(self._script_plan(op, key, argv)))
+                return post(*self._with_wait(self.parse_script_reply(op, raw), acked))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
                     raise StoreConfigError(f"{op} for {backend!r}: scripting required but unavailable ({exc})") from None
@@ -511,7 +576,7 @@ class AsyncRedisStore(_Core):
         kfn = self._kernel_fn(op, op_id, args)
         async with self._alock:
             res = await self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow))
-        return post(*res)
+        return post(*self._with_wait(res, None))
 
     async def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
         return await adrive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.asleep))

@@ -252,8 +252,34 @@ def _fast_view(rec: Record, corrupt: tuple[str, ...], ids: OpIds) -> _FastView:
     return (closed, closed and nrec.failure_count == 0, tmpl, corrupt, ops, ids.own_counters(ops))
 
 
+class _WatchedLock:
+    """A lock that counts the threads blocked on it (for :meth:`InMemoryStore.lock_waiters`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._meta = threading.Lock()
+        self.waiting = 0
+
+    def __enter__(self) -> "_WatchedLock":
+        if not self._lock.acquire(blocking=False):
+            with self._meta:
+                self.waiting += 1
+            self._lock.acquire()
+            with self._meta:
+                self.waiting -= 1
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._lock.release()
+
+
 class InMemoryStore:
-    """Thread-safe single-process store on :mod:`.kernel`; TTL emulated with the clock."""
+    """Thread-safe single-process store on :mod:`.kernel`; TTL emulated with the clock.
+
+    ``pause_hook`` (docs/breaker-design.md#forced-interleavings): when set, called between the read
+    and the write of every kernel op *while holding the lock*, with :meth:`lock_waiters` telling the
+    hook how many threads are blocked behind it; the conformance checks force their interleavings
+    with it. Setting it swaps in a counting lock (before the threads start)."""
 
     def __init__(self, *, clock: Any = None, ttl: int = _DEFAULT_TTL, half_open_probe_ttl: int | None = None,
                  probe_lease_seconds: float = 30.0, strict_probe_ownership: bool = True) -> None:
@@ -266,7 +292,9 @@ class InMemoryStore:
         self.probe_lease_seconds = check_lease(probe_lease_seconds)
         self.strict_probe_ownership = bool(strict_probe_ownership)
         self.clock = clock or SYSTEM_CLOCK
-        self._lock = threading.Lock()
+        self._lock: Any = threading.Lock()
+        self._pause_hook: Any = None
+        self._in_hook = False
         # backend -> [encoded dict, decoded Record | None, corrupt names, expires_at, fast view | None]
         self._data: dict[str, list[Any]] = {}
         self._ids = OpIds()
@@ -274,6 +302,20 @@ class InMemoryStore:
         # subclasses may override _read/_write/_data layout (mutants do): they keep the kernel path only
         self._fast = type(self) is InMemoryStore
         self._default_view = _fast_view(DEFAULT, (), self._ids)
+
+    @property
+    def pause_hook(self) -> Any:
+        return self._pause_hook
+
+    @pause_hook.setter
+    def pause_hook(self, hook: Any) -> None:
+        if hook is not None and not isinstance(self._lock, _WatchedLock):
+            self._lock = _WatchedLock()
+        self._pause_hook = hook
+
+    def lock_waiters(self) -> int:
+        """Threads blocked on the lock while a ``pause_hook`` holds it (0 outside a hook)."""
+        return self._lock.waiting if self._in_hook and isinstance(self._lock, _WatchedLock) else 0
 
     @property
     def clock(self) -> Any:
@@ -339,6 +381,12 @@ class InMemoryStore:
         with self._lock:
             rec, corrupt = self._read(backend, t)
             o = fn(rec, t)
+            if self._pause_hook is not None:
+                self._in_hook = True
+                try:
+                    self._pause_hook()
+                finally:
+                    self._in_hook = False
             if o.applied:
                 self._write(backend, o.record, t)
         return o, t, corrupt

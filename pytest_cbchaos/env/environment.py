@@ -84,6 +84,39 @@ class Environment:
         except (BackendUnavailable, PortRangeError) as exc:
             raise Unavailable(str(exc)) from None
 
+    def launch_sentinel(self, *, replicas: int = 2, down_after_ms: int = 500, failover_timeout_ms: int = 2000,
+                        name: str = "sentinel") -> Any:
+        """A new Sentinel-managed replicated Redis (``SentinelTopology``, docs/redis-topologies.md); its proxies live
+        on the worker's Toxiproxy-compatible server; the caller stops it. Needs the redis-server binary."""
+        from pytest_cbchaos.servers.sentinel import start_sentinel_topology
+
+        return self._topology(start_sentinel_topology, name, replicas=replicas, down_after_ms=down_after_ms,
+                              failover_timeout_ms=failover_timeout_ms)
+
+    def launch_cluster(self, *, shards: int = 3, node_timeout_ms: int = 1000, name: str = "cluster") -> Any:
+        """A new Redis Cluster, ``shards`` primaries with a replica each (``ClusterTopology``,
+        docs/redis-topologies.md#redis-cluster); the caller stops it. Needs the redis-server binary."""
+        from pytest_cbchaos.servers.cluster import start_cluster_topology
+
+        return self._topology(start_cluster_topology, name, shards=shards, node_timeout_ms=node_timeout_ms)
+
+    def _topology(self, start: Callable[..., Any], name: str, **kw: Any) -> Any:
+        """``start(...)`` of a multi-server topology whose proxies live on the worker's proxy server."""
+        from pytest_cbchaos.servers.redis import BackendUnavailable
+        from pytest_cbchaos.servers.sentinel import sentinel_binary
+
+        s = self.settings
+        if s.redis_backend not in ("auto", "binary"):
+            raise Unavailable(f"the {name} topology needs the binary Redis backend "
+                              f"(--cbchaos-redis-backend is {s.redis_backend!r})")
+        try:
+            sentinel_binary(s.redis_exec)  # before the proxy server: no server started for a topology that cannot run
+            server = self.toxiproxy()
+            return start(workdir=self._dir(name), create_proxy=server.create_proxy, executable=s.redis_exec,
+                         port_range=s.port_range, startup_timeout=s.startup_timeout, **kw)
+        except (BackendUnavailable, PortRangeError) as exc:
+            raise Unavailable(str(exc), required=self.required) from None
+
     def launch_opencode(self, mock: Any, *, name: str = "opencode") -> Any:
         """A new started ``opencode serve`` (``OpencodeServer``) whose model provider is ``mock``; the caller stops it.
 
@@ -126,6 +159,14 @@ class Environment:
         t = threading.Thread(target=work, name=f"cbchaos-prestart-{key}", daemon=True)
         self._prestarts.append(t)
         t.start()
+
+    def sentinel(self, replicas: int = 2) -> Any:
+        """The worker's shared Sentinel topology with ``replicas`` replicas (fixture and scenarios share it)."""
+        return self.shared(f"redis-sentinel:{replicas}", lambda env: env.launch_sentinel(replicas=replicas))
+
+    def cluster(self, shards: int = 3) -> Any:
+        """The worker's shared Redis Cluster with ``shards`` primaries (one replica each)."""
+        return self.shared(f"redis-cluster:{shards}", lambda env: env.launch_cluster(shards=shards))
 
     def toxiproxy(self) -> Any:
         with self._lock:

@@ -280,6 +280,18 @@ class FaultController:
     def process(self, target: Any) -> ProcessFaults:
         return ProcessFaults(self, target)
 
+    def sentinel(self, topology: Any) -> Any:
+        """The nemesis of a Sentinel topology (failover, isolate_primary, kill, pause; docs/redis-topologies.md)."""
+        from pytest_cbchaos.faults.sentinel import SentinelNemesis
+
+        return SentinelNemesis(self, topology)
+
+    def cluster(self, topology: Any) -> Any:
+        """The nemesis of a Redis Cluster (a shard's failover; docs/redis-topologies.md#redis-cluster)."""
+        from pytest_cbchaos.faults.cluster import ClusterNemesis
+
+        return ClusterNemesis(self, topology)
+
     def skew_clock(self, clock: SkewedClock, offset_s: float, drift_ppm: float = 0.0,
                    worker: str = "worker") -> Fault:
         """Shift a kit-aware clock's wall time; healing restores the previous skew."""

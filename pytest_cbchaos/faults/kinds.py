@@ -66,6 +66,10 @@ FAULT_KINDS: dict[str, FaultKind] = _kinds(
         "workers": Param(int, 1, "busy processes", minimum=1, maximum=MAX_WORKERS),
         "for_s": Param(float, None, "seconds (default: until healed)", nullable=True, describe=_FOR_S_EXPECTED,
                        check=_for_s)}),
+    # replicated Redis (target "redis" of a topology with redis.sentinel; docs/redis-topologies.md#the-nemesis)
+    FaultKind("failover", "sentinel", doc="SENTINEL FAILOVER; done once the old primary is a replica"),
+    FaultKind("isolate_primary", "sentinel",
+              doc="primary cut from replicas and sentinels, clients still reach it; healed: demoted if replaced"),
     # Redis actions (through the target's admin client)
     FaultKind("flushall", "redis"),
     FaultKind("evict", "redis", {"pattern": Param(str, "*", "keys matching this glob are deleted"),

@@ -18,6 +18,7 @@ pytest_plugins = [
     "pytest_cbchaos.plugin.fixtures_breaker",
     "pytest_cbchaos.plugin.fixtures_opencode",
     "pytest_cbchaos.plugin.fixtures_stream",
+    "pytest_cbchaos.plugin.fixtures_sentinel",
     "pytest_cbchaos.plugin.scenario",
     "pytest_cbchaos.plugin.report",
     "pytest_cbchaos.plugin.background",
@@ -48,6 +49,22 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_cbchaos.plugin.session import configure_session
 
     configure_session(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: object) -> None:
+    """pytest-xdist: every worker writes its artifacts under the controller's run id."""
+    from pytest_cbchaos.plugin.run_id import configure_node
+
+    configure_node(node)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput") or get_settings(session.config).keep == "none":
+        return
+    from pytest_cbchaos.plugin.run_id import artifacts_root, prune_runs, run_id
+
+    prune_runs(artifacts_root(session.config), run_id(session.config))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -15,7 +15,6 @@ Process-backed fixtures are session scoped by default, clients function scoped (
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Callable, Literal, TypeVar
 
 import pytest
@@ -35,8 +34,9 @@ def started(make: Callable[[], T]) -> T:
         raise
 
 
-def needs_opencode(make: Callable[[], T]) -> T:
-    """``make()``; without an opencode binary the test skips with the install hint (fails when CI is set)."""
+def started_or_skip(make: Callable[[], T]) -> T:
+    """``make()``; a server this machine cannot provide (no binary) skips the test with the reason and the
+    install hint, and fails it when CI is set (``Unavailable.required``)."""
     from pytest_cbchaos.env import Unavailable
 
     try:
@@ -45,6 +45,9 @@ def needs_opencode(make: Callable[[], T]) -> T:
         if exc.required:
             pytest.fail(f"{exc} (required: CI is set)", pytrace=False)
         pytest.skip(str(exc))
+
+
+needs_opencode = started_or_skip  # without an opencode binary
 
 
 def _env(request: pytest.FixtureRequest) -> Any:
@@ -57,6 +60,7 @@ def redis_proc(*, name: str = "redis", backend: str | None = None, scope: Scope 
 
     @pytest.fixture(scope=scope)
     def _redis_proc(request: pytest.FixtureRequest) -> Any:
+        """A real redis-server (``host port password pid dir backend version``); the worker's own when shared."""
         env = _env(request)
         if shared:
             yield started(lambda: env.redis(backend))
@@ -73,6 +77,7 @@ def toxiproxy(*, backend: str | None = None, scope: Scope = "session", shared: b
 
     @pytest.fixture(scope=scope)
     def _toxiproxy(request: pytest.FixtureRequest) -> Any:
+        """A Toxiproxy-compatible fault proxy server (HTTP API); the worker's own when shared."""
         env = _env(request)
         if shared:
             yield started(env.toxiproxy)
@@ -92,6 +97,7 @@ def proxy(upstream_fixture: str, *, name: str, toxiproxy_fixture: str = "cbchaos
 
     @pytest.fixture(scope=scope)
     def _proxy(request: pytest.FixtureRequest) -> Any:
+        """A fault proxy in front of the upstream fixture's ``host:port`` (toxics reset per test when shared)."""
         # the proxy server first: it reports ready before its imports end, which overlap the upstream's start
         server = started(_env(request).toxiproxy) if shared else request.getfixturevalue(toxiproxy_fixture)
         upstream = request.getfixturevalue(upstream_fixture)
@@ -156,6 +162,8 @@ def close_async_client(client: Any) -> None:
     """Close an asyncio client after its test, in the event loop its connections were made in while that
     loop is open (a module- or session-scoped loop), else in a new one: a function-scoped loop is closed
     before this teardown, and the connections made in it are dropped with it."""
+    import asyncio
+
     pool = client.connection_pool
     loops = {getattr(getattr(getattr(conn, "_writer", None), "transport", None), "_loop", None)
              for conn in [*pool._available_connections, *pool._in_use_connections]}
@@ -174,6 +182,7 @@ def mock_llm(*, scope: Scope = "session", shared: bool = False, **mock_kwargs: A
 
     @pytest.fixture(scope=scope)
     def _mock_llm(request: pytest.FixtureRequest) -> Any:
+        """A scriptable OpenAI-compatible model provider (``MockLLM``); the worker's own when shared."""
         if shared:
             yield _env(request).mock_llm()
             return
@@ -196,6 +205,7 @@ def opencode(*, mock_fixture: str = "cbchaos_mock_llm_server", name: str = "open
 
     @pytest.fixture(scope=scope)
     def _opencode(request: pytest.FixtureRequest) -> Any:
+        """A real ``opencode serve`` on the mock provider; the worker's own rig when shared (kept clean per test)."""
         env = _env(request)
         if shared:
             yield needs_opencode(env.opencode).server
@@ -206,3 +216,19 @@ def opencode(*, mock_fixture: str = "cbchaos_mock_llm_server", name: str = "open
         server.stop()
 
     return _opencode
+
+
+def redis_sentinel(*, replicas: int = 2, down_after_ms: int = 500, failover_timeout_ms: int = 2000,
+                   scope: Scope = "session") -> Any:
+    """A Sentinel topology of its own (``SentinelTopology``, docs/redis-topologies.md), stopped with the fixture;
+    skips where redis-server 7.0+ is missing."""
+
+    @pytest.fixture(scope=scope)
+    def _sentinel(request: pytest.FixtureRequest) -> Any:
+        env = _env(request)
+        topo = started_or_skip(lambda: env.launch_sentinel(replicas=replicas, down_after_ms=down_after_ms,
+                                                           failover_timeout_ms=failover_timeout_ms))
+        yield topo
+        topo.stop()
+
+    return _sentinel

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generator, Iterator
 import pytest
 
 from pytest_cbchaos.plugin import factories
+from pytest_cbchaos.plugin.keys import ENV_KEY, FAULT_JOURNAL_KEY
 from pytest_cbchaos.plugin.session import worker_id
 from pytest_cbchaos.settings import Settings, get_settings
 
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
     from pytest_cbchaos.faults.journal import FaultJournal
     from pytest_cbchaos.servers.redis import RedisServer
 
-ENV_KEY = pytest.StashKey["Environment"]()
-FAULT_JOURNAL_KEY = pytest.StashKey["FaultJournal"]()
 # fixtures whose use makes the per-test hygiene run
 ENV_FIXTURES = frozenset({"cbchaos_env", "cbchaos_toxiproxy", "cbchaos_redis_proc", "cbchaos_redis_proxy",
                           "cbchaos_stream_redis", "cbchaos_mock_llm_server", "cbchaos_opencode",

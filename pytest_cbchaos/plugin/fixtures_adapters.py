@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 # the names of ``pytest_cbchaos.adapters.ALL_ADAPTERS``, spelled out so that registering the fixture does not
 # import every breaker library (tests/foundation/test_plugin_cost.py checks they agree)
-ADAPTER_NAMES = ("pybreaker", "aiobreaker", "aiobreaker_redis", "circuitbreaker", "purgatory", "cbchaos",
+ADAPTER_NAMES = ("pybreaker", "aiobreaker", "aiobreaker_redis", "circuitbreaker", "purgatory", "purgatory_sync", "cbchaos",
                  "cbchaos_async")
 
 

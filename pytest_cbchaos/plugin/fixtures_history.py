@@ -15,12 +15,15 @@ nothing (or not the asked-for chaos) to check. The verdict reaches the kit's rep
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
 
 import pytest
 
-from pytest_cbchaos.linearizability.recorded import CheckSettings, Judgement, judge_recorded, no_history
 from pytest_cbchaos.settings import get_settings
+
+if TYPE_CHECKING:
+    from pytest_cbchaos.linearizability.recorded import Judgement
 
 HISTORY_KEY = pytest.StashKey[Any]()
 
@@ -47,6 +50,8 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         return outcome
     recorder = item.stash.get(HISTORY_KEY, None)
     if recorder is None:  # a check with nothing to check is an error, never a silent pass
+        from pytest_cbchaos.linearizability.recorded import no_history
+
         _conclude(item, marker, no_history(item.nodeid))
     check_recorded_history(item, marker, recorder)
     return outcome
@@ -60,7 +65,9 @@ def _report_check(item: pytest.Item, marker: pytest.Mark, j: Judgement) -> None:
     """The check as the kit's reports see it (terminal, report.json, report.html, JUnit)."""
     from pytest_cbchaos.report.collect import add
 
-    counted = {} if j.ops is None else {"ops_observed": j.ops}
+    counted: dict[str, Any] = {} if j.ops is None else {"ops_observed": j.ops}
+    if j.artifacts:  # the report links the history views of this run's directory
+        counted["artifacts"] = str(Path(j.artifacts["results"]).parent)
     add(item, checks=[{"name": f"linearizability:{_model_name(marker) or '?'}", "kind": "linearizability",
                        "verdict": j.verdict, "detail": j.detail, "counterexample": j.counterexample}], **counted)
 
@@ -77,8 +84,12 @@ def _conclude(item: pytest.Item, marker: pytest.Mark, j: Judgement) -> None:
 
 
 def check_recorded_history(item: pytest.Item, marker: pytest.Mark, recorder: Any) -> None:
+    from pytest_cbchaos.linearizability.recorded import CheckSettings, judge_recorded
+    from pytest_cbchaos.plugin.run_id import run_artifacts
+
     s = get_settings(item.config)
-    settings = CheckSettings(timeout=s.check_timeout, max_cache=s.max_cache, keep=s.keep, artifacts=s.artifacts,
+    settings = CheckSettings(timeout=s.check_timeout, max_cache=s.max_cache, keep=s.keep,
+                             artifacts=run_artifacts(item.config),
                              on_unknown=s.on_unknown)
     _conclude(item, marker, judge_recorded(recorder, _model_name(marker), nodeid=item.nodeid, settings=settings,
                                            timeout=marker.kwargs.get("timeout"),

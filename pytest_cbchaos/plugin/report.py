@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_cbchaos.plugin.fixtures import FAULT_JOURNAL_KEY
+from pytest_cbchaos.plugin.keys import FAULT_JOURNAL_KEY
 from pytest_cbchaos.plugin.scenario import ENV_KEY as SCENARIO_ENV_KEY, RESULT_KEY
 from pytest_cbchaos.report.collect import add, base_record, encode, verdict_fields
 
@@ -208,10 +208,11 @@ def build_from_config(config: pytest.Config, exitstatus: int | None) -> dict[str
         seed = None
     command = " ".join(["pytest", *config.invocation_params.args])
     from pytest_cbchaos.plugin.background import background_load
+    from pytest_cbchaos.plugin.run_id import run_id
 
     return build_report(entries, seed=seed, command=command, backends=backends, workers=workers,
                         exitstatus=int(exitstatus) if exitstatus is not None else None,
-                        background_load=background_load(config))
+                        background_load=background_load(config), run_id=run_id(config))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

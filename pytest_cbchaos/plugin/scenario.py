@@ -163,7 +163,9 @@ def _artifact_dir(config: pytest.Config, nodeid: str) -> Path | None:
     if s.keep == "none":
         return None
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:150]
-    return Path(config.rootpath, s.artifacts, slug) if not s.artifacts.is_absolute() else s.artifacts / slug
+    from pytest_cbchaos.plugin.run_id import run_artifacts
+
+    return run_artifacts(config) / slug
 
 
 def scenario_env(config: pytest.Config) -> Any:

@@ -22,7 +22,7 @@ def add(node: pytest.Item | pytest.FixtureRequest, **data: Any) -> None:
 
     Known keys: ``checks`` (list of ``{name, kind, verdict, detail, counterexample}``), ``latencies``,
     ``transitions``, ``recoveries`` (dict), ``probes`` (list of ``{id, value, unit, note}``),
-    ``history_path``, ``timeline_path``, ``ops_observed`` (int: operations the checks saw; 0 makes
+    ``artifacts`` (directory of the test's history views), ``ops_observed`` (int: operations the checks saw; 0 makes
     the verdict an error, docs/report-schema.md). Lists are extended, dicts merged, ints summed.
     """
     item = getattr(node, "node", node)

@@ -37,7 +37,8 @@ def make_entry(nodeid: str, outcome: str, duration_s: float, record: dict[str, A
 
 def build_report(entries: list[dict[str, Any]], *, seed: int | None, command: str = "",
                  backends: dict[str, Any] | None = None, workers: dict[str, Any] | None = None,
-                 exitstatus: int | None = None, background_load: dict[str, Any] | None = None) -> dict[str, Any]:
+                 exitstatus: int | None = None, background_load: dict[str, Any] | None = None,
+                 run_id: str | None = None) -> dict[str, Any]:
     tests = sorted(entries, key=lambda e: (e["outcome"] not in ("failed", "error"), e["nodeid"]))
     counts = {o: sum(1 for t in tests if t["outcome"] == o) for o in OUTCOMES}
     checks = [c for t in tests for c in t["checks"] if c.get("verdict") != "skipped"]
@@ -57,7 +58,7 @@ def build_report(entries: list[dict[str, Any]], *, seed: int | None, command: st
     return {
         "schema": SCHEMA_ID,
         "generated_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "seed": seed, "command": command, "exitstatus": exitstatus,
+        "run_id": run_id, "seed": seed, "command": command, "exitstatus": exitstatus,
         "backends": backends or {}, "workers": workers or {},
         "background_load": background_load or {"workers": 0, "cpu_s": 0.0},
         "summary": summary, "probes": probes, "tests": tests,

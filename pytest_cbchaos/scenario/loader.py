@@ -23,8 +23,8 @@ from pytest_cbchaos.renames import RENAMED, rename_params
 from pytest_cbchaos.scenario.errors import ScenarioError, ScenarioErrors
 from pytest_cbchaos.scenario.files import discover, is_scenario_file  # noqa: F401 (re-exported)
 from pytest_cbchaos.scenario.model import (
-    HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, Budgets, CheckSpec, FaultSpec, Scenario,
-    Topology, Workload,
+    HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, SENTINEL_FAULTS, Budgets, CheckSpec,
+    FaultSpec, Scenario, Topology, Workload,
 )
 
 Path_ = tuple[Any, ...]
@@ -212,6 +212,8 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
             allowed = {"redis"} if topology.redis is not None or "redis" in processes else set()
         elif fs.kind in HOST_FAULTS:
             allowed = {HOST_TARGET}
+        elif fs.kind in SENTINEL_FAULTS:
+            allowed = {"redis"} if (topology.redis or {}).get("sentinel") is not None else set()
         else:
             allowed = clocks
         _check_params(file, marks, fpath + ("params",), FAULT_KINDS[fs.kind].params, fs.params,

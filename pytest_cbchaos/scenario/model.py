@@ -13,6 +13,7 @@ PROCESS_FAULTS = kinds_of("process")
 CLOCK_FAULTS = kinds_of("clock")
 HOST_FAULTS = kinds_of("host")  # on target "host": this machine
 REDIS_ACTIONS = kinds_of("redis")
+SENTINEL_FAULTS = kinds_of("sentinel")  # on target "redis" of a Sentinel topology
 
 
 @dataclass(frozen=True)

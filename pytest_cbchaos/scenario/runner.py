@@ -211,6 +211,12 @@ class FaultScheduler(threading.Thread):
             return c.process(target).restart(graceful=p["graceful"])
         if f.family == "host":
             return c.cpu_stress(workers=p["workers"], for_s=p["for_s"])
+        if f.family == "sentinel":
+            nemesis = c.sentinel(ctx.state["sentinel"])
+            if f.kind == "failover":
+                nemesis.failover()
+                return None
+            return nemesis.isolate_primary()
         if f.family == "clock":
             clock = ctx.clocks[f.target]
             return c.skew_clock(clock, float(p["offset_s"]), float(p["drift_ppm"]), worker=f.target)

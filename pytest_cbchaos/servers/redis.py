@@ -203,12 +203,14 @@ def start_redis(
 
 def _start_binary(executable: str | None, workdir: Path, port_range: tuple[int, int],
                   startup_timeout: float, persistence: str = "none", extra_args: Sequence[str] = (),
-                  env: Mapping[str, str] | None = None) -> RedisServer:
+                  env: Mapping[str, str] | None = None, *, lease: PortLease | None = None,
+                  password: str | None = None) -> RedisServer:
+    """``lease``/``password`` given by a topology whose proxies and peers must know them before the start."""
     if not executable or not Path(executable).exists() and not shutil.which(executable):
         raise BackendUnavailable(f"redis-server not found (looked for {executable or 'redis-server on PATH'}); {INSTALL_HINT}")
     version = redis_binary_version(executable)
-    lease = allocate_port(port_range)
-    password = secrets.token_hex(16)
+    lease = lease or allocate_port(port_range)
+    password = password or secrets.token_hex(16)
     data_dir = Path(workdir) / f"redis-{lease.port}"
     data_dir.mkdir(parents=True, exist_ok=True)
     server = RedisServer("127.0.0.1", lease.port, password, "binary", version, data_dir, lease=lease)

@@ -101,6 +101,14 @@ class ConcurrentConfig:
     artifacts_dir: Path | None = None
     command_weights: dict[str, int] = field(default_factory=dict)
     thresholds: tuple[int, ...] = (1, 2)
+    # threads mode: told when each round starts and each worker finishes (a Lockstep schedule that
+    # the workers' stores and a store's pause_hook follow: docs/breaker-design.md#forced-interleavings)
+    window: Any = None
+    # worker clocks scripted from this wall time: each reading advances the worker's clock by
+    # ``time_step`` (plus any skew), so a program's cooldowns and leases decide the same way on every
+    # replay; None = real time
+    scripted_time: float | None = None
+    time_step: float = 0.002
     capabilities: Capabilities | None = None  # the store's; None = ours (docs/adapters.md#capabilities)
 
     def weights(self) -> dict[str, int]:
@@ -182,6 +190,18 @@ class ProxyFaults:
         self.controller.heal_all()
 
 
+class _StepClock(SkewedClock):
+    """Wall time that starts at ``t`` and advances ``step`` per reading, shifted by the skew."""
+
+    def __init__(self, t: float, step: float) -> None:
+        super().__init__()
+        self._t, self._step, self._n = t, step, 0
+
+    def time(self) -> float:
+        self._n += 1
+        return self._t + self._n * self._step + self.offset
+
+
 @dataclass
 class RunStats:
     examples: int = 0
@@ -207,7 +227,8 @@ class _Runner:
         salt = (program.seed ^ (self.example << 8)) & 0xFFFFFFFF
         journal = self.faults.journal if self.faults is not None else None
         rec = Recorder(cfg.workers, journal=journal)
-        clocks = [SkewedClock() for _ in range(cfg.workers)]
+        clocks = [SkewedClock() if cfg.scripted_time is None else _StepClock(cfg.scripted_time, cfg.time_step)
+                  for _ in range(cfg.workers)]
         epoch_names = lambda r: [f"{cfg.key_prefix}:{salt:08x}:{(r // cfg.rounds_per_key) if cfg.rounds_per_key else 0}:{i}"  # noqa: E731
                                  for i in range(cfg.backends)]
         # prefix: sequential, worker 0, main thread, its own store
@@ -251,6 +272,13 @@ class _Runner:
 
                 def work(w: int) -> None:
                     try:
+                        _work(w)
+                    finally:
+                        if cfg.window is not None:
+                            cfg.window.worker_done(w)
+
+                def _work(w: int) -> None:
+                    try:
                         cmds = list(rnd.commands[w])
                         kill_at = None
                         acts = {}
@@ -289,6 +317,8 @@ class _Runner:
                     except BaseException as exc:  # propagated below, never swallowed
                         errors.append(exc)
 
+                if cfg.window is not None:
+                    cfg.window.start_round(cfg.workers)
                 threads = [threading.Thread(target=work, args=(w,), daemon=True)
                            for w in range(cfg.workers)]
                 for t in threads:
@@ -300,6 +330,8 @@ class _Runner:
                     self.faults.heal_all()
                 for t in threads:
                     t.join(cfg.round_timeout)
+                if cfg.window is not None:
+                    cfg.window.start_round(0)
                 for w in rec.pending_workers():
                     rec.crash_worker(w, ("round-timeout",))
                 for c in clocks:

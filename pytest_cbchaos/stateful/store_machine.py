@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from ..breaker import kernel
 from ..breaker import model as bmodel
+from ..breaker.cells import CellCoverage, cell_of
 from ..breaker.conformance.capabilities import Capabilities, capabilities_of
 from ..breaker.record import STATES, Record
 from ..faults.clock import ManualClock
@@ -51,6 +52,8 @@ class StoreModelMachine(RuleBasedStateMachine):
     """
 
     store_factory: Callable[[], Any] | None = None
+    #: when set, every op's transition cell is counted here (docs/breaker-design.md#transition-cells)
+    coverage: CellCoverage | None = None
     backends: tuple[str, ...] = ("sm-a", "sm-b")
     time_source: str = "client"
     start_time: float = 1_800_000_000.0
@@ -73,6 +76,7 @@ class StoreModelMachine(RuleBasedStateMachine):
         self.salt = next(_salts)
         self.last_open_until: dict[str, float] = {}
         self.exact_lease: dict[str, bool] = {}
+        self.last: dict[str, tuple[Command, str, str | None, float]] = {}
 
     @initialize()
     def clear_backends(self) -> None:
@@ -87,10 +91,12 @@ class StoreModelMachine(RuleBasedStateMachine):
     def _now(self) -> float | None:
         return None if self.clock is None else self.clock.time()
 
-    def _do(self, cmd: Command, token: str | None = None, lease: float = 30.0) -> Any:
+    def _do(self, cmd: Command, token: str | None = None, lease: float = 30.0, op_id: str | None = None) -> Any:
         b = self.backends[cmd.backend]
         self.seq += 1
-        op_id = op_id_for(self.seq, self.salt)
+        op_id = op_id or op_id_for(self.seq, self.salt)
+        if cmd.op not in ("renew_probe", "get_state"):
+            self.last[b] = (cmd, op_id, token, lease)
         now = self._now()
         owner = kernel.token_current(self.model[b], token) if token else None
         if cmd.op in ("release_probe", "renew_probe"):
@@ -110,6 +116,8 @@ class StoreModelMachine(RuleBasedStateMachine):
             self.exact_lease[b] = False
             inp["now"] = max(self.model[b].open_until, self.model[b].last_failure_time)
         before = self.model[b]
+        if self.coverage is not None:
+            self.coverage.add(cell_of(judged.op, before, inp))
         new, expected = bmodel.apply(before, judged.op, inp)
         obs = {k: v for k, v in observed.items() if k != "now"}
         self._last = (cmd, before, expected, obs, owner)
@@ -181,6 +189,30 @@ class StoreModelMachine(RuleBasedStateMachine):
         self._do(Command("reset", b, {}))
         self.last_open_until[self.backends[b]] = 0.0
 
+    @rule(b=bidx, t=st.integers(2, 3), r=st.sampled_from([1.0, 60.0]))
+    @logged
+    def trip(self, b: int, t: int, r: float) -> None:
+        """Threshold failures in a row: the path to OPEN a random draw rarely takes."""
+        for _ in range(t):
+            self._do(Command("record_failure", b, {"failure_threshold": t, "recovery_timeout": r}))
+
+    @staticmethod
+    def simpler(name: str, kw: dict[str, Any]) -> list[list[tuple[str, dict[str, Any]]]]:
+        """Shorter stand-ins for a composite rule call (the survey's minimiser tries them)."""
+        if name == "trip":
+            return [[("record_failure", {"b": kw["b"], "t": 1, "r": kw["r"]})]]
+        return []
+
+    @precondition(lambda self: bool(self.last) and not self.caps.lacks("op_ids"))
+    @rule(b=bidx)
+    @logged
+    def resend_last(self, b: int) -> None:
+        """The backend's last op again with the same op id (exactly-once through recent_ops)."""
+        last = self.last.get(self.backends[b])
+        if last is not None:
+            cmd, op_id, token, lease = last
+            self._do(cmd, token=token, lease=lease, op_id=op_id)
+
     @rule(b=bidx)
     @logged
     def get_state(self, b: int) -> None:
@@ -243,12 +275,13 @@ class StoreModelMachine(RuleBasedStateMachine):
 
 def store_machine(factory: Callable[[], Any], *, backends: tuple[str, str] = ("sm-a", "sm-b"),
                   time_source: str = "client", name: str = "StoreMachine",
-                  excluded: frozenset[str] = frozenset()) -> type[StoreModelMachine]:
+                  excluded: frozenset[str] = frozenset(),
+                  coverage: CellCoverage | None = None) -> type[StoreModelMachine]:
     """A :class:`StoreModelMachine` subclass bound to ``factory`` (use its ``.TestCase``; for a
     survey of every bug class use :func:`pytest_cbchaos.stateful.survey.survey`)."""
     if time_source not in ("client", "server"):
         raise ValueError(f"time_source must be 'client' or 'server', got {time_source!r}")
     return type(name, (StoreModelMachine,), {"store_factory": staticmethod(factory),
                                              "backends": tuple(backends),
-                                             "time_source": time_source,
+                                             "time_source": time_source, "coverage": coverage,
                                              "excluded": frozenset(excluded)})

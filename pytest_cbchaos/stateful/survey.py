@@ -97,6 +97,16 @@ def minimise(machine: type, calls: list[tuple[str, dict[str, Any]]], klass: str,
             else:
                 i += n
         n = n if shrunk and n > 1 else n // 2
+    simpler = getattr(machine, "simpler", None)
+    for i, (name, kw) in enumerate(list(calls) if simpler else ()):
+        for alt in simpler(name, kw):  # a composite rule (trip) replaced by its short form
+            if budget <= 0:
+                return best
+            budget -= 1
+            got = replay(machine, calls[:i] + alt + calls[i + 1:])
+            if got is not None and got.finding.klass.id == klass and len(got.finding.example) < len(best.finding.example):
+                calls, best = list(got.calls), got
+                break
     return best
 
 
@@ -160,12 +170,37 @@ def check_store(machine: type, *, survey: bool = False, settings: hsettings | No
     """Fail-fast (the default: raises the first :class:`StoreDeviation`) or a survey that raises one
     AssertionError listing every finding at the end."""
     if not survey:
+        walk_first(machine)
         get_state_machine_test(machine, settings=settings)()
         return SurveyReport(rounds=1)
     rep = run_survey(machine, settings=settings, **kw)
     if rep.findings:
         raise SurveyFailed(rep)
     return rep
+
+
+def walk_first(machine: type) -> bool:
+    """Run the deterministic cell walk (docs/breaker-design.md#transition-cells) on ``machine``'s store
+    before the random machine, so a defect on a long path is found whatever the draws. Only for a
+    client-clock store that can express every op (the scripts need tokens, leases and op ids)."""
+    from ..breaker.conformance.capabilities import ALL_OPS, ALL_OUTCOMES, capabilities_of
+    from .store_cells import walk_cells
+
+    factory = getattr(machine, "store_factory", None)
+    if factory is None or getattr(machine, "time_source", "client") != "client":
+        return False
+    probe = factory()
+    try:
+        caps = capabilities_of(probe)
+    finally:
+        close = getattr(probe, "close", None)
+        if callable(close):
+            close()
+    if caps.lacks("probe_tokens", "leases", "op_ids", "client_time", *sorted(ALL_OPS)) or \
+            set(caps.release_outcomes) != set(ALL_OUTCOMES):
+        return False
+    walk_cells(factory)
+    return True
 
 
 class SurveyFailed(AssertionError):

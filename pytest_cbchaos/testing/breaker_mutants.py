@@ -476,3 +476,136 @@ class NoResendRedisStore(RedisStore):
 REDIS_MUTANTS["no_resend"] = (NoResendRedisStore, [
     "docs/breaker-design.md#indeterminate-outcomes indeterminate only after all resends",
     "docs/breaker-design.md#one-round-trip-per-decision"])
+
+
+# ---- detection-power mutants (docs/mutants.md#breaker-testsbreaker): each caught on every run by the check named ----------------
+
+import hashlib as _hashlib  # noqa: E402
+
+from pytest_cbchaos.breaker.redis_store import _SCRIPTS, AsyncRedisStore  # noqa: E402
+
+
+def _keep_count(o: kernel.Outcome, rec: Any, outcome: str) -> kernel.Outcome:
+    if not (o.applied and outcome == "success"):
+        return o
+    kept = o.record.replace(failure_count=kernel.normalize(rec).failure_count)
+    return kernel.Outcome(kept, o.prev_state, o.new_state, True)
+
+
+class KeepCountReleaseStore(InMemoryStore):
+    """The owner's ``release_probe(success)`` closes but keeps the failure count: one later failure
+    re-opens (kernel path; caught by the cell walk's ``release_probe:owner-success``)."""
+
+    def release_probe(self, backend: str, probe_token: str, outcome: str, *, recovery_timeout: float,
+                      op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
+        oid = op_id or self._ids()
+        o, t, c = self._run(backend, now, lambda r, t: _keep_count(
+            kernel.release_probe(r, t, oid, probe_token, outcome, recovery_timeout), r, outcome))
+        return self._reply(o, t, c)
+
+
+def _script(op: str, old: str, new: str) -> tuple[str, str]:
+    text = _SCRIPTS[op][0]
+    assert old in text, f"{op}.lua no longer contains {old!r}: update the mutant"
+    text = text.replace(old, new)
+    return text, _hashlib.sha1(text.encode()).hexdigest()
+
+
+class KeepCountReleaseLuaStore(RedisStore):
+    """``release_probe.lua`` with the same defect as :class:`KeepCountReleaseStore` (Lua path)."""
+
+    scripts = {**_SCRIPTS, "release_probe": _script(
+        "release_probe", "R.state = 'closed'; R.failure_count = 0", "R.state = 'closed'")}
+
+
+class _WorkerClockFallback:
+    def _watch_plan(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None,
+                    sleep: Callable[[float], Any]) -> Any:
+        return super()._watch_plan(op, backend, key, kfn,  # type: ignore[misc]
+                                   self.clock.time() if cnow is None else cnow, sleep)  # type: ignore[attr-defined]
+
+
+class WorkerClockFallbackRedisStore(_WorkerClockFallback, RedisStore):
+    """The WATCH fallback takes ``now`` from the worker's clock although ``time_source="server"``:
+    deadlines already past (or far ahead) by server time (CB-26, server-time check)."""
+
+
+class WorkerClockFallbackAsyncRedisStore(_WorkerClockFallback, AsyncRedisStore):
+    """:class:`WorkerClockFallbackRedisStore` on the async store."""
+
+
+REDIS_MUTANTS["keep_count_release_lua"] = (KeepCountReleaseLuaStore, ["docs/breaker-design.md#transition-cells P1"])
+REDIS_MUTANTS["worker_clock_fallback"] = (WorkerClockFallbackRedisStore, ["CB-26 server time, fallback"])
+REDIS_MUTANTS["worker_clock_fallback_async"] = (WorkerClockFallbackAsyncRedisStore,
+                                                ["CB-26 server time, async fallback"])
+
+
+class UnlockedKernelStore(InMemoryStore):
+    """Runs the kernel outside the lock (read under it, decide, write under it): concurrent ops lose
+    updates (CB-4, CB-25, the lost-update check). Its ``pause_hook`` sits in the unlocked gap."""
+
+    def _run_at(self, backend: str, t: float, fn: Any) -> tuple[kernel.Outcome, float, tuple[str, ...]]:
+        with self._lock:
+            rec, corrupt = self._read(backend, t)
+        o = fn(rec, t)
+        if self._pause_hook is not None:
+            self._pause_hook()
+        if o.applied:
+            with self._lock:
+                self._write(backend, o.record, t)
+        return o, t, corrupt
+
+
+MUTANTS["unlocked_kernel"] = (UnlockedKernelStore, [4, 16, 25])
+
+
+from pytest_cbchaos.breaker.breaker import Permit  # noqa: E402
+
+
+class SecondHalfOpenCallerBreaker(CircuitBreaker):
+    """Admits a caller the store rejected in HALF_OPEN ("not OPEN, so allowed"): a busy probe lets
+    every other caller through (docs/breaker-design.md#half-open-admission)."""
+
+    def _permit_from_claim(self, cr: Any) -> Permit:
+        if not cr.won and cr.record.get("_prev_state") == "half_open":
+            return Permit(True, None, "half_open", None, _breaker=self)
+        return super()._permit_from_claim(cr)
+
+
+BREAKER_MUTANTS["second_half_open_caller"] = (SecondHalfOpenCallerBreaker, [
+    "docs/breaker-design.md#half-open-admission"])
+
+
+class _OtherKeyWatch:
+    """A pipeline that WATCHes ``<key>:other`` instead of the key it reads and writes."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+
+    def watch(self, *keys: Any) -> Any:
+        return self._pipe.watch(*(f"{k.decode() if isinstance(k, bytes) else k}:other" for k in keys))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._pipe, name)
+
+
+class _OtherKeyWatchClient:
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def pipeline(self, *a: Any, **kw: Any) -> _OtherKeyWatch:
+        return _OtherKeyWatch(self._client.pipeline(*a, **kw))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+class UnwatchedFallbackRedisStore(RedisStore):
+    """The WATCH fallback watches the wrong key: a write landing between its read and its EXEC is
+    overwritten (CB-4, CB-16, CB-25 with the fallback's ``pause_hook``; docs/breaker-design.md#forced-interleavings)."""
+
+    def __init__(self, client: Any, *a: Any, **kw: Any) -> None:
+        super().__init__(_OtherKeyWatchClient(client), *a, **kw)
+
+
+REDIS_MUTANTS["unwatched_fallback"] = (UnwatchedFallbackRedisStore, ["CB-4", "CB-16", "CB-25"])

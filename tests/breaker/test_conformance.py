@@ -9,6 +9,7 @@ import pytest
 from pytest_cbchaos.breaker import InMemoryStore
 from pytest_cbchaos.breaker.conformance import (CHECKS, STORE_CHECKS, InvariantViolation, StoreTarget, check,
                                                 memory_target, run_conformance)
+from pytest_cbchaos.breaker.conformance.lost_updates import lost_update_violations
 from pytest_cbchaos.testing.breaker_mutants import MUTANTS, mutant_target
 
 
@@ -70,3 +71,18 @@ def test_cb13_worker_exceptions_propagate(exc: BaseException) -> None:
     target = StoreTarget("exploding", lambda **kw: Exploding(**{k: v for k, v in kw.items() if k != "key_prefix"}))
     with pytest.raises(type(exc)):
         check(target, 3)
+
+
+def test_no_lost_updates(store_target: StoreTarget) -> None:
+    """8 threads x K failures, all counted once (memory: 2 000 calls; the Redis paths: round trips)."""
+    k = 250 if store_target.name == "memory" else 25
+    assert lost_update_violations(store_target, n=8, k=k) == []
+
+
+@pytest.mark.parametrize("mutant", ["unlocked_kernel", "blind_claim"])
+def test_lost_update_check_catches_a_store_deciding_outside_its_lock(mutant: str) -> None:
+    if mutant == "blind_claim":  # its failures are atomic: the check must *pass* it (no false alarm)
+        assert lost_update_violations(mutant_target(mutant), n=8, k=200) == []
+        return
+    v = lost_update_violations(mutant_target(mutant), n=8, k=250)
+    assert any("lost updates" in x for x in v), v

@@ -1,4 +1,5 @@
-"""Codec vectors on the Python and Lua paths, and kernel == Lua == WATCH fallback (differential)."""
+"""Codec vectors on the Python and Lua paths, and kernel == Lua == WATCH fallback (differential): random
+programs, and the cell walk reaching every transition cell (docs/breaker-design.md#transition-cells)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ from hypothesis import given, settings, strategies as st
 
 from pytest_cbchaos.breaker import InMemoryStore, RedisStore, kernel, model
 from pytest_cbchaos.faults.clock import ManualClock
-from pytest_cbchaos.breaker.record import CODEC_VECTORS, DEFAULT, decode, encode, record_from_dict
+from pytest_cbchaos.breaker.cells import CellCoverage, cell_of
+from pytest_cbchaos.breaker.record import CODEC_VECTORS, DEFAULT, Record, decode, encode, record_from_dict
+from pytest_cbchaos.stateful.store_cells import SCRIPTS
+from pytest_cbchaos.stateful.store_commands import FAKE_TOKEN
+from pytest_cbchaos.testing.breaker_mutants import KeepCountReleaseLuaStore, KeepCountReleaseStore
 
 T0 = 1_795_000_000.0
 
@@ -158,3 +163,86 @@ def test_async_store_same_replies_as_sync(scripting: str) -> None:
         if scripting == "disabled":
             assert a.stats["pipelines_created"] == a.stats["pipelines_reset"] > 0
     asyncio.run(main())
+
+
+def _three(c: fakeredis.FakeRedis, kernel_cls: type = InMemoryStore, lua_cls: type = RedisStore) -> list:
+    return [kernel_cls(probe_lease_seconds=7, clock=ManualClock(T0)),
+            lua_cls(c, key_prefix="lua", allow_unbounded_io=True, time_source="client", probe_lease_seconds=7),
+            RedisStore(c, key_prefix="fb", allow_unbounded_io=True, time_source="client", probe_lease_seconds=7,
+                       scripting="disabled")]
+
+
+def _walk_step(s: object, step: tuple, now: float, oid: str, tokens: list[str]) -> tuple[str | None, dict, object]:
+    """One cell-walk step on store ``s``: (model op, history input, reply); ``adv`` and ``resend`` are
+    handled by the caller."""
+    kind = step[0]
+    tok = {"last": tokens[-1] if tokens else FAKE_TOKEN, "first": tokens[0] if tokens else FAKE_TOKEN,
+           "fake": FAKE_TOKEN}
+    if kind == "fail":
+        inp = {"failure_threshold": step[1], "recovery_timeout": step[2]}
+        return "record_failure", inp, s.atomic_record_failure("b", step[1], step[2], op_id=oid, now=now)
+    if kind == "gate":
+        r = s.try_transition_and_claim_probe("b", now, 10, op_id=oid, lease_seconds=step[1])
+        return "gate", {"lease_seconds": step[1]}, (r.won, r.label, r.record)
+    if kind == "release":
+        t = tok[step[1]]
+        return "release_probe", {"token": t, "outcome": step[2], "recovery_timeout": 1.0}, \
+            s.release_probe("b", t, step[2], recovery_timeout=1.0, op_id=oid, now=now)
+    if kind == "renew":
+        t = tok[step[1]]
+        return "renew_probe", {"token": t, "lease_seconds": step[2]}, \
+            s.renew_probe("b", t, lease_seconds=step[2], now=now)
+    if kind == "success":
+        return "record_success", {"expected_state": step[1]}, \
+            s.atomic_record_success("b", expected_state=step[1], op_id=oid, now=now)
+    if kind == "force":
+        return "force_open", {"open_for_seconds": step[1]}, s.force_open("b", step[1], op_id=oid, now=now)
+    if kind == "reset":
+        return "reset", {}, s.reset("b", op_id=oid, now=now)
+    raise ValueError(f"unknown step {step!r}")
+
+
+def differential_cell_walk(kernel_cls: type = InMemoryStore, lua_cls: type = RedisStore) -> CellCoverage:
+    """Every cell script on the kernel, Lua and the WATCH fallback: same replies, same stored hashes;
+    the cells are counted on the model record before each op."""
+    cov = CellCoverage("differential")
+    for cell, script in SCRIPTS.items():
+        c = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+        stores = _three(c, kernel_cls, lua_cls)
+        rec, now, tokens, last = Record(), T0, [], None
+        for i, step in enumerate(script):
+            if step[0] == "adv":
+                now += step[1]
+                continue
+            oid = f"{i:032x}"
+            if step[0] == "resend":
+                step, oid = last
+            outs = [_walk_step(s, step, now, oid, tokens) for s in stores]
+            op, inp, _ = outs[0]
+            full = {**inp, "now": now, "op_id": oid}
+            cov.add(cell_of(op, rec, full))
+            rec, _ = model.apply(rec, op, full)
+            replies = [o[2] for o in outs]
+            assert replies[0] == replies[1] == replies[2], (cell, step, replies)
+            raws = [stores[0].raw_get("b") or None] + [
+                {k.decode(): v.decode("utf-8", "replace") for k, v in c.hgetall(s.key("b")).items()} or None
+                for s in stores[1:]]
+            assert raws[0] == raws[1] == raws[2], (cell, step, raws)
+            if op == "gate" and replies[0][0]:
+                tokens.append(replies[0][2]["probe_token"])
+            last = (step, oid)
+        c.close()
+    return cov
+
+
+def test_differential_reaches_every_cell() -> None:
+    cov = differential_cell_walk()
+    print("\n" + cov.table())
+    assert not cov.missing(), f"cells not reached: {cov.missing()}"
+
+
+@pytest.mark.parametrize("path", ["kernel", "lua"])
+def test_differential_walk_catches_release_keeping_the_count(path: str) -> None:
+    kw = {"kernel_cls": KeepCountReleaseStore} if path == "kernel" else {"lua_cls": KeepCountReleaseLuaStore}
+    with pytest.raises(AssertionError, match="release_probe:owner-success"):
+        differential_cell_walk(**kw)

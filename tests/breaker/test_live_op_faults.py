@@ -38,6 +38,7 @@ from pytest_cbchaos.breaker import (AsyncCircuitBreaker, AsyncRedisStore, Breake
 from pytest_cbchaos.breaker import model as bmodel
 from pytest_cbchaos.breaker.record import FIELDS, decode, encode
 from pytest_cbchaos.breaker.redis_store import _SCRIPTS
+from pytest_cbchaos.testing.store_paths import REAL_REDIS
 from pytest_cbchaos.history import Recorder
 from pytest_cbchaos.linearizability import check, get_model
 from pytest_cbchaos.servers.redis import no_retry
@@ -256,12 +257,12 @@ async def run_case(env: Env, mode: str, op: str, fault: str, shape: str,
                    store_cls: type | None = None) -> CaseResult:
     """Set the record up for ``op``, run it once with ``fault`` armed before it, heal, check."""
     res = CaseResult()
-    is_async = mode == "async"
+    is_async = mode.startswith("async")
     client = _clients(env, is_async)
     hook = Arm(fault_kinds(env.faults, env.proxy, env.proc)[fault], op, transient=shape == "transient")
     cls = store_cls or (AsyncRedisStore if is_async else RedisStore)
     store = cls(client, key_prefix=f"of{uuid.uuid4().hex[:8]}", io_resends=IO_RESENDS, probe_lease_seconds=LEASE,
-                before_command=hook, **({"scripting": "disabled"} if mode == "fallback" else {}))
+                before_command=hook, **({"scripting": "disabled"} if mode.endswith("fallback") else {}))
     rec = Recorder(1)
     rs = RecordedStore(store, rec, hook, IO_RESENDS)
     ev = Events()
@@ -348,7 +349,7 @@ async def run_case(env: Env, mode: str, op: str, fault: str, shape: str,
         # the fault really hit where it was meant to: after the request was applied, or before it arrived
         last = [r for oid, r in rs.replies if oid == op_id]
         d = last[-1].record if last and hasattr(last[-1], "record") else (last[-1] if last else None)
-        if isinstance(d, dict) and mode != "fallback":
+        if isinstance(d, dict) and not mode.endswith("fallback"):
             if fault in APPLIED_THEN_LOST and not d["_duplicate"]:
                 v.append(f"{fault} did not hit after the {op} applied: its resend was not a duplicate")
             if fault in LOST_BEFORE and d["_duplicate"]:
@@ -431,9 +432,20 @@ def env(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any, cbchaos_redis_admin: 
     return Env(cbchaos_redis_proxy, cbchaos_redis_proc, cbchaos_redis_admin, cbchaos_faults)
 
 
+#: mode -> the store path it is (pytest_cbchaos/testing/store_paths.py: the real-Redis paths), plus
+#: the async store on Lua; the paths without a network (memory, fakeredis) have no socket to fault
+MODES = {"lua": "redis-proxy", "fallback": "redis-proxy-fallback", "async-fallback": "redis-proxy-fallback-async",
+         "async": "async Lua"}
+
+
+def test_modes_cover_every_real_redis_path() -> None:
+    assert set(REAL_REDIS) <= set(MODES.values()), f"real-Redis store paths without fault-in-op cases: " \
+        f"{sorted(set(REAL_REDIS) - set(MODES.values()))}"
+
+
 def _cases() -> list[Any]:
     out = []
-    for mode in ("lua", "fallback", "async"):
+    for mode in MODES:
         for op in OPS:
             out.append(pytest.param(mode, op, "latency_jitter", "transient", id=f"{mode}-{op}-latency_jitter"))
             for fault in FAULTS:

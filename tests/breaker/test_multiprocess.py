@@ -1,6 +1,6 @@
 """8, 16 and 32 spawned worker processes share one real Redis through the proxy: exactly one probe
 (docs/breaker-design.md#multi-process-gate, CB-3: one gate each, released by a barrier); a SIGKILLed owner wedges <=
-lease (CB-24)."""
+lease (CB-24); breakers in processes admit one caller in HALF_OPEN (docs/breaker-design.md#half-open-admission)."""
 
 from __future__ import annotations
 
@@ -31,24 +31,41 @@ def _reap(ps: list[Any]) -> None:
         p.join(timeout=10)
 
 
-@pytest.mark.parametrize("n", [8, 16, pytest.param(32, marks=pytest.mark.slow)])  # 32: 12-16 s under -n 2 (spawn)
-def test_half_open_admits_exactly_one_probe(n: int, cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
-                                            cbchaos_redis: Any) -> None:
+def _together(target: Any, conn: dict[str, Any], n: int) -> list[Any]:
+    """``n`` spawned ``target(conn, "b", barrier, out)`` workers; what each put on ``out``."""
     ctx = mp.get_context("spawn")
-    conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc)
-    admin = RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"])
-    admin.force_open("b", 0)  # OPEN, cooldown elapsed
     barrier, out = ctx.Barrier(n), ctx.Queue()
-    ps = [ctx.Process(target=workers.gate_once, args=(conn, "b", barrier, out)) for _ in range(n)]
+    ps = [ctx.Process(target=target, args=(conn, "b", barrier, out)) for _ in range(n)]
     try:
         for p in ps:
             p.start()
-        results = [out.get(timeout=60) for _ in range(n)]
+        return [out.get(timeout=60) for _ in range(n)]
     finally:
         _reap(ps)
+
+
+@pytest.mark.parametrize("n", [8, 16, pytest.param(32, marks=pytest.mark.slow)])  # 32: 12-16 s under -n 2 (spawn)
+def test_half_open_admits_exactly_one_probe(n: int, cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
+                                            cbchaos_redis: Any) -> None:
+    conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc)
+    RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"]).force_open("b", 0)  # OPEN, cooldown elapsed
+    results = _together(workers.gate_once, conn, n)
     won = [r for r in results if r[0]]
     assert len(won) == 1 and won[0][1] == "open->half_open", results
     assert sum(1 for r in results if r[1] == "open->half_open") == 1
+
+
+def test_busy_probe_admits_exactly_one_breaker_process(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
+                                                       cbchaos_redis: Any) -> None:
+    """docs/breaker-design.md#half-open-admission: each process a breaker; round 1 from OPEN-elapsed
+    admits one, round 2 (the winner still holds its probe) admits none."""
+    n = 4
+    conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc)
+    RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"]).force_open("b", 0)  # OPEN, cooldown elapsed
+    results = _together(workers.acquire_twice, conn, n)
+    first, second = [r[0] for r in results], [r[1] for r in results]
+    assert first.count("admitted") == 1 and first.count("half_open") == n - 1, results
+    assert second == ["half_open"] * n, results
 
 
 def test_sigkilled_probe_owner_blocks_at_most_the_lease(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,

@@ -2,6 +2,8 @@
 
 import pytest
 
+from pytest_cbchaos.plugin.run_id import RUN_ID_PATTERN
+
 TESTS = '''
 import pytest
 
@@ -35,9 +37,11 @@ def test_marker_passes_a_correct_history_and_fails_a_stale_read(pytester):
     result = pytester.runpytest("-p", "no:cacheprovider", f"--cbchaos-artifacts={artifacts}")
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*history is not linearizable: ILLEGAL*", "*unknown model 'no-such-model'*"])
-    kept = [p.name for p in artifacts.iterdir()]
+    [run] = list(artifacts.iterdir())  # one run directory: <artifacts>/<run id>/<test slug>/
+    assert RUN_ID_PATTERN.match(run.name), run.name
+    kept = [p.name for p in run.iterdir()]
     assert any("test_stale_read" in name for name in kept)
     assert not any("test_correct" in name for name in kept)  # --cbchaos-keep=failed
-    stale = next(p for p in artifacts.iterdir() if "test_stale_read" in p.name)
+    stale = next(p for p in run.iterdir() if "test_stale_read" in p.name)
     assert (stale / "history.jsonl").read_text().count("\n") == 6
     assert '"verdict": "illegal"' in (stale / "results.json").read_text()

@@ -9,14 +9,19 @@ import sys
 
 import pytest
 
-HEAVY = ("redis", "aiohttp", "hypothesis", "httpx", "rich", "fakeredis", "yaml", "jsonschema", "psutil", "toxiproxy")
+HEAVY = ("redis", "aiohttp", "hypothesis", "httpx", "rich", "fakeredis", "yaml", "jsonschema", "psutil", "toxiproxy",
+         "asyncio")
+# the kit's own layers below the glue: imported when a fixture or marker is used, not when pytest starts
+OWN_LAYERS = ("linearizability", "history", "breaker", "stream", "servers.process", "env", "stateful", "recovery",
+              "proxy", "faults")
 
 
 def test_loading_the_plugin_imports_no_heavy_library() -> None:
     """What pytest does at start: the entry point and every module it lists in ``pytest_plugins``."""
     code = ("import importlib, sys; import pytest_cbchaos.plugin as p; "
             "[importlib.import_module(m) for m in p.pytest_plugins]; "
-            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}) | "
+            f"{{m for m in sys.modules for own in {OWN_LAYERS!r} if m == 'pytest_cbchaos.' + own}}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
 

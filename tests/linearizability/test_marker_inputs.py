@@ -44,7 +44,8 @@ def test_marker_inputs(pytester: pytest.Pytester) -> None:
         "*test_nothing_recorded*no operations were recorded into cbchaos_history*allow_empty=True*",
         "*test_unjudgeable*cannot be checked: register: cannot compare written value [[]1, 2[]] (list)*"])
     assert "Traceback" not in result.stdout.str()
-    kept = next(p for p in artifacts.iterdir() if "test_bytes_replies" in p.name)
+    [run] = list(artifacts.iterdir())
+    kept = next(p for p in run.iterdir() if "test_bytes_replies" in p.name)
     history = kept / "history.jsonl"
     assert '"value":"3"' in history.read_text()  # Redis's b"3", as text
     assert main(["check", str(history)]) == 0

@@ -199,7 +199,8 @@ def test_store_machine():  # the sequential store machine against a mutant: the 
     from pytest_cbchaos.stateful.survey import check_store
     from pytest_cbchaos.testing.breaker_mutants import AnySuccessClosesStore
     check_store(store_machine(AnySuccessClosesStore), settings=settings(
-        max_examples=300, database=None, derandomize=True, phases=[Phase.generate]))
+        max_examples=300, stateful_step_count=50, database=None, derandomize=True,
+        phases=[Phase.generate]))  # every setting explicit: an earlier in-process session may have loaded a profile
 '''
 
 
@@ -230,7 +231,8 @@ def test_checked_tests_carry_their_verdict_into_every_output(pytester: pytest.Py
     assert "observed 0 operations: the checks had nothing to check" in _test(report, "test_no_history")["verdict_reasons"]
     bad = _test(report, "test_fault_not_applied")
     assert bad["audit"]["faults_failed"] == 1 and bad["faults"] == []
-    kept = next(p for p in (pytester.path / "art").iterdir() if "test_fault_not_applied" in p.name)
+    [run] = list((pytester.path / "art").iterdir())  # <artifacts>/<run id>/<test slug>
+    kept = next(p for p in run.iterdir() if "test_fault_not_applied" in p.name)
     results = json.loads((kept / "results.json").read_text())
     assert results["faults"] == [] and results["fault_failures"][0]["kind"] == "toxic:latency"
     for line in ("*needs a recorded history: request the cbchaos_history fixture*",

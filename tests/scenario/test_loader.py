@@ -96,6 +96,15 @@ def test_repeated_fault_must_heal_first(tmp_path: Path) -> None:
     assert e.key == "faults[0].for"
 
 
+def test_sentinel_faults_need_a_sentinel_topology(tmp_path: Path) -> None:
+    head = "name: s1\ntarget: breaker-store\nchecks:\n  - invariant: no-lost-writes\n"
+    e = _err(tmp_path, head + "topology: {redis: {backend: binary}}\nfaults:\n  - {kind: failover, target: redis}\n")
+    assert e.key == "faults[0].target" and e.value == "redis" and e.line == 7
+    ok = load_scenario(_write(tmp_path, head + "topology: {redis: {sentinel: {replicas: 2}}}\n"
+                                        "faults:\n  - {kind: isolate_primary, target: redis, for: 1}\n"))
+    assert ok.faults[0].kind == "isolate_primary" and ok.topology.redis == {"sentinel": {"replicas": 2}}
+
+
 def test_shipped_scenarios_load_and_cover_the_spec_lists() -> None:
     scenarios = load_many(discover([ROOT / "scenarios"]))
     assert len(scenarios) >= 12
@@ -103,7 +112,7 @@ def test_shipped_scenarios_load_and_cover_the_spec_lists() -> None:
     assert len(set(names)) == len(names)
     by_target = {t: [s for s in scenarios if s.target == t] for t in ("breaker-store", "recovery", "stream")}
     kinds = {f.kind for s in by_target["breaker-store"] for f in s.faults}
-    assert {"latency", "reset_peer", "partition", "evict", "clock_skew", "kill"} <= kinds
+    assert {"latency", "reset_peer", "partition", "evict", "clock_skew", "kill", "failover", "isolate_primary"} <= kinds
     assert any(f.target == "probe-owner" for s in by_target["breaker-store"] for f in s.faults)
     rec = {(f.kind, f.target) for s in by_target["recovery"] for f in s.faults}
     assert ("kill", "opencode") in rec and ("timeout", "opencode-events") in rec and ("latency", "opencode-control") in rec

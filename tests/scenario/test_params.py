@@ -131,6 +131,10 @@ def test_the_schema_enum_is_the_fault_table() -> None:
 
 
 def _method(kind: str) -> object:
+    if FAULT_KINDS[kind].family == "sentinel":
+        from pytest_cbchaos.faults.sentinel import SentinelNemesis
+
+        return getattr(SentinelNemesis, kind)
     if FAULT_KINDS[kind].family == "process":
         return getattr(ProcessFaults, kind)
     if kind == "clock_skew":

@@ -1,4 +1,5 @@
-"""The concurrent breaker-store test: catches three non-atomic mutants, passes InMemoryStore,
+"""The concurrent breaker-store test: catches three non-atomic mutants (their races forced by a
+Lockstep schedule, never timing luck), passes InMemoryStore,
 handles SIGKILLed process workers, and passes RedisStore on real Redis through the proxy with
 faults over >= 10,000 operations."""
 
@@ -7,20 +8,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis.errors import FlakyFailure
 from hypothesis import HealthCheck, Phase, settings
 
+from pytest_cbchaos.breaker.conformance.window import Lockstep, Scheduled, tiny_switch_interval
 from pytest_cbchaos.breaker.store import InMemoryStore
 from pytest_cbchaos.linearizability import LinearizabilityViolation
 from pytest_cbchaos.stateful import (ConcurrentConfig, ConcurrentProgram, ProxyFaults, Round,
                                      RunStats, concurrent_store_test, run_and_check)
 from pytest_cbchaos.stateful.store_commands import Command
-from pytest_cbchaos.testing.breaker_mutants import BlindClaimStore, StateOnlyCasStore
-from pytest_cbchaos.testing.linearizability_mutants import NonAtomicFailureCountStore, widen
+from pytest_cbchaos.testing.breaker_mutants import BlindClaimStore, StateOnlyCasStore, UnlockedKernelStore
 
 from _store_factories import RedisFactory
 
-MUTANT_SETTINGS = settings(max_examples=100, deadline=None, database=None,
+MUTANT_SETTINGS = settings(max_examples=100, deadline=None, database=None, derandomize=True,
                            suppress_health_check=list(HealthCheck))
 # shrinking replays every candidate; one mutant shows it, the others only need to be found
 NO_SHRINK = settings(MUTANT_SETTINGS, phases=[Phase.explicit, Phase.reuse, Phase.generate])
@@ -38,24 +38,28 @@ def _mutant_cfg(tmp_path: Path, **kw) -> ConcurrentConfig:
 
 
 @pytest.mark.parametrize("make,weights,shrink", [
-    (lambda: NonAtomicFailureCountStore(probe_lease_seconds=3600.0),
+    (lambda: UnlockedKernelStore(probe_lease_seconds=3600.0),
      {"record_failure": 8, "get_state": 3}, False),
-    (lambda: widen(StateOnlyCasStore(probe_lease_seconds=3600.0)),
+    (lambda: StateOnlyCasStore(probe_lease_seconds=3600.0),
      {"gate": 6, "force_open": 4, "record_failure": 3}, False),
-    (lambda: widen(BlindClaimStore(probe_lease_seconds=3600.0)),
-     {"gate": 8, "record_failure": 3}, True),
-], ids=["nonatomic-failure-count", "cas-state-only", "blind-probe-claim"])
+    (lambda: BlindClaimStore(probe_lease_seconds=3600.0),
+     {"gate": 8, "force_open": 4, "record_failure": 2, "record_success": 0, "release_probe": 0,
+      "renew_probe": 0, "reset": 0, "get_state": 1}, True),
+], ids=["unlocked-kernel", "cas-state-only", "blind-probe-claim"])
 def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights, shrink) -> None:
-    extra = dict(workers=3, max_rounds=1, max_cmds=3, max_prefix=3) if shrink else {}
-    cfg = _mutant_cfg(tmp_path, command_weights=weights, **extra)
-    test = concurrent_store_test(_shared(make()), cfg,
+    extra = dict(workers=2, max_rounds=1, max_cmds=2, max_prefix=2) if shrink else {}
+    sched = Lockstep()  # ops in lockstep; windowed ones all read before any writes: the races are forced
+    store = make()
+    store.pause_hook = sched
+    # time stands still (force_open(0) opens an elapsed cooldown): every replay decides the same way
+    cfg = _mutant_cfg(tmp_path, command_weights=weights, window=sched, scripted_time=1_800_000_000.0,
+                      time_step=0.0, **extra)
+    test = concurrent_store_test(lambda worker, clock: Scheduled(store, sched, worker), cfg,
                                  settings=MUTANT_SETTINGS if shrink else NO_SHRINK)
-    # A thread race need not recur when Hypothesis replays the shrunk example; it then wraps the
-    # (real, recorded) violation in FlakyFailure. Either way the mutant was caught.
-    with pytest.raises((LinearizabilityViolation, FlakyFailure)) as ei:
+    with tiny_switch_interval(), pytest.raises(LinearizabilityViolation) as ei:
         test()
-    violation = _first_violation(ei.value)
-    assert violation is not None, f"no LinearizabilityViolation in {ei.value!r}"
+    violation = ei.value
+    assert sched.races >= 1
     artifacts = violation.artifacts
     assert Path(artifacts["timeline"]).exists() and Path(artifacts["history"]).exists()
     assert "first unplaceable op" in str(violation)
@@ -68,14 +72,17 @@ def test_concurrent_machine_catches_mutant(tmp_path: Path, make, weights, shrink
     assert {p.name for p in tmp_path.iterdir()} <= {"failure-first", "failure-final"}
 
 
-def _first_violation(exc: BaseException) -> LinearizabilityViolation | None:
-    if isinstance(exc, LinearizabilityViolation):
-        return exc
-    for sub in getattr(exc, "exceptions", ()):
-        found = _first_violation(sub)
-        if found is not None:
-            return found
-    return None
+def test_lockstep_schedule_passes_a_correct_store(tmp_path: Path) -> None:
+    """The schedule itself adds no violation: an atomic store (its ops never pause) under the same
+    Lockstep, scripted clocks and weights as the mutants."""
+    sched, store, stats = Lockstep(), InMemoryStore(probe_lease_seconds=3600.0), RunStats()
+    cfg = _mutant_cfg(tmp_path, window=sched, scripted_time=1_800_000_000.0, time_step=0.0,
+                      command_weights={"gate": 6, "force_open": 4, "record_failure": 3})
+    test = concurrent_store_test(lambda worker, clock: Scheduled(store, sched, worker), cfg, stats=stats,
+                                 settings=settings(NO_SHRINK, max_examples=30))
+    with tiny_switch_interval():
+        test()
+    assert stats.examples >= 1 and stats.verdicts.get("illegal", 0) == 0
 
 
 def test_inmemory_store_is_linearizable_with_skew_and_thread_kills(tmp_path: Path) -> None:
@@ -86,7 +93,8 @@ def test_inmemory_store_is_linearizable_with_skew_and_thread_kills(tmp_path: Pat
     test = concurrent_store_test(_shared(store), cfg, stats=stats,
                                  settings=settings(max_examples=30, deadline=None,
                                                    suppress_health_check=list(HealthCheck)))
-    test()
+    with tiny_switch_interval():
+        test()
     assert stats.examples >= 1 and stats.verdicts.get("illegal", 0) == 0
 
 

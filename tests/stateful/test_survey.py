@@ -28,7 +28,7 @@ def test_survey_reports_both_classes_with_minimal_examples() -> None:
 def test_fail_fast_is_the_default_and_survey_raises_once_with_all() -> None:
     machine = store_machine(TwoBugStore, name="TwoBugFF")
     with pytest.raises(StoreDeviation):
-        check_store(machine, settings=settings(DET, phases=[Phase.generate]))  # Hypothesis' shrinker is slow
+        check_store(machine, settings=settings(DET, phases=[Phase.generate]))  # the cell walk finds it first
     with pytest.raises(SurveyFailed) as info:
         check_store(machine, survey=True, settings=DET)
     assert len(info.value.report.findings) >= 2

@@ -7,16 +7,16 @@ carries two payloads, and consumers holding the old epoch get `epoch_changed` / 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import Any, Callable
 
 from tests.stream.inv_kit import no_violations, redis_client, run_bounded, wait_until
 from tests.stream.sched_lag import PathLag, wait_within_async
-from test_inv_redis import _Acked, _consume, _Phased, _sha
+from test_inv_redis import _Acked, _Phased
+from tests.stream.rollback_kit import (LOSS_NOTICES, consumer_loss_violations, count_rebases, payload_conflicts,
+                                        rollback_terminal_violations, start_live_turn)
 from pytest_cbchaos.stream import StreamConfig, StreamStore, TurnRelay, check_stream
-from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.reader import ReadLoop, StreamConnectError
 from pytest_cbchaos.testing import stream_mutants as M
 
@@ -25,7 +25,6 @@ from pytest_cbchaos.testing import stream_mutants as M
 # Checked per run (the lease's PTTL at the snapshot against the measured snapshot-to-restart time).
 CFG = StreamConfig.ci(lease_ttl_s=30.0, lease_renew_s=1.0, write_deadline_s=8.0, terminal_deadline_s=10.0,
                       outage_close_s=10.0)
-LOSS_NOTICES = {"epoch_changed", "cursor_ahead"}
 
 
 async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = StreamStore,
@@ -34,24 +33,13 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
     pc, cc, ac = (redis_client(server.host, server.port, server.password) for _ in range(3))
     pstore, cstore, astore = store_cls(pc, CFG), StreamStore(cc, CFG), StreamStore(ac, CFG)
     acked = _Acked(pstore)
-    rebases: list[str] = []
-    orig_rebase = pstore.rebase
-
-    async def counted(*a: Any, **kw: Any) -> Any:
-        reply = await orig_rebase(*a, **kw)
-        rebases.append(reply.status)
-        return reply
-
-    pstore.rebase = counted  # type: ignore[method-assign]
+    rebases = count_rebases(pstore)
     history: list[dict[str, Any]] = []
     relay = mutate(TurnRelay(pstore, CFG, history=history))
     src = _Phased((5, 6, 6))
     try:
-        hd = await relay.start("rb", src, model_id="m")
-        loop = ReadLoop(cstore, "rb", after_seq=hd.after_seq, message_id=hd.message_id)
-        await loop.connect()
-        d, notices = Delivery(hd.after_seq, name="live", target=hd.message_id), []
-        consumer = asyncio.create_task(_consume(loop, d, notices))
+        live = await start_live_turn(relay, cstore, "rb", src)
+        hd, loop, d, notices, consumer = live.hd, live.loop, live.delivery, live.notices, live.consumer
         await wait_until(lambda: len(acked.seqs) >= 5, 15, "phase 0 acknowledged")
         with server.client() as c:
             lease_left_s = c.pttl(astore.keys("rb")[4]) / 1000
@@ -86,17 +74,11 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
         if meta is None or meta["epoch"] == hd.epoch or meta["epoch"] != out.epoch:
             bad.append(f"epoch not rotated: {hd.epoch} -> meta {meta and meta['epoch']}, outcome {out.epoch}")
         replay = [e for e in await astore.read_all("rb") if e.message_id == hd.message_id]  # bounded if unfinished
-        terms = [e for e in replay if e.is_terminal]
-        if len(terms) != 1 or not replay[-1].is_terminal or replay[-1].kind != "error":
-            bad.append(f"the message's replay ends {[e.kind for e in replay[-3:]]} with {len(terms)} terminal(s)")
-        else:
-            p = json.loads(replay[-1].payload_bytes)
-            want = {"code": "store.rollback", "lost_from": survived + 1, "lost_to": acked_before}
-            if {k: p.get(k) for k in want} != want:
-                bad.append(f"terminal payload {p} does not carry {want}")
-            if replay[-1].seq != survived + 1 or replay[-1].epoch != (meta or {}).get("epoch"):
-                bad.append(f"terminal at (epoch {replay[-1].epoch}, seq {replay[-1].seq}), want the new epoch, "
-                           f"seq {survived + 1}")
+        terminal_bad = rollback_terminal_violations(replay, survived + 1, acked_before)
+        bad += terminal_bad
+        if not terminal_bad and (replay[-1].seq != survived + 1 or replay[-1].epoch != (meta or {}).get("epoch")):
+            bad.append(f"terminal at (epoch {replay[-1].epoch}, seq {replay[-1].seq}), want the new epoch, "
+                       f"seq {survived + 1}")
         rep = check_stream(await astore.read_all("rb"), records=await astore.records("rb"))
         bad += [f"checker: {v}" for v in rep.violations]
         rec = await astore.record("rb", hd.message_id)
@@ -105,13 +87,7 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
         if await astore.lease_holder("rb") is not None:
             bad.append("the lease outlived the rebase")
         # consumers: the live one ends with a loss notice; a reconnect with the old epoch is refused
-        done, _ = await asyncio.wait({consumer}, timeout=CFG.heartbeat_s * 4 + 10)
-        if consumer not in done:
-            consumer.cancel()
-            bad.append(f"the live consumer (cursor {loop.cursor}) waits silently past the lost suffix")
-        elif not LOSS_NOTICES & set(notices):
-            bad.append(f"the live consumer ended without epoch_changed/cursor_ahead: {notices}")
-        await asyncio.gather(consumer, return_exceptions=True)
+        bad += await consumer_loss_violations(consumer, loop, notices, CFG)
         for cursor in (survived, loop.cursor):
             try:
                 await ReadLoop(cstore, "rb", after_seq=cursor, epoch=hd.epoch, message_id=hd.message_id).connect()
@@ -119,10 +95,7 @@ async def _rollback(server: Any, faults: Any, *, store_cls: type[StreamStore] = 
             except StreamConnectError as exc:
                 if exc.code not in LOSS_NOTICES:
                     bad.append(f"a reconnect at cursor {cursor} with the old epoch answered {exc.code}")
-        seen: dict[tuple[str, int], str] = {}
-        for e in [x for x, _ in d.items] + replay:
-            if seen.setdefault((e.epoch, e.seq), _sha(e)) != _sha(e):
-                bad.append(f"two payloads for (epoch {e.epoch}, seq {e.seq})")
+        bad += payload_conflicts([x for x, _ in d.items] + replay)
     finally:
         await relay.aclose()
         for c in (pc, cc, ac):

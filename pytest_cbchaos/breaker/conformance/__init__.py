@@ -7,9 +7,10 @@ time path is covered by the project's own tests.
 
 Optional hooks a target may provide: ``raw_set`` (admin write of raw field values), ``ttl_of``
 (remaining key TTL), ``keys`` (all keys of the shared keyspace). A check that needs a missing hook
-is reported ``n/a``. A store that is *not* one atomic op per decision may expose an attribute
-``pause_hook`` (callable or None) that it calls between its read and its write; the checks use it
-to force the interleavings of CB-4, CB-15, CB-16 and CB-25 deterministically.
+is reported ``n/a``. A store may expose an attribute ``pause_hook`` (callable or None) that it calls
+between its read and its write; the checks use it to force the interleavings of CB-3, CB-4, CB-15,
+CB-16 and CB-25 deterministically (:mod:`.window`; a store that holds its lock across the hook also
+reports ``lock_waiters()``, as ``InMemoryStore`` does).
 
 Invariants that need processes, a breaker or a real server (5, 7, 13, 19, 23, 24, 26, 27) live in
 ``CHECKS`` with ``scope != "store"`` and are exercised by ``tests/breaker``; they are listed in the
@@ -26,6 +27,7 @@ from typing import Any, Callable
 from ..record import CODEC_VECTORS
 from .capabilities import Capabilities, capabilities_of
 from .classify import BugClass, Finding
+from .window import InWindow, Rendezvous, tiny_switch_interval
 
 
 class InvariantViolation(AssertionError):
@@ -132,7 +134,7 @@ def cb2(t: StoreTarget) -> None:
     _trip(a, "cb2", _t0())
     _fail(2, b.get_state("cb2")["state"] == "closed", "tripping one namespace opened another")
     if t.keys is not None:
-        stray = [k for k in t.keys() if "cb2" in k and not k.startswith(("cbns1:", "cbns2:"))]
+        stray = [k for k in t.keys() if k.endswith(":cb2") and not k.startswith(("cbns1:", "cbns2:"))]
         _fail(2, not stray, f"keys outside the configured prefixes: {stray}", stray)
 
 
@@ -143,6 +145,7 @@ def cb3(t: StoreTarget, n: int = 16) -> None:
     results: list[Any] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
+    rv = Rendezvous(st, n)
 
     def worker() -> None:
         try:
@@ -152,24 +155,16 @@ def cb3(t: StoreTarget, n: int = 16) -> None:
                 results.append(r)
         except BaseException as exc:  # propagated below (CB-13)
             errors.append(exc)
+            rv.leave()
 
     threads = [threading.Thread(target=worker) for _ in range(n)]
-    hook_calls = [0]
     if hasattr(st, "pause_hook"):
-        # force every gate's read to happen before any write
-        gate_bar = threading.Barrier(n)
-
-        def hook() -> None:
-            hook_calls[0] += 1
-            try:
-                gate_bar.wait(timeout=2)
-            except threading.BrokenBarrierError:
-                pass
-        st.pause_hook = hook
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=20)
+        st.pause_hook = rv  # every gate's read before any write (or blocked behind it)
+    with tiny_switch_interval():
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=20)
     if errors:
         raise errors[0]
     won = sum(1 for r in results if r.won)
@@ -183,23 +178,13 @@ def cb4(t: StoreTarget) -> None:
     st, now = t.make(), _t0()
     _trip(st, "cb4", now)
     later = now + R + 1
-    called: list[int] = []
-
-    def hook() -> None:
-        called.append(1)
-        st.pause_hook = None
-        st.force_open("cb4", 600, now=later)
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = hook
-    r = _claim(st, "cb4", later)
-    if not called:  # an atomic gate: the force_open lands right after it
-        if hasattr(st, "pause_hook"):
-            st.pause_hook = None
-        st.force_open("cb4", 600, now=later)
+    with InWindow(st, lambda: st.force_open("cb4", 600, now=later)) as w:
+        r = _claim(st, "cb4", later)
+    landed = w.landed
     s = st.get_state("cb4")
     _fail(4, s["state"] == "open" and s["open_until"] >= later + 600 - 0.01,
           f"a stale gate undid force_open: state={s['state']} open_until-now={s['open_until'] - later:.1f}")
-    _fail(4, not (called and r.won), "a gate that saw OPEN-elapsed before force_open was admitted after it")
+    _fail(4, not (landed and r.won), "a gate that saw OPEN-elapsed before force_open was admitted after it")
 
 
 def cb6(t: StoreTarget) -> None:
@@ -283,18 +268,10 @@ def cb15(t: StoreTarget) -> None:
     _trip(st, "cb15", now)
     probe = _claim(st, "cb15", now + R + 1)
     _fail(15, probe.won, "probe claim failed")
-    called: list[int] = []
-
-    def close() -> None:
-        called.append(1)
-        if hasattr(st, "pause_hook"):
-            st.pause_hook = None
-        st.release_probe("cb15", probe.token, "success", recovery_timeout=R, now=now + R + 2)
-    if hasattr(st, "pause_hook"):
-        st.pause_hook = close
-    r = _claim(st, "cb15", now + R + 3)
-    if not called:
-        close()
+    with InWindow(st, lambda: st.release_probe("cb15", probe.token, "success", recovery_timeout=R,
+                                               now=now + R + 2)) as w:
+        r = _claim(st, "cb15", now + R + 3)
+    if not w.landed:  # the close ran after the gate: gate again, after it
         r = _claim(st, "cb15", now + R + 3)
     _fail(15, r.admitted or r.record.get("state") != "closed",
           "gate rejected although the record it returned is CLOSED", 1)
@@ -312,6 +289,12 @@ def cb16(t: StoreTarget) -> None:
         seen.append(st.get_state("cb16")["open_until"])
     dec = [(a, b) for a, b in zip(seen, seen[1:], strict=False) if b < a]
     _fail(16, not dec, f"open_until decreased: {dec[:3]}", len(dec))
+    # the race: a longer force_open inside a failure's read-write window (forced through the hook)
+    with InWindow(st, lambda: st.force_open("cb16", 7200, now=now)):
+        st.atomic_record_failure("cb16", T, 1, now=now)
+    final = st.get_state("cb16")["open_until"]
+    _fail(16, final >= now + 7200 - 0.01,
+          f"a failure racing force_open(7200) left open_until {final - now:.0f} s ahead", final - now)
 
 
 def cb17(t: StoreTarget) -> None:
@@ -415,13 +398,9 @@ def cb25(t: StoreTarget) -> None:
     st, now = t.make(), _t0()
     st.atomic_record_failure("cb25", T, R, now=now)
     st.atomic_record_failure("cb25", T, R, now=now)
-    tripped: list[dict] = []
-    if hasattr(st, "pause_hook"):
-        def hook() -> None:
-            st.pause_hook = None
-            tripped.append(st.atomic_record_failure("cb25", T, R, now=now))
-        st.pause_hook = hook
-    d = st.reset("cb25", now=now)
+    with InWindow(st, lambda: st.atomic_record_failure("cb25", T, R, now=now), run_after=False) as w:
+        d = st.reset("cb25", now=now)
+    tripped = [w.result] if w.landed else []
     final = st.get_state("cb25")
     if tripped and tripped[0]["_new_state"] == "open" and final["state"] == "closed":
         _fail(25, d["_prev_state"] == "open",

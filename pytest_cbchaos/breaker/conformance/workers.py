@@ -36,6 +36,38 @@ def gate_once(conn: dict[str, Any], backend: str, barrier: Any, out: Any) -> Non
     _close(st)
 
 
+def acquire_twice(conn: dict[str, Any], backend: str, barrier: Any, out: Any) -> None:
+    """Two rounds of one breaker ``acquire()`` each, all processes together (the barrier); the
+    round-1 winner holds its permit through round 2. Reports ``("admitted" | rejected state, ...)``
+    (docs/breaker-design.md#half-open-admission)."""
+    from ..breaker import CircuitBreakerOpenError
+    from .admission import probe_breaker
+
+    st = _store(conn)
+    st.get_state(backend)  # connect before the barrier
+    cls = None
+    if conn.get("breaker"):  # "module:Class", e.g. a mutant breaker
+        import importlib
+
+        mod, _, name = conn["breaker"].partition(":")
+        cls = getattr(importlib.import_module(mod), name)
+    b = probe_breaker(st, backend, cls)
+    got: list[str] = []
+    permits: list[Any] = []
+    for _ in range(2):
+        barrier.wait(timeout=30)
+        try:
+            permits.append(b.acquire())
+            got.append("admitted")
+        except CircuitBreakerOpenError as exc:
+            got.append(exc.state)
+    barrier.wait(timeout=30)
+    for p in permits:
+        p.release()
+    out.put(tuple(got))
+    _close(st)
+
+
 def claim_and_hang(conn: dict[str, Any], backend: str, out: Any) -> None:
     """Claim the probe, report the token, then hang in the 'call' until killed (bounded: 120 s)."""
     st = _store(conn)

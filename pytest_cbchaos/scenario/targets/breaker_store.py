@@ -71,6 +71,10 @@ class BreakerStoreTarget(Target):
         "time_source": Param(str, "server", "whose clock the store uses: server or client",
                              check=lambda v: None if v in ("server", "client") else "server or client"),
         "store_factory": Param(str, None, "'pkg.mod:factory' building your own store", nullable=True),
+        "wait_replicas": Param(int, 0, "WAIT for this many replicas after each write (0: off); a reply with fewer "
+                                       "is recorded as indeterminate (docs/redis-topologies.md#durability-policy)",
+                               minimum=0),
+        "wait_timeout_ms": Param(int, 100, "WAIT timeout, milliseconds", minimum=1),
     }
     invariants = {
         "CB-3": "single probe owner",
@@ -82,6 +86,7 @@ class BreakerStoreTarget(Target):
         "CB-26": "gate decisions consistent with open_until (clock skew bounded)",
         "no-crash": "no store exception other than StoreError subclasses escaped",
         "recovers": "the breaker closes again after the faults heal",
+        "no-lost-writes": "every acknowledged write is in the surviving record (docs/redis-topologies.md#what-is-judged)",
     }
     measured = frozenset({"CB-16", "CB-24", "CB-26"})
 
@@ -119,6 +124,10 @@ class BreakerStoreTarget(Target):
 
         if ctx.env is None:
             raise TargetUnavailable("breaker-store needs servers (no environment)")
+        sentinel = (ctx.scenario.topology.redis or {}).get("sentinel")
+        if sentinel is not None:
+            self._setup_sentinel(ctx, ctx.env.sentinel(int(sentinel.get("replicas", 2))))
+            return
         server = ctx.env.redis((ctx.scenario.topology.redis or {}).get("backend"))
         ctx.processes["redis"] = server
         ctx.admin = server.client()
@@ -127,6 +136,19 @@ class BreakerStoreTarget(Target):
         ctx.proxies["redis"] = proxy
         ctx.processes["probe-owner"] = _ProbeOwner()
         ctx.state.update(server=server, proxy=proxy, redis_mod=redis)
+
+    @staticmethod
+    def _setup_sentinel(ctx: Any, topo: Any) -> None:
+        """Workers use Sentinel-managed clients; ``redis`` (proxy, process, admin) is the primary at the start."""
+        import redis
+
+        topo.clean()
+        primary = topo.primary()
+        ctx.state.update(sentinel=topo, server=primary, proxy=primary.client, redis_mod=redis)
+        ctx.processes["redis"] = primary
+        ctx.proxies["redis"] = primary.client
+        ctx.admin = primary.admin()
+        ctx.processes["probe-owner"] = _ProbeOwner()
 
     def teardown(self, ctx: Any) -> None:
         if ctx.admin is not None:
@@ -175,15 +197,23 @@ class BreakerStoreTarget(Target):
                 h.info(("unobservable", f"{type(exc).__name__}: {exc}"))
                 supported["reason"] = f"{f} reply lacks the store metadata ({type(exc).__name__}: {exc})"
                 return reply
+            if not durable(reply, p["wait_replicas"]):
+                h.info(("not-durable", "fewer replicas acknowledged than wait_replicas"))
+                return reply
             h.ok(out)
             return reply
 
         def worker(wid: int) -> None:
             name = f"w{wid}"
-            client = redis.Redis(host=proxy.listen_host, port=proxy.listen_port, password=server.password,
-                                 socket_timeout=p["socket_timeout_s"], socket_connect_timeout=p["socket_timeout_s"])
+            if "sentinel" in ctx.state:
+                client = ctx.state["sentinel"].master_client(socket_timeout=p["socket_timeout_s"])
+            else:
+                client = redis.Redis(host=proxy.listen_host, port=proxy.listen_port, password=server.password,
+                                     socket_timeout=p["socket_timeout_s"], socket_connect_timeout=p["socket_timeout_s"])
             extra = {"time_source": p["time_source"], "clock": ctx.clocks.get(f"worker-{wid}")} \
                 if p["time_source"] == "client" else {}
+            if p["wait_replicas"]:
+                extra.update(wait_replicas=p["wait_replicas"], wait_timeout_ms=p["wait_timeout_ms"])
             store = factory(client, key_prefix=f"cbchaos:scn:{ctx.scenario.name}", probe_lease_seconds=p["lease_s"],
                             **extra)
             ids = accepts_op_id(store)
@@ -325,6 +355,27 @@ class BreakerStoreTarget(Target):
                                counterexample={"ops": bad[:5]})
         return CheckResult("ok", "only StoreError subclasses escaped")
 
+    def check_no_lost_writes(self, obs: Observations, ctx: Any) -> CheckResult:
+        from pytest_cbchaos.breaker import RedisStore
+        from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
+        from pytest_cbchaos.breaker.lost_writes import lost_acknowledged_writes, read_survivors
+
+        backend = obs.metrics["params"]["backend"]
+        topo = ctx.state.get("sentinel")  # checks run after teardown: a fresh direct link to the (current) primary
+        admin = topo.primary().admin() if topo is not None else ctx.state["server"].client()
+        try:  # the record layout of RedisStore (a custom store_factory must keep it for this check)
+            survivors = read_survivors(admin, RedisStore(admin, key_prefix=f"cbchaos:scn:{ctx.scenario.name}"),
+                                       [backend])
+        finally:
+            admin.close()
+        ops = obs.metrics["lin_history"].ops(BreakerStoreModel().read_only)
+        audit = lost_acknowledged_writes(ops, survivors)
+        obs.probes.append({"id": "no-lost-writes", "value": audit.count, "unit": "writes",
+                           "note": f"lost acknowledged writes ({audit.checked} checked)"})
+        if audit.count:
+            return CheckResult("violated", audit.describe(), counterexample=audit.to_dict())
+        return CheckResult("ok", audit.describe() + f" of {audit.checked} acknowledged")
+
     def check_recovers(self, obs: Observations, ctx: Any) -> CheckResult:
         v = obs.recoveries.get("closed-after-heal")
         if v is None:
@@ -343,6 +394,14 @@ def accepts_op_id(store: Any) -> bool:
         if "op_id" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
             return False
     return True
+
+
+def durable(reply: Any, wait_replicas: int) -> bool:
+    """Under ``wait_replicas`` a write is acknowledged only when that many replicas have it (else indeterminate)."""
+    rec = reply.record if hasattr(reply, "record") else reply
+    if not wait_replicas or not isinstance(rec, dict) or "_replicas_acked" not in rec:
+        return True
+    return (rec["_replicas_acked"] or 0) >= wait_replicas
 
 
 def observed(f: str, reply: Any) -> dict[str, Any]:

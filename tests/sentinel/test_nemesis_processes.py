@@ -1,0 +1,41 @@
+"""``kill`` and ``pause`` of the Sentinel nemesis (docs/redis-topologies.md#the-nemesis): journaled windows,
+healed; a paused replica shows in the store's ``WAIT`` count (the durability policy reports it, never hides it)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from pytest_cbchaos.breaker import RedisStore
+
+
+def test_paused_replica_is_a_short_wait_count_and_heals(cbchaos_redis_sentinel, cbchaos_faults) -> None:
+    topo = cbchaos_redis_sentinel
+    nemesis = cbchaos_faults.sentinel(topo)
+    store = RedisStore(topo.master_client(), key_prefix=f"np{uuid.uuid4().hex[:8]}", wait_replicas=2,
+                       wait_timeout_ms=150)
+    assert store.atomic_record_failure("b", 5, 60)["_replicas_acked"] == 2
+    replica = topo.replicas_of(topo.primary())[0]
+    with nemesis.pause(replica.name) as fault:
+        short = store.atomic_record_failure("b", 5, 60)
+        assert fault.window.active and fault.window.params == {"role": replica.role}
+    assert short["_replicas_acked"] == 1 and short["failure_count"] == 2 and store.stats["wait_short"] == 1
+    assert not fault.window.active
+    topo.wait_ready(10)
+    assert store.atomic_record_failure("b", 5, 60)["_replicas_acked"] == 2
+
+
+def test_killed_sentinel_leaves_a_majority_and_is_restarted(cbchaos_redis_sentinel, cbchaos_faults) -> None:
+    topo = cbchaos_redis_sentinel
+    nemesis = cbchaos_faults.sentinel(topo)
+    primary, sentinel = topo.primary(), topo.sentinels[0]
+    fault = nemesis.kill(sentinel)
+    assert not sentinel.process.alive and topo.primary() is primary  # two of three still name it
+    fault.heal()
+    assert sentinel.process.alive
+    topo.wait_ready(10)
+    assert [(w.kind, w.target, w.active) for w in cbchaos_faults.journal.windows()] == [
+        ("kill", sentinel.name, False)]
+    with pytest.raises(ValueError, match="no node named 'redis-9'; expected one of redis-0"):
+        nemesis.pause("redis-9")
