@@ -392,5 +392,5 @@ def make_app(collection: ProxyCollection) -> web.Application:
         return response
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)  # every path, a decoded newline included
     return app
