@@ -176,11 +176,14 @@ def pair_events(events: Sequence[dict[str, Any]],
         if ev.get("f") != inv["f"]:
             raise MalformedHistory(f"event index {idx}: completion f={ev.get('f')!r} does not match "
                                    f"invoke f={inv['f']!r} at index {inv['index']}")
-        ops[slot] = _make_op(slot, inv, ev, typ, read_only)
         if typ == "info":
+            ops[slot] = _crashed_op(slot, inv, ev, read_only)
             retired[p] = idx
+        else:  # ok / fail (inline: this runs for most ops of every check)
+            ops[slot] = Op(slot, p, inv["f"], inv.get("value"), ev.get("value"), inv["time"], t, typ,
+                           inv.get("key", ev.get("key")), inv["index"], idx, ev.get("error"), _extras(inv, ev))
     for p, (slot, inv) in pending.items():
-        ops[slot] = _make_op(slot, inv, None, "info", read_only)
+        ops[slot] = _crashed_op(slot, inv, None, read_only)
     return ops
 
 
@@ -208,21 +211,21 @@ def _extras(inv: dict[str, Any], comp: dict[str, Any] | None) -> dict[str, Any]:
     return ex
 
 
-def _make_op(slot: int, inv: dict[str, Any], comp: dict[str, Any] | None, status: str,
-             read_only: Callable[[str], bool] | None) -> Op:
-    if status == "info" and read_only is not None and read_only(inv["f"]):
-        status = "fail"
-    key = inv.get("key", comp.get("key") if comp else None)
+def _crashed_op(slot: int, inv: dict[str, Any], comp: dict[str, Any] | None,
+                read_only: Callable[[str], bool] | None) -> Op:
+    """An op completed as ``info`` (``comp``) or still pending at the end (``None``): indeterminate,
+    except a crashed read, which had no effect and becomes a ``fail`` (docs/linearizability-design.md#completion)."""
+    status = "fail" if read_only is not None and read_only(inv["f"]) else "info"
     if status == "info":
         ret: float = INF
         output: Any = UNKNOWN
     else:
-        assert comp is not None or status == "fail"
         ret = comp["time"] if comp is not None else inv["time"]
         output = comp.get("value") if comp is not None else None
-    return Op(slot, inv["process"], inv["f"], inv.get("value"), output, inv["time"], ret, status, key,
-              inv["index"], comp["index"] if comp is not None else None,
-              comp.get("error") if comp is not None else None, _extras(inv, comp))
+    return Op(slot, inv["process"], inv["f"], inv.get("value"), output, inv["time"], ret, status,
+              inv.get("key", comp.get("key") if comp else None), inv["index"],
+              comp["index"] if comp is not None else None, comp.get("error") if comp is not None else None,
+              _extras(inv, comp))
 
 
 def renumber(ops: Iterable[Op]) -> list[Op]:
