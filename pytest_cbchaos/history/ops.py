@@ -51,12 +51,17 @@ class Op:
     """One paired operation: ``[call, ret]`` with ``ret = inf`` for ``info`` ops."""
 
     __slots__ = ("id", "process", "f", "input", "output", "call", "ret", "status", "key",
-                 "invoke_index", "complete_index", "error", "extras", "unknown")
+                 "invoke_index", "complete_index", "error", "_extras", "unknown")
+    #: the constructor's parameters, in order
+    FIELDS = ("id", "process", "f", "input", "output", "call", "ret", "status", "key",
+              "invoke_index", "complete_index", "error", "extras")
 
     def __init__(self, id: int, process: Any, f: str, input: Any, output: Any, call: float,
                  ret: float, status: str, key: Any = None, invoke_index: int = 0,
                  complete_index: int | None = None, error: Any = None,
-                 extras: dict[str, Any] | None = None) -> None:
+                 extras: dict[str, Any] | tuple[dict[str, Any], dict[str, Any] | None] | None = None) -> None:
+        """``extras``: a dict, or the op's (invoke, completion) events, whose extra keys are then
+        collected on first use (only reports read them; a check pairs every op)."""
         self.id = id
         self.process = process
         self.f = f
@@ -69,8 +74,16 @@ class Op:
         self.invoke_index = invoke_index
         self.complete_index = complete_index
         self.error = error
-        self.extras = extras or {}
+        self._extras = extras or {}
         self.unknown = status == "info"
+
+    @property
+    def extras(self) -> dict[str, Any]:
+        """The events' non-core keys: the invoke's, then the completion's others."""
+        x = self._extras
+        if type(x) is tuple:
+            x = self._extras = _extras(*x)
+        return x
 
     def __repr__(self) -> str:
         out = "?" if self.unknown else repr(self.output)
@@ -79,7 +92,7 @@ class Op:
                 f"[{self.call}, {self.ret}] {self.status})")
 
     def replace(self, **kw: Any) -> "Op":
-        vals = {s: getattr(self, s) for s in self.__slots__ if s != "unknown"}
+        vals = {s: getattr(self, s) for s in self.FIELDS}
         vals.update(kw)
         return Op(**vals)
 
@@ -88,7 +101,7 @@ class Op:
         op = _new_op(Op)
         op.id, op.process, op.f, op.input, op.output = id, self.process, self.f, self.input, self.output
         op.call, op.ret, op.status, op.key, op.invoke_index = self.call, self.ret, self.status, self.key, self.invoke_index
-        op.complete_index, op.error, op.extras, op.unknown = self.complete_index, self.error, self.extras, self.unknown
+        op.complete_index, op.error, op._extras, op.unknown = self.complete_index, self.error, self._extras, self.unknown
         return op
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +194,7 @@ def pair_events(events: Sequence[dict[str, Any]],
             retired[p] = idx
         else:  # ok / fail (inline: this runs for most ops of every check)
             ops[slot] = Op(slot, p, inv["f"], inv.get("value"), ev.get("value"), inv["time"], t, typ,
-                           inv.get("key", ev.get("key")), inv["index"], idx, ev.get("error"), _extras(inv, ev))
+                           inv.get("key", ev.get("key")), inv["index"], idx, ev.get("error"), (inv, ev))
     for p, (slot, inv) in pending.items():
         ops[slot] = _crashed_op(slot, inv, None, read_only)
     return ops
@@ -225,7 +238,7 @@ def _crashed_op(slot: int, inv: dict[str, Any], comp: dict[str, Any] | None,
     return Op(slot, inv["process"], inv["f"], inv.get("value"), output, inv["time"], ret, status,
               inv.get("key", comp.get("key") if comp else None), inv["index"],
               comp["index"] if comp is not None else None, comp.get("error") if comp is not None else None,
-              _extras(inv, comp))
+              (inv, comp))
 
 
 def renumber(ops: Iterable[Op]) -> list[Op]:

@@ -28,7 +28,7 @@ def test_with_id_is_replace_with_a_new_id():
     op = Op(3, 1, "cas", [1, 2], True, 5, 9, "ok", key="k", invoke_index=7, complete_index=8,
             error=None, extras={"line": 4})
     a, b = op.with_id(0), op.replace(id=0)
-    assert [getattr(a, s) for s in Op.__slots__] == [getattr(b, s) for s in Op.__slots__]
+    assert [getattr(a, s) for s in Op.FIELDS] == [getattr(b, s) for s in Op.FIELDS]
     assert op.id == 3
 
 
@@ -67,3 +67,13 @@ def test_jepsen_lines_parse_as_by_trying_every_pattern(line):
     assert (parsed is None) == (matched is None)
     if matched is not None:
         assert parsed[0] == ("ok" if matched[0] == "failcas" else matched[0]) and parsed[2] == matched[1]
+
+
+def test_extras_are_collected_on_first_use_kept_and_copied():
+    import pickle
+
+    (op,) = pair_events(_events(worker="w1"))
+    copy = op.with_id(5)
+    assert op.extras == {"line": 1, "worker": "w1"} and op.extras is op.extras
+    assert copy.extras == op.extras and op.replace(id=2).extras == op.extras
+    assert pickle.loads(pickle.dumps(copy)).extras == {"line": 1, "worker": "w1"}
