@@ -1,5 +1,10 @@
 """Breaker benchmarks (figures only, never assertions).
 
+0. Against peers, in interleaved rounds (medians and the median of per-round ratios; the machine
+   may be busy, so only paired figures are comparable): in-memory ``call(noop)`` CPU per op vs
+   pybreaker 1.4.1 and circuitbreaker 2.1.3, the kit's allow+record pair vs pybreaker's call; and
+   Redis-backed decisions/s (one ``call(noop)`` each, direct to redis-server, 1 thread and 8
+   processes) vs pybreaker with ``CircuitRedisStorage``.
 1. In-memory allow+record pair: median ns/op of several runs, ratio to a baseline measured in the
    same process (a bare lock + dict lookup + ``uuid``-free function call pair). Also, in the same
    process: the same pair with the closed-state fast path off (every op through the kernel under
@@ -79,6 +84,119 @@ def bench_memory(runs: int, pairs: int) -> None:
     print(f"  CircuitBreaker.call(no-op) on InMemoryStore: median {c:.0f} ns/op, ratio {c / b:.1f}x")
 
 
+def _rounds(contenders: dict[str, Any], rounds: int) -> dict[str, list[float]]:
+    """``contenders[name]() -> figure``, run A B C, B C A, ... per round (rotation evens out drift)."""
+    names = list(contenders)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            out[n].append(contenders[n]())
+    return out
+
+
+def _ratios(rows: dict[str, list[float]], a: str, b: str) -> str:
+    rs = [x / y for x, y in zip(rows[a], rows[b])]
+    return f"{statistics.median(rs):.2f} (min {min(rs):.2f}, max {max(rs):.2f})"
+
+
+def bench_peers_memory(rounds: int, ops: int) -> None:
+    import circuitbreaker
+    import pybreaker
+
+    def noop() -> None:
+        return None
+
+    def cpu_per_op(fn: Any) -> Any:
+        def run() -> float:
+            t0 = time.process_time_ns()
+            for _ in range(ops):
+                fn()
+            return (time.process_time_ns() - t0) / ops
+        return run
+
+    kit, st = CircuitBreaker("b"), InMemoryStore()
+    pyb = pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60)
+    cbk = circuitbreaker.CircuitBreaker(failure_threshold=5, recovery_timeout=60)
+
+    def pair() -> None:
+        if st.try_transition_and_claim_probe("b").admitted:
+            st.atomic_record_success("b")
+
+    rows = _rounds({"kit call": cpu_per_op(lambda: kit.call(noop)), "kit allow+record": cpu_per_op(pair),
+                    "pybreaker call": cpu_per_op(lambda: pyb.call(noop)),
+                    "circuitbreaker call": cpu_per_op(lambda: cbk.call(noop))}, rounds)
+    print(f"## in-memory, CPU ns per op ({rounds} interleaved rounds of {ops:,} ops; medians)")
+    for name, xs in rows.items():
+        print(f"  {name:<20} {statistics.median(xs):8.0f} ns")
+    print(f"  kit call / pybreaker call: {_ratios(rows, 'kit call', 'pybreaker call')}")
+    print(f"  kit call / circuitbreaker call: {_ratios(rows, 'kit call', 'circuitbreaker call')}")
+    print(f"  kit allow+record / pybreaker call: {_ratios(rows, 'kit allow+record', 'pybreaker call')}")
+
+
+def _noop() -> None:
+    return None
+
+
+def _kit_breaker(conn: dict[str, Any], name: str) -> Any:
+    return CircuitBreaker(name, store=RedisStore(redis.Redis(**conn, socket_timeout=5), key_prefix="bench"))
+
+
+def _pybreaker(conn: dict[str, Any], name: str) -> Any:
+    import pybreaker
+
+    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis.Redis(**conn, socket_timeout=5),
+                                            namespace=name)
+    return pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60, state_storage=storage)
+
+
+def _calls_worker(kind: str, conn: dict[str, Any], name: str, n: int, barrier: Any, out: Any) -> None:
+    """``n`` decisions (``call(noop)``) on one shared breaker name; reports elapsed seconds."""
+    cb = (_kit_breaker if kind == "kit" else _pybreaker)(conn, name)
+    cb.call(_noop)
+    barrier.wait(timeout=60)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        cb.call(_noop)
+    out.put(time.perf_counter() - t0)
+
+
+def bench_peers_redis(conn: dict[str, Any], rounds: int, n: int) -> None:
+    ctx = mp.get_context("spawn")
+
+    def one(kind: str) -> Any:
+        cb = (_kit_breaker if kind == "kit" else _pybreaker)(conn, f"one-{kind}")
+        cb.call(_noop)
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            for _ in range(n):
+                cb.call(_noop)
+            return n / (time.perf_counter() - t0)
+        return run
+
+    def eight(kind: str) -> Any:
+        def run() -> float:
+            barrier, out = ctx.Barrier(8), ctx.Queue()
+            name = f"eight-{kind}-{uuid.uuid4().hex[:6]}"
+            ps = [ctx.Process(target=_calls_worker, args=(kind, conn, name, n // 4, barrier, out)) for _ in range(8)]
+            for p in ps:
+                p.start()
+            elapsed = [out.get(timeout=300) for _ in ps]
+            for p in ps:
+                p.join(timeout=30)
+            return 8 * (n // 4) / max(elapsed)
+        return run
+
+    rows = _rounds({"kit 1 thread": one("kit"), "pybreaker 1 thread": one("pyb")}, rounds)
+    rows8 = _rounds({"kit 8 processes": eight("kit"), "pybreaker 8 processes": eight("pyb")}, max(1, rounds // 2 + 1))
+    print(f"## Redis-backed decisions/s (call(noop), direct to redis-server; medians of interleaved rounds)")
+    for name, xs in {**rows, **rows8}.items():
+        print(f"  {name:<22} {statistics.median(xs):10,.0f} /s")
+    print(f"  kit / pybreaker CircuitRedisStorage, 1 thread: {_ratios(rows, 'kit 1 thread', 'pybreaker 1 thread')}")
+    print(f"  kit / pybreaker CircuitRedisStorage, 8 processes: "
+          f"{_ratios(rows8, 'kit 8 processes', 'pybreaker 8 processes')}")
+
+
 def calls(admin: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in admin.info("commandstats").items()}
 
@@ -95,6 +213,7 @@ def bench_redis(runs: int, n: int) -> None:
         proxy = proxy_srv.create_proxy("redis", f"{server.host}:{server.port}")
         admin = server.client()
         direct = {"host": server.host, "port": server.port, "password": server.password}
+        bench_peers_redis(direct, runs, n)
         proxied = {"host": proxy.listen_host, "port": proxy.listen_port, "password": server.password}
         st = RedisStore(redis.Redis(**direct, socket_timeout=5), key_prefix="bench")
         st.atomic_record_failure("rt", 1000, 60)
@@ -148,6 +267,7 @@ def main() -> None:
     ap.add_argument("--redis-pairs", type=int, default=2000)
     ap.add_argument("--memory-only", action="store_true")
     a = ap.parse_args()
+    bench_peers_memory(max(a.runs, 5), a.pairs)
     bench_memory(a.runs, a.pairs)
     if not a.memory_only:
         bench_redis(a.runs, a.redis_pairs)

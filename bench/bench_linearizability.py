@@ -3,13 +3,17 @@
 1. The shipped Jepsen etcd corpus: total and per-file check time, median of 5 runs, against
    Porcupine's published ~0.9 s for 102 such histories (docs/linearizability-design.md#performance) and against an
    in-process baseline (the same search with the pure-op and symmetry reductions disabled).
+   Then the per-history fixed cost: the median over the typical files (all but etcd_002, the one
+   whose search dominates) of each file's best-of-rounds time per check, for ``check`` alone and
+   for ``read_jepsen_log`` + ``check``, against the kit's previous figure and Porcupine's.
 2. A 2,000-op breaker-store history: 8 workers, 4 backends, 5 % :info ops.
 3. Scaling: 300-op linearizable cas-register histories at 4, 8, 12, 16 concurrent processes.
 4. The register fast path: a 10,000-op, 16-client register history with distinct writes, legal and
    with one stale read, decided by zones vs the general search (10 s budget). Porcupine's recorded
    figure for the stale-read history: out of memory (no verdict).
 
-Run: ``.venv/bin/python bench/bench_linearizability.py [--corpus DIR] [--runs 5]``
+Run: ``.venv/bin/python bench/bench_linearizability.py [--corpus DIR] [--runs 5]`` (from a worktree the
+corpus is ``--corpus /work/shared/data/jepsen-etcd``-style: the default looks two levels above ``bench/``).
 """
 
 from __future__ import annotations
@@ -70,6 +74,34 @@ def bench_corpus(corpus: Path, runs: int) -> None:
           f"{statistics.median(per) * 1e3:.2f} ms, worst {max(per) * 1e3:.1f} ms")
     print(f"Porcupine (Go): ~0.9 s for 102 histories = ~8.8 ms/history average, worst 359 ms "
           f"(etcd_002); ours: {tot / len(per) * 1e3:.1f} ms/history average over {len(per)}")
+
+
+#: per-history fixed cost on a typical etcd log: this bench's ``check`` figure (CPU ms) for the kit before
+#: the fixed-cost work (issue 19's side-by-side figure was 1.3 ms wall on a busy box), and Porcupine's
+#: recorded figure from that side-by-side run
+PREVIOUS_TYPICAL_MS = 0.88
+PORCUPINE_TYPICAL_MS = 0.2
+
+
+def bench_typical(corpus: Path, rounds: int = 5, number: int = 100) -> None:
+    import timeit
+
+    cpu = time.process_time  # CPU time: the box is shared, and a check is single-threaded
+    files = [f for f in sorted(corpus.glob("*.log")) if f.name != "etcd_002.log"]
+    model = CasRegisterModel()
+    check_ms, full_ms = [], []
+    for f in files:
+        h = read_jepsen_log(f)
+        check_ms.append(min(timeit.repeat(lambda: check(h, model, timeout=60), number=number, repeat=rounds,
+                                      timer=cpu)) / number * 1e3)
+        full_ms.append(min(timeit.repeat(lambda: check(read_jepsen_log(f), model, timeout=60), number=number,
+                                         repeat=rounds, timer=cpu)) / number * 1e3)
+    c, r = statistics.median(check_ms), statistics.median(full_ms)
+    print(f"\n## per-history fixed cost: typical etcd log ({len(files)} files without etcd_002, "
+          f"best of {rounds} x {number} checks each, median over files, CPU time)")
+    print(f"check: {c:.3f} ms; read + check: {r:.3f} ms")
+    print(f"kit before: {PREVIOUS_TYPICAL_MS} ms ({PREVIOUS_TYPICAL_MS / c:.1f}x); Porcupine (Go): "
+          f"{PORCUPINE_TYPICAL_MS} ms (ours / Porcupine: {c / PORCUPINE_TYPICAL_MS:.1f}x)")
 
 
 def breaker_history(n_ops: int, workers: int, backends: int, info_rate: float,
@@ -167,6 +199,7 @@ def main() -> None:
     a = ap.parse_args()
     if (a.corpus / "verdicts.tsv").exists():
         bench_corpus(a.corpus, a.runs)
+        bench_typical(a.corpus)
     else:
         print(f"corpus not found at {a.corpus}; skipped")
     print("\n## breaker-store history: 2,000 ops, 8 workers, 4 backends, 5 % :info")

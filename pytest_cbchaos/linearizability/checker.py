@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import time
+from operator import attrgetter
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -17,6 +18,7 @@ from ..history.store import History
 from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch
 
 FIRST_SLICE = 10_000
+_CALL_ORDER = attrgetter("call", "invoke_index")
 
 
 class Verdict(str, enum.Enum):
@@ -149,8 +151,8 @@ def prepare(ops: Sequence[Op], model: Any) -> dict[Any, list[Op]]:
     for key, pops in parts.items():
         if validate is not None:
             validate(key, pops)
-        pops = sorted(pops, key=lambda o: (o.call, o.invoke_index))
-        out[key] = [op.replace(id=i) for i, op in enumerate(pops)]
+        pops = sorted(pops, key=_CALL_ORDER)
+        out[key] = [op.with_id(i) for i, op in enumerate(pops)]
     return out
 
 

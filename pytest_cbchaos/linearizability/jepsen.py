@@ -36,13 +36,23 @@ _PATTERNS = [
 ]
 
 
+#: every operation line starts ``PREFIX:type<ws>:f``: read those words once, then try only their patterns
+_HEAD = re.compile(_PREFIX + r":(\w+)\s+:(\w+)")
+_BY_HEAD: dict[tuple[str, str], list[tuple[str, str, re.Pattern[str]]]] = {}
+for _entry in _PATTERNS:
+    _BY_HEAD.setdefault(("fail" if _entry[0] == "failcas" else _entry[0], _entry[1]), []).append(_entry)
+
+
 def _val(s: str) -> Any:
     return None if s == "nil" else int(s)
 
 
 def parse_jepsen_line(line: str) -> tuple[str, int, str, Any] | None:
     """``(type, process, f, value)`` for a recognised line, else None (ignored)."""
-    for typ, f, rx in _PATTERNS:
+    head = _HEAD.match(line)
+    if head is None:
+        return None
+    for typ, f, rx in _BY_HEAD.get(head.group(2, 3), ()):
         m = rx.match(line)
         if m is None:
             continue

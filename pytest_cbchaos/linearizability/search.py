@@ -41,7 +41,7 @@ class PartitionSearch:
                 required |= 1 << i
                 ents.append((op.ret, 1, op.complete_index if op.complete_index is not None
                              else op.invoke_index, i))
-        ents.sort(key=lambda e: (e[0], e[1], e[2]))
+        ents.sort()  # (time, call before return, event index); ties end at the op id, already ascending
         m = len(ents)
         # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
         self.is_call = [False] * (m + 2)
@@ -76,7 +76,7 @@ class PartitionSearch:
         # unlinearized member of a class is ever tried: ``twin[i]`` is the previous member.
         self.twin = [-1] * n
         op_class = getattr(model, "op_class", None)
-        if op_class is not None:
+        if op_class is not None and required != (1 << n) - 1:  # only indeterminate ops have twins
             last: dict[Any, int] = {}
             for e in range(1, m + 1):
                 if not self.is_call[e]:
@@ -274,12 +274,10 @@ class PartitionSearch:
 
     def _path(self, state: Any) -> list[tuple[int, Any]]:
         """(op id, state after) for each op on the current stack."""
-        out = []
-        stack = self.stack
-        for k, (e, *_) in enumerate(stack):
-            after = stack[k + 1][1] if k + 1 < len(stack) else state
-            out.append((self.op_of[e], after))
-        return out
+        stack, op_of = self.stack, self.op_of
+        afters = [frame[1] for frame in stack[1:]]  # a frame holds the state before its op
+        afters.append(state)
+        return [(op_of[frame[0]], after) for frame, after in zip(stack, afters)]
 
     def _note_dead_end(self, entry: int, state: Any) -> None:
         self.best_open = False

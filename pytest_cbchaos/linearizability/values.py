@@ -24,6 +24,9 @@ class ValueTypeMismatch(MalformedHistory):
     """Values of one register/key/counter/set cannot be compared (names both ops)."""
 
 
+_SCALARS = frozenset({str, bytes, int, float})
+
+
 def is_scalar(v: Any) -> bool:
     return isinstance(v, (str, bytes, int, float)) and not isinstance(v, bool)
 
@@ -42,10 +45,17 @@ def canonical(v: Any) -> Any:
     return str(v)
 
 
+#: built-in types whose unequal values never share a Redis string form with a value of the same type
+_EXACT = frozenset({str, bytes, int, float, bool, type(None), tuple, list, dict})
+
+
 def same_value(a: Any, b: Any) -> bool:
     """``a == b``, or both scalars with the same Redis string form (``b"3"`` matches ``3``)."""
     if a == b:
         return True
+    t = type(a)
+    if t is type(b) and t in _EXACT:  # the common case, decided without normalising
+        return False
     if is_scalar(a) and is_scalar(b):
         return canonical(a) == canonical(b)
     return False
@@ -72,7 +82,7 @@ def kind(v: Any) -> str | None:
     """``None`` for nil, ``"scalar"`` for str/bytes/int/float, else the type name."""
     if v is None:
         return None
-    if is_scalar(v):
+    if type(v) in _SCALARS or is_scalar(v):
         return "scalar"
     if isinstance(v, (list, tuple)):
         return "list"

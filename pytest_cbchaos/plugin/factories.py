@@ -98,12 +98,13 @@ def proxy(upstream_fixture: str, *, name: str, toxiproxy_fixture: str = "cbchaos
     @pytest.fixture(scope=scope)
     def _proxy(request: pytest.FixtureRequest) -> Any:
         """A fault proxy in front of the upstream fixture's ``host:port`` (toxics reset per test when shared)."""
+        # the proxy server first: it reports ready before its imports end, which overlap the upstream's start
+        server = started(_env(request).toxiproxy) if shared else request.getfixturevalue(toxiproxy_fixture)
         upstream = request.getfixturevalue(upstream_fixture)
         if shared:
             env = _env(request)
             yield started(lambda: env.proxy(name, f"{upstream.host}:{upstream.port}"))
             return
-        server = request.getfixturevalue(toxiproxy_fixture)
         proxy_obj = server.create_proxy(name, f"{upstream.host}:{upstream.port}")
         yield proxy_obj
         proxy_obj.close()
@@ -126,12 +127,12 @@ def redis_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis_proc"
     @pytest.fixture(scope=scope)
     def _client(request: pytest.FixtureRequest) -> Any:
         """redis-py through the fault proxy over TCP, authenticated."""
+        kwargs = _client_kwargs(request, proxy_fixture, proc_fixture, client_kwargs)  # servers first: see proxy()
         import redis
 
         from pytest_cbchaos.servers.redis import no_retry
 
-        client = redis.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
-                                              {"retry": no_retry(), **client_kwargs}))
+        client = redis.Redis(**{"retry": no_retry(), **kwargs})
         yield client
         client.close()
 
@@ -145,12 +146,12 @@ def redis_async_client(proxy_fixture: str, *, proc_fixture: str = "cbchaos_redis
     @pytest.fixture(scope=scope)
     def _async_client(request: pytest.FixtureRequest) -> Any:
         """redis.asyncio through the fault proxy over TCP, authenticated."""
+        kwargs = _client_kwargs(request, proxy_fixture, proc_fixture, client_kwargs)
         import redis.asyncio
 
         from pytest_cbchaos.servers.redis import no_async_retry
 
-        client = redis.asyncio.Redis(**_client_kwargs(request, proxy_fixture, proc_fixture,
-                                                      {"retry": no_async_retry(), **client_kwargs}))
+        client = redis.asyncio.Redis(**{"retry": no_async_retry(), **kwargs})
         yield client
         close_async_client(client)
 

@@ -13,3 +13,5 @@ the embedded backend):
   400 ``bad request body: <name> must be >= 0, got <value>`` (Toxiproxy stores them);
 * extension toxics ``cbchaos_blackhole`` and ``cbchaos_http_fault`` and ``GET /cbchaos/capabilities``.
 """
+
+VERSION = "2.12.0"  # the Toxiproxy release whose API the embedded server follows

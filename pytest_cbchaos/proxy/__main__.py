@@ -3,23 +3,25 @@
 Accepts toxiproxy-server's flags (``-host``, ``-port``, ``-config``, ``-seed``, ``-proxy-metrics``,
 ``-runtime-metrics``, ``-version``; env ``LOG_LEVEL``) plus ``--port-file PATH`` (the bound API
 port is written there once listening) and ``--loopback-only`` (default on).
+
+Start is lean (docs/fault-kit-design.md, "Start-up"): the API socket is bound and listening before
+aiohttp and the proxy runtime are imported, then readiness is reported (port file, and the line
+``ready`` on the inherited pipe named by ``CBCHAOS_READY_FD``); requests that arrive meanwhile wait
+in the listen backlog and are served once the app runs on that same socket.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
+import socket
 import sys
 from pathlib import Path
+from typing import Any
 
-from aiohttp import web
+from pytest_cbchaos.proxy import VERSION
 
-from pytest_cbchaos.proxy.api import VERSION, decode_proxy_list, make_app
-from pytest_cbchaos.proxy.gojson import DecodeError
-from pytest_cbchaos.proxy.server import ApiError, ProxyCollection, ProxyRuntime
-
+READY_FD_ENV = "CBCHAOS_READY_FD"
 LOG_LEVELS = ("panic", "fatal", "error", "warn", "info", "debug", "trace")
 
 
@@ -48,8 +50,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-async def load_config(collection: ProxyCollection, path: str) -> None:
+def bind_api(host: str, port: int, loopback_only: bool) -> socket.socket:
+    """The listening API socket (``SO_REUSEADDR`` as aiohttp's ``reuse_address``)."""
+    if loopback_only and host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    if host == "localhost":
+        host = "127.0.0.1"
+    family, _, _, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                  flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def report_ready(port: int, port_file: str | None) -> None:
+    """Port file (atomic rename) and ``ready`` on the launcher's pipe, when it gave one."""
+    if port_file:
+        tmp = Path(port_file + ".tmp")
+        tmp.write_text(str(port))
+        os.replace(tmp, port_file)
+    fd = os.environ.pop(READY_FD_ENV, None)
+    if fd is not None:
+        try:
+            os.write(int(fd), b"ready\n")
+            os.close(int(fd))
+        except (OSError, ValueError):
+            pass  # a launcher that gave no usable pipe polls the API instead
+
+
+async def load_config(collection: Any, path: str) -> None:
     """Create the proxies of a ``-config`` file; errors are logged, never fatal (as Toxiproxy)."""
+    from pytest_cbchaos.proxy.api import decode_proxy_list
+    from pytest_cbchaos.proxy.gojson import DecodeError
+    from pytest_cbchaos.proxy.server import ApiError, ProxyRuntime
+
     try:
         entries = decode_proxy_list(Path(path).read_bytes())
     except OSError as exc:
@@ -70,28 +111,27 @@ async def load_config(collection: ProxyCollection, path: str) -> None:
             collection.log(f"config {path}: proxy {i}: {exc.message}")
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, sock: socket.socket) -> None:
+    import asyncio
+    import signal
+
+    from aiohttp import web
+
+    from pytest_cbchaos.proxy.api import make_app
+    from pytest_cbchaos.proxy.server import ProxyCollection
+
     level = os.environ.get("LOG_LEVEL", "info").lower()
     collection = ProxyCollection(seed=args.seed, loopback_only=args.loopback_only,
                                  proxy_metrics=args.proxy_metrics, runtime_metrics=args.runtime_metrics,
                                  log_level=level if level in LOG_LEVELS else "info")
-    if args.config:
+    port = sock.getsockname()[1]
+    if args.config:  # the config's proxies exist before anyone is told the server is ready
         await load_config(collection, args.config)
-    host = args.host
-    if args.loopback_only and host in ("", "0.0.0.0", "::"):
-        host = "127.0.0.1"
-    if host == "localhost":
-        host = "127.0.0.1"
+        report_ready(port, args.port_file)
     runner = web.AppRunner(make_app(collection), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, args.port, reuse_address=True)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    if args.port_file:
-        tmp = Path(args.port_file + ".tmp")
-        tmp.write_text(str(port))
-        os.replace(tmp, args.port_file)
-    collection.log(f"API HTTP server starting host={host} port={port} version={VERSION}")
+    await web.SockSite(runner, sock).start()
+    collection.log(f"API HTTP server starting host={sock.getsockname()[0]} port={port} version={VERSION}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -104,7 +144,7 @@ async def serve(args: argparse.Namespace) -> None:
         pass
 
 
-async def _shutdown(collection: ProxyCollection, runner: web.AppRunner) -> None:
+async def _shutdown(collection: Any, runner: Any) -> None:
     await collection.shutdown()
     await runner.cleanup()
 
@@ -115,7 +155,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"toxiproxy-server version {VERSION}")
         return 0
     try:
-        asyncio.run(serve(args))
+        sock = bind_api(args.host, args.port, args.loopback_only)
+    except OSError as exc:
+        print(f"cannot start API server: {exc}", file=sys.stderr)
+        return 1
+    if not args.config:
+        report_ready(sock.getsockname()[1], args.port_file)
+    import asyncio
+
+    try:
+        asyncio.run(serve(args, sock))
     except OSError as exc:
         print(f"cannot start API server: {exc}", file=sys.stderr)
         return 1

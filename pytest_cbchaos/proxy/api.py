@@ -14,12 +14,12 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from pytest_cbchaos.proxy import VERSION
 from pytest_cbchaos.proxy.gojson import (DecodeError, Float32, decode_fields, decode_struct, encode, go_kind,
                                           parse_first)
 from pytest_cbchaos.proxy.server import STREAMS, ApiError, ProxyCollection, ProxyRuntime, ToxicSpec
 from pytest_cbchaos.proxy.toxics import EXTENSION_TYPES, REGISTRY
 
-VERSION = "2.12.0"
 HANDLER_TIMEOUT = 25.0
 TIMEOUT_BODY = b"<html><head><title>Timeout</title></head><body><h1>Timeout</h1></body></html>"
 TEXT = "text/plain; charset=utf-8"
@@ -392,5 +392,5 @@ def make_app(collection: ProxyCollection) -> web.Application:
         return response
 
     app = web.Application(client_max_size=64 * 1024 * 1024)
-    app.router.add_route("*", "/{tail:.*}", dispatch)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", dispatch)  # every path, a decoded newline included
     return app

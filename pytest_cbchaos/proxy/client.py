@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 from urllib.parse import quote
 
-import httpx
+from pytest_cbchaos.proxy.http import HttpClient, Response, TransportError, TransportTimeout
 
 if TYPE_CHECKING:
     from pytest_cbchaos.faults.journal import FaultJournal, FaultWindow
@@ -263,8 +263,7 @@ class Client:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.journal = journal
-        self._http = httpx.Client(base_url=self.url, timeout=timeout,
-                                  headers={"User-Agent": "pytest-cbchaos"})
+        self._http = HttpClient(self.url, timeout=timeout, headers={"User-Agent": "pytest-cbchaos"})
         self._patch: bool | None = None
         self._caps: set[str] | None = None
         self._windows: dict[tuple[str, ...], "FaultWindow"] = {}
@@ -279,14 +278,14 @@ class Client:
         self.close()
 
     # -- transport -------------------------------------------------------------------------------
-    def _raw(self, method: str, path: str, body: Any = None) -> httpx.Response:
+    def _raw(self, method: str, path: str, body: Any = None) -> Response:
         content = None if body is None else json.dumps(body).encode()
         try:
             return self._http.request(method, path, content=content,
                                       headers={"Content-Type": "application/json"} if content else None)
-        except httpx.TimeoutException as exc:
+        except TransportTimeout as exc:
             raise ServerError(0, f"{method} {self.url}{path}: no answer within {self.timeout}s") from exc
-        except httpx.HTTPError as exc:
+        except TransportError as exc:
             raise ServerError(0, f"{method} {self.url}{path}: {exc}") from exc
 
     def _request(self, method: str, path: str, body: Any = None) -> Any:

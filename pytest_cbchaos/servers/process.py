@@ -9,13 +9,16 @@ mock LLM when it runs out of process) is a :class:`ManagedProcess`:
 * registered with the reaper (:mod:`pytest_cbchaos.servers.reaper`) and the on-disk registry,
   so it dies within a moment even when pytest itself is SIGKILLed;
 * ``start()`` polls ``ready`` with backoff (1 ms to 50 ms) until the deadline and raises
-  :class:`ServerStartError` quoting the log tail if the process exits or the deadline passes.
+  :class:`ServerStartError` quoting the log tail if the process exits or the deadline passes;
+  with ``ready_pipe=True`` it blocks instead on a pipe whose write end the child inherits (its fd
+  number in ``CBCHAOS_READY_FD``): the child writes ``ready`` once it serves, or dies (EOF).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import threading
@@ -31,6 +34,7 @@ from pytest_cbchaos.servers.ports import runtime_dir
 from pytest_cbchaos.servers.reaper import REAPER
 
 OWNER_ENV = "CBCHAOS_OWNER"
+READY_FD_ENV = "CBCHAOS_READY_FD"
 OWNER_TAG = f"{os.getpid()}:{uuid.uuid4().hex}"
 
 
@@ -117,6 +121,7 @@ class ManagedProcess:
         startup_timeout: float = 10.0,
         graceful_stop: Callable[["ManagedProcess"], None] | None = None,
         stop_timeout: float = 1.0,
+        ready_pipe: bool = False,
     ) -> None:
         self.name = name
         self.argv = [str(a) for a in argv]
@@ -127,6 +132,7 @@ class ManagedProcess:
         self.startup_timeout = startup_timeout
         self.graceful_stop = graceful_stop
         self.stop_timeout = stop_timeout
+        self.ready_pipe = ready_pipe
         self.log_path = self.log_dir / f"{name}.log"
         self._popen: subprocess.Popen[bytes] | None = None
         self._paused = False
@@ -164,16 +170,26 @@ class ManagedProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(self.env)
         env[OWNER_ENV] = OWNER_TAG
-        with open(self.log_path, "ab") as log:
-            log.write(f"--- cbchaos start #{self.starts + 1}: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            try:
-                self._popen = subprocess.Popen(
-                    self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=env, cwd=self.cwd, start_new_session=True, close_fds=True,
-                )
-            except OSError as exc:
-                raise ServerStartError(f"{self.name}: cannot execute {self.argv[0]!r}: {exc}") from exc
+        read_fd, write_fd = os.pipe() if self.ready_pipe else (-1, -1)
+        if self.ready_pipe:
+            env[READY_FD_ENV] = str(write_fd)
+        try:
+            with open(self.log_path, "ab") as log:
+                log.write(f"--- cbchaos start #{self.starts + 1}: {' '.join(self.argv)}\n".encode())
+                log.flush()
+                try:
+                    self._popen = subprocess.Popen(
+                        self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        env=env, cwd=self.cwd, start_new_session=True, close_fds=True,
+                        pass_fds=(write_fd,) if self.ready_pipe else (),
+                    )
+                except OSError as exc:
+                    if self.ready_pipe:
+                        os.close(read_fd)
+                    raise ServerStartError(f"{self.name}: cannot execute {self.argv[0]!r}: {exc}") from exc
+        finally:
+            if self.ready_pipe:
+                os.close(write_fd)  # the child holds the only write end: its death is EOF here
         self.starts += 1
         self._paused = False
         REAPER.register(self._popen.pid)
@@ -181,11 +197,37 @@ class ManagedProcess:
             _live[id(self)] = self
         _write_registry()
         try:
-            self._wait_ready()
+            if self.ready_pipe:
+                self._wait_ready_pipe(read_fd)
+            else:
+                self._wait_ready()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _wait_ready_pipe(self, fd: int) -> None:
+        """Block on the child's ``ready`` line; EOF (the child died) or the deadline raise."""
+        deadline = time.monotonic() + self.startup_timeout
+        got = b""
+        try:
+            while b"\n" not in got:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                    raise ServerStartError(
+                        f"{self.name} did not report ready within {self.startup_timeout:.1f}s "
+                        f"(argv: {' '.join(self.argv)}).\nLast lines of {self.log_path}:\n{self.log_tail()}")
+                chunk = os.read(fd, 64)
+                if not chunk:
+                    self.wait(1.0)
+                    raise ServerStartError(
+                        f"{self.name} exited with code {self.returncode} before it was ready "
+                        f"(argv: {' '.join(self.argv)}).\nLast lines of {self.log_path}:\n{self.log_tail()}")
+                got += chunk
+        finally:
+            os.close(fd)
+        if got.strip() != b"ready":
+            raise ServerStartError(f"{self.name} wrote {got!r} on its ready pipe, expected b'ready'")
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout

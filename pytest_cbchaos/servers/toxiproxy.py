@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import httpx
-
+from pytest_cbchaos.proxy import VERSION
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 
 BACKENDS = ("embedded", "binary", "url", "docker")
@@ -29,10 +28,22 @@ class BackendUnavailable(ValueError):
     """An explicitly requested proxy backend cannot be used; the message says how to fix it."""
 
 
+def _get(url: str, path: str, timeout: float) -> Any:
+    """One ``GET`` on the API with the proxy client's stdlib transport (no httpx in a session's start)."""
+    from pytest_cbchaos.proxy.http import HttpClient
+
+    http = HttpClient(url.rstrip("/"), timeout=timeout, headers={"User-Agent": "pytest-cbchaos"})
+    try:
+        return http.request("GET", path)
+    finally:
+        http.close()
+
+
 def probe_version(url: str, timeout: float = 1.0) -> str:
     """``GET /version`` -> version string (raises on any failure)."""
-    response = httpx.get(url.rstrip("/") + "/version", timeout=timeout)
-    response.raise_for_status()
+    response = _get(url, "/version", timeout)
+    if response.status_code >= 400:
+        raise RuntimeError(f"GET {url.rstrip('/')}/version: HTTP {response.status_code} {response.reason_phrase}")
     try:
         return str(response.json()["version"])
     except Exception:
@@ -40,9 +51,11 @@ def probe_version(url: str, timeout: float = 1.0) -> str:
 
 
 def probe_capabilities(url: str, timeout: float = 2.0) -> set[str]:
+    from pytest_cbchaos.proxy.http import TransportError
+
     try:
-        response = httpx.get(url.rstrip("/") + "/cbchaos/capabilities", timeout=timeout)
-    except httpx.HTTPError:
+        response = _get(url, "/cbchaos/capabilities", timeout)
+    except TransportError:
         return set()
     if response.status_code != 200:
         return set()
@@ -57,7 +70,7 @@ class ToxiproxyServer:
     url: str
     backend: str
     version: str
-    capabilities: set[str]
+    capabilities_known: set[str] | None = None
     worker: str = "master"
     process: Any = None  # ManagedProcess for embedded/binary
     port_range: tuple[int, int] = DEFAULT_RANGE
@@ -65,6 +78,13 @@ class ToxiproxyServer:
     container: Any = None
     _clients: list[Any] = field(default_factory=list, repr=False)
     _on_stop: Callable[[], None] | None = field(default=None, repr=False)
+
+    @property
+    def capabilities(self) -> set[str]:
+        """Extension toxic types; asked on first use, so a start never waits for the API to serve."""
+        if self.capabilities_known is None:
+            self.capabilities_known = probe_capabilities(self.url)
+        return self.capabilities_known
 
     @property
     def port(self) -> int:
@@ -133,16 +153,20 @@ def _package_env() -> dict[str, str]:
 
 def _start_process(backend: str, argv: list[str], *, workdir: Path, lease: PortLease, url: str,
                    startup_timeout: float, worker: str, port_range: tuple[int, int], env: dict[str, str] | None) -> ToxiproxyServer:
+    """The embedded server reports ready on a pipe once its API socket listens (its version is
+    ours); a foreign binary is polled until ``GET /version`` answers."""
     from pytest_cbchaos.servers.process import ManagedProcess
 
-    proc = ManagedProcess(f"toxiproxy-{backend}", argv, log_dir=workdir, env=env, ready=_ready(url),
+    embedded = backend == "embedded"
+    proc = ManagedProcess(f"toxiproxy-{backend}", argv, log_dir=workdir, env=env,
+                          ready=None if embedded else _ready(url), ready_pipe=embedded,
                           startup_timeout=startup_timeout)
     try:
         proc.start()
     except BaseException:
         lease.release()
         raise
-    return ToxiproxyServer(url=url, backend=backend, version=probe_version(url), capabilities=probe_capabilities(url),
+    return ToxiproxyServer(url=url, backend=backend, version=VERSION if embedded else probe_version(url),
                            worker=worker, process=proc, port_range=port_range, lease=lease)
 
 
@@ -174,11 +198,14 @@ def start_toxiproxy(backend: str = "embedded", *, workdir: Path, port_range: tup
         return _start_process("binary", argv, workdir=workdir, lease=lease, url=api_url,
                               startup_timeout=startup_timeout, worker=worker, port_range=port_range, env=None)
     argv = [sys.executable, "-m", "pytest_cbchaos.proxy", "-host", "127.0.0.1", "-port", str(lease.port),
-            "--port-file", str(workdir / "toxiproxy.port"), "--loopback-only"]
+            "--loopback-only"]
     if seed is not None:
         argv += ["-seed", str(seed)]
     env = _package_env()
     env.setdefault("LOG_LEVEL", "info")
+    # The embedded proxy relays bytes and makes no TLS connection: an empty trust store spares the CA
+    # bundle load aiohttp does at import (docs/fault-kit-design.md, "Start-up").
+    env.update(SSL_CERT_FILE=os.devnull, SSL_CERT_DIR=os.devnull)
     return _start_process("embedded", argv, workdir=workdir, lease=lease, url=api_url,
                           startup_timeout=startup_timeout, worker=worker, port_range=port_range, env=env)
 
@@ -192,8 +219,7 @@ def _attach_url(url: str | None, worker: str, port_range: tuple[int, int]) -> To
         version = probe_version(url, timeout=2.0)
     except Exception as exc:
         raise BackendUnavailable(f"Toxiproxy at {url} does not answer GET /version: {exc}") from None
-    server = ToxiproxyServer(url=url, backend="url", version=version, capabilities=probe_capabilities(url),
-                             worker=worker, port_range=port_range)
+    server = ToxiproxyServer(url=url, backend="url", version=version, worker=worker, port_range=port_range)
 
     def cleanup() -> None:  # a shared server: delete only this worker's proxies, never /reset
         from pytest_cbchaos.proxy.client import Client, ToxiproxyError
@@ -248,7 +274,6 @@ def _start_docker(image: str, *, workdir: Path, port_range: tuple[int, int], sta
                 raise BackendUnavailable(f"Toxiproxy container from {image} not ready after {startup_timeout}s: {exc}") from None
             time.sleep(delay)  # readiness polling with backoff, not synchronisation
             delay = min(delay * 2, 0.1)
-    server = ToxiproxyServer(url=url, backend="docker", version=version, capabilities=probe_capabilities(url),
-                             worker=worker, port_range=port_range, lease=lease, container=container)
+    server = ToxiproxyServer(url=url, backend="docker", version=version, worker=worker, port_range=port_range, lease=lease, container=container)
     server._on_stop = lambda: db.remove_container(container)
     return server

@@ -80,3 +80,54 @@ def test_readiness_deadline(tmp_path):
 def test_missing_executable(tmp_path):
     with pytest.raises(ServerStartError, match="cannot execute"):
         ManagedProcess("nope", ["/nonexistent/redis-server"], log_dir=tmp_path).start()
+
+
+READY_CHILD = """
+import os, sys, time
+if sys.argv[1] == "ready":
+    os.write(int(os.environ["CBCHAOS_READY_FD"]), b"ready\\n")
+    time.sleep(60)
+elif sys.argv[1] == "garbage":
+    os.write(int(os.environ["CBCHAOS_READY_FD"]), b"nope\\n")
+    time.sleep(60)
+elif sys.argv[1] == "die":
+    print("bad config line 3", flush=True)
+    sys.exit(3)
+else:
+    time.sleep(60)
+"""
+
+
+def _ready_child(tmp_path, mode, timeout=10.0):
+    return ManagedProcess(f"rp-{mode}", [sys.executable, "-c", READY_CHILD, mode], log_dir=tmp_path,
+                          ready_pipe=True, startup_timeout=timeout)
+
+
+def test_ready_pipe_handshake_and_restart_leave_no_fd(tmp_path):
+    before = set(os.listdir("/proc/self/fd"))
+    proc = _ready_child(tmp_path, "ready")
+    proc.start()
+    try:
+        assert proc.alive
+        old = proc.pid
+        proc.restart()  # a fresh pipe per start
+        assert proc.alive and proc.pid != old
+    finally:
+        proc.stop()
+    assert set(os.listdir("/proc/self/fd")) <= before  # both pipe ends closed in the parent
+
+
+def test_ready_pipe_child_death_is_reported_at_once_with_the_log(tmp_path):
+    proc = _ready_child(tmp_path, "die", timeout=60.0)
+    with pytest.raises(ServerStartError, match="(?s)exited with code 3 before it was ready.*bad config line 3"):
+        proc.start()
+    assert not proc.alive
+
+
+@pytest.mark.parametrize("mode, message", [("silent", "did not report ready within 0.3s"),
+                                           ("garbage", "wrote b'nope\\\\n' on its ready pipe")])
+def test_ready_pipe_deadline_and_wrong_line(tmp_path, mode, message):
+    proc = _ready_child(tmp_path, mode, timeout=0.3)
+    with pytest.raises(ServerStartError, match=message):
+        proc.start()
+    assert not proc.alive  # killed, not orphaned

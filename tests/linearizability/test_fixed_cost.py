@@ -1,0 +1,79 @@
+"""The checker's per-history shortcuts decide exactly as the general code (docs/linearizability-design.md#performance)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pytest_cbchaos.history.ops import MalformedHistory, Op, pair_events
+from pytest_cbchaos.linearizability.values import canonical, is_scalar, same_value
+
+VALUES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3)
+          | st.binary(max_size=3) | st.lists(st.integers(), max_size=2) | st.tuples(st.integers()))
+
+
+def _reference(a, b) -> bool:
+    return a == b or (is_scalar(a) and is_scalar(b) and canonical(a) == canonical(b))
+
+
+@given(VALUES, VALUES)
+def test_same_value_matches_the_normalising_comparison(a, b):
+    assert same_value(a, b) == _reference(a, b)
+
+
+def test_with_id_is_replace_with_a_new_id():
+    op = Op(3, 1, "cas", [1, 2], True, 5, 9, "ok", key="k", invoke_index=7, complete_index=8,
+            error=None, extras={"line": 4})
+    a, b = op.with_id(0), op.replace(id=0)
+    assert [getattr(a, s) for s in Op.FIELDS] == [getattr(b, s) for s in Op.FIELDS]
+    assert op.id == 3
+
+
+def _events(**override):
+    inv = {"type": "invoke", "process": 0, "f": "read", "value": None, "time": 1, "index": 1, "line": 1}
+    ok = {"type": "ok", "process": 0, "f": "read", "value": 3, "time": 2, "index": 2, "line": 2}
+    inv.update(override)
+    return [inv, ok]
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"time": math.nan}, "key 'time' = nan; expected a finite number"),
+    ({"index": math.inf}, "key 'index' = inf; expected a finite number"),
+    ({"time": True}, "key 'time' = True"), ({"process": -1}, "key 'process' = -1"),
+    ({"process": False}, "key 'process' = False"), ({"f": 3}, "key 'f' = 3"), ({"type": "done"}, "key 'type'")])
+def test_events_off_the_fast_path_are_still_validated(override, message):
+    with pytest.raises(MalformedHistory, match=message.replace("(", r"\(").replace("[", r"\[")):
+        pair_events(_events(**override))
+
+
+def test_float_times_and_extras_pair_as_before():
+    (op,) = pair_events(_events(time=0.5, extra="x"))
+    assert (op.call, op.ret, op.output, op.extras) == (0.5, 2, 3, {"line": 1, "extra": "x"})
+
+
+@pytest.mark.parametrize("line", [
+    "INFO  jepsen.util - 3\t:invoke\t:read\tnil", "INFO  jepsen.util - 3\t:invoked\t:read\tnil",
+    "INFO  jepsen.util - 1\t:fail\t:cas\t[1 2]", "INFO  jepsen.util - 1\t:fail\t:cas\t:timeout",
+    "INFO  jepsen.util - 1\t:ok\t:cas\t[nil 2]", "INFO  jepsen.util - 4\t:info\t:cas\t:timed-out",
+    "INFO  jepsen.util - 4\t:ok\t:delete\t1", "INFO  jepsen.util - :ok :read 1", "x"])
+def test_jepsen_lines_parse_as_by_trying_every_pattern(line):
+    from pytest_cbchaos.linearizability import jepsen
+
+    matched = next((p for p in jepsen._PATTERNS if p[2].match(line)), None)
+    parsed = jepsen.parse_jepsen_line(line)
+    assert (parsed is None) == (matched is None)
+    if matched is not None:
+        assert parsed[0] == ("ok" if matched[0] == "failcas" else matched[0]) and parsed[2] == matched[1]
+
+
+def test_extras_are_collected_on_first_use_kept_and_copied():
+    import pickle
+
+    (op,) = pair_events(_events(worker="w1"))
+    copy = op.with_id(5)
+    assert op.extras == {"line": 1, "worker": "w1"} and op.extras is op.extras
+    assert copy.extras == op.extras and op.replace(id=2).extras == op.extras
+    assert pickle.loads(pickle.dumps(copy)).extras == {"line": 1, "worker": "w1"}
