@@ -35,7 +35,7 @@ def test_unjudgeable(cbchaos_history):
 def test_marker_inputs(pytester: pytest.Pytester) -> None:
     from pytest_cbchaos.cli import main
 
-    pytester.makepyfile(test_recorded=TESTS)
+    pytester.makepyfile(test_user_marker_inputs=TESTS)  # a name no module of the suite has (in-process pytester)
     artifacts = pytester.path / "art"
     result = pytester.runpytest("-p", "no:cacheprovider", f"--cbchaos-artifacts={artifacts}",
                                 "--cbchaos-keep=all")
