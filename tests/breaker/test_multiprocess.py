@@ -1,10 +1,9 @@
-"""8, 16 and 32 spawned worker processes share one real Redis through the proxy: exactly one probe
+"""8, 16 and 32 worker processes (forked from a preloaded fork server) share one real Redis through the proxy: exactly one probe
 (docs/breaker-design.md#multi-process-gate, CB-3: one gate each, released by a barrier); a SIGKILLed owner wedges <=
 lease (CB-24)."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -15,8 +14,10 @@ import pytest
 
 from pytest_cbchaos.breaker import RedisStore
 from pytest_cbchaos.breaker.conformance import workers
+from pytest_cbchaos.mpcontext import forkserver_context
 
 pytestmark = pytest.mark.requires_real_redis
+PRELOAD = ["redis", "pytest_cbchaos.breaker.conformance.workers"]
 
 
 def _conn(proxy: Any, proc: Any, **kw: Any) -> dict[str, Any]:
@@ -31,10 +32,10 @@ def _reap(ps: list[Any]) -> None:
         p.join(timeout=10)
 
 
-@pytest.mark.parametrize("n", [8, 16, pytest.param(32, marks=pytest.mark.slow)])  # 32: 12-16 s under -n 2 (spawn)
+@pytest.mark.parametrize("n", [8, 16, pytest.param(32, marks=pytest.mark.slow)])  # 32: the slowest
 def test_half_open_admits_exactly_one_probe(n: int, cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
                                             cbchaos_redis: Any) -> None:
-    ctx = mp.get_context("spawn")
+    ctx = forkserver_context(PRELOAD)
     conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc)
     admin = RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"])
     admin.force_open("b", 0)  # OPEN, cooldown elapsed
@@ -54,7 +55,7 @@ def test_half_open_admits_exactly_one_probe(n: int, cbchaos_redis_proxy: Any, cb
 def test_sigkilled_probe_owner_blocks_at_most_the_lease(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
                                                         cbchaos_redis: Any) -> None:
     lease = 1.0
-    ctx = mp.get_context("spawn")
+    ctx = forkserver_context(PRELOAD)
     conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc, lease=lease)
     st = RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"], probe_lease_seconds=lease)
     st.force_open("b", 0)
