@@ -83,11 +83,11 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
                 state["bad_last_event_id"] += 1
         if state["consumers"] >= cfg.max_consumers:
             return web.json_response({"code": "too_many_consumers"}, status=503, headers={"Retry-After": "1"})
-        # the slot is taken before the first await: concurrent connects cannot all pass the check
-        state["consumers"] += 1
         loop = loop_class(store, conv, after_seq=max(after, lei), message_id=q.get("message_id") or None,
                         epoch=q.get("epoch") or None, follow=q.get("follow") in ("1", "true"),
                         client_id=q.get("client_id") or None)
+        # the slot is taken before the first await: concurrent connects cannot all pass the check
+        state["consumers"] += 1
         try:
             info = await loop.connect()
         except BaseException as exc:
