@@ -9,7 +9,6 @@ condition polls with deadlines; the only fixed delays are the protected call's o
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import queue
 import threading
 import time
@@ -17,6 +16,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from ..mpcontext import forkserver_context
 from .base import AdapterConfig, BreakerAdapter, BreakerRejected, Unsupported
 
 PROBE_IDS = ("W-HERD", "W-OPEN-TIME", "W-LOST-COUNT", "W-DIVERGENCE", "W-REDIS-DOWN", "W-LOOP-BLOCK",
@@ -143,14 +143,7 @@ _PRELOAD = ["pytest_cbchaos.adapters", "redis", "redis.asyncio", "pybreaker", "a
 
 
 def _mp_context() -> Any:
-    """forkserver with the adapters preloaded: children fork from a clean single-threaded server
-    (safe, unlike fork from a threaded pytest) without paying the imports each time (spawn)."""
-    try:
-        ctx = multiprocessing.get_context("forkserver")
-    except ValueError:  # platform without forkserver
-        return multiprocessing.get_context("spawn")
-    ctx.set_forkserver_preload(_PRELOAD)  # ignored once the server runs; missing modules are skipped
-    return ctx
+    return forkserver_context(_PRELOAD)
 
 
 def probe_herd(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: int = 8, hold_s: float = 0.5,

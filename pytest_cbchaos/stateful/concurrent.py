@@ -16,7 +16,6 @@ Usage (see ``docs/stateful.md``)::
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import signal
 import threading
@@ -34,8 +33,12 @@ from ..history.recorder import Recorder
 from ..history.store import History, write_jsonl
 from ..breaker.checker_model import BreakerStoreModel
 from ..linearizability.checker import LinearizabilityResult, LinearizabilityViolation, Verdict, check
+from ..mpcontext import forkserver_context
 from .concurrent_worker import process_main, run_commands
 from .store_commands import Command, commands
+
+# what a worker process imports (docs/stateful.md): preloaded by the fork server
+_PRELOAD = ["redis", "pytest_cbchaos.stateful.concurrent_worker", "pytest_cbchaos.breaker.redis_store"]
 
 FAULT_KINDS = ("latency", "reset_peer", "down", "sigkill", "skew")
 
@@ -348,7 +351,7 @@ class _Runner:
     def _run_processes(self, program: ConcurrentProgram, rec: Recorder,
                        names: Callable[[int], list[str]], salt: int, seq: int) -> None:
         cfg = self.cfg
-        ctx = multiprocessing.get_context("spawn")
+        ctx = forkserver_context(_PRELOAD)
         procs: list[Any] = [None] * cfg.workers
         ctrls: list[Any] = [None] * cfg.workers
         remotes: list[Any] = [None] * cfg.workers

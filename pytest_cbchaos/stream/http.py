@@ -86,15 +86,19 @@ def make_app(store: StreamStore, token: str, *, relay: TurnRelay | None = None,
         loop = loop_class(store, conv, after_seq=max(after, lei), message_id=q.get("message_id") or None,
                         epoch=q.get("epoch") or None, follow=q.get("follow") in ("1", "true"),
                         client_id=q.get("client_id") or None)
+        # the slot is taken before the first await: concurrent connects cannot all pass the check
+        state["consumers"] += 1
         try:
             info = await loop.connect()
-        except StreamConnectError as exc:
+        except BaseException as exc:
+            state["consumers"] -= 1
+            if not isinstance(exc, StreamConnectError):
+                raise
             if exc.status == 204:
                 return web.Response(status=204, headers={"X-Cbchaos-Terminal-Seq": str(exc.detail["terminal_seq"]),
                                                          "X-Cbchaos-Terminal-Kind": exc.detail["terminal_kind"]})
             headers = {"Retry-After": "1"} if exc.status == 503 else None
             return web.json_response(exc.body, status=exc.status, headers=headers)
-        state["consumers"] += 1
         resp = web.StreamResponse(status=200, headers={
             "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no", "X-Cbchaos-Epoch": info["epoch"], "X-Cbchaos-Cursor": str(info["cursor"])})

@@ -1,10 +1,9 @@
-"""8, 16 and 32 spawned worker processes share one real Redis through the proxy: exactly one probe
+"""8, 16 and 32 worker processes (forked from a preloaded fork server) share one real Redis through the proxy: exactly one probe
 (docs/breaker-design.md#multi-process-gate, CB-3: one gate each, released by a barrier); a SIGKILLed owner wedges <=
 lease (CB-24); breakers in processes admit one caller in HALF_OPEN (docs/breaker-design.md#half-open-admission)."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 import time
@@ -15,8 +14,10 @@ import pytest
 
 from pytest_cbchaos.breaker import RedisStore
 from pytest_cbchaos.breaker.conformance import workers
+from pytest_cbchaos.mpcontext import forkserver_context
 
 pytestmark = pytest.mark.requires_real_redis
+PRELOAD = ["redis", "pytest_cbchaos.breaker.conformance.workers"]
 
 
 def _conn(proxy: Any, proc: Any, **kw: Any) -> dict[str, Any]:
@@ -32,8 +33,8 @@ def _reap(ps: list[Any]) -> None:
 
 
 def _together(target: Any, conn: dict[str, Any], n: int) -> list[Any]:
-    """``n`` spawned ``target(conn, "b", barrier, out)`` workers; what each put on ``out``."""
-    ctx = mp.get_context("spawn")
+    """``n`` ``target(conn, "b", barrier, out)`` worker processes; what each put on ``out``."""
+    ctx = forkserver_context(PRELOAD)
     barrier, out = ctx.Barrier(n), ctx.Queue()
     ps = [ctx.Process(target=target, args=(conn, "b", barrier, out)) for _ in range(n)]
     try:
@@ -44,7 +45,7 @@ def _together(target: Any, conn: dict[str, Any], n: int) -> list[Any]:
         _reap(ps)
 
 
-@pytest.mark.parametrize("n", [8, 16, pytest.param(32, marks=pytest.mark.slow)])  # 32: 12-16 s under -n 2 (spawn)
+@pytest.mark.parametrize("n", [8, 16, pytest.param(32, marks=pytest.mark.slow)])  # 32: the slowest
 def test_half_open_admits_exactly_one_probe(n: int, cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
                                             cbchaos_redis: Any) -> None:
     conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc)
@@ -71,7 +72,7 @@ def test_busy_probe_admits_exactly_one_breaker_process(cbchaos_redis_proxy: Any,
 def test_sigkilled_probe_owner_blocks_at_most_the_lease(cbchaos_redis_proxy: Any, cbchaos_redis_proc: Any,
                                                         cbchaos_redis: Any) -> None:
     lease = 1.0
-    ctx = mp.get_context("spawn")
+    ctx = forkserver_context(PRELOAD)
     conn = _conn(cbchaos_redis_proxy, cbchaos_redis_proc, lease=lease)
     st = RedisStore(cbchaos_redis, key_prefix=conn["key_prefix"], probe_lease_seconds=lease)
     st.force_open("b", 0)

@@ -499,7 +499,8 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
     """``cycles`` connect/disconnect cycles in concurrent batches of BATCH. The first RESET_CYCLES
     consumers have their Redis link reset under their blocking read before they disconnect; of the
     other batches, odd ones disconnect as soon as the stream is ready (the server may be writing the
-    first entries: a loop ended between reads) and even ones once each is in its blocking read. Then
+    first entries: a loop ended between reads) and even ones once each is in its blocking read. Each
+    batch's consumer slots are released before the next batch opens. Then
     BATCH followers end by the stop rule: the gated turn finishes and each gets its terminal."""
     bad: list[str] = []
     src = GatedSource(2, 2)
@@ -520,6 +521,14 @@ async def _resources(kit: HttpKit, faults: Any, admin: Any, cycles: int = CYCLES
                                  "the reset to hit every consumer")
         for c in batch:
             await c.close()
+        # the server frees a closed client's slot when it notices: at its next heartbeat write, then a
+        # cleanup bounded by block_ms + 2 s. The next batch opens only then, so closed clients never
+        # pile up to max_consumers (refused with 503 too_many_consumers on a loaded machine).
+        try:
+            await wait_within_async(lambda: kit.consumers == 0, kit.cfg.heartbeat_s + kit.cfg.block_ms / 1000 + 2,
+                                    kit_lag(kit), f"batch {b}'s consumer slots to be released")
+        except AssertionError as exc:
+            return bad + [f"INV-30: {exc}; {kit.consumers} consumers live"]
     # followers end the normal way: in their blocking reads when the turn finishes, they get its
     # terminal and the server ends each stream (a loop ended by its stop rule, between reads)
     followers = await _open_consumers(kit, admin, "r30", hd.message_id, [f"{tag}f{i}" for i in range(BATCH)],
