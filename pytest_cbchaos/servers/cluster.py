@@ -102,11 +102,19 @@ class ClusterTopology(ServerGroup):
         raise TopologyNotReady(f"no primary serves slot {slot} of {key!r}")
 
     def replica_of(self, primary: ClusterNode) -> ClusterNode:
-        view = self.view()
-        pid = next(e["id"] for e in view if e["node"] is primary)
-        for e in view:
-            if e["primary_id"] == pid:
-                return e["node"]
+        """The node replicating ``primary``, as the replicas themselves say (``INFO replication``): the
+        gossiped view of another node can still show the roles from before a failover."""
+        ports = {int(primary.peer.listen_port), int(primary.port)}
+        for n in self.nodes:
+            if n is primary:
+                continue
+            try:
+                with n.admin(socket_timeout=1.0) as c:
+                    rep = c.info("replication")
+            except redis.RedisError:
+                continue
+            if rep.get("role") == "slave" and int(rep.get("master_port", -1)) in ports:
+                return n
         raise TopologyNotReady(f"{primary.name} has no replica")
 
     def wait_ready(self, timeout: float) -> float:
