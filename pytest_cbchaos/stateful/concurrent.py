@@ -501,13 +501,13 @@ def run_and_check(program: ConcurrentProgram, factory: Callable[..., Any], cfg: 
     return result
 
 
-def find_violation(exc: BaseException) -> LinearizabilityViolation | None:
-    """The violation a concurrent test raised: itself, or inside the ``FlakyFailure`` Hypothesis
-    wraps it in when a thread race does not recur on replay (the recorded violation is real)."""
-    if isinstance(exc, LinearizabilityViolation):
+def find_violation(exc: BaseException, kind: type[BaseException] = LinearizabilityViolation) -> Any:
+    """The violation (of type ``kind``) a test raised: itself, or inside the ``FlakyFailure`` Hypothesis
+    wraps it in when a race does not recur on replay (the recorded violation is real)."""
+    if isinstance(exc, kind):
         return exc
     for sub in getattr(exc, "exceptions", ()):
-        found = find_violation(sub)
+        found = find_violation(sub, kind)
         if found is not None:
             return found
     return None

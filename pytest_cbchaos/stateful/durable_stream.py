@@ -153,6 +153,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     conversations: tuple[str, ...] = ("a", "b")
     serial_turns: bool = False  # start_turn awaits a live turn of its conversation instead of skipping
     step_timeout_s: float = 30.0
+    violations_seen: list[str]  # every violation any example raised (a fresh list per bound class)
 
     def __init__(self) -> None:
         super().__init__()
@@ -200,8 +201,14 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             return reply
         return losing
 
+    def _violation(self, message: str) -> DurableStreamViolation:
+        """The exception to raise, remembered on the machine class (``violations_seen``): a mutant test
+        judges by what any example saw, even when Hypothesis's replay of it takes another path."""
+        self.violations_seen.append(message)
+        return DurableStreamViolation(message)
+
     def _fail(self, inv: str, msg: str) -> None:
-        raise DurableStreamViolation(f"{inv}: {msg}")
+        raise self._violation(f"{inv}: {msg}")
 
     def _c(self, conv: str) -> str:
         """Map the drawn name onto the bound conversations (one conversation: every draw hits it)."""
@@ -501,7 +508,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     def stream_is_consistent(self) -> None:
         bad = self._run(self._judge(final=False))
         if bad:
-            raise DurableStreamViolation(f"{len(bad)} violation(s):\n" + "\n".join(bad))
+            raise self._violation(f"{len(bad)} violation(s):\n" + "\n".join(bad))
 
     # -- teardown ------------------------------------------------------------------------------
     async def _quiesce(self) -> list[str]:
@@ -556,7 +563,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
                     self._check_outcome(t)
             bad += self._run(self._judge(final=True))
             if bad:
-                raise DurableStreamViolation(f"at teardown, {len(bad)} violation(s):\n" + "\n".join(bad))
+                raise self._violation(f"at teardown, {len(bad)} violation(s):\n" + "\n".join(bad))
         finally:
             try:
                 self._heal()
@@ -581,4 +588,4 @@ def durable_stream_machine(env: DurableStreamEnv, *, enabled: Iterable[str] | No
     return bind_machine("DurableStreamMachine", DurableStreamMachineBase,
                         {"env": env, "enabled": chosen, "store_class": store_class, "read_loop_class": read_loop_class,
                          "relay_class": relay_class, "conversations": tuple(conversations),
-                         "serial_turns": serial_turns})
+                         "serial_turns": serial_turns, "violations_seen": []})

@@ -28,7 +28,10 @@ def _conn(proxy: Any, proc: Any, **kw: Any) -> dict[str, Any]:
 def _reap(ps: list[Any]) -> None:
     for p in ps:
         if p.is_alive():
-            os.kill(p.pid, signal.SIGKILL)
+            try:
+                os.kill(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass  # exited between the check and the kill
         p.join(timeout=10)
 
 

@@ -66,6 +66,7 @@ def test_text_stream_wire_format_and_record(mock: MockLLM) -> None:
     assert last["choices"][0]["finish_reason"] == "stop"
     assert set(last["usage"]) == {"prompt_tokens", "completion_tokens", "total_tokens"}
     [rec] = mock.wait_for("main", 1, timeout=5)
+    rec = mock.wait_outcome(rec.seq)  # the client can read [DONE] before the handler returns
     assert rec.kind == "main" and rec.outcome == "completed" and rec.http_status == 200
     assert rec.chunks_sent == 4 and rec.finished_at is not None and rec.client_closed_at is None
     assert rec.headers["Authorization"] == "Bearer <redacted>" and mock.api_key not in json.dumps(rec.headers)

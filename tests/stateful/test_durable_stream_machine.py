@@ -4,10 +4,12 @@ must catch."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterator
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import Flaky
 from hypothesis.stateful import run_state_machine_as_test
 
 from pytest_cbchaos.stateful.durable_stream import (SINGLE_EVENT_CALLS, DurableStreamViolation, ProxiedRedisEnv,
@@ -37,6 +39,15 @@ def stream_env(cbchaos_redis_proc: Any, cbchaos_redis_proxy: Any, cbchaos_toxipr
     finally:
         cbchaos_faults.heal_all()
         consumer_proxy.close()
+
+
+def assert_caught(machine: Any, pattern: str) -> None:
+    """The mutant is caught when an example raised a violation matching ``pattern``. A found example's
+    replay can take another path (when a consumer connected relative to a terminal is timing), and
+    Hypothesis then reports that as flaky; the violation an example raised is judged, not the replay."""
+    with pytest.raises((DurableStreamViolation, Flaky)) as ei:
+        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+    assert any(re.search(pattern, v) for v in machine.violations_seen), (machine.violations_seen, ei.value)
 
 
 def test_machine_passes_on_real_relay(stream_env: ProxiedRedisEnv) -> None:
@@ -71,24 +82,21 @@ def test_machine_catches_m14_single_event_resend(stream_env: ProxiedRedisEnv) ->
     and a stopped non-terminal call leaves the turn to the reaper (INV-17)."""
     machine = durable_stream_machine(_single_event_env(stream_env), enabled=SINGLE_EVENT_RULES, conversations=("a",),
                                      serial_turns=True, store_class=M.M14SingleEventResendStore)
-    with pytest.raises(DurableStreamViolation, match="INV-14"):
-        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+    assert_caught(machine, "INV-14")
 
 
 def test_machine_catches_m3_stop_on_any_terminal(stream_env: ProxiedRedisEnv) -> None:
     """M3: a replay that stops at an older message's terminal never reaches its target (INV-6/8)."""
     machine = durable_stream_machine(stream_env, enabled={"turn", "await", "connect"}, conversations=("a",),
                                      read_loop_class=M.M3StopOnAnyTerminal)
-    with pytest.raises(DurableStreamViolation, match="INV-6"):
-        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+    assert_caught(machine, "INV-6")
 
 
 def test_machine_catches_m13_no_fencing(stream_env: ProxiedRedisEnv) -> None:
     """M13: a fenced producer's append is written anyway: two terminals (INV-16/3)."""
     machine = durable_stream_machine(stream_env, enabled={"turn", "fence"}, conversations=("a",),
                                      store_class=M.M13NoFencingStore)
-    with pytest.raises(DurableStreamViolation, match="INV-3|INV-11|INV-16"):
-        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+    assert_caught(machine, "INV-3|INV-11|INV-16")
 
 
 class M5Relay:
@@ -124,8 +132,7 @@ def test_machine_catches_m5_plain_xadd(stream_env: ProxiedRedisEnv) -> None:
     not seqs, no meta nor record, duplicates on a lost reply (INV-10/12/14/2)."""
     machine = durable_stream_machine(stream_env, enabled={"turn", "fault_producer", "heal", "await"},
                                      conversations=("a",), relay_class=M5Relay)
-    with pytest.raises(DurableStreamViolation, match="INV-10|INV-12|INV-14|INV-2"):
-        run_state_machine_as_test(machine, settings=MUTANT_SETTINGS)
+    assert_caught(machine, "INV-10|INV-12|INV-14|INV-2")
 
 
 def test_rule_set_does_not_depend_on_timing() -> None:
