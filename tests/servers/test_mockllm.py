@@ -95,14 +95,17 @@ def test_fifo_times_and_body_matcher(mock: MockLLM) -> None:
 def test_tokens_pacing(mock: MockLLM) -> None:
     mock.script("main", [m.tokens(["a", "b", "c"], delay=0.1)])
     arrivals = []
+    t0 = time.monotonic()
     with httpx.stream("POST", mock.base_url + "/chat/completions", json=body(),
                       headers={"Authorization": f"Bearer {mock.api_key}"}, timeout=10) as r:
         for line in r.iter_lines():
             if line.startswith("data: {") and '"content"' in line:
                 arrivals.append(time.monotonic())
     assert len(arrivals) == 3
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-    assert all(g >= 0.08 for g in gaps), gaps  # pacing is a lower bound, never a speed claim
+    # pacing is a lower bound from the request's start (a late read of one token can shorten the gap to the
+    # next as the client sees it, never the time since the request); never a speed claim
+    since_start = [a - t0 for a in arrivals]
+    assert since_start[1] >= 0.095 and since_start[2] >= 0.19, since_start
 
 
 def test_ttfb_delays_headers(mock: MockLLM) -> None:
