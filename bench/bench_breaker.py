@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import statistics
+import shutil
 import tempfile
 import threading
 import time
@@ -258,6 +259,7 @@ def bench_redis(runs: int, n: int) -> None:
     finally:
         proxy_srv.stop()
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main() -> None:

@@ -115,6 +115,7 @@ def main() -> int:
         server.stop()
         rproc.stop()
         lease.release()
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

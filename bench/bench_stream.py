@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +48,8 @@ async def one(host: str, port: int, password: str, n_conv: int, tag: str) -> tup
 
 
 async def main(runs: int) -> None:
-    env = Environment.from_settings(Settings.defaults(redis_backend="binary"), Path(tempfile.mkdtemp()), worker="bench")
+    work = Path(tempfile.mkdtemp(prefix="cbchaos-bench-"))
+    env = Environment.from_settings(Settings.defaults(redis_backend="binary"), work, worker="bench")
     srv = env.redis()
     proxy = env.proxy("bench", f"{srv.host}:{srv.port}")  # the kit's embedded fault proxy
     try:
@@ -66,6 +68,7 @@ async def main(runs: int) -> None:
                   f"resume latency x{res['proxy'][1] / res['direct'][1]:.2f}")
     finally:
         env.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -186,17 +186,28 @@ def scenario_env(config: pytest.Config) -> Any:
 
 
 def _stop_and_tidy(config: pytest.Config, env: Any, workdir: Path) -> None:
-    """Stop the servers, then remove their directory (logs) unless ``--cbchaos-keep`` wants it kept:
-    ``all``, or ``failed`` after a session that did not pass."""
+    """Stop the servers, then remove their temp directory. Their logs are kept when ``--cbchaos-keep``
+    wants them (``all``, or ``failed`` after a session that did not pass): moved into this run's
+    artifacts (``<artifacts>/<run id>/scenario-servers-<worker>``), which keep the newest runs only, so
+    nothing piles up in the system temp directory."""
     import shutil
+
+    from pytest_cbchaos.plugin.run_id import run_artifacts
+    from pytest_cbchaos.plugin.session import worker_id
 
     try:
         env.stop()
     finally:
         keep = get_settings(config).keep
         failed = config.stash.get(EXIT_KEY, 0) != 0
-        if not (keep == "all" or (keep == "failed" and failed)):
-            shutil.rmtree(workdir, ignore_errors=True)
+        if keep == "all" or (keep == "failed" and failed):
+            dest = run_artifacts(config) / f"scenario-servers-{worker_id(config)}"
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(workdir), dest)
+            except OSError:
+                pass  # the logs are a convenience; the temp directory goes either way
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -61,16 +61,24 @@ def test_xdist_aggregates_the_report(scenario_project: pytest.Pytester) -> None:
     r.stdout.fnmatch_lines(["*cbchaos: 2 tests (2 scenarios)*violations 1*"])
 
 
-@pytest.mark.parametrize("keep, kept", [("failed", False), ("all", True)])
+@pytest.mark.parametrize("keep, scenario, kept", [("failed", "good", False), ("all", "good", True),
+                                                   ("failed", "mutant", True), ("none", "mutant", False)])
 def test_scenario_servers_directory_is_removed_at_session_end(scenario_project: pytest.Pytester, tmp_path,
                                                               monkeypatch: pytest.MonkeyPatch, keep: str,
-                                                              kept: bool) -> None:
-    """The shared scenario servers' directory (logs) goes with the session unless --cbchaos-keep keeps it."""
+                                                              scenario: str, kept: bool) -> None:
+    """The shared scenario servers' temp directory goes with the session; its logs are kept in the run's
+    artifacts when --cbchaos-keep wants them (all, or failed after a failing session), never in the
+    system temp directory."""
     import tempfile
 
     private = tmp_path / "tmp"
     private.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(private))
-    r = scenario_project.runpytest(*PLUGINS, "scenarios/good.yaml", "-p", "no:cacheprovider", f"--cbchaos-keep={keep}")
-    r.assert_outcomes(passed=1)
-    assert bool(list(private.glob("cbchaos-scenario-servers-*"))) is kept
+    r = scenario_project.runpytest(*PLUGINS, f"scenarios/{scenario}.yaml", "-p", "no:cacheprovider",
+                                   f"--cbchaos-keep={keep}", "--cbchaos-artifacts=art")
+    assert r.ret == (0 if scenario == "good" else 1)
+    assert list(private.glob("cbchaos-scenario-servers-*")) == []
+    logs = list((scenario_project.path / "art").glob("*/scenario-servers-*"))
+    assert bool(logs) is kept, logs
+    if kept:
+        assert any(p.suffix == ".log" for p in logs[0].rglob("*")), list(logs[0].rglob("*"))
