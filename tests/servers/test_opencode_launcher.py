@@ -354,10 +354,10 @@ def test_no_orphans_or_open_logs_after_session(pytester: pytest.Pytester, tmp_pa
 
 
 KILLED_SCRIPT = """
-import json, sys, tempfile, time
+import json, sys, time
 from pathlib import Path
 from pytest_cbchaos.servers.opencode import OpencodeBinary, OpencodeServer
-server = OpencodeServer(root=Path(tempfile.mkdtemp()), provider_url="http://127.0.0.1:9/v1", warm=False,
+server = OpencodeServer(root=Path(sys.argv[3]), provider_url="http://127.0.0.1:9/v1", warm=False,
                         binary=OpencodeBinary(Path(sys.argv[2]), "fake")).start()
 Path(sys.argv[1]).write_text(json.dumps([server.pid]))
 time.sleep(120)
@@ -381,7 +381,9 @@ def test_sigkilled_owner_leaves_no_server(tmp_path: Path) -> None:
     fake = _fake_binary(tmp_path, FAKE_SERVE.replace("if True:  # CHILD", "if False:"))
     # no tool-call child here: the reaper kills the server's group; strays outside it are found by
     # the launcher's env tag at stop(), which a SIGKILLed owner cannot run
-    proc = subprocess.Popen([sys.executable, str(script), str(out), str(fake.path)], stdout=subprocess.DEVNULL,
+    root = tmp_path / "root"  # in pytest's temp dir: a SIGKILLed owner cannot remove it
+    root.mkdir()
+    proc = subprocess.Popen([sys.executable, str(script), str(out), str(fake.path), str(root)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, cwd=str(Path(__file__).resolve().parents[2]))
     try:
         deadline = time.monotonic() + 60
