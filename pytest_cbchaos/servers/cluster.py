@@ -23,7 +23,7 @@ import redis.cluster
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.redis import _start_binary
 from pytest_cbchaos.servers.sentinel import Node, TopologyNotReady, _s, sentinel_binary
-from pytest_cbchaos.servers.topology import ServerGroup
+from pytest_cbchaos.servers.topology import ServerGroup, check_int_params
 
 SLOTS = 16384
 
@@ -168,9 +168,7 @@ def _entry(topo: ClusterTopology, f: list[str]) -> dict[str, Any]:
 
 
 def check_cluster_params(shards: Any, node_timeout_ms: Any) -> None:
-    for key, value, low in (("shards", shards, 1), ("node_timeout_ms", node_timeout_ms, 100)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"cluster topology: {key}={value!r}, expected an int >= {low}")
+    check_int_params("cluster", {"shards": (shards, 1), "node_timeout_ms": (node_timeout_ms, 100)})
 
 
 def start_cluster_topology(

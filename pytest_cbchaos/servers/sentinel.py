@@ -33,7 +33,7 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 from pytest_cbchaos.servers.redis import (INSTALL_HINT, BackendUnavailable, RedisServer, _start_binary, no_retry,
                                           redis_binary_version)
-from pytest_cbchaos.servers.topology import ServerGroup
+from pytest_cbchaos.servers.topology import ServerGroup, check_int_params
 
 MASTER_NAME = "cbchaos"
 QUORUM = 2
@@ -362,10 +362,8 @@ def sentinel_binary(executable: str | None = None) -> tuple[str, str]:
 
 
 def check_topology_params(replicas: Any, down_after_ms: Any, failover_timeout_ms: Any) -> None:
-    for key, value, low in (("replicas", replicas, 1), ("down_after_ms", down_after_ms, 50),
-                            ("failover_timeout_ms", failover_timeout_ms, 100)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"sentinel topology: {key}={value!r}, expected an int >= {low}")
+    check_int_params("sentinel", {"replicas": (replicas, 1), "down_after_ms": (down_after_ms, 50),
+                                  "failover_timeout_ms": (failover_timeout_ms, 100)})
 
 
 def start_sentinel_topology(

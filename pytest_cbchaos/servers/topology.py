@@ -67,3 +67,10 @@ class ServerGroup:
         for lease in self._leases:
             lease.release()
         self._leases.clear()
+
+
+def check_int_params(topology: str, params: dict[str, tuple[Any, int]]) -> None:
+    """Each ``key: (value, low)`` an int (not a bool) >= ``low``, else a ValueError naming the key and value."""
+    for key, (value, low) in params.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{topology} topology: {key}={value!r}, expected an int >= {low}")
