@@ -47,8 +47,6 @@ def started_or_skip(make: Callable[[], T]) -> T:
         pytest.skip(str(exc))
 
 
-needs_opencode = started_or_skip  # without an opencode binary
-
 
 def _env(request: pytest.FixtureRequest) -> Any:
     return request.getfixturevalue("cbchaos_env")
@@ -208,10 +206,10 @@ def opencode(*, mock_fixture: str = "cbchaos_mock_llm_server", name: str = "open
         """A real ``opencode serve`` on the mock provider; the worker's own rig when shared (kept clean per test)."""
         env = _env(request)
         if shared:
-            yield needs_opencode(env.opencode).server
+            yield started_or_skip(env.opencode).server
             return
         mock = request.getfixturevalue(mock_fixture)
-        server = needs_opencode(lambda: env.launch_opencode(mock, name=name))
+        server = started_or_skip(lambda: env.launch_opencode(mock, name=name))
         yield server
         server.stop()
 

@@ -62,6 +62,6 @@ def cbchaos_mock_llm(request: pytest.FixtureRequest, cbchaos_mock_llm_server: Mo
 @pytest.fixture
 def cbchaos_opencode_proxy(cbchaos_env: Environment) -> OpencodeProxied:
     """Control and events planes of ``cbchaos_opencode`` behind the fault proxy (toxics reset per test)."""
-    rig = factories.needs_opencode(cbchaos_env.opencode)
+    rig = factories.started_or_skip(cbchaos_env.opencode)
     rig.handle.sync_upstream()
     return rig.handle

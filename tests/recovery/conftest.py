@@ -8,14 +8,14 @@ from typing import Any, Iterator
 import pytest
 
 from pytest_cbchaos.env import Environment
-from pytest_cbchaos.plugin.factories import needs_opencode
+from pytest_cbchaos.plugin.factories import started_or_skip
 from tests.recovery.oc_env import OpencodeEnv
 
 
 @pytest.fixture
 def opencode_binary(cbchaos_env: Environment) -> Any:
     """The opencode binary the environment found; skips without one (fails under CI)."""
-    return needs_opencode(cbchaos_env.opencode_binary)
+    return started_or_skip(cbchaos_env.opencode_binary)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from pytest_cbchaos.env import Environment
-from pytest_cbchaos.plugin.factories import needs_opencode
+from pytest_cbchaos.plugin.factories import started_or_skip
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner
 from pytest_cbchaos.servers import mockllm as m
 
@@ -30,7 +30,7 @@ class OpencodeEnv:
     def of(cls, env: Environment) -> "OpencodeEnv":
         """The worker's rig, warmed by one turn (a fresh instance's first turn bootstraps for seconds);
         skips without opencode (fails under CI)."""
-        return cls(needs_opencode(lambda: env.opencode(warm=True)))
+        return cls(started_or_skip(lambda: env.opencode(warm=True)))
 
     def target(self) -> Any:
         """The runner's server handle: both planes through the fault proxies; ``restart()`` re-points them."""
