@@ -1,4 +1,5 @@
-"""The Redis Cluster nemesis: a shard's failover, and kill/pause of a node (docs/redis-topologies.md#redis-cluster).
+"""The Redis Cluster nemesis: a shard's failover, a slot's migration, and kill/pause of a node
+(docs/redis-topologies.md#redis-cluster).
 
 A journaled window of the test's :class:`~.controller.FaultController`; waits are bounded polls of the
 nodes' own ``ROLE`` and ``CLUSTER INFO``; a deadline that passes raises ``TopologyNotReady``.
@@ -7,10 +8,14 @@ nodes' own ``ROLE`` and ``CLUSTER INFO``; a deadline that passes raises ``Topolo
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+import redis
+
+from pytest_cbchaos.faults.controller import FaultParameterError
 from pytest_cbchaos.faults.journal import FaultWindow
 from pytest_cbchaos.faults.topology import TopologyNemesis
+from pytest_cbchaos.servers.cluster import SLOTS
 from pytest_cbchaos.servers.sentinel import TopologyNotReady
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,12 +45,70 @@ class ClusterNemesis(TopologyNemesis):
         self._c.journal.end(window)
         return window
 
+    def migrate_slot(self, slot: int, to: Any, *, batch: int = 100,
+                     between: Callable[[], None] | None = None) -> FaultWindow:
+        """Move ``slot`` to the primary ``to`` (node or name) by the cluster's own protocol, safe under load:
+        ``SETSLOT IMPORTING`` on ``to``, ``SETSLOT MIGRATING`` on the owner, ``MIGRATE`` of its keys in batches
+        (owner to ``to``'s announced address), then ``SETSLOT NODE`` on ``to``, the owner and the other
+        primaries. Meanwhile clients get ``ASK`` for keys already moved, afterwards ``MOVED``. ``between``
+        runs once the keys are moved and before the ownership changes (a test's gate: ASK is answered
+        then). Returns once every primary names ``to`` as the owner; the window's params name ``from``,
+        ``to`` and ``keys_moved``. A migration that fails is rolled back to the owner (``SETSLOT STABLE``)."""
+        if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < SLOTS:
+            raise FaultParameterError(f"migrate_slot: slot={slot!r}, expected an int in [0, {SLOTS - 1}]")
+        topo = self.topology
+        src, dst = topo.slot_owner(slot), self._node(to)
+        window = self._c.journal.begin("migrate_slot", src.name, {"slot": slot, "from": src.name, "to": dst.name})
+
+        def run() -> int:
+            if dst is src or dst.role_now() != "master":
+                raise FaultParameterError(f"migrate_slot: to={dst.name!r} must be a primary other than the "
+                                          f"slot's owner {src.name}")
+            src_id, dst_id = src.cluster_id(), dst.cluster_id()
+            moved = 0
+            try:
+                with dst.admin() as d, src.admin() as s:
+                    d.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+                    s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+                    while keys := s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, batch):
+                        s.execute_command("MIGRATE", dst.peer.listen_host, int(dst.peer.listen_port), "", 0,
+                                          int(self.timeout * 1000), "AUTH", topo.password, "KEYS", *keys)
+                        moved += len(keys)
+                    if between is not None:
+                        between()
+                    d.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                    s.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            except BaseException:
+                _stable(src, dst, slot)
+                raise
+            for p in topo.primaries():
+                if p is not src and p is not dst:
+                    with p.admin() as c:
+                        c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+            self._wait(lambda: all(topo.slot_owner(slot, via=p) is dst for p in topo.primaries()),
+                       f"every primary naming {dst.name} the owner of slot {slot}")
+            return moved
+
+        window.params["keys_moved"] = self._c._start(window, run)
+        self._c.journal.end(window)
+        return window
+
     def _wait(self, done: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + self.timeout
         while not done():
             if time.monotonic() >= deadline:
-                raise TopologyNotReady(f"cluster failover: {what} not reached within {self.timeout:.1f} s")
+                raise TopologyNotReady(f"cluster: {what} not reached within {self.timeout:.1f} s")
             time.sleep(0.02)
 
     def primary(self, key: str) -> "ClusterNode":
         return self.topology.owner(key)
+
+
+def _stable(src: "ClusterNode", dst: "ClusterNode", slot: int) -> None:
+    """Clear the migration state on both nodes (best effort: the slot stays with its owner)."""
+    for n in (dst, src):
+        try:
+            with n.admin() as c:
+                c.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+        except redis.RedisError:
+            pass

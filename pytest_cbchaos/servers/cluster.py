@@ -95,11 +95,14 @@ class ClusterTopology(ServerGroup):
 
     def owner(self, key: str) -> ClusterNode:
         """The primary serving ``key``'s slot (as the cluster's view says)."""
-        slot = redis.cluster.key_slot(key.encode())
-        for e in self.view():
+        return self.slot_owner(redis.cluster.key_slot(key.encode()), f" of {key!r}")
+
+    def slot_owner(self, slot: int, what: str = "", via: ClusterNode | None = None) -> ClusterNode:
+        """The primary serving ``slot`` as ``via`` (default: the first node that answers) sees it."""
+        for e in self.view(via):
             if "master" in e["flags"] and any(a <= slot <= b for a, b in e["slots"]):
                 return e["node"]
-        raise TopologyNotReady(f"no primary serves slot {slot} of {key!r}")
+        raise TopologyNotReady(f"no primary serves slot {slot}{what}")
 
     def replica_of(self, primary: ClusterNode) -> ClusterNode:
         """The node replicating ``primary``, as the replicas themselves say (``INFO replication``): the
