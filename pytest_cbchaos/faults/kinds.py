@@ -70,6 +70,16 @@ FAULT_KINDS: dict[str, FaultKind] = _kinds(
     FaultKind("failover", "sentinel", doc="SENTINEL FAILOVER; done once the old primary is a replica"),
     FaultKind("isolate_primary", "sentinel",
               doc="primary cut from replicas and sentinels, clients still reach it; healed: demoted if replaced"),
+    # replicated Redis, Sentinel or Cluster (target "redis")
+    FaultKind("replication_lag", "replicated", {"ms": Param(int, doc=f"delay of every primary's replication stream, {_MS}",
+                                                            minimum=1, required=True)},
+              doc="latency toxic on the primaries' replication direction; healed: toxic removed"),
+    # Redis Cluster (target "redis" of a topology with redis.cluster; docs/redis-topologies.md#redis-cluster)
+    FaultKind("migrate_slot", "cluster", {
+        "slot": Param(int, None, "slot to move (default: the slot of the workload's key)", nullable=True, minimum=0,
+                      maximum=16383),
+        "to": Param(str, None, "node name of the new owner (default: the next primary)", nullable=True)},
+              doc="CLUSTER SETSLOT IMPORTING/MIGRATING, MIGRATE of its keys, SETSLOT NODE; done once every primary agrees"),
     # Redis actions (through the target's admin client)
     FaultKind("flushall", "redis"),
     FaultKind("evict", "redis", {"pattern": Param(str, "*", "keys matching this glob are deleted"),

@@ -24,7 +24,7 @@ from pytest_cbchaos.scenario.errors import ScenarioError, ScenarioErrors
 from pytest_cbchaos.scenario.files import discover, is_scenario_file  # noqa: F401 (re-exported)
 from pytest_cbchaos.scenario.model import (
     HOST_FAULTS, HOST_TARGET, PROCESS_FAULTS, PROXY_FAULTS, REDIS_ACTIONS, SENTINEL_FAULTS, Budgets, CheckSpec,
-    FaultSpec, Scenario, Topology, Workload,
+    CLUSTER_FAULTS, REPLICATED_FAULTS, FaultSpec, Scenario, Topology, Workload,
 )
 
 Path_ = tuple[Any, ...]
@@ -214,6 +214,9 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
             allowed = {HOST_TARGET}
         elif fs.kind in SENTINEL_FAULTS:
             allowed = {"redis"} if (topology.redis or {}).get("sentinel") is not None else set()
+        elif fs.kind in REPLICATED_FAULTS or fs.kind in CLUSTER_FAULTS:
+            kinds = ("sentinel", "cluster") if fs.kind in REPLICATED_FAULTS else ("cluster",)
+            allowed = {"redis"} if any((topology.redis or {}).get(k) is not None for k in kinds) else set()
         else:
             allowed = clocks
         _check_params(file, marks, fpath + ("params",), FAULT_KINDS[fs.kind].params, fs.params,

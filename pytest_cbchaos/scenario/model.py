@@ -14,6 +14,8 @@ CLOCK_FAULTS = kinds_of("clock")
 HOST_FAULTS = kinds_of("host")  # on target "host": this machine
 REDIS_ACTIONS = kinds_of("redis")
 SENTINEL_FAULTS = kinds_of("sentinel")  # on target "redis" of a Sentinel topology
+REPLICATED_FAULTS = kinds_of("replicated")  # on target "redis" of a Sentinel or Cluster topology
+CLUSTER_FAULTS = kinds_of("cluster")  # on target "redis" of a Cluster topology
 
 
 @dataclass(frozen=True)

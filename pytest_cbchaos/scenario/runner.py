@@ -217,10 +217,30 @@ class FaultScheduler(threading.Thread):
                 nemesis.failover()
                 return None
             return nemesis.isolate_primary()
+        if f.family in ("replicated", "cluster"):
+            return self._topology_fault(f, p)
         if f.family == "clock":
             clock = ctx.clocks[f.target]
             return c.skew_clock(clock, float(p["offset_s"]), float(p["drift_ppm"]), worker=f.target)
         return self._redis_action(f, p)
+
+    def _topology_fault(self, f: FaultSpec, p: dict[str, Any]) -> Any:
+        """``replication_lag`` on the topology's primaries; ``migrate_slot`` (instant) of ``slot`` (default: the
+        slot of the key the target registered as ``cluster_key``) to ``to`` (default: the next primary)."""
+        state, c = self.ctx.state, self.ctx.faults
+        nemesis = c.cluster(state["cluster"]) if "cluster" in state else c.sentinel(state["sentinel"])
+        if f.kind == "replication_lag":
+            return nemesis.replication_lag(p["ms"])
+        import redis.cluster
+
+        topo = state["cluster"]
+        slot = p["slot"] if p["slot"] is not None else redis.cluster.key_slot(state["cluster_key"].encode())
+        to = p["to"]
+        if to is None:
+            names = sorted(n.name for n in topo.primaries())
+            to = names[(names.index(topo.slot_owner(slot).name) + 1) % len(names)]
+        nemesis.migrate_slot(slot, to)
+        return None
 
     def _heal(self, f: FaultSpec, handle: Any) -> None:
         if handle is None:

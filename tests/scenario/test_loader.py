@@ -105,6 +105,21 @@ def test_sentinel_faults_need_a_sentinel_topology(tmp_path: Path) -> None:
     assert ok.faults[0].kind == "isolate_primary" and ok.topology.redis == {"sentinel": {"replicas": 2}}
 
 
+def test_cluster_faults_need_a_cluster_topology(tmp_path: Path) -> None:
+    head = "name: c1\ntarget: breaker-store\nchecks:\n  - invariant: no-lost-writes\n"
+    e = _err(tmp_path, head + "topology: {redis: {sentinel: {replicas: 2}}}\nfaults:\n  - {kind: migrate_slot, target: redis}\n")
+    assert e.key == "faults[0].target" and e.value == "redis" and e.line == 7
+    e = _err(tmp_path, head + "topology: {redis: {cluster: {shards: 3}}}\nfaults:\n"
+                              "  - {kind: migrate_slot, target: redis, params: {slot: 16384}}\n")
+    assert e.key == "faults[0].params.slot" and e.value == 16384 and e.line == 7
+    e = _err(tmp_path, head + "topology: {redis: {cluster: {shards: 3}}}\nfaults:\n  - {kind: replication_lag, target: redis}\n")
+    assert e.key == "faults[0].params.ms" and e.line == 7
+    for topo in ("{sentinel: {replicas: 2}}", "{cluster: {shards: 3}}"):  # a lag on either replicated topology
+        ok = load_scenario(_write(tmp_path, head + f"topology: {{redis: {topo}}}\nfaults:\n"
+                                            "  - {kind: replication_lag, target: redis, for: 1, params: {ms: 50}}\n"))
+        assert ok.faults[0].params == {"ms": 50}
+
+
 def test_shipped_scenarios_load_and_cover_the_spec_lists() -> None:
     scenarios = load_many(discover([ROOT / "scenarios"]))
     assert len(scenarios) >= 12
@@ -112,7 +127,8 @@ def test_shipped_scenarios_load_and_cover_the_spec_lists() -> None:
     assert len(set(names)) == len(names)
     by_target = {t: [s for s in scenarios if s.target == t] for t in ("breaker-store", "recovery", "stream")}
     kinds = {f.kind for s in by_target["breaker-store"] for f in s.faults}
-    assert {"latency", "reset_peer", "partition", "evict", "clock_skew", "kill", "failover", "isolate_primary"} <= kinds
+    assert {"latency", "reset_peer", "partition", "evict", "clock_skew", "kill", "failover", "isolate_primary",
+            "migrate_slot", "replication_lag"} <= kinds
     assert any(f.target == "probe-owner" for s in by_target["breaker-store"] for f in s.faults)
     rec = {(f.kind, f.target) for s in by_target["recovery"] for f in s.faults}
     assert ("kill", "opencode") in rec and ("timeout", "opencode-events") in rec and ("latency", "opencode-control") in rec

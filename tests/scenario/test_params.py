@@ -135,6 +135,10 @@ def _method(kind: str) -> object:
         from pytest_cbchaos.faults.sentinel import SentinelNemesis
 
         return getattr(SentinelNemesis, kind)
+    if FAULT_KINDS[kind].family in ("replicated", "cluster"):
+        from pytest_cbchaos.faults.cluster import ClusterNemesis
+
+        return getattr(ClusterNemesis, kind)
     if FAULT_KINDS[kind].family == "process":
         return getattr(ProcessFaults, kind)
     if kind == "clock_skew":

@@ -124,6 +124,10 @@ class BreakerStoreTarget(Target):
 
         if ctx.env is None:
             raise TargetUnavailable("breaker-store needs servers (no environment)")
+        cluster = (ctx.scenario.topology.redis or {}).get("cluster")
+        if cluster is not None:
+            self._setup_cluster(ctx, ctx.env.cluster(int(cluster.get("shards", 3))))
+            return
         sentinel = (ctx.scenario.topology.redis or {}).get("sentinel")
         if sentinel is not None:
             self._setup_sentinel(ctx, ctx.env.sentinel(int(sentinel.get("replicas", 2))))
@@ -149,6 +153,27 @@ class BreakerStoreTarget(Target):
         ctx.proxies["redis"] = primary.client
         ctx.admin = primary.admin()
         ctx.processes["probe-owner"] = _ProbeOwner()
+
+    def _setup_cluster(self, ctx: Any, topo: Any) -> None:
+        """Workers use ``RedisCluster`` clients; ``redis`` (proxy, process, admin) is the primary serving the
+        breaker key at the start, ``cluster_key`` that key (``RedisStore``'s layout)."""
+        import redis
+
+        from pytest_cbchaos.breaker import RedisStore
+
+        topo.clean()
+        with topo.nodes[0].admin() as a:
+            key = RedisStore(a, key_prefix=self._key_prefix(ctx)).key(self._params(ctx)["backend"])
+        owner = topo.owner(key)
+        ctx.state.update(cluster=topo, cluster_key=key, server=owner, proxy=owner.client, redis_mod=redis)
+        ctx.processes["redis"] = owner
+        ctx.proxies["redis"] = owner.client
+        ctx.admin = owner.admin()
+        ctx.processes["probe-owner"] = _ProbeOwner()
+
+    @staticmethod
+    def _key_prefix(ctx: Any) -> str:
+        return f"cbchaos:scn:{ctx.scenario.name}"
 
     def teardown(self, ctx: Any) -> None:
         if ctx.admin is not None:
@@ -205,7 +230,9 @@ class BreakerStoreTarget(Target):
 
         def worker(wid: int) -> None:
             name = f"w{wid}"
-            if "sentinel" in ctx.state:
+            if "cluster" in ctx.state:
+                client = ctx.state["cluster"].cluster_client(socket_timeout=p["socket_timeout_s"])
+            elif "sentinel" in ctx.state:
                 client = ctx.state["sentinel"].master_client(socket_timeout=p["socket_timeout_s"])
             else:
                 client = redis.Redis(host=proxy.listen_host, port=proxy.listen_port, password=server.password,
@@ -214,7 +241,7 @@ class BreakerStoreTarget(Target):
                 if p["time_source"] == "client" else {}
             if p["wait_replicas"]:
                 extra.update(wait_replicas=p["wait_replicas"], wait_timeout_ms=p["wait_timeout_ms"])
-            store = factory(client, key_prefix=f"cbchaos:scn:{ctx.scenario.name}", probe_lease_seconds=p["lease_s"],
+            store = factory(client, key_prefix=self._key_prefix(ctx), probe_lease_seconds=p["lease_s"],
                             **extra)
             ids = accepts_op_id(store)
             if not ids:
@@ -362,9 +389,12 @@ class BreakerStoreTarget(Target):
 
         backend = obs.metrics["params"]["backend"]
         topo = ctx.state.get("sentinel")  # checks run after teardown: a fresh direct link to the (current) primary
-        admin = topo.primary().admin() if topo is not None else ctx.state["server"].client()
+        if "cluster" in ctx.state:
+            admin = ctx.state["cluster"].owner(ctx.state["cluster_key"]).admin()
+        else:
+            admin = topo.primary().admin() if topo is not None else ctx.state["server"].client()
         try:  # the record layout of RedisStore (a custom store_factory must keep it for this check)
-            survivors = read_survivors(admin, RedisStore(admin, key_prefix=f"cbchaos:scn:{ctx.scenario.name}"),
+            survivors = read_survivors(admin, RedisStore(admin, key_prefix=self._key_prefix(ctx)),
                                        [backend])
         finally:
             admin.close()
