@@ -7,7 +7,10 @@
   client writes with the promoted replica as the shard's primary;
 * lost acknowledged breaker writes per split brain (``isolate_primary()``, a store writing every 20 ms
   until the sentinels promote a replica, heal), without WAIT and with ``wait_replicas=1``: with WAIT the
-  writes whose reply says ``_replicas_acked >= 1`` are the acknowledged ones.
+  writes whose reply says ``_replicas_acked >= 1`` are the acknowledged ones;
+* replica delay: from a write acknowledged by the primary until both replicas have it, without and with
+  ``replication_lag(100)``;
+* cluster ``migrate_slot``: moving a slot with one key to another primary, until every primary agrees.
 
     .venv/bin/python bench/bench_topology.py [--runs 5]
 """
@@ -115,6 +118,41 @@ def split_brain_losses(topo: Any, wait_replicas: int) -> tuple[int, int]:
     return audit.count, len(ops)
 
 
+def replica_delay(topo: Any, lag_ms: int) -> float:
+    """Seconds from a write the primary acknowledged until every replica has it (under ``lag_ms`` if > 0)."""
+    primary = topo.primary()
+    replicas = [n for n in topo.nodes if n is not primary]
+    fault = FaultController().sentinel(topo).replication_lag(lag_ms) if lag_ms else None
+    key = f"d{uuid.uuid4().hex[:8]}"
+    try:
+        with primary.admin() as p:
+            p.set(key, 1)
+        t0 = time.monotonic()
+        for r in replicas:
+            with r.admin() as c:
+                while c.get(key) is None:
+                    if time.monotonic() - t0 > 15:
+                        raise RuntimeError(f"{r.name} lacks {key} after 15 s")
+                    time.sleep(0.001)  # poll pace of the replica read
+        return time.monotonic() - t0
+    finally:
+        if fault is not None:
+            fault.heal()
+
+
+def migrate_time(cluster: Any) -> float:
+    """Seconds of ``migrate_slot`` for a slot holding one key."""
+    key = f"m{uuid.uuid4().hex[:8]}"
+    cluster.cluster_client().set(key, 1)
+    src = cluster.owner(key)
+    dst = next(p for p in cluster.primaries() if p is not src)
+    import redis.cluster
+
+    t0 = time.monotonic()
+    FaultController().cluster(cluster).migrate_slot(redis.cluster.key_slot(key.encode()), dst)
+    return time.monotonic() - t0
+
+
 def cluster_switch(cluster: Any) -> float:
     """Seconds from ``CLUSTER FAILOVER`` until a ``RedisCluster`` client's write lands on the promoted replica."""
     client = cluster.cluster_client(socket_timeout=0.5)
@@ -164,14 +202,19 @@ def main() -> None:
                     lost = [r[0] for r in rs]
                     print(f"lost acknowledged writes per split brain, {'WAIT 1' if wait else 'no WAIT'}: "
                           f"median {med(lost)} (runs: {lost}; acknowledged per run {[r[1] for r in rs]})")
+                for lag in (0, 100):
+                    xs = [replica_delay(topo, lag) for _ in range(args.runs)]
+                    print(f"replica delay, replication_lag {lag:>3} ms: {med(xs) * 1000:6.1f} ms  "
+                          f"(min {min(xs) * 1000:.1f}, max {max(xs) * 1000:.1f})")
             finally:
                 topo.stop()
-            cready, cswitch = [], []
+            cready, cswitch, cmigrate = [], [], []
             for _ in range(args.runs):
                 t0 = time.monotonic()
                 cluster = env.launch_cluster()
                 cready.append(time.monotonic() - t0)
                 try:
+                    cmigrate.append(migrate_time(cluster))
                     cswitch.append(cluster_switch(cluster))
                 finally:
                     cluster.stop()
@@ -179,6 +222,8 @@ def main() -> None:
                   f"max {max(cready):.2f})")
             print(f"cluster: a shard's failover until the client writes to the new primary: {med(cswitch):6.2f} s  "
                   f"(min {min(cswitch):.2f}, max {max(cswitch):.2f})")
+            print(f"cluster: migrate_slot (one key): {med(cmigrate):6.2f} s  (min {min(cmigrate):.2f}, "
+                  f"max {max(cmigrate):.2f})")
         finally:
             env.stop()
 
