@@ -186,6 +186,11 @@ def _build(path: Path, data: dict[str, Any], marks: dict[Path_, int]) -> Scenari
     if target.params is not None:
         params = _renamed(file, marks, ("workload", "params"), target.params, params)
         _check_params(file, marks, ("workload", "params"), target.params, params, f"target {target.name!r}")
+    problem = target.params_error(topology, params)
+    if problem:
+        where, value, expected = problem
+        raise ScenarioError(file, _line(marks, where), _dotted(where),
+                            f"does not work with the topology of target {target.name!r}", value=value, expected=expected)
     workload = Workload(duration_s=wl.get("duration_s", 2.0), ops_per_worker=wl.get("ops_per_worker", 200),
                         interval_ms=wl.get("interval_ms", 5.0), params=params)
     b = data.get("budgets", {})

@@ -61,6 +61,10 @@ class Target:
         the loader reports it located, before any server starts."""
         return None
 
+    def params_error(self, topology: Any, params: dict[str, Any]) -> tuple[tuple[str, ...], Any, str] | None:
+        """Like :meth:`topology_error`, for workload params that cannot work with the topology."""
+        return None
+
     def required_modules(self, scenario: Any = None) -> tuple[str, ...]:
         return self.requires
 

@@ -114,6 +114,8 @@ def test_cluster_faults_need_a_cluster_topology(tmp_path: Path) -> None:
     assert e.key == "faults[0].params.slot" and e.value == 16384 and e.line == 7
     e = _err(tmp_path, head + "topology: {redis: {cluster: {shards: 3}}}\nfaults:\n  - {kind: replication_lag, target: redis}\n")
     assert e.key == "faults[0].params.ms" and e.line == 7
+    e = _err(tmp_path, head + "topology: {redis: {cluster: {shards: 3}}}\nworkload: {params: {wait_replicas: 1}}\n")
+    assert (e.key, e.value, e.line) == ("workload.params.wait_replicas", 1, 6) and "RedisCluster" in str(e)
     for topo in ("{sentinel: {replicas: 2}}", "{cluster: {shards: 3}}"):  # a lag on either replicated topology
         ok = load_scenario(_write(tmp_path, head + f"topology: {{redis: {topo}}}\nfaults:\n"
                                             "  - {kind: replication_lag, target: redis, for: 1, params: {ms: 50}}\n"))

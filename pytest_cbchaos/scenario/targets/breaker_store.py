@@ -93,6 +93,12 @@ class BreakerStoreTarget(Target):
     def processes(self, topology: Any) -> list[str]:
         return [*super().processes(topology), "redis", "probe-owner"]
 
+    def params_error(self, topology: Any, params: dict[str, Any]) -> tuple[tuple[str, ...], Any, str] | None:
+        if (topology.redis or {}).get("cluster") is not None and params.get("wait_replicas"):
+            return (("workload", "params", "wait_replicas"), params["wait_replicas"],
+                    "0 with topology.redis.cluster (a RedisCluster client runs WAIT on another node than the write)")
+        return None
+
     def required_modules(self, scenario: Any = None) -> tuple[str, ...]:
         if scenario is not None and scenario.workload.params.get("store_factory"):
             return ("pytest_cbchaos.servers.toxiproxy",)  # the user's store replaces ours
