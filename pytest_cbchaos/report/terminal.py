@@ -37,11 +37,11 @@ def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -
     console.print(f"cbchaos: {s['tests']} tests ({s['scenarios']} scenarios), faults requested "
                   f"{s['faults_requested']}, applied {s['faults_injected']}, failed {s['faults_failed']}, "
                   f"checks run {s['checks_run']}, violations {s['violations']}, unknown {s['unknown']}, "
-                  f"verdict errors {s['verdict_errors']}, seed {report.get('seed')}")
+                  f"verdict errors {s['verdict_errors']}, seed {report.get('seed')}", soft_wrap=True)
     load = report.get("background_load") or {}
     if load.get("workers"):
         console.print(f"cbchaos: background load {load['workers']} busy processes, "
-                      f"{load.get('cpu_s', 0):.1f} CPU s burned")
+                      f"{load.get('cpu_s', 0):.1f} CPU s burned", soft_wrap=True)
     interesting = [t for t in report["tests"] if is_interesting(t)]
     if interesting:
         table = Table(show_edge=False, pad_edge=False)
