@@ -40,3 +40,35 @@ def test_failover_shows_both_primaries_and_the_window(cbchaos_redis_sentinel, re
     text = render_summary(report, [])
     assert f"topology t::failover: primaries {old.name} (t=0 ms" in text and f"{new.name} (t=" in text
     assert text.count("topology ") == 1
+
+
+SCENARIO = """\
+name: lane-failover
+target: breaker-store
+seed: 7
+topology: {redis: {sentinel: {replicas: 2}}, workers: {count: 1}}
+workload: {duration_s: 1.0, interval_ms: 20, ops_per_worker: 100,
+           params: {fail_until_s: 0.5, socket_timeout_s: 0.5, wait_replicas: 2, wait_timeout_ms: 200}}
+faults:
+  - {kind: failover, target: redis, at: 0.2}
+checks:
+  - invariant: no-lost-writes
+"""
+
+
+def test_a_scenario_record_carries_the_lane(cbchaos_redis_sentinel, cbchaos_env, tmp_path) -> None:
+    from pytest_cbchaos.scenario.loader import load_scenario
+    from pytest_cbchaos.scenario.runner import run_scenario
+
+    path = tmp_path / "lane.scenario.yaml"
+    path.write_text(SCENARIO)
+    old = cbchaos_redis_sentinel.primary()
+    rec = run_scenario(load_scenario(path), env=cbchaos_env).to_record()
+    new = cbchaos_redis_sentinel.primary()
+    lane = rec["topology"]
+    assert [(p["node"], p["via"]) for p in lane["primaries"]] == [
+        (old.name, "sentinel majority (SENTINEL GET-MASTER-ADDR-BY-NAME)"), (new.name, "+switch-master")]
+    (w,) = lane["windows"]
+    assert w["kind"] == "failover" and 0 < lane["primaries"][0]["t_ms"] <= w["start_ms"] + 50
+    assert w["start_ms"] <= lane["primaries"][1]["t_ms"]
+    validate(build_report([make_entry("s::lane", "passed", 1.0, rec)], seed=7))
