@@ -31,7 +31,12 @@ class _Watcher:
         self._thread = threading.Thread(target=self._run, name=f"cbchaos-{lane.kind}-watch", daemon=True)
 
     def start(self) -> "_Watcher":
-        self._begin()
+        try:
+            self._begin()
+        except Exception as exc:  # the nemesis works without its observer; the lane says what is missing
+            self.lane.errors.append(f"observer not started: {type(exc).__name__}: {exc}")
+            self._close()
+            return self
         self._thread.start()
         return self
 
@@ -45,6 +50,8 @@ class _Watcher:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.ident is None:
+            return  # never started
         self._thread.join(timeout=5.0)
         try:
             self._step(0.0)  # whatever arrived before the stop
@@ -64,8 +71,8 @@ class _Watcher:
 
 class SentinelWatcher(_Watcher):
     def _begin(self) -> None:
-        self.lane.observe(self.topology.primary().name, "sentinel majority (SENTINEL GET-MASTER-ADDR-BY-NAME)")
         self._subs: list[Any] = []
+        self.lane.observe(self.topology.primary().name, "sentinel majority (SENTINEL GET-MASTER-ADDR-BY-NAME)")
         for s in self.topology.sentinels:
             try:
                 ps = s.admin(socket_timeout=None).pubsub()
@@ -96,7 +103,7 @@ class SentinelWatcher(_Watcher):
         self.lane.observe(new.name, SWITCH, previous=old.name)
 
     def _close(self) -> None:
-        for ps in self._subs:
+        for ps in getattr(self, "_subs", ()):
             try:
                 ps.close()
             except Exception:
@@ -105,7 +112,7 @@ class SentinelWatcher(_Watcher):
 
 class ClusterWatcher(_Watcher):
     def _begin(self) -> None:
-        self._clients = {n.name: n.admin(socket_timeout=0.5, socket_connect_timeout=0.5) for n in self.topology.nodes}
+        self._clients: dict[str, Any] = {n.name: n.admin(socket_timeout=0.5, socket_connect_timeout=0.5) for n in self.topology.nodes}
         self._shard: dict[str, str] = {}  # node -> shard, named after the shard's first primary
         self._master: dict[str, bool] = {}
         roles = {n.name: self._role(n) for n in self.topology.nodes}
@@ -147,7 +154,7 @@ class ClusterWatcher(_Watcher):
             self._stop.wait(wait_s)
 
     def _close(self) -> None:
-        for c in self._clients.values():
+        for c in getattr(self, "_clients", {}).values():
             c.close()
 
 

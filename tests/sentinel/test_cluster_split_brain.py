@@ -51,4 +51,6 @@ def test_cluster_split_brain_loses_acknowledged_breaker_writes(cbchaos_redis_clu
     moved = [p for p in lane["primaries"] if p["node"] == new.name]
     assert lane["kind"] == "cluster" and len(moved) == 1 and moved[0]["previous"] == old.name
     assert moved[0]["via"] == "ROLE" and w["start_ms"] <= moved[0]["t_ms"]
-    assert sorted(p["node"] for p in lane["primaries"][:3]) == sorted(n.name for n in topo.nodes[:3])
+    initial = lane["primaries"][:topo.shards]  # each shard's primary when the nemesis was created
+    assert old.name in {p["node"] for p in initial} and all(p["previous"] is None for p in initial)
+    assert len({p["shard"] for p in initial}) == topo.shards and lane["primaries"][topo.shards:] == moved
