@@ -1,4 +1,5 @@
-"""The Redis Cluster nemesis: a shard's failover, a primary's isolation (split brain), and kill/pause of a node (docs/redis-topologies.md#redis-cluster).
+"""The Redis Cluster nemesis: a shard's failover, a primary's isolation (split brain), kill/pause of a node
+(docs/redis-topologies.md#redis-cluster).
 
 A journaled window of the test's :class:`~.controller.FaultController`; waits are bounded polls of the
 nodes' own ``ROLE`` and ``CLUSTER INFO``; a deadline that passes raises ``TopologyNotReady``.

@@ -112,7 +112,8 @@ class SentinelWatcher(_Watcher):
 
 class ClusterWatcher(_Watcher):
     def _begin(self) -> None:
-        self._clients: dict[str, Any] = {n.name: n.admin(socket_timeout=0.5, socket_connect_timeout=0.5) for n in self.topology.nodes}
+        self._clients: dict[str, Any] = {n.name: n.admin(socket_timeout=0.5, socket_connect_timeout=0.5)
+                                         for n in self.topology.nodes}
         self._shard: dict[str, str] = {}  # node -> shard, named after the shard's first primary
         self._master: dict[str, bool] = {}
         roles = {n.name: self._role(n) for n in self.topology.nodes}

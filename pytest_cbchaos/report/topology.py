@@ -97,7 +97,8 @@ def render_lane(test: dict[str, Any]) -> str:
     for w in windows:
         x0, x1 = x(w["start_ms"]), x(w["end_ms"] if w["end_ms"] is not None else end)
         out.append(f'<rect class="lane-fault" x="{x0:.1f}" y="4" width="{max(2.0, x1 - x0):.1f}" height="{height - 8}" '
-                   f'fill="#f4a261" fill-opacity="0.3"><title>{escape(w["kind"])} on {escape(w["target"])}</title></rect>')
+                   f'fill="#f4a261" fill-opacity="0.3"><title>{escape(w["kind"])} on {escape(w["target"])}</title>'
+                   '</rect>')
         out.append(f'<text x="{x0 + 2:.1f}" y="{LANE_H - 6}" font-size="10">{escape(w["kind"])}</text>')
     for i, p in enumerate(prims):
         row = nodes.index(p["node"]) + 1

@@ -5,12 +5,7 @@ the report's topology lane shows the promotion inside the isolation window."""
 
 from __future__ import annotations
 
-import uuid
-
-from breaker_history import BACKEND, Recorded
-from pytest_cbchaos.breaker import RedisStore
-from pytest_cbchaos.breaker.lost_writes import judge, read_survivors
-from pytest_cbchaos.history.recorder import Recorder
+from breaker_history import BACKEND, judged_split_brain, replicated_first_failure, two_failures
 from pytest_cbchaos.report.collect import base_record
 
 
@@ -18,19 +13,12 @@ def test_cluster_split_brain_loses_acknowledged_breaker_writes(cbchaos_redis_clu
                                                                 request) -> None:
     topo = cbchaos_redis_cluster
     nemesis = cbchaos_faults.cluster(topo)
-    recorder = Recorder(1)
-    store = RedisStore(topo.cluster_client(), key_prefix=f"csb{uuid.uuid4().hex[:8]}")
-    s = Recorded(store, recorder)
+    recorder, store, s = replicated_first_failure(topo, topo.cluster_client(), "csb")  # survives the split
     key = store.key(BACKEND)
-    s.failure()  # replicated before the split: survives
-    topo.wait_ready(10)
     old = topo.owner(key)
     split = nemesis.isolate_primary(key)
     replica = topo.replica_of(old)
-    lost_ids = []
-    for _ in range(2):  # acknowledged by the isolated primary; its replica cannot have them (peer proxy down)
-        s.failure()
-        lost_ids.append(s.last_op_id)
+    lost_ids = two_failures(s)  # acknowledged by the isolated primary; its replica cannot have them (peer proxy down)
     with old.admin() as c:
         assert int(c.hget(key, "failure_count")) == 3
     new = nemesis.promote_replica(split)
@@ -39,12 +27,7 @@ def test_cluster_split_brain_loses_acknowledged_breaker_writes(cbchaos_redis_clu
     assert split.window.params["demoted"] is True and old.role_now() == "slave"
     after = s.state()  # the client follows MOVED to the promoted replica
     assert after["state"] == "closed" and after["failure_count"] == 1, after
-    recorder.close()
-    with new.admin() as admin:
-        verdict = judge(recorder.history(), read_survivors(admin, store, [BACKEND]))
-    assert verdict.verdict == "illegal" and verdict.explained_by_lost_writes, verdict.describe()
-    assert verdict.lost.count == 2 and not verdict.lost.undetermined
-    assert [o.input["op_id"] for o in verdict.lost.lost] == lost_ids
+    judged_split_brain(recorder, new, store, lost_ids)
     cbchaos_faults.stop_watching()
     lane = base_record(request.node, journal=cbchaos_faults.journal)["topology"]
     (w,) = lane["windows"]
