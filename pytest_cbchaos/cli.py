@@ -262,15 +262,21 @@ def _opencode_row(explicit: str | None) -> tuple[str, str, str]:
     return ("opencode", "missing", f"{found.reason()} (opencode scenarios skip meanwhile)")
 
 
-def _sentinel_row() -> tuple[str, str, str]:
+TOPOLOGIES = (("redis sentinel topology", "cbchaos_redis_sentinel", "--sentinel"),
+              ("redis cluster topology", "cbchaos_redis_cluster", "--cluster-enabled yes"))
+
+
+def topology_rows(executable: str | None = None) -> list[tuple[str, str, str]]:
+    """One row per multi-server topology (docs/redis-topologies.md): the binary that runs it, or why it
+    cannot run here (its fixture's tests skip with the same reason)."""
     from pytest_cbchaos.servers.redis import BackendUnavailable
     from pytest_cbchaos.servers.sentinel import sentinel_binary
 
     try:
-        path, version = sentinel_binary()
+        path, version = sentinel_binary(executable)
     except BackendUnavailable as exc:
-        return ("redis sentinel topology", "missing", f"{exc} (cbchaos_redis_sentinel tests skip meanwhile)")
-    return ("redis sentinel topology", f"{path} --sentinel (version {version})", "")
+        return [(name, "cannot run here", f"{exc} ({fixture} tests skip meanwhile)") for name, fixture, _ in TOPOLOGIES]
+    return [(name, f"can run: {path} {mode} (version {version})", "") for name, _, mode in TOPOLOGIES]
 
 
 def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
@@ -279,7 +285,7 @@ def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:
     redis_bin = shutil.which("redis-server")
     rows.append(("redis-server", redis_bin or "missing",
                  "" if redis_bin else "apt-get install redis-server (embedded fakeredis is used meanwhile)"))
-    rows.append(_sentinel_row())
+    rows += topology_rows()
     fr = _module("fakeredis")
     lupa = _module("lupa")
     rows.append(("fakeredis", fr or "missing", "" if fr else "pip install 'fakeredis[lua]'"))

@@ -177,6 +177,7 @@ class FaultController:
         self.journal = journal or FaultJournal()
         self._active: list[Fault] = []
         self._lock = threading.Lock()
+        self._watchers: dict[int, Any] = {}  # id(topology) -> its primary watcher (faults/watch.py)
 
     # -- bookkeeping ----------------------------------------------------------------------
     def _start(self, window: FaultWindow, call: Callable[[], T]) -> T:
@@ -213,6 +214,24 @@ class FaultController:
                 errors.append(exc)
         if errors:
             raise errors[0]
+
+    def _watch(self, kind: str, topology: Any) -> None:
+        """Observe ``topology``'s primaries for the report's topology lane (the first topology's lane)."""
+        from pytest_cbchaos.faults.watch import watch
+
+        with self._lock:
+            if id(topology) in self._watchers:
+                return
+            self._watchers[id(topology)] = w = watch(kind, topology)
+        if getattr(self.journal, "lane", None) is None:
+            self.journal.lane = w.lane
+
+    def stop_watching(self) -> None:
+        """Stop the topology watchers (each reads what is still buffered first); idempotent."""
+        with self._lock:
+            watchers, self._watchers = list(self._watchers.values()), {}
+        for w in watchers:
+            w.stop()
 
     # -- proxy faults ----------------------------------------------------------------------
     def toxic(self, proxy: Any, type: str, *, stream: str = "downstream", toxicity: float = 1.0,
@@ -284,12 +303,14 @@ class FaultController:
         """The nemesis of a Sentinel topology (failover, isolate_primary, kill, pause; docs/redis-topologies.md)."""
         from pytest_cbchaos.faults.sentinel import SentinelNemesis
 
+        self._watch("sentinel", topology)
         return SentinelNemesis(self, topology)
 
     def cluster(self, topology: Any) -> Any:
         """The nemesis of a Redis Cluster (a shard's failover; docs/redis-topologies.md#redis-cluster)."""
         from pytest_cbchaos.faults.cluster import ClusterNemesis
 
+        self._watch("cluster", topology)
         return ClusterNemesis(self, topology)
 
     def skew_clock(self, clock: SkewedClock, offset_s: float, drift_ppm: float = 0.0,

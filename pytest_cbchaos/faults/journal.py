@@ -58,6 +58,7 @@ class FaultJournal:
 
     def __init__(self, path: Path | None = None) -> None:
         self._lock = threading.Lock()
+        self.lane: Any = None  # the report's topology lane, set by a topology nemesis (faults/watch.py)
         self._ids = itertools.count(1)
         self._windows: list[FaultWindow] = []
         self._failures: list[FaultFailure] = []

@@ -84,7 +84,10 @@ def cbchaos_faults(request: pytest.FixtureRequest, cbchaos_settings: Settings) -
     controller = FaultController(journal)
     request.node.stash[FAULT_JOURNAL_KEY] = journal
     yield controller
-    controller.heal_all()
+    try:
+        controller.heal_all()
+    finally:
+        controller.stop_watching()
     journal.close_all()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pytest_cbchaos.report.topology import lane_record, time_base
 from pytest_cbchaos.report.verdict import Audit, judge_record
 
 USER_PROPERTY = "cbchaos"
@@ -45,13 +46,16 @@ def base_record(item: pytest.Item, *, result: Any = None, journal: Any = None) -
     if result is not None:
         return result.to_record()
     extra = dict(item.stash.get(EXTRA_KEY, None) or {})
-    faults = _windows(journal)
+    lane = getattr(journal, "lane", None)
+    faults = _windows(journal, lane)
     failures = journal.failures() if journal is not None else []
     chaos = item.get_closest_marker("chaos")
-    if not extra and not faults and not failures and chaos is None:
+    if not extra and not faults and not failures and chaos is None and lane is None:
         return None
     rec: dict[str, Any] = {"kind": "test", "name": item.name, "target": None, "faults": faults,
                            "checks": [], "latencies": [], "transitions": [], "recoveries": {}, "probes": []}
+    if lane is not None:
+        rec["topology"] = lane_record(lane, faults, time_base(journal.to_dicts(), lane) or 0)
     if chaos is not None:
         rec["declared_faults"] = [str(a) for a in chaos.args]
     ops = extra.pop("ops_observed", None)
@@ -64,13 +68,15 @@ def base_record(item: pytest.Item, *, result: Any = None, journal: Any = None) -
     return rec
 
 
-def _windows(journal: Any) -> list[dict[str, Any]]:
+def _windows(journal: Any, lane: Any = None) -> list[dict[str, Any]]:
+    """The journal's windows with ``start_ms``/``end_ms`` since the first fault or the lane's first
+    observation, whichever is earlier (one time base for faults and the topology lane)."""
     if journal is None:
         return []
     windows = journal.to_dicts()
-    if not windows:
+    t0 = time_base(windows, lane)
+    if t0 is None:
         return []
-    t0 = min(w["start_ns"] for w in windows)
     out = []
     for w in windows:
         w = dict(w)

@@ -12,6 +12,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from pytest_cbchaos.report.topology import render_lane
+
 STATE_COLORS = {"closed": "#2e9d4f", "open": "#d23b3b", "half_open": "#e0a020", "forced_open": "#7a1f1f"}
 FAULT_COLOR = "#f4a3a3"
 WIDTH, LANE_H, PAD_L = 880, 16, 110
@@ -259,6 +261,7 @@ def render_html(report: dict[str, Any], base: Path | None = None) -> str:
             body.append(f'<p class="error-text">error: {escape(t["error"])}</p>')
         body.append(_audit(t))
         body.append(_timeline(t))
+        body.append(render_lane(t))
         body.append(_checks(t))
         body.append(_recoveries(t))
         body.append(_links(t, base))

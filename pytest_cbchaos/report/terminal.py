@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from pytest_cbchaos.report.topology import terminal_lines
+
 
 def is_interesting(test: dict[str, Any]) -> bool:
     """Rows worth a line: anything with checks, faults (applied or failed), a scenario or a verdict error."""
-    return bool(test["checks"] or test["faults"] or test.get("kind") == "scenario"
+    return bool(test["checks"] or test["faults"] or test.get("kind") == "scenario" or test.get("topology")
                 or (test.get("audit") or {}).get("faults_requested") or test["verdict"] == "error")
 
 
@@ -56,6 +58,9 @@ def render_summary(report: dict[str, Any], paths: list[str], width: int = 120) -
                           f"{a.get('faults_applied', 0)}/{a.get('faults_requested', 0)}",
                           "-" if ops is None else str(ops), str(len(t["checks"])), note(t)[:240])
         console.print(table)
+    for t in interesting[:60]:
+        for line in terminal_lines(t):
+            console.print(line)
     for p in report.get("probes", [])[:30]:
         console.print(f"probe {p['id']}: {p['value']} {p.get('unit', '')} {p.get('note', '')}".rstrip())
     for path in paths:

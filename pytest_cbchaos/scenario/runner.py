@@ -18,6 +18,7 @@ from pytest_cbchaos.faults.controller import FaultController
 from pytest_cbchaos.faults.kinds import FAULT_KINDS
 from pytest_cbchaos.params import defaults
 from pytest_cbchaos.faults.journal import FaultJournal
+from pytest_cbchaos.report.topology import lane_record
 from pytest_cbchaos.report.verdict import Audit, RunVerdict, judge
 from pytest_cbchaos.scenario.model import FaultSpec, Scenario
 from pytest_cbchaos.scenario.target import CheckResult, Observations, Target, TargetUnavailable
@@ -112,9 +113,17 @@ class ScenarioResult:
             "artifacts": str(self.artifacts) if self.artifacts else None,
             "artifacts_error": self.artifacts_error,
             **(self.verdict or judge([], Audit())).fields(),
+            **self._lane(t0),
         }
 
+    def _lane(self, t0: int) -> dict[str, Any]:
+        """``topology``: the lane of a run with a topology nemesis (docs/report-schema.md#topology-lane)."""
+        if self.lane is None:
+            return {}
+        return {"topology": lane_record(self.lane, [fault_record(f, t0) for f in self.faults], t0)}
+
     _t0_ns: int = 0
+    lane: Any = None  # the journal's topology lane (report/topology.py)
 
 
 def small_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -332,6 +341,7 @@ def run_scenario(scenario: Scenario, *, env: Environment | None, seed: int | Non
         try:
             ctx.faults.heal_all()
         finally:
+            ctx.faults.stop_watching()
             ctx.journal.close_all()
             target.teardown(ctx)
     checks: list[CheckOutcome] = []
@@ -351,7 +361,7 @@ def run_scenario(scenario: Scenario, *, env: Environment | None, seed: int | Non
     res = ScenarioResult(scenario=scenario, seed=seed, outcome=outcome, duration_s=time.monotonic() - started,
                          checks=checks, observations=obs, faults=ctx.journal.to_dicts(),
                          backends=env.backends() if env else {}, error=error, artifacts=artifacts, verdict=verdict)
-    res._t0_ns = ctx.t0_ns
+    res._t0_ns, res.lane = ctx.t0_ns, ctx.journal.lane
     if artifacts is not None:
         try:
             write_artifacts(res, artifacts)

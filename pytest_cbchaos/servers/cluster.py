@@ -77,6 +77,15 @@ class ClusterTopology(ServerGroup):
         self._clients.append(client)
         return client
 
+    def async_cluster_client(self, *, socket_timeout: float = 2.0, **kwargs: Any) -> Any:
+        """The ``redis.asyncio`` twin of :meth:`cluster_client` (the caller closes it: ``await c.aclose()``)."""
+        from redis.asyncio.cluster import RedisCluster
+
+        first = self.nodes[0].client
+        kwargs.setdefault("socket_connect_timeout", socket_timeout)
+        return RedisCluster(host=first.listen_host, port=int(first.listen_port), password=self.password,
+                            socket_timeout=socket_timeout, address_remap=self.client_address, **kwargs)
+
     def primaries(self) -> list[ClusterNode]:
         return [n for n in self.nodes if n.role_now() == "master"]
 

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from pytest_cbchaos.servers.redis import no_async_retry
+from pytest_cbchaos.stream.cluster import node_link, not_serving
 from pytest_cbchaos.stream.envelope import Envelope
 from pytest_cbchaos.stream.store import StreamStore
 
@@ -103,11 +104,7 @@ class ReadLoop:
         return {"epoch": self.epoch, "cursor": self.cursor, "target": self.target}
 
     def _new_blocking(self) -> aioredis.Redis:
-        src = self.store.redis.connection_pool.connection_kwargs
-        kw = {k: src[k] for k in ("host", "port", "path", "password", "username", "db", "socket_connect_timeout")
-              if src.get(k) is not None}
-        if "path" in kw:
-            kw["unix_socket_path"] = kw.pop("path")
+        kw = node_link(self.store.redis, self.store.keys(self.conv)[1])
         kw["socket_timeout"] = self.cfg.block_ms / 1000 + 2
         kw.setdefault("socket_connect_timeout", 2.0)
         name = f"cbchaos-consumer:{self.client_id or self.token}"
@@ -138,7 +135,14 @@ class ReadLoop:
         if self._blocking is None:
             self._blocking = self._new_blocking()
         key = self.store.keys(self.conv)[1]
-        raw = await self._blocking.xread({key: f"{self.cursor}-0"}, count=self.cfg.page_size, block=self.cfg.block_ms)
+        try:
+            raw = await self._blocking.xread({key: f"{self.cursor}-0"}, count=self.cfg.page_size,
+                                             block=self.cfg.block_ms)
+        except rexc.ResponseError as exc:
+            if not not_serving(exc):
+                raise
+            await self._drop_blocking()  # the slot moved (cluster failover): the next read reconnects
+            return []
         rows: list[Any] = []
         if isinstance(raw, dict):
             for v in raw.values():

@@ -40,3 +40,35 @@ class Recorded:
         st = self.store.get_state(BACKEND)
         h.ok(observed("get_state", st))
         return st
+
+
+def replicated_first_failure(topo: Any, client: Any, prefix: str) -> tuple[Recorder, RedisStore, Recorded]:
+    """A recorded store on ``client`` with one failure replicated everywhere (it survives any split)."""
+    recorder = Recorder(1)
+    store = RedisStore(client, key_prefix=f"{prefix}{uuid.uuid4().hex[:8]}")
+    s = Recorded(store, recorder)
+    s.failure()
+    topo.wait_ready(10)
+    return recorder, store, s
+
+
+def two_failures(s: Recorded) -> list[str]:
+    """Two recorded failures; their op ids."""
+    ids = []
+    for _ in range(2):
+        s.failure()
+        ids.append(s.last_op_id)
+    return ids
+
+
+def judged_split_brain(recorder: Recorder, new: Any, store: RedisStore, lost_ids: list[str]) -> Any:
+    """The history judged against ``new``'s survivors: illegal, explained by exactly ``lost_ids`` lost."""
+    from pytest_cbchaos.breaker.lost_writes import judge, read_survivors
+
+    recorder.close()
+    with new.admin() as admin:
+        verdict = judge(recorder.history(), read_survivors(admin, store, [BACKEND]))
+    assert verdict.verdict == "illegal" and verdict.explained_by_lost_writes, verdict.describe()
+    assert verdict.lost.count == len(lost_ids) and not verdict.lost.undetermined
+    assert [o.input["op_id"] for o in verdict.lost.lost] == lost_ids
+    return verdict

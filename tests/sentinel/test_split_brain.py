@@ -5,30 +5,18 @@ plain failover finds nothing: tests/sentinel/test_store_failover.py)."""
 
 from __future__ import annotations
 
-import uuid
-
-from breaker_history import BACKEND, Recorded
-from pytest_cbchaos.breaker import RedisStore
-from pytest_cbchaos.breaker.lost_writes import judge, read_survivors
-from pytest_cbchaos.history.recorder import Recorder
+from breaker_history import BACKEND, judged_split_brain, replicated_first_failure, two_failures
 
 
 def test_split_brain_loses_acknowledged_breaker_writes_and_the_kit_says_which(cbchaos_redis_sentinel,
                                                                               cbchaos_faults) -> None:
     topo = cbchaos_redis_sentinel
     nemesis = cbchaos_faults.sentinel(topo)
-    recorder = Recorder(1)
-    store = RedisStore(topo.master_client(), key_prefix=f"sb{uuid.uuid4().hex[:8]}")
-    s = Recorded(store, recorder)
-    s.failure()  # replicated before the split: survives
-    topo.wait_ready(10)
+    recorder, store, s = replicated_first_failure(topo, topo.master_client(), "sb")  # survives the split
     old = topo.primary()
     split = nemesis.isolate_primary()
     # the client's pooled connection still reaches the isolated primary: these two are acknowledged there
-    lost_ids = []
-    for _ in range(2):
-        s.failure()
-        lost_ids.append(s.last_op_id)
+    lost_ids = two_failures(s)
     assert store.get_state(BACKEND)["state"] == "open"
     new = nemesis.wait_new_primary(old)
     split.heal()  # the old primary comes back and is demoted: its window's writes are gone
@@ -36,12 +24,6 @@ def test_split_brain_loses_acknowledged_breaker_writes_and_the_kit_says_which(cb
     assert old.role_now() == "slave"
     after = s.state()
     assert after["state"] == "closed" and after["failure_count"] == 1, after
-    recorder.close()
-    with new.admin() as admin:
-        survivors = read_survivors(admin, store, [BACKEND])
-    verdict = judge(recorder.history(), survivors)
-    assert verdict.verdict == "illegal" and verdict.explained_by_lost_writes
-    assert verdict.lost.count == 2 and not verdict.lost.undetermined
-    assert [o.input["op_id"] for o in verdict.lost.lost] == lost_ids
+    verdict = judged_split_brain(recorder, new, store, lost_ids)
     assert verdict.describe().startswith("linearizability: illegal caused by lost acknowledged writes; "
                                          "lost acknowledged writes: 2 (record_failure[b] op_id=")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cbchaos.cli import doctor_rows
+from pytest_cbchaos.cli import doctor_rows, main, topology_rows
 from pytest_cbchaos.env import Environment
 from pytest_cbchaos.plugin.factories import started_or_skip
 from pytest_cbchaos.servers.cluster import check_cluster_params
@@ -29,6 +29,18 @@ def test_redis_older_than_7_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match="cannot run .*absent.* --version: .*No such file.*install redis-server"):
         sentinel_binary(str(tmp_path / "absent"))
     assert any(comp == "redis sentinel topology" for comp, _, _ in doctor_rows())
+
+
+def test_doctor_lists_each_topology_and_whether_it_can_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = topology_rows(str(_old_redis(tmp_path)))
+    assert [r[0] for r in rows] == ["redis sentinel topology", "redis cluster topology"]
+    assert all(status == "cannot run here" and "is 6.2.14" in hint for _, status, hint in rows)
+    assert rows[1][2].endswith("(cbchaos_redis_cluster tests skip meanwhile)")
+    path, version = sentinel_binary()
+    assert main(["doctor"]) == 0
+    lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
+    assert f"redis sentinel topology can run: {path} --sentinel (version {version})" in lines
+    assert f"redis cluster topology can run: {path} --cluster-enabled yes (version {version})" in lines
 
 
 @pytest.mark.parametrize("args, key", [((0, 500, 2000), "replicas=0"), ((2, 10, 2000), "down_after_ms=10"),
