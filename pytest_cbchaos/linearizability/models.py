@@ -114,7 +114,8 @@ class KVModel(CasRegisterModel):
     """Key-value map of cas-registers with ``append`` (string concatenation), partitioned by
     ``op.key`` (P-compositional).
 
-    State is a sorted tuple of ``(key, value)`` pairs so an unpartitioned check is also right.
+    State is a sorted tuple of ``(key, value)`` pairs so an unpartitioned check is also right; a
+    key holding ``initial`` (default nil; Porcupine's kv uses ``""``) is left out of it.
     """
 
     name = "kv"
@@ -125,7 +126,7 @@ class KVModel(CasRegisterModel):
 
     def step(self, state: tuple, op: Op) -> tuple[bool, tuple]:
         key = op.key
-        cur = None
+        cur = self.initial
         for k, v in state:
             if k == key:
                 cur = v
@@ -137,7 +138,7 @@ class KVModel(CasRegisterModel):
         if not ok or new == cur:
             return ok, state
         items = [(k, v) for k, v in state if k != key]
-        if new is not None:
+        if new != self.initial:
             items.append((key, new))
         items.sort(key=lambda kv: repr(kv[0]))
         return True, tuple(items)
@@ -146,7 +147,7 @@ class KVModel(CasRegisterModel):
         return partition_by_key(ops)
 
     def explain(self, s: tuple, op: Op) -> str:
-        cur = dict(s).get(op.key)
+        cur = dict(s).get(op.key, self.initial)
         return f"key {op.key!r}: " + CasRegisterModel.explain(self, cur, op)
 
 
