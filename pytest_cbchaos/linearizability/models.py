@@ -125,18 +125,26 @@ class KVModel(CasRegisterModel):
         return ()
 
     def step(self, state: tuple, op: Op) -> tuple[bool, tuple]:
+        # hot in the search: a partitioned check holds one key, so ``state`` has at most one pair
         key = op.key
         cur = self.initial
         for k, v in state:
             if k == key:
                 cur = v
                 break
-        if op.f == "append":  # Porcupine's kv: the value is a string, nil reads as empty
-            ok, new = True, ("" if cur is None else canonical(cur)) + canonical(op.input)
+        f = op.f
+        if f == _READ:
+            return (op.unknown or same_value(op.output, cur)), state
+        if f == "append":  # Porcupine's kv: the value is a string, nil reads as empty
+            base, tail = "" if cur is None else cur, op.input
+            ok, new = True, ((base if type(base) is str else canonical(base))
+                             + (tail if type(tail) is str else canonical(tail)))
         else:
             ok, new = CasRegisterModel.step(self, cur, op)
         if not ok or new == cur:
             return ok, state
+        if not state or (len(state) == 1 and state[0][0] == key):
+            return True, (((key, new),) if new != self.initial else ())
         items = [(k, v) for k, v in state if k != key]
         if new != self.initial:
             items.append((key, new))
