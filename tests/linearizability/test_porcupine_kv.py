@@ -36,6 +36,20 @@ def test_absent_key_reads_as_empty_string() -> None:
     assert check(history, KVModel(initial=""), timeout=10).verdict is Verdict.OK
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_initial_value_in_the_register_fast_path_and_the_search(fast_path: bool) -> None:
+    from pytest_cbchaos.history.ops import Op
+    ops = [Op(0, 0, "read", None, "", 0, 1, "ok", key="k"),
+           Op(1, 1, "write", "a", None, 2, 3, "ok", key="k"),
+           Op(2, 2, "read", None, "a", 4, 5, "ok", key="k")]
+    result = check(ops, KVModel(initial=""), fast_path=fast_path)
+    assert result.verdict is Verdict.OK
+    assert result.partitions["k"].reason.startswith("decided by zones") is fast_path
+    nil_read = [ops[0].replace(output=None)] + ops[1:]
+    assert check(nil_read, KVModel(initial=""), fast_path=fast_path).verdict is Verdict.ILLEGAL
+    assert check(ops, KVModel(), fast_path=fast_path).verdict is Verdict.ILLEGAL
+
+
 def test_line_forms() -> None:
     p = "{:process 3, :type "
     assert parse_porcupine_kv_line(p + ':invoke, :f :get, :key "7", :value nil}') == (
