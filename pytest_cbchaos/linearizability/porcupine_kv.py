@@ -14,9 +14,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..history.ops import MalformedHistory, pair_events
+from ..history.ops import MalformedHistory
 from ..history.store import History
-from .jepsen import UnrecognisedLine, _clip
+from .jepsen import operation_lines, paired_history
 from .models import KVModel
 
 _LINE = re.compile(r'^\{:process (?P<p>\d+), :type :(?P<t>invoke|ok|fail|info), '
@@ -44,28 +44,16 @@ def read_porcupine_kv(path: str | Path, *, skip_unparsed: bool = False) -> Histo
     """
     p = Path(path)
     events: list[dict[str, Any]] = []
-    with open(p, encoding="utf-8", errors="replace") as fh:
-        for lineno, line in enumerate(fh, 1):
-            parsed = parse_porcupine_kv_line(line)
-            if parsed is None:
-                if skip_unparsed or not line.strip():
-                    continue
-                raise UnrecognisedLine(f"{p}:{lineno}: unrecognised line {_clip(line)!r}; "
-                                       f"expected {EXPECTED_LINE}")
-            typ, proc, f, key, value = parsed
-            if typ == "invoke" and f != "read" and value is None:
-                raise MalformedHistory(f"{p}:{lineno}: {f} of key {key!r} has no string value; "
-                                       "expected :value \"V\"")
-            if typ != "invoke" and f != "read":
-                value = None
-            events.append({"type": typ, "process": proc, "f": f, "key": key, "value": value,
-                           "time": lineno, "index": lineno})
-    h = History(events)
-    try:
-        pair_events(h.events)
-    except MalformedHistory as exc:
-        raise MalformedHistory(f"{p}: {exc}") from None
-    return h
+    for lineno, (typ, proc, f, key, value) in operation_lines(p, parse_porcupine_kv_line,
+                                                              EXPECTED_LINE, skip_unparsed):
+        if typ == "invoke" and f != "read" and value is None:
+            raise MalformedHistory(f"{p}:{lineno}: {f} of key {key!r} has no string value; "
+                                   "expected :value \"V\"")
+        if typ != "invoke" and f != "read":
+            value = None
+        events.append({"type": typ, "process": proc, "f": f, "key": key, "value": value,
+                       "time": lineno, "index": lineno})
+    return paired_history(p, events)
 
 
 def porcupine_kv_model() -> KVModel:
