@@ -115,3 +115,34 @@ def test_cli_timeout_is_the_counterexamples_deadline_too(
     rc, out, _ = _run(capsys, str(DATA / "c01-bad.txt"), "--timeout", "5")
     assert rc == 1 and "first unplaceable:" in out
     assert counterexample_deadlines == [105.0]
+
+
+def test_counterexample_names_the_key_and_its_value() -> None:
+    """The search holds one key's bare value; the counterexample still reads as the kv state."""
+    cx = check_porcupine_kv_log(DATA / "c01-bad.txt", mode="report").counterexample
+    first = cx["first_unplaceable"]
+    assert first["describe"] == "read[7]() -> 'x 0 0 y'"
+    assert first["state"] == "(('7', 'x 0 0 yx 0 3 y'),)"
+    assert cx["attempts"][0]["explain"] == "key '7': read 'x 0 0 y', register holds 'x 0 0 yx 0 3 y'"
+    assert cx["longest_prefix"][-1]["state_after"] == "(('7', 'x 0 0 yx 0 3 y'),)"
+
+
+def test_append_attempt_is_explained_not_called_unknown() -> None:
+    from pytest_cbchaos.history.ops import Op
+    op = Op(0, 0, "append", "b", None, 0, 1, "ok", key="k")
+    text = KVModel().explain((("k", "a"),), op)
+    assert text == "key 'k': append[k]('b') -> nil is legal in state (('k', 'a'),)"
+
+
+def test_a_kv_subclass_is_searched_with_its_own_step() -> None:
+    """Only ``KVModel`` itself narrows its search state: a mutant's ``step`` must be the one
+    judged (here one that loses every append, so a correct history is ILLEGAL)."""
+    class LosesAppends(KVModel):
+        def step(self, state: tuple, op: object) -> tuple[bool, tuple]:
+            if getattr(op, "f") == "append":
+                return True, state
+            return KVModel.step(self, state, op)  # type: ignore[arg-type]
+
+    history = read_porcupine_kv(DATA / "c01-ok.txt")
+    assert check(history, KVModel(initial=""), timeout=10).verdict is Verdict.OK
+    assert check(history, LosesAppends(initial=""), timeout=10).verdict is Verdict.ILLEGAL
