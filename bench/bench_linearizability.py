@@ -243,7 +243,7 @@ def main() -> None:
 #: median of 5 runs x 20 iterations, ms per history
 PORCUPINE_KV_MS = {"c01-ok": 0.120, "c01-bad": 0.059, "c10-ok": 0.797, "c10-bad": 0.580,
                    "c50-ok": 318.5, "c50-bad": 150.8}
-#: the kit's figure (CPU ms, this section, same box and load) before the kv ``step`` fast path
+#: the kit's figure (CPU ms, this section, same box and load) before the bare-value kv search
 PREVIOUS_KV_MS = {"c01-ok": 0.456, "c01-bad": 0.247, "c10-ok": 3.832, "c10-bad": 1.915,
                   "c50-ok": 1151.7, "c50-bad": 253.9}
 
