@@ -11,8 +11,10 @@
 4. The register fast path: a 10,000-op, 16-client register history with distinct writes, legal and
    with one stale read, decided by zones vs the general search (10 s budget). Porcupine's recorded
    figure for the stale-read history: out of memory (no verdict).
+5. Porcupine's six kv histories (``tests/linearizability/data/porcupine-kv/``, ``--kv`` runs this
+   section alone): per-history CPU time of ``check``, median of 5, beside Porcupine's figures.
 
-Run: ``.venv/bin/python bench/bench_linearizability.py [--corpus DIR] [--runs 5]`` (from a worktree the
+Run: ``.venv/bin/python bench/bench_linearizability.py [--corpus DIR] [--runs 5] [--kv]`` (from a worktree the
 corpus is ``--corpus /work/shared/data/jepsen-etcd``-style: the default looks two levels above ``bench/``).
 """
 
@@ -31,9 +33,11 @@ from pytest_cbchaos.history import History
 from pytest_cbchaos.linearizability import CasRegisterModel, check, read_jepsen_log
 from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
 from pytest_cbchaos.linearizability import RegisterModel
+from pytest_cbchaos.linearizability.porcupine_kv import porcupine_kv_model, read_porcupine_kv
 from pytest_cbchaos.testing import register_histories
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "data" / "jepsen-etcd"
+KV_DATA = Path(__file__).resolve().parents[1] / "tests" / "linearizability" / "data" / "porcupine-kv"
 
 
 class _Plain(CasRegisterModel):
@@ -196,7 +200,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", type=Path, default=CORPUS)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--kv", action="store_true", help="only the Porcupine kv section")
     a = ap.parse_args()
+    if a.kv:
+        bench_porcupine_kv(a.runs)
+        return
     if (a.corpus / "verdicts.tsv").exists():
         bench_corpus(a.corpus, a.runs)
         bench_typical(a.corpus)
@@ -227,6 +235,38 @@ def main() -> None:
               f"   ({med / base:.1f}x of 4 procs)")
 
     bench_register_fast_path(a.runs)
+    bench_porcupine_kv(a.runs)
+
+
+#: Porcupine publishes no timings. Its own ``go test -bench Kv`` (``BenchmarkKv*``: check only, the
+#: parse outside the timer) on this project's 2-core box under load, go 1.19, Porcupine 55508eb:
+#: median of 5 runs x 20 iterations, ms per history
+PORCUPINE_KV_MS = {"c01-ok": 0.120, "c01-bad": 0.059, "c10-ok": 0.797, "c10-bad": 0.580,
+                   "c50-ok": 318.5, "c50-bad": 150.8}
+#: the kit's figure (CPU ms, this section, same box and load) before the bare-value kv search
+PREVIOUS_KV_MS = {"c01-ok": 0.456, "c01-bad": 0.247, "c10-ok": 3.832, "c10-bad": 1.915,
+                  "c50-ok": 1151.7, "c50-bad": 253.9}
+
+
+def bench_porcupine_kv(runs: int) -> None:
+    cpu = time.process_time  # CPU time: the box is shared, and a check is single-threaded
+    print(f"\n## Porcupine kv histories (check only, CPU ms, median of {runs}; a short history's "
+          "run is the mean of 20 checks)")
+    print(f"{'history':<9}{'ops':>6}{'verdict':>9}{'kit ms':>10}{'before':>9}{'Porcupine':>11}{'ratio':>7}")
+    model = porcupine_kv_model()
+    for name in PORCUPINE_KV_MS:
+        h = read_porcupine_kv(KV_DATA / f"{name}.txt")
+        r = check(h, model, timeout=120)
+        number = 20 if r.elapsed_s < 0.05 else 1
+        ts = []
+        for _ in range(runs):
+            t0 = cpu()
+            for _ in range(number):
+                check(h, model, timeout=120)
+            ts.append((cpu() - t0) / number)
+        ms, pm = statistics.median(ts) * 1e3, PORCUPINE_KV_MS[name]
+        print(f"{name:<9}{len(r.ops):>6}{r.verdict.value:>9}{ms:>10.3f}{PREVIOUS_KV_MS[name]:>9.3f}"
+              f"{pm:>11.3f}{ms / pm:>6.1f}x")
 
 
 def bench_register_fast_path(runs: int) -> None:

@@ -215,12 +215,13 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
               track: bool) -> dict[Any, PartitionResult]:
     """Round-robin over partitions in slices of 10,000 steps, doubling
     (docs/linearizability-design.md#partitioning-and-scheduling)."""
-    searches = {k: PartitionSearch(v, model, track=track, max_cache_entries=max_cache)
+    searches = {k: PartitionSearch(v, _search_model(model, k), track=track, max_cache_entries=max_cache)
                 for k, v in parts.items()}
     slices = {k: FIRST_SLICE for k in searches}
     active = [k for k, s in searches.items() if s.status == RUNNING]
     confirm = getattr(model, "confirm_model", None)
     uncertain = getattr(model, "needs_confirm", None) or (lambda op: op.unknown)  # default: crashed ops
+    confirming: set[Any] = set()
     stopped = False
     while active and not stopped:
         nxt_active = []
@@ -231,8 +232,9 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
                 budget = min(budget, max_steps - s.steps)
             st = s.run(budget, deadline) if budget > 0 else RUNNING
             slices[k] *= 2
-            if st == ILLEGAL and confirm is not None and s.model is model and any(map(uncertain, s.ops)):
+            if st == ILLEGAL and confirm is not None and k not in confirming and any(map(uncertain, s.ops)):
                 # the fast model approximates these ops; only the confirming one may say ILLEGAL
+                confirming.add(k)
                 searches[k] = PartitionSearch(parts[k], confirm, track=track, max_cache_entries=max_cache)
                 slices[k] = FIRST_SLICE
                 nxt_active.append(k)
@@ -262,8 +264,16 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
             linearization=[i for i, _ in s.linearization] if s.linearization is not None else None,
             partition_ops=s.ops)
         if track:
-            out[k].counterexample = _counterexample(s, k, model) if status == ILLEGAL else None
+            out[k].counterexample = (_counterexample(s, k, _search_model(model, k))
+                                     if status == ILLEGAL else None)
     return out
+
+
+def _search_model(model: Any, key: Any) -> Any:
+    """The model one partition is searched with: ``model.partition_model(key)`` where the model
+    narrows its state to the partition (docs/linearizability-design.md#partitioning-and-scheduling), else the model."""
+    narrow = getattr(model, "partition_model", None)
+    return model if narrow is None else narrow(key)
 
 
 def _counterexample(s: PartitionSearch, key: Any, model: Any) -> dict[str, Any]:
@@ -325,7 +335,7 @@ def _attach_linearizations(decided: Mapping[Any, PartitionResult], model: Any, *
     for res in decided.values():
         if res.verdict is not Verdict.OK or budget <= 0:
             continue
-        s = PartitionSearch(res.partition_ops, model, max_cache_entries=max_cache)
+        s = PartitionSearch(res.partition_ops, _search_model(model, res.key), max_cache_entries=max_cache)
         if s.run(min(budget, 1024 + LINEARIZATION_STEPS_PER_OP * res.ops), deadline) == OK and s.linearization is not None:
             res.linearization = [i for i, _ in s.linearization]
         budget -= s.steps

@@ -1,4 +1,4 @@
-"""``cbchaos check FILE... [--model M] [--format jepsen|jsonl] [--timeout S] [--html OUT]
+"""``cbchaos check FILE... [--model M] [--format jepsen|jsonl|porcupine-kv] [--timeout S] [--html OUT]
 [--allow-empty] [--skip-unparsed]``.
 
 One verdict line per file. Exit codes: 0 all linearizable, 1 any not linearizable, 2 any
@@ -17,8 +17,9 @@ from typing import Any, Sequence
 
 from ..history.ops import MalformedHistory
 from .checker import Verdict, check, compose
-from .inputs import load_history
+from .inputs import FORMATS, load_history
 from .models import get_model, model_names
+from .porcupine_kv import porcupine_kv_model
 
 EXIT = {Verdict.OK: 0, Verdict.ILLEGAL: 1, Verdict.UNKNOWN: 2}
 EXIT_BAD_INPUT = 4
@@ -37,8 +38,9 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", type=Path)
     p.add_argument("--model", default=None,
                    help="register | cas-register | kv | breaker-store | counter | set "
-                        "(default: cas-register for Jepsen logs, kv for JSON lines)")
-    p.add_argument("--format", choices=("jepsen", "jsonl"), default=None,
+                        "(default: cas-register for Jepsen logs, kv for JSON lines and Porcupine kv "
+                        "histories, whose keys start as \"\")")
+    p.add_argument("--format", choices=FORMATS, default=None,
                    help="default: sniffed from the first non-blank line")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="per-file check budget in seconds (default 10)")
@@ -47,7 +49,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-empty", action="store_true",
                    help="accept a history with no operations (default: input error, exit 4)")
     p.add_argument("--skip-unparsed", action="store_true",
-                   help="ignore lines of a Jepsen log that are not operations (default: error)")
+                   help="ignore lines of a Jepsen or Porcupine kv log that are not operations "
+                        "(default: error)")
 
 
 def _html_target_error(out: Path, several: bool) -> str | None:
@@ -89,7 +92,7 @@ def run_check(args: argparse.Namespace) -> int:
                                         allow_empty=getattr(args, "allow_empty", False),
                                         skip_unparsed=getattr(args, "skip_unparsed", False))
             name = args.model or ("cas-register" if fmt == "jepsen" else "kv")
-            model = get_model(name)
+            model = porcupine_kv_model() if (fmt, name) == ("porcupine-kv", "kv") else get_model(name)
             result = check(history, model, timeout=args.timeout, mode="report")
         except (MalformedHistory, OSError, UnicodeDecodeError) as exc:
             print(f"cbchaos check: {exc}", file=sys.stderr)

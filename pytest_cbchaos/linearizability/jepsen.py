@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ..history.ops import MalformedHistory, pair_events
 from ..history.store import History
@@ -90,17 +90,30 @@ def read_jepsen_log(path: str | Path, *, skip_unparsed: bool = False) -> History
     """
     p = Path(path)
     events: list[dict[str, Any]] = []
+    for lineno, (typ, proc, f, value) in operation_lines(p, parse_jepsen_line, EXPECTED_LINE,
+                                                         skip_unparsed):
+        events.append({"type": typ, "process": proc, "f": f, "value": value,
+                       "time": lineno, "index": lineno, "line": lineno})
+    return paired_history(p, events)
+
+
+def operation_lines(p: Path, parse: Callable[[str], Any], expected: str,
+                    skip_unparsed: bool) -> Iterator[tuple[int, Any]]:
+    """``(line number, parse(line))`` for each operation line of a log; any other non-blank line
+    is an :class:`UnrecognisedLine` naming it (``skip_unparsed`` ignores it)."""
     with open(p, encoding="utf-8", errors="replace") as fh:
         for lineno, line in enumerate(fh, 1):
-            parsed = parse_jepsen_line(line.rstrip("\n"))
+            parsed = parse(line.rstrip("\n"))
             if parsed is None:
                 if skip_unparsed or not line.strip():
                     continue
                 raise UnrecognisedLine(f"{p}:{lineno}: unrecognised line {_clip(line)!r}; "
-                                       f"expected {EXPECTED_LINE}")
-            typ, proc, f, value = parsed
-            events.append({"type": typ, "process": proc, "f": f, "value": value,
-                           "time": lineno, "index": lineno, "line": lineno})
+                                       f"expected {expected}")
+            yield lineno, parsed
+
+
+def paired_history(p: Path, events: list[dict[str, Any]]) -> History:
+    """The events as a :class:`History`, their pairing checked now so an error names the file."""
     h = History(events)
     try:
         pair_events(h.events)

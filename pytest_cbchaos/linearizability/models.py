@@ -114,7 +114,8 @@ class KVModel(CasRegisterModel):
     """Key-value map of cas-registers with ``append`` (string concatenation), partitioned by
     ``op.key`` (P-compositional).
 
-    State is a sorted tuple of ``(key, value)`` pairs so an unpartitioned check is also right.
+    State is a sorted tuple of ``(key, value)`` pairs so an unpartitioned check is also right; a
+    key holding ``initial`` (default nil; Porcupine's kv uses ``""``) is left out of it.
     """
 
     name = "kv"
@@ -125,19 +126,16 @@ class KVModel(CasRegisterModel):
 
     def step(self, state: tuple, op: Op) -> tuple[bool, tuple]:
         key = op.key
-        cur = None
+        cur = self.initial
         for k, v in state:
             if k == key:
                 cur = v
                 break
-        if op.f == "append":  # Porcupine's kv: the value is a string, nil reads as empty
-            ok, new = True, ("" if cur is None else canonical(cur)) + canonical(op.input)
-        else:
-            ok, new = CasRegisterModel.step(self, cur, op)
+        ok, new = _value_step(self, cur, op)
         if not ok or new == cur:
             return ok, state
         items = [(k, v) for k, v in state if k != key]
-        if new is not None:
+        if new != self.initial:
             items.append((key, new))
         items.sort(key=lambda kv: repr(kv[0]))
         return True, tuple(items)
@@ -145,9 +143,48 @@ class KVModel(CasRegisterModel):
     def partition(self, ops: Sequence[Op]) -> dict[Any, list[Op]]:
         return partition_by_key(ops)
 
+    def partition_model(self, key: Any) -> Any:
+        """The model one key's partition is searched with: that key's value alone as the state
+        (a smaller memo entry and no pair to rebuild per step). Only this class itself: a
+        subclass (a mutant, another partition) is searched with its own ``step``."""
+        return _OneKey(key, self.initial) if type(self) is KVModel else self
+
     def explain(self, s: tuple, op: Op) -> str:
-        cur = dict(s).get(op.key)
-        return f"key {op.key!r}: " + CasRegisterModel.explain(self, cur, op)
+        return _OneKey(op.key, self.initial).explain(dict(s).get(op.key, self.initial), op)
+
+
+def _value_step(model: CasRegisterModel, cur: Any, op: Op) -> tuple[bool, Any]:
+    """One key's kv step on its bare value: cas-register semantics plus ``append``."""
+    f = op.f
+    if f == _READ:
+        return (op.unknown or same_value(op.output, cur)), cur
+    if f == "append":  # Porcupine's kv: the value is a string, nil reads as empty
+        base, tail = "" if cur is None else cur, op.input
+        return True, ((base if type(base) is str else canonical(base))
+                      + (tail if type(tail) is str else canonical(tail)))
+    return CasRegisterModel.step(model, cur, op)
+
+
+class _OneKey(CasRegisterModel):
+    """``KVModel`` restricted to one key: the state is that key's value; states are described
+    as the whole kv state would be, so counterexamples read the same."""
+
+    name = KVModel.name
+    ops = KVModel.ops
+
+    def __init__(self, key: Any, initial: Any) -> None:
+        super().__init__(initial)
+        self.key = key
+
+    def step(self, state: Any, op: Op) -> tuple[bool, Any]:
+        return _value_step(self, state, op)
+
+    def describe_state(self, s: Any) -> str:
+        return _short(() if s == self.initial else ((self.key, s),))
+
+    def explain(self, s: Any, op: Op) -> str:
+        inner = Model.explain(self, s, op) if op.f == "append" else CasRegisterModel.explain(self, s, op)
+        return f"key {op.key!r}: " + inner
 
 
 #: the models with plain register semantics: a subclass (a mutant, a user's variant with its

@@ -103,27 +103,13 @@ def test_models_with_register_semantics_use_it_and_variants_do_not() -> None:
     assert not any(p.reason.startswith("decided by zones") for p in result.partitions.values())
 
 
-def test_timeout_bounds_the_counterexample_too(monkeypatch: Any) -> None:
+def test_timeout_bounds_the_counterexample_too(counterexample_deadlines: list[float | None]) -> None:
     """The check's deadline is the counterexample's deadline (it used to get a budget of its own
     on top). A frozen clock makes the deadline a known number."""
-    from pytest_cbchaos.linearizability import checker
-
-    class FrozenClock:
-        @staticmethod
-        def monotonic() -> float:
-            return 100.0
-
-        perf_counter = staticmethod(lambda: 0.0)
-
-    seen: list[float | None] = []
-    real = checker._add_counterexample
-    monkeypatch.setattr(checker, "time", FrozenClock)
-    monkeypatch.setattr(checker, "_add_counterexample",
-                        lambda *a, deadline, **kw: (seen.append(deadline), real(*a, deadline=deadline, **kw)))
     history = register_history(2_000, 16, seed=7, stale_read=True)
     result = check(history, RegisterModel(), timeout=5.0, mode="report")
     assert result.verdict is Verdict.ILLEGAL
-    assert seen == [105.0]
+    assert counterexample_deadlines == [105.0]
 
 
 def test_kv_append_concatenates_and_judges_reads() -> None:
