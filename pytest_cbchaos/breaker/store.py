@@ -470,9 +470,11 @@ class InMemoryStore:
         else:
             oid = resolve_op_id(op_id, self._ids)
             t = self._now(now)
+        return self._success_at(backend, t, oid, expected_state or None)
+
+    def _success_at(self, backend: str, t: float, oid: str, expected_state: str | None) -> dict[str, Any]:
         strict = self.strict_probe_ownership
-        o, t, c = self._run_at(backend, t,
-                               lambda r, t: kernel.record_success(r, t, oid, expected_state or None, strict))
+        o, t, c = self._run_at(backend, t, lambda r, t: kernel.record_success(r, t, oid, expected_state, strict))
         return self._reply(o, t, c)
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None,
@@ -482,7 +484,7 @@ class InMemoryStore:
         if not isinstance(backend, str):
             check_backend(backend)
         if lease_seconds is not None:
-            check_lease(lease_seconds)  # validated before any effect, on the fast path too
+            lease_seconds = check_lease(lease_seconds)  # validated before any effect, on the fast path too
         if self._fast:  # inlined: this is the hot path (one call costs as much as the rest)
             if op_id is None:
                 n = next(self._ids._n) & _MASK64
@@ -502,9 +504,33 @@ class InMemoryStore:
         else:
             oid = resolve_op_id(op_id, self._ids)
             t = self._now(now)
-        lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
+        return self._gate_at(backend, t, oid, self.probe_lease_seconds if lease_seconds is None else lease_seconds)
+
+    def _gate_at(self, backend: str, t: float, oid: str, lease: float) -> ClaimResult:
         o, t, c = self._run_at(backend, t, lambda r, t: kernel.gate(r, t, oid, lease))
         return ClaimResult(o.won, self._reply(o, t, c), o.label if o.won else "")
+
+    # ---- CircuitBreaker's hot path (docs/breaker-design.md#hot-path) ----
+    def breaker_gate(self, backend: str, n: int, lease_seconds: float) -> tuple[_FastView, float] | ClaimResult:
+        """``try_transition_and_claim_probe(backend, lease_seconds=..., op_id=self._ids.format(n))`` for
+        :class:`~.breaker.CircuitBreaker` (arguments validated by it): the same op, but a G1 no-op on a record
+        without corrupt fields answers ``(fast view, now)`` instead of a reply, so nothing is built."""
+        t = self._time()
+        ent = self._data.get(backend)
+        v = self._default_view if ent is None else ent[4] if t < ent[3] else None
+        if v is not None and v[0] and not v[3] and n not in v[5]:
+            return v, t
+        return self._gate_at(backend, t, self._ids.format(n), lease_seconds)
+
+    def breaker_success(self, backend: str, n: int) -> tuple[_FastView, float] | dict[str, Any]:
+        """``atomic_record_success(backend, op_id=self._ids.format(n))`` for the breaker, answering
+        ``(fast view, now)`` for a no-op on a zero-count CLOSED record without corrupt fields."""
+        t = self._time()
+        ent = self._data.get(backend)
+        v = self._default_view if ent is None else ent[4] if t < ent[3] else None
+        if v is not None and v[1] and not v[3] and n not in v[5]:
+            return v, t
+        return self._success_at(backend, t, self._ids.format(n), None)
 
     def renew_probe(self, backend: str, probe_token: str, *, lease_seconds: float | None = None,
                     op_id: str | None = None, now: float | None = None) -> bool:
