@@ -574,8 +574,10 @@ class CircuitBreaker(_Core):
             permit = self.acquire()
         else:  # hot path (docs/breaker-design.md#hot-path): the same ops, no reply or permit built for no-ops
             r = st.breaker_gate(self.backend, self._next_n() & _MASK64, self._lease)
-            if len(r) == 3:
+            if len(r) == 3:  # a reply: not a no-op on a clean CLOSED record
                 permit = self._permit_from_claim(r)
+                if permit.probe_token is None:
+                    permit = None  # admitted in CLOSED: resolved below as the hot path resolves
             elif r[0] is not self._noted:
                 self._note_view(*r)
         observed = self.metrics is not None or self.listeners
