@@ -269,9 +269,7 @@ class _Core:
         """``_note_record`` of a hot-path no-op's reply (the fast view's template at ``t``). Noting one
         reply twice in a row changes nothing, so the view is remembered and the next no-op on the
         same view skips this (any other note forgets it)."""
-        d = v[2].copy()
-        d["_now"] = t
-        self._note_record(d)
+        self._note_record(InMemoryStore._noop_reply(v, t))
         self._noted = v
 
     def _note_record(self, d: dict, token: str | None = None) -> None:

@@ -256,8 +256,7 @@ def _admits_when(method: str, noop: Any) -> Any:
     """A broken ``InMemoryStore.breaker_gate`` / ``breaker_success`` answering a no-op whenever ``noop(view, n)``."""
     def broken(self: Any, backend: str, n: int, *lease: float) -> Any:
         t = self._time()
-        ent = self._data.get(backend)
-        v = self._default_view if ent is None else ent[4] if t < ent[3] else None
+        v = self._view_at(backend, t)
         if v is not None and noop(v, n):
             return v, t
         oid = self._ids.format(n)
