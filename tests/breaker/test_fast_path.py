@@ -71,8 +71,9 @@ ops = st.one_of(
 
 def _apply(s: InMemoryStore, op: tuple[Any, ...]) -> Any:
     kind = op[0]
-    if kind == "gate":
-        return tuple(s.try_transition_and_claim_probe("b", op[2], 10.0, op_id=op[1]))
+    if kind == "gate":  # the fast path's ClaimResult subclass answers the properties as class attributes
+        r = s.try_transition_and_claim_probe("b", op[2], 10.0, op_id=op[1])
+        return tuple(r), r.admitted, r.token, r.retry_after
     if kind == "success":
         return s.atomic_record_success("b", op[3], op_id=op[1], now=op[2])
     if kind == "failure":
@@ -179,3 +180,9 @@ def test_differential_catches_broken_fast_path(monkeypatch: pytest.MonkeyPatch, 
     assert first_mismatch(program) is not None
     monkeypatch.setattr(store_mod, "_fast_view", _real_view)
     assert first_mismatch(program) is None
+
+
+@pytest.mark.parametrize("attr,wrong", [("admitted", False), ("token", "1:" + "a" * 32), ("retry_after", 1.0)])
+def test_differential_catches_wrong_admission_attribute(monkeypatch: pytest.MonkeyPatch, attr: str, wrong: Any) -> None:
+    monkeypatch.setattr(store_mod._Admitted, attr, wrong)
+    assert first_mismatch([("gate", None, None)]) is not None
