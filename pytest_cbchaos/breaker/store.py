@@ -14,7 +14,9 @@ those inputs the reply is a copy of a template precomputed from the kernel's own
 dict store under the lock), so the read is a single linearisation point. ``tests/breaker/
 test_fast_path.py`` holds fast path == kernel for arbitrary records. Every other case goes through
 the kernel under the lock, as before. Only exact ``InMemoryStore`` instances use it (subclasses that
-override internals, e.g. the mutants, keep the plain path).
+override internals, e.g. the mutants, keep the plain path). ``breaker_gate`` / ``breaker_success``
+are the same two ops for ``CircuitBreaker.call``, answering a no-op with the view itself
+(docs/breaker-design.md#hot-path).
 """
 
 from __future__ import annotations
