@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pytest_cbchaos.breaker import kernel, store as store_mod
-from pytest_cbchaos.breaker.record import DEFAULT, STATES, Record, encode
+from pytest_cbchaos.breaker.record import DEFAULT, Record, encode
 from pytest_cbchaos.breaker.store import InMemoryStore
 from pytest_cbchaos.faults.clock import ManualClock
+
+import record_strategies
 
 T0 = 1_795_000_000.0
 PREFIX = "0123456789abcdef"
@@ -38,24 +40,9 @@ def _pair(ttl: int = 3600) -> tuple[InMemoryStore, InMemoryStore, ManualClock]:
     return fast, ref, clock
 
 
-times = st.floats(min_value=T0 - 50, max_value=T0 + 50).map(lambda x: round(x, 3))
-entries = st.tuples(st.sampled_from(POOL), st.sampled_from(STATES), st.sampled_from(STATES))
-records = st.builds(
-    Record,
-    state=st.sampled_from(STATES),
-    failure_count=st.sampled_from([0, 0, 1, 2, 7]),
-    last_failure_time=times,
-    open_until=st.one_of(st.just(0.0), times),
-    half_open_probe_active=st.booleans(),
-    probe_token=st.one_of(st.just(""), st.sampled_from(POOL).map(lambda o: "3:" + o)),
-    probe_lease_until=st.one_of(st.just(0.0), times),
-    probe_anchor=st.one_of(st.just(0.0), times),
-    probe_generation=st.integers(0, 5),
-    recent_ops=st.lists(entries, max_size=4).map(tuple),
-)
-corrupt = st.dictionaries(st.sampled_from(["failure_count", "state", "half_open_probe_active", "open_until",
-                                           "recent_ops"]),
-                          st.sampled_from(["abc", "-1", "TRUE", "nan", "zz=open>closed"]), max_size=2)
+records = record_strategies.records(T0, 50, POOL, counts=[0, 0, 1, 2, 7], generation=5, token_gen=3, max_ops=4)
+corrupt = record_strategies.corrupt_fields(["failure_count", "state", "half_open_probe_active", "open_until",
+                                            "recent_ops"], ["abc", "-1", "TRUE", "nan", "zz=open>closed"], 2)
 op_ids = st.one_of(st.none(), st.none(), st.sampled_from(POOL))
 now_arg = st.one_of(st.none(), st.floats(min_value=-5, max_value=60).map(lambda d: round(T0 + d, 3)))
 ops = st.one_of(

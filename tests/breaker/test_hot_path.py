@@ -23,6 +23,8 @@ from pytest_cbchaos.breaker.record import DEFAULT, STATES, Record, encode
 from pytest_cbchaos.breaker.store import InMemoryStore
 from pytest_cbchaos.faults.clock import ManualClock
 
+import record_strategies
+
 T0 = 1_795_000_000.0
 PREFIX = "0123456789abcdef"
 OTHER = ["e" * 32, "f" * 32]
@@ -141,24 +143,10 @@ def first_mismatch(program: list[tuple[Any, ...]], observed: bool = True, ttl: i
     return None
 
 
-times = st.floats(min_value=T0 - 30, max_value=T0 + 30).map(lambda x: round(x, 3))
 pairs = st.tuples(st.sampled_from(STATES), st.sampled_from(STATES))
-records = st.builds(
-    Record,
-    state=st.sampled_from(STATES),
-    failure_count=st.sampled_from([0, 0, 1, 3]),
-    last_failure_time=times,
-    open_until=st.one_of(st.just(0.0), times),
-    half_open_probe_active=st.booleans(),
-    probe_token=st.one_of(st.just(""), st.sampled_from(OTHER).map(lambda o: "2:" + o)),
-    probe_lease_until=st.one_of(st.just(0.0), times),
-    probe_anchor=st.one_of(st.just(0.0), times),
-    probe_generation=st.integers(0, 4),
-    recent_ops=st.lists(st.tuples(st.sampled_from(OTHER), st.sampled_from(STATES), st.sampled_from(STATES)),
-                        max_size=2).map(tuple),
-)
-corrupt = st.dictionaries(st.sampled_from(["failure_count", "state", "probe_generation", "recent_ops"]),
-                          st.sampled_from(["abc", "-1", "zz=open>closed"]), max_size=1)
+records = record_strategies.records(T0, 30, OTHER, counts=[0, 0, 1, 3], generation=4, token_gen=2, max_ops=2)
+corrupt = record_strategies.corrupt_fields(["failure_count", "state", "probe_generation", "recent_ops"],
+                                           ["abc", "-1", "zz=open>closed"], 1)
 hows = st.sampled_from(["ok", "ok", "ok", "counted", "uncounted", "stop", "advance", "write", "fail_inside"])
 ops = st.one_of(
     st.tuples(st.just("call"), hows, st.one_of(st.sampled_from([0.5, 11.0]), records)),
