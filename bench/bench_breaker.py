@@ -125,7 +125,8 @@ def bench_peers_memory(rounds: int, ops: int) -> None:
         if st.try_transition_and_claim_probe("b").admitted:
             st.atomic_record_success("b")
 
-    hot, nxt = InMemoryStore(), kit._next_n
+    hot = InMemoryStore()
+    nxt = hot._next_n
 
     def hot_pair() -> None:  # the store ops of call()'s hot path: the same ops, no reply built
         hot.breaker_gate("b", nxt(), 30.0)

@@ -578,7 +578,7 @@ class CircuitBreaker(_Core):
                     permit = None  # admitted in CLOSED: resolved below as the hot path resolves
             elif r[0] is not self._noted:
                 self._note_view(*r)
-        observed = self.metrics is not None or self.listeners
+        observed = self.metrics is not None or self.listeners  # read once: no clock read when nobody listens
         t0 = self.clock.monotonic() if observed else 0.0
         try:
             result = fn(*args, **kwargs)
@@ -589,7 +589,8 @@ class CircuitBreaker(_Core):
                 permit.failure(type(exc).__name__)
             else:
                 permit.release()
-            self._request("failure", self.clock.monotonic() - t0)
+            if observed:
+                self._request("failure", self.clock.monotonic() - t0)
             raise
         except BaseException:
             if permit is not None:
