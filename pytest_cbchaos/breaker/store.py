@@ -72,6 +72,11 @@ class _Admitted(ClaimResult):
     token = None
     retry_after = None
 
+    @classmethod
+    def _make(cls, iterable: Any) -> ClaimResult:
+        """``_replace`` builds a plain ``ClaimResult``: a changed copy need not be a no-op admission."""
+        return _tuple_new(ClaimResult, iterable)
+
 
 @runtime_checkable
 class CircuitBreakerStore(Protocol):

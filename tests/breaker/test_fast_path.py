@@ -173,3 +173,11 @@ def test_differential_catches_broken_fast_path(monkeypatch: pytest.MonkeyPatch, 
 def test_differential_catches_wrong_admission_attribute(monkeypatch: pytest.MonkeyPatch, attr: str, wrong: Any) -> None:
     monkeypatch.setattr(store_mod._Admitted, attr, wrong)
     assert first_mismatch([("gate", None, None)]) is not None
+
+
+def test_a_changed_admission_is_a_plain_claim_result() -> None:
+    fast, _, _ = _pair()
+    r = fast.try_transition_and_claim_probe("b")
+    assert type(r) is not store_mod.ClaimResult and r.admitted
+    changed = r._replace(record={**r.record, "_prev_state": "open"})
+    assert type(changed) is store_mod.ClaimResult and not changed.admitted
