@@ -2,7 +2,9 @@
 
 0. Against peers, in interleaved rounds (medians and the median of per-round ratios; the machine
    may be busy, so only paired figures are comparable): in-memory ``call(noop)`` CPU per op vs
-   pybreaker 1.4.1 and circuitbreaker 2.1.3, the kit's allow+record pair vs pybreaker's call; and
+   pybreaker 1.4.1 and circuitbreaker 2.1.3, the kit's allow+record pair (the public store ops, each
+   building its reply) and the hot allow+record pair (``breaker_gate`` + ``breaker_success``, the same
+   ops as ``call()`` runs them, no reply built) vs pybreaker's call; and
    Redis-backed decisions/s (one ``call(noop)`` each, direct to redis-server, 1 thread and 8
    processes) vs pybreaker with ``CircuitRedisStorage``.
 1. In-memory allow+record pair: median ns/op of several runs, ratio to a baseline measured in the
@@ -123,7 +125,15 @@ def bench_peers_memory(rounds: int, ops: int) -> None:
         if st.try_transition_and_claim_probe("b").admitted:
             st.atomic_record_success("b")
 
+    hot = InMemoryStore()
+    nxt = hot._next_n
+
+    def hot_pair() -> None:  # the store ops of call()'s hot path: the same ops, no reply built
+        hot.breaker_gate("b", nxt(), 30.0)
+        hot.breaker_success("b", nxt())
+
     rows = _rounds({"kit call": cpu_per_op(lambda: kit.call(noop)), "kit allow+record": cpu_per_op(pair),
+                    "kit hot allow+record": cpu_per_op(hot_pair),
                     "pybreaker call": cpu_per_op(lambda: pyb.call(noop)),
                     "circuitbreaker call": cpu_per_op(lambda: cbk.call(noop))}, rounds)
     print(f"## in-memory, CPU ns per op ({rounds} interleaved rounds of {ops:,} ops; medians)")
@@ -132,6 +142,7 @@ def bench_peers_memory(rounds: int, ops: int) -> None:
     print(f"  kit call / pybreaker call: {_ratios(rows, 'kit call', 'pybreaker call')}")
     print(f"  kit call / circuitbreaker call: {_ratios(rows, 'kit call', 'circuitbreaker call')}")
     print(f"  kit allow+record / pybreaker call: {_ratios(rows, 'kit allow+record', 'pybreaker call')}")
+    print(f"  kit hot allow+record / pybreaker call: {_ratios(rows, 'kit hot allow+record', 'pybreaker call')}")
 
 
 def _noop() -> None:

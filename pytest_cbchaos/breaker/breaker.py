@@ -15,7 +15,6 @@ import functools
 import inspect
 import logging
 import math
-import os
 import random
 import threading
 import time
@@ -28,7 +27,7 @@ from .failures import FailurePredicate, counts_as_failure, extract_status_code
 from .plan import Plan, adrive, drive
 from .ratelimit import EventRateLimiter
 from ..renames import accepts_renamed
-from .store import InMemoryStore, OpIds
+from .store import _MASK64, InMemoryStore, OpIds
 
 log = logging.getLogger("pytest_cbchaos.breaker")
 
@@ -235,8 +234,8 @@ class _Core:
         self.listeners = list(listeners)
         self.store = store
         self._key = f"{id(self)}"
-        self._op_ids: OpIds | None = None
-        self._op_ids_pid = 0
+        self._op_ids = OpIds()
+        self._noted: Any = None  # the fast view ``_note_record`` last saw unchanged (hot path)
         self._ev_src: Callable[[int], tuple[int, list[tuple[str, str]]]] | None = None
         self._ev_seen = 0
         self._ev_lock = threading.Lock()
@@ -246,7 +245,10 @@ class _Core:
         self._listener_log_limiter = EventRateLimiter(self.LISTENER_LOG_INTERVAL, self.clock)
 
     def _bind_store_events(self) -> None:
-        """Forward the store's own events (e.g. ``scripting_fallback``) to ``on_store_event``."""
+        """Forward the store's own events (e.g. ``scripting_fallback``) to ``on_store_event``; an
+        ``InMemoryStore``'s op ids come from the store (see ``_next_op_id``)."""
+        if isinstance(self.store, InMemoryStore):
+            self._op_ids = self.store._ids
         has = self.config.enabled and getattr(type(self.store), "store_events_since", None) is not None
         src = self.store.store_events_since if has else None
         self._ev_src = src
@@ -263,10 +265,18 @@ class _Core:
         for kind, detail in evs:
             self._emit("on_store_event", StoreEvent(self.backend, kind, detail))
 
+    def _note_view(self, v: Any, t: float) -> None:
+        """``_note_record`` of a hot-path no-op's reply (the fast view's template at ``t``). Noting one
+        reply twice in a row changes nothing, so the view is remembered and the next no-op on the
+        same view skips this (any other note forgets it)."""
+        self._note_record(InMemoryStore._noop_reply(v, t))
+        self._noted = v
+
     def _note_record(self, d: dict, token: str | None = None) -> None:
         """Emit ``record_missing`` when a reply shows the record was lost (DEL, FLUSHALL, eviction,
         expiry, restart: X3): its generation went back, a held token's generation is ahead of it, or
         it has no history at all after one was seen. Generations never decrease otherwise."""
+        self._noted = None
         gen = d.get("probe_generation")
         if gen is None:
             return
@@ -287,13 +297,11 @@ class _Core:
             self._hw_hist = True
 
     def _next_op_id(self) -> str:
-        """A unique 32-hex op id: random prefix per breaker *and process* (so a forked child never
-        repeats its parent's ids, which a store would take for duplicates) plus a counter."""
-        ids, pid = self._op_ids, os.getpid()
-        if ids is None or self._op_ids_pid != pid:
-            ids = self._op_ids = OpIds()
-            self._op_ids_pid = pid
-        return ids()
+        """A unique 32-hex op id: random prefix per breaker *and process* (``OpIds`` renews it in a forked
+        child, which must not repeat its parent's ids: a store would take them for duplicates) plus a
+        counter. On an ``InMemoryStore`` the store's own generator, so the hot path
+        (docs/breaker-design.md#hot-path) draws the ids the plain path would."""
+        return self._op_ids()
 
     # events
     def _emit(self, method: str, ev: Any) -> None:
@@ -505,6 +513,10 @@ class CircuitBreaker(_Core):
         if self.store is None:
             self.store = InMemoryStore(clock=self.clock, probe_lease_seconds=self.config.probe_lease_seconds)
         self._bind_store_events()
+        # the hot path of ``call`` (docs/breaker-design.md#hot-path): an exact InMemoryStore, breaker enabled
+        self._hot = self.store if type(self.store) is InMemoryStore and self.config.enabled else None
+        self._next_n = self._op_ids._n.__next__
+        self._lease = self.config.probe_lease_seconds
 
     def _start_heartbeat(self, permit: Permit) -> None:
         """Renew the claim every L/3 (real time) until it resolves, for at most probe_max_hold_seconds."""
@@ -554,22 +566,47 @@ class CircuitBreaker(_Core):
         return None
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        permit = self.acquire()
-        t0 = self.clock.monotonic()
+        st = self._hot
+        permit: Permit | None = None
+        if st is None:
+            permit = self.acquire()
+        else:  # hot path (docs/breaker-design.md#hot-path): the same ops, no reply or permit built for no-ops
+            r = st.breaker_gate(self.backend, self._next_n() & _MASK64, self._lease)
+            if len(r) == 3:  # a reply: not a no-op on a clean CLOSED record
+                permit = self._permit_from_claim(r)
+                if permit.probe_token is None:
+                    permit = None  # admitted in CLOSED: resolved below as the hot path resolves
+            elif r[0] is not self._noted:
+                self._note_view(*r)
+        observed = self.metrics is not None or self.listeners  # read once: no clock read when nobody listens
+        t0 = self.clock.monotonic() if observed else 0.0
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
+            if permit is None:
+                permit = Permit(True, None, "closed", None, _breaker=self)
             if self._counted(exc):
                 permit.failure(type(exc).__name__)
             else:
                 permit.release()
-            self._request("failure", self.clock.monotonic() - t0)
+            if observed:
+                self._request("failure", self.clock.monotonic() - t0)
             raise
         except BaseException:
-            permit.release()
+            if permit is not None:
+                permit.release()  # a tokenless permit's release is no store op
             raise
-        permit.success()
-        self._request("success", self.clock.monotonic() - t0)
+        if permit is not None:
+            permit.success()
+        else:
+            n = self._next_n() & _MASK64
+            r = st.breaker_success(self.backend, n)  # type: ignore[union-attr]
+            if type(r) is not tuple:
+                self._transition_from_reply("atomic_record_success", r, "success", self._op_ids.format(n))
+            elif r[0] is not self._noted:
+                self._note_view(*r)
+        if observed:
+            self._request("success", self.clock.monotonic() - t0)
         return result
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:

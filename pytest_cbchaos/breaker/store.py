@@ -14,7 +14,9 @@ those inputs the reply is a copy of a template precomputed from the kernel's own
 dict store under the lock), so the read is a single linearisation point. ``tests/breaker/
 test_fast_path.py`` holds fast path == kernel for arbitrary records. Every other case goes through
 the kernel under the lock, as before. Only exact ``InMemoryStore`` instances use it (subclasses that
-override internals, e.g. the mutants, keep the plain path).
+override internals, e.g. the mutants, keep the plain path). ``breaker_gate`` / ``breaker_success``
+are the same two ops for ``CircuitBreaker.call``, answering a no-op with the view itself
+(docs/breaker-design.md#hot-path).
 """
 
 from __future__ import annotations
@@ -60,6 +62,20 @@ class ClaimResult(NamedTuple):
         if st == "half_open" and self.record.get("probe_lease_until"):
             return max(0.0, self.record["probe_lease_until"] - now)
         return None
+
+
+class _Admitted(ClaimResult):
+    """A gate's no-op admission in CLOSED (not won): ``admitted`` answered without a property call."""
+
+    __slots__ = ()
+    admitted = True
+    token = None
+    retry_after = None
+
+    @classmethod
+    def _make(cls, iterable: Any) -> ClaimResult:
+        """``_replace`` builds a plain ``ClaimResult``: a changed copy need not be a no-op admission."""
+        return _tuple_new(ClaimResult, iterable)
 
 
 @runtime_checkable
@@ -298,6 +314,7 @@ class InMemoryStore:
         # backend -> [encoded dict, decoded Record | None, corrupt names, expires_at, fast view | None]
         self._data: dict[str, list[Any]] = {}
         self._ids = OpIds()
+        self._next_n = self._ids._n.__next__
         self._dict_cache: tuple[Record, dict[str, Any]] | None = None
         # subclasses may override _read/_write/_data layout (mutants do): they keep the kernel path only
         self._fast = type(self) is InMemoryStore
@@ -444,67 +461,100 @@ class InMemoryStore:
                             lambda r, t: kernel.record_failure(r, t, oid, failure_threshold, recovery_timeout))
         return self._reply(o, t, c)
 
+    # The closed no-ops (G1, and S2 on a zero count) answer from the entry's fast view without the lock
+    # (docs/breaker-design.md#hot-path). The two public ops inline the common case (no op id, no ``now``:
+    # one call costs as much as the rest); the rest of the fast path is ``_view_at`` + ``_noop_reply``.
     def atomic_record_success(self, backend: str, expected_state: str | None = None, *,
                               op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
-        if not isinstance(backend, str):
-            check_backend(backend)
-        if expected_state and expected_state not in STATES:
-            raise ValueError(f"expected_state must be one of {STATES} or None, got {expected_state!r}")
-        if self._fast:  # inlined: this is the hot path (one call costs as much as the rest)
-            if op_id is None:
-                n = next(self._ids._n) & _MASK64
-                oid = ""
-            else:
-                n, oid = -1, resolve_op_id(op_id, self._ids)
-            t = self._time() if now is None else check_now(now)
+        if op_id is None and now is None and not expected_state and self._fast and backend.__class__ is str:
+            n = self._next_n() & _MASK64
+            t = self._time()
             ent = self._data.get(backend)
             v = self._default_view if ent is None else ent[4] if t < ent[3] else None
-            if v is not None and v[1] and (not expected_state or expected_state == "closed") \
-                    and (n not in v[5] if n >= 0 else oid not in v[4]):
+            if v is not None and v[1] and n not in v[5]:
                 d = v[2].copy()  # S2 no-op on a zero-count CLOSED record: kernel result, no write
                 d["_now"] = t
                 d["_corrupt"] = list(v[3]) if v[3] else []
                 return d
-            if n >= 0:
-                oid = self._ids.format(n)
-        else:
-            oid = resolve_op_id(op_id, self._ids)
-            t = self._now(now)
+            return self._success_at(backend, t, self._ids.format(n), None)
+        check_backend(backend)
+        if expected_state and expected_state not in STATES:
+            raise ValueError(f"expected_state must be one of {STATES} or None, got {expected_state!r}")
+        oid = resolve_op_id(op_id, self._ids)
+        t = self._now(now)
+        if self._fast and (not expected_state or expected_state == "closed"):
+            v = self._view_at(backend, t)
+            if v is not None and v[1] and oid not in v[4]:
+                return self._noop_reply(v, t)
+        return self._success_at(backend, t, oid, expected_state or None)
+
+    def _success_at(self, backend: str, t: float, oid: str, expected_state: str | None) -> dict[str, Any]:
         strict = self.strict_probe_ownership
-        o, t, c = self._run_at(backend, t,
-                               lambda r, t: kernel.record_success(r, t, oid, expected_state or None, strict))
+        o, t, c = self._run_at(backend, t, lambda r, t: kernel.record_success(r, t, oid, expected_state, strict))
         return self._reply(o, t, c)
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None,
                                        recovery_timeout: float | None = None, *,
                                        lease_seconds: float | None = None,
                                        op_id: str | None = None) -> ClaimResult:
-        if not isinstance(backend, str):
-            check_backend(backend)
-        if lease_seconds is not None:
-            check_lease(lease_seconds)  # validated before any effect, on the fast path too
-        if self._fast:  # inlined: this is the hot path (one call costs as much as the rest)
-            if op_id is None:
-                n = next(self._ids._n) & _MASK64
-                oid = ""
-            else:
-                n, oid = -1, resolve_op_id(op_id, self._ids)
-            t = self._time() if now is None else check_now(now)
+        if op_id is None and now is None and lease_seconds is None and self._fast and backend.__class__ is str:
+            n = self._next_n() & _MASK64
+            t = self._time()
             ent = self._data.get(backend)
             v = self._default_view if ent is None else ent[4] if t < ent[3] else None
-            if v is not None and v[0] and (n not in v[5] if n >= 0 else oid not in v[4]):
+            if v is not None and v[0] and n not in v[5]:
                 d = v[2].copy()  # G1: CLOSED admits without a write; kernel result, no lock
                 d["_now"] = t
                 d["_corrupt"] = list(v[3]) if v[3] else []
-                return _tuple_new(ClaimResult, (False, d, ""))  # == ClaimResult(False, d, ""), one call less
-            if n >= 0:
-                oid = self._ids.format(n)
-        else:
-            oid = resolve_op_id(op_id, self._ids)
-            t = self._now(now)
+                return _tuple_new(_Admitted, (False, d, ""))  # == ClaimResult(False, d, ""), one call less
+            return self._gate_at(backend, t, self._ids.format(n), self.probe_lease_seconds)
+        check_backend(backend)
         lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
+        oid = resolve_op_id(op_id, self._ids)
+        t = self._now(now)
+        if self._fast:
+            v = self._view_at(backend, t)
+            if v is not None and v[0] and oid not in v[4]:
+                return _tuple_new(_Admitted, (False, self._noop_reply(v, t), ""))
+        return self._gate_at(backend, t, oid, lease)
+
+    def _gate_at(self, backend: str, t: float, oid: str, lease: float) -> ClaimResult:
         o, t, c = self._run_at(backend, t, lambda r, t: kernel.gate(r, t, oid, lease))
         return ClaimResult(o.won, self._reply(o, t, c), o.label if o.won else "")
+
+    def _view_at(self, backend: str, t: float) -> _FastView | None:
+        """The live entry's fast view at ``t`` (the default record's for a missing key), None until the
+        entry's first read made it (or once it expired). Entries are replaced whole, never mutated in
+        place, so this lock-free read is one linearisation point."""
+        ent = self._data.get(backend)
+        return self._default_view if ent is None else ent[4] if t < ent[3] else None
+
+    @staticmethod
+    def _noop_reply(v: _FastView, t: float) -> dict[str, Any]:
+        d = v[2].copy()
+        d["_now"] = t
+        d["_corrupt"] = list(v[3]) if v[3] else []
+        return d
+
+    # ---- CircuitBreaker's hot path (docs/breaker-design.md#hot-path) ----
+    def breaker_gate(self, backend: str, n: int, lease_seconds: float) -> tuple[_FastView, float] | ClaimResult:
+        """``try_transition_and_claim_probe(backend, lease_seconds=..., op_id=self._ids.format(n))`` for
+        :class:`~.breaker.CircuitBreaker` (arguments validated by it): the same op, but a G1 no-op on a record
+        without corrupt fields answers ``(fast view, now)`` instead of a reply, so nothing is built."""
+        t = self._time()
+        v = self._view_at(backend, t)
+        if v is not None and v[0] and not v[3] and n not in v[5]:
+            return v, t
+        return self._gate_at(backend, t, self._ids.format(n), lease_seconds)
+
+    def breaker_success(self, backend: str, n: int) -> tuple[_FastView, float] | dict[str, Any]:
+        """``atomic_record_success(backend, op_id=self._ids.format(n))`` for the breaker, answering
+        ``(fast view, now)`` for a no-op on a zero-count CLOSED record without corrupt fields."""
+        t = self._time()
+        v = self._view_at(backend, t)
+        if v is not None and v[1] and not v[3] and n not in v[5]:
+            return v, t
+        return self._success_at(backend, t, self._ids.format(n), None)
 
     def renew_probe(self, backend: str, probe_token: str, *, lease_seconds: float | None = None,
                     op_id: str | None = None, now: float | None = None) -> bool:

@@ -15,9 +15,11 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from pytest_cbchaos.breaker import kernel, store as store_mod
-from pytest_cbchaos.breaker.record import DEFAULT, STATES, Record, encode
+from pytest_cbchaos.breaker.record import DEFAULT, Record, encode
 from pytest_cbchaos.breaker.store import InMemoryStore
 from pytest_cbchaos.faults.clock import ManualClock
+
+import record_strategies
 
 T0 = 1_795_000_000.0
 PREFIX = "0123456789abcdef"
@@ -38,24 +40,9 @@ def _pair(ttl: int = 3600) -> tuple[InMemoryStore, InMemoryStore, ManualClock]:
     return fast, ref, clock
 
 
-times = st.floats(min_value=T0 - 50, max_value=T0 + 50).map(lambda x: round(x, 3))
-entries = st.tuples(st.sampled_from(POOL), st.sampled_from(STATES), st.sampled_from(STATES))
-records = st.builds(
-    Record,
-    state=st.sampled_from(STATES),
-    failure_count=st.sampled_from([0, 0, 1, 2, 7]),
-    last_failure_time=times,
-    open_until=st.one_of(st.just(0.0), times),
-    half_open_probe_active=st.booleans(),
-    probe_token=st.one_of(st.just(""), st.sampled_from(POOL).map(lambda o: "3:" + o)),
-    probe_lease_until=st.one_of(st.just(0.0), times),
-    probe_anchor=st.one_of(st.just(0.0), times),
-    probe_generation=st.integers(0, 5),
-    recent_ops=st.lists(entries, max_size=4).map(tuple),
-)
-corrupt = st.dictionaries(st.sampled_from(["failure_count", "state", "half_open_probe_active", "open_until",
-                                           "recent_ops"]),
-                          st.sampled_from(["abc", "-1", "TRUE", "nan", "zz=open>closed"]), max_size=2)
+records = record_strategies.records(T0, 50, POOL, counts=[0, 0, 1, 2, 7], generation=5, token_gen=3, max_ops=4)
+corrupt = record_strategies.corrupt_fields(["failure_count", "state", "half_open_probe_active", "open_until",
+                                            "recent_ops"], ["abc", "-1", "TRUE", "nan", "zz=open>closed"], 2)
 op_ids = st.one_of(st.none(), st.none(), st.sampled_from(POOL))
 now_arg = st.one_of(st.none(), st.floats(min_value=-5, max_value=60).map(lambda d: round(T0 + d, 3)))
 ops = st.one_of(
@@ -71,8 +58,9 @@ ops = st.one_of(
 
 def _apply(s: InMemoryStore, op: tuple[Any, ...]) -> Any:
     kind = op[0]
-    if kind == "gate":
-        return tuple(s.try_transition_and_claim_probe("b", op[2], 10.0, op_id=op[1]))
+    if kind == "gate":  # the fast path's ClaimResult subclass answers the properties as class attributes
+        r = s.try_transition_and_claim_probe("b", op[2], 10.0, op_id=op[1])
+        return tuple(r), r.admitted, r.token, r.retry_after
     if kind == "success":
         return s.atomic_record_success("b", op[3], op_id=op[1], now=op[2])
     if kind == "failure":
@@ -179,3 +167,17 @@ def test_differential_catches_broken_fast_path(monkeypatch: pytest.MonkeyPatch, 
     assert first_mismatch(program) is not None
     monkeypatch.setattr(store_mod, "_fast_view", _real_view)
     assert first_mismatch(program) is None
+
+
+@pytest.mark.parametrize("attr,wrong", [("admitted", False), ("token", "1:" + "a" * 32), ("retry_after", 1.0)])
+def test_differential_catches_wrong_admission_attribute(monkeypatch: pytest.MonkeyPatch, attr: str, wrong: Any) -> None:
+    monkeypatch.setattr(store_mod._Admitted, attr, wrong)
+    assert first_mismatch([("gate", None, None)]) is not None
+
+
+def test_a_changed_admission_is_a_plain_claim_result() -> None:
+    fast, _, _ = _pair()
+    r = fast.try_transition_and_claim_probe("b")
+    assert type(r) is not store_mod.ClaimResult and r.admitted
+    changed = r._replace(record={**r.record, "_prev_state": "open"})
+    assert type(changed) is store_mod.ClaimResult and not changed.admitted
