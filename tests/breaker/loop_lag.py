@@ -24,9 +24,12 @@ def runq_wait_s() -> float:
         return 0.0
 
 
-async def loop_lags(workload: Callable[[], Awaitable[Any]], period: float = 0.01) -> tuple[Any, list[float], float]:
+async def loop_lags(workload: Callable[[], Awaitable[Any]], period: float = 0.01,
+                    marks: list[float] | None = None) -> tuple[Any, list[float], float]:
     """Run ``await workload()`` beside a ``period`` ticker; returns its result, the ticks' own lags
-    (wall lag minus run-queue wait, sorted) and the total run-queue wait deducted."""
+    (wall lag minus run-queue wait, sorted) and the total run-queue wait deducted. ``marks`` gets the
+    thread's run-queue wait as read at each tick (a later reading minus the last mark bounds the wait
+    of whatever ran in between)."""
     loop = asyncio.get_running_loop()
     lags: list[float] = []
     deducted = 0.0
@@ -36,6 +39,8 @@ async def loop_lags(workload: Callable[[], Awaitable[Any]], period: float = 0.01
         nonlocal deducted
         while not stop.is_set():
             t, w = loop.time(), runq_wait_s()
+            if marks is not None:
+                marks.append(w)
             await asyncio.sleep(period)
             waited = runq_wait_s() - w
             deducted += waited
