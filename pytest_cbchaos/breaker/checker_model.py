@@ -73,6 +73,11 @@ BLAME_TOTAL_STEPS = 200_000
 GENERIC_CLASSES = ("wrong-transition", "record-differs")
 
 _DURATIONS = ("lease_seconds", "recovery_timeout", "open_for_seconds")  # the deadlines an op writes: now + d
+#: input key ``partition`` sets on an op whose ``op_id`` no other op of the partition carries or names in a
+#: token: no later lookup can find it, so the model keeps its ``recent_ops`` entry under ``_ANON``
+PRIVATE_ID = "id_private"
+_ANON = ""  # never an op's id: an op without one runs under the kernel's zero id
+_ANNOTATIONS = ("now_max", "now_lapses", PRIVATE_ID)  # what ``partition`` adds to inputs
 
 
 def _candidate_times(state: Record, now_min: Any, hi: Any, capped: bool = False,
@@ -131,11 +136,43 @@ def _bounded(op: Op, hi: float | None, wins: Sequence[float]) -> Op:
     return op.replace(input=inp)
 
 
+def _private_ids(ops: Sequence[Op]) -> set[str]:
+    """Op ids carried by one op of ``ops`` only and named in no token (tokens are ``gen:op_id``)."""
+    seen: dict[Any, int] = {}
+    named = set()
+    for op in ops:
+        inp = op.input if isinstance(op.input, dict) else {}
+        seen[inp.get("op_id")] = seen.get(inp.get("op_id"), 0) + 1
+        if isinstance(inp.get("token"), str):
+            named.add(inp["token"].rsplit(":", 1)[-1])
+    return {i for i, n in seen.items() if isinstance(i, str) and i and n == 1 and i not in named}
+
+
+def _anonymous(state: Any, op: Op) -> Any:
+    """``state`` with ``op``'s own ``recent_ops`` entry under ``_ANON`` when its id is private: records that
+    differ only in ids no op can look up are one state for the search's cache (docs/linearizability.md,
+    "breaker-store and server time")."""
+    if not (isinstance(op.input, dict) and op.input.get(PRIVATE_ID)):
+        return state
+    if isinstance(state, Alternatives):
+        return Alternatives(_anonymous(m, op) for m in state)
+    ops = state.recent_ops
+    if ops and ops[-1][0] == op.input["op_id"]:
+        return state.replace(recent_ops=ops[:-1] + ((_ANON,) + ops[-1][1:],))
+    return state
+
+
 def _set_aside(op: Op) -> Op:
     """``op`` with its reply not compared (only its time kept); a success is lenient (closes HALF_OPEN
     without owning the probe), so a store that did that can still be linearized around it."""
     inp = {**op.input, "strict": False} if op.f == "record_success" and isinstance(op.input, dict) else op.input
     return op.replace(input=inp, output={k: v for k, v in op.output.items() if k == "now"})
+
+
+def _private(op: Op, private: set[str]) -> Op:
+    if isinstance(op.input, dict) and op.input.get("op_id") in private:
+        return op.replace(input={**op.input, PRIVATE_ID: True})
+    return op
 
 
 def _generic(found: Sequence[dict[str, Any]]) -> int:
@@ -174,8 +211,8 @@ class BreakerStoreModel(Model):
 
     def _inputs(self, state: Record, op: Op) -> tuple[dict[str, Any], dict[str, Any] | None]:
         inp = dict(op.input or {})
-        inp.pop("now_max", None)
-        inp.pop("now_lapses", None)
+        for k in _ANNOTATIONS:
+            inp.pop(k, None)
         if op.unknown:
             inp["now"] = _lower_bound(state, inp.pop("now_min", None))
             return inp, None
@@ -205,6 +242,7 @@ class BreakerStoreModel(Model):
             return [new] if ok else []
         inp = dict(op.input or {})
         lo, hi, lapses = inp.pop("now_min", None), inp.pop("now_max", None), inp.pop("now_lapses", ())
+        inp.pop(PRIVATE_ID, None)
         observed = None
         if not op.unknown:  # resent: the output is known, the time is bounded by the resend's
             hi, observed = op.output["now_max"], _compared(op.output)
@@ -219,6 +257,17 @@ class BreakerStoreModel(Model):
         return out
 
     def step(self, state: Record | Alternatives, op: Op) -> tuple[bool, Any]:
+        ok, new = self._step(state, op)
+        return ok, (_anonymous(new, op) if ok else new)
+
+    def op_class(self, op: Op) -> Any:
+        """Crashed resets with private ids are interchangeable: a reset writes the same record whenever
+        it runs (symmetry reduction, docs/linearizability-design.md#search)."""
+        if op.unknown and op.f == "reset" and isinstance(op.input, dict) and op.input.get(PRIVATE_ID):
+            return ("reset", op.key)
+        return None
+
+    def _step(self, state: Record | Alternatives, op: Op) -> tuple[bool, Any]:
         if not isinstance(state, Alternatives):
             if not time_uncertain(op) or not self.branch_crashed:
                 return self._step_one(state, op)
@@ -246,14 +295,15 @@ class BreakerStoreModel(Model):
             wins = sorted({t for op in pops if op.f == "gate" and not op.unknown and isinstance(op.output, dict)
                            and op.output.get("won") for t in [_earliest(op)] if t is not None})
             hi = max(nows) if nows else None
-            parts[key] = [_bounded(op, hi, wins) if time_uncertain(op) and isinstance(op.input, dict) else op
-                          for op in pops]
+            private = _private_ids(pops)
+            parts[key] = [_private(_bounded(op, hi, wins) if time_uncertain(op) and isinstance(op.input, dict) else op,
+                                   private) for op in pops]
         return parts
 
     def describe_op(self, op: Op) -> str:
         inp = dict(op.input or {})
         args = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(inp.items())
-                         if k not in ("op_id", "now_min", "now_max", "now_lapses"))
+                         if k not in ("op_id", "now_min") + _ANNOTATIONS)
         out = "?" if op.unknown else _short({k: v for k, v in (op.output or {}).items()
                                              if k not in ("now", "now_max")}, 100)
         if time_uncertain(op) and not op.unknown:

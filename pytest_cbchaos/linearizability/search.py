@@ -166,6 +166,8 @@ class PartitionSearch:
                     entry = nxt[entry]
                     continue
                 ok, ns = step(state, ops[i])
+                if ok and info[i] and ns == state:
+                    ok = False  # an indeterminate no-op never helps (docs/linearizability-design.md#search)
                 if ok:
                     nb = bits | (1 << i)
                     forced = pure[i] and ns == state

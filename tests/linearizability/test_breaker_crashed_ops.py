@@ -100,3 +100,47 @@ def test_alternatives_collapse_once_an_output_decides() -> None:
     assert "one of" in exact.describe_state(s2)
     ok3, s3 = exact.step(s2, last)
     assert ok3 and not isinstance(s3, Alternatives) and s3.state == "open"
+
+
+def crashed_failures_history(observed_count: int, crashed: int = 7) -> list[tuple]:
+    """A reset, then ``crashed`` record_failure calls (threshold 100: the breaker stays closed) that all
+    crash, then a get_state reporting ``observed_count`` failures."""
+    rows = [(0, 0, "invoke", "reset", {"op_id": "r0", "now_min": T}, "b"),
+            (1, 0, "ok", "reset", {"prev_state": "closed", "new_state": "closed", "applied": True, "now": T}, "b")]
+    for i in range(crashed):
+        rows.append((2, 10 + i, "invoke", "record_failure",
+                     {"op_id": f"f{i}", "failure_threshold": 100, "recovery_timeout": 1.0, "now_min": T + 1}, "b"))
+    rows += [(3, 1, "invoke", "get_state", {"op_id": "s0", "now_min": T + 2}, "b"),
+             (4, 1, "ok", "get_state", {"state": "closed", "failure_count": observed_count}, "b")]
+    rows += [(5, 10 + i, "info", "record_failure", None, "b") for i in range(crashed)]
+    return rows
+
+
+def test_crashed_ops_in_another_order_are_one_configuration() -> None:
+    """Crashed ops whose ids no other op names leave records that differ only in the order of those ids
+    in ``recent_ops``; kept anonymous, the orders share cache entries, so an impossible count (8 failures
+    from 7 calls) is ILLEGAL after the 2^7 subsets instead of the 13,700 ordered ones."""
+    result = check_events(ev(crashed_failures_history(8)), MODEL, max_steps=20_000)
+    assert result.verdict is Verdict.ILLEGAL, result.partitions
+    assert check_events(ev(crashed_failures_history(7)), MODEL).verdict is Verdict.OK
+    assert check_events(ev(crashed_failures_history(3)), MODEL).verdict is Verdict.OK
+
+
+def crashed_resets_history(observed_count: int, crashed: int = 12) -> list[tuple]:
+    """One failure (the breaker stays closed), ``crashed`` resets that all crash, then a get_state
+    reporting ``observed_count`` failures."""
+    rows = [(0, 0, "invoke", "record_failure", {**failure(600.0, "f0"), "failure_threshold": 100, "now_min": T}, "b"),
+            (1, 0, "ok", "record_failure", {"prev_state": "closed", "new_state": "closed", "applied": True, "now": T}, "b")]
+    rows += [(2, 10 + i, "invoke", "reset", {"op_id": f"r{i}", "now_min": T + 1}, "b") for i in range(crashed)]
+    rows += [(3, 1, "invoke", "get_state", {"op_id": "s0", "now_min": T + 2}, "b"),
+             (4, 1, "ok", "get_state", {"state": "closed", "failure_count": observed_count}, "b")]
+    return rows + [(5, 10 + i, "info", "reset", None, "b") for i in range(crashed)]
+
+
+def test_crashed_resets_are_tried_in_one_order() -> None:
+    """Crashed resets with private ids write the same record whenever they run (``op_class``): only the
+    earliest untried one is a candidate, so 12 of them cost 13 configurations, not 2^12."""
+    result = check_events(ev(crashed_resets_history(2)), MODEL, max_steps=2_000)
+    assert result.verdict is Verdict.ILLEGAL, result.partitions
+    assert check_events(ev(crashed_resets_history(0)), MODEL).verdict is Verdict.OK  # a reset ran
+    assert check_events(ev(crashed_resets_history(1)), MODEL).verdict is Verdict.OK  # none did

@@ -276,3 +276,19 @@ def test_user_model_protocol_without_base_class() -> None:
 def test_mode_validation() -> None:
     with pytest.raises(ValueError, match="mode"):
         check([], REG, mode="bogus")
+
+
+def test_crashed_ops_that_change_nothing_are_not_tried() -> None:
+    """An indeterminate op that leaves the state as it is never helps a linearization (it has no return
+    to meet), so it is not tried: 16 crashed CAS ops whose compare never matches cost no 2^16 subsets
+    before the stale read is judged (docs/linearizability-design.md#search)."""
+    rows = [(0, 0, "invoke", "write", 1), (1, 0, "ok", "write", None)]
+    rows += [(2, 10 + i, "invoke", "cas", [100 + i, 200 + i]) for i in range(16)]
+    rows += [(3, 50, "invoke", "read", None), (4, 50, "ok", "read", 2)]
+    rows += [(5, 10 + i, "info", "cas", None) for i in range(16)]
+    r = check_events(ev(rows), CAS, max_steps=5_000, fast_path=False)
+    assert r.verdict is Verdict.ILLEGAL, r.partitions
+    assert next(iter(r.partitions.values())).steps < 1_000
+    # a crashed CAS that does match is still tried: it makes the read legal
+    rows[2] = (2, 10, "invoke", "cas", [1, 2])
+    assert check_events(ev(rows), CAS, max_steps=5_000, fast_path=False).verdict is Verdict.OK

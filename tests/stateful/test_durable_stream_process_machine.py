@@ -51,6 +51,15 @@ def stop_at_first_violation(machine: type) -> type:
 
     for name in ("_fail", "check_invariants", "teardown"):
         setattr(machine, name, carrying(getattr(machine, name)))
+    judged_teardown = machine.teardown
+
+    def teardown(self: Any) -> None:
+        if first:  # the run already failed: teardown only cleans up, no turn is awaited and judged again
+            for t in self.turns:
+                t.ended = True
+        judged_teardown(self)
+
+    machine.teardown = teardown
     return machine
 
 
