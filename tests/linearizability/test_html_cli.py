@@ -44,6 +44,15 @@ def _illegal_history_with_fault() -> tuple[History, object]:
     return h, check(h, KVModel(), mode="report")
 
 
+def _appends_read_impossible(path: Path) -> Path:
+    rec = Recorder(13)
+    for call in [rec.invoke(p, "append", chr(97 + p), key="k") for p in range(12)]:
+        call.ok()
+    rec.invoke(12, "read", key="k").ok("zz")
+    rec.close()
+    return write_jsonl(rec.history(), path)
+
+
 def test_timeline_renders_in_chromium_and_shows_failing_op(tmp_path: Path) -> None:
     h, result = _illegal_history_with_fault()
     out = write_timeline(result, tmp_path / "timeline.html", history=h, title="mutant",
@@ -89,8 +98,10 @@ def test_cli_exit_codes_and_verdict_lines(corpus: Path, tmp_path: Path) -> None:
     rc, out, _ = _run_cli(str(ok), str(bad), "--html", str(tmp_path / "tl"))
     assert rc == 1 and "\tILLEGAL\t" in out and "first unplaceable" in out
     assert (tmp_path / "tl" / "etcd_004.log.html").exists()
-    # unknown: a tiny timeout on the hardest log
-    rc, out, _ = _run_cli(str(corpus / "etcd_002.log"), "--timeout", "0.001")
+    # unknown: a tiny timeout on a history no search decides fast (12 concurrent appends, then a read of
+    # a value no order yields: every order must be tried)
+    rc, out, _ = _run_cli(str(_appends_read_impossible(tmp_path / "hard.jsonl")), "--model", "kv",
+                          "--timeout", "0.001")
     assert rc == 2 and "\tUNKNOWN\t" in out
     # jsonl with explicit model
     h, _ = _illegal_history_with_fault()
