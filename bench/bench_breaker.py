@@ -198,11 +198,19 @@ def bench_peers_redis(conn: dict[str, Any], rounds: int, n: int) -> None:
           f"{_ratios(rows8, 'kit 8 processes', 'pybreaker 8 processes')}")
 
 
+def _script_cost(admin: redis.Redis) -> None:
+    """Server-side cost of the commands the peer runs used (``INFO commandstats`` usec_per_call)."""
+    st = admin.info("commandstats")
+    row = ", ".join(f"{k.removeprefix('cmdstat_')} {v['calls']:,} calls {v['usec_per_call']:.1f} us"
+                    for k, v in sorted(st.items()) if k.removeprefix("cmdstat_") in ("evalsha", "get", "set"))
+    print(f"  server-side per call (INFO commandstats): {row}")
+
+
 def calls(admin: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in admin.info("commandstats").items()}
 
 
-def bench_redis(runs: int, n: int) -> None:
+def bench_redis(runs: int, n: int, peers_only: bool = False) -> None:
     from pytest_cbchaos.servers.redis import start_redis
     from pytest_cbchaos.servers.toxiproxy import start_toxiproxy
 
@@ -215,6 +223,9 @@ def bench_redis(runs: int, n: int) -> None:
         admin = server.client()
         direct = {"host": server.host, "port": server.port, "password": server.password}
         bench_peers_redis(direct, runs, n)
+        _script_cost(admin)
+        if peers_only:
+            return
         proxied = {"host": proxy.listen_host, "port": proxy.listen_port, "password": server.password}
         st = RedisStore(redis.Redis(**direct, socket_timeout=5), key_prefix="bench")
         st.atomic_record_failure("rt", 1000, 60)
@@ -268,11 +279,13 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20000)
     ap.add_argument("--redis-pairs", type=int, default=2000)
     ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--redis-peers-only", action="store_true", help="only the Redis-backed peer comparison")
     a = ap.parse_args()
-    bench_peers_memory(max(a.runs, 5), a.pairs)
-    bench_memory(a.runs, a.pairs)
+    if not a.redis_peers_only:
+        bench_peers_memory(max(a.runs, 5), a.pairs)
+        bench_memory(a.runs, a.pairs)
     if not a.memory_only:
-        bench_redis(a.runs, a.redis_pairs)
+        bench_redis(a.runs, a.redis_pairs, a.redis_peers_only)
 
 
 if __name__ == "__main__":
