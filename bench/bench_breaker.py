@@ -13,10 +13,17 @@
    EVALSHA calls per allow / record_success / record_failure (must be exactly 1).
 3. ops/s of allow+record pairs: direct vs through the embedded fault proxy, 1 client and 8 processes.
 
-    .venv/bin/python bench/bench_breaker.py [--runs 5] [--pairs 20000] [--redis-pairs 2000]
+    .venv/bin/python bench/bench_breaker.py [--runs 5] [--pairs 20000] [--redis-pairs 2000] [--redis-peers-only]
+        [--no-hiredis]
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+if os.environ.get("CBCHAOS_BENCH_NO_HIREDIS"):  # --no-hiredis: redis-py's pure-Python parser, in spawned workers too
+    sys.modules["hiredis"] = None  # type: ignore[assignment]
 
 import argparse
 import multiprocessing as mp
@@ -280,7 +287,14 @@ def main() -> None:
     ap.add_argument("--redis-pairs", type=int, default=2000)
     ap.add_argument("--memory-only", action="store_true")
     ap.add_argument("--redis-peers-only", action="store_true", help="only the Redis-backed peer comparison")
+    ap.add_argument("--no-hiredis", action="store_true", help="measure without the optional hiredis parser")
     a = ap.parse_args()
+    if a.no_hiredis and "redis" in sys.modules and not os.environ.get("CBCHAOS_BENCH_NO_HIREDIS"):
+        os.environ["CBCHAOS_BENCH_NO_HIREDIS"] = "1"  # redis is imported already: re-run this script with it blocked
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    from redis.utils import HIREDIS_AVAILABLE
+
+    print(f"redis-py parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python'}")
     if not a.redis_peers_only:
         bench_peers_memory(max(a.runs, 5), a.pairs)
         bench_memory(a.runs, a.pairs)

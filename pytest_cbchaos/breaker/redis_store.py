@@ -168,8 +168,10 @@ class _Core:
 
     # ---- pure parts ----
     def _argv(self, op_id: str, now: float | None, args: list[Any]) -> list[Any]:
-        return [self.time_source, repr(float(now)) if now is not None else "0", self.ttl, self.probe_ttl, op_id,
-                *args]
+        """ARGV of lua/prologue.lua: the settings as one string (fewer arguments for the client to pack), the op id,
+        the op's arguments."""
+        head = f"{self.time_source} {'0' if now is None else repr(float(now))} {self.ttl} {self.probe_ttl}"
+        return [head, op_id, *args]
 
     def _client_now(self, now: float | None) -> float | None:
         if self.time_source == "client":

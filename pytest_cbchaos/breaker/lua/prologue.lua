@@ -1,18 +1,18 @@
 -- Shared prologue: codec, rule N, kernel helpers, TTL and reply. Mirrors record.py / kernel.py.
--- KEYS[1] = record key. ARGV[1] = time source ('server'|'client'), ARGV[2] = client now,
--- ARGV[3] = ttl, ARGV[4] = probe ttl, ARGV[5] = op id; op arguments from ARGV[6].
+-- KEYS[1] = record key. ARGV[1] = '<time source> <client now> <ttl> <probe ttl>' (one string: fewer
+-- arguments per call, docs/breaker-design.md#redis-store), ARGV[2] = op id; op arguments from ARGV[3].
 local fmt, find, match, concat, call = string.format, string.find, string.match, table.concat, redis.call
 local key = KEYS[1]
+local SRC, CNOW, TTL, PTTL = match(ARGV[1], '^(%a+) (%S+) (%d+) (%d+)$')
+TTL, PTTL = tonumber(TTL), tonumber(PTTL)
 local NOW
-if ARGV[1] == 'server' then
+if SRC == 'server' then
   local t = call('TIME')
   NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
 else
-  NOW = tonumber(ARGV[2])
+  NOW = tonumber(CNOW)
 end
-local TTL = tonumber(ARGV[3])
-local PTTL = tonumber(ARGV[4])
-local OPID = ARGV[5]
+local OPID = ARGV[2]
 local STATES = {closed = true, open = true, half_open = true}
 local FIELDS = {'state', 'failure_count', 'last_failure_time', 'open_until', 'half_open_probe_active',
   'probe_token', 'probe_lease_until', 'probe_anchor', 'probe_generation', 'recent_ops'}
@@ -27,7 +27,7 @@ local function dec_int(s)
 end
 
 local function dec_float(s)
-  if find(s, '^%d+$') or find(s, '^%d+%.%d+$') or find(s, '^%d+[eE][+-]?%d+$')
+  if find(s, '^%d+%.%d+$') or find(s, '^%d+$') or find(s, '^%d+[eE][+-]?%d+$')
       or find(s, '^%d+%.%d+[eE][+-]?%d+$') then
     local v = tonumber(s)
     if v and v == v and v ~= math.huge and v <= 1e11 then return v end
