@@ -503,7 +503,7 @@ class RedisStore(_Core):
         if self._try_scripts():
             argv = self._argv(op_id, cnow, args)
             try:
-                raw, acked = self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
+                raw, acked = self._script_io(op, backend, key, argv)
                 return post(*self._with_wait(self.parse_script_reply(op, raw), acked))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
@@ -511,6 +511,26 @@ class RedisStore(_Core):
                 self._mark_fallback()
         kfn = self._kernel_fn(op, op_id, args)
         return post(*self._with_wait(self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow)), None))
+
+    def _script_io(self, op: str, backend: str, key: str, argv: list[Any]) -> tuple[Any, Any]:
+        """``_io`` of ``_script_plan`` with the first EVALSHA made in place: no plan objects when it succeeds; its
+        exception goes to the same plans, as if they had sent it (same resends, same error classes)."""
+        if self.wait_replicas or self.before_command is not None:
+            return self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
+        try:
+            raw = self.client.execute_command("EVALSHA", self.scripts[op][1], 1, key, *argv)
+        except BaseException as exc:
+            first = exc
+        else:
+            self.stats["evalsha"] += 1
+            return raw, None
+        inner = self._script_plan(op, key, argv)
+        next(inner)  # its EVALSHA step: the one just run
+        replay = [lambda: drive(inner, (None, first))]
+
+        def attempt() -> Any:  # the io plan's first attempt is the one above; later ones run afresh
+            return (replay.pop() if replay else lambda: drive(self._script_plan(op, key, argv)))()
+        return self._io(op, backend, attempt)
 
     def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, tuple]:
         if self.pause_hook is not None:
