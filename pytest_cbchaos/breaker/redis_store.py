@@ -1,9 +1,10 @@
 """``RedisStore`` / ``AsyncRedisStore`` (docs/breaker-design.md#redis-store): one EVALSHA per decision, WATCH fallback.
 
 Each op is ``lua/prologue.lua`` + ``lua/<op>.lua``, run with EVALSHA on a locally computed SHA-1;
-NOSCRIPT → ``SCRIPT LOAD`` and one resend. When scripting is unavailable (renamed EVAL/EVALSHA,
-fakeredis without lupa) and ``scripting="auto"``, ops run as WATCH/MULTI transactions computed by
-:mod:`.kernel` (several round trips; pipelines always reset). ``scripting="disabled"`` forces the
+NOSCRIPT → ``SCRIPT LOAD`` and one resend; the settings travel as one ARGV string and a script answers
+one ``|``-joined string (docs/breaker-design.md#one-round-trip-per-decision). When scripting is unavailable
+(renamed EVAL/EVALSHA, fakeredis without lupa) and ``scripting="auto"``, ops run as WATCH/MULTI transactions
+computed by :mod:`.kernel` (several round trips; pipelines always reset). ``scripting="disabled"`` forces the
 fallback (tests of the no-Lua path); ``"required"`` raises ``StoreConfigError`` instead.
 
 Both classes share the pure parts (argument building, reply parsing, error classes) in

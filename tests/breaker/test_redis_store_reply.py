@@ -76,7 +76,8 @@ def test_evalsha_arguments_per_decision(cbchaos_redis: redis.Redis) -> None:
 
     s.try_transition_and_claim_probe("b")  # loads the scripts
     s.atomic_record_success("b")
-    s.client = type("Spy", (), {"execute_command": staticmethod(spy), "connection_pool": cbchaos_redis.connection_pool})()
+    pool = cbchaos_redis.connection_pool
+    s.client = type("Spy", (), {"execute_command": staticmethod(spy), "connection_pool": pool})()
     s.try_transition_and_claim_probe("b")
     s.atomic_record_success("b")
     # EVALSHA sha numkeys key settings op-id + the op's own: lease; expected state, strict
