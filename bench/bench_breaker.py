@@ -15,10 +15,17 @@
    EVALSHA calls per allow / record_success / record_failure (must be exactly 1).
 3. ops/s of allow+record pairs: direct vs through the embedded fault proxy, 1 client and 8 processes.
 
-    .venv/bin/python bench/bench_breaker.py [--runs 5] [--pairs 20000] [--redis-pairs 2000]
+    .venv/bin/python bench/bench_breaker.py [--runs 5] [--pairs 20000] [--redis-pairs 2000] [--redis-peers-only]
+        [--no-hiredis]
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+if os.environ.get("CBCHAOS_BENCH_NO_HIREDIS"):  # --no-hiredis: redis-py's pure-Python parser, in spawned workers too
+    sys.modules["hiredis"] = None  # type: ignore[assignment]
 
 import argparse
 import multiprocessing as mp
@@ -209,11 +216,19 @@ def bench_peers_redis(conn: dict[str, Any], rounds: int, n: int) -> None:
           f"{_ratios(rows8, 'kit 8 processes', 'pybreaker 8 processes')}")
 
 
+def _script_cost(admin: redis.Redis) -> None:
+    """Server-side cost of the commands the peer runs used (``INFO commandstats`` usec_per_call)."""
+    st = admin.info("commandstats")
+    row = ", ".join(f"{k.removeprefix('cmdstat_')} {v['calls']:,} calls {v['usec_per_call']:.1f} us"
+                    for k, v in sorted(st.items()) if k.removeprefix("cmdstat_") in ("evalsha", "get", "set"))
+    print(f"  server-side per call (INFO commandstats): {row}")
+
+
 def calls(admin: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in admin.info("commandstats").items()}
 
 
-def bench_redis(runs: int, n: int) -> None:
+def bench_redis(runs: int, n: int, peers_only: bool = False) -> None:
     from pytest_cbchaos.servers.redis import start_redis
     from pytest_cbchaos.servers.toxiproxy import start_toxiproxy
 
@@ -226,6 +241,9 @@ def bench_redis(runs: int, n: int) -> None:
         admin = server.client()
         direct = {"host": server.host, "port": server.port, "password": server.password}
         bench_peers_redis(direct, runs, n)
+        _script_cost(admin)
+        if peers_only:
+            return
         proxied = {"host": proxy.listen_host, "port": proxy.listen_port, "password": server.password}
         st = RedisStore(redis.Redis(**direct, socket_timeout=5), key_prefix="bench")
         st.atomic_record_failure("rt", 1000, 60)
@@ -279,11 +297,20 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=20000)
     ap.add_argument("--redis-pairs", type=int, default=2000)
     ap.add_argument("--memory-only", action="store_true")
+    ap.add_argument("--redis-peers-only", action="store_true", help="only the Redis-backed peer comparison")
+    ap.add_argument("--no-hiredis", action="store_true", help="measure without the optional hiredis parser")
     a = ap.parse_args()
-    bench_peers_memory(max(a.runs, 5), a.pairs)
-    bench_memory(a.runs, a.pairs)
+    if a.no_hiredis and "redis" in sys.modules and not os.environ.get("CBCHAOS_BENCH_NO_HIREDIS"):
+        os.environ["CBCHAOS_BENCH_NO_HIREDIS"] = "1"  # redis is imported already: re-run this script with it blocked
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    from redis.utils import HIREDIS_AVAILABLE
+
+    print(f"redis-py parser: {'hiredis' if HIREDIS_AVAILABLE else 'pure Python'}")
+    if not a.redis_peers_only:
+        bench_peers_memory(max(a.runs, 5), a.pairs)
+        bench_memory(a.runs, a.pairs)
     if not a.memory_only:
-        bench_redis(a.runs, a.redis_pairs)
+        bench_redis(a.runs, a.redis_pairs, a.redis_peers_only)
 
 
 if __name__ == "__main__":

@@ -25,9 +25,8 @@ def _advance(plan: Plan, outcome: Outcome) -> tuple[bool, Any]:
         return True, stop.value
 
 
-def drive(plan: Plan) -> Any:
-    """Run ``plan`` to its result in this thread."""
-    outcome: Outcome = (None, None)
+def drive(plan: Plan, outcome: Outcome = (None, None)) -> Any:
+    """Run ``plan`` to its result in this thread; ``outcome``: that of a step already run in place."""
     while True:
         done, step = _advance(plan, outcome)
         if done:

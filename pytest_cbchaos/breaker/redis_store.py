@@ -1,9 +1,10 @@
 """``RedisStore`` / ``AsyncRedisStore`` (docs/breaker-design.md#redis-store): one EVALSHA per decision, WATCH fallback.
 
 Each op is ``lua/prologue.lua`` + ``lua/<op>.lua``, run with EVALSHA on a locally computed SHA-1;
-NOSCRIPT → ``SCRIPT LOAD`` and one resend. When scripting is unavailable (renamed EVAL/EVALSHA,
-fakeredis without lupa) and ``scripting="auto"``, ops run as WATCH/MULTI transactions computed by
-:mod:`.kernel` (several round trips; pipelines always reset). ``scripting="disabled"`` forces the
+NOSCRIPT → ``SCRIPT LOAD`` and one resend; the settings travel as one ARGV string and a script answers
+one ``|``-joined string (docs/breaker-design.md#one-round-trip-per-decision). When scripting is unavailable
+(renamed EVAL/EVALSHA, fakeredis without lupa) and ``scripting="auto"``, ops run as WATCH/MULTI transactions
+computed by :mod:`.kernel` (several round trips; pipelines always reset). ``scripting="disabled"`` forces the
 fallback (tests of the no-Lua path); ``"required"`` raises ``StoreConfigError`` instead.
 
 Both classes share the pure parts (argument building, reply parsing, error classes) in
@@ -37,6 +38,10 @@ OPS = ("gate", "record_failure", "record_success", "release_probe", "renew_probe
 TIME_SOURCES = ("server", "client")
 SCRIPTING = ("auto", "required", "disabled")
 _TRANSIENT = ("busy", "loading", "masterdown", "tryagain", "readonly")
+# the script reply, in order (lua/prologue.lua ``reply``): the record's FIELDS, then the op's meta
+REPLY_FIELDS = (*FIELDS, "_prev_state", "_new_state", "_applied", "_now", "_reason", "_label", "_won", "_duplicate",
+                "_corrupt", "_value")
+_NFIELDS = len(REPLY_FIELDS)
 
 
 def load_scripts() -> dict[str, tuple[str, str]]:
@@ -97,10 +102,6 @@ _NOT_SENT = ("connecting", "previous master is now a", "no master found")
 def _maybe_sent(exc: BaseException) -> bool:
     m = str(exc).lower()
     return not (any(p in m for p in _NOT_SENT) or isinstance(exc, rex.MaxConnectionsError))
-
-
-def _s(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
 
 
 class _Core:
@@ -168,8 +169,10 @@ class _Core:
 
     # ---- pure parts ----
     def _argv(self, op_id: str, now: float | None, args: list[Any]) -> list[Any]:
-        return [self.time_source, repr(float(now)) if now is not None else "0", self.ttl, self.probe_ttl, op_id,
-                *args]
+        """ARGV of lua/prologue.lua: the settings as one string (fewer arguments for the client to pack), the op id,
+        the op's arguments."""
+        head = f"{self.time_source} {'0' if now is None else repr(float(now))} {self.ttl} {self.probe_ttl}"
+        return [head, op_id, *args]
 
     def _client_now(self, now: float | None) -> float | None:
         if self.time_source == "client":
@@ -177,20 +180,27 @@ class _Core:
         return None
 
     @staticmethod
-    def parse_script_reply(op: str, raw: Any) -> tuple[dict[str, Any], dict[str, str]]:
-        """Flat reply → (reply dict as InMemoryStore gives it, internal extras)."""
-        if not isinstance(raw, (list, tuple)) or len(raw) % 2:
-            raise StoreError(f"script {op}.lua returned a malformed reply (odd length or not an array)")
-        h = {_s(raw[i]): raw[i + 1] for i in range(0, len(raw), 2)}
-        rec, _ = decode({k: v for k, v in h.items() if k in FIELDS})
-        d = rec.to_dict()
-        prev = _s(h["_prev_state"])
-        corrupt = _s(h["_corrupt"])
-        d.update({"_prev_state": prev, "_prev_was_half_open": prev == "half_open", "_new_state": _s(h["_new_state"]),
-                  "_applied": _s(h["_applied"]) == "1", "_now": float(_s(h["_now"])), "_reason": _s(h["_reason"]),
-                  "_duplicate": _s(h["_duplicate"]) == "1", "_corrupt": corrupt.split(",") if corrupt else []})
-        extras = {"label": _s(h["_label"]), "won": _s(h["_won"]), "value": _s(h["_value"])}
-        return d, extras
+    def parse_script_reply(op: str, raw: Any) -> tuple[dict[str, Any], tuple[str, str, str]]:
+        """The script's one-string reply (``REPLY_FIELDS`` joined by ``|``) → (reply dict as InMemoryStore
+        gives it, (label, won, value)). Split and converted in C: no per-field Python loop."""
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        if not isinstance(raw, str):
+            raise StoreError(f"script {op}.lua returned a malformed reply (not a string: {type(raw).__name__})")
+        f = raw.split("|")
+        if len(f) != _NFIELDS:
+            raise StoreError(f"script {op}.lua returned a malformed reply ({len(f)} fields, expected {_NFIELDS})")
+        st, fc, lft, ou, act, tok, plu, pa, gen, ops, prev, new, applied, now, reason, label, won, dup, cor, value = f
+        try:
+            d = {"state": st, "failure_count": int(fc), "last_failure_time": float(lft), "open_until": float(ou),
+                 "half_open_probe_active": act == "True", "probe_token": tok, "probe_lease_until": float(plu),
+                 "probe_anchor": float(pa), "probe_generation": int(gen), "recent_ops": ops,
+                 "_prev_state": prev, "_prev_was_half_open": prev == "half_open", "_new_state": new,
+                 "_applied": applied == "1", "_now": float(now), "_reason": reason, "_duplicate": dup == "1",
+                 "_corrupt": cor.split(",") if cor else []}
+        except ValueError as exc:
+            raise StoreError(f"script {op}.lua returned a malformed reply ({exc})") from None
+        return d, (label, won, value)
 
     def _kernel_fn(self, op: str, op_id: str, args: list[Any]) -> Callable[[Record, float], kernel.Outcome]:
         if op == "gate":
@@ -304,7 +314,7 @@ class _Core:
             raise rex.ConnectionError(f"The previous master is now a replica (WAIT refused: {acked})")
         return raw, acked
 
-    def _with_wait(self, parsed: tuple[dict, dict], acked: Any) -> tuple[dict, dict]:
+    def _with_wait(self, parsed: tuple[dict, tuple], acked: Any) -> tuple[dict, tuple]:
         """The reply reports how many replicas acknowledged the write (None: WAIT not run, or failed:
         ``_wait_error`` says why)."""
         d, e = parsed
@@ -350,12 +360,10 @@ class _Core:
         raise StoreContentionError(
             f"Failed to atomically {op} for '{backend}' after {self.fallback_max_attempts} retries")
 
-    def _finish_kernel(self, o: kernel.Outcome, now: float, corrupt: tuple[str, ...]) -> tuple[dict, dict]:
-        d = reply(o, now, corrupt)
+    def _finish_kernel(self, o: kernel.Outcome, now: float, corrupt: tuple[str, ...]) -> tuple[dict, tuple]:
         v = o.value
-        extras = {"label": o.label if o.won else "", "won": "1" if o.won else "0",
-                  "value": "" if v is None else ("1" if v is True else "0" if v is False else str(v))}
-        return d, extras
+        return reply(o, now, corrupt), (o.label if o.won else "", "1" if o.won else "0",
+                                        "" if v is None else ("1" if v is True else "0" if v is False else str(v)))
 
     def _mark_fallback(self) -> None:
         if not self.using_fallback:
@@ -386,7 +394,7 @@ class _Core:
 
     # ---- public API shared by both (I/O through self._run) ----
     def _prep(self, op: str, backend: str, args: list[Any], op_id: str | None, now: float | None,
-              post: Callable[[dict, dict], Any]) -> Any:
+              post: Callable[[dict, tuple], Any]) -> Any:
         check_backend(backend)
         oid = resolve_op_id(op_id, self._ids)
         return self._run(op, backend, oid, check_now(now), args, post)
@@ -408,14 +416,14 @@ class _Core:
                                        op_id: str | None = None) -> Any:
         lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
         return self._prep("gate", backend, [repr(lease)], op_id, now,
-                          lambda d, e: ClaimResult(e["won"] == "1", d, e["label"]))
+                          lambda d, e: ClaimResult(e[1] == "1", d, e[0]))
 
     def renew_probe(self, backend: str, probe_token: str, *, lease_seconds: float | None = None,
                     op_id: str | None = None, now: float | None = None) -> Any:
         check_token(probe_token)
         lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
         return self._prep("renew_probe", backend, [probe_token, repr(lease)], op_id, now,
-                          lambda d, e: e["value"] == "1")
+                          lambda d, e: e[2] == "1")
 
     def release_probe(self, backend: str, probe_token: str, outcome: str, *, recovery_timeout: float,
                       op_id: str | None = None, now: float | None = None) -> Any:
@@ -433,7 +441,7 @@ class _Core:
         return self._prep("reset", backend, [], op_id, now, lambda d, e: d)
 
     def increment_failure(self, backend: str) -> Any:
-        return self._prep("increment_failure", backend, [], None, None, lambda d, e: int(e["value"]))
+        return self._prep("increment_failure", backend, [], None, None, lambda d, e: int(e[2]))
 
     def cas_state(self, backend: str, expected_state: str, updates: Mapping[str, Any], *,
                   expected_fields: Mapping[str, Any] | None = None) -> Any:
@@ -444,7 +452,7 @@ class _Core:
             if k not in FIELDS or k == "recent_ops":
                 raise ValueError(f"expected_fields: unknown field {k!r}")
         return self._prep("cas_state", backend, self._cas_args(expected_state, upd, expected_fields), None, None,
-                          lambda d, e: e["value"] == "1")
+                          lambda d, e: e[2] == "1")
 
     def set_state(self, backend: str, state: Mapping[str, Any]) -> Any:
         upd = check_updates(state)
@@ -490,13 +498,13 @@ class RedisStore(_Core):
         return drive(self._io_plan(op, backend, fn, self.clock.sleep, reads))
 
     def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
-             post: Callable[[dict, dict], Any]) -> Any:
+             post: Callable[[dict, tuple], Any]) -> Any:
         cnow = self._client_now(now)
         key = self.key(backend)
         if self._try_scripts():
             argv = self._argv(op_id, cnow, args)
             try:
-                raw, acked = self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
+                raw, acked = self._script_io(op, backend, key, argv)
                 return post(*self._with_wait(self.parse_script_reply(op, raw), acked))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
@@ -505,7 +513,27 @@ class RedisStore(_Core):
         kfn = self._kernel_fn(op, op_id, args)
         return post(*self._with_wait(self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow)), None))
 
-    def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
+    def _script_io(self, op: str, backend: str, key: str, argv: list[Any]) -> tuple[Any, Any]:
+        """``_io`` of ``_script_plan`` with the first EVALSHA made in place: no plan objects when it succeeds; its
+        exception goes to the same plans, as if they had sent it (same resends, same error classes)."""
+        if self.wait_replicas or self.before_command is not None:
+            return self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
+        try:
+            raw = self.client.execute_command("EVALSHA", self.scripts[op][1], 1, key, *argv)
+        except BaseException as exc:
+            first = exc
+        else:
+            self.stats["evalsha"] += 1
+            return raw, None
+        inner = self._script_plan(op, key, argv)
+        next(inner)  # its EVALSHA step: the one just run
+        replay = [lambda: drive(inner, (None, first))]
+
+        def attempt() -> Any:  # the io plan's first attempt is the one above; later ones run afresh
+            return (replay.pop() if replay else lambda: drive(self._script_plan(op, key, argv)))()
+        return self._io(op, backend, attempt)
+
+    def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, tuple]:
         if self.pause_hook is not None:
             decide = kfn
 
@@ -561,7 +589,7 @@ class AsyncRedisStore(_Core):
         return await adrive(self._io_plan(op, backend, fn, self.clock.asleep, reads))
 
     async def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
-                   post: Callable[[dict, dict], Any]) -> Any:
+                   post: Callable[[dict, tuple], Any]) -> Any:
         cnow = self._client_now(now)
         key = self.key(backend)
         if self._try_scripts():
@@ -578,5 +606,5 @@ class AsyncRedisStore(_Core):
             res = await self._io(op, backend, lambda: self._watch(op, backend, key, kfn, cnow))
         return post(*self._with_wait(res, None))
 
-    async def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, dict]:
+    async def _watch(self, op: str, backend: str, key: str, kfn: Callable, cnow: float | None) -> tuple[dict, tuple]:
         return await adrive(self._watch_plan(op, backend, key, kfn, cnow, self.clock.asleep))

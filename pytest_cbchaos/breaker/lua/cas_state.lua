@@ -1,8 +1,8 @@
--- massgen CAS on state (+ expected fields). ARGV[6] = expected state ('' = set_state: unconditional,
--- defaults overlaid), ARGV[7] = n updates, then n field/value pairs (canonical), then m, m pairs.
-local expected = ARGV[6]
-local n = tonumber(ARGV[7])
-local i = 8
+-- massgen CAS on state (+ expected fields). ARGV[3] = expected state ('' = set_state: unconditional,
+-- defaults overlaid), ARGV[4] = n updates, then n field/value pairs (canonical), then m, m pairs.
+local expected = ARGV[3]
+local n = tonumber(ARGV[4])
+local i = 5
 local upd = {}
 for _ = 1, n do upd[#upd + 1] = {ARGV[i], ARGV[i + 1]}; i = i + 2 end
 local m = tonumber(ARGV[i]); i = i + 1

@@ -1,5 +1,5 @@
--- X1: one atomic max-merge. ARGV[6] = open_for_seconds.
-local d = tonumber(ARGV[6])
+-- X1: one atomic max-merge. ARGV[3] = open_for_seconds.
+local d = tonumber(ARGV[3])
 local e = find_op(R)
 if e then return dup_reply(R, CORRUPT, e) end
 local prev = R.state

@@ -1,5 +1,5 @@
--- G1-G7. ARGV[6] = lease seconds.
-local lease = tonumber(ARGV[6])
+-- G1-G7. ARGV[3] = lease seconds.
+local lease = tonumber(ARGV[3])
 local e = find_op(R)
 if e then
   if R.probe_token ~= '' and string.sub(R.probe_token, -33) == ':' .. OPID and token_current(R, R.probe_token) then

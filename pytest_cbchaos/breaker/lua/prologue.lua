@@ -1,24 +1,25 @@
 -- Shared prologue: codec, rule N, kernel helpers, TTL and reply. Mirrors record.py / kernel.py.
--- KEYS[1] = record key. ARGV[1] = time source ('server'|'client'), ARGV[2] = client now,
--- ARGV[3] = ttl, ARGV[4] = probe ttl, ARGV[5] = op id; op arguments from ARGV[6].
+-- KEYS[1] = record key. ARGV[1] = '<time source> <client now> <ttl> <probe ttl>' (one string: fewer
+-- arguments per call, docs/breaker-design.md#redis-store), ARGV[2] = op id; op arguments from ARGV[3].
+local fmt, find, match, concat, call = string.format, string.find, string.match, table.concat, redis.call
 local key = KEYS[1]
+local SRC, CNOW, TTL, PTTL = match(ARGV[1], '^(%a+) (%S+) (%d+) (%d+)$')
+TTL, PTTL = tonumber(TTL), tonumber(PTTL)
 local NOW
-if ARGV[1] == 'server' then
-  local t = redis.call('TIME')
+if SRC == 'server' then
+  local t = call('TIME')
   NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
 else
-  NOW = tonumber(ARGV[2])
+  NOW = tonumber(CNOW)
 end
-local TTL = tonumber(ARGV[3])
-local PTTL = tonumber(ARGV[4])
-local OPID = ARGV[5]
+local OPID = ARGV[2]
 local STATES = {closed = true, open = true, half_open = true}
 local FIELDS = {'state', 'failure_count', 'last_failure_time', 'open_until', 'half_open_probe_active',
   'probe_token', 'probe_lease_until', 'probe_anchor', 'probe_generation', 'recent_ops'}
 
 local function dec_int(s)
   if s == '0' then return 0 end
-  if string.find(s, '^[1-9]%d*$') and #s <= 10 then
+  if find(s, '^[1-9]%d*$') and #s <= 10 then
     local v = tonumber(s)
     if v <= 2147483647 then return v end
   end
@@ -26,8 +27,8 @@ local function dec_int(s)
 end
 
 local function dec_float(s)
-  if string.find(s, '^%d+$') or string.find(s, '^%d+%.%d+$') or string.find(s, '^%d+[eE][+-]?%d+$')
-      or string.find(s, '^%d+%.%d+[eE][+-]?%d+$') then
+  if find(s, '^%d+%.%d+$') or find(s, '^%d+$') or find(s, '^%d+[eE][+-]?%d+$')
+      or find(s, '^%d+%.%d+[eE][+-]?%d+$') then
     local v = tonumber(s)
     if v and v == v and v ~= math.huge and v <= 1e11 then return v end
   end
@@ -36,7 +37,7 @@ end
 
 local function dec_token(s)
   if s == '' then return s end
-  local g, h = string.match(s, '^(%d+):([0-9a-f]+)$')
+  local g, h = match(s, '^(%d+):([0-9a-f]+)$')
   if g and #g <= 15 and #h == 32 then return s end
   return nil
 end
@@ -44,7 +45,7 @@ end
 local function dec_ops(s)
   local out, dropped = {}, false
   for part in string.gmatch(s, '[^ ]+') do
-    local o, a, b = string.match(part, '^([0-9a-f]+)=([a-z_]+)>([a-z_]+)$')
+    local o, a, b = match(part, '^([0-9a-f]+)=([a-z_]+)>([a-z_]+)$')
     if o and #o == 32 and STATES[a] and STATES[b] then
       out[#out + 1] = {o, a, b}
     else
@@ -56,7 +57,7 @@ local function dec_ops(s)
 end
 
 local function read()
-  local raw = redis.call('HGETALL', key)
+  local raw = call('HGETALL', key)
   local h = {}
   for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
   local r = {state = 'closed', failure_count = 0, last_failure_time = 0.0, open_until = 0.0,
@@ -94,7 +95,7 @@ local function normalize(r)
   return r
 end
 
-local function q6(x) return tonumber(string.format('%.6f', x)) end
+local function q6(x) return tonumber(fmt('%.6f', x)) end
 local function inc(n) if n < 2147483647 then return n + 1 end return n end
 
 local function clear(r)
@@ -122,7 +123,7 @@ end
 local function claim(r, lease)
   r.probe_generation = r.probe_generation + 1
   r.state = 'half_open'; r.half_open_probe_active = true
-  r.probe_token = string.format('%d', r.probe_generation) .. ':' .. OPID
+  r.probe_token = fmt('%d', r.probe_generation) .. ':' .. OPID
   r.probe_lease_until = q6(NOW + lease)
   r.probe_anchor = r.open_until
 end
@@ -130,18 +131,18 @@ end
 local function enc_ops(ops)
   local parts = {}
   for i, e in ipairs(ops) do parts[i] = e[1] .. '=' .. e[2] .. '>' .. e[3] end
-  return table.concat(parts, ' ')
+  return concat(parts, ' ')
 end
 
-local function encode(r, ff)
-  ff = ff or '%.6f'
+local function encode(r)
+  local ff = '%.6f'
   local b = 'False'
   if r.half_open_probe_active then b = 'True' end
-  return {'state', r.state, 'failure_count', string.format('%d', r.failure_count),
-    'last_failure_time', string.format(ff, r.last_failure_time), 'open_until', string.format(ff, r.open_until),
+  return {'state', r.state, 'failure_count', fmt('%d', r.failure_count),
+    'last_failure_time', fmt(ff, r.last_failure_time), 'open_until', fmt(ff, r.open_until),
     'half_open_probe_active', b, 'probe_token', r.probe_token,
-    'probe_lease_until', string.format(ff, r.probe_lease_until), 'probe_anchor', string.format(ff, r.probe_anchor),
-    'probe_generation', string.format('%d', r.probe_generation), 'recent_ops', enc_ops(r.recent_ops)}
+    'probe_lease_until', fmt(ff, r.probe_lease_until), 'probe_anchor', fmt(ff, r.probe_anchor),
+    'probe_generation', fmt('%d', r.probe_generation), 'recent_ops', enc_ops(r.recent_ops)}
 end
 
 local function ttl_for(r)
@@ -159,19 +160,23 @@ end
 
 local function write(r)
   local enc = encode(r)
-  redis.call('HSET', key, unpack(enc))
-  redis.call('EXPIRE', key, ttl_for(r))
+  call('HSET', key, unpack(enc))
+  call('EXPIRE', key, ttl_for(r))
 end
 
--- Reply: flat field/value array. meta = {prev, new, applied, reason, label, won, duplicate, value}
+-- Reply: one string, REPLY_FIELDS of redis_store.py joined by '|' (no value can hold one): the record
+-- (exact doubles, %.17g; writes use %.6f), then prev, new, applied, now, reason, label, won, duplicate,
+-- corrupt (','-joined), value. One bulk string parses in C on the client (docs/breaker-design.md#redis-store).
+local function g17(x) if x == 0 then return '0' end return fmt('%.17g', x) end
+local function b(x) if x then return '1' end return '0' end
+
 local function reply(r, corrupt, prev, new, applied, reason, label, won, dup, value)
-  local out = encode(r, '%.17g')  -- exact doubles in replies; writes use %.6f
-  local function b(x) if x then return '1' end return '0' end
-  local extra = {'_prev_state', prev, '_new_state', new, '_applied', b(applied), '_now', string.format('%.17g', NOW),
-    '_reason', reason or '', '_label', label or '', '_won', b(won), '_duplicate', b(dup),
-    '_corrupt', table.concat(corrupt, ','), '_value', tostring(value or '')}
-  for _, x in ipairs(extra) do out[#out + 1] = x end
-  return out
+  local act = 'False'
+  if r.half_open_probe_active then act = 'True' end
+  return concat({r.state, fmt('%d', r.failure_count), g17(r.last_failure_time), g17(r.open_until),
+    act, r.probe_token, g17(r.probe_lease_until), g17(r.probe_anchor), fmt('%d', r.probe_generation),
+    enc_ops(r.recent_ops), prev, new, b(applied), fmt('%.17g', NOW), reason or '', label or '', b(won),
+    b(dup), concat(corrupt, ','), tostring(value or '')}, '|')
 end
 
 local function dup_reply(r, corrupt, e)

@@ -1,6 +1,6 @@
--- F1-F4. ARGV[6] = failure threshold, ARGV[7] = recovery timeout.
-local failure_threshold = tonumber(ARGV[6])
-local recovery_timeout = tonumber(ARGV[7])
+-- F1-F4. ARGV[3] = failure threshold, ARGV[4] = recovery timeout.
+local failure_threshold = tonumber(ARGV[3])
+local recovery_timeout = tonumber(ARGV[4])
 local e = find_op(R)
 if e then return dup_reply(R, CORRUPT, e) end
 local prev = R.state

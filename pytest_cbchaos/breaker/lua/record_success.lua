@@ -1,5 +1,5 @@
--- S1-S4. ARGV[6] = expected state ('' = none), ARGV[7] = strict ('1'/'0').
-local expected = ARGV[6]
+-- S1-S4. ARGV[3] = expected state ('' = none), ARGV[4] = strict ('1'/'0').
+local expected = ARGV[3]
 local e = find_op(R)
 if e then return dup_reply(R, CORRUPT, e) end
 local prev = R.state
@@ -10,6 +10,6 @@ if prev == 'closed' then
   return applied(R, CORRUPT, prev, '', '', false)
 end
 if prev == 'open' then return noop(R, CORRUPT, 'guard_open') end
-if ARGV[7] == '1' then return noop(R, CORRUPT, 'stale_token') end
+if ARGV[4] == '1' then return noop(R, CORRUPT, 'stale_token') end
 R.state = 'closed'; R.failure_count = 0; clear(R)
 return applied(R, CORRUPT, prev, '', '', false)

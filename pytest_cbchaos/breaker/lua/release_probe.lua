@@ -1,5 +1,5 @@
--- P1-P5. ARGV[6] = token, ARGV[7] = outcome, ARGV[8] = recovery timeout.
-local tok, outcome, recovery_timeout = ARGV[6], ARGV[7], tonumber(ARGV[8])
+-- P1-P5. ARGV[3] = token, ARGV[4] = outcome, ARGV[5] = recovery timeout.
+local tok, outcome, recovery_timeout = ARGV[3], ARGV[4], tonumber(ARGV[5])
 local e = find_op(R)
 if e then return dup_reply(R, CORRUPT, e) end
 local prev = R.state

@@ -1,5 +1,5 @@
--- Renew a current token's lease (max-merge). ARGV[6] = token, ARGV[7] = lease seconds. Not in recent_ops.
-local tok, lease = ARGV[6], tonumber(ARGV[7])
+-- Renew a current token's lease (max-merge). ARGV[3] = token, ARGV[4] = lease seconds. Not in recent_ops.
+local tok, lease = ARGV[3], tonumber(ARGV[4])
 if not token_current(R, tok) then
   if R.state ~= 'half_open' then return noop(R, CORRUPT, 'not_half_open', '0') end
   return noop(R, CORRUPT, 'stale_token', '0')
