@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_cbchaos.breaker import model as bmodel
@@ -144,9 +144,11 @@ def test_correct_sequential_runs_are_never_illegal(evs: list[dict[str, Any]]) ->
 
 
 def test_generator_produces_resends_and_crashes() -> None:
-    """The property above sees what it claims: duplicate answers, crashed ops, concurrency."""
+    """The property above sees what it claims: duplicate answers, crashed ops, concurrency. Derandomized:
+    a claim about the generator holds for one fixed draw sequence every run, not for a lucky one."""
     seen = {"now_max": 0, "info": 0}
 
+    @settings(derandomize=True, database=None)
     @given(correct_history())
     def collect(evs: list[dict[str, Any]]) -> None:
         seen["now_max"] += sum("now_max" in (e["value"] or {}) for e in evs if e["type"] == "ok")
