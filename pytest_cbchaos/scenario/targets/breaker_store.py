@@ -229,8 +229,7 @@ class BreakerStoreTarget(Target):
                 supported["reason"] = f"{f} reply lacks the store metadata ({type(exc).__name__}: {exc})"
                 return reply
             if not durable(reply, p["wait_replicas"]):
-                h.info(("not-durable", "fewer replicas acknowledged than wait_replicas"))
-                return reply
+                out["durable"] = False  # applied as observed, or lost in a failover (checker_model.maybe_lost)
             h.ok(out)
             return reply
 

@@ -1,0 +1,73 @@
+"""The breaker-store model and writes fewer replicas acknowledged than asked (``durable: false``,
+docs/linearizability.md#not-durable-writes): applied exactly as observed, or lost in a failover.
+
+Each OK case has an ILLEGAL twin, so the op cannot pass by being ignored; the acknowledged writes the
+lost-writes audit counts leave such a write out.
+"""
+
+from __future__ import annotations
+
+from lin_events import ev
+
+from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
+from pytest_cbchaos.breaker.lost_writes import acknowledged_writes
+from pytest_cbchaos.history.ops import pair_events
+from pytest_cbchaos.linearizability import Verdict, check_events
+
+MODEL = BreakerStoreModel()
+T = 1_000.0
+OPENED = {"prev_state": "closed", "new_state": "open", "applied": True}
+COUNTED = {"prev_state": "closed", "new_state": "closed", "applied": True}
+STILL_CLOSED = {"prev_state": "closed", "new_state": "closed", "applied": False, "won": False}
+STILL_OPEN = {"prev_state": "open", "new_state": "open", "applied": False, "won": False}
+
+
+def failure(op_id: str, threshold: int = 1) -> dict:
+    return {"op_id": op_id, "failure_threshold": threshold, "recovery_timeout": 60.0, "now_min": T}
+
+
+def then_gate(first: dict, gate_out: dict) -> list[tuple]:
+    """A failure answered ``first`` at T, then a gate at T+1 answered ``gate_out``."""
+    return [(0, 0, "invoke", "record_failure", failure("f1"), "b"),
+            (1, 0, "ok", "record_failure", {**first, "now": T}, "b"),
+            (2, 1, "invoke", "gate", {"op_id": "g1", "lease_seconds": 1.0, "now_min": T + 1}, "b"),
+            (3, 1, "ok", "gate", {**gate_out, "now": T + 1}, "b")]
+
+
+def verdict(rows: list[tuple]) -> Verdict:
+    return check_events(ev(rows), MODEL).verdict
+
+
+def test_a_not_durable_write_may_be_lost() -> None:
+    assert verdict(then_gate({**OPENED, "durable": False}, STILL_CLOSED)) is Verdict.OK
+
+
+def test_the_same_write_acknowledged_cannot_be_lost() -> None:
+    assert verdict(then_gate(OPENED, STILL_CLOSED)) is Verdict.ILLEGAL
+
+
+def test_a_not_durable_write_may_have_stood() -> None:
+    assert verdict(then_gate({**OPENED, "durable": False}, STILL_OPEN)) is Verdict.OK
+
+
+def counted_twice(first: dict) -> list[tuple]:
+    """Two failures (threshold 2); the second, acknowledged, opens: only if the first was applied."""
+    return [(0, 0, "invoke", "record_failure", failure("f1", 2), "b"),
+            (1, 0, "ok", "record_failure", {**first, "durable": False, "now": T}, "b"),
+            (2, 0, "invoke", "record_failure", {**failure("f2", 2), "now_min": T + 1}, "b"),
+            (3, 0, "ok", "record_failure", {**OPENED, "now": T + 1}, "b")]
+
+
+def test_a_not_durable_write_whose_effect_is_observed_is_applied() -> None:
+    assert verdict(counted_twice(COUNTED)) is Verdict.OK
+
+
+def test_its_reply_is_still_checked_when_its_effect_is_observed() -> None:
+    """Applied, the first failure cannot have opened at count 0 (threshold 2); lost, the second cannot open."""
+    assert verdict(counted_twice(OPENED)) is Verdict.ILLEGAL
+
+
+def test_the_lost_writes_audit_counts_only_acknowledged_writes() -> None:
+    ops = pair_events(ev(then_gate({**OPENED, "durable": False}, STILL_CLOSED)))
+    assert acknowledged_writes(ops) == []
+    assert [o.f for o in acknowledged_writes(pair_events(ev(then_gate(OPENED, STILL_CLOSED))))] == ["record_failure"]
