@@ -7,6 +7,10 @@ lost-writes audit counts leave such a write out.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 from lin_events import ev
 
 from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
@@ -71,3 +75,60 @@ def test_the_lost_writes_audit_counts_only_acknowledged_writes() -> None:
     ops = pair_events(ev(then_gate({**OPENED, "durable": False}, STILL_CLOSED)))
     assert acknowledged_writes(ops) == []
     assert [o.f for o in acknowledged_writes(pair_events(ev(then_gate(OPENED, STILL_CLOSED))))] == ["record_failure"]
+
+
+# -- the recorded history --------------------------------------------------------------------------
+DATA = Path(__file__).parent / "data" / "breaker_sentinel_failover_not_durable.jsonl"
+
+
+def recorded() -> list[dict[str, Any]]:
+    """scenarios/breaker-sentinel-failover.yaml beside ten busy loops: 201 ops on one backend; after the
+    failover the new primary had one replica of two, so 19 replies (t = 1.2..3.0 s) came back short of
+    ``WAIT 2``; 3 of them wrote."""
+    return [json.loads(line) for line in DATA.read_text().splitlines()]
+
+
+def as_crashed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history as recorded before: each not-durable reply an ``info`` (no output, no end); the worker
+    goes on as a new process."""
+    out, renamed, fresh = [], {}, iter(range(1000, 10_000))
+    for e in events:
+        p = e["process"]
+        e = {**e, "process": renamed.get(p, p)}
+        if e["type"] == "ok" and e["value"].get("durable") is False:
+            renamed[p] = next(fresh)
+            e = {**e, "type": "info", "value": None, "error": ["not-durable", "fewer replicas acknowledged"]}
+        out.append(e)
+    return out
+
+
+def with_read_after_last_release(events: list[dict[str, Any]], seen: dict[str, Any]) -> list[dict[str, Any]]:
+    """A gate by a new process just after the last acknowledged probe release (it closed the breaker),
+    answered ``seen``."""
+    i, rel = max((i, e) for i, e in enumerate(events) if e["type"] == "ok" and e["f"] == "release_probe"
+                 and e["value"].get("applied") and "durable" not in e["value"])
+    now = rel["value"]["now"] + 0.001
+    gate = [{"type": "invoke", "process": 99, "f": "gate", "key": rel["key"], "time": rel["time"] + 1,
+             "value": {"op_id": "planted", "lease_seconds": 0.5, "now_min": now}},
+            {"type": "ok", "process": 99, "f": "gate", "key": rel["key"], "time": rel["time"] + 2,
+             "value": {**seen, "now": now}}]
+    out = events[:i + 1] + gate + events[i + 1:]
+    return [{**e, "index": n} for n, e in enumerate(out)]
+
+
+def test_recorded_history_with_not_durable_writes_is_decided_ok() -> None:
+    events = recorded()
+    assert sum(e["type"] == "ok" and e["value"].get("durable") is False for e in events) == 19
+    assert check_events(events, MODEL, max_steps=2_000, timeout=None).verdict is Verdict.OK
+
+
+def test_recorded_as_crashed_ops_the_search_does_not_end() -> None:
+    """The same history recorded as before: UNKNOWN (also with 100 000 steps or 10 s)."""
+    assert check_events(as_crashed(recorded()), MODEL, max_steps=5_000, timeout=None).verdict is Verdict.UNKNOWN
+
+
+def test_a_planted_lost_write_in_the_recorded_history_is_illegal() -> None:
+    """The acknowledged release lost: the probe is still held just after it."""
+    busy = {"prev_state": "half_open", "new_state": "half_open", "applied": False, "won": False}
+    assert check_events(with_read_after_last_release(recorded(), busy), MODEL).verdict is Verdict.ILLEGAL
+    assert check_events(with_read_after_last_release(recorded(), STILL_CLOSED), MODEL).verdict is Verdict.OK
