@@ -72,7 +72,7 @@ class BreakerStoreTarget(Target):
                              check=lambda v: None if v in ("server", "client") else "server or client"),
         "store_factory": Param(str, None, "'pkg.mod:factory' building your own store", nullable=True),
         "wait_replicas": Param(int, 0, "WAIT for this many replicas after each write (0: off); a reply with fewer "
-                                       "is recorded as indeterminate (docs/redis-topologies.md#durability-policy)",
+                                       "is recorded as not durable: applied or lost (docs/linearizability.md#not-durable-writes)",
                                minimum=0),
         "wait_timeout_ms": Param(int, 100, "WAIT timeout, milliseconds", minimum=1),
     }
