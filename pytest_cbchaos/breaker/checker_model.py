@@ -20,6 +20,13 @@ of records (:class:`Alternatives`) until later ops' outputs leave one. Replaying
 its invoke time only, as this model did before, gave false violations when a cooldown of 1 ms
 ended between the invoke and the op's real execution.
 
+A write whose reply came back with fewer replicas than asked (``WAIT``, docs/redis-topologies.md#scenarios)
+completed with ``durable: false`` in its value: it ran at its reply's ``now`` with its observed output, but a
+failover may have lost it. Such an op is either applied exactly as observed or not at all (:func:`maybe_lost`):
+two successors, inside the op's own ``[call, ret]``. Recording it as crashed instead (any time, any output,
+until the history's end) left the search no bound: two dozen such writes exhausted the budget
+(docs/linearizability.md#not-durable-writes).
+
 A resent op answered ``_duplicate`` (the store had already applied it under the same op id)
 completed with a known output, but its reply's time is the resend's, not the op's: the op took
 effect at some server time between its invoke and the resend. Its completion value carries that
@@ -100,9 +107,14 @@ def time_uncertain(op: Op) -> bool:
                           and op.output.get("now_max") is not None)
 
 
+def maybe_lost(op: Op) -> bool:
+    """Completed with fewer replicas than asked: applied as observed, or lost in a failover."""
+    return not op.unknown and isinstance(op.output, dict) and op.output.get("durable") is False
+
+
 def _compared(out: dict[str, Any]) -> dict[str, Any]:
-    """The observed output the model compares: no times; a resent op's ``won`` only when true."""
-    obs = {k: v for k, v in out.items() if k not in ("now", "now_max")}
+    """The observed output the model compares: no times, no durability; a resent op's ``won`` only when true."""
+    obs = {k: v for k, v in out.items() if k not in ("now", "now_max", "durable")}
     if out.get("now_max") is not None and out.get("now") is None and not obs.get("won", True):
         obs.pop("won")
     return obs
@@ -268,14 +280,15 @@ class BreakerStoreModel(Model):
         return None
 
     def _step(self, state: Record | Alternatives, op: Op) -> tuple[bool, Any]:
-        if not isinstance(state, Alternatives):
+        lossy = maybe_lost(op)
+        if not isinstance(state, Alternatives) and not lossy:
             if not time_uncertain(op) or not self.branch_crashed:
                 return self._step_one(state, op)
             nexts = self._successors(state, op)
         else:
             nexts = []
-            for member in state:
-                for new in self._successors(member, op):
+            for member in (state if isinstance(state, Alternatives) else (state,)):
+                for new in self._successors(member, op) + ([member] if lossy else []):
                     if new not in nexts:
                         nexts.append(new)
         if not nexts:
@@ -305,9 +318,11 @@ class BreakerStoreModel(Model):
         args = ", ".join(f"{k}={_short(v, 40)}" for k, v in sorted(inp.items())
                          if k not in ("op_id", "now_min") + _ANNOTATIONS)
         out = "?" if op.unknown else _short({k: v for k, v in (op.output or {}).items()
-                                             if k not in ("now", "now_max")}, 100)
+                                             if k not in ("now", "now_max", "durable")}, 100)
         if time_uncertain(op) and not op.unknown:
             out += " (resent, _duplicate)"
+        if maybe_lost(op):
+            out += " (not durable: applied or lost)"
         return f"{op.f}[{op.key}]({args}) -> {out}"
 
     def describe_state(self, s: Record | Alternatives) -> str:

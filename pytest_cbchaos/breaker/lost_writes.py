@@ -50,12 +50,13 @@ class LostWrites:
 
 
 def acknowledged_writes(ops: Sequence[Op]) -> list[Op]:
-    """Ops that completed ``ok`` with an applied effect that the trail records."""
+    """Ops that completed ``ok`` with an applied effect that the trail records; a write fewer replicas
+    acknowledged than asked (``durable: false``) was never acknowledged."""
     out = []
     for o in ops:
         if o.status != "ok" or o.f not in TRAILED or not isinstance(o.input, Mapping) or not o.input.get("op_id"):
             continue
-        if isinstance(o.output, Mapping) and o.output.get("applied"):
+        if isinstance(o.output, Mapping) and o.output.get("applied") and o.output.get("durable") is not False:
             out.append(o)
     return out
 

@@ -95,14 +95,16 @@ class ClusterNemesis(TopologyNemesis):
         self._c.journal.end(window)
         return window
 
-    def isolate_primary(self, key: str) -> "Fault":
+    def isolate_primary(self, key: str, promote_after_s: float | None = None) -> "Fault":
         """Cut the primary serving ``key`` from the others (its peer and bus proxies down) while clients still
         reach it (client proxy up): its writes from now on reach no replica. Its own links to the others' bus
         proxies stay up, so the cluster does not detect it as failed: :meth:`promote_replica` makes its
         replica take over by a vote of the other primaries (docs/redis-topologies.md#cluster-split-brain).
 
         Healing reconnects it; if its replica was promoted, the heal waits until it is a replica (its writes
-        of the window are then gone) and the cluster is ready; params gain ``new_primary``, ``demoted``."""
+        of the window are then gone) and the cluster is ready; params gain ``new_primary``, ``demoted``.
+        With ``promote_after_s``, :meth:`promote_replica` follows that many seconds after the cut (a scenario's
+        split brain in one call); a promotion that fails heals the cut and raises."""
         from pytest_cbchaos.faults.controller import Fault
 
         topo = self.topology
@@ -126,7 +128,15 @@ class ClusterNemesis(TopologyNemesis):
                 window.params["demoted"] = True
             topo.wait_ready(self.timeout)
 
-        return self._c._track(Fault(self._c, window, heal, order=HEAL_ORDER))
+        split = self._c._track(Fault(self._c, window, heal, order=HEAL_ORDER))
+        if promote_after_s is not None:
+            time.sleep(promote_after_s)
+            try:
+                self.promote_replica(split)
+            except BaseException:
+                split.heal()
+                raise
+        return split
 
     def promote_replica(self, split: "Fault") -> "ClusterNode":
         """``CLUSTER FAILOVER FORCE`` on the isolated primary's replica (the other primaries vote; no handshake

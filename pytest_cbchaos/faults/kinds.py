@@ -68,9 +68,13 @@ FAULT_KINDS: dict[str, FaultKind] = _kinds(
                        check=_for_s)}),
     # replicated Redis (target "redis" of a topology with redis.sentinel; docs/redis-topologies.md#the-nemesis)
     FaultKind("failover", "sentinel", doc="SENTINEL FAILOVER; done once the old primary is a replica"),
-    FaultKind("isolate_primary", "sentinel",
-              doc="primary cut from replicas and sentinels, clients still reach it; healed: demoted if replaced"),
     # replicated Redis, Sentinel or Cluster (target "redis")
+    FaultKind("isolate_primary", "replicated", {
+        "promote_after_s": Param(float, 0.0, "cluster: seconds from the cut to the replica's promotion (the "
+                                              "isolated primary's writes meanwhile are lost); Sentinel: 0 (the "
+                                              "sentinels decide)", minimum=0)},
+              doc="primary cut from its replicas (and sentinels), clients still reach it; on a cluster its replica is "
+                  "then promoted (split brain); healed: demoted if replaced"),
     FaultKind("replication_lag", "replicated", {"ms": Param(int, doc=f"delay of every primary's replication stream, {_MS}",
                                                             minimum=1, required=True)},
               doc="latency toxic on the primaries' replication direction; healed: toxic removed"),

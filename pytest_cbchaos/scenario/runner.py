@@ -14,7 +14,7 @@ from typing import Any
 
 from pytest_cbchaos.env import Environment
 from pytest_cbchaos.faults.clock import SkewedClock
-from pytest_cbchaos.faults.controller import FaultController
+from pytest_cbchaos.faults.controller import FaultController, FaultParameterError
 from pytest_cbchaos.faults.kinds import FAULT_KINDS
 from pytest_cbchaos.params import defaults
 from pytest_cbchaos.faults.journal import FaultJournal
@@ -222,10 +222,8 @@ class FaultScheduler(threading.Thread):
             return c.cpu_stress(workers=p["workers"], for_s=p["for_s"])
         if f.family == "sentinel":
             nemesis = c.sentinel(ctx.state["sentinel"])
-            if f.kind == "failover":
-                nemesis.failover()
-                return None
-            return nemesis.isolate_primary()
+            nemesis.failover()
+            return None
         if f.family in ("replicated", "cluster"):
             return self._topology_fault(f, p)
         if f.family == "clock":
@@ -234,12 +232,22 @@ class FaultScheduler(threading.Thread):
         return self._redis_action(f, p)
 
     def _topology_fault(self, f: FaultSpec, p: dict[str, Any]) -> Any:
-        """``replication_lag`` on the topology's primaries; ``migrate_slot`` (instant) of ``slot`` (default: the
-        slot of the key the target registered as ``cluster_key``) to ``to`` (default: the next primary)."""
+        """``replication_lag`` on the topology's primaries; ``isolate_primary`` (Sentinel: the sentinels promote;
+        Cluster: the primary of ``cluster_key``, its replica promoted ``promote_after_s`` later,
+        docs/redis-topologies.md#cluster-split-brain);
+        ``migrate_slot`` (instant) of ``slot`` (default: the slot of the key the target registered as
+        ``cluster_key``) to ``to`` (default: the next primary)."""
         state, c = self.ctx.state, self.ctx.faults
         nemesis = c.cluster(state["cluster"]) if "cluster" in state else c.sentinel(state["sentinel"])
         if f.kind == "replication_lag":
             return nemesis.replication_lag(p["ms"])
+        if f.kind == "isolate_primary":
+            if "cluster" in state:
+                return nemesis.isolate_primary(state["cluster_key"], promote_after_s=p["promote_after_s"])
+            if p["promote_after_s"]:
+                raise FaultParameterError(f"isolate_primary: promote_after_s={p['promote_after_s']!r} needs a "
+                                          "cluster topology (under Sentinel the sentinels decide when to promote)")
+            return nemesis.isolate_primary()
         import redis.cluster
 
         topo = state["cluster"]

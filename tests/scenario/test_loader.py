@@ -120,6 +120,11 @@ def test_cluster_faults_need_a_cluster_topology(tmp_path: Path) -> None:
         ok = load_scenario(_write(tmp_path, head + f"topology: {{redis: {topo}}}\nfaults:\n"
                                             "  - {kind: replication_lag, target: redis, for: 1, params: {ms: 50}}\n"))
         assert ok.faults[0].params == {"ms": 50}
+        ok = load_scenario(_write(tmp_path, head + f"topology: {{redis: {topo}}}\nfaults:\n"
+                                            "  - {kind: isolate_primary, target: redis, for: 1}\n"))
+        assert ok.faults[0].kind == "isolate_primary"
+    e = _err(tmp_path, head + "topology: {redis: {backend: binary}}\nfaults:\n  - {kind: isolate_primary, target: redis}\n")
+    assert e.key == "faults[0].target" and e.value == "redis" and e.line == 7
 
 
 def test_shipped_scenarios_load_and_cover_the_spec_lists() -> None:

@@ -72,7 +72,7 @@ class BreakerStoreTarget(Target):
                              check=lambda v: None if v in ("server", "client") else "server or client"),
         "store_factory": Param(str, None, "'pkg.mod:factory' building your own store", nullable=True),
         "wait_replicas": Param(int, 0, "WAIT for this many replicas after each write (0: off); a reply with fewer "
-                                       "is recorded as indeterminate (docs/redis-topologies.md#durability-policy)",
+                                       "is recorded as not durable: applied or lost (docs/linearizability.md#not-durable-writes)",
                                minimum=0),
         "wait_timeout_ms": Param(int, 100, "WAIT timeout, milliseconds", minimum=1),
     }
@@ -87,6 +87,8 @@ class BreakerStoreTarget(Target):
         "no-crash": "no store exception other than StoreError subclasses escaped",
         "recovers": "the breaker closes again after the faults heal",
         "no-lost-writes": "every acknowledged write is in the surviving record (docs/redis-topologies.md#what-is-judged)",
+        "loses-writes": "the expectation of a split brain without WAIT: acknowledged writes are lost, counted "
+                        "and named (docs/redis-topologies.md#cluster-split-brain)",
     }
     measured = frozenset({"CB-16", "CB-24", "CB-26"})
 
@@ -229,8 +231,7 @@ class BreakerStoreTarget(Target):
                 supported["reason"] = f"{f} reply lacks the store metadata ({type(exc).__name__}: {exc})"
                 return reply
             if not durable(reply, p["wait_replicas"]):
-                h.info(("not-durable", "fewer replicas acknowledged than wait_replicas"))
-                return reply
+                out["durable"] = False  # applied as observed, or lost in a failover (checker_model.maybe_lost)
             h.ok(out)
             return reply
 
@@ -389,6 +390,23 @@ class BreakerStoreTarget(Target):
         return CheckResult("ok", "only StoreError subclasses escaped")
 
     def check_no_lost_writes(self, obs: Observations, ctx: Any) -> CheckResult:
+        audit = self._lost_writes(obs, ctx)
+        if audit.count:
+            return CheckResult("violated", audit.describe(), counterexample=audit.to_dict())
+        return CheckResult("ok", audit.describe() + f" of {audit.checked} acknowledged")
+
+    def check_loses_writes(self, obs: Observations, ctx: Any) -> CheckResult:
+        audit = self._lost_writes(obs, ctx)
+        if not audit.count:
+            return CheckResult("violated", f"no acknowledged write was lost ({audit.checked} checked): the split "
+                                           "brain did not happen, or no worker wrote through the cut-off primary")
+        return CheckResult("ok", audit.describe() + f" of {audit.checked} acknowledged, as expected without WAIT",
+                           measured=audit.to_dict())
+
+    def _lost_writes(self, obs: Observations, ctx: Any) -> Any:
+        """The lost-writes audit of the run (computed once; its count reported as probe ``lost-writes``)."""
+        if "lost_writes" in obs.metrics:
+            return obs.metrics["lost_writes"]
         from pytest_cbchaos.breaker import RedisStore
         from pytest_cbchaos.breaker.checker_model import BreakerStoreModel
         from pytest_cbchaos.breaker.lost_writes import lost_acknowledged_writes, read_survivors
@@ -405,12 +423,10 @@ class BreakerStoreTarget(Target):
         finally:
             admin.close()
         ops = obs.metrics["lin_history"].ops(BreakerStoreModel().read_only)
-        audit = lost_acknowledged_writes(ops, survivors)
+        audit = obs.metrics["lost_writes"] = lost_acknowledged_writes(ops, survivors)
         obs.probes.append({"id": "no-lost-writes", "value": audit.count, "unit": "writes",
                            "note": f"lost acknowledged writes ({audit.checked} checked)"})
-        if audit.count:
-            return CheckResult("violated", audit.describe(), counterexample=audit.to_dict())
-        return CheckResult("ok", audit.describe() + f" of {audit.checked} acknowledged")
+        return audit
 
     def check_recovers(self, obs: Observations, ctx: Any) -> CheckResult:
         v = obs.recoveries.get("closed-after-heal")
