@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from ..history.ops import MalformedHistory, Op
 from ..registry import load_object, load_systems
 from .model import Model, _short, partition_by_key
+from .search import NO_VALUE
 from .zones import ZoneDecision, decide as decide_register
 from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
                      same_value)
@@ -47,6 +48,13 @@ class RegisterModel(Model):
         if type(self) not in _PLAIN_REGISTERS:
             return None
         return decide_register(ops, initial=self.initial)
+
+    def pure_value(self, op: Op) -> Any:
+        """A read is legal in state ``s`` iff ``same_value(output, s)``, unchanged (the search then
+        skips ``step``): this class's own read semantics only; ``NO_VALUE`` for a variant's ``step``."""
+        if op.f != _READ or op.unknown or type(self) not in _READ_AS_EQUAL:
+            return NO_VALUE
+        return op.output
 
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Reject unknown operations, malformed cas inputs and values of mixed types, each of
@@ -176,8 +184,7 @@ class _OneKey(CasRegisterModel):
         super().__init__(initial)
         self.key = key
 
-    def step(self, state: Any, op: Op) -> tuple[bool, Any]:
-        return _value_step(self, state, op)
+    step = _value_step  # (self, state, op): one call per step
 
     def describe_state(self, s: Any) -> str:
         return _short(() if s == self.initial else ((self.key, s),))
@@ -186,6 +193,9 @@ class _OneKey(CasRegisterModel):
         inner = Model.explain(self, s, op) if op.f == "append" else CasRegisterModel.explain(self, s, op)
         return f"key {op.key!r}: " + inner
 
+
+#: the models whose ``step`` accepts a read in the state equal to its output, unchanged
+_READ_AS_EQUAL = (RegisterModel, CasRegisterModel, _OneKey)
 
 #: the models with plain register semantics: a subclass (a mutant, a user's variant with its
 #: own ``step`` or equality) is judged by the search, never by the fast path

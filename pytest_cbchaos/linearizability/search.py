@@ -17,8 +17,11 @@ import time
 from typing import Any, Sequence
 
 from ..history.ops import Op
+from .values import EXACT_TYPES, same_value
 
 RUNNING, OK, ILLEGAL, UNKNOWN = "running", "ok", "illegal", "unknown"
+#: ``Model.pure_value`` of an op without one
+NO_VALUE: Any = object()
 
 
 class PartitionSearch:
@@ -70,6 +73,13 @@ class PartitionSearch:
             self.pure = [bool(not op.unknown and ro(op.f)) for op in self.ops]
         else:
             self.pure = [bool(is_pure(op)) for op in self.ops]
+        # Read fast path (docs/linearizability.md#search): ``model.pure_value(op)`` is a value ``v``
+        # such that the op is legal in state ``s`` iff ``same_value(v, s)``, leaving ``s``
+        # unchanged; the search then decides it without ``step``.
+        pure_value = getattr(model, "pure_value", None)
+        self.pv = [NO_VALUE] * n if pure_value is None else [
+            pure_value(op) if p else NO_VALUE for op, p in zip(self.ops, self.pure)]
+        self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in self.pv]
         # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
         # input, as the model declares through ``op_class``) are interchangeable once both are
         # callable, and the callable ones form a prefix in call order. So only the earliest
@@ -145,6 +155,8 @@ class PartitionSearch:
         cache_n = self.cache_entries
         cache_add = None if custom else cache.add
         pure = self.pure
+        pv, pt = self.pv, self.pt
+        no_value = NO_VALUE
         twin = self.twin
         while True:
             steps += 1
@@ -165,10 +177,21 @@ class PartitionSearch:
                 if t >= 0 and not (bits >> t) & 1:
                     entry = nxt[entry]
                     continue
-                ok, ns = step(state, ops[i])
+                v = pv[i]
+                if v is no_value:
+                    ok, ns = step(state, ops[i])
+                    forced = ok and pure[i] and ns == state
+                elif v == state:
+                    ok = forced = True
+                    ns = state
+                elif type(state) is pt[i]:  # unequal values of one exact type never match
+                    entry = nxt[entry]
+                    continue
+                else:
+                    ok = forced = same_value(v, state)
+                    ns = state
                 if ok:
                     nb = bits | (1 << i)
-                    forced = pure[i] and ns == state
                     if custom:
                         new = self._custom_add(nb, ns)
                     else:
