@@ -15,7 +15,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..history.ops import INF, Op, pair_events
 from ..history.store import History
-from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch
+from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch, release_retired
 
 FIRST_SLICE = 10_000
 _CALL_ORDER = attrgetter("call", "invoke_index")
@@ -171,6 +171,7 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
     """
     if mode not in ("fast", "report"):
         raise ValueError(f"mode must be 'fast' or 'report', got {mode!r}")
+    release_retired()  # the previous checks' large memos, before this check's clock starts
     t0 = time.monotonic()
     deadline = None if timeout is None else t0 + timeout
     ops = _as_ops(history, model)
