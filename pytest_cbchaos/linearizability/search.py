@@ -87,6 +87,8 @@ class PartitionSearch:
                 ret_entry[i] = j
         for i in range(n):
             self.ret_of[call_entry[i]] = ret_entry[i]
+        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
+        self.call_op = [i if c else -1 for i, c in zip(self.op_of, self.is_call)]
         self.nxt = list(range(1, m + 2)) + [m + 1]
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
@@ -175,7 +177,7 @@ class PartitionSearch:
     def _run(self, max_steps: int, deadline: float | None) -> str:
         ops = self.ops
         step = self.model.step
-        is_call, op_of, ret_of = self.is_call, self.op_of, self.ret_of
+        call_op, ret_of = self.call_op, self.ret_of
         nxt, prv = self.nxt, self.prv
         required = self.required
         stack = self.stack
@@ -203,21 +205,22 @@ class PartitionSearch:
                     self.state, self.bits, self.entry = state, bits, entry
                     self.steps, self.cache_entries = steps, cache_n
                     return RUNNING
-            if is_call[entry]:
-                i = op_of[entry]
-                if info[i] != phase:
-                    # phase 0 tries required ops only; phase 1 the indeterminate ones
-                    skipped = True
-                    entry = nxt[entry]
-                    continue
-                t = twin[i]
-                if t >= 0 and not (bits >> t) & 1:
-                    entry = nxt[entry]
-                    continue
+            i = call_op[entry]
+            if i >= 0:
                 v = pv[i]
-                if v is no_value:
+                if v is no_value or phase:
+                    if info[i] != phase:
+                        # phase 0 tries required ops only; phase 1 the indeterminate ones
+                        skipped = True
+                        entry = nxt[entry]
+                        continue
+                    t = twin[i]
+                    if t >= 0 and not (bits >> t) & 1:
+                        entry = nxt[entry]
+                        continue
                     ok, ns = step(state, ops[i])
                     forced = ok and pure[i] and ns == state
+                # a read (determinate, so phase 0 and no twin) on the fast path
                 elif v == state:
                     ok = forced = True
                     ns = state
@@ -281,12 +284,12 @@ class PartitionSearch:
             # the state unchanged can be moved to the front of any linearization from this
             # configuration (its call precedes every pending return), so if linearizing it first
             # fails, the configuration fails and no other candidate needs trying.
-            if phase == 0 and skipped and not is_call[entry]:
+            if phase == 0 and skipped and i < 0:
                 # before giving up on this configuration, try the skipped indeterminate ops
                 phase = 1
                 entry = nxt[0]
                 continue
-            if track and self.best_open and not is_call[entry]:
+            if track and self.best_open and i < 0:
                 self._note_dead_end(entry, state)
             while True:
                 if not stack:
