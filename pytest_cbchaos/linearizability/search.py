@@ -35,7 +35,7 @@ _retired: list[Any] = []
 
 def release_retired() -> int:
     """Free the memos of ended searches; ``check`` calls this before its clock starts, so freeing
-    a large memo (tenths of a second) never runs past a ``timeout`` (docs/linearizability.md#budgets).
+    a large memo (tenths of a second) never runs past a ``timeout`` (docs/linearizability-design.md#budgets-and-verdicts).
     Returns how many memos it freed."""
     n = len(_retired)
     _retired.clear()
@@ -101,7 +101,7 @@ class PartitionSearch:
             self.pure = [bool(not op.unknown and ro(op.f)) for op in self.ops]
         else:
             self.pure = [bool(is_pure(op)) for op in self.ops]
-        # Read fast path (docs/linearizability.md#search): ``model.pure_value(op)`` is a value ``v``
+        # Read fast path (docs/linearizability-design.md#search): ``model.pure_value(op)`` is a value ``v``
         # such that the op is legal in state ``s`` iff ``same_value(v, s)``, leaving ``s``
         # unchanged; the search then decides it without ``step``.
         pure_value = getattr(model, "pure_value", None)

@@ -1,6 +1,6 @@
 """``timeout`` bounds the whole check: a search's memo is freed off the clock (before the next
 check's clock starts, or never at interpreter exit), not after the deadline
-(docs/linearizability.md#budgets)."""
+(docs/linearizability-design.md#budgets-and-verdicts)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The search's shortcuts never change a verdict: the read fast path (``Model.pure_value``) and
-the replay of a sequential partition (``replay.py``), docs/linearizability.md#search. On generated
+the replay of a sequential partition (``replay.py``), docs/linearizability-design.md#search. On generated
 kv partitions, correct and perturbed, with values that match only after normalisation (``b"a"``
 vs ``"a"``, ``3`` vs ``"3"``), each agrees with the plain search and a brute-force enumeration."""
 
@@ -61,7 +61,7 @@ def _partitions(draw: Any) -> list[Op]:
     return [op.with_id(j) for j, op in enumerate(ops)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(deadline=None)
 @given(_partitions())
 def test_fast_path_agrees_with_step_and_brute_force(ops: list[Op]) -> None:
     fast = KVModel(initial="").partition_model("k")
@@ -73,7 +73,7 @@ def test_fast_path_agrees_with_step_and_brute_force(ops: list[Op]) -> None:
     assert s_fast.run(10**9) == s_slow.run(10**9) == expect
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(_partitions())
 def test_replay_agrees_with_the_search(ops: list[Op]) -> None:
     model = KVModel(initial="").partition_model("k")
