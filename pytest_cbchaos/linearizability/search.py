@@ -13,8 +13,6 @@ state)`` tuples (or hash buckets for models with custom equality).
 
 from __future__ import annotations
 
-import atexit
-import ctypes
 import gc
 import time
 from typing import Any, Sequence
@@ -34,20 +32,12 @@ _retired: list[Any] = []
 
 
 def release_retired() -> int:
-    """Free the memos of ended searches; ``check`` calls this before its clock starts, so freeing
-    a large memo (tenths of a second) never runs past a ``timeout`` (docs/linearizability-design.md#budgets-and-verdicts).
-    Returns how many memos it freed."""
+    """Free the memos of ended searches (returns how many); ``check`` calls this before its clock
+    starts, so freeing a large memo (tenths of a second) never runs past a ``timeout``
+    (docs/linearizability-design.md#budgets-and-verdicts)."""
     n = len(_retired)
     _retired.clear()
     return n
-
-
-@atexit.register
-def _keep_retired_at_exit() -> None:
-    """At interpreter exit, leave the retired memos to the OS instead of freeing them entry by
-    entry: ``cbchaos check --timeout`` then bounds the whole command."""
-    if _retired:
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(_retired))
 
 
 class PartitionSearch:
@@ -154,8 +144,11 @@ class PartitionSearch:
 
     def __del__(self) -> None:
         # a large memo outlives its search until ``release_retired`` (off the caller's clock)
-        if getattr(self, "cache_entries", 0) >= RETIRE_MIN_ENTRIES:
-            _retired.append(self.cache)
+        try:
+            if self.cache_entries >= RETIRE_MIN_ENTRIES:
+                _retired.append(self.cache)
+        except (AttributeError, TypeError):  # a search whose __init__ raised; interpreter teardown
+            pass
 
     # ------------------------------------------------------------------------------------
     def run(self, max_steps: int, deadline: float | None = None) -> str:
