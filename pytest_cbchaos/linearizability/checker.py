@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..history.ops import INF, Op, pair_events
 from ..history.store import History
-from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch
+from .replay import SequentialReplay, is_sequential
+from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch, release_retired
 
 FIRST_SLICE = 10_000
 _CALL_ORDER = attrgetter("call", "invoke_index")
@@ -171,6 +172,7 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
     """
     if mode not in ("fast", "report"):
         raise ValueError(f"mode must be 'fast' or 'report', got {mode!r}")
+    release_retired()  # the previous checks' large memos, before this check's clock starts
     t0 = time.monotonic()
     deadline = None if timeout is None else t0 + timeout
     ops = _as_ops(history, model)
@@ -215,8 +217,7 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
               track: bool) -> dict[Any, PartitionResult]:
     """Round-robin over partitions in slices of 10,000 steps, doubling
     (docs/linearizability-design.md#partitioning-and-scheduling)."""
-    searches = {k: PartitionSearch(v, _search_model(model, k), track=track, max_cache_entries=max_cache)
-                for k, v in parts.items()}
+    searches = {k: _searcher(v, _search_model(model, k), track, max_cache) for k, v in parts.items()}
     slices = {k: FIRST_SLICE for k in searches}
     active = [k for k, s in searches.items() if s.status == RUNNING]
     confirm = getattr(model, "confirm_model", None)
@@ -267,6 +268,13 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
             out[k].counterexample = (_counterexample(s, k, _search_model(model, k))
                                      if status == ILLEGAL else None)
     return out
+
+
+def _searcher(ops: list[Op], model: Any, track: bool, max_cache: int) -> Any:
+    """A replay for a sequential partition (one candidate order), else the search."""
+    if not track and is_sequential(ops):
+        return SequentialReplay(ops, model)
+    return PartitionSearch(ops, model, track=track, max_cache_entries=max_cache)
 
 
 def _search_model(model: Any, key: Any) -> Any:

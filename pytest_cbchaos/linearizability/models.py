@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from ..history.ops import MalformedHistory, Op
 from ..registry import load_object, load_systems
 from .model import Model, _short, partition_by_key
+from .search import NO_VALUE
 from .zones import ZoneDecision, decide as decide_register
 from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
                      same_value)
@@ -48,9 +49,18 @@ class RegisterModel(Model):
             return None
         return decide_register(ops, initial=self.initial)
 
+    def pure_value(self, op: Op) -> Any:
+        """A read is legal in state ``s`` iff ``same_value(output, s)``, unchanged (the search then
+        skips ``step``): this class's own read semantics only; ``NO_VALUE`` for a variant's ``step``."""
+        if op.f != _READ or op.unknown or type(self) not in _READ_AS_EQUAL:
+            return NO_VALUE
+        return op.output
+
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Reject unknown operations, malformed cas inputs and values of mixed types, each of
         which would otherwise be a false ILLEGAL (or a traceback) rather than an input error."""
+        if _all_strings(ops, self.ops):
+            return
         _check_ops(self, key, ops)
         check_kinds(_register_values(ops), _what(self, key))
 
@@ -176,8 +186,7 @@ class _OneKey(CasRegisterModel):
         super().__init__(initial)
         self.key = key
 
-    def step(self, state: Any, op: Op) -> tuple[bool, Any]:
-        return _value_step(self, state, op)
+    step = _value_step  # (self, state, op): one call per step
 
     def describe_state(self, s: Any) -> str:
         return _short(() if s == self.initial else ((self.key, s),))
@@ -186,6 +195,9 @@ class _OneKey(CasRegisterModel):
         inner = Model.explain(self, s, op) if op.f == "append" else CasRegisterModel.explain(self, s, op)
         return f"key {op.key!r}: " + inner
 
+
+#: the models whose ``step`` accepts a read in the state equal to its output, unchanged
+_READ_AS_EQUAL = (RegisterModel, CasRegisterModel, _OneKey)
 
 #: the models with plain register semantics: a subclass (a mutant, a user's variant with its
 #: own ``step`` or equality) is judged by the search, never by the fast path
@@ -301,6 +313,19 @@ def _check_ops(model: Any, key: Any, ops: Sequence[Op]) -> None:
             raise MalformedHistory(
                 f"{what}: append value {op.input!r} at event index {op.invoke_index} (process "
                 f"{op.process}); expected a string (or bytes or an int, appended as its string)")
+
+
+def _all_strings(ops: Sequence[Op], known: tuple[str, ...]) -> bool:
+    """Every op a read, write or append the model knows, every value compared a ``str`` (or a
+    nil read): nothing ``_check_ops`` or ``check_kinds`` would reject (the common case, cheaply)."""
+    for op in ops:
+        f = op.f
+        if f == _READ:
+            if type(op.output) is not str and op.output is not None and not op.unknown:
+                return False
+        elif (f != "write" and f != "append") or f not in known or type(op.input) is not str:
+            return False
+    return True
 
 
 def _register_values(ops: Sequence[Op]) -> list[tuple[Op, str, Any]]:

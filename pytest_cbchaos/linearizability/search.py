@@ -13,12 +13,31 @@ state)`` tuples (or hash buckets for models with custom equality).
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Sequence
 
 from ..history.ops import Op
+from .values import EXACT_TYPES, same_value
 
 RUNNING, OK, ILLEGAL, UNKNOWN = "running", "ok", "illegal", "unknown"
+#: ``Model.pure_value`` of an op without one
+NO_VALUE: Any = object()
+
+
+#: a memo with at least this many entries is released off the clock (``release_retired``)
+RETIRE_MIN_ENTRIES = 1024
+#: memos of searches that ended, waiting for ``release_retired``
+_retired: list[Any] = []
+
+
+def release_retired() -> int:
+    """Free the memos of ended searches (returns how many); ``check`` calls this before its clock
+    starts, so freeing a large memo (tenths of a second) never runs past a ``timeout``
+    (docs/linearizability-design.md#budgets-and-verdicts)."""
+    n = len(_retired)
+    _retired.clear()
+    return n
 
 
 class PartitionSearch:
@@ -58,6 +77,8 @@ class PartitionSearch:
                 ret_entry[i] = j
         for i in range(n):
             self.ret_of[call_entry[i]] = ret_entry[i]
+        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
+        self.call_op = [i if c else -1 for i, c in zip(self.op_of, self.is_call)]
         self.nxt = list(range(1, m + 2)) + [m + 1]
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
@@ -70,6 +91,13 @@ class PartitionSearch:
             self.pure = [bool(not op.unknown and ro(op.f)) for op in self.ops]
         else:
             self.pure = [bool(is_pure(op)) for op in self.ops]
+        # Read fast path (docs/linearizability-design.md#search): ``model.pure_value(op)`` is a value ``v``
+        # such that the op is legal in state ``s`` iff ``same_value(v, s)``, leaving ``s``
+        # unchanged; the search then decides it without ``step``.
+        pure_value = getattr(model, "pure_value", None)
+        self.pv = [NO_VALUE] * n if pure_value is None else [
+            pure_value(op) if p else NO_VALUE for op, p in zip(self.ops, self.pure)]
+        self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in self.pv]
         # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
         # input, as the model declares through ``op_class``) are interchangeable once both are
         # callable, and the callable ones form a prefix in call order. So only the earliest
@@ -114,21 +142,35 @@ class PartitionSearch:
         self.first_unplaceable: dict[str, Any] | None = None
         self.reason = ""
 
+    def __del__(self) -> None:
+        # a large memo outlives its search until ``release_retired`` (off the caller's clock)
+        try:
+            if self.cache_entries >= RETIRE_MIN_ENTRIES:
+                _retired.append(self.cache)
+        except (AttributeError, TypeError):  # a search whose __init__ raised; interpreter teardown
+            pass
+
     # ------------------------------------------------------------------------------------
     def run(self, max_steps: int, deadline: float | None = None) -> str:
         """Advance by up to ``max_steps`` steps; returns the status (``running`` if paused)."""
         if self.status != RUNNING:
             return self.status
         t_start = time.perf_counter()
+        # The search allocates memo and stack tuples but never a cycle: the cyclic collector
+        # would only re-scan the growing memo (5-10 % of a long search, and lag past a deadline).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             return self._run(max_steps, deadline)
         finally:
+            if collecting:
+                gc.enable()
             self.elapsed_s += time.perf_counter() - t_start
 
     def _run(self, max_steps: int, deadline: float | None) -> str:
         ops = self.ops
         step = self.model.step
-        is_call, op_of, ret_of = self.is_call, self.op_of, self.ret_of
+        call_op, ret_of = self.call_op, self.ret_of
         nxt, prv = self.nxt, self.prv
         required = self.required
         stack = self.stack
@@ -145,6 +187,8 @@ class PartitionSearch:
         cache_n = self.cache_entries
         cache_add = None if custom else cache.add
         pure = self.pure
+        pv, pt = self.pv, self.pt
+        no_value = NO_VALUE
         twin = self.twin
         while True:
             steps += 1
@@ -154,23 +198,35 @@ class PartitionSearch:
                     self.state, self.bits, self.entry = state, bits, entry
                     self.steps, self.cache_entries = steps, cache_n
                     return RUNNING
-            if is_call[entry]:
-                i = op_of[entry]
-                if info[i] != phase:
-                    # phase 0 tries required ops only; phase 1 the indeterminate ones
-                    skipped = True
+            i = call_op[entry]
+            if i >= 0:
+                v = pv[i]
+                if v is no_value or phase:
+                    if info[i] != phase:
+                        # phase 0 tries required ops only; phase 1 the indeterminate ones
+                        skipped = True
+                        entry = nxt[entry]
+                        continue
+                    t = twin[i]
+                    if t >= 0 and not (bits >> t) & 1:
+                        entry = nxt[entry]
+                        continue
+                    ok, ns = step(state, ops[i])
+                    if ok and info[i] and ns == state:
+                        ok = False  # an indeterminate no-op never helps (docs/linearizability-design.md#search)
+                    forced = ok and pure[i] and ns == state
+                # a read (determinate, so phase 0 and no twin) on the fast path
+                elif v == state:
+                    ok = forced = True
+                    ns = state
+                elif type(state) is pt[i]:  # unequal values of one exact type never match
                     entry = nxt[entry]
                     continue
-                t = twin[i]
-                if t >= 0 and not (bits >> t) & 1:
-                    entry = nxt[entry]
-                    continue
-                ok, ns = step(state, ops[i])
-                if ok and info[i] and ns == state:
-                    ok = False  # an indeterminate no-op never helps (docs/linearizability-design.md#search)
+                else:
+                    ok = forced = same_value(v, state)
+                    ns = state
                 if ok:
                     nb = bits | (1 << i)
-                    forced = pure[i] and ns == state
                     if custom:
                         new = self._custom_add(nb, ns)
                     else:
@@ -223,12 +279,12 @@ class PartitionSearch:
             # the state unchanged can be moved to the front of any linearization from this
             # configuration (its call precedes every pending return), so if linearizing it first
             # fails, the configuration fails and no other candidate needs trying.
-            if phase == 0 and skipped and not is_call[entry]:
+            if phase == 0 and skipped and i < 0:
                 # before giving up on this configuration, try the skipped indeterminate ops
                 phase = 1
                 entry = nxt[0]
                 continue
-            if track and self.best_open and not is_call[entry]:
+            if track and self.best_open and i < 0:
                 self._note_dead_end(entry, state)
             while True:
                 if not stack:

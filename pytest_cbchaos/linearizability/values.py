@@ -46,7 +46,7 @@ def canonical(v: Any) -> Any:
 
 
 #: built-in types whose unequal values never share a Redis string form with a value of the same type
-_EXACT = frozenset({str, bytes, int, float, bool, type(None), tuple, list, dict})
+EXACT_TYPES = frozenset({str, bytes, int, float, bool, type(None), tuple, list, dict})
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -54,7 +54,7 @@ def same_value(a: Any, b: Any) -> bool:
     if a == b:
         return True
     t = type(a)
-    if t is type(b) and t in _EXACT:  # the common case, decided without normalising
+    if t is type(b) and t in EXACT_TYPES:  # the common case, decided without normalising
         return False
     if is_scalar(a) and is_scalar(b):
         return canonical(a) == canonical(b)

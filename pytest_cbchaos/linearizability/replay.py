@@ -1,0 +1,69 @@
+"""A partition whose ops are totally ordered in real time has a single candidate linearization,
+its call order: it is decided by replaying ``model.step``, without the search's entry lists and
+memo (docs/linearizability-design.md#partitioning-and-scheduling). Same interface as
+:class:`~.search.PartitionSearch` for the scheduler; a tracked (counterexample) run always searches.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from ..history.ops import INF, Op
+from .search import ILLEGAL, OK, RUNNING
+
+
+def is_sequential(ops: Sequence[Op]) -> bool:
+    """Every op determinate and invoked after the previous one returned (``ops`` in call order;
+    an equal time is concurrent, as the search orders a call before a return)."""
+    prev = -INF
+    for op in ops:
+        if op.unknown or op.call <= prev:
+            return False
+        prev = op.ret
+    return True
+
+
+class SequentialReplay:
+    """Replays a sequential partition (ids 0..n-1 in call order) through ``model.step``."""
+
+    cache_entries = 0
+
+    def __init__(self, ops: Sequence[Op], model: Any) -> None:
+        self.ops = list(ops)
+        self.model = model
+        self.n_required = len(self.ops)
+        self.state = model.init()
+        self.steps = 0
+        self.elapsed_s = 0.0
+        self.reason = ""
+        self.status = RUNNING if self.ops else OK
+        self.afters: list[Any] = []
+        self.linearization: list[tuple[int, Any]] | None = None if self.ops else []
+
+    def run(self, max_steps: int, deadline: float | None = None) -> str:
+        """Replay up to ``max_steps`` more ops (a replay is never longer than its partition, so
+        the deadline is checked by the scheduler between slices)."""
+        if self.status != RUNNING:
+            return self.status
+        t0 = time.perf_counter()
+        ops, step, state, afters = self.ops, self.model.step, self.state, self.afters
+        pos = len(afters)
+        for op in ops[pos:pos + max(max_steps, 0)]:
+            self.steps += 1
+            ok, state = step(state, op)
+            if not ok:
+                self.status = ILLEGAL
+                break
+            afters.append(state)
+        else:
+            self.state = state
+            if len(afters) == len(ops):
+                self.status = OK
+                self.linearization = list(enumerate(afters))
+        self.elapsed_s += time.perf_counter() - t0
+        return self.status
+
+    @property
+    def best_prefix_len(self) -> int:
+        return len(self.afters)

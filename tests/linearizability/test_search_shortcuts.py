@@ -1,0 +1,112 @@
+"""The search's shortcuts never change a verdict: the read fast path (``Model.pure_value``) and
+the replay of a sequential partition (``replay.py``), docs/linearizability-design.md#search. On generated
+kv partitions, correct and perturbed, with values that match only after normalisation (``b"a"``
+vs ``"a"``, ``3`` vs ``"3"``), each agrees with the plain search and a brute-force enumeration."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_cbchaos.history.ops import Op
+from pytest_cbchaos.linearizability import Verdict, check
+from pytest_cbchaos.linearizability.models import KVModel
+from pytest_cbchaos.linearizability.replay import SequentialReplay, is_sequential
+from pytest_cbchaos.linearizability.search import NO_VALUE, PartitionSearch
+
+_VALUES = st.sampled_from(["", "a", "b", b"a", 3, "3"])
+
+
+def _brute(ops: list[Op], model: Any) -> bool:
+    def rec(state: Any, remaining: list[Op]) -> bool:
+        if not remaining:
+            return True
+        min_ret = min(op.ret for op in remaining)
+        for op in remaining:
+            if op.call <= min_ret:
+                ok, ns = model.step(state, op)
+                if ok and rec(ns, [o for o in remaining if o is not op]):
+                    return True
+        return False
+    return rec(model.init(), ops)
+
+
+@st.composite
+def _partitions(draw: Any) -> list[Op]:
+    """One key's ops, simulated at drawn linearization points, then maybe one read perturbed."""
+    n = draw(st.integers(1, 7))
+    sequential = draw(st.booleans())
+    specs = []
+    for i in range(n):
+        f = draw(st.sampled_from(["read", "read", "write", "append"]))
+        call, dur = draw(st.integers(0, 10)), draw(st.integers(0, 6))
+        if sequential:  # end to end, sometimes touching (equal times overlap)
+            call = specs[-1][1] + draw(st.integers(0, 2)) if specs else 0
+        inp = None if f == "read" else draw(st.sampled_from(["a", "b", "3"]))
+        specs.append((call, call + dur, call + draw(st.integers(0, dur)), i, f, inp))
+    state: Any = ""
+    outs: dict[int, Any] = {}
+    for _, _, _, i, f, inp in sorted(specs, key=lambda s: (s[2], s[3])):
+        if f == "read":
+            outs[i] = draw(st.sampled_from([state, state.encode()])) if state else state
+        else:
+            state = inp if f == "write" else state + inp
+    reads = sorted(outs)
+    if reads and draw(st.booleans()):
+        outs[draw(st.sampled_from(reads))] = draw(_VALUES)
+    ops = [Op(0, i, f, inp, outs.get(i), call, ret, "ok", key="k")
+           for call, ret, _, i, f, inp in sorted(specs)]
+    return [op.with_id(j) for j, op in enumerate(ops)]
+
+
+@settings(deadline=None)
+@given(_partitions())
+def test_fast_path_agrees_with_step_and_brute_force(ops: list[Op]) -> None:
+    fast = KVModel(initial="").partition_model("k")
+    slow = type("NoFastPath", (type(fast),), {})("k", "")  # a variant: no pure_value
+    s_fast, s_slow = PartitionSearch(ops, fast), PartitionSearch(ops, slow)
+    assert any(v is not NO_VALUE for v in s_fast.pv) == any(op.f == "read" for op in ops)
+    assert all(v is NO_VALUE for v in s_slow.pv)
+    expect = "ok" if _brute(ops, fast) else "illegal"
+    assert s_fast.run(10**9) == s_slow.run(10**9) == expect
+
+
+@settings(deadline=None)
+@given(_partitions())
+def test_replay_agrees_with_the_search(ops: list[Op]) -> None:
+    model = KVModel(initial="").partition_model("k")
+    touching = any(b.call <= a.ret for a, b in zip(ops, ops[1:]))
+    assert is_sequential(ops) is not touching
+    if not touching:
+        replay, search = SequentialReplay(ops, model), PartitionSearch(ops, model)
+        verdict = search.run(10**9)
+        assert replay.run(10**9) == verdict
+        if verdict == "ok":
+            assert replay.linearization == search.linearization
+
+
+def test_a_wrong_pure_value_is_caught() -> None:
+    """Mutant: a fast path that trusts a read's value blindly changes a verdict."""
+    ops = [Op(0, 0, "write", "a", None, 0, 1, "ok", key="k"),
+           Op(1, 1, "read", None, "b", 2, 3, "ok", key="k")]
+    model = KVModel(initial="").partition_model("k")
+    assert PartitionSearch(ops, model).run(100) == "illegal"
+
+    class Trusting(type(model)):  # type: ignore[misc]
+        def pure_value(self, op: Op) -> Any:
+            return "a" if op.f == "read" else NO_VALUE
+    assert PartitionSearch(ops, Trusting("k", "")).run(100) == "ok"
+
+
+def test_touching_ops_are_concurrent_not_replayed() -> None:
+    """Two writes meeting at t=1 may take effect in either order: a replay in call order would
+    call this legal history ILLEGAL, so it is searched."""
+    ops = [Op(0, 0, "write", "a", None, 0, 1, "ok", key="k"),
+           Op(1, 1, "write", "b", None, 1, 2, "ok", key="k"),
+           Op(2, 2, "read", None, "a", 3, 4, "ok", key="k")]
+    model = KVModel(initial="").partition_model("k")
+    assert not is_sequential(ops)
+    assert SequentialReplay(ops, model).run(10) == "illegal"
+    assert check(ops, KVModel(initial="")).verdict is Verdict.OK
