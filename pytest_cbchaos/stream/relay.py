@@ -396,11 +396,14 @@ class _Run:
             try:
                 reply = await self.store.renew(self.conv, self.sid)
                 if reply.status == "FENCED":
-                    if not self.stopped:
+                    if not self.stopped and not self.finished:
                         # learn first: once `stopped` is set the run ends and cancels this loop (INV-16:
                         # the outcome names who took over)
                         await self._learn_superseded()
-                        self.stopped = self.outcome.stop_reason = self.stopped or "FENCED"
+                        if self.outcome.superseded_by == self.sid:  # the run's own terminal ended the lease
+                            self.outcome.superseded_by = None
+                        else:
+                            self.stopped = self.outcome.stop_reason = self.stopped or "FENCED"
                     self.source.abort()
                     return
                 await self.store.active_add(self.conv)
