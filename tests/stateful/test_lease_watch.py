@@ -10,14 +10,6 @@ from typing import Any
 from pytest_cbchaos.stateful.lease_watch import LeaseWatch
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_fenced_inside_the_lease_is_intact() -> None:
     w = LeaseWatch(2.0)
     w.note("s", "OK", 10.0, 10.1)
@@ -56,22 +48,22 @@ def test_append_ok_grants_nothing_and_the_first_fenced_counts() -> None:
 
 
 def test_wrap_times_the_store_calls_on_the_clock() -> None:
-    clock = Clock()
+    now = [100.0]  # the scripted clock
 
     async def answer(status: str, took: float) -> Any:
-        clock.t += took
+        now[0] += took
         return SimpleNamespace(status=status)
 
     store = SimpleNamespace(open_turn=lambda conv, mid, sid, **kw: answer("OK", 0.1),
                             renew=lambda conv, sid: answer("FENCED", 0.2),
                             append=lambda call: answer("OK", 0.1))
-    w = LeaseWatch(2.0, clock=clock)
+    w = LeaseWatch(2.0, clock=lambda: now[0])
     w.wrap(store)
 
     async def run() -> None:
         await store.open_turn("a", "m1", "s", payload=b"")
         await store.append(SimpleNamespace(stream_id="s"))
-        clock.t += 3.0
+        now[0] += 3.0
         await store.renew("a", "s")
     asyncio.run(run())
     assert w.grants["s"][0].sent == 100.0 and len(w.grants["s"]) == 1
