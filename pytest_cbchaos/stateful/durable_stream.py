@@ -48,6 +48,7 @@ from pytest_cbchaos.waiting import bounded
 from .binding import bind_machine
 from .link_faults import LINK_FAULTS, arm_link_fault, heal_links
 from .cursors import pick_start
+from .lease_watch import LeaseWatch
 from .stream_judge import StreamJudge
 
 RULES = ("turn", "release", "await", "cancel", "fence", "fault_producer", "fault_consumer", "heal",
@@ -113,6 +114,7 @@ class Turn:
     disturbed: bool = False  # a producer-link fault overlapped its life
     cancelled: bool = False
     fenced: bool = False
+    lapsed: bool = False  # fenced after its lease may have lapsed (LeaseWatch): by design, not a violation
     start_failed: bool = False
     result: Any = None
 
@@ -175,6 +177,8 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     async def _setup(self) -> None:
         self.pclient, self.cclient, self.admin = (self.env.client(s) for s in ("producer", "consumer", "admin"))
         self.pstore = self.store_class(self.pclient, self.cfg)
+        self.leases = LeaseWatch(self.cfg.lease_ttl_s)
+        self.leases.wrap(self.pstore)
         self.lose_next: set[str] = set()  # the call shapes the ``lose_reply`` rule armed for the next turn
         self.lose_for: dict[str, set[str]] = {}  # message id -> shapes whose next call loses its reply
         self.lost_replies: list[tuple[str, str, int]] = []  # (shape, message id, first step)
@@ -472,16 +476,20 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             return
         out = t.result
         if out is not None and out.stop_reason and not (t.disturbed or t.fenced or t.cancelled):
-            lost = [x for x in self.lost_replies if x[1] == t.mid]
-            self._fail("INV-14 indeterminate writes", f"{t.mid} stopped with {out.stop_reason} on a healthy link "
-                                                      f"(lost replies {lost}): {out}")
+            lease = self.leases.judge(t.handle.stream_id) if out.stop_reason == "FENCED" else None
+            t.lapsed = lease is not None and not lease.intact
+            if not t.lapsed:
+                lost = [x for x in self.lost_replies if x[1] == t.mid]
+                self._fail("INV-14 indeterminate writes", f"{t.mid} stopped with {out.stop_reason} on a healthy link "
+                                                          f"({lease.text if lease else 'no lease lapse'}; lost replies "
+                                                          f"{lost}): {out}")
         if rec["status"] == "in_progress":
             return  # a failed producer: the reaper closes it (checked at teardown)
         want = {"complete": "completed"}.get(t.outcome, "failed")
         if t.fenced:
             want = "interrupted"
         allowed = {want}
-        if t.cancelled:
+        if t.cancelled or t.lapsed:
             allowed.add("interrupted")
         if t.disturbed:
             allowed |= {"interrupted", "failed"}
@@ -492,7 +500,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             code = TurnScript(t.outcome, stage=t.stage or "session").expected_error_code
             if rec.get("error_code") != code:
                 self._fail("INV-13/5 error", f"{t.mid} ({t.outcome}): error_code {rec.get('error_code')!r}, want {code!r}")
-        if rec["status"] == "interrupted" and not (t.cancelled or t.fenced or t.disturbed):
+        if rec["status"] == "interrupted" and not (t.cancelled or t.fenced or t.disturbed or t.lapsed):
             self._fail("INV-17 cancel", f"{t.mid} cancelled without a cancel: {rec}")
 
     async def _judge(self, final: bool) -> list[str]:

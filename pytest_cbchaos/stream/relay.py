@@ -182,6 +182,7 @@ class _Run:
         self.content_flushed = 0
         self.finished = False
         self.stopped: str | None = None
+        self.ended = False  # the run is over: the renewal loop stops (a flag as well as cancel)
         self.outcome = TurnOutcome(status="unknown")
 
     # -- writes --------------------------------------------------------------------------------
@@ -362,6 +363,7 @@ class _Run:
                 self.outcome.error = exc
                 await self.finish("error", self._error("relay", "relay.internal", exc))
         finally:
+            self.ended = True
             renew.cancel()
             await asyncio.gather(renew, return_exceptions=True)
             try:
@@ -391,16 +393,21 @@ class _Run:
                 return
 
     async def _renew_loop(self) -> None:
-        while True:
+        # a flag as well as cancel: a client read whose own timeout lands with the cancel raises
+        # TimeoutError instead (3.11's asyncio.timeout), which the loop would take for a failed renewal
+        while not self.ended:
             await asyncio.sleep(self.cfg.lease_renew_s)
             try:
                 reply = await self.store.renew(self.conv, self.sid)
                 if reply.status == "FENCED":
-                    if not self.stopped:
+                    if not self.stopped and not self.finished:
                         # learn first: once `stopped` is set the run ends and cancels this loop (INV-16:
                         # the outcome names who took over)
                         await self._learn_superseded()
-                        self.stopped = self.outcome.stop_reason = self.stopped or "FENCED"
+                        if self.outcome.superseded_by == self.sid:  # the run's own terminal ended the lease
+                            self.outcome.superseded_by = None
+                        else:
+                            self.stopped = self.outcome.stop_reason = self.stopped or "FENCED"
                     self.source.abort()
                     return
                 await self.store.active_add(self.conv)

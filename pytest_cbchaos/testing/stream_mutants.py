@@ -406,6 +406,16 @@ class M14SingleEventResendStore(StreamStore):
         _patched_script(self, "append", "if first_step <= ls then", "if first_step <= ls and c > 1 then")
 
 
+class M14FenceHolderStore(StreamStore):
+    """M14 (lease side): ``renew`` answers FENCED to the producer that holds the lease, so a healthy
+    producer stops with its lease intact -> INV-14 (a lapsed lease would excuse it; this one never lapsed)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        _patched_script(self, "renew", "if redis.call('GET', lease) ~= ARGV[1] then",
+                        "if redis.call('GET', lease) == ARGV[1] then")
+
+
 class M26AgeFromCreationStore(StreamStore):
     """M26: age-based trim measures a turn's age from its creation, not its end: a long turn that just
     finished is trimmed at once -> INV-26 (a consumer still reading it finds it gone)."""

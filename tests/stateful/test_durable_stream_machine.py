@@ -159,3 +159,54 @@ def test_rule_set_does_not_depend_on_timing() -> None:
     differ = [name for name, r in rules.items()
               if [bool(p(state(True))) for p in r.preconditions] != [bool(p(state(False))) for p in r.preconditions]]
     assert differ == [], f"preconditions that read task state: {differ}"
+
+
+def _one_held_turn(env: ProxiedRedisEnv, **kw: Any) -> Any:
+    """A machine built by hand (no Hypothesis): one conversation, one complete turn held at its gate."""
+    m = durable_stream_machine(env, enabled={"turn", "await"}, conversations=("a",), **kw)()
+    m.start_turn("a", "complete", deltas=3, where=1, stage="session", hold=True, control=False)
+    return m
+
+
+def test_fenced_after_a_lapsed_lease_is_excused(stream_env: ProxiedRedisEnv) -> None:
+    """The machine's loop is paused (no renewal can run) until Redis has expired the held turn's lease;
+    the resumed producer is fenced, by design: INV-14 must not call that a healthy-link stop."""
+    import time
+
+    import redis as sync_redis
+
+    stream_env.config = stream_env.config.replace(lease_ttl_s=0.75, lease_renew_s=0.25, reaper_interval_s=0.25)
+    m = _one_held_turn(stream_env)
+    try:
+        proc = stream_env.proc
+        admin = sync_redis.Redis(host=proc.host, port=proc.port, password=proc.password, socket_timeout=2.0)
+        lease_key = m.astore.keys("a")[4]
+        deadline = time.monotonic() + 10 * m.cfg.lease_ttl_s
+        while admin.exists(lease_key) and time.monotonic() < deadline:  # the loop stays paused meanwhile
+            time.sleep(0.05)
+        admin.close()
+        assert time.monotonic() < deadline, "the lease never expired while the loop was paused"
+        m.await_turn("a")
+        t = m.turns[0]
+        assert t.result.stop_reason == "FENCED" and t.lapsed, t.result
+        assert not m.leases.judge(t.handle.stream_id).intact
+    finally:
+        m.teardown()
+
+
+def test_fenced_with_an_intact_lease_is_caught(stream_env: ProxiedRedisEnv) -> None:
+    """M14FenceHolderStore: renew answers FENCED to the lease holder, 0.2 s into a 30 s lease: INV-14."""
+    import asyncio
+
+    stream_env.config = stream_env.config.replace(lease_ttl_s=30.0, lease_renew_s=0.2)
+    m = _one_held_turn(stream_env, store_class=M.M14FenceHolderStore)
+    try:
+        t = m.turns[0]
+        m._run(asyncio.wait({t.handle.task}, timeout=5))  # held at its gate: the first renewal fences it
+        m._run(m._await_turn(t))
+        with pytest.raises(DurableStreamViolation, match="INV-14.*the lease was intact"):
+            m._check_outcome(t)
+    finally:
+        m._heal()
+        m._run(m._shutdown(), timeout=20)
+        m.loop.close()

@@ -104,7 +104,9 @@ class RawConn:
         headers = {"Authorization": f"Bearer {self.token}"}
         if self.last_event_id is not None:
             headers["Last-Event-ID"] = self.last_event_id
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0, sock_read=None)
+        # no timer of its own: a stalled process would outlast a fixed connect bound; the caller's
+        # lag-aware wait (sched_lag.wait_within_async) bounds the connection, close() ends it
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as s:
                 async with s.get(f"{self.url}/v1/conversations/{self.conv}/stream", params=self.params,
