@@ -39,8 +39,9 @@ Two later ops can see a deadline the op writes (``now + d``: the lease, the cool
 sides, which needs a time strictly between those candidates. Only a gate tells a lapsed deadline
 from a live one, and the one that sees it lapsed claims (``won``); so the candidates also hold
 ``now_lapses``: each ``t`` in the op's window with ``t + d`` equal to a winning gate's ``now``
-(that gate sees the deadline lapsed, every earlier one sees it live; a resent winning gate counts
-at its ``now_min``, the earliest it can have run). Exact for server time
+(that gate sees the deadline lapsed, every earlier one sees it live; a resent gate that answered an
+applied claim counts as winning whatever its ``won``, at its ``now_min``, the earliest it can have run)
+or to the ``now`` of an op that saw HALF_OPEN (the claim before it may have crashed). Exact for server time
 (microseconds, the deadlines' resolution); a client clock finer than that may round a deadline
 past its gate.
 """
@@ -130,10 +131,25 @@ def _earliest(op: Op) -> float | None:
     return None
 
 
+def _lapse_seen(op: Op) -> bool:
+    """A completed op whose reply shows a deadline lapsed by its time: a gate that claimed the probe
+    (``won``, or resent and answered an applied claim: that ``won`` says only whether the claim is still
+    current at the resend), or any op that saw HALF_OPEN (a claim, maybe a crashed one, came first)."""
+    if op.unknown or not isinstance(op.output, dict):
+        return False
+    out = op.output
+    if out.get("prev_state") == "half_open":
+        return True
+    resent = out.get("now") is None and out.get("now_max") is not None
+    return op.f == "gate" and (bool(out.get("won")) or (
+        resent and bool(out.get("applied")) and out.get("new_state") == "half_open"))
+
+
 def _bounded(op: Op, hi: float | None, wins: Sequence[float]) -> Op:
     """``op`` with ``now_max`` (crashed: the partition's latest observed time) and ``now_lapses``:
-    the times ``t`` in its window for which ``t + d`` (a deadline it writes) equals a winning gate's
-    time, so that gate sees the deadline lapsed and every earlier one does not."""
+    the times ``t`` in its window for which ``t + d`` (a deadline it writes) equals the time of an op
+    that saw a deadline lapsed (:func:`_lapse_seen`), so that op sees it lapsed and every earlier one
+    does not."""
     inp = dict(op.input)
     if op.unknown:
         if hi is None:
@@ -305,8 +321,7 @@ class BreakerStoreModel(Model):
         for key, pops in parts.items():
             nows = [float(t) for op in pops if not op.unknown and isinstance(op.output, dict)
                     for t in (op.output.get("now"), op.output.get("now_max")) if t is not None]
-            wins = sorted({t for op in pops if op.f == "gate" and not op.unknown and isinstance(op.output, dict)
-                           and op.output.get("won") for t in [_earliest(op)] if t is not None})
+            wins = sorted({t for op in pops if _lapse_seen(op) for t in [_earliest(op)] if t is not None})
             hi = max(nows) if nows else None
             private = _private_ids(pops)
             parts[key] = [_private(_bounded(op, hi, wins) if time_uncertain(op) and isinstance(op.input, dict) else op,

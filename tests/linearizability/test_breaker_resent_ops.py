@@ -169,3 +169,69 @@ def test_store_that_applies_a_resend_twice_is_illegal(cbchaos_redis_admin: redis
     events = drive(FreshOpIdResendRedisStore, cbchaos_redis_admin)
     assert events[3]["value"]["new_state"] == "open"
     assert check_events(events, MODEL).verdict is Verdict.ILLEGAL
+
+
+def superseded_claim_history(open_seen_at: float) -> list[tuple]:
+    """Found by test_breaker_model_properties: a failure (cooldown 0.05 s) resent, answered at T+0.1;
+    gates at ``open_seen_at`` see OPEN; a claim invoked at T+0.1 is resent and answered ``won: False``
+    (a failure reopened the breaker after it, so the claim is no longer current); a gate at T+0.1
+    sees the probe busy. Legal only if the failure ran in (T, T+0.05] and the claim at T+0.1: the
+    claim must count as a winning gate for the failure's candidate times."""
+    f1 = {"op_id": "f1", "failure_threshold": 1, "recovery_timeout": 0.05}
+    gate = {"lease_seconds": 0.05}
+    seen_open = {"prev_state": "open", "new_state": "open", "applied": False, "won": False, "now": open_seen_at}
+    busy = {"prev_state": "half_open", "new_state": "half_open", "applied": False, "won": False, "now": T + 0.1}
+    return [(0, 0, "invoke", "record_failure", {**f1, "now_min": T}, "b"),
+            (1, 1, "invoke", "gate", {**gate, "op_id": "g2", "now_min": open_seen_at}, "b"),
+            (2, 2, "invoke", "gate", {**gate, "op_id": "g3", "now_min": open_seen_at}, "b"),
+            (3, 1, "ok", "gate", seen_open, "b"),
+            (4, 2, "ok", "gate", seen_open, "b"),
+            (5, 3, "invoke", "gate", {**gate, "op_id": "g4", "now_min": T + 0.1}, "b"),
+            (6, 4, "invoke", "gate", {**gate, "op_id": "g5", "now_min": T + 0.1}, "b"),
+            (7, 5, "invoke", "record_failure", {**f1, "op_id": "f6", "now_min": T + 0.1}, "b"),
+            (8, 0, "ok", "record_failure", {"prev_state": "closed", "new_state": "open", "applied": True,
+                                            "won": False, "now_max": T + 0.1}, "b"),
+            (9, 4, "ok", "gate", busy, "b"),
+            (10, 5, "ok", "record_failure", {"prev_state": "half_open", "new_state": "open", "applied": True,
+                                             "won": False, "now": T + 0.1}, "b"),
+            (11, 3, "ok", "gate", {**CLAIMED, "won": False, "now_max": T + 0.101}, "b")]
+
+
+def test_resent_claim_undone_by_a_later_failure_still_bounds_the_cooldown() -> None:
+    assert verdict(superseded_claim_history(open_seen_at=T + 0.05)) is Verdict.OK
+
+
+def test_open_seen_when_the_superseded_claim_ran_is_illegal() -> None:
+    """Seen OPEN at T+0.1, the cooldown had not ended by T+0.1: no claim, no busy probe then."""
+    assert verdict(superseded_claim_history(open_seen_at=T + 0.1)) is Verdict.ILLEGAL
+
+
+def crashed_claim_history(busy_at: float) -> list[tuple]:
+    """Found by test_breaker_model_properties: a failure (cooldown 0.05 s) crashed after its invoke at T;
+    a gate at T+0.05 sees OPEN; a claim invoked at T+0.1 crashed; gates at ``busy_at`` see the probe busy;
+    one at T+0.15 reclaims (the lease lapsed). Legal only if the failure ran in (T, T+0.05]: the gates that
+    saw HALF_OPEN bound the cooldown's end as a winning gate would."""
+    gate = {"lease_seconds": 0.05}
+    busy = {"prev_state": "half_open", "new_state": "half_open", "applied": False, "won": False, "now": busy_at}
+    return [(0, 0, "invoke", "record_failure", {"op_id": "f1", "failure_threshold": 1, "recovery_timeout": 0.05,
+                                                 "now_min": T}, "b"),
+            (1, 1, "invoke", "gate", {**gate, "op_id": "g2", "now_min": T + 0.05}, "b"),
+            (2, 1, "ok", "gate", {"prev_state": "open", "new_state": "open", "applied": False, "won": False,
+                                  "now": T + 0.05}, "b"),
+            (3, 2, "invoke", "gate", {**gate, "op_id": "g3", "now_min": T + 0.1}, "b"),
+            (4, 3, "invoke", "gate", {**gate, "op_id": "g4", "now_min": busy_at}, "b"),
+            (5, 4, "invoke", "gate", {**gate, "op_id": "g5", "now_min": busy_at}, "b"),
+            (6, 3, "ok", "gate", busy, "b"),
+            (7, 4, "ok", "gate", busy, "b"),
+            (8, 5, "invoke", "gate", {**gate, "op_id": "g6", "now_min": T + 0.15}, "b"),
+            (9, 5, "ok", "gate", {"prev_state": "half_open", "new_state": "half_open", "applied": True, "won": True,
+                                  "now": T + 0.15}, "b")]
+
+
+def test_crashed_claim_seen_busy_bounds_the_cooldown() -> None:
+    assert verdict(crashed_claim_history(busy_at=T + 0.1)) is Verdict.OK
+
+
+def test_busy_probe_seen_before_the_cooldown_could_end_is_illegal() -> None:
+    """Seen OPEN at T+0.05, the failure ran after T: its cooldown lasts past T+0.05, no probe then."""
+    assert verdict(crashed_claim_history(busy_at=T + 0.05)) is Verdict.ILLEGAL
