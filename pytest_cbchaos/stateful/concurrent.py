@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+from multiprocessing.connection import wait as wait_ready
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -384,21 +385,22 @@ class _Runner:
                 deadline = time.monotonic() + cfg.round_timeout
                 pending = set(range(cfg.workers))
                 killed: list[int] = []
-                while pending and time.monotonic() < deadline:
-                    for w in list(pending):
-                        if ctrls[w].poll(0.005):
-                            try:
-                                msg = ctrls[w].recv()
-                            except EOFError:
-                                pending.discard(w)
-                                killed.append(w)
-                                continue
-                            if msg[0] == "kill":
-                                os.kill(procs[w].pid, signal.SIGKILL)
-                                pending.discard(w)
-                                killed.append(w)
-                            elif msg[0] == "done":
-                                pending.discard(w)
+                while pending and (left := deadline - time.monotonic()) > 0:
+                    # woken by the first worker that answers (or dies: EOF), not by polling each in turn
+                    for conn in wait_ready([ctrls[w] for w in pending], timeout=left):
+                        w = ctrls.index(conn)
+                        try:
+                            msg = conn.recv()
+                        except EOFError:
+                            pending.discard(w)
+                            killed.append(w)
+                            continue
+                        if msg[0] == "kill":
+                            os.kill(procs[w].pid, signal.SIGKILL)
+                            pending.discard(w)
+                            killed.append(w)
+                        elif msg[0] == "done":
+                            pending.discard(w)
                 for w in pending:  # round timeout: treat as crashed
                     procs[w].kill()
                     killed.append(w)
