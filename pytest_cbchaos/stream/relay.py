@@ -86,6 +86,7 @@ class TurnRelay:
         self.history = history
         self.emissions: list[tuple[str, int, str, bytes]] = []  # (stream_id, step, kind, payload) oracle
         self._tasks: set[asyncio.Task] = set()
+        self.closing = False
         self.run_class: type = _Run  # mutants substitute a broken run
         self._durability: str | None = None
 
@@ -145,7 +146,9 @@ class TurnRelay:
         return "REQUESTED"
 
     async def aclose(self) -> None:
-        """Cancel every run (each finishes with ``cancelled{relay_shutdown}``) and await them."""
+        """Cancel every run (each finishes with ``cancelled{relay_shutdown}``) and await them. ``closing``
+        also ends a run whose cancellation a library call swallowed (docs/stream-design.md)."""
+        self.closing = True
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -437,6 +440,8 @@ class _Run:
         getter: asyncio.Task | None = None
         try:
             while not self.finished and not self.stopped:
+                if self.relay.closing:  # the relay's cancel, even if a store call turned it into a timeout
+                    raise asyncio.CancelledError
                 now = time.monotonic()
                 timeout = max(0.0, next_cancel_check - now)
                 if self.pending:

@@ -112,3 +112,49 @@ def test_run_ends_when_its_renewal_swallows_the_cancel(cbchaos_redis_proc: Any, 
             await asyncio.wait({asyncio.ensure_future(relay.aclose())}, timeout=2)  # bounded: a hung run stays hung
             await client.aclose()
     run(main())
+
+
+class SwallowingCancelCheckStore(StreamStore):
+    """Once armed, the run's user-cancel check hangs until cancelled and turns the first cancel into
+    TimeoutError (a client read whose own timeout and the cancel land together, Python 3.11)."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.armed = asyncio.Event()
+        self.hanging = asyncio.Event()
+        self.swallowed = 0
+
+    async def cancel_requested(self, conv: str, mid: str) -> bool:
+        if not self.armed.is_set() or self.swallowed:
+            return await super().cancel_requested(conv, mid)
+        self.hanging.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.swallowed += 1
+            raise asyncio.TimeoutError("read timed out") from None
+        raise AssertionError("unreachable")
+
+
+def test_shutdown_ends_a_run_whose_cancel_was_swallowed(cbchaos_redis_proc: Any, run: Any) -> None:
+    """SIGTERM's aclose: a run whose cancellation a store call swallowed still ends with
+    ``cancelled{relay_shutdown}`` (the loop checks the relay's ``closing`` flag), not at the process's
+    shutdown bound."""
+    async def main() -> None:
+        client = client_for(cbchaos_redis_proc)
+        store = SwallowingCancelCheckStore(client, CFG)
+        relay = TurnRelay(store, CFG)
+        try:
+            h = await relay.start("c3", GatedScript(text_turn(3), hold_at=1), model_id="m")  # held: never ends alone
+            store.armed.set()
+            await asyncio.wait_for(store.hanging.wait(), 5)
+            closing = asyncio.ensure_future(relay.aclose())
+            done, _ = await asyncio.wait({closing}, timeout=CFG.shutdown_grace_s + 2)
+            assert closing in done, "aclose never returned: the run outlived its swallowed cancel"
+            assert store.swallowed == 1 and h.task.done()
+            last = (await store.xrange("c3"))[-1]
+            assert last.kind == "cancelled" and last.payload.get("reason") == "relay_shutdown", last
+        finally:
+            await asyncio.wait({asyncio.ensure_future(relay.aclose())}, timeout=2)  # bounded
+            await client.aclose()
+    run(main())
