@@ -29,7 +29,6 @@ def scenario_project(pytester: pytest.Pytester) -> pytest.Pytester:
     return _support().make_project(pytester)
 
 
-
 @pytest.fixture(autouse=True)
 def _inner_sessions_quiet_about_asyncio(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pytester's inner sessions run in a temp dir without this project's ini: give them its

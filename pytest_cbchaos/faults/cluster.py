@@ -31,10 +31,7 @@ class ClusterNemesis(TopologyNemesis):
         """``CLUSTER FAILOVER`` on the replica of the primary serving ``key``; returns once the replica says it
         is master, the old primary says it is a replica and the cluster is ready again."""
         topo = self.topology
-        old = topo.owner(key)
-        new = topo.replica_of(old)
-        window = self._c.journal.begin("failover", old.name, {"key": key, "old_primary": old.name,
-                                                              "new_primary": new.name})
+        old, new, window = self._begin_on_shard("failover", key, "old_primary", "new_primary")
 
         def run() -> None:
             with new.admin() as c:
@@ -107,11 +104,7 @@ class ClusterNemesis(TopologyNemesis):
         split brain in one call); a promotion that fails heals the cut and raises."""
         from pytest_cbchaos.faults.controller import Fault
 
-        topo = self.topology
-        old = topo.owner(key)
-        replica = topo.replica_of(old)
-        window = self._c.journal.begin("isolate_primary", old.name, {"key": key, "node": old.name,
-                                                                     "replica": replica.name})
+        old, replica, window = self._begin_on_shard("isolate_primary", key, "node", "replica")
 
         def cut() -> None:
             old.peer.disable()
@@ -126,7 +119,7 @@ class ClusterNemesis(TopologyNemesis):
                 window.params["new_primary"] = replica.name
                 self._wait(lambda: old.role_now() == "slave", f"{old.name} demoted to a replica of {replica.name}")
                 window.params["demoted"] = True
-            topo.wait_ready(self.timeout)
+            self.topology.wait_ready(self.timeout)
 
         split = self._c._track(Fault(self._c, window, heal, order=HEAL_ORDER))
         if promote_after_s is not None:
@@ -147,6 +140,15 @@ class ClusterNemesis(TopologyNemesis):
         self._wait(lambda: replica.role_now() == "master", f"{replica.name} promoted")
         split.window.params["new_primary"] = replica.name
         return replica
+
+    def _begin_on_shard(self, kind: str, key: str, primary_param: str,
+                        replica_param: str) -> tuple["ClusterNode", "ClusterNode", FaultWindow]:
+        """The primary serving ``key``, its replica, and the fault's journal window naming both."""
+        old = self.topology.owner(key)
+        replica = self.topology.replica_of(old)
+        window = self._c.journal.begin(kind, old.name, {"key": key, primary_param: old.name,
+                                                        replica_param: replica.name})
+        return old, replica, window
 
     def _wait(self, done: Callable[[], bool], what: str) -> None:
         deadline = time.monotonic() + self.timeout
