@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
+
 from pytest_cbchaos.faults.journal import FaultWindow
 from pytest_cbchaos.faults.topology import TopologyNemesis
 from pytest_cbchaos.servers.sentinel import TopologyNotReady
@@ -45,29 +47,20 @@ class SentinelNemesis(TopologyNemesis):
         old = topo.primary()
         window = self._c.journal.begin("failover", topo.master_name, {"old_primary": old.name})
 
-        def start() -> None:
-            last: Exception | None = None
-            for s in topo.sentinels:  # the first sentinel that answers starts it
-                try:
-                    with s.admin() as c:
-                        c.execute_command("SENTINEL", "FAILOVER", topo.master_name)
-                    return
-                except Exception as exc:  # a killed or paused sentinel, or one still in a failover: the next one
-                    last = exc
-            raise RuntimeError(f"failover: no sentinel accepted SENTINEL FAILOVER ({last})")
-
         def run() -> "Node":
             # a failover the sentinel aborts (e.g. no replica with fresh INFO) is started again, within the timeout
             attempt_s = 2 * topo.failover_timeout_ms / 1000 + 1.0
             deadline = time.monotonic() + self.timeout
+            leader = self._start_failover()
             while True:
-                start()
                 try:
                     new = self.wait_new_primary(old, min(attempt_s, max(0.1, deadline - time.monotonic())))
                     break
                 except TopologyNotReady:
                     if time.monotonic() + 0.1 >= deadline:
                         raise
+                    if not self._failover_under_way(old, leader):
+                        leader = self._start_failover()
             self.wait_demoted(old, new)
             return new
 
@@ -75,6 +68,30 @@ class SentinelNemesis(TopologyNemesis):
         window.params["new_primary"] = new.name
         self._c.journal.end(window)
         return window
+
+    def _start_failover(self) -> "Node":
+        """The sentinel now running the failover: the first that accepts it, or one already running one."""
+        topo = self.topology
+        last: Exception | None = None
+        for s in topo.sentinels:
+            try:
+                with s.admin() as c:
+                    c.execute_command("SENTINEL", "FAILOVER", topo.master_name)
+                return s
+            except redis.ResponseError as exc:
+                if str(exc).startswith("INPROG"):  # asking another sentinel would start a second failover
+                    return s
+                last = exc  # e.g. NOGOODSLAVE: another sentinel's view of the replicas may be fresher
+            except redis.RedisError as exc:  # a killed or paused sentinel: the next one
+                last = exc
+        raise RuntimeError(f"failover: no sentinel accepted SENTINEL FAILOVER ({last})")
+
+    def _failover_under_way(self, old: "Node", leader: "Node") -> bool:
+        """The attempt is not aborted: some sentinel already names a primary other than ``old``, or ``leader``
+        is still failing over. Starting again then would fail over the promoted replica as well."""
+        port = int(old.peer.listen_port)
+        moved = any(v is not None and int(v[1]) != port for v in self.topology.sentinel_views())
+        return moved or self.topology.failover_in_progress(leader)
 
     def isolate_primary(self) -> "Fault":
         """Cut the primary from its replicas and the sentinels (its peer proxy down) while clients still reach

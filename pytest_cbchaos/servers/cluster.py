@@ -144,12 +144,15 @@ class ClusterTopology(ServerGroup):
 
     def _not_ready(self) -> str | None:
         try:
+            masters: set[str] = set()
             for n in self.nodes:
                 info = n.cluster_info()
                 if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) != len(self.nodes):
                     return f"{n.name}: {info.get('cluster_state')}, knows {info.get('cluster_known_nodes')} nodes"
                 with n.admin(socket_timeout=1.0) as c:
                     rep = c.info("replication")
+                if rep["role"] == "master":
+                    masters.add(n.name)
                 if rep["role"] == "slave":
                     if rep.get("master_link_status") != "up":
                         return f"{n.name}: link to its primary {rep.get('master_link_status')}"
@@ -159,8 +162,20 @@ class ClusterTopology(ServerGroup):
                     with n.admin(socket_timeout=1.0) as c:  # WAIT asks the replica for its offset (GETACK)
                         if int(c.execute_command("WAIT", 1, 200)) < 1:
                             return f"{n.name}: its replica has not acknowledged the current offset"
-        except redis.RedisError as exc:
+            return self._views_disagree(masters)
+        except (redis.RedisError, TopologyNotReady, KeyError) as exc:
             return f"{type(exc).__name__}: {exc}"
+
+    def _views_disagree(self, masters: set[str]) -> str | None:
+        """Why the nodes' gossiped views do not yet agree on which nodes serve slots, all of them nodes that say
+        they are master (a failover's new epoch reaches the other nodes a little after the promoted replica
+        says master)."""
+        seen: dict[str, set[str]] = {}
+        for n in self.nodes:
+            owners = {e["node"].name for e in self.view(n) if "master" in e["flags"] and e["slots"]}
+            seen[n.name] = owners
+            if not owners <= masters or owners != next(iter(seen.values())):
+                return f"slot owners as each node sees them: {seen}; the nodes saying master: {sorted(masters)}"
         return None
 
     def primaries_now(self) -> list[ClusterNode]:

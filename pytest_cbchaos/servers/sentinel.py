@@ -39,9 +39,15 @@ MASTER_NAME = "cbchaos"
 QUORUM = 2
 SENTINELS = 3
 # SENTINEL DEBUG periods (ms): fast discovery and reaction; no TILT unless the timer stalls for 30 s. While the
-# primary is down a sentinel refreshes INFO from replicas every 1000 ms (fixed) and takes a replica for promotion
-# only if its INFO is younger than 5 x ping-period: ping-period 300 keeps that above 1000 ms (no aborted failover).
-SENTINEL_DEBUG = {"info-period": 200, "ping-period": 300, "ask-period": 200, "publish-period": 200,
+# primary is down or failing over a sentinel refreshes INFO from replicas every 1000 ms (fixed,
+# FAILOVER_INFO_PERIOD_MS) and takes a replica for promotion only if its INFO is younger than 5 x ping-period:
+# ping-period 300 keeps that above 1000 ms (no aborted failover). The leader so sees its promoted replica answer
+# "master" up to 1000 ms late (0.8-0.9 s measured idle), and only then tells the other sentinels; they turn a
+# replica that claims master back into a replica after 4 x publish-period. publish-period 500 gives them 2000 ms,
+# 1 s more than the leader can need; at 200 (800 ms) a forced failover was undone about 1 time in 15 and the
+# sentinels then failed over a second time on their own.
+FAILOVER_INFO_PERIOD_MS = 1000
+SENTINEL_DEBUG = {"info-period": 200, "ping-period": 300, "ask-period": 200, "publish-period": 500,
                   "tilt-trigger": 30000, "tilt-period": 1000, "min-link-reconnect-period": 200,
                   "slave-reconf-timeout": 2000, "election-timeout": 1000}
 
@@ -197,14 +203,25 @@ class SentinelTopology(ServerGroup):
         ``GET-MASTER-ADDR-BY-NAME`` already names the promoted replica."""
         out: list[tuple[str, int] | None] = []
         for s in self.sentinels:
+            d = self.master_entry(s)
             try:
-                with s.admin(socket_timeout=0.5, socket_connect_timeout=0.5) as c:
-                    raw = c.execute_command("SENTINEL", "MASTER", self.master_name)
-                d = _pairs(raw)
-                out.append((_s(d["ip"]), int(d["port"])))
-            except (redis.RedisError, KeyError, ValueError):
+                out.append(None if d is None else (_s(d["ip"]), int(d["port"])))
+            except (KeyError, ValueError):
                 out.append(None)
         return out
+
+    def master_entry(self, sentinel: Node) -> dict[str, Any] | None:
+        """``SENTINEL MASTER`` as ``sentinel`` answers it on its direct link (None: unreachable)."""
+        try:
+            with sentinel.admin(socket_timeout=0.5, socket_connect_timeout=0.5) as c:
+                return _pairs(c.execute_command("SENTINEL", "MASTER", self.master_name))
+        except redis.RedisError:
+            return None
+
+    def failover_in_progress(self, sentinel: Node) -> bool:
+        """Whether ``sentinel`` is running a failover (its master entry flags ``failover_in_progress``)."""
+        d = self.master_entry(sentinel)
+        return d is not None and "failover_in_progress" in _flags(d)
 
     def primary(self, *, unanimous: bool = False) -> Node:
         """The node a majority of sentinels name as primary (``unanimous``: every reachable sentinel; a
