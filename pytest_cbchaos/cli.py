@@ -318,7 +318,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; ``argv=None`` means this process's own command line (the ``cbchaos`` console
+    script), and then ``check`` ends the process itself once its verdict is out
+    (``exit_after_verdict``: no interpreter teardown freeing the search memo)."""
     parser = build_parser()
+    own_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     passthrough: list[str] = []
     if argv[:1] == ["run"] and "--" in argv:
@@ -332,9 +336,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {"run": cmd_run, "init": cmd_init, "report": cmd_report, "servers": cmd_servers, "doctor": cmd_doctor,
                "check": cmd_check}[args.command]
     try:
-        return handler(args)
+        code = handler(args)
     except KeyboardInterrupt:
-        return 2
+        code = 2
+    if own_process and args.command == "check":
+        from pytest_cbchaos.linearizability.cli import exit_after_verdict
+
+        exit_after_verdict(code)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,11 +1,5 @@
-import os
-import sys
+"""``python -m pytest_cbchaos.linearizability FILE...``: ``cbchaos check`` as its own process."""
 
-from .cli import main
+from .cli import exit_after_verdict, main
 
-code = main()
-# exit without tearing the interpreter down: freeing a large search memo and the history takes
-# tenths of a second past the verdict (docs/linearizability-design.md#budgets-and-verdicts)
-sys.stdout.flush()
-sys.stderr.flush()
-os._exit(code)
+exit_after_verdict(main())

@@ -3,7 +3,9 @@
 
 One verdict line per file. Exit codes: 0 all linearizable, 1 any not linearizable, 2 any
 unknown and none not, 4 a file could not be read, has no operations or an unparsable line, or
-a bad option (located error on stderr). The format is sniffed from the content.
+a bad option (located error on stderr). The format is sniffed from the content. ``--timeout``
+bounds each file's load, check and counterexample; the process then exits without freeing the
+search's memory (docs/linearizability.md#command-line).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import argparse
 import math
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from ..history.ops import MalformedHistory
 from .checker import Verdict, check, compose
@@ -23,6 +26,9 @@ from .porcupine_kv import porcupine_kv_model
 
 EXIT = {Verdict.OK: 0, Verdict.ILLEGAL: 1, Verdict.UNKNOWN: 2}
 EXIT_BAD_INPUT = 4
+
+#: the clock a file's budget is measured on (tests script it)
+clock = time.monotonic
 
 
 def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -43,7 +49,8 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default=None,
                    help="default: sniffed from the first non-blank line")
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="per-file check budget in seconds (default 10)")
+                   help="per-file budget in seconds: reading the file, the check and its counterexample "
+                        "(default 10)")
     p.add_argument("--html", type=Path, default=None, metavar="OUT",
                    help="write the timeline; with several files OUT is a directory")
     p.add_argument("--allow-empty", action="store_true",
@@ -87,13 +94,14 @@ def run_check(args: argparse.Namespace) -> int:
     verdicts = []
     bad = False
     for path in args.files:
+        start = clock()
         try:
             history, fmt = load_history(path, args.format,
                                         allow_empty=getattr(args, "allow_empty", False),
                                         skip_unparsed=getattr(args, "skip_unparsed", False))
             name = args.model or ("cas-register" if fmt == "jepsen" else "kv")
             model = porcupine_kv_model() if (fmt, name) == ("porcupine-kv", "kv") else get_model(name)
-            result = check(history, model, timeout=args.timeout, mode="report")
+            result = check(history, model, timeout=_left(args.timeout, start), mode="report")
         except (MalformedHistory, OSError, UnicodeDecodeError) as exc:
             print(f"cbchaos check: {exc}", file=sys.stderr)
             bad = True
@@ -113,6 +121,7 @@ def run_check(args: argparse.Namespace) -> int:
             try:
                 write_timeline(result, out, history=history, title=str(path),
                                recheck=f"cbchaos check {path} --model {name}")
+                _sync(out)
             except OSError as exc:
                 print(f"cbchaos check: --html {out}: cannot write ({exc.strerror or exc})",
                       file=sys.stderr)
@@ -124,8 +133,46 @@ def run_check(args: argparse.Namespace) -> int:
     return EXIT[compose(verdicts)]
 
 
+def _left(timeout: float, start: float) -> float:
+    """What is left of a file's budget once it is read: the check, counterexample included, gets
+    only that (docs/linearizability.md#command-line)."""
+    return max(0.0, timeout - (clock() - start))
+
+
+def _sync(path: Path) -> None:
+    """Put a written output on disk: the process ends with ``os._exit``, and nothing after the
+    verdict may be lost."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def exit_after_verdict(code: int) -> NoReturn:
+    """End a ``check`` process once its verdict is out: flush stdout and stderr, then ``os._exit``.
+
+    Interpreter teardown would free the search memo and the history (seconds on a large memo), past
+    the budget ``--timeout`` promises; outputs are already closed and synced (``_sync``). Used by
+    every entry point that runs the check as its own process (docs/linearizability.md#command-line).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: the exit code still carries the verdict
+            pass
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pytest_cbchaos.linearizability",
-                                description=__doc__)
+    """``python -m pytest_cbchaos.linearizability``: ``cbchaos check`` under its own name; a usage
+    error exits 4, as there."""
+    from ..cli import USAGE, _Parser
+
+    p = _Parser(prog="python -m pytest_cbchaos.linearizability", description=__doc__)
     _add_args(p)
-    return run_check(p.parse_args(argv))
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as exc:  # --help exits 0; _Parser.error exits USAGE
+        return int(exc.code) if isinstance(exc.code, int) else USAGE
+    return run_check(args)
