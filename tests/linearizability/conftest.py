@@ -17,8 +17,10 @@ def corpus() -> Path:
 @pytest.fixture
 def counterexample_deadlines(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
     """Freeze the checker's clock at 100.0 and record the deadline each counterexample gets, so
-    a check with ``timeout=S`` must hand it exactly ``100.0 + S``."""
+    a check with ``timeout=S`` must hand it exactly ``100.0 + S``; the command line's clock is
+    frozen too (reading a file takes none of ``--timeout S``)."""
     from pytest_cbchaos.linearizability import checker
+    from pytest_cbchaos.linearizability import cli
 
     class FrozenClock:
         monotonic = staticmethod(lambda: 100.0)
@@ -27,6 +29,7 @@ def counterexample_deadlines(monkeypatch: pytest.MonkeyPatch) -> list[float | No
     seen: list[float | None] = []
     real = checker._add_counterexample
     monkeypatch.setattr(checker, "time", FrozenClock)
+    monkeypatch.setattr(cli, "clock", lambda: 0.0)
     monkeypatch.setattr(checker, "_add_counterexample",
                         lambda *a, deadline, **kw: (seen.append(deadline), real(*a, deadline=deadline, **kw)))
     return seen
