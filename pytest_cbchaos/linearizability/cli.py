@@ -140,8 +140,7 @@ def _left(timeout: float, start: float) -> float:
 
 
 def _sync(path: Path) -> None:
-    """Put a written output on disk: the process ends with ``os._exit``, and nothing after the
-    verdict may be lost."""
+    """Put a written output on disk before the process ends with ``os._exit``."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
