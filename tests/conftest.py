@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from types import ModuleType
 
 import httpcore  # noqa: F401 - see below
@@ -10,6 +12,20 @@ import pytest
 # httpx imports httpcore on first use and maps its exceptions by class. Pytester's in-process runs drop
 # every module first imported inside them, so an httpcore first loaded there would be loaded again later
 # with new classes, and httpx would let its errors through unmapped: load it once, here, for the session.
+
+
+DURATIONS = Path(__file__).with_name("durations.json")  # seconds per slow test, from a --durations=0 run
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the slowest tests first, longest first: the workers share them out at the start and
+    finish together, instead of one worker running a long test alone at the end. The table only steers
+    the order (a stale or missing entry costs time, never a result); elsewhere pytest's order stays."""
+    if not hasattr(config, "workerinput"):
+        return
+    seconds = json.loads(DURATIONS.read_text())
+    items.sort(key=lambda item: -seconds.get(item.nodeid, 0.0))  # stable: the others keep their order
 
 
 def _support() -> ModuleType:
