@@ -66,14 +66,22 @@ class ClaimResult(NamedTuple):
         return None
 
 
-class _Admitted(ClaimResult):
+class _TupleNew(tuple):
+    """Put first among a tuple subclass's bases, makes ``cls(iterable)`` CPython's own tuple
+    constructor, skipping a NamedTuple's Python ``__new__`` (the subclass's instances are built per op)."""
+
+    __slots__ = ()
+    __new__ = tuple.__new__
+
+
+class _Admitted(_TupleNew, ClaimResult):
     """A gate's no-op admission in CLOSED (G1, not won), answered without building its reply
     (docs/breaker-design.md#hot-path): the tuple stores ``(view, now, box)`` and stands for
     ``ClaimResult(False, noop_reply(view, now), "")``, built on first use and kept in ``box`` (so
-    ``record`` is one dict). In Python it is that 3-tuple: iteration, unpacking, indexing, ``len``,
+    ``record`` is one dict). In Python it is that 3-tuple: iteration, unpacking, indexing, ``in``,
     comparisons, ``hash``, ``repr``, ``+``/``*``, copy and pickle (which give a plain ``ClaimResult``).
     C code that reads tuple storage directly (the ``json`` module, ``%`` formatting) needs
-    ``tuple(claim)``."""
+    ``tuple(claim)``. Built as ``_Admitted((view, now, []))``."""
 
     __slots__ = ()
     won = False
@@ -102,9 +110,6 @@ class _Admitted(ClaimResult):
 
     def __iter__(self) -> Any:
         return iter(self._claim())
-
-    def __len__(self) -> int:
-        return 3
 
     def __getitem__(self, i: Any) -> Any:
         return self._claim()[i]
@@ -599,7 +604,7 @@ class InMemoryStore:
             ent = self._data.get(backend)
             v = self._default_view if ent is None else ent[4] if t < ent[3] else None
             if v is not None and v[0] and n not in v[5]:
-                return _tuple_new(_Admitted, (v, t, []))  # G1: CLOSED admits without a write or a lock
+                return _Admitted((v, t, []))  # G1: CLOSED admits without a write or a lock
             return self._gate_at(backend, t, self.op_ids.format(n), self.probe_lease_seconds)
         check_backend(backend)
         lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
@@ -608,7 +613,7 @@ class InMemoryStore:
         if self._fast:
             v = self._view_at(backend, t)
             if v is not None and v[0] and oid not in v[4]:
-                return _tuple_new(_Admitted, (v, t, []))
+                return _Admitted((v, t, []))
         return self._gate_at(backend, t, oid, lease)
 
     def _gate_at(self, backend: str, t: float, oid: str, lease: float) -> ClaimResult:
