@@ -628,7 +628,7 @@ class InMemoryStore:
         return self._default_view if ent is None else ent[4] if t < ent[3] else None
 
     # ---- hot ops (HotOps, docs/breaker-design.md#hot-path) ----
-    def hot_ops(self) -> "InMemoryStore | None":
+    def hot_ops(self) -> HotOps | None:
         """This store, whose ``hot_gate``/``hot_success`` skip the internals a subclass may override: None
         for a subclass (e.g. the mutants), which gets the general path."""
         return self if self._fast else None
