@@ -2,9 +2,10 @@
 
 0. Against peers, in interleaved rounds (medians and the median of per-round ratios; the machine
    may be busy, so only paired figures are comparable): in-memory ``call(noop)`` CPU per op vs
-   pybreaker 1.4.1 and circuitbreaker 2.1.3, the kit's allow+record pair (the public store ops, each
-   building its reply) and the hot allow+record pair (``breaker_gate`` + ``breaker_success``, the same
-   ops as ``call()`` runs them, no reply built) vs pybreaker's call; and
+   pybreaker 1.4.1 and circuitbreaker 2.1.3, the kit's allow+record pair (the public store ops: the gate's
+   CLOSED admission builds its reply only when read, the success builds its reply) and the hot
+   allow+record pair (``HotOps.hot_gate`` + ``hot_success``, the same ops as ``call()`` runs them, no
+   reply built) vs pybreaker's call; and
    Redis-backed decisions/s (one ``call(noop)`` each, direct to redis-server, 1 thread and 8
    processes) vs pybreaker with ``CircuitRedisStorage``.
 1. In-memory allow+record pair: median ns/op of several runs, ratio to a baseline measured in the
@@ -132,12 +133,13 @@ def bench_peers_memory(rounds: int, ops: int) -> None:
         if st.try_transition_and_claim_probe("b").admitted:
             st.atomic_record_success("b")
 
-    hot = InMemoryStore()
-    nxt = hot._next_n
+    hot = InMemoryStore().hot_ops()
+    assert hot is not None
+    counter = hot.op_ids.counter
 
     def hot_pair() -> None:  # the store ops of call()'s hot path: the same ops, no reply built
-        hot.breaker_gate("b", nxt(), 30.0)
-        hot.breaker_success("b", nxt())
+        hot.hot_gate("b", next(counter), 30.0)
+        hot.hot_success("b", next(counter))
 
     rows = _rounds({"kit call": cpu_per_op(lambda: kit.call(noop)), "kit allow+record": cpu_per_op(pair),
                     "kit hot allow+record": cpu_per_op(hot_pair),

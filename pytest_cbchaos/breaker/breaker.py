@@ -27,7 +27,7 @@ from .failures import FailurePredicate, counts_as_failure, extract_status_code
 from .plan import Plan, adrive, drive
 from .ratelimit import EventRateLimiter
 from ..renames import accepts_renamed
-from .store import _MASK64, InMemoryStore, OpIds
+from .store import HotOps, InMemoryStore, OpIds
 
 log = logging.getLogger("pytest_cbchaos.breaker")
 
@@ -245,10 +245,11 @@ class _Core:
         self._listener_log_limiter = EventRateLimiter(self.LISTENER_LOG_INTERVAL, self.clock)
 
     def _bind_store_events(self) -> None:
-        """Forward the store's own events (e.g. ``scripting_fallback``) to ``on_store_event``; an
-        ``InMemoryStore``'s op ids come from the store (see ``_next_op_id``)."""
-        if isinstance(self.store, InMemoryStore):
-            self._op_ids = self.store._ids
+        """Forward the store's own events (e.g. ``scripting_fallback``) to ``on_store_event``; op ids come
+        from the store's ``op_ids`` when it has one (see ``_next_op_id``)."""
+        ids = getattr(self.store, "op_ids", None)
+        if isinstance(ids, OpIds):
+            self._op_ids = ids
         has = self.config.enabled and getattr(type(self.store), "store_events_since", None) is not None
         src = self.store.store_events_since if has else None
         self._ev_src = src
@@ -269,7 +270,7 @@ class _Core:
         """``_note_record`` of a hot-path no-op's reply (the fast view's template at ``t``). Noting one
         reply twice in a row changes nothing, so the view is remembered and the next no-op on the
         same view skips this (any other note forgets it)."""
-        self._note_record(InMemoryStore._noop_reply(v, t))
+        self._note_record(self._hot.noop_reply(v, t))  # type: ignore[attr-defined]
         self._noted = v
 
     def _note_record(self, d: dict, token: str | None = None) -> None:
@@ -299,8 +300,8 @@ class _Core:
     def _next_op_id(self) -> str:
         """A unique 32-hex op id: random prefix per breaker *and process* (``OpIds`` renews it in a forked
         child, which must not repeat its parent's ids: a store would take them for duplicates) plus a
-        counter. On an ``InMemoryStore`` the store's own generator, so the hot path
-        (docs/breaker-design.md#hot-path) draws the ids the plain path would."""
+        counter. The store's own generator when it has one (``op_ids``, e.g. ``InMemoryStore``), so the hot
+        path (docs/breaker-design.md#hot-path) draws the ids the plain path would."""
         return self._op_ids()
 
     # events
@@ -513,9 +514,13 @@ class CircuitBreaker(_Core):
         if self.store is None:
             self.store = InMemoryStore(clock=self.clock, probe_lease_seconds=self.config.probe_lease_seconds)
         self._bind_store_events()
-        # the hot path of ``call`` (docs/breaker-design.md#hot-path): an exact InMemoryStore, breaker enabled
-        self._hot = self.store if type(self.store) is InMemoryStore and self.config.enabled else None
-        self._next_n = self._op_ids._n.__next__
+        # the hot path of ``call`` (docs/breaker-design.md#hot-path): the store's HotOps, breaker enabled
+        # (looked up on the type: a forwarding ``__getattr__``, e.g. AsyncInMemoryStore's, offers none)
+        hot_ops = getattr(type(self.store), "hot_ops", None)
+        self._hot: HotOps | None = hot_ops(self.store) if hot_ops is not None and self.config.enabled else None
+        if self._hot is not None:
+            self._op_ids = self._hot.op_ids
+        self._counter = self._op_ids.counter
         self._lease = self.config.probe_lease_seconds
 
     def _start_heartbeat(self, permit: Permit) -> None:
@@ -566,13 +571,13 @@ class CircuitBreaker(_Core):
         return None
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        st = self._hot
+        hot = self._hot
         permit: Permit | None = None
-        if st is None:
+        if hot is None:
             permit = self.acquire()
         else:  # hot path (docs/breaker-design.md#hot-path): the same ops, no reply or permit built for no-ops
-            r = st.breaker_gate(self.backend, self._next_n() & _MASK64, self._lease)
-            if len(r) == 3:  # a reply: not a no-op on a clean CLOSED record
+            r = hot.hot_gate(self.backend, next(self._counter), self._lease)
+            if r.__class__ is not tuple:  # a reply: not a no-op on a clean CLOSED record
                 permit = self._permit_from_claim(r)
                 if permit.probe_token is None:
                     permit = None  # admitted in CLOSED: resolved below as the hot path resolves
@@ -599,9 +604,9 @@ class CircuitBreaker(_Core):
         if permit is not None:
             permit.success()
         else:
-            n = self._next_n() & _MASK64
-            r = st.breaker_success(self.backend, n)  # type: ignore[union-attr]
-            if type(r) is not tuple:
+            n = next(self._counter)
+            r = hot.hot_success(self.backend, n)  # type: ignore[union-attr]
+            if r.__class__ is not tuple:
                 self._transition_from_reply("atomic_record_success", r, "success", self._op_ids.format(n))
             elif r[0] is not self._noted:
                 self._note_view(*r)

@@ -11,12 +11,12 @@ CLOSED record and for ``record_success`` on a CLOSED record with ``failure_count
 state absent or ``"closed"``), unless the op id is already in ``recent_ops`` (a duplicate). For
 those inputs the reply is a copy of a template precomputed from the kernel's own ``_noop`` reply
 (:func:`_fast_view`), read without the lock: entries are immutable once stored (replaced by one
-dict store under the lock), so the read is a single linearisation point. ``tests/breaker/
-test_fast_path.py`` holds fast path == kernel for arbitrary records. Every other case goes through
-the kernel under the lock, as before. Only exact ``InMemoryStore`` instances use it (subclasses that
-override internals, e.g. the mutants, keep the plain path). ``breaker_gate`` / ``breaker_success``
-are the same two ops for ``CircuitBreaker.call``, answering a no-op with the view itself
-(docs/breaker-design.md#hot-path).
+dict store under the lock), so the read is a single linearisation point; a gate's admission is an
+``_Admitted``, which builds that reply only when read. ``tests/breaker/test_fast_path.py`` holds fast
+path == kernel for arbitrary records. Every other case goes through the kernel under the lock. Only
+exact ``InMemoryStore`` instances use it (subclasses that override internals, e.g. the mutants, keep
+the plain path). ``HotOps`` (``hot_gate`` / ``hot_success``) are the same two ops for
+``CircuitBreaker.call``, answering a no-op with the view itself (docs/breaker-design.md#hot-path).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from . import kernel
 from .record import DEFAULT, MASSGEN_FIELDS, STATES, Record, decode, encode, valid_op_id, valid_token
 
 _DEFAULT_TTL = 3600
+_tuple_new = tuple.__new__
+_raw_item = tuple.__getitem__  # a tuple's storage, past a subclass's __getitem__
 
 
 class ClaimResult(NamedTuple):
@@ -64,18 +66,97 @@ class ClaimResult(NamedTuple):
         return None
 
 
-class _Admitted(ClaimResult):
-    """A gate's no-op admission in CLOSED (not won): ``admitted`` answered without a property call."""
+class _TupleNew(tuple):
+    """Put first among a tuple subclass's bases, makes ``cls(iterable)`` CPython's own tuple
+    constructor, skipping a NamedTuple's Python ``__new__`` (the subclass's instances are built per op)."""
 
     __slots__ = ()
+    __new__ = tuple.__new__
+
+
+class _Admitted(_TupleNew, ClaimResult):
+    """A gate's no-op admission in CLOSED (G1, not won), answered without building its reply
+    (docs/breaker-design.md#hot-path): the tuple stores ``(view, now, box)`` and stands for
+    ``ClaimResult(False, noop_reply(view, now), "")``, built on first use and kept in ``box`` (so
+    ``record`` is one dict). In Python it is that 3-tuple: iteration, unpacking, indexing, ``in``,
+    comparisons, ``hash``, ``repr``, ``+``/``*``, copy and pickle (which give a plain ``ClaimResult``).
+    C code that reads tuple storage directly (the ``json`` module, ``%`` formatting) needs
+    ``tuple(claim)``. Built as ``_Admitted((view, now, []))``."""
+
+    __slots__ = ()
+    won = False
+    label = ""
     admitted = True
     token = None
     retry_after = None
+
+    def _claim(self) -> ClaimResult:
+        box = _raw_item(self, 2)
+        if not box:  # two threads may both build one; both answer the first appended
+            box.append(ClaimResult(False, InMemoryStore.noop_reply(_raw_item(self, 0), _raw_item(self, 1)), ""))
+        return box[0]
+
+    @property
+    def record(self) -> dict[str, Any]:  # type: ignore[override]
+        return self._claim()[1]
 
     @classmethod
     def _make(cls, iterable: Any) -> ClaimResult:
         """``_replace`` builds a plain ``ClaimResult``: a changed copy need not be a no-op admission."""
         return _tuple_new(ClaimResult, iterable)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ClaimResult, tuple(self._claim())
+
+    def __iter__(self) -> Any:
+        return iter(self._claim())
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._claim()[i]
+
+    def __contains__(self, x: object) -> bool:
+        return x in self._claim()
+
+    def __hash__(self) -> int:
+        return hash(self._claim())
+
+    def __repr__(self) -> str:
+        return repr(self._claim())
+
+    def __eq__(self, o: object) -> bool:
+        return self._claim() == o
+
+    def __ne__(self, o: object) -> bool:
+        return self._claim() != o
+
+    def __lt__(self, o: Any) -> bool:
+        return self._claim() < o
+
+    def __le__(self, o: Any) -> bool:
+        return self._claim() <= o
+
+    def __gt__(self, o: Any) -> bool:
+        return self._claim() > o
+
+    def __ge__(self, o: Any) -> bool:
+        return self._claim() >= o
+
+    def __add__(self, o: Any) -> Any:
+        return self._claim() + o
+
+    def __radd__(self, o: Any) -> Any:
+        return o + tuple(self._claim())
+
+    def __mul__(self, n: Any) -> Any:
+        return self._claim() * n
+
+    __rmul__ = __mul__
+
+    def count(self, x: Any) -> int:
+        return self._claim().count(x)
+
+    def index(self, x: Any, *a: Any) -> int:
+        return self._claim().index(x, *a)
 
 
 @runtime_checkable
@@ -198,19 +279,20 @@ def check_updates(updates: Mapping[str, Any], *, allow_all_massgen: bool = True)
 
 
 _MASK64 = 0xFFFFFFFFFFFFFFFF
-_tuple_new = tuple.__new__
 
 
 class OpIds:
     """Cheap unique 32-hex op ids: a random 16-hex prefix per instance plus a counter.
 
-    A fast path may take ``next(self._n) & _MASK64`` and call ``format(n)`` only when it needs the
-    string: the counter is consumed either way, so the id sequence stays the same.
+    A hot path (docs/breaker-design.md#hot-path) takes ``n = next(ids.counter)`` and calls ``format(n)``
+    only when it needs the string: the counter is consumed either way, so the id sequence stays the
+    same. ``format`` takes ``n`` modulo 2^64 (16 hex digits); a raw counter can differ from its id's
+    only after 2^64 ids.
     """
 
     def __init__(self) -> None:
         self._prefix = os.urandom(8).hex()
-        self._n = itertools.count(1)
+        self.counter = itertools.count(1)
         _LIVE_OP_IDS.add(self)
 
     def renew_prefix(self) -> None:
@@ -218,10 +300,10 @@ class OpIds:
         self._prefix = os.urandom(8).hex()
 
     def __call__(self) -> str:
-        return f"{self._prefix}{next(self._n) & _MASK64:016x}"
+        return f"{self._prefix}{next(self.counter) & _MASK64:016x}"
 
     def format(self, n: int) -> str:
-        return f"{self._prefix}{n:016x}"
+        return f"{self._prefix}{n & _MASK64:016x}"
 
     def own_counters(self, op_ids: Any) -> frozenset[int]:
         """Counters of the ids in ``op_ids`` that this generator could produce."""
@@ -253,11 +335,30 @@ def claim_result(o: kernel.Outcome, now: float, corrupt: tuple[str, ...] = ()) -
 
 # ---- in-memory store --------------------------------------------------------------------------
 
-# fast view of one decoded entry: (gate_noop, success_noop, reply template, corrupt, op ids, own counters)
-_FastView = tuple[bool, bool, dict[str, Any], tuple[str, ...], frozenset[str], frozenset[int]]
+# fast view of one decoded entry: (gate_noop, success_noop, reply template, corrupt, op ids, own counters);
+# opaque outside this module (a hot op's caller only compares it by identity and passes it back)
+FastView = tuple[bool, bool, dict[str, Any], tuple[str, ...], frozenset[str], frozenset[int]]
+NoOp = tuple[FastView, float]  # a hot op's no-op answer: (view, now), an exact 2-tuple
 
 
-def _fast_view(rec: Record, corrupt: tuple[str, ...], ids: OpIds) -> _FastView:
+class HotOps(Protocol):
+    """The store ops ``CircuitBreaker.call`` runs on its hot path (docs/breaker-design.md#hot-path).
+
+    Optional: a store offers them by answering ``hot_ops()`` with such an object (``InMemoryStore``:
+    itself); a store without ``hot_ops``, or answering None, gets the general path. ``n`` is a counter
+    of ``op_ids`` (``next(op_ids.counter)``) naming the op's id ``op_ids.format(n)``. Each op is the
+    protocol's op with that id, except that a no-op (nothing to write, report or claim) answers
+    ``(view, now)``; ``noop_reply(view, now)`` is the reply it stands for, and the same view means
+    the same reply but for ``_now``."""
+
+    op_ids: OpIds
+
+    def hot_gate(self, backend: str, n: int, lease_seconds: float) -> NoOp | ClaimResult: ...
+    def hot_success(self, backend: str, n: int) -> NoOp | dict[str, Any]: ...
+    def noop_reply(self, view: FastView, now: float) -> dict[str, Any]: ...
+
+
+def _fast_view(rec: Record, corrupt: tuple[str, ...], ids: OpIds) -> FastView:
     """Precompute the reply of the kernel's no-change outcome for ``rec`` (closed gate / closed
     zero-failure success). The template is built by the same ``reply`` code path from the kernel's
     own ``Outcome``, so its keys and values are the kernel's; only ``_now`` and ``_corrupt`` vary."""
@@ -313,12 +414,12 @@ class InMemoryStore:
         self._in_hook = False
         # backend -> [encoded dict, decoded Record | None, corrupt names, expires_at, fast view | None]
         self._data: dict[str, list[Any]] = {}
-        self._ids = OpIds()
-        self._next_n = self._ids._n.__next__
+        self.op_ids = OpIds()  # the ids of ops given none (docs/breaker-design.md#hot-path)
+        self._counter = self.op_ids.counter  # the fast paths' one attribute load
         self._dict_cache: tuple[Record, dict[str, Any]] | None = None
         # subclasses may override _read/_write/_data layout (mutants do): they keep the kernel path only
         self._fast = type(self) is InMemoryStore
-        self._default_view = _fast_view(DEFAULT, (), self._ids)
+        self._default_view = _fast_view(DEFAULT, (), self.op_ids)
 
     @property
     def pause_hook(self) -> Any:
@@ -380,7 +481,7 @@ class InMemoryStore:
         if ent[1] is None:
             ent[1], ent[2] = decode(ent[0])
         if self._fast and ent[4] is None:
-            ent[4] = _fast_view(ent[1], ent[2], self._ids)  # one atomic store, read by the fast path
+            ent[4] = _fast_view(ent[1], ent[2], self.op_ids)  # one atomic store, read by the fast path
         return ent[1], ent[2]
 
     def _write(self, backend: str, rec: Record, now: float) -> None:
@@ -456,18 +557,18 @@ class InMemoryStore:
                               op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
         check_backend(backend)
         failure_threshold, recovery_timeout = check_threshold(failure_threshold), check_recovery(recovery_timeout)
-        oid = resolve_op_id(op_id, self._ids)
+        oid = resolve_op_id(op_id, self.op_ids)
         o, t, c = self._run(backend, now,
                             lambda r, t: kernel.record_failure(r, t, oid, failure_threshold, recovery_timeout))
         return self._reply(o, t, c)
 
     # The closed no-ops (G1, and S2 on a zero count) answer from the entry's fast view without the lock
-    # (docs/breaker-design.md#hot-path). The two public ops inline the common case (no op id, no ``now``:
-    # one call costs as much as the rest); the rest of the fast path is ``_view_at`` + ``_noop_reply``.
+    # (docs/breaker-design.md#hot-path). The public ops inline the common case (no op id, no ``now``: one
+    # call costs as much as the rest); a gate's admission is an ``_Admitted``, its reply built on first use.
     def atomic_record_success(self, backend: str, expected_state: str | None = None, *,
                               op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
         if op_id is None and now is None and not expected_state and self._fast and backend.__class__ is str:
-            n = self._next_n() & _MASK64
+            n = next(self._counter)
             t = self._time()
             ent = self._data.get(backend)
             v = self._default_view if ent is None else ent[4] if t < ent[3] else None
@@ -476,16 +577,16 @@ class InMemoryStore:
                 d["_now"] = t
                 d["_corrupt"] = list(v[3]) if v[3] else []
                 return d
-            return self._success_at(backend, t, self._ids.format(n), None)
+            return self._success_at(backend, t, self.op_ids.format(n), None)
         check_backend(backend)
         if expected_state and expected_state not in STATES:
             raise ValueError(f"expected_state must be one of {STATES} or None, got {expected_state!r}")
-        oid = resolve_op_id(op_id, self._ids)
+        oid = resolve_op_id(op_id, self.op_ids)
         t = self._now(now)
         if self._fast and (not expected_state or expected_state == "closed"):
             v = self._view_at(backend, t)
             if v is not None and v[1] and oid not in v[4]:
-                return self._noop_reply(v, t)
+                return self.noop_reply(v, t)
         return self._success_at(backend, t, oid, expected_state or None)
 
     def _success_at(self, backend: str, t: float, oid: str, expected_state: str | None) -> dict[str, Any]:
@@ -498,63 +599,67 @@ class InMemoryStore:
                                        lease_seconds: float | None = None,
                                        op_id: str | None = None) -> ClaimResult:
         if op_id is None and now is None and lease_seconds is None and self._fast and backend.__class__ is str:
-            n = self._next_n() & _MASK64
+            n = next(self._counter)
             t = self._time()
             ent = self._data.get(backend)
             v = self._default_view if ent is None else ent[4] if t < ent[3] else None
             if v is not None and v[0] and n not in v[5]:
-                d = v[2].copy()  # G1: CLOSED admits without a write; kernel result, no lock
-                d["_now"] = t
-                d["_corrupt"] = list(v[3]) if v[3] else []
-                return _tuple_new(_Admitted, (False, d, ""))  # == ClaimResult(False, d, ""), one call less
-            return self._gate_at(backend, t, self._ids.format(n), self.probe_lease_seconds)
+                return _Admitted((v, t, []))  # G1: CLOSED admits without a write or a lock
+            return self._gate_at(backend, t, self.op_ids.format(n), self.probe_lease_seconds)
         check_backend(backend)
         lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
-        oid = resolve_op_id(op_id, self._ids)
+        oid = resolve_op_id(op_id, self.op_ids)
         t = self._now(now)
         if self._fast:
             v = self._view_at(backend, t)
             if v is not None and v[0] and oid not in v[4]:
-                return _tuple_new(_Admitted, (False, self._noop_reply(v, t), ""))
+                return _Admitted((v, t, []))
         return self._gate_at(backend, t, oid, lease)
 
     def _gate_at(self, backend: str, t: float, oid: str, lease: float) -> ClaimResult:
         o, t, c = self._run_at(backend, t, lambda r, t: kernel.gate(r, t, oid, lease))
         return ClaimResult(o.won, self._reply(o, t, c), o.label if o.won else "")
 
-    def _view_at(self, backend: str, t: float) -> _FastView | None:
+    def _view_at(self, backend: str, t: float) -> FastView | None:
         """The live entry's fast view at ``t`` (the default record's for a missing key), None until the
         entry's first read made it (or once it expired). Entries are replaced whole, never mutated in
         place, so this lock-free read is one linearisation point."""
         ent = self._data.get(backend)
         return self._default_view if ent is None else ent[4] if t < ent[3] else None
 
-    @staticmethod
-    def _noop_reply(v: _FastView, t: float) -> dict[str, Any]:
-        d = v[2].copy()
-        d["_now"] = t
-        d["_corrupt"] = list(v[3]) if v[3] else []
-        return d
+    # ---- hot ops (HotOps, docs/breaker-design.md#hot-path) ----
+    def hot_ops(self) -> HotOps | None:
+        """This store, whose ``hot_gate``/``hot_success`` skip the internals a subclass may override: None
+        for a subclass (e.g. the mutants), which gets the general path."""
+        return self if self._fast else None
 
-    # ---- CircuitBreaker's hot path (docs/breaker-design.md#hot-path) ----
-    def breaker_gate(self, backend: str, n: int, lease_seconds: float) -> tuple[_FastView, float] | ClaimResult:
-        """``try_transition_and_claim_probe(backend, lease_seconds=..., op_id=self._ids.format(n))`` for
-        :class:`~.breaker.CircuitBreaker` (arguments validated by it): the same op, but a G1 no-op on a record
-        without corrupt fields answers ``(fast view, now)`` instead of a reply, so nothing is built."""
+    def hot_gate(self, backend: str, n: int, lease_seconds: float) -> NoOp | ClaimResult:
+        """``try_transition_and_claim_probe(backend, lease_seconds=..., op_id=op_ids.format(n))``, answering
+        a G1 no-op on a record without corrupt fields with ``(view, now)``."""
         t = self._time()
-        v = self._view_at(backend, t)
+        ent = self._data.get(backend)
+        v = self._default_view if ent is None else ent[4] if t < ent[3] else None
         if v is not None and v[0] and not v[3] and n not in v[5]:
             return v, t
-        return self._gate_at(backend, t, self._ids.format(n), lease_seconds)
+        return self._gate_at(backend, t, self.op_ids.format(n), lease_seconds)
 
-    def breaker_success(self, backend: str, n: int) -> tuple[_FastView, float] | dict[str, Any]:
-        """``atomic_record_success(backend, op_id=self._ids.format(n))`` for the breaker, answering
-        ``(fast view, now)`` for a no-op on a zero-count CLOSED record without corrupt fields."""
+    def hot_success(self, backend: str, n: int) -> NoOp | dict[str, Any]:
+        """``atomic_record_success(backend, op_id=op_ids.format(n))``, answering an S2 no-op on a zero-count
+        CLOSED record without corrupt fields with ``(view, now)``."""
         t = self._time()
-        v = self._view_at(backend, t)
+        ent = self._data.get(backend)
+        v = self._default_view if ent is None else ent[4] if t < ent[3] else None
         if v is not None and v[1] and not v[3] and n not in v[5]:
             return v, t
-        return self._success_at(backend, t, self._ids.format(n), None)
+        return self._success_at(backend, t, self.op_ids.format(n), None)
+
+    @staticmethod
+    def noop_reply(view: FastView, now: float) -> dict[str, Any]:
+        """The reply a no-op answered ``(view, now)`` stands for (the kernel's, as ``_fast_view`` made it)."""
+        d = view[2].copy()
+        d["_now"] = now
+        d["_corrupt"] = list(view[3]) if view[3] else []
+        return d
 
     def renew_probe(self, backend: str, probe_token: str, *, lease_seconds: float | None = None,
                     op_id: str | None = None, now: float | None = None) -> bool:
@@ -570,7 +675,7 @@ class InMemoryStore:
         check_token(probe_token)
         check_outcome(outcome)
         recovery_timeout = check_recovery(recovery_timeout)
-        oid = resolve_op_id(op_id, self._ids)
+        oid = resolve_op_id(op_id, self.op_ids)
         o, t, c = self._run(backend, now,
                             lambda r, t: kernel.release_probe(r, t, oid, probe_token, outcome, recovery_timeout))
         return self._reply(o, t, c)
@@ -579,13 +684,13 @@ class InMemoryStore:
                    now: float | None = None) -> dict[str, Any]:
         check_backend(backend)
         d = check_open_for(open_for_seconds)
-        oid = resolve_op_id(op_id, self._ids)
+        oid = resolve_op_id(op_id, self.op_ids)
         o, t, c = self._run(backend, now, lambda r, t: kernel.force_open(r, t, oid, d))
         return self._reply(o, t, c)
 
     def reset(self, backend: str, *, op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
         check_backend(backend)
-        oid = resolve_op_id(op_id, self._ids)
+        oid = resolve_op_id(op_id, self.op_ids)
         o, t, c = self._run(backend, now, lambda r, t: kernel.reset(r, t, oid))
         return self._reply(o, t, c)
 

@@ -42,7 +42,7 @@ class BlindClaimStore(_Mutant):
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None, recovery_timeout: Any = None,
                                        *, lease_seconds: float | None = None, op_id: str | None = None) -> Any:
-        oid = op_id or self._ids()
+        oid = op_id or self.op_ids()
         o, t = self._two_step(backend, now, lambda r, t: kernel.gate(r, t, oid, self.probe_lease_seconds))
         return claim_result(o, t)
 
@@ -52,7 +52,7 @@ class StateOnlyCasStore(_Mutant):
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None, recovery_timeout: Any = None,
                                        *, lease_seconds: float | None = None, op_id: str | None = None) -> Any:
-        oid = op_id or self._ids()
+        oid = op_id or self.op_ids()
         t = self._now(now)
         with self._lock:
             rec, _ = self._read(backend, t)
@@ -146,7 +146,7 @@ class FalseRejectStore(_Mutant):
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None, recovery_timeout: Any = None,
                                        *, lease_seconds: float | None = None, op_id: str | None = None) -> Any:
-        oid = op_id or self._ids()
+        oid = op_id or self.op_ids()
         t = self._now(now)
         with self._lock:
             stale, _ = self._read(backend, t)
@@ -498,7 +498,7 @@ class KeepCountReleaseStore(InMemoryStore):
 
     def release_probe(self, backend: str, probe_token: str, outcome: str, *, recovery_timeout: float,
                       op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
-        oid = op_id or self._ids()
+        oid = op_id or self.op_ids()
         o, t, c = self._run(backend, now, lambda r, t: _keep_count(
             kernel.release_probe(r, t, oid, probe_token, outcome, recovery_timeout), r, outcome))
         return self._reply(o, t, c)

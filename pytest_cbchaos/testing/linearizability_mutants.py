@@ -25,7 +25,7 @@ class NonAtomicFailureCountStore(InMemoryStore):
     def atomic_record_failure(self, backend: str, failure_threshold: int, recovery_timeout: float,
                               *, op_id: str | None = None, now: float | None = None) -> dict[str, Any]:
         failure_threshold, recovery_timeout = check_threshold(failure_threshold), check_recovery(recovery_timeout)
-        oid = op_id or self._ids()
+        oid = op_id or self.op_ids()
         t = self._now(now)
         with self._lock:
             rec, _ = self._read(backend, t)

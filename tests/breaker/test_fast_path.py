@@ -35,8 +35,8 @@ def _pair(ttl: int = 3600) -> tuple[InMemoryStore, InMemoryStore, ManualClock]:
     fast, ref = InMemoryStore(clock=clock, ttl=ttl), KernelOnlyStore(clock=clock, ttl=ttl)
     assert fast._fast and not ref._fast
     for s in (fast, ref):
-        s._ids._prefix = PREFIX  # same op-id sequence: tokens and recent_ops compare equal
-        s._default_view = store_mod._fast_view(DEFAULT, (), s._ids)
+        s.op_ids._prefix = PREFIX  # same op-id sequence: tokens and recent_ops compare equal
+        s._default_view = store_mod._fast_view(DEFAULT, (), s.op_ids)
     return fast, ref, clock
 
 
@@ -86,7 +86,7 @@ def first_mismatch(program: list[tuple[Any, ...]], ttl: int = 3600) -> str | Non
             return f"op {i} {op!r}: fast {got!r} != kernel {want!r}"
         if fast.raw_get("b") != ref.raw_get("b") or fast.ttl_of("b") != ref.ttl_of("b"):
             return f"op {i} {op!r}: stored record differs"
-        if fast._ids.format(0) != ref._ids.format(0) or next(fast._ids._n) != next(ref._ids._n):
+        if fast.op_ids.format(0) != ref.op_ids.format(0) or next(fast.op_ids.counter) != next(ref.op_ids.counter):
             return f"op {i} {op!r}: op-id sequence differs"
     return None
 
@@ -106,7 +106,7 @@ def test_fast_path_equals_kernel_from_any_record(rec: Record, bad: dict, op_id: 
     assert first_mismatch([("raw", rec, bad), ("gate", op_id, now)]) is None
     assert first_mismatch([("raw", rec, bad), ("success", op_id, now, expected)]) is None
     # and the fast path's precondition really is "the kernel returns no change"
-    v = store_mod._fast_view(rec, (), _pair()[0]._ids)
+    v = store_mod._fast_view(rec, (), _pair()[0].op_ids)
     if v[0]:
         assert not kernel.gate(rec, now, "d" * 32, 30.0).applied
     if v[1] and expected in (None, "", "closed"):

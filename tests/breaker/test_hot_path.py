@@ -64,14 +64,14 @@ class World:
     def __init__(self, store_cls: type[InMemoryStore], observed: bool, ttl: int) -> None:
         self.clock = ManualClock(T0)
         self.store = store_cls(clock=self.clock, ttl=ttl)
-        self.store._ids._prefix = PREFIX  # both worlds draw the same op ids
+        self.store.op_ids._prefix = PREFIX  # both worlds draw the same op ids
         self.rec = Recorder()
         cfg = BreakerConfig(failure_threshold=2, cooldown_s=10, probe_heartbeat=False)
         self.cb = CircuitBreaker("b", cfg, store=self.store, clock=self.clock,
                                  listeners=[self.rec] if observed else (), metrics=self.rec if observed else None)
 
     def next_counter(self) -> int:
-        return int(repr(self.store._ids._n)[6:-1])  # itertools.count(n): the next value, not consumed
+        return int(repr(self.store.op_ids.counter)[6:-1])  # itertools.count(n): the next value, not consumed
 
 
 def _fn(w: World, how: str, arg: Any) -> Any:
@@ -241,13 +241,13 @@ def _note_keeps_cache(self: Any, d: dict, token: str | None = None) -> None:
 
 
 def _admits_when(method: str, noop: Any) -> Any:
-    """A broken ``InMemoryStore.breaker_gate`` / ``breaker_success`` answering a no-op whenever ``noop(view, n)``."""
+    """A broken ``InMemoryStore.hot_gate`` / ``hot_success`` answering a no-op whenever ``noop(view, n)``."""
     def broken(self: Any, backend: str, n: int, *lease: float) -> Any:
         t = self._time()
         v = self._view_at(backend, t)
         if v is not None and noop(v, n):
             return v, t
-        oid = self._ids.format(n)
+        oid = self.op_ids.format(n)
         return self._gate_at(backend, t, oid, *lease) if lease else self._success_at(backend, t, oid, None)
     return (InMemoryStore, method, broken)
 
@@ -256,10 +256,10 @@ MUTANTS = {
     "record_missing": (breaker_mod._Core, "_note_view", _never_notes),
     "stale_note": (breaker_mod._Core, "_note_record", _note_keeps_cache),
     # view fields: 0 gate no-op, 1 success no-op (zero count), 3 corrupt names, 5 own op-id counters
-    "count": _admits_when("breaker_success", lambda v, n: v[0] and not v[3] and n not in v[5]),
-    "corrupt": _admits_when("breaker_success", lambda v, n: v[1] and n not in v[5]),
-    "duplicate_success": _admits_when("breaker_success", lambda v, n: v[1] and not v[3]),
-    "duplicate_gate": _admits_when("breaker_gate", lambda v, n: v[0] and not v[3]),
+    "count": _admits_when("hot_success", lambda v, n: v[0] and not v[3] and n not in v[5]),
+    "corrupt": _admits_when("hot_success", lambda v, n: v[1] and n not in v[5]),
+    "duplicate_success": _admits_when("hot_success", lambda v, n: v[1] and not v[3]),
+    "duplicate_gate": _admits_when("hot_gate", lambda v, n: v[0] and not v[3]),
 }
 
 
