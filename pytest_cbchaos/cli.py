@@ -262,21 +262,25 @@ def _opencode_row(explicit: str | None) -> tuple[str, str, str]:
     return ("opencode", "missing", f"{found.reason()} (opencode scenarios skip meanwhile)")
 
 
-TOPOLOGIES = (("redis sentinel topology", "cbchaos_redis_sentinel", "--sentinel"),
-              ("redis cluster topology", "cbchaos_redis_cluster", "--cluster-enabled yes"))
+TOPOLOGIES = (("redis sentinel topology", "sentinel", "cbchaos_redis_sentinel", "--sentinel"),
+              ("redis cluster topology", "cluster", "cbchaos_redis_cluster", "--cluster-enabled yes"))
 
 
 def topology_rows(executable: str | None = None) -> list[tuple[str, str, str]]:
     """One row per multi-server topology (docs/redis-topologies.md): the binary that runs it, or why it
     cannot run here (its fixture's tests skip with the same reason)."""
     from pytest_cbchaos.servers.redis import BackendUnavailable
-    from pytest_cbchaos.servers.sentinel import sentinel_binary
+    from pytest_cbchaos.servers.sentinel import topology_binary
 
-    try:
-        path, version = sentinel_binary(executable)
-    except BackendUnavailable as exc:
-        return [(name, "cannot run here", f"{exc} ({fixture} tests skip meanwhile)") for name, fixture, _ in TOPOLOGIES]
-    return [(name, f"can run: {path} {mode} (version {version})", "") for name, _, mode in TOPOLOGIES]
+    rows = []
+    for name, topology, fixture, mode in TOPOLOGIES:
+        try:
+            path, version = topology_binary(executable, topology)
+        except BackendUnavailable as exc:
+            rows.append((name, "cannot run here", f"{exc} ({fixture} tests skip meanwhile)"))
+        else:
+            rows.append((name, f"can run: {path} {mode} (version {version})", ""))
+    return rows
 
 
 def doctor_rows(opencode_bin: str | None = None) -> list[tuple[str, str, str]]:

@@ -90,7 +90,7 @@ class Environment:
         on the worker's Toxiproxy-compatible server; the caller stops it. Needs the redis-server binary."""
         from pytest_cbchaos.servers.sentinel import start_sentinel_topology
 
-        return self._topology(start_sentinel_topology, name, replicas=replicas, down_after_ms=down_after_ms,
+        return self._topology(start_sentinel_topology, "sentinel", name, replicas=replicas, down_after_ms=down_after_ms,
                               failover_timeout_ms=failover_timeout_ms)
 
     def launch_cluster(self, *, shards: int = 3, node_timeout_ms: int = 1000, name: str = "cluster") -> Any:
@@ -98,19 +98,20 @@ class Environment:
         docs/redis-topologies.md#redis-cluster); the caller stops it. Needs the redis-server binary."""
         from pytest_cbchaos.servers.cluster import start_cluster_topology
 
-        return self._topology(start_cluster_topology, name, shards=shards, node_timeout_ms=node_timeout_ms)
+        return self._topology(start_cluster_topology, "cluster", name, shards=shards, node_timeout_ms=node_timeout_ms)
 
-    def _topology(self, start: Callable[..., Any], name: str, **kw: Any) -> Any:
-        """``start(...)`` of a multi-server topology whose proxies live on the worker's proxy server."""
+    def _topology(self, start: Callable[..., Any], kind: str, name: str, **kw: Any) -> Any:
+        """``start(...)`` of a multi-server topology (``kind``: sentinel or cluster) whose proxies live on the
+        worker's proxy server."""
         from pytest_cbchaos.servers.redis import BackendUnavailable
-        from pytest_cbchaos.servers.sentinel import sentinel_binary
+        from pytest_cbchaos.servers.sentinel import topology_binary
 
         s = self.settings
         if s.redis_backend not in ("auto", "binary"):
             raise Unavailable(f"the {name} topology needs the binary Redis backend "
                               f"(--cbchaos-redis-backend is {s.redis_backend!r})")
         try:
-            sentinel_binary(s.redis_exec)  # before the proxy server: no server started for a topology that cannot run
+            topology_binary(s.redis_exec, kind)  # before the proxy server: no server started for a topology that cannot run
             server = self.toxiproxy()
             return start(workdir=self._dir(name), create_proxy=server.create_proxy, executable=s.redis_exec,
                          port_range=s.port_range, startup_timeout=s.startup_timeout, **kw)

@@ -22,7 +22,7 @@ import redis.cluster
 
 from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.redis import _start_binary
-from pytest_cbchaos.servers.sentinel import Node, TopologyNotReady, _s, sentinel_binary
+from pytest_cbchaos.servers.sentinel import Node, TopologyNotReady, _s, topology_binary
 from pytest_cbchaos.servers.topology import ServerGroup, check_int_params
 
 SLOTS = 16384
@@ -212,7 +212,7 @@ def start_cluster_topology(
 
     Raises :class:`~pytest_cbchaos.servers.redis.BackendUnavailable` where no redis-server 7.0+ exists."""
     check_cluster_params(shards, node_timeout_ms)
-    executable, version = sentinel_binary(executable)  # 7.0+: cluster-port, CLUSTER ADDSLOTSRANGE
+    executable, version = topology_binary(executable, "cluster")
     password = secrets.token_hex(16)
     tag = secrets.token_hex(3)
     topo = ClusterTopology(password, [], shards, version)

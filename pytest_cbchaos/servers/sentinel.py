@@ -364,16 +364,21 @@ def _ping(node: Node) -> Callable[[ManagedProcess], bool]:
     return probe
 
 
-def sentinel_binary(executable: str | None = None) -> tuple[str, str]:
-    """(redis-server path, version) able to run the topology, or :class:`BackendUnavailable` saying why not.
+# what each topology needs of redis-server 7.0+
+NEEDS_7 = {"sentinel": "SENTINEL DEBUG", "cluster": "cluster-port, CLUSTER ADDSLOTSRANGE"}
 
-    Sentinel mode is ``redis-server --sentinel`` (no separate package); 7.0+ for ``SENTINEL DEBUG``."""
+
+def topology_binary(executable: str | None = None, topology: str = "sentinel") -> tuple[str, str]:
+    """(redis-server path, version) able to run ``topology`` (``sentinel`` or ``cluster``), or
+    :class:`BackendUnavailable` saying why not.
+
+    Sentinel mode is ``redis-server --sentinel`` (no separate package); both topologies need 7.0+."""
     executable = executable or shutil.which("redis-server")
     if not executable:
-        raise BackendUnavailable(f"the sentinel topology needs the redis-server binary; {INSTALL_HINT}")
+        raise BackendUnavailable(f"the {topology} topology needs the redis-server binary; {INSTALL_HINT}")
     version = redis_binary_version(executable)
     if tuple(int(p) for p in version.split(".")[:1] if p.isdigit()) < (7,):
-        raise BackendUnavailable(f"the sentinel topology needs redis-server >= 7.0 (SENTINEL DEBUG); "
+        raise BackendUnavailable(f"the {topology} topology needs redis-server >= 7.0 ({NEEDS_7[topology]}); "
                                  f"{executable} is {version}")
     return executable, version
 
@@ -398,7 +403,7 @@ def start_sentinel_topology(
 
     Raises :class:`BackendUnavailable` where no redis-server binary exists (7.0+ for ``SENTINEL DEBUG``)."""
     check_topology_params(replicas, down_after_ms, failover_timeout_ms)
-    executable, version = sentinel_binary(executable)
+    executable, version = topology_binary(executable)
     password = secrets.token_hex(16)
     tag = secrets.token_hex(3)
     topo = SentinelTopology(password, [], [], version, down_after_ms, failover_timeout_ms)

@@ -12,7 +12,7 @@ from pytest_cbchaos.env import Environment
 from pytest_cbchaos.plugin.factories import started_or_skip
 from pytest_cbchaos.servers.cluster import check_cluster_params
 from pytest_cbchaos.servers.redis import BackendUnavailable
-from pytest_cbchaos.servers.sentinel import check_topology_params, sentinel_binary
+from pytest_cbchaos.servers.sentinel import check_topology_params, topology_binary
 from pytest_cbchaos.settings import Settings
 
 
@@ -25,9 +25,9 @@ def _old_redis(tmp_path: Path) -> Path:
 
 def test_redis_older_than_7_is_refused_with_the_reason(tmp_path: Path) -> None:
     with pytest.raises(BackendUnavailable, match=r"needs redis-server >= 7.0 \(SENTINEL DEBUG\); .* is 6.2.14"):
-        sentinel_binary(str(_old_redis(tmp_path)))
+        topology_binary(str(_old_redis(tmp_path)))
     with pytest.raises(BackendUnavailable, match="cannot run .*absent.* --version: .*No such file.*install redis-server"):
-        sentinel_binary(str(tmp_path / "absent"))
+        topology_binary(str(tmp_path / "absent"))
     assert any(comp == "redis sentinel topology" for comp, _, _ in doctor_rows())
 
 
@@ -36,7 +36,8 @@ def test_doctor_lists_each_topology_and_whether_it_can_run(tmp_path: Path, capsy
     assert [r[0] for r in rows] == ["redis sentinel topology", "redis cluster topology"]
     assert all(status == "cannot run here" and "is 6.2.14" in hint for _, status, hint in rows)
     assert rows[1][2].endswith("(cbchaos_redis_cluster tests skip meanwhile)")
-    path, version = sentinel_binary()
+    assert rows[0][2].startswith("the sentinel topology needs") and rows[1][2].startswith("the cluster topology needs")
+    path, version = topology_binary()
     assert main(["doctor"]) == 0
     lines = [" ".join(line.split()) for line in capsys.readouterr().out.splitlines()]
     assert f"redis sentinel topology can run: {path} --sentinel (version {version})" in lines
