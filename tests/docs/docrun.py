@@ -117,11 +117,12 @@ def run_shell(block: Block, cwd: Path) -> None:
                                 f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
 
 
-def run_yaml(block: Block, pytester: pytest.Pytester) -> None:
+def run_yaml(block: Block, request: pytest.FixtureRequest) -> None:
     """A scenario: the loader validates it, then ``pytest scenarios/`` runs it and it must pass."""
     from pytest_cbchaos.scenario.errors import ScenarioError
     from pytest_cbchaos.scenario.loader import load_scenario
 
+    pytester: pytest.Pytester = request.getfixturevalue("pytester")
     folder = pytester.path / "scenarios"
     folder.mkdir(exist_ok=True)
     path = folder / "doc_block.yaml"
@@ -130,7 +131,10 @@ def run_yaml(block: Block, pytester: pytest.Pytester) -> None:
         load_scenario(path)
     except ScenarioError as exc:
         raise DocBlockError(f"{block.id}: the scenario loader rejects the block: {exc}") from None
-    result = pytester.runpytest("scenarios", "-p", "no:cacheprovider", "-rA")
+    scope = request.config.getini("asyncio_default_fixture_loop_scope") or "function"
+    # the inner session has no ini of ours: give it our pytest-asyncio loop scope (no deprecation warning)
+    result = pytester.runpytest("scenarios", "-p", "no:cacheprovider", "-rA",
+                                "-o", f"asyncio_default_fixture_loop_scope={scope}")
     try:
         outcomes = result.parseoutcomes()
     except ValueError:  # no summary line: a usage or internal error
@@ -158,4 +162,4 @@ def run_block(block: Block, blocks: list[Block], request: pytest.FixtureRequest,
     elif kind == "pytest":
         raise DocBlockError(f"{block.id}: a test file runs as its own module (DocTestFiles), not here")
     elif kind == "yaml":
-        run_yaml(block, request.getfixturevalue("pytester"))
+        run_yaml(block, request)

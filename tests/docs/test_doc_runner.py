@@ -142,11 +142,11 @@ def test_shell_block_fails_on_a_nonzero_exit_or_a_command_we_do_not_run(tmp_path
         run_shell(_block("\n# comment\nmake chaos\n", "sh"), tmp_path)
 
 
-def test_yaml_block_is_validated_then_run(pytester: pytest.Pytester, scn) -> None:
+def test_yaml_block_is_validated_then_run(pytester: pytest.Pytester, scn, request: pytest.FixtureRequest) -> None:
     with pytest.raises(DocBlockError, match=r"loader rejects.*latncy"):
         run_yaml(_block("name: x\ntarget: breaker-store\nfaults:\n  - {kind: latncy, target: redis, at: 0}\n",
-                        "yaml"), pytester)
+                        "yaml"), request)
     (pytester.path / "scenarios" / "sample_targets.py").write_text(  # a counter that loses updates
         (Path(__file__).parents[1] / "scenario" / "sample_targets.py").read_text())
     with pytest.raises(DocBlockError, match=r"the scenario did not pass.*'failed': 1"):
-        run_yaml(_block(scn.MUTANT, "yaml"), pytester)
+        run_yaml(_block(scn.MUTANT, "yaml"), request)
