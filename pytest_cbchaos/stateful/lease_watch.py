@@ -91,15 +91,19 @@ class LeaseWatch:
                                       f"{what} ({self.lease_ttl_s:g} s)")
 
     # -- renewal cadence -----------------------------------------------------------------------
-    def gaps(self, stream_id: str) -> list[tuple[float, float]]:
+    def gaps(self, stream_id: str, until: float | None = None) -> list[tuple[float, float]]:
         """The spans in which the renewal loop owed the next renewal: from the open grant (or a renewal's
         answer) to the next renewal's send; the last one ends where no renewal was due any more (the
         terminal's send, a ``FENCED``/``CLOSED``) or at the stream's last answered call (a run that ended
-        otherwise). A renewal in flight closes the list."""
+        otherwise), or at ``until`` (a live stream). A renewal in flight closes the list."""
         opened = self.opened.get(stream_id)
         if opened is None:
             return []
-        until = self.ended.get(stream_id, self.last_call.get(stream_id, opened.answered))
+        end = self.ended.get(stream_id)
+        if until is None:
+            until = end if end is not None else self.last_call.get(stream_id, opened.answered)
+        elif end is not None:
+            until = min(until, end)
         out: list[tuple[float, float]] = []
         start = opened.answered
         for a in sorted(self.renewals.get(stream_id, []), key=lambda a: a.sent):
@@ -115,14 +119,15 @@ class LeaseWatch:
         """Time inside ``[t0, t1]`` the renewal loop spent waiting on its other store calls."""
         return sum(max(0.0, min(a.answered, t1) - max(a.sent, t0)) for a in self.side_calls.get(conv or "", []))
 
-    def cadence(self, stream_id: str) -> list[str]:
+    def cadence(self, stream_id: str, until: float | None = None) -> list[str]:
         """Every renewal gap longer than ``renew_s`` (plus the sampler's resolution) once the lag observed in
-        it and the loop's own store calls are taken out; empty when none (or when not enabled)."""
+        it and the loop's own store calls are taken out; empty when none (or when not enabled). A gap's
+        own time never shrinks as it grows (lag accrues no faster than time): late up to ``until`` stays late."""
         if self.renew_s is None or self.lag is None:
             return []
         allowed = self.renew_s + UNSAMPLED_WAITS * self.lag.interval
         bad = []
-        for t0, t1 in self.gaps(stream_id):
+        for t0, t1 in self.gaps(stream_id, until):
             lag = self.lag.window(t0, t1).sum_s
             store = self._in_calls(self.conv_of.get(stream_id), t0, t1)
             own = (t1 - t0) - lag - store

@@ -1,11 +1,14 @@
 """LeaseWatch on a scripted clock: a FENCED reply is called intact only when it came before the
-last grant's send + lease_ttl (docs/stream-machine.md#lease-lapse)."""
+last grant's send + lease_ttl (docs/stream-machine.md#lease-lapse); every renewal gap is judged against
+lease_renew_s plus the lag a scripted sampler observed (docs/stream-machine.md#renewal-cadence)."""
 
 from __future__ import annotations
 
 import asyncio
 from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from pytest_cbchaos.stateful.lease_watch import Call, LeaseWatch
 
@@ -199,3 +202,12 @@ def test_cadence_needs_an_interval_and_a_sampler() -> None:
     w.opened["s"] = Call(0.0, 0.0)
     w.last_call["s"] = 100.0
     assert w.cadence("s") == []
+
+
+def test_a_live_stream_is_judged_up_to_until_and_never_past_its_end() -> None:
+    w, store, now = cadence_watch()
+    drive(store, now, [("open", 0.0), ("add", 0.0)])
+    assert w.gaps("s", until=10.3) == [(10.01, 10.3)] and late(w, now) == []
+    assert w.cadence("s", until=11.0)[0].startswith("no lease renewal sent for 0.990 s")
+    drive(store, now, [("terminal", 0.2)])
+    assert w.gaps("s", until=99.0) == [(10.01, pytest.approx(10.22))]
