@@ -22,9 +22,10 @@ from typing import Any, Callable
 
 from pytest_cbchaos.lag import LagSampler
 
-#: points in one renewal gap where the loop waits to be run (its sleep's start, its wake-up): each may
-#: hide a delay shorter than one sampling interval from the sampler (docs/stream-machine.md#renewal-cadence)
-UNSAMPLED_WAITS = 2
+#: points in one renewal gap where the renewal loop waits to be run (the first gap: the run's start, its
+#: renewal task's start, the wake-up; later gaps: the wake-up): each may hide a delay shorter than one
+#: sampling interval from the sampler (docs/stream-machine.md#renewal-cadence)
+UNSAMPLED_WAITS = 3
 
 
 @dataclass(frozen=True)
