@@ -37,6 +37,7 @@ from typing import Any, Iterable, Protocol, runtime_checkable
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from pytest_cbchaos.lag import LagSampler
 from pytest_cbchaos.stream import Reaper, StreamConfig, StreamStore, TurnRelay
 from pytest_cbchaos.stream.checker import Delivery
 from pytest_cbchaos.stream.envelope import Envelope
@@ -114,7 +115,7 @@ class Turn:
     disturbed: bool = False  # a producer-link fault overlapped its life
     cancelled: bool = False
     fenced: bool = False
-    lapsed: bool = False  # fenced after its lease may have lapsed (LeaseWatch): by design, not a violation
+    lapsed: bool = False  # fenced after its lease may have lapsed, renewed on time (LeaseWatch): not a violation
     start_failed: bool = False
     result: Any = None
 
@@ -177,7 +178,9 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     async def _setup(self) -> None:
         self.pclient, self.cclient, self.admin = (self.env.client(s) for s in ("producer", "consumer", "admin"))
         self.pstore = self.store_class(self.pclient, self.cfg)
-        self.leases = LeaseWatch(self.cfg.lease_ttl_s)
+        self.lag = LagSampler()  # the relay's loop: renewal gaps are judged beside its observed lag
+        self.lag.ensure_task()
+        self.leases = LeaseWatch(self.cfg.lease_ttl_s, renew_s=self.cfg.lease_renew_s, lag=self.lag)
         self.leases.wrap(self.pstore)
         self.lose_next: set[str] = set()  # the call shapes the ``lose_reply`` rule armed for the next turn
         self.lose_for: dict[str, set[str]] = {}  # message id -> shapes whose next call loses its reply
@@ -467,6 +470,10 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
     # -- invariants ----------------------------------------------------------------------------
     def _check_outcome(self, t: Turn) -> None:
         """The scripted outcome, unless a cancel, a fence or a producer fault may have changed it."""
+        if t.handle is not None and not t.disturbed:  # a link fault may hold a renewal: the test's doing
+            late = self.leases.cadence(t.handle.stream_id)
+            if late:
+                self._fail("INV-14 lease renewal", f"{t.mid}: " + "; ".join(late[:3]))
         rec = self._run(self.astore.record(t.conv, t.mid))
         if rec is None:
             meta = self._run(self.astore.meta(t.conv))
@@ -554,6 +561,7 @@ class DurableStreamMachineBase(RuleBasedStateMachine):
             await self._close(c)
         await self.relay.aclose()
         await self.reaper.stop()
+        await self.lag.stop_task()
         async for key in self.admin.scan_iter(match=f"{self.cfg.prefix}*", count=500):
             await self.admin.delete(key)
         for cl in (self.pclient, self.cclient, self.admin):

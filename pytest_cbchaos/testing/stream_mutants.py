@@ -110,6 +110,49 @@ class M17SilentShutdownRun(_Run):
         await super().finish(kind, payload)
 
 
+class _NeverRenewRun(_Run):
+    async def _renew_loop(self) -> None:
+        return None
+
+
+class _SlowRenewRun(_Run):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.cfg = _SlowRenewConfig(self.cfg)
+
+
+class _SlowRenewConfig:
+    """The run's config with ``lease_renew_s`` tripled (a ``StreamConfig`` would refuse it: > ttl/3)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self._cfg = cfg
+        self.lease_renew_s = 3 * cfg.lease_renew_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cfg, name)
+
+
+class _RunRelay(TurnRelay):
+    broken_run: type = _Run
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.run_class = self.broken_run
+
+
+class M14NeverRenewRelay(_RunRelay):
+    """M14 (renewal side): a run never renews its lease: it lapses after ``lease_ttl_s`` and the reaper
+    fences the producer -> INV-14 lease renewal (the lapse must not excuse it)."""
+
+    broken_run = _NeverRenewRun
+
+
+class M14SlowRenewRelay(_RunRelay):
+    """M14 (renewal side): a run renews at 3x ``lease_renew_s`` -> INV-14 lease renewal."""
+
+    broken_run = _SlowRenewRun
+
+
 async def m6_status_only_cancel(store: StreamStore, conv: str, mid: str) -> None:
     """M6: cancellation as a status-only update (no terminal entry) -> INV-17/3/12."""
     await store.redis.hset(store.keys(conv)[2], mapping={f"{mid}|status": "interrupted"})

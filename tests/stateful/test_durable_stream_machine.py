@@ -4,7 +4,9 @@ must catch."""
 
 from __future__ import annotations
 
+import os
 import re
+from contextlib import contextmanager
 from typing import Any, Iterator
 
 import pytest
@@ -16,6 +18,7 @@ from pytest_cbchaos.stateful.durable_stream import (SINGLE_EVENT_CALLS, DurableS
                                                     durable_stream_machine)
 from pytest_cbchaos.stream import StreamConfig
 from pytest_cbchaos.testing import stream_mutants as M
+from tests.stream.sched_lag import PathLag, wait_within_async
 
 pytestmark = [pytest.mark.timeout(300)]
 
@@ -210,3 +213,71 @@ def test_fenced_with_an_intact_lease_is_caught(stream_env: ProxiedRedisEnv) -> N
         m._heal()
         m._run(m._shutdown(), timeout=20)
         m.loop.close()
+
+
+# -- renewal cadence (docs/stream-machine.md#renewal-cadence) ----------------------------------------
+@contextmanager
+def _renewing_turn(env: ProxiedRedisEnv, **kw: Any) -> Iterator[Any]:
+    """One held turn under a 0.75 s lease renewed every 0.25 s (the reaper looks every 0.25 s); the
+    machine is shut down on the way out."""
+    env.config = env.config.replace(lease_ttl_s=0.75, lease_renew_s=0.25, reaper_interval_s=0.25)
+    m = _one_held_turn(env, **kw)
+    try:
+        yield m
+    finally:
+        m._heal()
+        m._run(m._shutdown(), timeout=20)
+        m.loop.close()
+
+
+def _drive_until(m: Any, pred: Any, budget: float, what: str) -> None:
+    """Run the machine's loop (the relay renews meanwhile) until ``pred``; ``budget`` plus the scheduling
+    lag measured meanwhile (tests/stream/sched_lag.py)."""
+    m._run(wait_within_async(pred, budget, PathLag([os.getpid(), m.env.proc.pid]), what),
+           timeout=budget + m.step_timeout_s)
+
+
+def _owes_a_renewal(m: Any) -> bool:
+    """A gap up to now is already late beyond the observed lag: it stays late whatever follows."""
+    return bool(m.leases.cadence(m.turns[0].handle.stream_id, until=m.leases.clock()))
+
+
+def _judge_end(m: Any) -> None:
+    t = m.turns[0]
+    m._run(m._await_turn(t))
+    m._check_outcome(t)
+
+
+def test_a_relay_that_never_renews_is_caught_though_its_lease_lapsed(stream_env: ProxiedRedisEnv) -> None:
+    """M14NeverRenewRelay: the lease lapses because nobody renews it, the reaper closes the turn, the
+    released producer is fenced; the lapse does not excuse it: INV-14 lease renewal."""
+    with _renewing_turn(stream_env, relay_class=M.M14NeverRenewRelay) as m:
+        async def reaped() -> bool:
+            rec = await m.astore.record("a", m.turns[0].mid)
+            return rec is not None and rec["status"] == "interrupted" and _owes_a_renewal(m)
+        _drive_until(m, reaped, m.cfg.lease_ttl_s + 2 * m.cfg.reaper_interval_s + 2.0,
+                     "the reaper closing the unrenewed turn, owed a renewal beyond the observed lag")
+        with pytest.raises(DurableStreamViolation, match=r"INV-14 lease renewal: m1: no lease renewal sent for"):
+            _judge_end(m)
+        assert m.turns[0].result.stop_reason == "FENCED", m.turns[0].result
+
+
+def test_a_relay_renewing_at_three_times_its_interval_is_caught(stream_env: ProxiedRedisEnv) -> None:
+    """M14SlowRenewRelay: a renewal 0.75 s after the last for a 0.25 s interval: INV-14 lease renewal,
+    whether or not the lease lapsed meanwhile."""
+    with _renewing_turn(stream_env, relay_class=M.M14SlowRenewRelay) as m:
+        sid = m.turns[0].handle.stream_id
+        _drive_until(m, lambda: bool(m.leases.renewals.get(sid)) and _owes_a_renewal(m), 8.0,
+                     "a renewal, and a gap late beyond the observed lag")
+        with pytest.raises(DurableStreamViolation, match=r"INV-14 lease renewal: m1: no lease renewal sent for"):
+            _judge_end(m)
+
+
+def test_a_held_turn_renews_on_time(stream_env: ProxiedRedisEnv) -> None:
+    """The real relay, held through 8 renewals: every gap within lease_renew_s plus the observed lag."""
+    with _renewing_turn(stream_env) as m:
+        sid = m.turns[0].handle.stream_id
+        _drive_until(m, lambda: len(m.leases.renewals.get(sid, [])) >= 8, 8 * m.cfg.lease_renew_s + 2.0,
+                     "8 renewals")
+        _judge_end(m)
+        assert m.turns[0].result.stop_reason is None and len(m.leases.gaps(sid)) >= 9
