@@ -45,11 +45,16 @@ _NFIELDS = len(REPLY_FIELDS)
 
 
 def load_scripts() -> dict[str, tuple[str, str]]:
-    """op → (full script text, sha1)."""
-    pro = (LUA_DIR / "prologue.lua").read_text()
+    """op → (full script text, sha1): ``head.lua``, for the ops in ``lua/fast/`` that op's settings and the
+    closed-state fast path (docs/breaker-design.md#closed-state-fast-path), ``prologue.lua``, ``<op>.lua``."""
+    head, pro = (LUA_DIR / "head.lua").read_text(), (LUA_DIR / "prologue.lua").read_text()
+    fast = (LUA_DIR / "fast_closed.lua").read_text()
     out = {}
     for op in OPS:
-        text = pro + "\n" + (LUA_DIR / f"{op}.lua").read_text()
+        parts = [head]
+        if (LUA_DIR / "fast" / f"{op}.lua").exists():
+            parts += [(LUA_DIR / "fast" / f"{op}.lua").read_text(), fast]
+        text = "\n".join([*parts, pro, (LUA_DIR / f"{op}.lua").read_text()])
         out[op] = (text, hashlib.sha1(text.encode()).hexdigest())
     return out
 
