@@ -174,10 +174,10 @@ class _Core:
 
     # ---- pure parts ----
     def _argv(self, op_id: str, now: float | None, args: list[Any]) -> list[Any]:
-        """ARGV of lua/prologue.lua: the settings as one string (fewer arguments for the client to pack), the op id,
-        the op's arguments."""
+        """ARGV of lua/head.lua: the settings as one string (fewer arguments for the client to pack), the op id,
+        the op's arguments; as bytes, which redis-py sends as they are (a str costs it a type walk and an encode)."""
         head = f"{self.time_source} {'0' if now is None else repr(float(now))} {self.ttl} {self.probe_ttl}"
-        return [head, op_id, *args]
+        return [head.encode(), op_id.encode(), *[a.encode() if a.__class__ is str else a for a in args]]
 
     def _client_now(self, now: float | None) -> float | None:
         if self.time_source == "client":
@@ -301,7 +301,7 @@ class _Core:
         """One EVALSHA; with ``wait_replicas``, ``WAIT`` on the same connection (a pipeline): WAIT counts the
         replicas that acknowledged the connection's own last write (docs/redis-topologies.md#durability-policy)."""
         if not self.wait_replicas:
-            return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv)), None
+            return (yield lambda: self.client.execute_command("EVALSHA", sha.encode(), b"1", key.encode(), *argv)), None
 
         def step() -> Any:
             pipe = self.client.pipeline(transaction=False)
@@ -524,7 +524,7 @@ class RedisStore(_Core):
         if self.wait_replicas or self.before_command is not None:
             return self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
         try:
-            raw = self.client.execute_command("EVALSHA", self.scripts[op][1], 1, key, *argv)
+            raw = self.client.execute_command("EVALSHA", self.scripts[op][1].encode(), b"1", key.encode(), *argv)
         except BaseException as exc:
             first = exc
         else:
