@@ -1,6 +1,7 @@
 """``RedisStore`` / ``AsyncRedisStore`` (docs/breaker-design.md#redis-store): one EVALSHA per decision, WATCH fallback.
 
-Each op is ``lua/prologue.lua`` + ``lua/<op>.lua``, run with EVALSHA on a locally computed SHA-1;
+Each op is ``lua/head.lua`` (+ the closed-state fast path for the gate and success) + ``lua/prologue.lua`` +
+``lua/<op>.lua`` (:func:`load_scripts`), run with EVALSHA on a locally computed SHA-1;
 NOSCRIPT → ``SCRIPT LOAD`` and one resend; the settings travel as one ARGV string and a script answers
 one ``|``-joined string (docs/breaker-design.md#one-round-trip-per-decision). When scripting is unavailable
 (renamed EVAL/EVALSHA, fakeredis without lupa) and ``scripting="auto"``, ops run as WATCH/MULTI transactions
