@@ -1,6 +1,7 @@
 """``RedisStore`` / ``AsyncRedisStore`` (docs/breaker-design.md#redis-store): one EVALSHA per decision, WATCH fallback.
 
-Each op is ``lua/prologue.lua`` + ``lua/<op>.lua``, run with EVALSHA on a locally computed SHA-1;
+Each op is ``lua/head.lua`` (+ the closed-state fast path for the gate and success) + ``lua/prologue.lua`` +
+``lua/<op>.lua`` (:func:`load_scripts`), run with EVALSHA on a locally computed SHA-1;
 NOSCRIPT → ``SCRIPT LOAD`` and one resend; the settings travel as one ARGV string and a script answers
 one ``|``-joined string (docs/breaker-design.md#one-round-trip-per-decision). When scripting is unavailable
 (renamed EVAL/EVALSHA, fakeredis without lupa) and ``scripting="auto"``, ops run as WATCH/MULTI transactions
@@ -45,11 +46,16 @@ _NFIELDS = len(REPLY_FIELDS)
 
 
 def load_scripts() -> dict[str, tuple[str, str]]:
-    """op → (full script text, sha1)."""
-    pro = (LUA_DIR / "prologue.lua").read_text()
+    """op → (full script text, sha1): ``head.lua``, for the ops in ``lua/fast/`` that op's settings and the
+    closed-state fast path (docs/breaker-design.md#closed-state-fast-path), ``prologue.lua``, ``<op>.lua``."""
+    head, pro = (LUA_DIR / "head.lua").read_text(), (LUA_DIR / "prologue.lua").read_text()
+    fast = (LUA_DIR / "fast_closed.lua").read_text()
     out = {}
     for op in OPS:
-        text = pro + "\n" + (LUA_DIR / f"{op}.lua").read_text()
+        parts = [head]
+        if (LUA_DIR / "fast" / f"{op}.lua").exists():
+            parts += [(LUA_DIR / "fast" / f"{op}.lua").read_text(), fast]
+        text = "\n".join([*parts, pro, (LUA_DIR / f"{op}.lua").read_text()])
         out[op] = (text, hashlib.sha1(text.encode()).hexdigest())
     return out
 
@@ -169,10 +175,10 @@ class _Core:
 
     # ---- pure parts ----
     def _argv(self, op_id: str, now: float | None, args: list[Any]) -> list[Any]:
-        """ARGV of lua/prologue.lua: the settings as one string (fewer arguments for the client to pack), the op id,
-        the op's arguments."""
+        """ARGV of lua/head.lua: the settings as one string (fewer arguments for the client to pack), the op id,
+        the op's arguments; as bytes, which redis-py sends as they are (a str costs it a type walk and an encode)."""
         head = f"{self.time_source} {'0' if now is None else repr(float(now))} {self.ttl} {self.probe_ttl}"
-        return [head, op_id, *args]
+        return [head.encode(), op_id.encode(), *[a.encode() if a.__class__ is str else a for a in args]]
 
     def _client_now(self, now: float | None) -> float | None:
         if self.time_source == "client":
@@ -296,7 +302,7 @@ class _Core:
         """One EVALSHA; with ``wait_replicas``, ``WAIT`` on the same connection (a pipeline): WAIT counts the
         replicas that acknowledged the connection's own last write (docs/redis-topologies.md#durability-policy)."""
         if not self.wait_replicas:
-            return (yield lambda: self.client.execute_command("EVALSHA", sha, 1, key, *argv)), None
+            return (yield lambda: self.client.execute_command("EVALSHA", sha.encode(), b"1", key.encode(), *argv)), None
 
         def step() -> Any:
             pipe = self.client.pipeline(transaction=False)
@@ -519,7 +525,7 @@ class RedisStore(_Core):
         if self.wait_replicas or self.before_command is not None:
             return self._io(op, backend, lambda: drive(self._script_plan(op, key, argv)))
         try:
-            raw = self.client.execute_command("EVALSHA", self.scripts[op][1], 1, key, *argv)
+            raw = self.client.execute_command("EVALSHA", self.scripts[op][1].encode(), b"1", key.encode(), *argv)
         except BaseException as exc:
             first = exc
         else:

@@ -1,18 +1,4 @@
--- Shared prologue: codec, rule N, kernel helpers, TTL and reply. Mirrors record.py / kernel.py.
--- KEYS[1] = record key. ARGV[1] = '<time source> <client now> <ttl> <probe ttl>' (one string: fewer
--- arguments per call, docs/breaker-design.md#redis-store), ARGV[2] = op id; op arguments from ARGV[3].
-local fmt, find, match, concat, call = string.format, string.find, string.match, table.concat, redis.call
-local key = KEYS[1]
-local SRC, CNOW, TTL, PTTL = match(ARGV[1], '^(%a+) (%S+) (%d+) (%d+)$')
-TTL, PTTL = tonumber(TTL), tonumber(PTTL)
-local NOW
-if SRC == 'server' then
-  local t = call('TIME')
-  NOW = tonumber(t[1]) + tonumber(t[2]) / 1000000
-else
-  NOW = tonumber(CNOW)
-end
-local OPID = ARGV[2]
+-- Shared prologue (after head.lua): codec, rule N, kernel helpers, TTL and reply. Mirrors record.py / kernel.py.
 local STATES = {closed = true, open = true, half_open = true}
 local FIELDS = {'state', 'failure_count', 'last_failure_time', 'open_until', 'half_open_probe_active',
   'probe_token', 'probe_lease_until', 'probe_anchor', 'probe_generation', 'recent_ops'}
@@ -57,16 +43,13 @@ local function dec_ops(s)
 end
 
 local function read()
-  local raw = call('HGETALL', key)
-  local h = {}
-  for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
   local r = {state = 'closed', failure_count = 0, last_failure_time = 0.0, open_until = 0.0,
     half_open_probe_active = false, probe_token = '', probe_lease_until = 0.0, probe_anchor = 0.0,
     probe_generation = 0, recent_ops = {}}
   local corrupt = {}
-  for _, f in ipairs(FIELDS) do
-    local s = h[f]
-    if s ~= nil then
+  for i, f in ipairs(FIELDS) do
+    local s = RAW[i]
+    if s then
       local v
       if f == 'state' then
         if STATES[s] then v = s end

@@ -1,0 +1,139 @@
+"""The closed-state fast path of the gate and record_success scripts (docs/breaker-design.md#closed-state-fast-path):
+on a real redis-server it answers every canonical CLOSED record, declines every other one, and its replies equal
+the kernel's (``InMemoryStore``) for the same raw record; a fast path with a weakened check is caught."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+import redis
+
+from pytest_cbchaos.breaker import InMemoryStore, RedisStore
+from pytest_cbchaos.breaker.record import CODEC_VECTORS
+from pytest_cbchaos.breaker.redis_store import _SCRIPTS
+from pytest_cbchaos.faults.clock import ManualClock
+
+pytestmark = pytest.mark.requires_real_redis
+
+T0 = 1_795_000_000.0
+OP = "f" * 32
+RETURN = "if FAST then return FAST end"
+
+
+def _entries(n: int, fmt: str = "{:032x}=closed>open") -> str:
+    return " ".join(fmt.format(i) for i in range(n))
+
+
+CANON = {"state": "closed", "failure_count": "0", "last_failure_time": "1794999990.272841",
+         "open_until": "1794999995.272841", "half_open_probe_active": "False", "probe_token": "",
+         "probe_lease_until": "0.000000", "probe_anchor": "0.000000", "probe_generation": "3",
+         "recent_ops": _entries(16, "{:032x}=half_open>closed")}
+# (name, fields over CANON (None: no record at all), the fast path answers the gate, ... record_success)
+SHAPES: list[tuple[str, dict[str, str] | None, bool, bool]] = [
+    ("absent", None, True, True),
+    ("canonical", {}, True, True),
+    ("sparse", {"recent_ops": ""}, True, True),
+    ("failures", {"failure_count": "4"}, True, False),  # success writes: the prologue's
+    ("one-op", {"recent_ops": _entries(1)}, True, True),
+    ("17-ops", {"recent_ops": _entries(17)}, False, False),  # the prologue keeps the newest 16
+    ("double-space", {"recent_ops": _entries(2).replace(" ", "  ")}, False, False),
+    ("leading-space", {"recent_ops": " " + _entries(2)}, False, False),
+    ("trailing-space", {"recent_ops": _entries(2) + " "}, False, False),
+    ("tab", {"recent_ops": _entries(2).replace(" ", "\t")}, False, False),
+    ("adjacent", {"recent_ops": _entries(2).replace(" ", "") + " " + _entries(1)}, False, False),
+    ("upper-hex", {"recent_ops": _entries(2, "{:032X}=closed>open").replace("0", "A")}, False, False),
+    ("31-hex", {"recent_ops": _entries(2, "{:031x}=closed>open")}, False, False),
+    ("33-hex", {"recent_ops": _entries(2, "{:033x}=closed>open")}, False, False),
+    ("bad-state", {"recent_ops": _entries(2, "{:032x}=closed>opened")}, False, False),
+    ("this-op", {"recent_ops": _entries(2) + f" {OP}=closed>closed"}, False, False),  # a duplicate
+    ("open", {"state": "open"}, False, False),
+    ("float-form", {"open_until": "1e3"}, False, False),  # valid, not the codec's form: the prologue's
+    ("lease-left", {"probe_lease_until": "5.000000"}, False, False),
+]
+RECORDS = SHAPES + [(f"{f}={raw!r}", {f: raw}, False, False) for f, raw, _ in CODEC_VECTORS]  # equivalence only
+
+
+def _fields(over: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if over is None else {**CANON, **over}
+
+
+def _calls(s: Any) -> list[tuple[str, Any]]:
+    return [("gate", lambda: s.try_transition_and_claim_probe("b", T0, 10, op_id=OP)),
+            ("success", lambda: s.atomic_record_success("b", op_id=OP, now=T0)),
+            ("success-closed", lambda: s.atomic_record_success("b", "closed", op_id=OP, now=T0)),
+            ("success-open", lambda: s.atomic_record_success("b", "open", op_id=OP, now=T0))]
+
+
+def _mismatches(client: redis.Redis, store_cls: type = RedisStore, records: list = RECORDS) -> list[str]:
+    """Records and ops where the Lua reply (and the stored hash) differ from the kernel's."""
+    out = []
+    for name, over, _, _ in records:
+        fields = _fields(over)
+        for i, (op, _) in enumerate(_calls(None)):
+            mem = InMemoryStore(clock=ManualClock(T0))
+            lua = store_cls(client, key_prefix="fast", time_source="client", allow_unbounded_io=True)
+            client.delete(lua.key("b"))
+            if fields is not None:
+                mem.raw_set("b", fields)
+                client.hset(lua.key("b"), mapping=fields)
+            want, got = _calls(mem)[i][1](), _calls(lua)[i][1]()
+            stored = {k.decode(): v.decode("utf-8", "replace") for k, v in client.hgetall(lua.key("b")).items()}
+            raw = {k: v if isinstance(v, str) else v.decode("utf-8", "replace")
+                   for k, v in (mem.raw_get("b") or {}).items()}
+            if want != got or stored != raw:
+                out.append(f"{name}/{op}")
+    return out
+
+
+def _marked(text: str) -> tuple[str, str]:
+    assert RETURN in text
+    text = text.replace(RETURN, "if FAST then return 'FAST' end")
+    return text, hashlib.sha1(text.encode()).hexdigest()
+
+
+def test_fast_path_answers_canonical_closed_records_and_only_those(cbchaos_redis: redis.Redis) -> None:
+    s = RedisStore(cbchaos_redis, key_prefix="fast", time_source="client", allow_unbounded_io=True)
+    marked = {op: _marked(_SCRIPTS[op][0]) for op in ("gate", "record_success")}
+    for text, _ in marked.values():
+        cbchaos_redis.script_load(text)
+    seen = []
+    for name, over, gate_fast, success_fast in SHAPES:
+        fields = _fields(over)
+        cbchaos_redis.delete(s.key("b"))
+        if fields is not None:
+            cbchaos_redis.hset(s.key("b"), mapping=fields)
+        for op, args, fast in (("gate", ["10.0"], gate_fast), ("record_success", ["", "1"], success_fast),
+                               ("record_success", ["closed", "1"], success_fast),
+                               ("record_success", ["open", "1"], False)):
+            raw = cbchaos_redis.evalsha(marked[op][1], 1, s.key("b"), *s._argv(OP, T0, args))
+            seen.append((name, op, args[0], raw == b"FAST", fast))
+    assert [x for x in seen if x[3] != x[4]] == []
+
+
+def test_fast_path_replies_equal_the_kernel(cbchaos_redis: redis.Redis) -> None:
+    assert _mismatches(cbchaos_redis) == []
+
+
+class _NoTilingStore(RedisStore):
+    """Fast path that accepts any recent_ops without upper-case letters (tiling and count checks dropped)."""
+
+    scripts = {**_SCRIPTS, **{op: (t, hashlib.sha1(t.encode()).hexdigest()) for op, t in (
+        (op, _SCRIPTS[op][0].replace("clean = n <= 16 and rest == '' and", "clean =")) for op in ("gate", "record_success"))}}
+
+
+class _UpperHexStore(RedisStore):
+    """Fast path without the upper-case check."""
+
+    scripts = {**_SCRIPTS, **{op: (t, hashlib.sha1(t.encode()).hexdigest()) for op, t in (
+        (op, _SCRIPTS[op][0].replace("and string.lower(ops) == ops", "")) for op in ("gate", "record_success"))}}
+
+
+@pytest.mark.parametrize("mutant, caught", [
+    (_NoTilingStore, {"17-ops/gate", "double-space/gate", "adjacent/gate", "bad-state/gate"}),
+    (_UpperHexStore, {"upper-hex/gate", "upper-hex/success"})])
+def test_weakened_fast_path_is_caught(cbchaos_redis: redis.Redis, mutant: type, caught: set[str]) -> None:
+    for op in ("gate", "record_success"):
+        assert mutant.scripts[op] != _SCRIPTS[op], "mutant no longer applies: update it"
+    assert caught <= set(_mismatches(cbchaos_redis, mutant, SHAPES))
