@@ -17,7 +17,15 @@ GROUP = "pytest_cbchaos.systems"
 OWN = "pytest_cbchaos.systems:register"  # this package's systems, also when its metadata is stale
 
 _lock = threading.RLock()
-_loaded = False
+
+
+class Registry(dict):
+    """A name → ``"module:attr"`` (or factory) table systems fill; it knows whether they have filled it.
+
+    The mark lives on the table, not in this module: a table module imported afresh (pytest's in-process
+    test runs drop the modules they imported first) starts empty and unmarked, and is filled again."""
+
+    loaded = False
 
 
 def load_object(spec: str) -> object:
@@ -26,13 +34,12 @@ def load_object(spec: str) -> object:
     return getattr(importlib.import_module(mod_name), attr)
 
 
-def load_systems() -> None:
-    """Run every system's ``register()`` once (idempotent; later calls do nothing)."""
-    global _loaded
+def load_systems(table: Registry) -> None:
+    """Run every system's ``register()`` once for ``table`` (later calls do nothing)."""
     with _lock:  # held while registering: a concurrent first lookup waits for the full registry
-        if _loaded:  # also a register() that looks a name up (re-entrant: the lock is an RLock)
+        if table.loaded:  # also a register() that looks a name up (re-entrant: the lock is an RLock)
             return
-        _loaded = True
+        table.loaded = True
         specs = [OWN] + [ep.value for ep in entry_points(group=GROUP) if ep.value != OWN]
         for spec in specs:
             load_object(spec)()  # type: ignore[operator]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from ..history.ops import MalformedHistory, Op
-from ..registry import load_object, load_systems
+from ..registry import Registry, load_object, load_systems
 from .model import Model, _short, partition_by_key
 from .search import NO_VALUE
 from .zones import ZoneDecision, decide as decide_register
@@ -364,13 +364,13 @@ def _element(x: Any) -> Any:
     return x
 
 
-_REGISTRY: dict[str, Callable[[], Any] | str] = {
+_REGISTRY: Registry = Registry({
     "register": RegisterModel,
     "cas-register": CasRegisterModel,
     "kv": KVModel,
     "counter": CounterModel,
     "set": SetModel,
-}
+})
 
 
 def register_model(name: str, factory: Callable[[], Any] | str) -> None:
@@ -381,13 +381,13 @@ def register_model(name: str, factory: Callable[[], Any] | str) -> None:
 
 
 def model_names() -> list[str]:
-    load_systems()
+    load_systems(_REGISTRY)
     return sorted(_REGISTRY)
 
 
 def get_model(name: str) -> Any:
     """Instantiate a registered model; unknown names raise ``ValueError`` listing the choices."""
-    load_systems()
+    load_systems(_REGISTRY)
     try:
         factory = _REGISTRY[name]
     except KeyError:

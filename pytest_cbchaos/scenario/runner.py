@@ -157,6 +157,11 @@ class FaultScheduler(threading.Thread):
         self.ctx = ctx
         self.errors: list[str] = []
         self.actions = self._plan()
+        # seconds spent inside fault calls (a failover returns once it is complete): the timeline after such
+        # a call, and the workload's end, shift by it, so the run observes what the file planned after it
+        self.blocked_s = 0.0
+        self.in_action = False
+        self.started = time.monotonic()
 
     def _plan(self) -> list[tuple[float, int, str, FaultSpec, int]]:
         duration = self.ctx.scenario.workload.duration_s
@@ -174,13 +179,19 @@ class FaultScheduler(threading.Thread):
                 t += f.every
         return sorted(plan, key=lambda a: (a[0], a[1]))
 
+    def workload_over(self) -> bool:
+        """The planned duration has passed, not counting time inside fault calls, and none is running."""
+        duration = self.ctx.scenario.workload.duration_s
+        return not self.in_action and time.monotonic() >= self.started + duration + self.blocked_s
+
     def run(self) -> None:
         active: dict[int, Any] = {}
-        start = time.monotonic()
+        self.started = time.monotonic()
         for t, _, action, spec, idx in self.actions:
-            if self.ctx.stop.wait(max(0.0, start + t - time.monotonic())):
+            if self.ctx.stop.wait(max(0.0, self.started + t + self.blocked_s - time.monotonic())):
                 break
             failures = len(self.ctx.journal.failures())
+            self.in_action, called = True, time.monotonic()
             try:
                 if action == "apply":
                     handle = self._apply(spec)
@@ -192,6 +203,9 @@ class FaultScheduler(threading.Thread):
                 self.errors.append(f"{action} {spec.kind} on {spec.target} at {t:g}s: {type(exc).__name__}: {exc}")
                 if action == "apply" and len(self.ctx.journal.failures()) == failures:
                     self.ctx.journal.reject(spec.kind, spec.target, spec.params, exc)  # failed before any control call
+            finally:
+                self.blocked_s += time.monotonic() - called
+                self.in_action = False
         for idx, handle in list(active.items()):
             try:
                 self._heal(self.ctx.scenario.faults[idx], handle)
@@ -294,6 +308,17 @@ class FaultScheduler(threading.Thread):
                         break
 
 
+STOP_POLL_S = 0.01  # how often the workload's end is re-evaluated (a fault call may move it)
+
+
+def _stop_when_over(ctx: RunContext, scheduler: FaultScheduler) -> None:
+    """Set ``ctx.stop`` once the workload's planned duration is over (time in fault calls not counted), or at
+    the wall budget's deadline."""
+    while not ctx.stop.wait(STOP_POLL_S):
+        if scheduler.workload_over() or time.monotonic() >= ctx.deadline:
+            ctx.stop.set()
+
+
 def run_scenario(scenario: Scenario, *, env: Environment | None, seed: int | None = None,
                  artifacts: Path | None = None) -> ScenarioResult:
     """Run ``scenario``; raises :class:`TargetUnavailable` (a skip) before anything starts."""
@@ -315,8 +340,8 @@ def run_scenario(scenario: Scenario, *, env: Environment | None, seed: int | Non
         # budgets.wall_s bounds workload + faults; server startup is bounded by its own startup timeout
         ctx.deadline = time.monotonic() + scenario.budgets.wall_s
         scheduler = FaultScheduler(ctx)
-        timer = threading.Timer(scenario.workload.duration_s, ctx.stop.set)
-        timer.daemon = True
+        stopper = threading.Thread(target=_stop_when_over, args=(ctx, scheduler), daemon=True,
+                                   name=f"cbchaos-stop-{scenario.name}")
         holder: dict[str, Any] = {}
 
         def work() -> None:
@@ -326,12 +351,12 @@ def run_scenario(scenario: Scenario, *, env: Environment | None, seed: int | Non
                 holder["exc"] = exc
 
         runner = threading.Thread(target=work, name=f"cbchaos-workload-{scenario.name}", daemon=True)
-        timer.start()
         scheduler.start()
+        stopper.start()
         runner.start()
         runner.join(max(0.0, ctx.deadline - time.monotonic()))
         ctx.stop.set()
-        timer.cancel()
+        stopper.join(timeout=1.0)
         scheduler.join(timeout=10.0)
         if runner.is_alive():
             error = f"workload exceeded the wall budget of {scenario.budgets.wall_s:g} s"

@@ -29,9 +29,8 @@ def test_an_entry_point_registers_a_target_and_a_model(tmp_path: Path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     ep = EntryPoint(name="mykit", value="my_kit:register", group=registry.GROUP)
     monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == registry.GROUP else [])
-    monkeypatch.setattr(registry, "_loaded", False)
-    monkeypatch.setattr(targets, "_TARGETS", {})
-    monkeypatch.setattr(models, "_REGISTRY", dict(models._REGISTRY))
+    monkeypatch.setattr(targets, "_TARGETS", registry.Registry())  # unmarked tables: filled on first use
+    monkeypatch.setattr(models, "_REGISTRY", registry.Registry(models._REGISTRY))
     try:
         assert {"breaker-store", "third-party"} <= set(targets.target_names())  # ours and theirs
         assert targets.resolve_target("third-party").name == "counter"
@@ -45,3 +44,12 @@ def test_an_unregistered_name_is_not_found(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(targets.TargetNotFound) as info:
         targets.resolve_target("no-such-system")
     assert "breaker-store" in info.value.expected
+
+
+def test_a_table_module_imported_afresh_is_filled_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process pytest run drops the modules it imported first; the registry module may outlive the
+    tables. A fresh, empty table is filled again on first use (it was 'already loaded' before)."""
+    models.get_model("breaker-store")  # the systems have registered into the current table
+    monkeypatch.setattr(models, "_REGISTRY", registry.Registry(
+        {k: v for k, v in models._REGISTRY.items() if k != "breaker-store"}))
+    assert type(models.get_model("breaker-store")).__name__ == "BreakerStoreModel"

@@ -16,12 +16,12 @@ import sys
 import threading
 from pathlib import Path
 
-from pytest_cbchaos.registry import load_systems
+from pytest_cbchaos.registry import Registry, load_systems
 from pytest_cbchaos.scenario.target import (  # noqa: F401 (re-exported: the public place users import from)
     CheckResult, Observations, Target, TargetUnavailable, import_object,
 )
 
-_TARGETS: dict[str, str] = {}
+_TARGETS: Registry = Registry()
 _lock = threading.Lock()
 
 
@@ -34,7 +34,7 @@ def register_target(name: str, spec: str) -> None:
 
 
 def target_names() -> list[str]:
-    load_systems()
+    load_systems(_TARGETS)
     return list(_TARGETS)
 
 
@@ -46,7 +46,7 @@ class TargetNotFound(LookupError):
 
 def resolve_target(name: str, base: Path | None = None) -> Target:
     """A target by registered name or ``module:attr``; raises :class:`TargetNotFound`."""
-    load_systems()
+    load_systems(_TARGETS)
     registered = name in _TARGETS
     spec = _TARGETS.get(name, name)
     expected = "one of " + ", ".join(_TARGETS) + " or 'package.module:attr'"

@@ -356,6 +356,12 @@ class BreakerStoreTarget(Target):
         closed = [o["t_ms"] for o in ops if o["ok"] and o["t_ms"] >= start_ms
                   and o["reply"].get("_new_state", o["reply"].get("state")) == "closed"]
         obs.recoveries["closed-after-heal"] = (min(closed) - start_ms) / 1000 if closed else None
+        # the first moment a probe could close it: after the heal and a cooldown after its last opening
+        opened = [t["t_ms"] for t in obs.transitions if t["to"] == "open"]
+        cooldown_ms = float(obs.metrics["params"]["cooldown_s"]) * 1000
+        obs.metrics["recovery_window"] = {
+            "heal_ms": start_ms, "probe_from_ms": max([start_ms] + [t + cooldown_ms for t in opened]),
+            "last_op_ms": max((o["t_ms"] for o in ops), default=None)}
 
     # -- invariants ---------------------------------------------------------------------------
     def check_CB_3(self, obs: Observations, ctx: Any) -> CheckResult:
@@ -431,8 +437,13 @@ class BreakerStoreTarget(Target):
     def check_recovers(self, obs: Observations, ctx: Any) -> CheckResult:
         v = obs.recoveries.get("closed-after-heal")
         if v is None:
+            w = obs.metrics["recovery_window"]
+            if w["last_op_ms"] is None or w["last_op_ms"] < w["probe_from_ms"]:
+                return CheckResult("unknown", f"nothing to judge: the last op started at {w['last_op_ms']} ms, before "
+                                   f"a probe could close the breaker ({w['probe_from_ms']:.0f} ms: the heal at "
+                                   f"{w['heal_ms']:.0f} ms, a cooldown after its last opening)", measured=w)
             return CheckResult("violated", "the breaker never closed after the faults healed",
-                               counterexample={"transitions": obs.transitions[-10:]})
+                               counterexample={"transitions": obs.transitions[-10:]}, measured=w)
         return CheckResult("ok", f"closed {v:.3f} s after the last heal")
 
 
