@@ -1,4 +1,4 @@
-"""Time inside a blocking fault call does not count against the workload (docs/scenarios.md#faults), and a
+"""Time inside a blocking fault call does not count against the workload (docs/scenarios.md#fault-timeline), and a
 recovery nobody could observe is not judged violated.
 
 A failover returns once it is complete; on a busy machine that took 3.3 s of a 4 s workload, the workload
