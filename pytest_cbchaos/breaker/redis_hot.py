@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .redis_store import RedisStore, post_claim, post_dict
+from .errors import StoreError
 from .store import ClaimResult, check_backend, check_lease
 
 # the script reply's meta fields of a no-op on a CLOSED record (lua/fast_closed.lua, lua/prologue.lua ``reply``):
@@ -29,7 +30,6 @@ class RedisHotOps:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.op_ids = store._ids
-        self._execute = store.client.execute_command
         self._gate_args: dict[tuple[str, float], Args] = {}
         self._success_args: dict[str, Args] = {}
         self._views: dict[str, View] = {}
@@ -53,21 +53,26 @@ class RedisHotOps:
         return post(*st._with_wait(st.parse_script_reply(op, raw), None))
 
     def _noop(self, backend: str, raw: Any) -> tuple[View, float] | None:
-        """``(view, now)`` for the plain closed-state no-op reply, else None."""
-        if raw.__class__ is not bytes or not raw.endswith(_TAIL):
+        """``(view, now)`` for the plain closed-state no-op reply, else None. A record part equal to the
+        backend's last view's was checked when that view was made."""
+        if raw.__class__ is not bytes or raw[-_NTAIL:] != _TAIL:
             return None
         rec, meta, now = raw[:-_NTAIL].rpartition(_META)
-        if not meta or rec.count(b"|") != _RECORD_BARS or b"|" in now:
-            return None
-        try:
-            t = float(now)
-        except ValueError:
+        if not meta:
             return None
         v = self._views.get(backend)
         if v is None or v[0] != rec:
-            d = self.store.parse_script_reply("gate", rec + _META + b"0" + _TAIL)[0]
+            if rec.count(b"|") != _RECORD_BARS:
+                return None
+            try:
+                d = self.store.parse_script_reply("gate", rec + _META + b"0" + _TAIL)[0]
+            except StoreError:
+                return None  # the general path's decoding raises it
             v = self._views[backend] = (rec, d)
-        return v, t
+        try:
+            return v, float(now)  # a '|' in it fails here: not the plain no-op
+        except ValueError:
+            return None
 
     def _bypass(self) -> bool:
         """Hooks, WAIT or the WATCH fallback in force: the general path decides."""
@@ -98,7 +103,7 @@ class RedisHotOps:
         if self._bypass():
             return self._general(op, backend, n, a[3], post, cnow, None)
         try:
-            raw = self._execute(*a[0], head, self.op_ids.format(n).encode(), *a[2])
+            raw = self.store.client.execute_command(*a[0], head, self.op_ids.format(n).encode(), *a[2])
         except BaseException as exc:
             return self._general(op, backend, n, a[3], post, cnow, exc)
         self.store.stats["evalsha"] += 1
