@@ -5,12 +5,15 @@ a breaker on an exact ``RedisStore`` (hot ops) and one on a ``RedisStore`` subcl
 every op the answers, events, metrics, stored hash, TTL, record-loss state, op-id counter and store stats must
 be equal. Programs cover calls that succeed or fail, records of every state (corrupt, lost, holding the next op
 ids), SCRIPT FLUSH (NOSCRIPT on the next EVALSHA), and connection resets injected into a chosen EVALSHA, before
-it is sent or after the server ran it (the reply lost). Weakened hot ops are caught by fixed programs.
+it is sent or after the server ran it (the reply lost). Weakened hot ops are caught by fixed programs. Three
+threads under resets and a SCRIPT FLUSH leave a history linearizable for the breaker-store model.
 """
 
 from __future__ import annotations
 
 import random
+import threading
+import time
 import uuid
 from typing import Any
 
@@ -18,11 +21,16 @@ import pytest
 import redis
 from hypothesis import given, strategies as st
 
-from pytest_cbchaos.breaker import BreakerConfig, CircuitBreaker, RedisStore
+from pytest_cbchaos.breaker import (BreakerConfig, CircuitBreaker, RedisStore, StoreIndeterminateError,
+                                    StoreUnavailableError)
+from pytest_cbchaos.breaker import model as bmodel
 from pytest_cbchaos.breaker.record import DEFAULT, STATES, encode
 from pytest_cbchaos.breaker.redis_hot import RedisHotOps
 from pytest_cbchaos.breaker.redis_store import _SCRIPTS
+from pytest_cbchaos.breaker.store import ClaimResult
 from pytest_cbchaos.faults.clock import ManualClock
+from pytest_cbchaos.history import Recorder as History
+from pytest_cbchaos.linearizability import check, get_model
 from pytest_cbchaos.servers.redis import no_retry
 
 import record_strategies
@@ -297,3 +305,86 @@ MUTANTS = {
 def test_weakened_hot_ops_are_caught(cbchaos_redis_proc: Any, mutant: type[RedisHotOps]) -> None:
     assert first_mismatch(cbchaos_redis_proc, MUTANTS[mutant]) is None  # the program passes the real hot ops
     assert first_mismatch(cbchaos_redis_proc, MUTANTS[mutant], mutant) is not None
+
+
+# ---- linearizable under faults, concurrently --------------------------------------------------------------
+
+class GuessOnError(RedisHotOps):
+    """Answers a failed EVALSHA from the backend's last view (a no-op on the record last seen)."""
+
+    def _general(self, op: str, backend: str, n: int, args: list[Any], post: Any, cnow: Any, first: Any) -> Any:
+        v = self._views.get(backend)
+        if first is not None and v is not None:
+            return v, time.time()
+        return super()._general(op, backend, n, args, post, cnow, first)
+
+
+def _linearizable_run(server: Any, hot_cls: type[RedisHotOps], threads: int) -> tuple[bool, str, list[str]]:
+    """``threads`` workers on one backend run hot gates and successes on the CLOSED record, then general-path
+    failures (threshold 2), then gates and successes on the OPEN record, while resets hit every third EVALSHA
+    (before it is sent or after it ran), every gate on the OPEN record loses its reply and worker 0 flushes the
+    scripts once mid-run. Answers (history linearizable for breaker-store, its summary, the stored op ids)."""
+    w = World(server, RedisStore)
+    w.store.time_source = "server"  # what the bench and most users run (read when a backend's arguments are built)
+    store, hot, hist = w.store, hot_cls(w.store), History(threads)
+    faults = ["lost", None, None, "before", None, None] * 8
+    w.conn.arm[:] = faults
+    start = threading.Barrier(threads)
+
+    def worker(p: int) -> None:
+        start.wait(timeout=10)
+        for i in range(12):
+            if p == 0 and i == 6:
+                w.client.script_flush()
+            f = "record_failure" if i in (6, 7) else "gate" if i % 2 == 0 else "record_success"
+            if f == "gate" and i >= 8:
+                w.conn.arm.insert(0, "lost")  # a gate on the OPEN record loses its reply
+            n = next(store._ids.counter)
+            oid = store._ids.format(n)
+            inp: dict[str, Any] = {"op_id": oid, "now_min": 0.0}
+            inp.update({"gate": {"lease_seconds": 30.0}, "record_success": {"expected_state": None},
+                        "record_failure": {"failure_threshold": 2, "recovery_timeout": 60.0}}[f])
+            h = hist.invoke(p, f, inp, key="b")
+            try:
+                if f == "gate":
+                    r: Any = hot.hot_gate("b", n, 30.0)
+                    r = ClaimResult(False, hot.noop_reply(*r), "") if r.__class__ is tuple else r
+                elif f == "record_success":
+                    r = hot.hot_success("b", n)
+                    r = hot.noop_reply(*r) if r.__class__ is tuple else r
+                else:
+                    r = store.atomic_record_failure("b", 2, 60.0, op_id=oid)
+            except (StoreIndeterminateError, redis.RedisError) as exc:  # may have run (a StoreUnavailableError too)
+                h.info((type(exc).__name__, str(exc)))
+                continue
+            except StoreUnavailableError as exc:  # raised only when no attempt can have reached the server
+                h.fail(("unavailable", str(exc)))
+                continue
+            out = bmodel.output_from_reply(f, r)
+            out["now"] = (r.record if hasattr(r, "record") else r)["_now"]
+            h.ok(out)
+
+    try:
+        ts = [threading.Thread(target=worker, args=(p,)) for p in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(timeout=60)
+        assert len(w.conn.arm) <= len(faults) - 10 and store.stats["script_load"] >= 1  # faults applied
+        assert w.client.hget(w.key, "state") == b"open"
+        result = check(hist.history(), get_model("breaker-store"), timeout=20)
+        stored = w.client.hget(w.key, "recent_ops") or b""
+        return result.ok, result.summary(), [e.split("=")[0] for e in stored.decode().split()]
+    finally:
+        w.close()
+
+
+def test_hot_ops_under_resets_and_noscript_are_linearizable(cbchaos_redis_proc: Any) -> None:
+    ok, summary, ops = _linearizable_run(cbchaos_redis_proc, RedisHotOps, 3)
+    assert ok, summary
+    assert len(ops) == len(set(ops))  # each op id applied at most once
+
+
+def test_hot_ops_answering_errors_from_the_cache_are_not_linearizable(cbchaos_redis_proc: Any) -> None:
+    assert _linearizable_run(cbchaos_redis_proc, RedisHotOps, 1)[0]  # the same sequential run passes
+    assert not _linearizable_run(cbchaos_redis_proc, GuessOnError, 1)[0]
