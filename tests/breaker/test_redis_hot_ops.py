@@ -126,6 +126,8 @@ def _apply(w: World, op: tuple[Any, ...]) -> Any:
             return w.cb.call(_fn(w, op[1], None), "r", y=1)
         finally:
             w.load_scripts()
+    if kind == "store_event":  # as a scripting fallback logs it; the next op's reply forwards it
+        return w.store._store_event("scripting_fallback", "injected")
     if kind == "fault":
         w.conn.arm[:] = [None] * op[2] + [op[1]] * op[3]
         return None
@@ -194,6 +196,7 @@ PROGRAMS = {  # each hand-over case, deterministic
     "duplicate": [("raw_next_ids", [("closed", "closed"), ("closed", "open")]), OK],
     "corrupt": [("raw", DEFAULT, {"failure_count": "abc"}), OK, OK],
     "record_missing": [("call", "counted"), OK, ("clear",), OK],
+    "store_event": [OK, ("store_event",), OK],
 }
 
 
