@@ -570,19 +570,37 @@ class CircuitBreaker(_Core):
                     self._record_failed(kind, exc)
         return None
 
+    def _hot_success_failed(self, n: int) -> None:
+        """After ``hot_success`` raised: the rest of ``_resolve``'s success (its one resend, same op id)."""
+        self._pump_store_events()
+        op_id = self._op_ids.format(n)
+        try:
+            d = self.store.atomic_record_success(self.backend, op_id=op_id)
+            self._transition_from_reply("atomic_record_success", d, "success", op_id)
+        except StoreError as exc:
+            self._pump_store_events()
+            self._record_failed("success", exc)
+
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         hot = self._hot
         permit: Permit | None = None
         if hot is None:
             permit = self.acquire()
         else:  # hot path (docs/breaker-design.md#hot-path): the same ops, no reply or permit built for no-ops
-            r = hot.hot_gate(self.backend, next(self._counter), self._lease)
-            if r.__class__ is not tuple:  # a reply: not a no-op on a clean CLOSED record
-                permit = self._permit_from_claim(r)
-                if permit.probe_token is None:
-                    permit = None  # admitted in CLOSED: resolved below as the hot path resolves
-            elif r[0] is not self._noted:
-                self._note_view(*r)
+            try:
+                r = hot.hot_gate(self.backend, next(self._counter), self._lease)
+            except StoreError as exc:
+                self._store_error_gate(exc)  # raises, or admits as CLOSED: resolved below as the hot path resolves
+            else:
+                if r.__class__ is not tuple:  # a reply: not a no-op on a clean CLOSED record
+                    permit = self._permit_from_claim(r)
+                    if permit.probe_token is None:
+                        permit = None  # admitted in CLOSED: resolved below as the hot path resolves
+                else:
+                    if self._ev_src is not None:
+                        self._pump_store_events()
+                    if r[0] is not self._noted:
+                        self._note_view(*r)
         observed = self.metrics is not None or self.listeners  # read once: no clock read when nobody listens
         t0 = self.clock.monotonic() if observed else 0.0
         try:
@@ -605,11 +623,18 @@ class CircuitBreaker(_Core):
             permit.success()
         else:
             n = next(self._counter)
-            r = hot.hot_success(self.backend, n)  # type: ignore[union-attr]
-            if r.__class__ is not tuple:
-                self._transition_from_reply("atomic_record_success", r, "success", self._op_ids.format(n))
-            elif r[0] is not self._noted:
-                self._note_view(*r)
+            try:
+                r = hot.hot_success(self.backend, n)  # type: ignore[union-attr]
+            except StoreError:
+                self._hot_success_failed(n)
+            else:
+                if r.__class__ is not tuple:
+                    self._transition_from_reply("atomic_record_success", r, "success", self._op_ids.format(n))
+                else:
+                    if self._ev_src is not None:
+                        self._pump_store_events()
+                    if r[0] is not self._noted:
+                        self._note_view(*r)
         if observed:
             self._request("success", self.clock.monotonic() - t0)
         return result

@@ -110,6 +110,16 @@ def _maybe_sent(exc: BaseException) -> bool:
     return not (any(p in m for p in _NOT_SENT) or isinstance(exc, rex.MaxConnectionsError))
 
 
+def post_claim(d: dict[str, Any], e: tuple[str, str, str]) -> ClaimResult:
+    """The gate's answer from a parsed script reply."""
+    return ClaimResult(e[1] == "1", d, e[0])
+
+
+def post_dict(d: dict[str, Any], e: tuple[str, str, str]) -> dict[str, Any]:
+    """An op's reply dict from a parsed script reply."""
+    return d
+
+
 class _Core:
     is_async = False
     scripts: dict[str, tuple[str, str]] = _SCRIPTS  # op -> (text, sha1); a mutant may swap one
@@ -415,14 +425,13 @@ class _Core:
         if expected_state and expected_state not in STATES:
             raise ValueError(f"expected_state must be one of {STATES} or None, got {expected_state!r}")
         args = [expected_state or "", "1" if self.strict_probe_ownership else "0"]
-        return self._prep("record_success", backend, args, op_id, now, lambda d, e: d)
+        return self._prep("record_success", backend, args, op_id, now, post_dict)
 
     def try_transition_and_claim_probe(self, backend: str, now: float | None = None,
                                        recovery_timeout: float | None = None, *, lease_seconds: float | None = None,
                                        op_id: str | None = None) -> Any:
         lease = self.probe_lease_seconds if lease_seconds is None else check_lease(lease_seconds)
-        return self._prep("gate", backend, [repr(lease)], op_id, now,
-                          lambda d, e: ClaimResult(e[1] == "1", d, e[0]))
+        return self._prep("gate", backend, [repr(lease)], op_id, now, post_claim)
 
     def renew_probe(self, backend: str, probe_token: str, *, lease_seconds: float | None = None,
                     op_id: str | None = None, now: float | None = None) -> Any:
@@ -488,6 +497,15 @@ class RedisStore(_Core):
     def _const(self, v: Any) -> Any:
         return v
 
+    def hot_ops(self) -> Any:
+        """``HotOps`` (docs/breaker-design.md#hot-path) for an exact ``RedisStore`` without ``before_command`` or
+        ``wait_replicas``; None otherwise (a subclass may override what they skip)."""
+        if type(self) is not RedisStore or self.before_command is not None or self.wait_replicas:
+            return None
+        from .redis_hot import RedisHotOps
+
+        return RedisHotOps(self)
+
     def get_state(self, backend: str) -> dict[str, Any]:
         check_backend(backend)
         raw = self._io("get_state", backend, lambda: self.client.hgetall(self.key(backend)), reads=True)
@@ -504,13 +522,18 @@ class RedisStore(_Core):
         return drive(self._io_plan(op, backend, fn, self.clock.sleep, reads))
 
     def _run(self, op: str, backend: str, op_id: str, now: float | None, args: list[Any],
-             post: Callable[[dict, tuple], Any]) -> Any:
+             post: Callable[[dict, tuple], Any], first: BaseException | None = None) -> Any:
+        """The general path of one op; ``first``: the exception of its first EVALSHA, already sent (by the
+        hot ops, docs/breaker-design.md#hot-path), which the plans take as their own first attempt's."""
         cnow = self._client_now(now)
         key = self.key(backend)
         if self._try_scripts():
             argv = self._argv(op_id, cnow, args)
             try:
-                raw, acked = self._script_io(op, backend, key, argv)
+                if first is None:
+                    raw, acked = self._script_io(op, backend, key, argv)
+                else:
+                    raw, acked = self._script_io_after(op, backend, key, argv, first)
                 return post(*self._with_wait(self.parse_script_reply(op, raw), acked))
             except _ScriptingUnavailable as exc:
                 if self.scripting == "required":
@@ -527,10 +550,13 @@ class RedisStore(_Core):
         try:
             raw = self.client.execute_command("EVALSHA", self.scripts[op][1].encode(), b"1", key.encode(), *argv)
         except BaseException as exc:
-            first = exc
-        else:
-            self.stats["evalsha"] += 1
-            return raw, None
+            return self._script_io_after(op, backend, key, argv, exc)
+        self.stats["evalsha"] += 1
+        return raw, None
+
+    def _script_io_after(self, op: str, backend: str, key: str, argv: list[Any],
+                         first: BaseException) -> tuple[Any, Any]:
+        """The rest of ``_script_io`` after its first EVALSHA raised ``first``."""
         inner = self._script_plan(op, key, argv)
         next(inner)  # its EVALSHA step: the one just run
         replay = [lambda: drive(inner, (None, first))]

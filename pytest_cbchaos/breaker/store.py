@@ -345,7 +345,7 @@ class HotOps(Protocol):
     """The store ops ``CircuitBreaker.call`` runs on its hot path (docs/breaker-design.md#hot-path).
 
     Optional: a store offers them by answering ``hot_ops()`` with such an object (``InMemoryStore``:
-    itself); a store without ``hot_ops``, or answering None, gets the general path. ``n`` is a counter
+    itself; ``RedisStore``: a ``redis_hot.RedisHotOps``); a store without ``hot_ops``, or answering None, gets the general path. ``n`` is a counter
     of ``op_ids`` (``next(op_ids.counter)``) naming the op's id ``op_ids.format(n)``. Each op is the
     protocol's op with that id, except that a no-op (nothing to write, report or claim) answers
     ``(view, now)``; ``noop_reply(view, now)`` is the reply it stands for, and the same view means

@@ -12,7 +12,7 @@ already in ``recent_ops``; probes. Deliberately broken hot paths must be caught.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 from hypothesis import given, strategies as st
@@ -120,13 +120,18 @@ def _apply(w: World, op: tuple[Any, ...]) -> Any:
     raise AssertionError(kind)
 
 
-def _observe(w: World, op: tuple[Any, ...]) -> tuple[Any, ...]:
+def answer(thunk: Callable[[], Any]) -> tuple[Any, ...]:
+    """An op's answer: its result, the open circuit's state, or the exception it raised."""
     try:
-        out: Any = ("ok", _apply(w, op))
+        return ("ok", thunk())
     except CircuitBreakerOpenError as exc:
-        out = ("open", exc.state, exc.retry_after)
+        return ("open", exc.state, exc.retry_after)
     except (Exception, Stop) as exc:
-        out = ("raised", type(exc).__name__, str(exc))
+        return ("raised", type(exc).__name__, str(exc))
+
+
+def _observe(w: World, op: tuple[Any, ...]) -> tuple[Any, ...]:
+    out = answer(lambda: _apply(w, op))
     events, w.rec.log = w.rec.log, []
     return (out, events, w.store.raw_get("b"), w.store.ttl_of("b"), w.cb._hw_gen, w.cb._hw_hist,
             w.next_counter())

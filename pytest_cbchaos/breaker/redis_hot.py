@@ -1,0 +1,119 @@
+"""``RedisStore``'s ``HotOps`` (docs/breaker-design.md#hot-path): the gate's and the success's one EVALSHA, sent
+straight on the client with prebuilt byte arguments; the closed-state fast path's plain no-op reply answers
+``(view, now)``. Any other reply is decoded by the general path's own code, and any exception goes to the
+general path as its first attempt's (same op id, same resends, same error classes), so both paths decide alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .redis_store import RedisStore, post_claim, post_dict
+from .errors import StoreError
+from .store import ClaimResult, check_backend, check_lease
+
+# the script reply's meta fields of a no-op on a CLOSED record (lua/fast_closed.lua, lua/prologue.lua ``reply``):
+# _prev_state, _new_state, _applied, then _now, then empty _reason/_label, _won 0, _duplicate 0, empty _corrupt/_value
+_META = b"|closed|closed|0|"
+_TAIL = b"|||0|0||"
+_NTAIL = len(_TAIL)
+_RECORD_BARS = 9  # the '|' between the record's 10 fields
+
+View = tuple[bytes, dict[str, Any]]  # (the reply's record fields as sent, their reply template)
+Args = tuple[tuple[Any, ...], "bytes | None", tuple[Any, ...], list[Any]]
+
+
+class RedisHotOps:
+    """``hot_gate``/``hot_success`` of one ``RedisStore``; a view is the reply's record part with its parsed
+    template, kept per backend so an unchanged record gives the same view object (the breaker skips noting it)."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+        self.op_ids = store._ids
+        self._gate_args: dict[tuple[str, float], Args] = {}
+        self._success_args: dict[str, Args] = {}
+        self._views: dict[str, View] = {}
+
+    def _prebuilt(self, op: str, backend: str, args: list[Any]) -> Args:
+        """(EVALSHA .. key, the settings (None on client time: read per op), op arguments) as the general
+        path's ``_argv`` encodes them, and ``args``."""
+        st = self.store
+        check_backend(backend)
+        head, _, *rest = st._argv("", None, args)
+        pre = ("EVALSHA", st.scripts[op][1].encode(), b"1", st.key(backend).encode())
+        return pre, None if st.time_source == "client" else head, tuple(rest), args
+
+    def _general(self, op: str, backend: str, n: int, args: list[Any], post: Any, cnow: float | None,
+                 first: BaseException | None) -> Any:
+        return self.store._run(op, backend, self.op_ids.format(n), cnow, args, post, first)
+
+    def _decode(self, op: str, raw: Any, post: Any) -> Any:
+        """A reply that is not the plain no-op, as the general path decodes it."""
+        st = self.store
+        return post(*st._with_wait(st.parse_script_reply(op, raw), None))
+
+    def _noop(self, backend: str, raw: Any) -> tuple[View, float] | None:
+        """``(view, now)`` for the plain closed-state no-op reply, else None. A record part equal to the
+        backend's last view's was checked when that view was made."""
+        if raw.__class__ is not bytes or raw[-_NTAIL:] != _TAIL:
+            return None
+        rec, meta, now = raw[:-_NTAIL].rpartition(_META)
+        if not meta:
+            return None
+        v = self._views.get(backend)
+        if v is None or v[0] != rec:
+            if rec.count(b"|") != _RECORD_BARS:
+                return None
+            try:
+                d = self.store.parse_script_reply("gate", rec + _META + b"0" + _TAIL)[0]
+            except StoreError:
+                return None  # the general path's decoding raises it
+            v = self._views[backend] = (rec, d)
+        try:
+            return v, float(now)  # a '|' in it fails here: not the plain no-op
+        except ValueError:
+            return None
+
+    def _bypass(self) -> bool:
+        """Hooks, WAIT or the WATCH fallback in force: the general path decides."""
+        st = self.store
+        return st.using_fallback or st.before_command is not None or bool(st.wait_replicas)
+
+    def hot_gate(self, backend: str, n: int, lease_seconds: float) -> tuple[View, float] | ClaimResult:
+        """``try_transition_and_claim_probe(backend, lease_seconds=..., op_id=op_ids.format(n))``."""
+        a = self._gate_args.get((backend, lease_seconds))
+        if a is None:
+            a = self._gate_args[(backend, lease_seconds)] = self._prebuilt(
+                "gate", backend, [repr(check_lease(lease_seconds))])
+        return self._hot("gate", backend, n, a, post_claim)
+
+    def hot_success(self, backend: str, n: int) -> tuple[View, float] | dict[str, Any]:
+        """``atomic_record_success(backend, op_id=op_ids.format(n))``."""
+        a = self._success_args.get(backend)
+        if a is None:
+            args = ["", "1" if self.store.strict_probe_ownership else "0"]
+            a = self._success_args[backend] = self._prebuilt("record_success", backend, args)
+        return self._hot("record_success", backend, n, a, post_dict)
+
+    def _hot(self, op: str, backend: str, n: int, a: Args, post: Any) -> Any:
+        head, cnow = a[1], None
+        if head is None:  # client time: this op's clock reading, kept for the general path's resends
+            cnow = self.store._client_now(None)
+            head = self.store._argv("", cnow, [])[0]
+        if self._bypass():
+            return self._general(op, backend, n, a[3], post, cnow, None)
+        try:
+            raw = self.store.client.execute_command(*a[0], head, self.op_ids.format(n).encode(), *a[2])
+        except BaseException as exc:
+            return self._general(op, backend, n, a[3], post, cnow, exc)
+        self.store.stats["evalsha"] += 1
+        r = self._noop(backend, raw)
+        return self._decode(op, raw, post) if r is None else r
+
+    @staticmethod
+    def noop_reply(view: View, now: float) -> dict[str, Any]:
+        """The reply a no-op answered ``(view, now)`` stands for (``parse_script_reply``'s, as ``_noop`` made it)."""
+        d = view[1].copy()
+        d["_now"] = now
+        d["_corrupt"] = []
+        return d
