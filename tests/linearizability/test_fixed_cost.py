@@ -77,3 +77,41 @@ def test_extras_are_collected_on_first_use_kept_and_copied():
     assert op.extras == {"line": 1, "worker": "w1"} and op.extras is op.extras
     assert copy.extras == op.extras and op.replace(id=2).extras == op.extras
     assert pickle.loads(pickle.dumps(copy)).extras == {"line": 1, "worker": "w1"}
+
+
+def _key_events(key: str, reads: list, start: int, crashed_write: bool = False) -> list[dict]:
+    """One process per key: a write of "1" (crashed if asked), then reads of ``reads``."""
+    p, t = start, start * 100
+    evs = [{"type": "invoke", "process": p, "f": "write", "key": key, "value": "1", "time": t, "index": t}]
+    if crashed_write:
+        return evs + [{"type": "info", "process": p, "f": "write", "key": key, "value": None,
+                       "time": t + 1, "index": t + 1}]
+    evs.append({"type": "ok", "process": p, "f": "write", "key": key, "value": None, "time": t + 1, "index": t + 1})
+    for j, v in enumerate(reads, 1):
+        evs += [{"type": "invoke", "process": p, "f": "read", "key": key, "value": None,
+                 "time": t + 2 * j, "index": t + 2 * j},
+                {"type": "ok", "process": p, "f": "read", "key": key, "value": v,
+                 "time": t + 2 * j + 1, "index": t + 2 * j + 1}]
+    return evs
+
+
+def test_partitions_after_an_illegal_one_are_never_set_up_in_fast_mode(monkeypatch):
+    """Fast mode stops at the first ILLEGAL partition; the others' searches are not even built,
+    yet each keeps the verdict it had: cancelled, or OK when it requires nothing (all crashed)."""
+    from pytest_cbchaos.linearizability import checker, KVModel
+    from pytest_cbchaos.linearizability.checker import Verdict, check
+
+    events = (_key_events("a", ["2"], 0) + _key_events("b", ["1"], 1)
+              + _key_events("c", [], 2, crashed_write=True))
+    built: list = []
+    real = checker._searcher
+    monkeypatch.setattr(checker, "_searcher", lambda ops, *a: built.append(ops[0].key) or real(ops, *a))
+    r = check(events, KVModel(), fast_path=False)
+    assert r.verdict is Verdict.ILLEGAL
+    assert built[0] == "a" and "b" not in built
+    assert (r.partitions["b"].verdict, r.partitions["b"].reason, r.partitions["b"].required) == (
+        Verdict.UNKNOWN, "cancelled: another partition is illegal", 2)
+    assert r.partitions["c"].verdict is Verdict.OK
+    built.clear()
+    report = check(events, KVModel(), fast_path=False, mode="report")
+    assert [report.partitions[k].verdict for k in "abc"] == [Verdict.ILLEGAL, Verdict.OK, Verdict.OK]
