@@ -49,41 +49,41 @@ class PartitionSearch:
         self.model = model
         self.track = track
         self.max_cache_entries = max_cache_entries
-        n = len(self.ops)
-        ents = []
-        required = 0
-        for i, op in enumerate(self.ops):
-            if op.id != i:
-                raise ValueError("partition ops must be numbered 0..n-1")
-            ents.append((op.call, 0, op.invoke_index, i))
-            if not op.unknown:
-                required |= 1 << i
-                ents.append((op.ret, 1, op.complete_index if op.complete_index is not None
-                             else op.invoke_index, i))
-        ents.sort()  # (time, call before return, event index); ties end at the op id, already ascending
+        ops = self.ops
+        n = len(ops)
+        if [op.id for op in ops] != list(range(n)):
+            raise ValueError("partition ops must be numbered 0..n-1")
+        # (time, call before return, event index, op id); ties end at the op id, already ascending
+        ents = [(op.call, 0, op.invoke_index, i) for i, op in enumerate(ops)]
+        ents += [(op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i)
+                 for i, op in enumerate(ops) if not op.unknown]
+        ents.sort()
         m = len(ents)
+        required = (1 << n) - 1
+        for i, op in enumerate(ops):
+            if op.unknown:
+                required ^= 1 << i
         # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
-        self.is_call = [False] * (m + 2)
-        self.op_of = [-1] * (m + 2)
-        self.ret_of = [-1] * (m + 2)
+        kinds = [1, *[e[1] for e in ents], 1]
+        self.op_of = op_of = [-1, *[e[3] for e in ents], -1]
+        self.is_call = [not k for k in kinds]
+        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
+        self.call_op = [-1 if k else i for k, i in zip(kinds, op_of)]
         call_entry = [0] * n
         ret_entry = [-1] * n
-        for j, (_, kind, _, i) in enumerate(ents, 1):
-            self.op_of[j] = i
-            if kind == 0:
-                self.is_call[j] = True
-                call_entry[i] = j
+        for j in range(1, m + 1):
+            if kinds[j]:
+                ret_entry[op_of[j]] = j
             else:
-                ret_entry[i] = j
-        for i in range(n):
-            self.ret_of[call_entry[i]] = ret_entry[i]
-        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
-        self.call_op = [i if c else -1 for i, c in zip(self.op_of, self.is_call)]
+                call_entry[op_of[j]] = j
+        self.ret_of = ret_of = [-1] * (m + 2)
+        for c, r in zip(call_entry, ret_entry):
+            ret_of[c] = r
         self.nxt = list(range(1, m + 2)) + [m + 1]
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
         self.required = required
-        self.n_required = bin(required).count("1")
+        self.n_required = required.bit_count()
         self.call_entry = call_entry
         is_pure = getattr(model, "is_pure", None)
         if is_pure is None:
