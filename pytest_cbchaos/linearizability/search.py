@@ -98,6 +98,13 @@ class PartitionSearch:
         self.pv = [NO_VALUE] * n if pure_value is None else [
             pure_value(op) if p else NO_VALUE for op, p in zip(self.ops, self.pure)]
         self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in self.pv]
+        # Update fast path (same section): ``model.write_value(op)`` is a value the op leads to from
+        # any state, legally; ``model.append_value(op)`` a ``str`` ``t`` such that from a ``str``
+        # state ``s`` the op legally leads to ``s + t``. ``NO_VALUE`` where ``step`` decides.
+        write_value = getattr(model, "write_value", None)
+        append_value = getattr(model, "append_value", None)
+        self.wv = [NO_VALUE] * n if write_value is None else [write_value(op) for op in ops]
+        self.av = [NO_VALUE] * n if append_value is None else [append_value(op) for op in ops]
         # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
         # input, as the model declares through ``op_class``) are interchangeable once both are
         # callable, and the callable ones form a prefix in call order. So only the earliest
@@ -188,6 +195,7 @@ class PartitionSearch:
         cache_add = None if custom else cache.add
         pure = self.pure
         pv, pt = self.pv, self.pt
+        wv, av = self.wv, self.av
         no_value = NO_VALUE
         twin = self.twin
         while True:
@@ -211,7 +219,13 @@ class PartitionSearch:
                     if t >= 0 and not (bits >> t) & 1:
                         entry = nxt[entry]
                         continue
-                    ok, ns = step(state, ops[i])
+                    ns = wv[i]
+                    if ns is not no_value:
+                        ok = True
+                    elif av[i] is not no_value and type(state) is str:
+                        ok, ns = True, state + av[i]
+                    else:
+                        ok, ns = step(state, ops[i])
                     if ok and info[i] and ns == state:
                         ok = False  # an indeterminate no-op never helps (docs/linearizability-design.md#search)
                     forced = ok and pure[i] and ns == state

@@ -1,4 +1,5 @@
-"""The search's shortcuts never change a verdict: the read fast path (``Model.pure_value``) and
+"""The search's shortcuts never change a verdict: the read and update fast paths
+(``Model.pure_value``, ``write_value``, ``append_value``) and
 the replay of a sequential partition (``replay.py``), docs/linearizability-design.md#search. On generated
 kv partitions, correct and perturbed, with values that match only after normalisation (``b"a"``
 vs ``"a"``, ``3`` vs ``"3"``), each agrees with the plain search and a brute-force enumeration."""
@@ -65,10 +66,11 @@ def _partitions(draw: Any) -> list[Op]:
 @given(_partitions())
 def test_fast_path_agrees_with_step_and_brute_force(ops: list[Op]) -> None:
     fast = KVModel(initial="").partition_model("k")
-    slow = type("NoFastPath", (type(fast),), {})("k", "")  # a variant: no pure_value
+    slow = type("NoFastPath", (type(fast),), {})("k", "")  # a variant: no pure/write/append_value
     s_fast, s_slow = PartitionSearch(ops, fast), PartitionSearch(ops, slow)
-    assert any(v is not NO_VALUE for v in s_fast.pv) == any(op.f == "read" for op in ops)
-    assert all(v is NO_VALUE for v in s_slow.pv)
+    for table, f in ((s_fast.pv, "read"), (s_fast.wv, "write"), (s_fast.av, "append")):
+        assert [v is not NO_VALUE for v in table] == [op.f == f for op in ops]
+    assert all(v is NO_VALUE for v in s_slow.pv + s_slow.wv + s_slow.av)
     expect = "ok" if _brute(ops, fast) else "illegal"
     assert s_fast.run(10**9) == s_slow.run(10**9) == expect
 
@@ -110,3 +112,25 @@ def test_touching_ops_are_concurrent_not_replayed() -> None:
     assert not is_sequential(ops)
     assert SequentialReplay(ops, model).run(10) == "illegal"
     assert check(ops, KVModel(initial="")).verdict is Verdict.OK
+
+
+def test_a_wrong_append_value_is_caught() -> None:
+    """Mutant: an update fast path that appends the wrong tail changes a verdict."""
+    ops = [Op(0, 0, "append", "a", None, 0, 1, "ok", key="k"),
+           Op(1, 1, "read", None, "a", 2, 3, "ok", key="k")]
+    model = KVModel(initial="").partition_model("k")
+    assert PartitionSearch(ops, model).run(100) == "ok"
+
+    class Doubling(type(model)):  # type: ignore[misc]
+        def append_value(self, op: Op) -> Any:
+            return op.input * 2 if op.f == "append" else NO_VALUE
+    assert PartitionSearch(ops, Doubling("k", "")).run(100) == "illegal"
+
+
+def test_an_append_to_a_nil_state_is_stepped() -> None:
+    """The append fast path needs a string state: from kv's nil initial value ``step`` decides."""
+    ops = [Op(0, 0, "append", 3, None, 0, 1, "ok", key="k"),
+           Op(1, 1, "read", None, "3", 2, 3, "ok", key="k")]
+    model = KVModel().partition_model("k")
+    s = PartitionSearch(ops, model)
+    assert s.av[0] == "3" and s.run(100) == "ok"
