@@ -198,6 +198,7 @@ class PartitionSearch:
         wv, av = self.wv, self.av
         no_value = NO_VALUE
         twin = self.twin
+        has_info = self.required != (1 << len(ops)) - 1
         while True:
             steps += 1
             if not steps & 1023:
@@ -314,7 +315,9 @@ class PartitionSearch:
                 prv[nxt[entry]] = entry
                 if not forced:
                     break
-            skipped = True
+            # the entries before this one may include skipped indeterminate ops; with none in the
+            # partition, phase 1 would skip every op and meet the same dead end
+            skipped = has_info
             entry = nxt[entry]
 
     def _custom_add(self, bits: int, state: Any) -> bool:

@@ -134,3 +134,18 @@ def test_an_append_to_a_nil_state_is_stepped() -> None:
     model = KVModel().partition_model("k")
     s = PartitionSearch(ops, model)
     assert s.av[0] == "3" and s.run(100) == "ok"
+
+
+def test_a_partition_without_crashed_ops_never_rescans_for_them() -> None:
+    """Writes of "a" and "b" overlap and a later read returns "a": b must go first. The search
+    takes 8 steps: write a, write b, read a (illegal), the read's return (dead end, back to
+    after write a), write b's return (dead end, back to the start), write b, write a, read a.
+    A rescan of the entry list for indeterminate ops after each backtrack (there are none) adds
+    a step per dead end."""
+    ops = [Op(0, 0, "write", "a", None, 0, 3, "ok", key="k"),
+           Op(1, 1, "write", "b", None, 1, 4, "ok", key="k"),
+           Op(2, 2, "read", None, "a", 5, 6, "ok", key="k")]
+    s = PartitionSearch(ops, KVModel(initial="").partition_model("k"))
+    assert s.run(100) == "ok"
+    assert s.steps == 8
+    assert [i for i, _ in s.linearization or []] == [1, 0, 2]
