@@ -138,8 +138,8 @@ def test_an_append_to_a_nil_state_is_stepped() -> None:
 
 def test_a_partition_without_crashed_ops_never_rescans_for_them() -> None:
     """Writes of "a" and "b" overlap and a later read returns "a": b must go first. The search
-    takes 8 steps: write a, write b, read a (illegal), the read's return (dead end, back to
-    after write a), write b's return (dead end, back to the start), write b, write a, read a.
+    takes 8 steps: write a, write b, read a (illegal), the read's return (dead end: undo write
+    b), write b's return (dead end: undo write a), write b, write a, read a.
     A rescan of the entry list for indeterminate ops after each backtrack (there are none) adds
     a step per dead end."""
     ops = [Op(0, 0, "write", "a", None, 0, 3, "ok", key="k"),
