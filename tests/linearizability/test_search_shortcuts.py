@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -89,17 +90,19 @@ def test_replay_agrees_with_the_search(ops: list[Op]) -> None:
             assert replay.linearization == search.linearization
 
 
-def test_a_wrong_pure_value_is_caught() -> None:
-    """Mutant: a fast path that trusts a read's value blindly changes a verdict."""
-    ops = [Op(0, 0, "write", "a", None, 0, 1, "ok", key="k"),
-           Op(1, 1, "read", None, "b", 2, 3, "ok", key="k")]
+@pytest.mark.parametrize("first, read, hook, wrong, right_verdict", [
+    ("write", "b", "pure_value", lambda op: "a" if op.f == "read" else NO_VALUE, "illegal"),
+    ("append", "a", "append_value", lambda op: op.input * 2 if op.f == "append" else NO_VALUE, "ok")])
+def test_a_wrong_fast_path_value_is_caught(first: str, read: str, hook: str, wrong: Any,
+                                           right_verdict: str) -> None:
+    """Mutants: a read fast path that trusts a read's value blindly, an update fast path that
+    appends the wrong tail; each changes a verdict."""
+    ops = [Op(0, 0, first, "a", None, 0, 1, "ok", key="k"),
+           Op(1, 1, "read", None, read, 2, 3, "ok", key="k")]
     model = KVModel(initial="").partition_model("k")
-    assert PartitionSearch(ops, model).run(100) == "illegal"
-
-    class Trusting(type(model)):  # type: ignore[misc]
-        def pure_value(self, op: Op) -> Any:
-            return "a" if op.f == "read" else NO_VALUE
-    assert PartitionSearch(ops, Trusting("k", "")).run(100) == "ok"
+    assert PartitionSearch(ops, model).run(100) == right_verdict
+    mutant = type("Mutant", (type(model),), {hook: lambda self, op: wrong(op)})("k", "")
+    assert PartitionSearch(ops, mutant).run(100) == ("ok" if right_verdict == "illegal" else "illegal")
 
 
 def test_touching_ops_are_concurrent_not_replayed() -> None:
@@ -112,19 +115,6 @@ def test_touching_ops_are_concurrent_not_replayed() -> None:
     assert not is_sequential(ops)
     assert SequentialReplay(ops, model).run(10) == "illegal"
     assert check(ops, KVModel(initial="")).verdict is Verdict.OK
-
-
-def test_a_wrong_append_value_is_caught() -> None:
-    """Mutant: an update fast path that appends the wrong tail changes a verdict."""
-    ops = [Op(0, 0, "append", "a", None, 0, 1, "ok", key="k"),
-           Op(1, 1, "read", None, "a", 2, 3, "ok", key="k")]
-    model = KVModel(initial="").partition_model("k")
-    assert PartitionSearch(ops, model).run(100) == "ok"
-
-    class Doubling(type(model)):  # type: ignore[misc]
-        def append_value(self, op: Op) -> Any:
-            return op.input * 2 if op.f == "append" else NO_VALUE
-    assert PartitionSearch(ops, Doubling("k", "")).run(100) == "illegal"
 
 
 def test_an_append_to_a_nil_state_is_stepped() -> None:
