@@ -56,6 +56,13 @@ class RegisterModel(Model):
             return NO_VALUE
         return op.output
 
+    def write_value(self, op: Op) -> Any:
+        """A write leads to its input from any state (the search then skips ``step``): this
+        class's own write only; ``NO_VALUE`` otherwise."""
+        if op.f != "write" or type(self) not in _READ_AS_EQUAL:
+            return NO_VALUE
+        return op.input
+
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Reject unknown operations, malformed cas inputs and values of mixed types, each of
         which would otherwise be a false ILLEGAL (or a traceback) rather than an input error."""
@@ -187,6 +194,14 @@ class _OneKey(CasRegisterModel):
         self.key = key
 
     step = _value_step  # (self, state, op): one call per step
+
+    def append_value(self, op: Op) -> Any:
+        """An append to a string state ``s`` leads to ``s + t`` for this ``t`` (the search then
+        skips ``step``); ``NO_VALUE`` for another op."""
+        if op.f != "append" or type(self) is not _OneKey:
+            return NO_VALUE
+        tail = op.input
+        return tail if type(tail) is str else canonical(tail)
 
     def describe_state(self, s: Any) -> str:
         return _short(() if s == self.initial else ((self.key, s),))

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
-from ..history.ops import MalformedHistory
+from ..history.ops import MalformedHistory, Op, _crashed_op, pair_events
 from ..history.store import History
 from .jepsen import operation_lines, paired_history
 from .models import KVModel
@@ -53,7 +53,56 @@ def read_porcupine_kv(path: str | Path, *, skip_unparsed: bool = False) -> Histo
             value = None
         events.append({"type": typ, "process": proc, "f": f, "key": key, "value": value,
                        "time": lineno, "index": lineno})
-    return paired_history(p, events)
+    return PorcupineKvHistory(paired_history(p, events).events)
+
+
+class PorcupineKvHistory(History):
+    """A history as :func:`read_porcupine_kv` builds it: its ops come from a lighter pairing
+    (docs/linearizability-design.md#performance) that trusts the reader's event shape and
+    hands any other events (edited since) to the general pairing, which judges them."""
+
+    def ops(self, read_only: Callable[[str], bool] | None = None) -> list[Op]:
+        ops = pair_kv_events(self.events, read_only)
+        return pair_events(self.client_events(), read_only) if ops is None else ops
+
+
+def pair_kv_events(events: Sequence[dict[str, Any]],
+                   read_only: Callable[[str], bool] | None) -> list[Op] | None:
+    """``pair_events(events, read_only)`` for events shaped as the reader writes them (``time``
+    = ``index``, an int rising by event; int processes; ``f`` a string matched by the
+    completion); None for any other events, and for a history ``pair_events`` would reject."""
+    ops: list[Any] = []
+    pending: dict[int, tuple[int, dict[str, Any]]] = {}
+    retired: set[int] = set()
+    last = -1
+    try:
+        for ev in events:
+            t, p, typ = ev["time"], ev["process"], ev["type"]
+            if type(t) is not int or t <= last or ev["index"] != t or type(p) is not int or p < 0:
+                return None
+            last = t
+            if typ == "invoke":
+                if p in pending or p in retired or type(ev["f"]) is not str:
+                    return None
+                pending[p] = (len(ops), ev)
+                ops.append(None)
+                continue
+            slot, inv = pending.pop(p)
+            if ev["f"] != inv["f"]:
+                return None
+            if typ == "ok" or typ == "fail":
+                ops[slot] = Op(slot, p, inv["f"], inv["value"], ev["value"], inv["time"], t, typ,
+                               inv["key"], inv["index"], t, ev.get("error"), (inv, ev))
+            elif typ == "info":
+                ops[slot] = _crashed_op(slot, inv, ev, read_only)
+                retired.add(p)
+            else:
+                return None
+    except (KeyError, TypeError):
+        return None
+    for slot, inv in pending.values():
+        ops[slot] = _crashed_op(slot, inv, None, read_only)
+    return ops
 
 
 def porcupine_kv_model() -> KVModel:

@@ -49,41 +49,41 @@ class PartitionSearch:
         self.model = model
         self.track = track
         self.max_cache_entries = max_cache_entries
-        n = len(self.ops)
-        ents = []
-        required = 0
-        for i, op in enumerate(self.ops):
-            if op.id != i:
-                raise ValueError("partition ops must be numbered 0..n-1")
-            ents.append((op.call, 0, op.invoke_index, i))
-            if not op.unknown:
-                required |= 1 << i
-                ents.append((op.ret, 1, op.complete_index if op.complete_index is not None
-                             else op.invoke_index, i))
-        ents.sort()  # (time, call before return, event index); ties end at the op id, already ascending
+        ops = self.ops
+        n = len(ops)
+        if [op.id for op in ops] != list(range(n)):
+            raise ValueError("partition ops must be numbered 0..n-1")
+        # (time, call before return, event index, op id); ties end at the op id, already ascending
+        ents = [(op.call, 0, op.invoke_index, i) for i, op in enumerate(ops)]
+        ents += [(op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i)
+                 for i, op in enumerate(ops) if not op.unknown]
+        ents.sort()
         m = len(ents)
+        required = (1 << n) - 1
+        for i, op in enumerate(ops):
+            if op.unknown:
+                required ^= 1 << i
         # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
-        self.is_call = [False] * (m + 2)
-        self.op_of = [-1] * (m + 2)
-        self.ret_of = [-1] * (m + 2)
+        kinds = [1, *[e[1] for e in ents], 1]
+        self.op_of = op_of = [-1, *[e[3] for e in ents], -1]
+        self.is_call = [not k for k in kinds]
+        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
+        self.call_op = [-1 if k else i for k, i in zip(kinds, op_of)]
         call_entry = [0] * n
         ret_entry = [-1] * n
-        for j, (_, kind, _, i) in enumerate(ents, 1):
-            self.op_of[j] = i
-            if kind == 0:
-                self.is_call[j] = True
-                call_entry[i] = j
+        for j in range(1, m + 1):
+            if kinds[j]:
+                ret_entry[op_of[j]] = j
             else:
-                ret_entry[i] = j
-        for i in range(n):
-            self.ret_of[call_entry[i]] = ret_entry[i]
-        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
-        self.call_op = [i if c else -1 for i, c in zip(self.op_of, self.is_call)]
+                call_entry[op_of[j]] = j
+        self.ret_of = ret_of = [-1] * (m + 2)
+        for c, r in zip(call_entry, ret_entry):
+            ret_of[c] = r
         self.nxt = list(range(1, m + 2)) + [m + 1]
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
         self.required = required
-        self.n_required = bin(required).count("1")
+        self.n_required = required.bit_count()
         self.call_entry = call_entry
         is_pure = getattr(model, "is_pure", None)
         if is_pure is None:
@@ -98,6 +98,13 @@ class PartitionSearch:
         self.pv = [NO_VALUE] * n if pure_value is None else [
             pure_value(op) if p else NO_VALUE for op, p in zip(self.ops, self.pure)]
         self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in self.pv]
+        # Update fast path (same section): ``model.write_value(op)`` is a value the op leads to from
+        # any state, legally; ``model.append_value(op)`` a ``str`` ``t`` such that from a ``str``
+        # state ``s`` the op legally leads to ``s + t``. ``NO_VALUE`` where ``step`` decides.
+        write_value = getattr(model, "write_value", None)
+        append_value = getattr(model, "append_value", None)
+        self.wv = [NO_VALUE] * n if write_value is None else [write_value(op) for op in ops]
+        self.av = [NO_VALUE] * n if append_value is None else [append_value(op) for op in ops]
         # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
         # input, as the model declares through ``op_class``) are interchangeable once both are
         # callable, and the callable ones form a prefix in call order. So only the earliest
@@ -188,8 +195,10 @@ class PartitionSearch:
         cache_add = None if custom else cache.add
         pure = self.pure
         pv, pt = self.pv, self.pt
+        wv, av = self.wv, self.av
         no_value = NO_VALUE
         twin = self.twin
+        has_info = self.required != (1 << len(ops)) - 1
         while True:
             steps += 1
             if not steps & 1023:
@@ -211,7 +220,13 @@ class PartitionSearch:
                     if t >= 0 and not (bits >> t) & 1:
                         entry = nxt[entry]
                         continue
-                    ok, ns = step(state, ops[i])
+                    ns = wv[i]
+                    if ns is not no_value:
+                        ok = True
+                    elif av[i] is not no_value and type(state) is str:
+                        ok, ns = True, state + av[i]
+                    else:
+                        ok, ns = step(state, ops[i])
                     if ok and info[i] and ns == state:
                         ok = False  # an indeterminate no-op never helps (docs/linearizability-design.md#search)
                     forced = ok and pure[i] and ns == state
@@ -300,7 +315,9 @@ class PartitionSearch:
                 prv[nxt[entry]] = entry
                 if not forced:
                     break
-            skipped = True
+            # the entries before this one may include skipped indeterminate ops; with none in the
+            # partition, phase 1 would skip every op and meet the same dead end
+            skipped = has_info
             entry = nxt[entry]
 
     def _custom_add(self, bits: int, state: Any) -> bool:

@@ -68,6 +68,9 @@ def decide(ops: Sequence[Op], *, initial: Any = None, read: str = "read",
            write: str = "write") -> ZoneDecision | None:
     """Decide one register partition, or ``None`` when the fast path does not apply (another
     operation, a value that is not a plain scalar, or two writes of one value)."""
+    for op in ops:  # first, cheaply: another operation (a kv append, a cas) rules the fast path out
+        if op.f != read and op.f != write:
+            return None
     init_key = _key(initial)
     if init_key is _NA:
         return None
@@ -79,11 +82,8 @@ def decide(ops: Sequence[Op], *, initial: Any = None, read: str = "read",
             if k is _NA or k in clusters:
                 return None
             clusters[k] = _Cluster(op)
-        elif op.f == read:
-            if not op.unknown:
-                reads.append(op)
-        else:
-            return None
+        elif not op.unknown:  # a read
+            reads.append(op)
     for r in reads:
         k = _key(r.output)
         if k is _NA:

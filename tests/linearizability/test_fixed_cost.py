@@ -77,3 +77,80 @@ def test_extras_are_collected_on_first_use_kept_and_copied():
     assert op.extras == {"line": 1, "worker": "w1"} and op.extras is op.extras
     assert copy.extras == op.extras and op.replace(id=2).extras == op.extras
     assert pickle.loads(pickle.dumps(copy)).extras == {"line": 1, "worker": "w1"}
+
+
+def _key_events(key: str, reads: list, start: int, crashed_write: bool = False) -> list[dict]:
+    """One process per key: a write of "1" (crashed if asked), then reads of ``reads``."""
+    p, t = start, start * 100
+    evs = [{"type": "invoke", "process": p, "f": "write", "key": key, "value": "1", "time": t, "index": t}]
+    if crashed_write:
+        return evs + [{"type": "info", "process": p, "f": "write", "key": key, "value": None,
+                       "time": t + 1, "index": t + 1}]
+    evs.append({"type": "ok", "process": p, "f": "write", "key": key, "value": None, "time": t + 1, "index": t + 1})
+    for j, v in enumerate(reads, 1):
+        evs += [{"type": "invoke", "process": p, "f": "read", "key": key, "value": None,
+                 "time": t + 2 * j, "index": t + 2 * j},
+                {"type": "ok", "process": p, "f": "read", "key": key, "value": v,
+                 "time": t + 2 * j + 1, "index": t + 2 * j + 1}]
+    return evs
+
+
+def test_partitions_after_an_illegal_one_are_never_set_up_in_fast_mode(monkeypatch):
+    """Fast mode stops at the first ILLEGAL partition; the others' searches are not even built,
+    yet each keeps the verdict it had: cancelled, or OK when it requires nothing (all crashed)."""
+    from pytest_cbchaos.linearizability import checker, KVModel
+    from pytest_cbchaos.linearizability.checker import Verdict, check
+
+    events = (_key_events("a", ["2"], 0) + _key_events("b", ["1"], 1)
+              + _key_events("c", [], 2, crashed_write=True))
+    built: list = []
+    real = checker._searcher
+    monkeypatch.setattr(checker, "_searcher", lambda ops, *a: built.append(ops[0].key) or real(ops, *a))
+    r = check(events, KVModel(), fast_path=False)
+    assert r.verdict is Verdict.ILLEGAL
+    assert built[0] == "a" and "b" not in built
+    assert (r.partitions["b"].verdict, r.partitions["b"].reason, r.partitions["b"].required) == (
+        Verdict.UNKNOWN, "cancelled: another partition is illegal", 2)
+    assert r.partitions["c"].verdict is Verdict.OK
+    built.clear()
+    report = check(events, KVModel(), fast_path=False, mode="report")
+    assert [report.partitions[k].verdict for k in "abc"] == [Verdict.ILLEGAL, Verdict.OK, Verdict.OK]
+
+
+def _reference_tables(ops):
+    """The entry tables built one entry at a time (the search's original construction)."""
+    ents, required = [], 0
+    for i, op in enumerate(ops):
+        ents.append((op.call, 0, op.invoke_index, i))
+        if not op.unknown:
+            required |= 1 << i
+            ents.append((op.ret, 1, op.complete_index if op.complete_index is not None
+                         else op.invoke_index, i))
+    ents.sort()
+    m = len(ents)
+    is_call, op_of, ret_of = [False] * (m + 2), [-1] * (m + 2), [-1] * (m + 2)
+    call_entry, ret_entry = [0] * len(ops), [-1] * len(ops)
+    for j, (_, kind, _, i) in enumerate(ents, 1):
+        op_of[j] = i
+        if kind == 0:
+            is_call[j] = True
+            call_entry[i] = j
+        else:
+            ret_entry[i] = j
+    for i in range(len(ops)):
+        ret_of[call_entry[i]] = ret_entry[i]
+    call_op = [i if c else -1 for i, c in zip(op_of, is_call)]
+    return is_call, op_of, ret_of, call_op, call_entry, required
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-2, 5), st.booleans(), st.booleans()),
+                max_size=8))
+def test_search_entry_tables_match_the_one_at_a_time_construction(specs):
+    """Ties, crashed ops, ops without a completion index and returns before calls included."""
+    from pytest_cbchaos.linearizability.models import RegisterModel
+    from pytest_cbchaos.linearizability.search import PartitionSearch
+
+    ops = [Op(i, i, "write", 1, None, call, call + d, "info" if crashed else "ok", None, 2 * i,
+              None if no_index else 2 * i + 1) for i, (call, d, crashed, no_index) in enumerate(specs)]
+    s = PartitionSearch(ops, RegisterModel())
+    assert (s.is_call, s.op_of, s.ret_of, s.call_op, s.call_entry, s.required) == _reference_tables(ops)

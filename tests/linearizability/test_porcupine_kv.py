@@ -6,12 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_cbchaos.cli import main
 from pytest_cbchaos.history import MalformedHistory
+from pytest_cbchaos.history.ops import Op, pair_events
 from pytest_cbchaos.linearizability import (KVModel, Verdict, check, check_porcupine_kv_log,
                                             read_porcupine_kv)
-from pytest_cbchaos.linearizability.porcupine_kv import parse_porcupine_kv_line
+from pytest_cbchaos.linearizability.porcupine_kv import (PorcupineKvHistory, pair_kv_events,
+                                                         parse_porcupine_kv_line)
 
 DATA = Path(__file__).parent / "data" / "porcupine-kv"
 #: Porcupine's own expectations (its TestKv* tests): c*-ok linearizable, c*-bad not
@@ -146,3 +150,99 @@ def test_a_kv_subclass_is_searched_with_its_own_step() -> None:
     history = read_porcupine_kv(DATA / "c01-ok.txt")
     assert check(history, KVModel(initial=""), timeout=10).verdict is Verdict.OK
     assert check(history, LosesAppends(initial=""), timeout=10).verdict is Verdict.ILLEGAL
+
+
+@st.composite
+def kv_events(draw) -> tuple[list[dict], bool]:
+    """Events in the reader's shape (often well-formed), and whether one was then edited."""
+    events: list[dict] = []
+    pending: dict[int, dict] = {}
+    for line in range(1, draw(st.integers(0, 14)) + 1):
+        p = draw(st.integers(0, 2))
+        if p in pending:
+            inv = pending.pop(p)
+            typ = draw(st.sampled_from(["ok", "ok", "fail", "info"]))
+            value = draw(st.sampled_from(["", "x", None])) if inv["f"] == "read" else None
+            events.append({"type": typ, "process": p, "f": inv["f"], "key": inv["key"],
+                           "value": value, "time": line, "index": line})
+        else:
+            f = draw(st.sampled_from(["read", "write", "append"]))
+            inv = {"type": "invoke", "process": p, "f": f, "key": draw(st.sampled_from("ab")),
+                   "value": None if f == "read" else draw(st.sampled_from(["x", "y"])),
+                   "time": line, "index": line}
+            pending[p] = inv
+            events.append(inv)
+    edited = bool(events) and draw(st.booleans())
+    if edited:
+        ev = events[draw(st.integers(0, len(events) - 1))]
+        field, value = draw(st.sampled_from([
+            ("process", 0), ("process", "nemesis"), ("process", -1), ("type", "invoke"),
+            ("type", "ok"), ("type", "done"), ("f", "write"), ("f", 3), ("time", 0),
+            ("time", 0.5), ("index", 99), ("index", 0), ("value", "z"), ("error", "e")]))
+        ev[field] = value
+    return events, edited
+
+
+def _fields(ops) -> list[tuple]:
+    return [tuple(getattr(op, s) for s in Op.FIELDS) for op in ops]
+
+
+@given(kv_events(), st.sampled_from([None, lambda f: f == "read"]))
+def test_light_kv_pairing_pairs_as_the_general_one_or_defers_to_it(case, read_only) -> None:
+    """The lighter pairing of a porcupine-kv history gives the general pairing's ops, or None
+    (the general pairing then judges the events): never other ops, and None only for events
+    edited since they were read (or that the general pairing rejects)."""
+    events, edited = case
+    try:
+        want = pair_events(events, read_only)
+    except MalformedHistory:
+        want = None
+    got = pair_kv_events(events, read_only)
+    if got is not None:
+        assert want is not None and _fields(got) == _fields(want)
+    elif not edited:
+        assert want is None
+    if want is not None:
+        assert _fields(PorcupineKvHistory(events).ops(read_only)) == _fields(want)
+
+
+def test_an_edited_history_is_judged_by_the_general_pairing(tmp_path: Path) -> None:
+    history = read_porcupine_kv(DATA / "c01-bad.txt")
+    assert isinstance(history, PorcupineKvHistory)
+    history.events[1]["time"] = 0  # process 0's completion before its invoke
+    with pytest.raises(MalformedHistory, match="goes backwards"):
+        check(history, KVModel(initial=""))
+
+
+def _reader_events() -> list[dict]:
+    rows = [("invoke", 0, "append", "a", "x"), ("invoke", 1, "read", "a", None),
+            ("ok", 0, "append", "a", None), ("ok", 1, "read", "a", "x"),
+            ("invoke", 2, "write", "b", "y"), ("info", 2, "write", "b", None),
+            ("invoke", 0, "read", "b", None)]
+    return [{"type": t, "process": p, "f": f, "key": k, "value": v, "time": n, "index": n}
+            for n, (t, p, f, k, v) in enumerate(rows, 1)]
+
+
+@pytest.mark.parametrize("at, edit", [
+    (3, {"f": "write"}), (2, {"time": 1, "index": 1}), (1, {"time": 2.5, "index": 2.5}),
+    (3, {"error": "timeout"}), (0, {"process": "nemesis"}), (0, {"process": -1}),
+    (1, {"type": "done"}), (4, {"f": 3}), (6, {"process": 2}), (2, {"process": 1}),
+    (3, {"value": "other"}), (1, {"time": 9}), (0, {"type": "ok"}), (3, {"type": "done"}),
+    ((0, 2), {"process": -1}), ((0, 2), {"process": "nemesis"}), ((4, 5), {"f": 3}),
+    (1, {"index": 99})])
+def test_light_kv_pairing_on_each_kind_of_edit(at: int | tuple[int, ...], edit: dict) -> None:
+    """Every edit the reader never makes: the lighter pairing gives the general pairing's ops
+    or defers (None), and a check of the edited history says what the general pairing says."""
+    events = _reader_events()
+    for i in at if isinstance(at, tuple) else (at,):
+        events[i].update(edit)
+    try:
+        want = _fields(pair_events(events, KVModel().read_only))
+    except MalformedHistory:
+        want = None
+    got = pair_kv_events(events, KVModel().read_only)
+    assert got is None or _fields(got) == want
+    if want is None:
+        with pytest.raises(MalformedHistory):
+            check(PorcupineKvHistory(events), KVModel(initial=""))
+    assert pair_kv_events(_reader_events(), KVModel().read_only) is not None

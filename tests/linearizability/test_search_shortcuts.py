@@ -1,4 +1,5 @@
-"""The search's shortcuts never change a verdict: the read fast path (``Model.pure_value``) and
+"""The search's shortcuts never change a verdict: the read and update fast paths
+(``Model.pure_value``, ``write_value``, ``append_value``) and
 the replay of a sequential partition (``replay.py``), docs/linearizability-design.md#search. On generated
 kv partitions, correct and perturbed, with values that match only after normalisation (``b"a"``
 vs ``"a"``, ``3`` vs ``"3"``), each agrees with the plain search and a brute-force enumeration."""
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -65,10 +67,11 @@ def _partitions(draw: Any) -> list[Op]:
 @given(_partitions())
 def test_fast_path_agrees_with_step_and_brute_force(ops: list[Op]) -> None:
     fast = KVModel(initial="").partition_model("k")
-    slow = type("NoFastPath", (type(fast),), {})("k", "")  # a variant: no pure_value
+    slow = type("NoFastPath", (type(fast),), {})("k", "")  # a variant: no pure/write/append_value
     s_fast, s_slow = PartitionSearch(ops, fast), PartitionSearch(ops, slow)
-    assert any(v is not NO_VALUE for v in s_fast.pv) == any(op.f == "read" for op in ops)
-    assert all(v is NO_VALUE for v in s_slow.pv)
+    for table, f in ((s_fast.pv, "read"), (s_fast.wv, "write"), (s_fast.av, "append")):
+        assert [v is not NO_VALUE for v in table] == [op.f == f for op in ops]
+    assert all(v is NO_VALUE for v in s_slow.pv + s_slow.wv + s_slow.av)
     expect = "ok" if _brute(ops, fast) else "illegal"
     assert s_fast.run(10**9) == s_slow.run(10**9) == expect
 
@@ -87,17 +90,19 @@ def test_replay_agrees_with_the_search(ops: list[Op]) -> None:
             assert replay.linearization == search.linearization
 
 
-def test_a_wrong_pure_value_is_caught() -> None:
-    """Mutant: a fast path that trusts a read's value blindly changes a verdict."""
-    ops = [Op(0, 0, "write", "a", None, 0, 1, "ok", key="k"),
-           Op(1, 1, "read", None, "b", 2, 3, "ok", key="k")]
+@pytest.mark.parametrize("first, read, hook, wrong, right_verdict", [
+    ("write", "b", "pure_value", lambda op: "a" if op.f == "read" else NO_VALUE, "illegal"),
+    ("append", "a", "append_value", lambda op: op.input * 2 if op.f == "append" else NO_VALUE, "ok")])
+def test_a_wrong_fast_path_value_is_caught(first: str, read: str, hook: str, wrong: Any,
+                                           right_verdict: str) -> None:
+    """Mutants: a read fast path that trusts a read's value blindly, an update fast path that
+    appends the wrong tail; each changes a verdict."""
+    ops = [Op(0, 0, first, "a", None, 0, 1, "ok", key="k"),
+           Op(1, 1, "read", None, read, 2, 3, "ok", key="k")]
     model = KVModel(initial="").partition_model("k")
-    assert PartitionSearch(ops, model).run(100) == "illegal"
-
-    class Trusting(type(model)):  # type: ignore[misc]
-        def pure_value(self, op: Op) -> Any:
-            return "a" if op.f == "read" else NO_VALUE
-    assert PartitionSearch(ops, Trusting("k", "")).run(100) == "ok"
+    assert PartitionSearch(ops, model).run(100) == right_verdict
+    mutant = type("Mutant", (type(model),), {hook: lambda self, op: wrong(op)})("k", "")
+    assert PartitionSearch(ops, mutant).run(100) == ("ok" if right_verdict == "illegal" else "illegal")
 
 
 def test_touching_ops_are_concurrent_not_replayed() -> None:
@@ -110,3 +115,27 @@ def test_touching_ops_are_concurrent_not_replayed() -> None:
     assert not is_sequential(ops)
     assert SequentialReplay(ops, model).run(10) == "illegal"
     assert check(ops, KVModel(initial="")).verdict is Verdict.OK
+
+
+def test_an_append_to_a_nil_state_is_stepped() -> None:
+    """The append fast path needs a string state: from kv's nil initial value ``step`` decides."""
+    ops = [Op(0, 0, "append", 3, None, 0, 1, "ok", key="k"),
+           Op(1, 1, "read", None, "3", 2, 3, "ok", key="k")]
+    model = KVModel().partition_model("k")
+    s = PartitionSearch(ops, model)
+    assert s.av[0] == "3" and s.run(100) == "ok"
+
+
+def test_a_partition_without_crashed_ops_never_rescans_for_them() -> None:
+    """Writes of "a" and "b" overlap and a later read returns "a": b must go first. The search
+    takes 8 steps: write a, write b, read a (illegal), the read's return (dead end: undo write
+    b), write b's return (dead end: undo write a), write b, write a, read a.
+    A rescan of the entry list for indeterminate ops after each backtrack (there are none) adds
+    a step per dead end."""
+    ops = [Op(0, 0, "write", "a", None, 0, 3, "ok", key="k"),
+           Op(1, 1, "write", "b", None, 1, 4, "ok", key="k"),
+           Op(2, 2, "read", None, "a", 5, 6, "ok", key="k")]
+    s = PartitionSearch(ops, KVModel(initial="").partition_model("k"))
+    assert s.run(100) == "ok"
+    assert s.steps == 8
+    assert [i for i, _ in s.linearization or []] == [1, 0, 2]

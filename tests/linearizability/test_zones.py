@@ -83,7 +83,8 @@ def test_cases_the_fast_path_leaves_to_the_search() -> None:
     initial_again = [Op(0, 0, "write", None, None, 0, 1, "ok")]
     with_cas = [Op(0, 0, "cas", [None, 1], True, 0, 1, "ok")]
     floats = [Op(0, 0, "write", 1.5, None, 0, 1, "ok")]
-    for ops in (twice, initial_again, with_cas, floats):
+    with_append = [Op(0, 0, "write", 1, None, 0, 1, "ok"), Op(1, 0, "append", "a", None, 2, 3, "ok")]
+    for ops in (twice, initial_again, with_cas, floats, with_append):
         assert decide(ops) is None
 
 
