@@ -1,10 +1,12 @@
 """Event-loop lag that the loop itself caused, with the machine's scheduling lag taken out.
 
-A 10 ms ticker's lag on a busy runner is mostly time the loop thread sat runnable in the kernel's
-run queue (another process had the CPU). Linux counts that time per thread in
-``/proc/thread-self/schedstat`` (2nd field, ns), so each tick's lag minus the run-queue wait
-measured over the same tick is what the loop's own work and blocking calls cost: a blocking
-``recv`` sleeps (not runnable) and stays counted. See docs/breaker.md (CB-27).
+A 10 ms ticker's lag on a busy runner is mostly time the process's threads sat runnable in the
+kernel's run queue (another process had the CPU): the loop thread itself, or another thread of the
+process that held the GIL while it waited (the loop thread then sleeps on the GIL, which its own count
+misses). Linux counts that time per thread in ``/proc/self/task/<tid>/schedstat`` (2nd field, ns), so each
+tick's lag minus the process's run-queue wait over the same tick is what the loop's own work and blocking
+calls cost: a blocking ``recv`` sleeps (not runnable) and stays counted, as long as no other thread of
+the process is busy. See docs/breaker.md (CB-27).
 """
 
 from __future__ import annotations
@@ -13,22 +15,30 @@ import asyncio
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-_SCHEDSTAT = Path("/proc/thread-self/schedstat")
+_TASKS = Path("/proc/self/task")
 
 
 def runq_wait_s() -> float:
-    """Seconds this thread has waited runnable for a CPU (0.0 where the kernel does not say)."""
+    """Seconds this process's threads have waited runnable for a CPU, summed (0.0 where the kernel does not
+    say; a thread that ended meanwhile drops out, which only makes the deduction smaller)."""
+    total = 0
     try:
-        return int(_SCHEDSTAT.read_text().split()[1]) / 1e9
-    except (OSError, IndexError, ValueError):
+        tasks = list(_TASKS.iterdir())
+    except OSError:
         return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / 1e9
 
 
 async def loop_lags(workload: Callable[[], Awaitable[Any]], period: float = 0.01,
                     marks: list[float] | None = None) -> tuple[Any, list[float], float]:
     """Run ``await workload()`` beside a ``period`` ticker; returns its result, the ticks' own lags
     (wall lag minus run-queue wait, sorted) and the total run-queue wait deducted. ``marks`` gets the
-    thread's run-queue wait as read at each tick (a later reading minus the last mark bounds the wait
+    process's run-queue wait as read at each tick (a later reading minus the last mark bounds the wait
     of whatever ran in between)."""
     loop = asyncio.get_running_loop()
     lags: list[float] = []

@@ -45,7 +45,7 @@ class _SlowCallbacks(logging.Handler):
 def measure_loop_lag(workload: Callable[[], Any], what: str) -> list[str]:
     """Run ``await workload()`` (it returns a list of violations) in a debug-mode loop beside a 10 ms
     ticker; add the loop-lag violations: too few ticks, p99 lag above the bound, slow callbacks. Lags
-    and callback times are the loop's own: the thread's run-queue wait is taken out (loop_lag.py), so
+    and callback times are the loop's own: the process's run-queue wait is taken out (loop_lag.py), so
     a busy machine is not blamed on the store while a blocking call (asleep in ``recv``) still is."""
     marks: list[float] = []
     slow = _SlowCallbacks(marks)
