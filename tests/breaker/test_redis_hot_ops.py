@@ -105,6 +105,14 @@ class World:
         self.client.close()
 
 
+@pytest.fixture
+def world(cbchaos_redis_proc: Any) -> Any:
+    """A hot-ops breaker over a plain ``RedisStore`` on the session's server, its key deleted after."""
+    w = World(cbchaos_redis_proc, RedisStore)
+    yield w
+    w.close()
+
+
 def _apply(w: World, op: tuple[Any, ...]) -> Any:
     kind = op[0]
     if kind == "call":
@@ -205,42 +213,33 @@ def test_hot_ops_equal_general_path_on_hand_over_programs(cbchaos_redis_proc: An
     assert first_mismatch(cbchaos_redis_proc, PROGRAMS[name]) is None
 
 
-def test_lost_reply_is_resent_with_the_same_op_id_and_applied_once(cbchaos_redis_proc: Any) -> None:
-    w = World(cbchaos_redis_proc, RedisStore)
-    try:
-        assert isinstance(w.cb._hot, RedisHotOps)
-        for op in LOST_SUCCESS:
-            _observe(w, op)
-        stored = w.client.hgetall(w.key)
-        entries = stored[b"recent_ops"].decode().split()
-        assert stored[b"failure_count"] == b"0" and len(entries) == len({e.split("=")[0] for e in entries}) == 2
-        assert w.store.stats["evalsha"] == 5 and w.conn.arm == []  # 2 gates, failure, success sent twice
-    finally:
-        w.close()
+def test_lost_reply_is_resent_with_the_same_op_id_and_applied_once(world: World) -> None:
+    w = world
+    assert isinstance(w.cb._hot, RedisHotOps)
+    for op in LOST_SUCCESS:
+        _observe(w, op)
+    stored = w.client.hgetall(w.key)
+    entries = stored[b"recent_ops"].decode().split()
+    assert stored[b"failure_count"] == b"0" and len(entries) == len({e.split("=")[0] for e in entries}) == 2
+    assert w.store.stats["evalsha"] == 5 and w.conn.arm == []  # 2 gates, failure, success sent twice
 
 
-def test_noscript_after_script_flush_is_loaded_and_resent(cbchaos_redis_proc: Any) -> None:
-    w = World(cbchaos_redis_proc, RedisStore)
-    try:
-        _observe(w, OK)
-        before = w.store.stats["script_load"]
-        assert _observe(w, ("flush", "ok"))[0] == ("ok", ("r", 1))
-        assert w.store.stats["script_load"] == before + 2  # gate and success scripts reloaded
-    finally:
-        w.close()
+def test_noscript_after_script_flush_is_loaded_and_resent(world: World) -> None:
+    w = world
+    _observe(w, OK)
+    before = w.store.stats["script_load"]
+    assert _observe(w, ("flush", "ok"))[0] == ("ok", ("r", 1))
+    assert w.store.stats["script_load"] == before + 2  # gate and success scripts reloaded
 
 
-def test_hot_ops_take_the_no_op_replies(cbchaos_redis_proc: Any) -> None:
+def test_hot_ops_take_the_no_op_replies(world: World) -> None:
     """The equivalence above compares something: no-ops come back as views, one view per unchanged record."""
-    w = World(cbchaos_redis_proc, RedisStore)
-    try:
-        _observe(w, OK)
-        hot = w.cb._hot
-        assert isinstance(hot, RedisHotOps)
-        a, b = hot.hot_gate("b", next(w.store._ids.counter), 30.0), hot.hot_success("b", next(w.store._ids.counter))
-        assert a.__class__ is tuple and b.__class__ is tuple and a[0] is b[0] and w.cb._noted is a[0]
-    finally:
-        w.close()
+    w = world
+    _observe(w, OK)
+    hot = w.cb._hot
+    assert isinstance(hot, RedisHotOps)
+    a, b = hot.hot_gate("b", next(w.store._ids.counter), 30.0), hot.hot_success("b", next(w.store._ids.counter))
+    assert a.__class__ is tuple and b.__class__ is tuple and a[0] is b[0] and w.cb._noted is a[0]
 
 
 def test_declining_stores_get_the_general_path(cbchaos_redis: redis.Redis) -> None:
