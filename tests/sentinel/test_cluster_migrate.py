@@ -25,12 +25,16 @@ STEP_S = 10.0  # bound of each wait for the load to progress (a stalled load fai
 
 
 class Load:
-    """``WORKERS`` threads making breaker decisions (gate, then record or release), each op recorded."""
+    """``WORKERS`` threads making breaker decisions (gate, then record or release), each op recorded.
+
+    The load is paced by the test: it makes ops only while fewer have completed than ``progress`` asked for,
+    so a slow migration (a busy machine) cannot use up the count bound before the phase that needs the ops."""
 
     def __init__(self, topo, prefix: str) -> None:
         self.recorder = Recorder(WORKERS)
         self.stores = [RedisStore(topo.cluster_client(), key_prefix=prefix) for _ in range(WORKERS)]
         self.done = 0  # completed ops (ok or not)
+        self.allowed = 0  # ops the test asked for so far (``progress``)
         self.errors: list[str] = []
         self.stop = threading.Event()
         self.cond = threading.Condition()
@@ -56,6 +60,11 @@ class Load:
         store, n = self.stores[wid], 0
         while not self.stop.is_set() and n < MAX_OPS:
             n += 2
+            with self.cond:
+                if not self.cond.wait_for(lambda: self.stop.is_set() or self.done < self.allowed, STEP_S):
+                    continue
+            if self.stop.is_set():
+                return
             claim = self._op(wid, "gate", lambda i: store.try_transition_and_claim_probe(
                 BACKEND, None, 0.05, lease_seconds=1.0, op_id=i), lease_seconds=1.0)
             if claim is None or not claim.admitted:
@@ -73,7 +82,8 @@ class Load:
     def progress(self, ops: int) -> None:
         """Until ``ops`` more ops completed (bounded: a load that stalls fails here)."""
         with self.cond:
-            target = self.done + ops
+            target = self.allowed = self.done + ops
+            self.cond.notify_all()
             assert self.cond.wait_for(lambda: self.done >= target or not any(t.is_alive() for t in self.threads),
                                       STEP_S), f"the load stalled at {self.done} ops"
         assert self.done >= target, f"the load ended ({self.done} ops, {MAX_OPS} each at most) before {ops} more"
@@ -85,6 +95,8 @@ class Load:
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
+        with self.cond:
+            self.cond.notify_all()
         for t in self.threads:
             t.join(STEP_S)
         self.recorder.close()
