@@ -12,26 +12,11 @@ the process is busy. See docs/breaker.md (CB-27).
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-_TASKS = Path("/proc/self/task")
+from tests.stream.sched_lag import runq_wait_s
 
-
-def runq_wait_s() -> float:
-    """Seconds this process's threads have waited runnable for a CPU, summed (0.0 where the kernel does not
-    say; a thread that ended meanwhile drops out, which only makes the deduction smaller)."""
-    total = 0
-    try:
-        tasks = list(_TASKS.iterdir())
-    except OSError:
-        return 0.0
-    for task in tasks:
-        try:
-            total += int((task / "schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-    return total / 1e9
+__all__ = ["loop_lags", "p99", "runq_wait_s"]
 
 
 async def loop_lags(workload: Callable[[], Awaitable[Any]], period: float = 0.01,

@@ -19,7 +19,8 @@ from typing import Callable, Iterable, TypeVar
 T = TypeVar("T")
 
 
-def _task_waits(pid: int) -> dict[str, int]:
+def _task_waits(pid: int | str) -> dict[str, int]:
+    """Run-queue wait (ns) of each thread of ``pid`` (``"self"``: this process); empty where unreadable."""
     out: dict[str, int] = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -31,6 +32,12 @@ def _task_waits(pid: int) -> dict[str, int]:
         except (OSError, IndexError, ValueError):
             continue
     return out
+
+
+def runq_wait_s(pid: int | str = "self") -> float:
+    """Seconds the threads of ``pid`` have waited runnable for a CPU, summed (0.0 where the kernel does not
+    say; a thread that ended meanwhile drops out, which only makes a deduction smaller)."""
+    return sum(_task_waits(pid).values()) / 1e9
 
 
 def _thread_wait(tid: int) -> int:
