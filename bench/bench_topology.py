@@ -12,7 +12,7 @@
   ``replication_lag(100)``;
 * cluster ``migrate_slot``: moving a slot with one key to another primary, until every primary agrees.
 
-    .venv/bin/python bench/bench_topology.py [--runs 5]
+    .venv/bin/python bench/bench_topology.py [--runs 5] [--only sentinel|cluster]
 """
 
 from __future__ import annotations
@@ -175,55 +175,71 @@ def cluster_switch(cluster: Any) -> float:
     raise RuntimeError("cluster failover: the client did not reach the new primary within 15 s")
 
 
+def sentinel_figures(env: Environment, runs: int) -> None:
+    """Ready time, client switch after failover and kill, split-brain losses, replica delay."""
+    med = statistics.median
+    ready = []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        topo = env.launch_sentinel()
+        ready.append(time.monotonic() - t0)
+        topo.stop()
+    print(f"Sentinel topology (1 primary, 2 replicas, 3 sentinels), median of {runs} runs")
+    print(f"ready:                               {med(ready):6.2f} s  (min {min(ready):.2f}, max {max(ready):.2f})")
+    topo = env.launch_sentinel()
+    try:
+        for fault in ("failover", "kill"):
+            xs = [client_switch(topo, fault) for _ in range(runs)]
+            print(f"client to the new primary, {fault:<8}:  {med(xs):6.2f} s  (min {min(xs):.2f}, max {max(xs):.2f})")
+        for wait in (0, 1):
+            rs = [split_brain_losses(topo, wait) for _ in range(runs)]
+            lost = [r[0] for r in rs]
+            print(f"lost acknowledged writes per split brain, {'WAIT 1' if wait else 'no WAIT'}: "
+                  f"median {med(lost)} (runs: {lost}; acknowledged per run {[r[1] for r in rs]})")
+        for lag in (0, 100):
+            xs = [replica_delay(topo, lag) for _ in range(runs)]
+            print(f"replica delay, replication_lag {lag:>3} ms: {med(xs) * 1000:6.1f} ms  "
+                  f"(min {min(xs) * 1000:.1f}, max {max(xs) * 1000:.1f})")
+    finally:
+        topo.stop()
+
+
+def cluster_figures(env: Environment, runs: int) -> None:
+    """Ready time, client switch after a shard failover, migrate_slot time."""
+    med = statistics.median
+    cready, cswitch, cmigrate = [], [], []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        cluster = env.launch_cluster()
+        cready.append(time.monotonic() - t0)
+        try:
+            cmigrate.append(migrate_time(cluster))
+            cswitch.append(cluster_switch(cluster))
+        finally:
+            cluster.stop()
+    print(f"cluster (3 shards, a replica each) ready: {med(cready):6.2f} s  (min {min(cready):.2f}, "
+          f"max {max(cready):.2f})")
+    print(f"cluster: a shard's failover until the client writes to the new primary: {med(cswitch):6.2f} s  "
+          f"(min {min(cswitch):.2f}, max {max(cswitch):.2f})")
+    print(f"cluster: migrate_slot (one key): {med(cmigrate):6.2f} s  (min {min(cmigrate):.2f}, "
+          f"max {max(cmigrate):.2f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", choices=("sentinel", "cluster"), help="measure one topology (default: both)")
     args = parser.parse_args()
-    med = statistics.median
+    if args.runs < 1:
+        parser.error(f"--runs {args.runs}: expected a positive count")
     with tempfile.TemporaryDirectory() as tmp:
         env = Environment(Settings.defaults(), Path(tmp))
         try:
             env.toxiproxy()
-            ready = []
-            for _ in range(args.runs):
-                t0 = time.monotonic()
-                topo = env.launch_sentinel()
-                ready.append(time.monotonic() - t0)
-                topo.stop()
-            print(f"Sentinel topology (1 primary, 2 replicas, 3 sentinels), median of {args.runs} runs")
-            print(f"ready:                               {med(ready):6.2f} s  (min {min(ready):.2f}, max {max(ready):.2f})")
-            topo = env.launch_sentinel()
-            try:
-                for fault in ("failover", "kill"):
-                    xs = [client_switch(topo, fault) for _ in range(args.runs)]
-                    print(f"client to the new primary, {fault:<8}:  {med(xs):6.2f} s  (min {min(xs):.2f}, max {max(xs):.2f})")
-                for wait in (0, 1):
-                    rs = [split_brain_losses(topo, wait) for _ in range(args.runs)]
-                    lost = [r[0] for r in rs]
-                    print(f"lost acknowledged writes per split brain, {'WAIT 1' if wait else 'no WAIT'}: "
-                          f"median {med(lost)} (runs: {lost}; acknowledged per run {[r[1] for r in rs]})")
-                for lag in (0, 100):
-                    xs = [replica_delay(topo, lag) for _ in range(args.runs)]
-                    print(f"replica delay, replication_lag {lag:>3} ms: {med(xs) * 1000:6.1f} ms  "
-                          f"(min {min(xs) * 1000:.1f}, max {max(xs) * 1000:.1f})")
-            finally:
-                topo.stop()
-            cready, cswitch, cmigrate = [], [], []
-            for _ in range(args.runs):
-                t0 = time.monotonic()
-                cluster = env.launch_cluster()
-                cready.append(time.monotonic() - t0)
-                try:
-                    cmigrate.append(migrate_time(cluster))
-                    cswitch.append(cluster_switch(cluster))
-                finally:
-                    cluster.stop()
-            print(f"cluster (3 shards, a replica each) ready: {med(cready):6.2f} s  (min {min(cready):.2f}, "
-                  f"max {max(cready):.2f})")
-            print(f"cluster: a shard's failover until the client writes to the new primary: {med(cswitch):6.2f} s  "
-                  f"(min {min(cswitch):.2f}, max {max(cswitch):.2f})")
-            print(f"cluster: migrate_slot (one key): {med(cmigrate):6.2f} s  (min {min(cmigrate):.2f}, "
-                  f"max {max(cmigrate):.2f})")
+            if args.only != "cluster":
+                sentinel_figures(env, args.runs)
+            if args.only != "sentinel":
+                cluster_figures(env, args.runs)
         finally:
             env.stop()
 
