@@ -53,15 +53,15 @@ class FaultConnection(redis.Connection):
 
     arm: list[str | None] = []
 
-    def send_command(self, *args: Any, **kwargs: Any) -> None:
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         self._lose = False
-        if args and str(args[0]).upper() == "EVALSHA" and type(self).arm:
+        if type(self).arm and b"\r\nEVALSHA\r\n" in bytes(command[0][:32]).upper():  # the hot ops' and execute_command's
             fault = type(self).arm.pop(0)
             if fault == "before":
                 self.disconnect()
                 raise redis.ConnectionError("Connection reset by peer (injected before EVALSHA)")
             self._lose = fault == "lost"
-        super().send_command(*args, **kwargs)
+        super().send_packed_command(command, check_health)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         r = super().read_response(*args, **kwargs)
