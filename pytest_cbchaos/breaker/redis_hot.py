@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import StoreError
 from .redis_store import RedisStore, post_claim, post_dict
-from .redis_wire import Packet, direct_pool, send
+from .redis_wire import Packet, wire
 from .store import ClaimResult, check_backend, check_lease
 
 # the script reply's meta fields of a no-op on a CLOSED record (lua/fast_closed.lua, lua/prologue.lua ``reply``):
@@ -32,7 +32,7 @@ class RedisHotOps:
         self.store = store
         self.op_ids = store._ids
         self._client = store.client
-        self._pool = direct_pool(store.client)  # None: sent through ``execute_command``
+        self._send = wire(store.client)  # None: sent through ``execute_command``
         self._gate_args: dict[tuple[str, float], Packet] = {}
         self._success_args: dict[str, Packet] = {}
         self._views: dict[str, View] = {}
@@ -106,10 +106,10 @@ class RedisHotOps:
         if self._bypass():
             return self._general(op, backend, n, a.args, post, cnow, None)
         if st.client is not self._client:  # a client swapped in since
-            self._client, self._pool = st.client, direct_pool(st.client)
+            self._client, self._send = st.client, wire(st.client)
         try:
-            pool = self._pool
-            raw = st.client.execute_command(*a.command(n, head)) if pool is None else send(pool, a.bytes(n, head))
+            send = self._send
+            raw = st.client.execute_command(*a.command(n, head)) if send is None else send(a.bytes(n, head))
         except BaseException as exc:
             return self._general(op, backend, n, a.args, post, cnow, exc)
         st.stats["evalsha"] += 1
