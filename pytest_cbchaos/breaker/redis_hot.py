@@ -7,7 +7,7 @@ paths decide alike.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from .errors import StoreError
 from .redis_store import RedisStore, post_claim, post_dict
@@ -32,7 +32,7 @@ class RedisHotOps:
         self.store = store
         self.op_ids = store._ids
         self._client = store.client
-        self._send = wire(store.client)  # None: sent through ``execute_command``
+        self._send = self._wire()  # None: sent through ``execute_command``
         self._gate_args: dict[tuple[str, float], Packet] = {}
         self._success_args: dict[str, Packet] = {}
         self._views: dict[str, View] = {}
@@ -45,6 +45,15 @@ class RedisHotOps:
         head, _, *rest = st._argv("", None, args)
         return Packet((b"EVALSHA", st.scripts[op][1].encode(), b"1", st.key(backend).encode()),
                       None if st.time_source == "client" else head, self.op_ids._prefix, tuple(rest), args)
+
+    def _wire(self) -> Callable[[bytes], Any] | None:
+        """The store's sender for its client, shared by the hot ops of all its breakers (a thread holds one
+        connection per store, not one per breaker)."""
+        st = self.store
+        w = st.__dict__.get("_hot_wire")
+        if w is None or w[0] is not st.client:
+            w = st._hot_wire = (st.client, wire(st.client))  # type: ignore[attr-defined]
+        return w[1]
 
     def _general(self, op: str, backend: str, n: int, args: list[Any], post: Any, cnow: float | None,
                  first: BaseException | None) -> Any:
@@ -106,7 +115,7 @@ class RedisHotOps:
         if self._bypass():
             return self._general(op, backend, n, a.args, post, cnow, None)
         if st.client is not self._client:  # a client swapped in since
-            self._client, self._send = st.client, wire(st.client)
+            self._client, self._send = st.client, self._wire()
         try:
             send = self._send
             raw = st.client.execute_command(*a.command(n, head)) if send is None else send(a.bytes(n, head))

@@ -1,7 +1,7 @@
 """The Redis hot ops' wire (docs/breaker-design.md#redis-hot-ops), on a real redis-server: the pre-packed EVALSHA is
 byte for byte redis-py's packing of the same command; each sender gives its connection back (per op, or when its
 thread ends) and a forked child never writes on its parent's connection; a connection the server closed costs one
-resend, not the decision. Each weakened sender is caught.
+resend, not the decision; the breakers of one store share a thread's connection. Each weakened sender is caught.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import redis
 
 from pytest_cbchaos.breaker import CircuitBreaker, RedisStore
 from pytest_cbchaos.breaker import redis_wire
+from pytest_cbchaos.breaker.redis_hot import RedisHotOps
 from pytest_cbchaos.breaker.redis_wire import Held, HeldWire, Packet, PooledWire, wire
 from pytest_cbchaos.servers.redis import no_retry
 
@@ -160,6 +161,28 @@ def test_forked_child_takes_its_own_connection(cbchaos_redis_proc: Any, cls: typ
     try:
         assert (os.waitstatus_to_exitcode(status) == 0) is own
         assert w.send(_packed(b"PING")) == b"PONG"  # the parent's connection is intact
+    finally:
+        pool.disconnect()
+
+
+class OwnWire(RedisHotOps):
+    """Takes a sender of its own (each breaker's hot ops hold a connection per thread)."""
+
+    def _wire(self) -> Any:
+        return wire(self.store.client)
+
+
+@pytest.mark.parametrize("cls,shared", [(RedisHotOps, True), (OwnWire, False)])
+def test_breakers_on_one_store_share_a_threads_connection(cbchaos_redis_proc: Any, cls: type[RedisHotOps],
+                                                         shared: bool) -> None:
+    pool, _ = _fault_pool(cbchaos_redis_proc)
+    store = RedisStore(redis.Redis(connection_pool=pool), key_prefix="wire-share")
+    cbs = [CircuitBreaker(f"b{i}", store=store) for i in range(3)]
+    try:
+        for cb in cbs:
+            cb._hot = cls(store)
+            assert cb.call(lambda: 1) == 1
+        assert (len(pool._in_use_connections) == 1) is shared
     finally:
         pool.disconnect()
 
