@@ -56,7 +56,8 @@ class FaultConnection(redis.Connection):
 
     def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         self._lose = False
-        if type(self).arm and b"\r\nEVALSHA\r\n" in bytes(command[0][:32]).upper():  # the hot ops' and execute_command's
+        # the hot ops' pre-packed EVALSHA and execute_command's alike
+        if type(self).arm and b"\r\nEVALSHA\r\n" in bytes(command[0][:32]).upper():
             fault = type(self).arm.pop(0)
             if fault == "before":
                 self.disconnect()

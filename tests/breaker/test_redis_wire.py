@@ -62,7 +62,8 @@ def test_wire_per_client(cbchaos_redis_proc: Any) -> None:
     sub = type("Sub", (redis.Redis,), {})(**kw)
     try:
         assert isinstance(wire(plain).__self__, HeldWire)  # type: ignore[union-attr]
-        assert type(wire(bounded).__self__) is PooledWire and type(wire(blocking).__self__) is PooledWire  # type: ignore[union-attr]
+        for per_op in (bounded, blocking):
+            assert type(wire(per_op).__self__) is PooledWire  # type: ignore[union-attr]
         assert wire(single) is None and wire(sub) is None
     finally:
         for c in (plain, bounded, blocking, single, sub):
