@@ -17,7 +17,7 @@
 3. ops/s of allow+record pairs: direct vs through the embedded fault proxy, 1 client and 8 processes.
 
     .venv/bin/python bench/bench_breaker.py [--runs 5] [--pairs 20000] [--redis-pairs 2000] [--redis-peers-only]
-        [--no-hiredis]
+        [--no-hiredis] [--redis-history]
 """
 
 from __future__ import annotations
@@ -170,9 +170,21 @@ def _pybreaker(conn: dict[str, Any], name: str) -> Any:
     return pybreaker.CircuitBreaker(fail_max=5, reset_timeout=60, state_storage=storage)
 
 
-def _calls_worker(kind: str, conn: dict[str, Any], name: str, n: int, barrier: Any, out: Any) -> None:
+def _history(cb: Any) -> None:
+    """Fill the kit's record with 16 ``recent_ops`` entries (failures and the successes that clear them), as a
+    breaker that saw failures within the record's TTL has: its closed-state scripts validate them per call."""
+    if isinstance(cb, CircuitBreaker):
+        for _ in range(8):
+            cb.store.atomic_record_failure(cb.backend, 1000, 60)
+            cb.store.atomic_record_success(cb.backend)
+
+
+def _calls_worker(kind: str, conn: dict[str, Any], name: str, n: int, barrier: Any, out: Any,
+                  history: bool = False) -> None:
     """``n`` decisions (``call(noop)``) on one shared breaker name; reports elapsed seconds."""
     cb = (_kit_breaker if kind == "kit" else _pybreaker)(conn, name)
+    if history:
+        _history(cb)
     cb.call(_noop)
     barrier.wait(timeout=60)
     t0 = time.perf_counter()
@@ -181,11 +193,13 @@ def _calls_worker(kind: str, conn: dict[str, Any], name: str, n: int, barrier: A
     out.put(time.perf_counter() - t0)
 
 
-def bench_peers_redis(conn: dict[str, Any], rounds: int, n: int) -> None:
+def bench_peers_redis(conn: dict[str, Any], rounds: int, n: int, history: bool = False) -> None:
     ctx = mp.get_context("spawn")
 
     def one(kind: str) -> Any:
         cb = (_kit_breaker if kind == "kit" else _pybreaker)(conn, f"one-{kind}")
+        if history:
+            _history(cb)
         cb.call(_noop)
 
         def run() -> float:
@@ -199,7 +213,8 @@ def bench_peers_redis(conn: dict[str, Any], rounds: int, n: int) -> None:
         def run() -> float:
             barrier, out = ctx.Barrier(8), ctx.Queue()
             name = f"eight-{kind}-{uuid.uuid4().hex[:6]}"
-            ps = [ctx.Process(target=_calls_worker, args=(kind, conn, name, n // 4, barrier, out)) for _ in range(8)]
+            ps = [ctx.Process(target=_calls_worker, args=(kind, conn, name, n // 4, barrier, out, history))
+                  for _ in range(8)]
             for p in ps:
                 p.start()
             elapsed = [out.get(timeout=300) for _ in ps]
@@ -210,7 +225,8 @@ def bench_peers_redis(conn: dict[str, Any], rounds: int, n: int) -> None:
 
     rows = _rounds({"kit 1 thread": one("kit"), "pybreaker 1 thread": one("pyb")}, rounds)
     rows8 = _rounds({"kit 8 processes": eight("kit"), "pybreaker 8 processes": eight("pyb")}, max(1, rounds // 2 + 1))
-    print(f"## Redis-backed decisions/s (call(noop), direct to redis-server; medians of interleaved rounds)")
+    rec = "the kit's record holding 16 recent_ops entries" if history else "no record yet"
+    print(f"## Redis-backed decisions/s (call(noop), direct to redis-server, {rec}; medians of interleaved rounds)")
     for name, xs in {**rows, **rows8}.items():
         print(f"  {name:<22} {statistics.median(xs):10,.0f} /s")
     print(f"  kit / pybreaker CircuitRedisStorage, 1 thread: {_ratios(rows, 'kit 1 thread', 'pybreaker 1 thread')}")
@@ -230,7 +246,7 @@ def calls(admin: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in admin.info("commandstats").items()}
 
 
-def bench_redis(runs: int, n: int, peers_only: bool = False) -> None:
+def bench_redis(runs: int, n: int, peers_only: bool = False, history: bool = False) -> None:
     from pytest_cbchaos.servers.redis import start_redis
     from pytest_cbchaos.servers.toxiproxy import start_toxiproxy
 
@@ -242,7 +258,7 @@ def bench_redis(runs: int, n: int, peers_only: bool = False) -> None:
         proxy = proxy_srv.create_proxy("redis", f"{server.host}:{server.port}")
         admin = server.client()
         direct = {"host": server.host, "port": server.port, "password": server.password}
-        bench_peers_redis(direct, runs, n)
+        bench_peers_redis(direct, runs, n, history)
         _script_cost(admin)
         if peers_only:
             return
@@ -301,6 +317,8 @@ def main() -> None:
     ap.add_argument("--memory-only", action="store_true")
     ap.add_argument("--redis-peers-only", action="store_true", help="only the Redis-backed peer comparison")
     ap.add_argument("--no-hiredis", action="store_true", help="measure without the optional hiredis parser")
+    ap.add_argument("--redis-history", action="store_true",
+                    help="Redis peer comparison with the kit's record holding 16 recent_ops entries")
     a = ap.parse_args()
     if a.no_hiredis and "redis" in sys.modules and not os.environ.get("CBCHAOS_BENCH_NO_HIREDIS"):
         os.environ["CBCHAOS_BENCH_NO_HIREDIS"] = "1"  # redis is imported already: re-run this script with it blocked
@@ -312,7 +330,7 @@ def main() -> None:
         bench_peers_memory(max(a.runs, 5), a.pairs)
         bench_memory(a.runs, a.pairs)
     if not a.memory_only:
-        bench_redis(a.runs, a.redis_pairs, a.redis_peers_only)
+        bench_redis(a.runs, a.redis_pairs, a.redis_peers_only, a.redis_history)
 
 
 if __name__ == "__main__":

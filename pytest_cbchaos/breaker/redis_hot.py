@@ -1,15 +1,17 @@
-"""``RedisStore``'s ``HotOps`` (docs/breaker-design.md#hot-path): the gate's and the success's one EVALSHA, sent
-straight on the client with prebuilt byte arguments; the closed-state fast path's plain no-op reply answers
-``(view, now)``. Any other reply is decoded by the general path's own code, and any exception goes to the
-general path as its first attempt's (same op id, same resends, same error classes), so both paths decide alike.
+"""``RedisStore``'s ``HotOps`` (docs/breaker-design.md#redis-hot-ops): the gate's and the success's one EVALSHA,
+written as pre-packed bytes on a pooled connection (:mod:`.redis_wire`) and its reply read; the closed-state fast
+path's plain no-op reply answers ``(view, now)``. Any other reply is decoded by the general path's own code, and any
+exception goes to the general path as its first attempt's (same op id, same resends, same error classes), so both
+paths decide alike.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from .redis_store import RedisStore, post_claim, post_dict
 from .errors import StoreError
+from .redis_store import RedisStore, post_claim, post_dict
+from .redis_wire import Packet, wire
 from .store import ClaimResult, check_backend, check_lease
 
 # the script reply's meta fields of a no-op on a CLOSED record (lua/fast_closed.lua, lua/prologue.lua ``reply``):
@@ -20,7 +22,6 @@ _NTAIL = len(_TAIL)
 _RECORD_BARS = 9  # the '|' between the record's 10 fields
 
 View = tuple[bytes, dict[str, Any]]  # (the reply's record fields as sent, their reply template)
-Args = tuple[tuple[Any, ...], "bytes | None", tuple[Any, ...], list[Any]]
 
 
 class RedisHotOps:
@@ -30,18 +31,29 @@ class RedisHotOps:
     def __init__(self, store: RedisStore) -> None:
         self.store = store
         self.op_ids = store._ids
-        self._gate_args: dict[tuple[str, float], Args] = {}
-        self._success_args: dict[str, Args] = {}
+        self._client = store.client
+        self._send = self._wire()  # None: sent through ``execute_command``
+        self._gate_args: dict[tuple[str, float], Packet] = {}
+        self._success_args: dict[str, Packet] = {}
         self._views: dict[str, View] = {}
 
-    def _prebuilt(self, op: str, backend: str, args: list[Any]) -> Args:
-        """(EVALSHA .. key, the settings (None on client time: read per op), op arguments) as the general
-        path's ``_argv`` encodes them, and ``args``."""
+    def _prebuilt(self, op: str, backend: str, args: list[Any]) -> Packet:
+        """The op's EVALSHA as the general path's ``_argv`` encodes it, pre-packed but for the op id's counter (and
+        on client time the settings, read per op)."""
         st = self.store
         check_backend(backend)
         head, _, *rest = st._argv("", None, args)
-        pre = ("EVALSHA", st.scripts[op][1].encode(), b"1", st.key(backend).encode())
-        return pre, None if st.time_source == "client" else head, tuple(rest), args
+        return Packet((b"EVALSHA", st.scripts[op][1].encode(), b"1", st.key(backend).encode()),
+                      None if st.time_source == "client" else head, self.op_ids._prefix, tuple(rest), args)
+
+    def _wire(self) -> Callable[[bytes], Any] | None:
+        """The store's sender for its client, shared by the hot ops of all its breakers (a thread holds one
+        connection per store, not one per breaker)."""
+        st = self.store
+        w = st.__dict__.get("_hot_wire")
+        if w is None or w[0] is not st.client:
+            w = st._hot_wire = (st.client, wire(st.client))  # type: ignore[attr-defined]
+        return w[1]
 
     def _general(self, op: str, backend: str, n: int, args: list[Any], post: Any, cnow: float | None,
                  first: BaseException | None) -> Any:
@@ -82,7 +94,7 @@ class RedisHotOps:
     def hot_gate(self, backend: str, n: int, lease_seconds: float) -> tuple[View, float] | ClaimResult:
         """``try_transition_and_claim_probe(backend, lease_seconds=..., op_id=op_ids.format(n))``."""
         a = self._gate_args.get((backend, lease_seconds))
-        if a is None:
+        if a is None or a.prefix is not self.op_ids._prefix:  # new, or a forked child's renewed id prefix
             a = self._gate_args[(backend, lease_seconds)] = self._prebuilt(
                 "gate", backend, [repr(check_lease(lease_seconds))])
         return self._hot("gate", backend, n, a, post_claim)
@@ -90,23 +102,26 @@ class RedisHotOps:
     def hot_success(self, backend: str, n: int) -> tuple[View, float] | dict[str, Any]:
         """``atomic_record_success(backend, op_id=op_ids.format(n))``."""
         a = self._success_args.get(backend)
-        if a is None:
+        if a is None or a.prefix is not self.op_ids._prefix:
             args = ["", "1" if self.store.strict_probe_ownership else "0"]
             a = self._success_args[backend] = self._prebuilt("record_success", backend, args)
         return self._hot("record_success", backend, n, a, post_dict)
 
-    def _hot(self, op: str, backend: str, n: int, a: Args, post: Any) -> Any:
-        head, cnow = a[1], None
-        if head is None:  # client time: this op's clock reading, kept for the general path's resends
-            cnow = self.store._client_now(None)
-            head = self.store._argv("", cnow, [])[0]
+    def _hot(self, op: str, backend: str, n: int, a: Packet, post: Any) -> Any:
+        st, cnow, head = self.store, None, None
+        if a.head is None:  # client time: this op's clock reading, kept for the general path's resends
+            cnow = st._client_now(None)
+            head = st._argv("", cnow, [])[0]
         if self._bypass():
-            return self._general(op, backend, n, a[3], post, cnow, None)
+            return self._general(op, backend, n, a.args, post, cnow, None)
+        if st.client is not self._client:  # a client swapped in since
+            self._client, self._send = st.client, self._wire()
         try:
-            raw = self.store.client.execute_command(*a[0], head, self.op_ids.format(n).encode(), *a[2])
+            send = self._send
+            raw = st.client.execute_command(*a.command(n, head)) if send is None else send(a.bytes(n, head))
         except BaseException as exc:
-            return self._general(op, backend, n, a[3], post, cnow, exc)
-        self.store.stats["evalsha"] += 1
+            return self._general(op, backend, n, a.args, post, cnow, exc)
+        st.stats["evalsha"] += 1
         r = self._noop(backend, raw)
         return self._decode(op, raw, post) if r is None else r
 

@@ -40,6 +40,7 @@ pytestmark = pytest.mark.requires_real_redis
 
 T0 = 1_795_000_000.0
 PREFIX = "0123456789abcdef"
+PREFIX2 = "fedcba9876543210"  # a renewed op-id prefix, as a forked child's
 OTHER = ["e" * 32, "f" * 32]
 
 
@@ -53,15 +54,16 @@ class FaultConnection(redis.Connection):
 
     arm: list[str | None] = []
 
-    def send_command(self, *args: Any, **kwargs: Any) -> None:
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
         self._lose = False
-        if args and str(args[0]).upper() == "EVALSHA" and type(self).arm:
+        # the hot ops' pre-packed EVALSHA and execute_command's alike
+        if type(self).arm and b"\r\nEVALSHA\r\n" in bytes(command[0][:32]).upper():
             fault = type(self).arm.pop(0)
             if fault == "before":
                 self.disconnect()
                 raise redis.ConnectionError("Connection reset by peer (injected before EVALSHA)")
             self._lose = fault == "lost"
-        super().send_command(*args, **kwargs)
+        super().send_packed_command(command, check_health)
 
     def read_response(self, *args: Any, **kwargs: Any) -> Any:
         r = super().read_response(*args, **kwargs)
@@ -134,6 +136,9 @@ def _apply(w: World, op: tuple[Any, ...]) -> Any:
             return w.cb.call(_fn(w, op[1], None), "r", y=1)
         finally:
             w.load_scripts()
+    if kind == "renew":
+        w.store._ids._prefix = PREFIX2
+        return None
     if kind == "store_event":  # as a scripting fallback logs it; the next op's reply forwards it
         return w.store._store_event("scripting_fallback", "injected")
     if kind == "fault":
@@ -205,6 +210,7 @@ PROGRAMS = {  # each hand-over case, deterministic
     "corrupt": [("raw", DEFAULT, {"failure_count": "abc"}), OK, OK],
     "record_missing": [("call", "counted"), OK, ("clear",), OK],
     "store_event": [OK, ("store_event",), OK],
+    "renewed_prefix": [OK, ("renew",), ("call", "counted"), OK],
 }
 
 
@@ -294,12 +300,20 @@ class Resent(RedisHotOps):
         return super()._general(op, backend, n, args, post, cnow, None)
 
 
+class StalePrefix(RedisHotOps):
+    """Keeps a backend's packed command after the op-id prefix was renewed (a forked child sends its parent's ids)."""
+
+    def _prebuilt(self, op: str, backend: str, args: list[Any]) -> Any:
+        return self.__dict__.setdefault("_first", {}).setdefault((op, backend), super()._prebuilt(op, backend, args))
+
+
 MUTANTS = {
     CorruptBlind: [("raw", DEFAULT, {"probe_generation": "abc"}), OK],
     StaleView: [OK, ("call", "counted"), OK],
     Unhanded: [("fault", "before", 0, 1), OK],
     FreshId: [("fault", "lost", 0, 1), OK],
     Resent: [("fault", "lost", 0, 3), OK],
+    StalePrefix: PROGRAMS["renewed_prefix"],
 }
 
 
