@@ -63,6 +63,37 @@ def _reads_first(ents: list[tuple[Any, int, Any, int]], pv: list[Any]) -> list[t
     return out
 
 
+Tables = tuple[list[bool], list[Any], list[Any], list[Any]]
+
+
+def _tables(model: Any, ops: Sequence[Op]) -> Tables:
+    """Per op: pure, and the read and update fast paths' values (``NO_VALUE`` where ``step``
+    decides), from the model's per-op hooks; a model's ``search_tables(ops)`` may give the same
+    four lists in one pass (docs/linearizability-design.md#search).
+
+    Read fast path: ``model.pure_value(op)`` is a value ``v`` such that the op is legal in state
+    ``s`` iff ``same_value(v, s)``, leaving ``s`` unchanged; the search then decides it without
+    ``step``. Update fast path: ``model.write_value(op)`` is a value the op leads to from any
+    state, legally; ``model.append_value(op)`` a ``str`` ``t`` such that from a ``str`` state
+    ``s`` the op legally leads to ``s + t``.
+    """
+    n = len(ops)
+    is_pure = getattr(model, "is_pure", None)
+    if is_pure is None:
+        ro = model.read_only
+        pure = [bool(not op.unknown and ro(op.f)) for op in ops]
+    else:
+        pure = [bool(is_pure(op)) for op in ops]
+    pure_value = getattr(model, "pure_value", None)
+    pv = [NO_VALUE] * n if pure_value is None else [
+        pure_value(op) if p else NO_VALUE for op, p in zip(ops, pure)]
+    write_value = getattr(model, "write_value", None)
+    append_value = getattr(model, "append_value", None)
+    wv = [NO_VALUE] * n if write_value is None else [write_value(op) for op in ops]
+    av = [NO_VALUE] * n if append_value is None else [append_value(op) for op in ops]
+    return pure, pv, wv, av
+
+
 class PartitionSearch:
     """Search state for one partition's ops (ids must be 0..n-1 in list order)."""
 
@@ -76,59 +107,41 @@ class PartitionSearch:
         n = len(ops)
         if [op.id for op in ops] != list(range(n)):
             raise ValueError("partition ops must be numbered 0..n-1")
-        is_pure = getattr(model, "is_pure", None)
-        if is_pure is None:
-            ro = model.read_only
-            self.pure = [bool(not op.unknown and ro(op.f)) for op in self.ops]
-        else:
-            self.pure = [bool(is_pure(op)) for op in self.ops]
-        # Read fast path (docs/linearizability-design.md#search): ``model.pure_value(op)`` is a value ``v``
-        # such that the op is legal in state ``s`` iff ``same_value(v, s)``, leaving ``s``
-        # unchanged; the search then decides it without ``step``.
-        pure_value = getattr(model, "pure_value", None)
-        self.pv = [NO_VALUE] * n if pure_value is None else [
-            pure_value(op) if p else NO_VALUE for op, p in zip(self.ops, self.pure)]
-        self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in self.pv]
-        # Update fast path (same section): ``model.write_value(op)`` is a value the op leads to from
-        # any state, legally; ``model.append_value(op)`` a ``str`` ``t`` such that from a ``str``
-        # state ``s`` the op legally leads to ``s + t``. ``NO_VALUE`` where ``step`` decides.
-        write_value = getattr(model, "write_value", None)
-        append_value = getattr(model, "append_value", None)
-        self.wv = [NO_VALUE] * n if write_value is None else [write_value(op) for op in ops]
-        self.av = [NO_VALUE] * n if append_value is None else [append_value(op) for op in ops]
+        tables = getattr(model, "search_tables", None)
+        t = None if tables is None else tables(ops)
+        self.pure, self.pv, self.wv, self.av = pure, pv, wv, av = _tables(model, ops) if t is None else t
+        self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in pv]
         # (time, call before return, event index, op id); ties end at the op id, already ascending
         ents = [(op.call, 0, op.invoke_index, i) for i, op in enumerate(ops)]
-        ents += [(op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i)
-                 for i, op in enumerate(ops) if not op.unknown]
-        ents.sort()
-        ents = _reads_first(ents, self.pv)
-        m = len(ents)
         required = (1 << n) - 1
         for i, op in enumerate(ops):
             if op.unknown:
                 required ^= 1 << i
-        # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
-        kinds = [1, *[e[1] for e in ents], 1]
-        self.op_of = op_of = [-1, *[e[3] for e in ents], -1]
-        self.is_call = [not k for k in kinds]
-        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
-        self.call_op = [-1 if k else i for k, i in zip(kinds, op_of)]
-        call_entry = [0] * n
-        ret_entry = [-1] * n
-        for j in range(1, m + 1):
-            if kinds[j]:
-                ret_entry[op_of[j]] = j
             else:
-                call_entry[op_of[j]] = j
+                ents.append((op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i))
+        ents.sort()
+        ents = _reads_first(ents, pv)
+        m = len(ents)
+        # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
+        self.op_of = op_of = [-1] * (m + 2)
+        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
+        self.call_op = call_op = [-1] * (m + 2)
         self.ret_of = ret_of = [-1] * (m + 2)
-        for c, r in zip(call_entry, ret_entry):
-            ret_of[c] = r
+        self.call_entry = call_entry = [0] * n
+        for j, e in enumerate(ents, 1):
+            i = op_of[j] = e[3]
+            if e[1]:
+                ret_of[call_entry[i]] = j
+            else:
+                call_op[j] = i
+                call_entry[i] = j
+        kinds = [1, *[e[1] for e in ents], 1]
+        self.is_call = [i >= 0 for i in call_op]
         self.nxt = list(range(1, m + 2)) + [m + 1]
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
         self.required = required
         self.n_required = required.bit_count()
-        self.call_entry = call_entry
         # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
         # input, as the model declares through ``op_class``) are interchangeable once both are
         # callable, and the callable ones form a prefix in call order. So only the earliest

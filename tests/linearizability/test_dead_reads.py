@@ -16,7 +16,7 @@ from test_bruteforce import brute
 from pytest_cbchaos.history.ops import INF, Op
 from pytest_cbchaos.linearizability import Verdict, check
 from pytest_cbchaos.linearizability.models import KVModel
-from pytest_cbchaos.linearizability.search import NO_VALUE, PartitionSearch
+from pytest_cbchaos.linearizability.search import NO_VALUE, PartitionSearch, _tables
 
 _STRINGS = ["", "a", "b", "ab", "ba", "aab"]
 
@@ -82,6 +82,28 @@ def test_pruned_search_agrees_with_unpruned_plain_and_brute_force(ops: list[Op])
     assert _NoPruning(ops, fast).run(10**9) == expect
     assert PartitionSearch(ops, plain).run(10**9) == expect
     assert PartitionSearch(ops, fast, track=True).run(10**9) == expect
+
+
+@settings(deadline=None)
+@given(_partitions())
+def test_search_tables_in_one_pass_agree_with_the_per_op_hooks(ops: list[Op]) -> None:
+    model = _model()
+    assert model.search_tables(ops) == _tables(model, ops)
+    assert type("Variant", (type(model),), {})("k", "").search_tables(ops) is None
+
+
+def test_a_wrong_search_table_is_caught() -> None:
+    """Mutant: one-pass tables that append the tail twice make a legal history ILLEGAL."""
+    ops = [Op(0, 0, "append", "a", None, 0, 1, "ok", key="k"),
+           Op(1, 1, "read", None, "a", 2, 3, "ok", key="k")]
+
+    def doubled(self: Any, ops: list[Op]) -> Any:
+        pure, pv, wv, av = _tables(_model(), ops)
+        return pure, pv, wv, [t if t is NO_VALUE else t * 2 for t in av]
+
+    assert PartitionSearch(ops, _model()).run(100) == "ok"
+    mutant = type("Mutant", (type(_model()),), {"search_tables": doubled})("k", "")
+    assert PartitionSearch(ops, mutant).run(100) == "illegal"
 
 
 def test_pruning_cuts_steps_and_names_the_dead_read() -> None:
