@@ -42,27 +42,6 @@ def release_retired() -> int:
     return n
 
 
-def _reads_first(ents: list[tuple[Any, int, Any, int]], pv: list[Any]) -> list[tuple[Any, int, Any, int]]:
-    """The entries with each run of consecutive calls reordered: reads on the fast path first,
-    then the others in call order. Every call of a run is a candidate in the same configurations
-    (no return separates them), so the order only decides which is tried first; a legal read is
-    forced (pure-op reduction), and trying it first spares the updates' subtrees
-    (docs/linearizability-design.md#search)."""
-    out: list[tuple[Any, int, Any, int]] = []
-    held: list[tuple[Any, int, Any, int]] = []
-    for e in ents:
-        if e[1]:  # a return ends the run
-            if held:
-                out += held
-                held.clear()
-        elif pv[e[3]] is NO_VALUE:
-            held.append(e)
-            continue
-        out.append(e)
-    out += held
-    return out
-
-
 Tables = tuple[list[bool], list[Any], list[Any], list[Any]]
 
 
@@ -120,7 +99,6 @@ class PartitionSearch:
             else:
                 ents.append((op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i))
         ents.sort()
-        ents = _reads_first(ents, pv)
         m = len(ents)
         # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
         self.op_of = op_of = [-1] * (m + 2)
@@ -128,15 +106,36 @@ class PartitionSearch:
         self.call_op = call_op = [-1] * (m + 2)
         self.ret_of = ret_of = [-1] * (m + 2)
         self.call_entry = call_entry = [0] * n
-        for j, e in enumerate(ents, 1):
-            i = op_of[j] = e[3]
-            if e[1]:
+        # Reads first: each run of consecutive calls is laid out with the reads on the fast path
+        # first, then the others in call order. Every call of a run is a candidate in the same
+        # configurations (no return separates them), so the order only decides which is tried
+        # first; a legal read is forced (pure-op reduction), and trying it first spares the
+        # updates' subtrees (docs/linearizability-design.md#search).
+        held: list[int] = []
+        j = 0
+        for e in ents:
+            i = e[3]
+            if e[1]:  # a return: the run's held calls, then the return
+                for h in held:
+                    j += 1
+                    op_of[j] = call_op[j] = h
+                    call_entry[h] = j
+                held.clear()
+                j += 1
+                op_of[j] = i
                 ret_of[call_entry[i]] = j
+            elif pv[i] is NO_VALUE:
+                held.append(i)
             else:
-                call_op[j] = i
+                j += 1
+                op_of[j] = call_op[j] = i
                 call_entry[i] = j
-        kinds = [1, *[e[1] for e in ents], 1]
-        self.is_call = [i >= 0 for i in call_op]
+        for h in held:
+            j += 1
+            op_of[j] = call_op[j] = h
+            call_entry[h] = j
+        kinds = [0 if i >= 0 else 1 for i in call_op]
+        self.is_call = [not k for k in kinds]
         self.nxt = list(range(1, m + 2)) + [m + 1]
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
