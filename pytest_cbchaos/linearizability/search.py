@@ -106,6 +106,7 @@ class PartitionSearch:
         self.call_op = call_op = [-1] * (m + 2)
         self.ret_of = ret_of = [-1] * (m + 2)
         self.call_entry = call_entry = [0] * n
+        ret_entry = [-1] * n
         # Reads first: each run of consecutive calls is laid out with the reads on the fast path
         # first, then the others in call order. Every call of a run is a candidate in the same
         # configurations (no return separates them), so the order only decides which is tried
@@ -123,7 +124,7 @@ class PartitionSearch:
                 held.clear()
                 j += 1
                 op_of[j] = i
-                ret_of[call_entry[i]] = j
+                ret_entry[i] = j
             elif pv[i] is NO_VALUE:
                 held.append(i)
             else:
@@ -134,6 +135,8 @@ class PartitionSearch:
             j += 1
             op_of[j] = call_op[j] = h
             call_entry[h] = j
+        for c, r in zip(call_entry, ret_entry):  # after the loop: a return may precede its call
+            ret_of[c] = r
         kinds = [0 if i >= 0 else 1 for i in call_op]
         self.is_call = [not k for k in kinds]
         self.nxt = list(range(1, m + 2)) + [m + 1]
