@@ -143,6 +143,8 @@ class PartitionSearch:
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
         self.required = required
+        #: ``1 << i`` per op (one lookup per step instead of a new int)
+        self.bit = [1 << i for i in range(n)]
         self.n_required = required.bit_count()
         # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
         # input, as the model declares through ``op_class``) are interchangeable once both are
@@ -239,6 +241,7 @@ class PartitionSearch:
         no_value = NO_VALUE
         twin = self.twin
         settled = self.settled
+        bit = self.bit
         has_info = self.required != (1 << len(ops)) - 1
         while True:
             steps += 1
@@ -289,7 +292,7 @@ class PartitionSearch:
                     ok = forced = same_value(v, state)
                     ns = state
                 if ok:
-                    nb = bits | (1 << i)
+                    nb = bits | bit[i]
                     if custom:
                         new = self._custom_add(nb, ns)
                     else:
