@@ -18,7 +18,10 @@ from ..history.store import History
 from .replay import SequentialReplay, is_sequential
 from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch, release_retired
 
-FIRST_SLICE = 1_024
+#: steps per partition per round-robin turn (docs/linearizability-design.md#partitioning-and-scheduling)
+SLICE = 1_024
+#: a lone partition's turn: no other to share with
+_ALONE = 1 << 62
 _CALL_ORDER = attrgetter("call", "invoke_index")
 
 
@@ -218,11 +221,10 @@ def _as_ops(history: Any, model: Any) -> list[Op]:
 def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | None,
               max_cache: int, stop_on_illegal: bool, max_steps: int | None,
               track: bool) -> dict[Any, PartitionResult]:
-    """Round-robin over partitions in slices of 1,024 steps, doubling
+    """Round-robin over partitions in equal slices of 1,024 steps
     (docs/linearizability-design.md#partitioning-and-scheduling)."""
     # a search is built when first run: in fast mode an early ILLEGAL partition spares the others' setup
     searches: dict[Any, Any] = {}
-    slices = {k: FIRST_SLICE for k in parts}
     active = list(parts)
     confirm = getattr(model, "confirm_model", None)
     uncertain = getattr(model, "needs_confirm", None) or (lambda op: op.unknown)  # default: crashed ops
@@ -234,16 +236,14 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
             s = searches.get(k)
             if s is None:
                 s = searches[k] = _searcher(parts[k], _search_model(model, k), track, max_cache)
-            budget = slices[k]
+            budget = SLICE if len(active) > 1 else _ALONE
             if max_steps is not None:
                 budget = min(budget, max_steps - s.steps)
             st = s.run(budget, deadline) if budget > 0 else RUNNING
-            slices[k] *= 2
             if st == ILLEGAL and confirm is not None and k not in confirming and any(map(uncertain, s.ops)):
                 # the fast model approximates these ops; only the confirming one may say ILLEGAL
                 confirming.add(k)
                 searches[k] = PartitionSearch(parts[k], confirm, track=track, max_cache_entries=max_cache)
-                slices[k] = FIRST_SLICE
                 nxt_active.append(k)
                 continue
             if st == ILLEGAL and stop_on_illegal:
