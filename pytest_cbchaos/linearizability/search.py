@@ -378,6 +378,8 @@ class PartitionSearch:
         are called before the read returns; ``None`` where the pruning does not apply."""
         settled: list[int | None] = [None] * len(self.ops)
         pure, av, pt = self.pure, self.av, self.pt
+        if str not in pt:  # no read it applies to (registers of ints, models without read values)
+            return settled
         resets = 0
         for e in range(1, len(kinds) - 1):
             i = op_of[e]
