@@ -250,11 +250,11 @@ PORCUPINE_KV_MS = {"c01-ok": 0.120, "c01-bad": 0.059, "c10-ok": 0.797, "c10-bad"
 #: CPU time compares with: the box is shared, and wall time under load favours neither side.
 PORCUPINE_KV_CPU_MS = {"c01-ok": 0.125, "c01-bad": 0.050, "c10-ok": 0.900, "c10-bad": 0.750,
                        "c50-ok": 230.0, "c50-bad": 39.3}
-#: the kit's figure (CPU ms, this section, same box, same period as the current one) before the lighter
-#: kv pairing, the lazily built searches, the update fast path and the search without rescans for
-#: crashed ops (docs/linearizability-design.md#performance)
-PREVIOUS_KV_MS = {"c01-ok": 0.197, "c01-bad": 0.127, "c10-ok": 1.821, "c10-bad": 1.374,
-                  "c50-ok": 350.8, "c50-bad": 77.7}
+#: the kit's figure (CPU ms, this section) before the dead-read pruning, the reads-first order and the
+#: equal round-robin slices: the previous version run in turn with this one, three times in the same
+#: minutes, median of the three medians (docs/linearizability-design.md#performance)
+PREVIOUS_KV_MS = {"c01-ok": 0.171, "c01-bad": 0.096, "c10-ok": 1.788, "c10-bad": 0.851,
+                  "c50-ok": 309.6, "c50-bad": 41.7}
 
 
 def bench_porcupine_kv(runs: int) -> None:

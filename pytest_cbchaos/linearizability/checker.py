@@ -18,7 +18,10 @@ from ..history.store import History
 from .replay import SequentialReplay, is_sequential
 from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch, release_retired
 
-FIRST_SLICE = 10_000
+#: steps per partition per round-robin turn (docs/linearizability-design.md#partitioning-and-scheduling)
+SLICE = 1_024
+#: a lone partition's turn: no other to share with
+_ALONE = 1 << 62
 _CALL_ORDER = attrgetter("call", "invoke_index")
 
 
@@ -35,13 +38,16 @@ class Verdict(str, enum.Enum):
 
 
 _PRIORITY = {Verdict.OK: 0, Verdict.UNKNOWN: 1, Verdict.ILLEGAL: 2}
+#: a search's final status as a verdict
+_VERDICT = {v.value: v for v in Verdict}
 
 
 def compose(verdicts: Iterable[Verdict | str]) -> Verdict:
     """Worst wins: any ILLEGAL, else any UNKNOWN, else OK (Jepsen ``valid-priorities``)."""
     worst = Verdict.OK
     for v in verdicts:
-        v = Verdict(v)
+        if type(v) is not Verdict:
+            v = Verdict(v)
         if _PRIORITY[v] > _PRIORITY[worst]:
             worst = v
     return worst
@@ -181,10 +187,10 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
     if mode == "fast" and any(r.verdict is Verdict.ILLEGAL for r in decided.values()):
         searched = {k: _cancelled(k, v) for k, v in parts.items() if k not in decided}
     else:
-        searched = _schedule({k: v for k, v in parts.items() if k not in decided}, model,
-                             deadline=deadline, max_cache=max_cache_entries,
+        searched = _schedule({k: v for k, v in parts.items() if k not in decided} if decided else parts,
+                             model, deadline=deadline, max_cache=max_cache_entries,
                              stop_on_illegal=(mode == "fast"), max_steps=max_steps, track=False)
-    results = {k: decided.get(k) or searched[k] for k in parts}
+    results = {k: decided.get(k) or searched[k] for k in parts} if decided else searched
     _attach_linearizations(decided, model, deadline=deadline, max_cache=max_cache_entries)
     if mode == "report":
         for key, res in results.items():
@@ -215,11 +221,10 @@ def _as_ops(history: Any, model: Any) -> list[Op]:
 def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | None,
               max_cache: int, stop_on_illegal: bool, max_steps: int | None,
               track: bool) -> dict[Any, PartitionResult]:
-    """Round-robin over partitions in slices of 10,000 steps, doubling
+    """Round-robin over partitions in equal slices of 1,024 steps
     (docs/linearizability-design.md#partitioning-and-scheduling)."""
     # a search is built when first run: in fast mode an early ILLEGAL partition spares the others' setup
     searches: dict[Any, Any] = {}
-    slices = {k: FIRST_SLICE for k in parts}
     active = list(parts)
     confirm = getattr(model, "confirm_model", None)
     uncertain = getattr(model, "needs_confirm", None) or (lambda op: op.unknown)  # default: crashed ops
@@ -231,16 +236,14 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
             s = searches.get(k)
             if s is None:
                 s = searches[k] = _searcher(parts[k], _search_model(model, k), track, max_cache)
-            budget = slices[k]
+            budget = SLICE if len(active) > 1 else _ALONE
             if max_steps is not None:
                 budget = min(budget, max_steps - s.steps)
             st = s.run(budget, deadline) if budget > 0 else RUNNING
-            slices[k] *= 2
             if st == ILLEGAL and confirm is not None and k not in confirming and any(map(uncertain, s.ops)):
                 # the fast model approximates these ops; only the confirming one may say ILLEGAL
                 confirming.add(k)
                 searches[k] = PartitionSearch(parts[k], confirm, track=track, max_cache_entries=max_cache)
-                slices[k] = FIRST_SLICE
                 nxt_active.append(k)
                 continue
             if st == ILLEGAL and stop_on_illegal:
@@ -268,7 +271,7 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
             status = UNKNOWN
             s.reason = s.reason or "cancelled: another partition is illegal"
         out[k] = PartitionResult(
-            key=k, verdict=Verdict(status), ops=len(s.ops), required=s.n_required,
+            key=k, verdict=_VERDICT[status], ops=len(s.ops), required=s.n_required,
             steps=s.steps, cache_entries=s.cache_entries, elapsed_s=s.elapsed_s,
             best_prefix_len=s.best_prefix_len, reason=s.reason,
             linearization=[i for i, _ in s.linearization] if s.linearization is not None else None,

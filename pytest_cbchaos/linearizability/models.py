@@ -203,6 +203,34 @@ class _OneKey(CasRegisterModel):
         tail = op.input
         return tail if type(tail) is str else canonical(tail)
 
+    def search_tables(self, ops: Sequence[Op]) -> Any:
+        """The search's four per-op tables (pure, read, write and append values) in one pass:
+        what ``is_pure``, ``pure_value``, ``write_value`` and ``append_value`` give op by op
+        (a lighter search setup). None for a subclass, whose own hooks then decide."""
+        if type(self) is not _OneKey:
+            return None
+        no = NO_VALUE
+        pure: list[bool] = []
+        pv: list[Any] = []
+        wv: list[Any] = []
+        av: list[Any] = []
+        for op in ops:
+            f = op.f
+            w = a = no
+            if f == _READ:
+                pure.append(True)
+                pv.append(no if op.unknown else op.output)
+            else:
+                if f == "write":
+                    w = op.input
+                elif f == "append":
+                    a = op.input if type(op.input) is str else canonical(op.input)
+                pure.append(f == "cas" and self.is_pure(op))
+                pv.append(no)
+            wv.append(w)
+            av.append(a)
+        return pure, pv, wv, av
+
     def describe_state(self, s: Any) -> str:
         return _short(() if s == self.initial else ((self.key, s),))
 

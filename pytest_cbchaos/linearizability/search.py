@@ -23,6 +23,8 @@ from .values import EXACT_TYPES, same_value
 RUNNING, OK, ILLEGAL, UNKNOWN = "running", "ok", "illegal", "unknown"
 #: ``Model.pure_value`` of an op without one
 NO_VALUE: Any = object()
+#: the op slot of a dead read's dead end (a return entry's is -1)
+DEAD_READ = -2
 
 
 #: a memo with at least this many entries is released off the clock (``release_retired``)
@@ -40,6 +42,37 @@ def release_retired() -> int:
     return n
 
 
+Tables = tuple[list[bool], list[Any], list[Any], list[Any]]
+
+
+def _tables(model: Any, ops: Sequence[Op]) -> Tables:
+    """Per op: pure, and the read and update fast paths' values (``NO_VALUE`` where ``step``
+    decides), from the model's per-op hooks; a model's ``search_tables(ops)`` may give the same
+    four lists in one pass (docs/linearizability-design.md#search).
+
+    Read fast path: ``model.pure_value(op)`` is a value ``v`` such that the op is legal in state
+    ``s`` iff ``same_value(v, s)``, leaving ``s`` unchanged; the search then decides it without
+    ``step``. Update fast path: ``model.write_value(op)`` is a value the op leads to from any
+    state, legally; ``model.append_value(op)`` a ``str`` ``t`` such that from a ``str`` state
+    ``s`` the op legally leads to ``s + t``.
+    """
+    n = len(ops)
+    is_pure = getattr(model, "is_pure", None)
+    if is_pure is None:
+        ro = model.read_only
+        pure = [bool(not op.unknown and ro(op.f)) for op in ops]
+    else:
+        pure = [bool(is_pure(op)) for op in ops]
+    pure_value = getattr(model, "pure_value", None)
+    pv = [NO_VALUE] * n if pure_value is None else [
+        pure_value(op) if p else NO_VALUE for op, p in zip(ops, pure)]
+    write_value = getattr(model, "write_value", None)
+    append_value = getattr(model, "append_value", None)
+    wv = [NO_VALUE] * n if write_value is None else [write_value(op) for op in ops]
+    av = [NO_VALUE] * n if append_value is None else [append_value(op) for op in ops]
+    return pure, pv, wv, av
+
+
 class PartitionSearch:
     """Search state for one partition's ops (ids must be 0..n-1 in list order)."""
 
@@ -53,58 +86,66 @@ class PartitionSearch:
         n = len(ops)
         if [op.id for op in ops] != list(range(n)):
             raise ValueError("partition ops must be numbered 0..n-1")
+        tables = getattr(model, "search_tables", None)
+        t = None if tables is None else tables(ops)
+        self.pure, self.pv, self.wv, self.av = pure, pv, wv, av = _tables(model, ops) if t is None else t
+        self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in pv]
         # (time, call before return, event index, op id); ties end at the op id, already ascending
         ents = [(op.call, 0, op.invoke_index, i) for i, op in enumerate(ops)]
-        ents += [(op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i)
-                 for i, op in enumerate(ops) if not op.unknown]
-        ents.sort()
-        m = len(ents)
         required = (1 << n) - 1
         for i, op in enumerate(ops):
             if op.unknown:
                 required ^= 1 << i
-        # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
-        kinds = [1, *[e[1] for e in ents], 1]
-        self.op_of = op_of = [-1, *[e[3] for e in ents], -1]
-        self.is_call = [not k for k in kinds]
-        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
-        self.call_op = [-1 if k else i for k, i in zip(kinds, op_of)]
-        call_entry = [0] * n
-        ret_entry = [-1] * n
-        for j in range(1, m + 1):
-            if kinds[j]:
-                ret_entry[op_of[j]] = j
             else:
-                call_entry[op_of[j]] = j
+                ents.append((op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i))
+        ents.sort()
+        m = len(ents)
+        # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
+        self.op_of = op_of = [-1] * (m + 2)
+        #: the op of a call entry, -1 for a return entry or a sentinel (one lookup per step)
+        self.call_op = call_op = [-1] * (m + 2)
         self.ret_of = ret_of = [-1] * (m + 2)
-        for c, r in zip(call_entry, ret_entry):
+        self.call_entry = call_entry = [0] * n
+        ret_entry = [-1] * n
+        # Reads first: each run of consecutive calls is laid out with the reads on the fast path
+        # first, then the others in call order. Every call of a run is a candidate in the same
+        # configurations (no return separates them), so the order only decides which is tried
+        # first; a legal read is forced (pure-op reduction), and trying it first spares the
+        # updates' subtrees (docs/linearizability-design.md#search).
+        held: list[int] = []
+        j = 0
+        for e in ents:
+            i = e[3]
+            if e[1]:  # a return: the run's held calls, then the return
+                for h in held:
+                    j += 1
+                    op_of[j] = call_op[j] = h
+                    call_entry[h] = j
+                held.clear()
+                j += 1
+                op_of[j] = i
+                ret_entry[i] = j
+            elif pv[i] is NO_VALUE:
+                held.append(i)
+            else:
+                j += 1
+                op_of[j] = call_op[j] = i
+                call_entry[i] = j
+        for h in held:
+            j += 1
+            op_of[j] = call_op[j] = h
+            call_entry[h] = j
+        for c, r in zip(call_entry, ret_entry):  # after the loop: a return may precede its call
             ret_of[c] = r
+        kinds = [0 if i >= 0 else 1 for i in call_op]
+        self.is_call = [not k for k in kinds]
         self.nxt = list(range(1, m + 2)) + [m + 1]
         self.prv = [0] + list(range(0, m + 1))
         self.tail = m + 1
         self.required = required
+        #: ``1 << i`` per op (one lookup per step instead of a new int)
+        self.bit = [1 << i for i in range(n)]
         self.n_required = required.bit_count()
-        self.call_entry = call_entry
-        is_pure = getattr(model, "is_pure", None)
-        if is_pure is None:
-            ro = model.read_only
-            self.pure = [bool(not op.unknown and ro(op.f)) for op in self.ops]
-        else:
-            self.pure = [bool(is_pure(op)) for op in self.ops]
-        # Read fast path (docs/linearizability-design.md#search): ``model.pure_value(op)`` is a value ``v``
-        # such that the op is legal in state ``s`` iff ``same_value(v, s)``, leaving ``s``
-        # unchanged; the search then decides it without ``step``.
-        pure_value = getattr(model, "pure_value", None)
-        self.pv = [NO_VALUE] * n if pure_value is None else [
-            pure_value(op) if p else NO_VALUE for op, p in zip(self.ops, self.pure)]
-        self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in self.pv]
-        # Update fast path (same section): ``model.write_value(op)`` is a value the op leads to from
-        # any state, legally; ``model.append_value(op)`` a ``str`` ``t`` such that from a ``str``
-        # state ``s`` the op legally leads to ``s + t``. ``NO_VALUE`` where ``step`` decides.
-        write_value = getattr(model, "write_value", None)
-        append_value = getattr(model, "append_value", None)
-        self.wv = [NO_VALUE] * n if write_value is None else [write_value(op) for op in ops]
-        self.av = [NO_VALUE] * n if append_value is None else [append_value(op) for op in ops]
         # Symmetry reduction for indeterminate ops: two info ops of the same class (same f and
         # input, as the model declares through ``op_class``) are interchangeable once both are
         # callable, and the callable ones form a prefix in call order. So only the earliest
@@ -126,6 +167,7 @@ class PartitionSearch:
                 if c in last:
                     self.twin[i] = last[c]
                 last[c] = i
+        self.settled = self._settle_masks(kinds, op_of)
         # search state
         self.state = model.init()
         self.bits = 0
@@ -198,6 +240,8 @@ class PartitionSearch:
         wv, av = self.wv, self.av
         no_value = NO_VALUE
         twin = self.twin
+        settled = self.settled
+        bit = self.bit
         has_info = self.required != (1 << len(ops)) - 1
         while True:
             steps += 1
@@ -235,13 +279,20 @@ class PartitionSearch:
                     ok = forced = True
                     ns = state
                 elif type(state) is pt[i]:  # unequal values of one exact type never match
-                    entry = nxt[entry]
-                    continue
+                    need = settled[i]
+                    if need is None or v.startswith(state) or bits & need != need:
+                        entry = nxt[entry]
+                        continue
+                    # dead read: from here only appends can change the state before this read
+                    # returns, and they only extend it: no completion places it (a dead end,
+                    # without trying the indeterminate ops either)
+                    ok = False
+                    i = DEAD_READ
                 else:
                     ok = forced = same_value(v, state)
                     ns = state
                 if ok:
-                    nb = bits | (1 << i)
+                    nb = bits | bit[i]
                     if custom:
                         new = self._custom_add(nb, ns)
                     else:
@@ -286,7 +337,7 @@ class PartitionSearch:
                         entry = nxt[entry]
                         continue
                     # a pure op whose successor configuration already failed: so does this one
-                else:
+                elif i >= 0:
                     entry = nxt[entry]
                     continue
             # dead end: a return entry (or the tail) whose op was not linearized in time, or a
@@ -294,7 +345,7 @@ class PartitionSearch:
             # the state unchanged can be moved to the front of any linearization from this
             # configuration (its call precedes every pending return), so if linearizing it first
             # fails, the configuration fails and no other candidate needs trying.
-            if phase == 0 and skipped and i < 0:
+            if phase == 0 and skipped and i == -1:
                 # before giving up on this configuration, try the skipped indeterminate ops
                 phase = 1
                 entry = nxt[0]
@@ -319,6 +370,25 @@ class PartitionSearch:
             # partition, phase 1 would skip every op and meet the same dead end
             skipped = has_info
             entry = nxt[entry]
+
+    def _settle_masks(self, kinds: list[int], op_of: list[int]) -> list[int | None]:
+        """Dead-read pruning (docs/linearizability-design.md#search): for each determinate read
+        with a ``str`` fast-path value, the bitset of the ops that could set the state to something
+        other than an extension of it (neither pure nor appends: writes, cas, ``step`` ops) and
+        are called before the read returns; ``None`` where the pruning does not apply."""
+        settled: list[int | None] = [None] * len(self.ops)
+        pure, av, pt = self.pure, self.av, self.pt
+        if str not in pt:  # no read it applies to (registers of ints, models without read values)
+            return settled
+        resets = 0
+        for e in range(1, len(kinds) - 1):
+            i = op_of[e]
+            if not kinds[e]:
+                if not pure[i] and av[i] is NO_VALUE:
+                    resets |= 1 << i
+            elif pt[i] is str:
+                settled[i] = resets
+        return settled
 
     def _custom_add(self, bits: int, state: Any) -> bool:
         model = self.model
@@ -359,14 +429,16 @@ class PartitionSearch:
         i = self.op_of[entry]
         attempts = []
         e = self.nxt[0]
-        while e != entry and e != self.tail and len(attempts) < 10:
-            if self.is_call[e]:
+        while e != self.tail and len(attempts) < 10:
+            if self.is_call[e]:  # a dead read's own call entry included
                 op = self.ops[self.op_of[e]]
                 try:
                     expl = self.model.explain(state, op)
                 except Exception as exc:  # explain is advisory; never break the checker
                     expl = f"explain failed: {exc!r}"
                 attempts.append({"op": op.id, "state": state, "explain": expl})
+            if e == entry:
+                break
             e = self.nxt[e]
         self.first_unplaceable = {"op": i if i >= 0 else None, "state": state,
                                   "attempts": attempts}

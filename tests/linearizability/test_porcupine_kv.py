@@ -32,6 +32,17 @@ def test_porcupine_kv_histories_get_porcupines_verdicts(name: str) -> None:
     assert result.verdict is _want(name), result.summary()
 
 
+def test_equal_slices_bound_the_work_before_the_first_illegal_partition() -> None:
+    """c50-bad's partitions are searched round-robin: no partition gets more than the illegal
+    one's steps rounded up to a slice (doubling slices gave the others up to twice as many)."""
+    from pytest_cbchaos.linearizability.checker import SLICE
+    result = check_porcupine_kv_log(DATA / "c50-bad.txt", timeout=60)
+    (bad,) = result.failing()
+    cap = -(-bad.steps // SLICE) * SLICE
+    assert [k for k, p in result.partitions.items() if p.steps > cap] == []
+    assert sum(p.steps > 0 for p in result.partitions.values()) > 1  # round-robin, not one by one
+
+
 def test_absent_key_reads_as_empty_string() -> None:
     """Porcupine's kv starts every key at ``""``: under the kit's plain kv (nil) its correct
     histories would be false violations, so the initial value is what makes them legal."""
