@@ -125,8 +125,7 @@ def test_process_workers_on_real_redis_with_sigkill(tmp_path: Path, cbchaos_redi
 
 def test_redis_store_linearizable_under_faults_10k_ops(tmp_path: Path, cbchaos_redis_proc,
                                                        cbchaos_redis_proxy, cbchaos_faults) -> None:
-    # the proxy faults stay on until the round ends (heal_all after the join): a resend meets the same
-    # fault however long it waits, so the store's backoff sleeps are skipped (~30 ms per failed op)
+    # no resend backoff sleeps (~30 ms per failed op): the faults stay on for the round (docs/stateful.md)
     factory = RedisFactory(cbchaos_redis_proxy.listen_host, cbchaos_redis_proxy.listen_port,
                            cbchaos_redis_proc.password, resend_backoff=False)
     stats = RunStats()
