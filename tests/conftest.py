@@ -9,12 +9,16 @@ from types import ModuleType
 import httpcore  # noqa: F401 - see below
 import pytest
 
+from pytest_cbchaos.servers.opencode_version import cache_dir
+
 # httpx imports httpcore on first use and maps its exceptions by class. Pytester's in-process runs drop
 # every module first imported inside them, so an httpcore first loaded there would be loaded again later
 # with new classes, and httpx would let its errors through unmapped: load it once, here, for the session.
 
 
 DURATIONS = Path(__file__).with_name("durations.json")  # seconds per slow test, from a --durations=0 run
+# this session's opencode version cache, read before any pytester points HOME at its temp dir
+OUTER_CACHE_DIR = str(cache_dir())
 
 
 @pytest.hookimpl(trylast=True)
@@ -47,11 +51,15 @@ def scenario_project(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 @pytest.fixture(autouse=True)
-def _inner_sessions_quiet_about_asyncio(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+def _inner_sessions_share_outer_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pytester's inner sessions run in a temp dir without this project's ini: give them its
     pytest-asyncio loop scope, so their summaries carry no deprecation warning of a setting we do set.
-    (Pytester clears PYTEST_ADDOPTS when it starts, hence set after it.)"""
+    (Pytester clears PYTEST_ADDOPTS when it starts, hence set after it.) And its HOME is a temp dir:
+    give them this session's opencode version cache."""
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")
         scope = request.config.getini("asyncio_default_fixture_loop_scope") or "function"
         monkeypatch.setenv("PYTEST_ADDOPTS", f"-o asyncio_default_fixture_loop_scope={scope}")
+        # an inner session that starts opencode reads the cached version instead of running a cold
+        # ``opencode --version`` (1.5-3.5 s measured; docs/opencode.md, "Install")
+        monkeypatch.setenv("CBCHAOS_CACHE_DIR", OUTER_CACHE_DIR)

@@ -63,8 +63,9 @@ def test_wheel_install_init_pytest_and_builtin_run(wheel: Path, tmp_path: Path) 
     (site_dir / "cbchaos-test-deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     env = _user_env(venv)
     python = str(venv / "bin" / "python")
-    _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--ignore-installed", str(wheel)],
-         tmp_path, env)
+    # --no-compile: Python compiles each module on its first import anyway (pip's pass over every file: ~2 s)
+    _run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--ignore-installed", "--no-compile",
+          str(wheel)], tmp_path, env)
     where = _run([python, "-c", "import pytest_cbchaos; print(pytest_cbchaos.__file__)"], project, env)
     assert where.strip().startswith(str(site_dir)), where
 

@@ -30,17 +30,11 @@ import pytest
 
 from pytest_cbchaos.recovery import RecoveryConfig, RecoveryRunner, RunStatus
 from pytest_cbchaos.lag import judged_text, within
-from pytest_cbchaos.servers.opencode_version import cache_dir
 from pytest_cbchaos.stateful.recovery_machine import (InvariantViolation, check_clean_teardown, log_holders,
                                                       open_fds, stray_processes)
 
 pytestmark = [pytest.mark.slow, pytest.mark.opencode, pytest.mark.timeout(240),
               pytest.mark.usefixtures("opencode_binary")]  # skips without opencode (fails under CI)
-
-# the session's opencode version cache, read before pytester points HOME at its temp dir: the inner
-# session of test_session_end_* shares it instead of probing ``opencode --version`` cold (on a loaded
-# machine a cold probe can outlast its timeout, and the inner test skips as "no opencode")
-OUTER_CACHE_DIR = str(cache_dir())
 
 BASH_ALLOWED = {"permission": {"bash": "allow"}}
 SLEEP_CALL = {"command": "sleep 300", "description": "a long tool call"}
@@ -199,13 +193,11 @@ def test_turn_then_tool_call_left_running(cbchaos_opencode, cbchaos_mock_llm):
 '''
 
 
-def test_session_end_leaves_no_process_and_no_open_log(pytester: pytest.Pytester, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_session_end_leaves_no_process_and_no_open_log(pytester: pytest.Pytester, tmp_path: Path) -> None:
     """Acceptance: after a pytest session that used ``cbchaos_opencode`` and ended with a tool call
     running, no process of the server (any generation, tool children included) lives and no process
     on the machine holds one of its logs; every log has its exit record."""
-    pytester.makepyfile(SESSION_TEST)
-    monkeypatch.setenv("CBCHAOS_CACHE_DIR", OUTER_CACHE_DIR)
+    pytester.makepyfile(SESSION_TEST)  # its session shares the outer opencode version cache (tests/conftest.py)
     out = tmp_path / "out.json"
     env_before = os.environ.get("CBCHAOS_TEST_OUT")
     os.environ["CBCHAOS_TEST_OUT"] = str(out)
