@@ -60,6 +60,8 @@ from pytest_cbchaos.servers.ports import DEFAULT_RANGE, PortLease, allocate_port
 from pytest_cbchaos.servers.process import ManagedProcess, ServerStartError
 
 OPENCODE_PIN = "1.18.33"
+FIRST_HEALTH_TIMEOUT_S = 0.1  # first readiness probe's timeout, and its growth after each timeout ...
+HEALTH_TIMEOUT_S = 1.0  # ... up to this (docs/opencode-design.md#start-and-readiness)
 INSTALL_COMMAND = ("install the pinned opencode in your project with "
                    f"`npm install --prefix .cbchaos-node opencode-ai@{OPENCODE_PIN}` (Node 20+)")
 INSTALL_HINT = f"{INSTALL_COMMAND}, or pass --cbchaos-opencode-bin / set CBCHAOS_OPENCODE_BIN"
@@ -346,6 +348,7 @@ class OpencodeServer:
         self._started_at = 0.0
         self._requested_stop = False
         self._unauthorized = False
+        self._probe_timeout = FIRST_HEALTH_TIMEOUT_S
         self._pause_window: Any = None
         self._uid = secrets.token_hex(8)
         self._atexit = False
@@ -418,9 +421,15 @@ class OpencodeServer:
                 "--print-logs", "--log-level", self.log_level]
 
     def _ready(self, proc: ManagedProcess) -> bool:
+        """One health probe. opencode accepts connections before it serves them and never answers a request
+        it accepted in that window, so the probe's timeout starts short and grows by as much after each timeout up
+        to ``HEALTH_TIMEOUT_S`` (a slow but serving server still gets the full timeout)."""
         try:
             resp = httpx.get(f"http://127.0.0.1:{self._lease.port}/global/health",  # type: ignore[union-attr]
-                             auth=self.auth, timeout=1.0)
+                             auth=self.auth, timeout=self._probe_timeout)
+        except httpx.TimeoutException:
+            self._probe_timeout = min(HEALTH_TIMEOUT_S, self._probe_timeout + FIRST_HEALTH_TIMEOUT_S)
+            return False
         except httpx.HTTPError:
             return False
         if resp.status_code == 401:
@@ -465,6 +474,7 @@ class OpencodeServer:
             self._proc = proc
             self.log_paths.append(proc.log_path)
             self._unauthorized = False
+            self._probe_timeout = FIRST_HEALTH_TIMEOUT_S
             self._requested_stop = False
             self._started_at = time.monotonic()
             try:
