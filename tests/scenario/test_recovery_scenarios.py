@@ -16,10 +16,15 @@ PLUGINS = ["-p", "pytest_cbchaos.plugin.scenario", "-p", "pytest_cbchaos.plugin.
 
 
 
-def _with_runner(shipped: str, name: str, factory: str, **opencode: int) -> str:
+def _with_runner(shipped: str, name: str, factory: str, add: dict[str, float] | None = None,
+                 **opencode: int) -> str:
     """A shipped recovery scenario, renamed and pointed at ``factory``; ``opencode`` overrides values of
-    its ``topology.opencode`` (each key must be there: a changed shipped file fails here, not silently)."""
+    its ``topology.opencode`` (each key must be there: a changed shipped file fails here, not silently),
+    ``add`` puts keys there that the shipped file leaves at their defaults."""
     text = (ROOT / "scenarios" / shipped).read_text()
+    for key, value in (add or {}).items():
+        assert f"{key}: " not in text, f"{shipped}: topology.opencode.{key} is set, override it instead"
+        text = text.replace("topology: {opencode: {", f"topology: {{opencode: {{{key}: {value}, ", 1)
     text = text.replace(f"name: {shipped[:-5]}", f"name: {name}", 1)
     for key, value in opencode.items():
         head, sep, tail = text.partition(f"{key}: ")
@@ -45,9 +50,12 @@ def test_recovery_checks_catch_mutant_runners(pytester: pytest.Pytester) -> None
                                                     "pytest_cbchaos.testing.runner_mutants:M1SuccessAfterExhaustion",
                                                     max_recoveries=0))
     # M2 calls a dead server a stall: no SERVER_UNREACHABLE within 2 s of the SIGKILL (a stall
-    # timeout of 3 s, still past that deadline, ends its wrong verdict sooner than the shipped 8 s)
+    # timeout of 3 s, still past that deadline, ends its wrong verdict sooner than the shipped 8 s).
+    # A slow server killed before the answer's first event leaves M2 on the bootstrap deadline
+    # instead (default 60 s: the run then ended at its 60 s wall budget); 5 s ends that case too.
     (d / "2-kill-m2.yaml").write_text(_with_runner("recovery-server-kill.yaml", "kill-m2",
                                                    "pytest_cbchaos.testing.runner_mutants:M2StallBeforeLiveness",
+                                                   add={"first_event_timeout_s": 5},
                                                    stall_timeout_s=3, max_recoveries=0))
     r = pytester.runpytest(*PLUGINS, "scenarios", "--cbchaos-report", "rep", "-p", "no:cacheprovider")
     report = json.loads((pytester.path / "rep" / "report.json").read_text())
