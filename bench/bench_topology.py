@@ -18,7 +18,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -232,6 +234,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.runs < 1:
         parser.error(f"--runs {args.runs}: expected a positive count")
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C: the topologies stop and the work directory goes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     with tempfile.TemporaryDirectory() as tmp:
         env = Environment(Settings.defaults(), Path(tmp))
         try:
