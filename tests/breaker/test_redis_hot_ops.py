@@ -58,6 +58,8 @@ class FaultConnection(redis.Connection):
         self._lose = False
         # the hot ops' pre-packed EVALSHA and execute_command's alike
         if type(self).arm and b"\r\nEVALSHA\r\n" in bytes(command[0][:32]).upper():
+            if self._sock is None:  # connect first: the handshake's own sends would clear ``_lose``
+                self.connect()
             fault = type(self).arm.pop(0)
             if fault == "before":
                 self.disconnect()
