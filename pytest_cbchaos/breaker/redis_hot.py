@@ -50,9 +50,9 @@ class RedisHotOps:
         """The store's sender for its client, shared by the hot ops of all its breakers (a thread holds one
         connection per store, not one per breaker)."""
         st = self.store
-        w = st.__dict__.get("_hot_wire")
+        w = st._hot_wire
         if w is None or w[0] is not st.client:
-            w = st._hot_wire = (st.client, wire(st.client))  # type: ignore[attr-defined]
+            w = st._hot_wire = (st.client, wire(st.client))
         return w[1]
 
     def _general(self, op: str, backend: str, n: int, args: list[Any], post: Any, cnow: float | None,

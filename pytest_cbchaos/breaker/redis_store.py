@@ -174,6 +174,8 @@ class _Core:
         self.using_fallback = scripting == "disabled"
         self._fallback_since = self.clock.monotonic() if self.using_fallback else 0.0
         self._ids = OpIds()
+        #: (client, its hot-ops sender) shared by this store's breakers' hot ops (``redis_hot``)
+        self._hot_wire: tuple[Any, Any] | None = None
         self._rng = random.Random()
         self.stats = {"pipelines_created": 0, "pipelines_reset": 0, "evalsha": 0, "script_load": 0,
                       "fallback_ops": 0, "wait_short": 0, "replica_replies": 0}
