@@ -217,12 +217,17 @@ def test_header_names_the_redis_binary_auto_chose(pytester):
                                  f"{shutil.which('redis-server')}) *"])
 
 
-def test_ports_exhausted_at_run_time_are_a_usage_error(pytester):
-    """The range is large enough on paper, but other processes hold every port of it."""
+def test_ports_exhausted_at_run_time_are_a_usage_error(pytester, monkeypatch, tmp_path):
+    """The range is large enough on paper, but other processes hold every port of it. (A runtime dir of
+    its own: the machine's other sessions hold real port locks in any range this test could pick.)"""
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     pytester.makepyfile("""
         import fcntl, os
         from pytest_cbchaos.servers.ports import runtime_dir
 
+        (runtime_dir() / "ports").mkdir(exist_ok=True)
         held = []  # the lock of every port of the range, as another pytest process would hold them
         for port in range(21900, 21916):
             fd = os.open(runtime_dir() / "ports" / f"{port}.lock", os.O_CREAT | os.O_RDWR, 0o600)
