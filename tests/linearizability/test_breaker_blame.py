@@ -2,9 +2,11 @@
 (``BreakerStoreModel.blame``, docs/adapters.md#bug-classes), not from the longest prefix's state.
 
 The histories were recorded by ``tests/adapters/test_massgen_store.py::test_concurrent``
-against massgen 0.1.97 under CPU load. In each, the state the longest prefix gives the first
-unplaceable op is arbitrary and names a generic class (``wrong-transition``); the deviation itself
-is one massgen really has, reproduced by a direct test in that file.
+against massgen 0.1.97 under CPU load, except ``success_inside_reset``: the program of one of its
+failures, run in the failing order by ``success_inside_reset_history`` there. In each, the state
+the longest prefix gives the first unplaceable op is arbitrary and names a generic class
+(``wrong-transition``); the deviation itself is one massgen really has, reproduced by a direct
+test in that file.
 """
 
 from __future__ import annotations
@@ -61,9 +63,9 @@ def partition(events: list[dict[str, Any]]) -> list[Any]:
     # a phantom force_open and a stale reset: setting aside the force_open's reply alone linearizes it
     # in CLOSED (generic); the two specific deviations are kept over that one generic
     ("phantom_and_stale_reset", "noop-wrote", "force_open", "open failures=0", "wrong-transition"),
-    # a success closed HALF_OPEN between a reset's read and its write (the 18-op program of
-    # test_concurrent, forced: tests/adapters/test_massgen_store.py::test_direct_success_inside_reset_window);
-    # set aside, the success reads as generic after the reset; given back as lenient, the reset's reply is stale
+    # a success closed HALF_OPEN between a reset's read and its write (test_direct_success_inside_reset_window;
+    # the failing program forced by success_inside_reset_history in tests/adapters/test_massgen_store.py): set
+    # aside, the success reads as generic after the reset; given back as lenient, the reset's reply is stale
     ("success_inside_reset", "reset-not-atomic", "reset", "closed failures=0", "wrong-transition"),
 ])
 def test_recorded_massgen_violation_is_classified_by_its_deviation(
