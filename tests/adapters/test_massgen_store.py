@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from pytest_cbchaos.adapters import massgen_store as mg
+from pytest_cbchaos.stateful.store_commands import Command
 
 pytestmark = pytest.mark.skipif(mg.unavailable_reason() is not None, reason=str(mg.unavailable_reason()))
 
@@ -122,9 +123,7 @@ def test_direct_success_inside_reset_window(adapter: mg.MassgenStoreAdapter) -> 
     assert (prev, closed["_prev_state"], closed["state"], overwritten) == ("half_open", "half_open", "closed", "closed")
 
 
-def _cmd(op: str, **args: Any) -> Any:
-    from pytest_cbchaos.stateful.store_commands import Command
-
+def _cmd(op: str, **args: Any) -> Command:
     return Command(op, 0, args)
 
 
