@@ -9,12 +9,15 @@ parts that massgen cannot express are n/a with a reason, not errors. Skips when 
 
 from __future__ import annotations
 
+import functools
 import itertools
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from pytest_cbchaos.adapters import massgen_store as mg
+from pytest_cbchaos.stateful.store_commands import Command
 
 pytestmark = pytest.mark.skipif(mg.unavailable_reason() is not None, reason=str(mg.unavailable_reason()))
 
@@ -106,6 +109,72 @@ def test_direct_reset_is_read_then_write(adapter: mg.MassgenStoreAdapter) -> Non
     _trip(adapter, "b")  # another process trips between the read and the write
     adapter.store.set_state("b", dict(mg.load_cb_store().DEFAULT_CIRCUIT_BREAKER_STATE))
     assert prev == "closed" and adapter.store.get_state("b")["state"] == "closed"
+
+
+def test_direct_success_inside_reset_window(adapter: mg.MassgenStoreAdapter) -> None:
+    """A success closes HALF_OPEN between the breaker reset's read and its write: the reset then
+    reports half_open -> closed over a record that was already closed (CB-25, reset-not-atomic)."""
+    _trip(adapter, "b")
+    assert adapter.store.try_transition_and_claim_probe("b", T0 + R + 1, R)[0]
+    prev = adapter.store.get_state("b")["state"]  # LLMCircuitBreaker.reset reads
+    closed = adapter.store.atomic_record_success("b", "half_open")  # another caller's success
+    overwritten = adapter.store.get_state("b")["state"]
+    adapter.store.set_state("b", dict(mg.load_cb_store().DEFAULT_CIRCUIT_BREAKER_STATE))  # reset writes
+    assert (prev, closed["_prev_state"], closed["state"], overwritten) == ("half_open", "half_open", "closed", "closed")
+
+
+def _cmd(op: str, **args: Any) -> Command:
+    return Command(op, 0, args)
+
+
+def success_inside_reset_history(client: Any, prefix: str) -> Any:
+    """The 18-op program of a test_concurrent failure run on massgen's store one op at a time in a
+    forced order, recorded as the concurrent runner records it: in round 1, worker 2's success runs
+    inside worker 0's reset (the adapter's ``pause_hook``, between the reset's read and its write),
+    after worker 1's gate opened HALF_OPEN. Scripted clock, 2 ms per reading."""
+    from pytest_cbchaos.history.recorder import Recorder
+    from pytest_cbchaos.stateful.concurrent_worker import run_commands
+
+    rec, clock = Recorder(3), SimpleNamespace(time=functools.partial(next, itertools.count(T0, 0.002)))
+    stores = [mg.massgen_store(client, key_prefix=prefix) for _ in range(3)]
+    seq, backends = [0, 10_000_000, 20_000_000], [f"{prefix}:00000423:0:0"]
+
+    def run(w: int, *cmds: Any) -> None:
+        seq[w] = run_commands(stores[w], rec, w, backends, list(cmds), clock=clock, lease=3600.0,
+                              time_source="client", seq0=seq[w], salt=0x423, tokens={})
+
+    success = _cmd("record_success", expected_state="half_open")
+    force0, reset = _cmd("force_open", open_for_seconds=0.0), _cmd("reset")
+    run(0, _cmd("get_state"), force0, _cmd("record_success", expected_state="closed"), reset,
+        _cmd("record_success", expected_state=None))  # the sequential prefix
+    run(2, reset)  # round 0, one op at a time; it ends OPEN
+    run(0, _cmd("record_failure", failure_threshold=2, recovery_timeout=0.001), _cmd("get_state"),
+        _cmd("get_state"), success)
+    run(1, force0, success)
+    run(0, _cmd("get_state"))  # round 1
+    run(1, _cmd("gate"))  # OPEN -> HALF_OPEN
+    stores[0].pause_hook = lambda: run(2, success)  # HALF_OPEN -> CLOSED inside the reset
+    run(0, reset)
+    run(1, reset, reset)
+    rec.close()
+    return rec.history()
+
+
+def test_concurrent_success_inside_reset_is_reset_not_atomic(cbchaos_redis_admin: Any, prefix: str) -> None:
+    """The forced history fails as test_concurrent's did (first unplaceable op: the success, in
+    CLOSED); its class names the root cause, the reset's stale reply, not the generic
+    wrong-transition the longest prefix's state gives."""
+    from pytest_cbchaos.linearizability import Verdict
+    from pytest_cbchaos.stateful import check_history
+
+    res = check_history(success_inside_reset_history(cbchaos_redis_admin, prefix))
+    assert res.verdict is Verdict.ILLEGAL
+    fu = res.counterexample["first_unplaceable"]
+    assert fu["describe"].startswith("record_success[") and "'prev_state': 'half_open'" in fu["describe"]
+    assert fu["state"] == "closed failures=0"
+    bug = fu["bug_class"]
+    assert bug["id"] == "reset-not-atomic", bug
+    assert bug["describe"].startswith("reset[") and bug["state"] == "closed failures=0"
 
 
 # ---- the adapter's composed replies say what the store did ------------------------------------------

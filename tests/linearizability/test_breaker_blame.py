@@ -2,9 +2,11 @@
 (``BreakerStoreModel.blame``, docs/adapters.md#bug-classes), not from the longest prefix's state.
 
 The histories were recorded by ``tests/adapters/test_massgen_store.py::test_concurrent``
-against massgen 0.1.97 under CPU load. In each, the state the longest prefix gives the first
-unplaceable op is arbitrary and names a generic class (``wrong-transition``); the deviation itself
-is one massgen really has, reproduced by a direct test in that file.
+against massgen 0.1.97 under CPU load, except ``success_inside_reset``: the program of one of its
+failures, run in the failing order by ``success_inside_reset_history`` there. In each, the state
+the longest prefix gives the first unplaceable op is arbitrary and names a generic class
+(``wrong-transition``); the deviation itself is one massgen really has, reproduced by a direct
+test in that file.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ def partition(events: list[dict[str, Any]]) -> list[Any]:
     # a phantom force_open and a stale reset: setting aside the force_open's reply alone linearizes it
     # in CLOSED (generic); the two specific deviations are kept over that one generic
     ("phantom_and_stale_reset", "noop-wrote", "force_open", "open failures=0", "wrong-transition"),
+    # a success closed HALF_OPEN between a reset's read and its write (test_direct_success_inside_reset_window;
+    # the failing program forced by success_inside_reset_history in tests/adapters/test_massgen_store.py): set
+    # aside, the success reads as generic after the reset; given back as lenient, the reset's reply is stale
+    ("success_inside_reset", "reset-not-atomic", "reset", "closed failures=0", "wrong-transition"),
 ])
 def test_recorded_massgen_violation_is_classified_by_its_deviation(
         name: str, klass: str, op: str, state: str, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,6 +76,21 @@ def test_recorded_massgen_violation_is_classified_by_its_deviation(
     assert bug["id"] == klass
     assert bug["describe"].startswith(op + "[") and bug["state"].startswith(state)
     assert isinstance(bug["index"], int) and events[bug["index"]]["f"] == op
+
+
+def test_a_stale_reset_is_named_before_the_success_a_lenient_reading_explains() -> None:
+    """The success invoked before the reset (a wider window): one explanation holds both deviations,
+    the success's invoked first; the reset is named (no reading explains its reply; a lenient success,
+    one that closes HALF_OPEN without the probe, explains the success's)."""
+    events = recorded("success_inside_reset")
+    i = next(n for n, e in enumerate(events) if e["type"] == "invoke" and e["f"] == "reset"
+             and events[n + 1]["f"] == "record_success")
+    a, b = events[i], events[i + 1]
+    events[i:i + 2] = [{**b, "index": i, "time": a["time"]}, {**a, "index": i + 1, "time": b["time"]}]
+    found = MODEL.explanations(partition(events))
+    assert [k["id"] for k in found[:2]] == ["reset-not-atomic", "non-owner-closed"]
+    assert found[1]["index"] < found[0]["index"]
+    assert first_unplaceable(events)["bug_class"]["id"] == "reset-not-atomic"
 
 
 def test_an_honest_reply_the_search_misplaced_is_given_back() -> None:
