@@ -321,9 +321,14 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
 
 
 def _searcher(ops: list[Op], model: Any, track: bool, max_cache: int) -> Any:
-    """A replay for a sequential partition (one candidate order), else the search."""
-    if not track and is_sequential(ops):
-        return SequentialReplay(ops, model)
+    """A replay of call order for a sequential partition (the one candidate order) or one the
+    model says no order of can be illegal (``model.never_illegal(ops)``), else the search."""
+    if not track:
+        if is_sequential(ops):
+            return SequentialReplay(ops, model)
+        never_illegal = getattr(model, "never_illegal", None)
+        if never_illegal is not None and never_illegal(ops):
+            return SequentialReplay(ops, model, sum(not op.unknown for op in ops))
     return PartitionSearch(ops, model, track=track, max_cache_entries=max_cache)
 
 

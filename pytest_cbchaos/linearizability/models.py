@@ -203,6 +203,19 @@ class _OneKey(CasRegisterModel):
         tail = op.input
         return tail if type(tail) is str else canonical(tail)
 
+    def never_illegal(self, ops: Sequence[Op]) -> bool:
+        """No order of ``ops`` is illegal: each is a write or an append (legal in any state) or a
+        crashed read or cas (any output accepted), so call order is a linearization
+        (docs/linearizability-design.md#partitioning-and-scheduling). False where a read or a
+        completed cas could be refused, and for a subclass, whose own ``step`` decides."""
+        if type(self) is not _OneKey:
+            return False
+        for op in ops:
+            f = op.f
+            if f != "write" and f != "append" and not (op.unknown and (f == _READ or f == "cas")):
+                return False
+        return True
+
     def search_tables(self, ops: Sequence[Op]) -> Any:
         """The search's four per-op tables (pure, read, write and append values) in one pass:
         what ``is_pure``, ``pure_value``, ``write_value`` and ``append_value`` give op by op

@@ -1,6 +1,7 @@
 """A partition whose ops are totally ordered in real time has a single candidate linearization,
 its call order: it is decided by replaying ``model.step``, without the search's entry lists and
-memo (docs/linearizability-design.md#partitioning-and-scheduling). Same interface as
+memo (docs/linearizability-design.md#partitioning-and-scheduling). So is one whose model says no
+order of its ops can be illegal (``never_illegal``): call order respects real time. Same interface as
 :class:`~.search.PartitionSearch` for the scheduler; a tracked (counterexample) run always searches.
 """
 
@@ -29,10 +30,11 @@ class SequentialReplay:
 
     cache_entries = 0
 
-    def __init__(self, ops: Sequence[Op], model: Any) -> None:
+    def __init__(self, ops: Sequence[Op], model: Any, n_required: int | None = None) -> None:
+        """``n_required``: the determinate ops, if some are crashed (a sequential partition has none)."""
         self.ops = list(ops)
         self.model = model
-        self.n_required = len(self.ops)
+        self.n_required = len(self.ops) if n_required is None else n_required
         self.state = model.init()
         self.steps = 0
         self.elapsed_s = 0.0
@@ -66,4 +68,4 @@ class SequentialReplay:
 
     @property
     def best_prefix_len(self) -> int:
-        return len(self.afters)
+        return self.n_required if self.status == OK else len(self.afters)
