@@ -39,9 +39,10 @@ class SequentialReplay:
         self.steps = 0
         self.elapsed_s = 0.0
         self.reason = ""
-        self.status = RUNNING if self.ops else OK
+        # nothing required (every op crashed): OK at once, as the search says
+        self.status = RUNNING if self.n_required else OK
         self.afters: list[Any] = []
-        self.linearization: list[tuple[int, Any]] | None = None if self.ops else []
+        self.linearization: list[tuple[int, Any]] | None = None if self.n_required else []
 
     def run(self, max_steps: int, deadline: float | None = None) -> str:
         """Replay up to ``max_steps`` more ops (a replay is never longer than its partition, so
