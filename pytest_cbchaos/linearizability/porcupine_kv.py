@@ -11,6 +11,7 @@ number. Porcupine's kv model reads an absent key as ``""``, so these histories a
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -96,6 +97,8 @@ def pair_kv_events(events: Sequence[dict[str, Any]],
 
 #: the ops and values of the kv model's string fast path (``KVModel.validate`` accepts them as they are)
 _PLAIN_F = frozenset(("read", "write", "append"))
+#: the event fields the pass reads (every reader event has them all)
+_FIELDS = itemgetter("time", "index", "process", "type", "f", "key", "value")
 
 
 def _kv_pass(events: Sequence[dict[str, Any]], read_only: Callable[[str], bool] | None, *,
@@ -106,58 +109,56 @@ def _kv_pass(events: Sequence[dict[str, Any]], read_only: Callable[[str], bool] 
     ``_PLAIN_F`` or a value that is not a string where the kv model compares one."""
     order: list[Any] = []
     by_key: dict[Any, list[Any]] = {}
-    pending: dict[int, tuple[int, int, dict[str, Any], list[Any]]] = {}
-    retired: set[int] = set()
+    pending: dict[int, Any] = {}  # process -> its open invoke; a crashed op's process -> None
     last = -1
     dropped = False
     plain_f = _PLAIN_F if plain_kv else None
     new_op, add = _new_op, order.append
     try:
-        for ev in events:
-            t, p, typ = ev["time"], ev["process"], ev["type"]
-            if type(t) is not int or t <= last or ev["index"] != t or type(p) is not int or p < 0:
+        rows = list(map(_FIELDS, events))  # one C call per event for the fields read below
+        for ev, (t, idx, p, typ, f, key, value) in zip(events, rows):
+            if type(t) is not int or t <= last or idx != t or type(p) is not int or p < 0:
                 return None
             last = t
             if typ == "invoke":
-                f = ev["f"]
-                if p in pending or p in retired or type(f) is not str:
+                if p in pending or type(f) is not str:
                     return None
-                if plain_f is not None and (f not in plain_f or (f != "read" and type(ev["value"]) is not str)):
+                if plain_f is not None and (f not in plain_f or (f != "read" and type(value) is not str)):
                     return None
-                part = by_key.get(ev["key"])
+                part = by_key.get(key)
                 if part is None:
-                    part = by_key[ev["key"]] = []
-                pending[p] = (len(order), len(part), ev, part)
+                    part = by_key[key] = []
+                pending[p] = (len(order), len(part), part, ev, t, key, value)
                 add(None)
                 part.append(None)
                 continue
-            slot, local, inv, part = pending.pop(p)
-            f = inv["f"]
-            if ev["f"] != f:
+            slot, local, part, inv, call, inv_key, inv_value = pending.pop(p)  # None: TypeError
+            if inv["f"] != f:
                 return None
             if typ == "ok" or typ == "fail":
-                value = ev["value"]
                 if plain_f is not None and f == "read" and value is not None and type(value) is not str:
                     return None
                 # ``Op(...)`` field by field (docs/linearizability-design.md#performance)
                 op = new_op(Op)
-                op.id, op.process, op.f, op.input, op.output = local, p, f, inv["value"], value
-                op.call, op.ret, op.status, op.key, op.invoke_index = inv["time"], t, typ, inv["key"], inv["index"]
+                op.id, op.process, op.f, op.input, op.output = local, p, f, inv_value, value
+                op.call, op.ret, op.status, op.key, op.invoke_index = call, t, typ, inv_key, call
                 op.complete_index, op.error, op._extras, op.unknown = t, ev.get("error"), (inv, ev), False
                 if typ == "fail":
                     dropped = True
             elif typ == "info":
                 op = _crashed_op(local, inv, ev, read_only)
                 dropped = dropped or op.status == "fail"
-                retired.add(p)
+                pending[p] = None  # a crashed op's process never invokes again
             else:
                 return None
             order[slot] = part[local] = op
     except (KeyError, TypeError):
         return None
-    for slot, local, inv, part in pending.values():
-        op = order[slot] = part[local] = _crashed_op(local, inv, None, read_only)
-        dropped = dropped or op.status == "fail"
+    for got in pending.values():
+        if got is not None:
+            slot, local, part, inv = got[:4]
+            op = order[slot] = part[local] = _crashed_op(local, inv, None, read_only)
+            dropped = dropped or op.status == "fail"
     return order, by_key, dropped
 
 
