@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
+from kv_events import draw_invoke
 
 from pytest_cbchaos.history import History
 from pytest_cbchaos.history.ops import INF, MalformedHistory, Op, pair_events
@@ -44,11 +45,7 @@ def reader_events(draw) -> list[dict]:
             if typ == "info":
                 free[slot], next_p = next_p, next_p + 1
         else:
-            f = draw(st.sampled_from(["read", "write", "append"]))
-            inv = {"type": "invoke", "process": p, "f": f, "key": draw(st.sampled_from("ab")),
-                   "value": None if f == "read" else draw(st.sampled_from(["x", "y"])),
-                   "time": line, "index": line}
-            pending[p] = inv
+            inv = pending[p] = draw_invoke(draw, st, p, line)
             events.append(inv)
     return events
 
