@@ -52,14 +52,16 @@ class SequentialReplay:
         t0 = time.perf_counter()
         ops, step, state, afters = self.ops, self.model.step, self.state, self.afters
         pos = len(afters)
-        for op in ops[pos:pos + max(max_steps, 0)]:
-            self.steps += 1
+        add = afters.append
+        for op in ops if pos == 0 and max_steps >= len(ops) else ops[pos:pos + max(max_steps, 0)]:
             ok, state = step(state, op)
             if not ok:
+                self.steps += len(afters) - pos + 1
                 self.status = ILLEGAL
                 break
-            afters.append(state)
+            add(state)
         else:
+            self.steps += len(afters) - pos
             self.state = state
             if len(afters) == len(ops):
                 self.status = OK
