@@ -238,8 +238,8 @@ def check_events(events: Sequence[dict[str, Any]], model: Any, **kw: Any) -> Lin
 
 def _prepared(history: Any, model: Any) -> tuple[list[Op] | Later, dict[Any, list[Op]]]:
     """The history's ops and ``prepare``'s partitions; a history that builds both in one pass
-    (``history.partitions(model)``, e.g. ``PorcupineKvHistory``) builds the op list when read."""
-    one_pass = getattr(history, "partitions", None)
+    (``history.one_pass_partitions(model)``, e.g. ``PorcupineKvHistory``) builds the op list when read."""
+    one_pass = getattr(history, "one_pass_partitions", None) if isinstance(history, History) else None
     got = one_pass(model) if one_pass is not None else None
     if got is not None:
         return Later(got[1]), got[0]

@@ -66,7 +66,7 @@ class PorcupineKvHistory(History):
         ops = pair_kv_events(self.events, read_only)
         return pair_events(self.client_events(), read_only) if ops is None else ops
 
-    def partitions(self, model: Any) -> tuple[dict[Any, list[Op]], Callable[[], list[Op]]] | None:
+    def one_pass_partitions(self, model: Any) -> tuple[dict[Any, list[Op]], Callable[[], list[Op]]] | None:
         """What ``checker.prepare`` makes of ``self.ops()`` for an exact :class:`KVModel`, each op
         built once, in its partition (docs/linearizability-design.md#performance), and the
         history's ops (built when first asked for); None for another model or other events."""
@@ -77,9 +77,9 @@ class PorcupineKvHistory(History):
             return None
         order, by_key, dropped = got
         if dropped:  # fail ops and crashed reads leave their partition, which may be left empty
-            kept = {k: [op for op in ops if op.status != "fail"] for k, ops in by_key.items()}
-            by_key = {k: ops for k, ops in sorted(kept.items(), key=lambda kv: kv[1][0].invoke_index if kv[1] else 0)
-                      if ops}
+            kept = [(k, [op for op in ops if op.status != "fail"]) for k, ops in by_key.items()]
+            # keys in the order of their first kept op, as ``partition_by_key`` orders them
+            by_key = dict(sorted(((k, ops) for k, ops in kept if ops), key=lambda kv: kv[1][0].invoke_index))
             for ops in by_key.values():
                 for i, op in enumerate(ops):
                     op.id = i
@@ -104,7 +104,8 @@ _FIELDS = itemgetter("time", "index", "process", "type", "f", "key", "value")
 def _kv_pass(events: Sequence[dict[str, Any]], read_only: Callable[[str], bool] | None, *,
              plain_kv: bool) -> tuple[list[Op], dict[Any, list[Op]], bool] | None:
     """One pass over reader-shaped events: the ops in invoke order, the same ops by key (each
-    numbered by its place in its key's list, which is call order), and whether any is a ``fail``.
+    numbered by its place in its key's list, which is call order), and whether any is a ``fail``
+    (a crashed read is one).
     None for events :func:`pair_kv_events` defers, and with ``plain_kv`` for an op outside
     ``_PLAIN_F`` or a value that is not a string where the kv model compares one."""
     order: list[Any] = []

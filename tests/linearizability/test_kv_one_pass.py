@@ -84,7 +84,7 @@ def assert_same_partitions(events: list[dict]) -> None:
         want = prepare(pair_events(events, model.read_only), model)
     except MalformedHistory:
         want = None
-    got = PorcupineKvHistory(events).partitions(model)
+    got = PorcupineKvHistory(events).one_pass_partitions(model)
     if got is None:
         assert want is None
         return
@@ -137,12 +137,12 @@ def test_a_one_pass_that_keeps_fail_ops_is_caught(monkeypatch: pytest.MonkeyPatc
 
 def test_the_general_pairing_judges_events_the_pass_declines() -> None:
     events = _rows([("invoke", 0, "write", "a", "x"), ("ok", 1, "write", "a", None)])
-    assert PorcupineKvHistory(events).partitions(KVModel(initial="")) is None
+    assert PorcupineKvHistory(events).one_pass_partitions(KVModel(initial="")) is None
     with pytest.raises(MalformedHistory, match="without a pending invoke"):
         check(PorcupineKvHistory(events), KVModel(initial=""))
     cas = _rows([("invoke", 0, "cas", "a", ["", "x"]), ("ok", 0, "cas", "a", True)])
-    assert PorcupineKvHistory(cas).partitions(KVModel(initial="")) is None  # not the reader's ops
-    assert PorcupineKvHistory(cas).partitions(GeneralKV(initial="")) is None
+    assert PorcupineKvHistory(cas).one_pass_partitions(KVModel(initial="")) is None  # not the reader's ops
+    assert PorcupineKvHistory(cas).one_pass_partitions(GeneralKV(initial="")) is None
 
 
 @st.composite
