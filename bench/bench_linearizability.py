@@ -13,7 +13,10 @@
    figure for the stale-read history: out of memory (no verdict).
 5. Porcupine's six kv histories (``tests/linearizability/data/porcupine-kv/``, ``--kv`` runs this
    section alone): per-history CPU time of ``check``, median of 5, beside Porcupine's figures (its
-   go bench's wall time, and its CPU time).
+   go bench's wall time, and its CPU time). Like with like: neither side's figure reads or parses
+   the file (the kit's ``read_porcupine_kv``, Porcupine's ``parseKvLog``, both outside the timer);
+   both include pairing the events into operations, partitioning by key, renumbering, the search
+   and the result (the kit's ``check``, Porcupine's ``CheckEvents``).
 
 Run: ``.venv/bin/python bench/bench_linearizability.py [--corpus DIR] [--runs 5] [--kv]`` (from a worktree the
 corpus is ``--corpus /work/shared/data/jepsen-etcd``-style: the default looks two levels above ``bench/``).
@@ -250,11 +253,11 @@ PORCUPINE_KV_MS = {"c01-ok": 0.120, "c01-bad": 0.059, "c10-ok": 0.797, "c10-bad"
 #: CPU time compares with: the box is shared, and wall time under load favours neither side.
 PORCUPINE_KV_CPU_MS = {"c01-ok": 0.125, "c01-bad": 0.050, "c10-ok": 0.900, "c10-bad": 0.750,
                        "c50-ok": 230.0, "c50-bad": 39.3}
-#: the kit's figure (CPU ms, this section) before the dead-read pruning, the reads-first order and the
-#: equal round-robin slices: the previous version run in turn with this one, three times in the same
-#: minutes, median of the three medians (docs/linearizability-design.md#performance)
-PREVIOUS_KV_MS = {"c01-ok": 0.171, "c01-bad": 0.096, "c10-ok": 1.788, "c10-bad": 0.851,
-                  "c50-ok": 309.6, "c50-bad": 41.7}
+#: the kit's figure (CPU ms, this section) before the one-pass kv partitions (main at db473b2): the
+#: previous version run in turn with this one, six times in the same minutes, median of the six medians
+#: (docs/linearizability-design.md#performance)
+PREVIOUS_KV_MS = {"c01-ok": 0.154, "c01-bad": 0.089, "c10-ok": 1.634, "c10-bad": 0.806,
+                  "c50-ok": 56.9, "c50-bad": 37.6}
 
 
 def bench_porcupine_kv(runs: int) -> None:

@@ -11,7 +11,7 @@ import enum
 import time
 from operator import attrgetter
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..history.ops import INF, Op, pair_events
 from ..history.store import History
@@ -87,6 +87,34 @@ class PartitionResult:
                 "best_prefix_len": self.best_prefix_len, "reason": self.reason}
 
 
+class Later:
+    """A field value computed when first read: ``fn()`` (see :class:`_Deferred`)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+
+
+class _Deferred:
+    """A dataclass field that may be given as :class:`Later`: the check builds the history's op
+    list only if a report reads it (docs/linearizability-design.md#performance)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return Later(list)  # the field's default
+        v = obj.__dict__[self.slot]
+        if type(v) is Later:
+            v = obj.__dict__[self.slot] = v.fn()
+        return v
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass
 class LinearizabilityResult:
     verdict: Verdict
@@ -94,7 +122,7 @@ class LinearizabilityResult:
     elapsed_s: float
     budget_exhausted: bool
     model: str = ""
-    ops: list[Op] = field(default_factory=list, repr=False)
+    ops: list[Op] = field(default=_Deferred(), repr=False)  # type: ignore[assignment]
 
     @property
     def ok(self) -> bool:
@@ -181,8 +209,7 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
     release_retired()  # the previous checks' large memos, before this check's clock starts
     t0 = time.monotonic()
     deadline = None if timeout is None else t0 + timeout
-    ops = _as_ops(history, model)
-    parts = prepare(ops, model)
+    ops, parts = _prepared(history, model)
     decided = _decide_fast(parts, model) if fast_path else {}
     if mode == "fast" and any(r.verdict is Verdict.ILLEGAL for r in decided.values()):
         searched = {k: _cancelled(k, v) for k, v in parts.items() if k not in decided}
@@ -207,6 +234,17 @@ def check(history: History | Sequence[Op] | Sequence[dict[str, Any]], model: Any
 def check_events(events: Sequence[dict[str, Any]], model: Any, **kw: Any) -> LinearizabilityResult:
     """Check raw Jepsen-shaped events (docs/linearizability-design.md#events)."""
     return check(History(list(events)), model, **kw)
+
+
+def _prepared(history: Any, model: Any) -> tuple[list[Op] | Later, dict[Any, list[Op]]]:
+    """The history's ops and ``prepare``'s partitions; a history that builds both in one pass
+    (``history.one_pass_partitions(model)``, e.g. ``PorcupineKvHistory``) builds the op list when read."""
+    one_pass = getattr(history, "one_pass_partitions", None) if isinstance(history, History) else None
+    got = one_pass(model) if one_pass is not None else None
+    if got is not None:
+        return Later(got[1]), got[0]
+    ops = _as_ops(history, model)
+    return ops, prepare(ops, model)
 
 
 def _as_ops(history: Any, model: Any) -> list[Op]:
@@ -283,9 +321,14 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
 
 
 def _searcher(ops: list[Op], model: Any, track: bool, max_cache: int) -> Any:
-    """A replay for a sequential partition (one candidate order), else the search."""
-    if not track and is_sequential(ops):
-        return SequentialReplay(ops, model)
+    """A replay of call order for a sequential partition (the one candidate order) or one the
+    model says no order of can be illegal (``model.never_illegal(ops)``), else the search."""
+    if not track:
+        if is_sequential(ops):
+            return SequentialReplay(ops, model)
+        never_illegal = getattr(model, "never_illegal", None)
+        if never_illegal is not None and never_illegal(ops):
+            return SequentialReplay(ops, model, sum(not op.unknown for op in ops))
     return PartitionSearch(ops, model, track=track, max_cache_entries=max_cache)
 
 

@@ -203,6 +203,19 @@ class _OneKey(CasRegisterModel):
         tail = op.input
         return tail if type(tail) is str else canonical(tail)
 
+    def never_illegal(self, ops: Sequence[Op]) -> bool:
+        """No order of ``ops`` is illegal: each is a write or an append (legal in any state) or a
+        crashed read or cas (any output accepted), so call order is a linearization
+        (docs/linearizability-design.md#partitioning-and-scheduling). False where a read or a
+        completed cas could be refused, and for a subclass, whose own ``step`` decides."""
+        if type(self) is not _OneKey:
+            return False
+        for op in ops:
+            f = op.f
+            if f != "write" and f != "append" and not (op.unknown and (f == _READ or f == "cas")):
+                return False
+        return True
+
     def search_tables(self, ops: Sequence[Op]) -> Any:
         """The search's four per-op tables (pure, read, write and append values) in one pass:
         what ``is_pure``, ``pure_value``, ``write_value`` and ``append_value`` give op by op
@@ -210,25 +223,15 @@ class _OneKey(CasRegisterModel):
         if type(self) is not _OneKey:
             return None
         no = NO_VALUE
-        pure: list[bool] = []
-        pv: list[Any] = []
-        wv: list[Any] = []
-        av: list[Any] = []
-        for op in ops:
-            f = op.f
-            w = a = no
-            if f == _READ:
-                pure.append(True)
-                pv.append(no if op.unknown else op.output)
-            else:
-                if f == "write":
-                    w = op.input
-                elif f == "append":
-                    a = op.input if type(op.input) is str else canonical(op.input)
-                pure.append(f == "cas" and self.is_pure(op))
-                pv.append(no)
-            wv.append(w)
-            av.append(a)
+        fs = [op.f for op in ops]
+        pv = [no if f != _READ or op.unknown else op.output for f, op in zip(fs, ops)]
+        wv = [op.input if f == "write" else no for f, op in zip(fs, ops)]
+        av = [no if f != "append" else op.input if type(op.input) is str else canonical(op.input)
+              for f, op in zip(fs, ops)]
+        if "cas" in fs:
+            pure = [f == _READ or (f == "cas" and self.is_pure(op)) for f, op in zip(fs, ops)]
+        else:
+            pure = [f == _READ for f in fs]
         return pure, pv, wv, av
 
     def describe_state(self, s: Any) -> str:

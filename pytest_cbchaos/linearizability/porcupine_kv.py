@@ -11,10 +11,11 @@ number. Porcupine's kv model reads an absent key as ``""``, so these histories a
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..history.ops import MalformedHistory, Op, _crashed_op, pair_events
+from ..history.ops import MalformedHistory, Op, _crashed_op, _new_op, pair_events
 from ..history.store import History
 from .jepsen import operation_lines, paired_history
 from .models import KVModel
@@ -65,44 +66,101 @@ class PorcupineKvHistory(History):
         ops = pair_kv_events(self.events, read_only)
         return pair_events(self.client_events(), read_only) if ops is None else ops
 
+    def one_pass_partitions(self, model: Any) -> tuple[dict[Any, list[Op]], Callable[[], list[Op]]] | None:
+        """What ``checker.prepare`` makes of ``self.ops()`` for an exact :class:`KVModel`, each op
+        built once, in its partition (docs/linearizability-design.md#performance), and the
+        history's ops (built when first asked for); None for another model or other events."""
+        if type(model) is not KVModel:
+            return None
+        got = _kv_pass(self.events, model.read_only, plain_kv=True)
+        if got is None:
+            return None
+        order, by_key, dropped = got
+        if dropped:  # fail ops and crashed reads leave their partition, which may be left empty
+            kept = [(k, [op for op in ops if op.status != "fail"]) for k, ops in by_key.items()]
+            # keys in the order of their first kept op, as ``partition_by_key`` orders them
+            by_key = dict(sorted(((k, ops) for k, ops in kept if ops), key=lambda kv: kv[1][0].invoke_index))
+            for ops in by_key.values():
+                for i, op in enumerate(ops):
+                    op.id = i
+        return by_key, lambda: [op.with_id(i) for i, op in enumerate(order)]
+
 
 def pair_kv_events(events: Sequence[dict[str, Any]],
                    read_only: Callable[[str], bool] | None) -> list[Op] | None:
     """``pair_events(events, read_only)`` for events shaped as the reader writes them (``time``
     = ``index``, an int rising by event; int processes; ``f`` a string matched by the
     completion); None for any other events, and for a history ``pair_events`` would reject."""
-    ops: list[Any] = []
-    pending: dict[int, tuple[int, dict[str, Any]]] = {}
-    retired: set[int] = set()
+    got = _kv_pass(events, read_only, plain_kv=False)
+    return None if got is None else [op.with_id(i) for i, op in enumerate(got[0])]
+
+
+#: the ops and values of the kv model's string fast path (``KVModel.validate`` accepts them as they are)
+_PLAIN_F = frozenset(("read", "write", "append"))
+#: the event fields the pass reads (every reader event has them all)
+_FIELDS = itemgetter("time", "index", "process", "type", "f", "key", "value")
+
+
+def _kv_pass(events: Sequence[dict[str, Any]], read_only: Callable[[str], bool] | None, *,
+             plain_kv: bool) -> tuple[list[Op], dict[Any, list[Op]], bool] | None:
+    """One pass over reader-shaped events: the ops in invoke order, the same ops by key (each
+    numbered by its place in its key's list, which is call order), and whether any is a ``fail``
+    (a crashed read is one).
+    None for events :func:`pair_kv_events` defers, and with ``plain_kv`` for an op outside
+    ``_PLAIN_F`` or a value that is not a string where the kv model compares one."""
+    order: list[Any] = []
+    by_key: dict[Any, list[Any]] = {}
+    pending: dict[int, Any] = {}  # process -> its open invoke; a crashed op's process -> None
     last = -1
+    dropped = False
+    plain_f = _PLAIN_F if plain_kv else None
+    new_op, add = _new_op, order.append
     try:
-        for ev in events:
-            t, p, typ = ev["time"], ev["process"], ev["type"]
-            if type(t) is not int or t <= last or ev["index"] != t or type(p) is not int or p < 0:
+        rows = list(map(_FIELDS, events))  # one C call per event for the fields read below
+        for ev, (t, idx, p, typ, f, key, value) in zip(events, rows):
+            if type(t) is not int or t <= last or idx != t or type(p) is not int or p < 0:
                 return None
             last = t
             if typ == "invoke":
-                if p in pending or p in retired or type(ev["f"]) is not str:
+                if p in pending or type(f) is not str:
                     return None
-                pending[p] = (len(ops), ev)
-                ops.append(None)
+                if plain_f is not None and (f not in plain_f or (f != "read" and type(value) is not str)):
+                    return None
+                part = by_key.get(key)
+                if part is None:
+                    part = by_key[key] = []
+                pending[p] = (len(order), len(part), part, ev, t, key, value)
+                add(None)
+                part.append(None)
                 continue
-            slot, inv = pending.pop(p)
-            if ev["f"] != inv["f"]:
+            slot, local, part, inv, call, inv_key, inv_value = pending.pop(p)  # None: TypeError
+            if inv["f"] != f:
                 return None
             if typ == "ok" or typ == "fail":
-                ops[slot] = Op(slot, p, inv["f"], inv["value"], ev["value"], inv["time"], t, typ,
-                               inv["key"], inv["index"], t, ev.get("error"), (inv, ev))
+                if plain_f is not None and f == "read" and value is not None and type(value) is not str:
+                    return None
+                # ``Op(...)`` field by field (docs/linearizability-design.md#performance)
+                op = new_op(Op)
+                op.id, op.process, op.f, op.input, op.output = local, p, f, inv_value, value
+                op.call, op.ret, op.status, op.key, op.invoke_index = call, t, typ, inv_key, call
+                op.complete_index, op.error, op._extras, op.unknown = t, ev.get("error"), (inv, ev), False
+                if typ == "fail":
+                    dropped = True
             elif typ == "info":
-                ops[slot] = _crashed_op(slot, inv, ev, read_only)
-                retired.add(p)
+                op = _crashed_op(local, inv, ev, read_only)
+                dropped = dropped or op.status == "fail"
+                pending[p] = None  # a crashed op's process never invokes again
             else:
                 return None
+            order[slot] = part[local] = op
     except (KeyError, TypeError):
         return None
-    for slot, inv in pending.values():
-        ops[slot] = _crashed_op(slot, inv, None, read_only)
-    return ops
+    for got in pending.values():
+        if got is not None:
+            slot, local, part, inv = got[:4]
+            op = order[slot] = part[local] = _crashed_op(local, inv, None, read_only)
+            dropped = dropped or op.status == "fail"
+    return order, by_key, dropped
 
 
 def porcupine_kv_model() -> KVModel:

@@ -91,13 +91,15 @@ class PartitionSearch:
         self.pure, self.pv, self.wv, self.av = pure, pv, wv, av = _tables(model, ops) if t is None else t
         self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in pv]
         # (time, call before return, event index, op id); ties end at the op id, already ascending
+        unknown = [op.unknown for op in ops]
         ents = [(op.call, 0, op.invoke_index, i) for i, op in enumerate(ops)]
+        ents += [(op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i)
+                 for i, op in enumerate(ops) if not op.unknown]
         required = (1 << n) - 1
-        for i, op in enumerate(ops):
-            if op.unknown:
-                required ^= 1 << i
-            else:
-                ents.append((op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i))
+        if True in unknown:
+            for i, u in enumerate(unknown):
+                if u:
+                    required ^= 1 << i
         ents.sort()
         m = len(ents)
         # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
@@ -175,7 +177,7 @@ class PartitionSearch:
         self.entry = self.nxt[0]
         self.phase = 0
         self.skipped = False
-        self.info = [1 if op.unknown else 0 for op in self.ops]
+        self.info = unknown  # compared with the phase: True == 1
         self.custom = bool(getattr(model, "custom_equality", False))
         self.cache: Any = {} if self.custom else set()
         self.cache_entries = 0

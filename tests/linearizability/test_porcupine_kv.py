@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from kv_events import draw_invoke
 
 from pytest_cbchaos.cli import main
 from pytest_cbchaos.history import MalformedHistory
@@ -177,11 +178,7 @@ def kv_events(draw) -> tuple[list[dict], bool]:
             events.append({"type": typ, "process": p, "f": inv["f"], "key": inv["key"],
                            "value": value, "time": line, "index": line})
         else:
-            f = draw(st.sampled_from(["read", "write", "append"]))
-            inv = {"type": "invoke", "process": p, "f": f, "key": draw(st.sampled_from("ab")),
-                   "value": None if f == "read" else draw(st.sampled_from(["x", "y"])),
-                   "time": line, "index": line}
-            pending[p] = inv
+            inv = pending[p] = draw_invoke(draw, st, p, line)
             events.append(inv)
     edited = bool(events) and draw(st.booleans())
     if edited:
