@@ -60,7 +60,10 @@ class FaultConnection(redis.Connection):
         if type(self).arm and b"\r\nEVALSHA\r\n" in bytes(command[0][:32]).upper():
             if self._sock is None:  # connect first: the handshake's own sends would clear ``_lose``
                 self.connect()
-            fault = type(self).arm.pop(0)
+            try:
+                fault = type(self).arm.pop(0)  # one atomic step: threads share ``arm``
+            except IndexError:  # another thread took the last entry since the check
+                fault = None
             if fault == "before":
                 self.disconnect()
                 raise redis.ConnectionError("Connection reset by peer (injected before EVALSHA)")
@@ -348,8 +351,16 @@ def _linearizable_run(server: Any, hot_cls: type[RedisHotOps], threads: int) -> 
     faults = ["lost", None, None, "before", None, None] * 8
     w.conn.arm[:] = faults
     start = threading.Barrier(threads)
+    crashed: list[BaseException] = []  # a worker that dies must fail the run, not shorten its history
 
     def worker(p: int) -> None:
+        try:
+            work(p)
+        except BaseException as exc:
+            crashed.append(exc)
+            raise
+
+    def work(p: int) -> None:
         start.wait(timeout=10)
         for i in range(12):
             if p == 0 and i == 6:
@@ -388,6 +399,7 @@ def _linearizable_run(server: Any, hot_cls: type[RedisHotOps], threads: int) -> 
             t.start()
         for t in ts:
             t.join(timeout=60)
+        assert not crashed and not any(t.is_alive() for t in ts), crashed
         assert len(w.conn.arm) <= len(faults) - 10 and store.stats["script_load"] >= 1  # faults applied
         assert w.client.hget(w.key, "state") == b"open"
         result = check(hist.history(), get_model("breaker-store"), timeout=20)
