@@ -280,4 +280,8 @@ def test_a_held_turn_renews_on_time(stream_env: ProxiedRedisEnv) -> None:
         _drive_until(m, lambda: len(m.leases.renewals.get(sid, [])) >= 8, 8 * m.cfg.lease_renew_s + 2.0,
                      "8 renewals")
         _judge_end(m)
-        assert m.turns[0].result.stop_reason is None and len(m.leases.gaps(sid)) >= 9
+        # the 8 renewals were sent while the turn was held, so each ends a judged gap; the gap after the
+        # last one exists only if its answer came before the terminal's send (load decides that order)
+        sent = {a.sent for a in m.leases.renewals[sid]}
+        assert m.turns[0].result.stop_reason is None
+        assert sum(end in sent for _, end in m.leases.gaps(sid)) >= 8, m.leases.gaps(sid)
