@@ -53,6 +53,7 @@ SHAPES: list[tuple[str, dict[str, str] | None, bool, bool]] = [
     ("signed-id", {"recent_ops": _entries(2, "-{:031x}=closed>open")}, False, False),
     ("space-in-id", {"recent_ops": _entries(2, "{:031x} =closed>open")}, False, False),
     ("space-led-id", {"recent_ops": _entries(1) + "  " + _entries(1, " {:031x}=closed>open")[1:]}, False, False),
+    ("space-led-first", {"recent_ops": _entries(1, " {:031x}=closed>open")}, False, False),
     ("newline-in-id", {"recent_ops": _entries(2, "{:031x}\n=closed>open")}, False, False),
     ("nul-in-id", {"recent_ops": _entries(2, "{:031x}\0=closed>open")}, False, False),
     ("upper-c-id", {"recent_ops": _entries(2, "C{:031x}=closed>open")}, False, False),
@@ -133,7 +134,8 @@ def _weakened(doc: str, old: str, new: str = "") -> type:
 
 
 # one character strtoul takes that the fast path must exclude -> the shape that needs its exclusion
-_BANNED = {"\\0": "nul-in-id", "\\n": "newline-in-id", "-": "signed-id", "x": "0x-id", "C": "upper-c-id"}
+_BANNED = {"A": "upper-hex", "\\0": "nul-in-id", "\\n": "newline-in-id", "-": "signed-id", "x": "0x-id",
+           "C": "upper-c-id"}
 
 
 @pytest.mark.parametrize("mutant, caught", [
@@ -143,6 +145,7 @@ _BANNED = {"\\0": "nul-in-id", "\\n": "newline-in-id", "-": "signed-id", "x": "0
      {"non-hex/gate", "non-hex/success"}),
     (_weakened("no space check at an id's end", "or find(ops, ' =', 1, true)"), {"space-in-id/gate"}),
     (_weakened("no double-space check", "or find(ops, '  ', 1, true)"), {"space-led-id/gate"}),
+    (_weakened("no leading-space check", "byte(ops) ~= 32 and "), {"space-led-first/gate"}),
     *[(_weakened(f"{c!r} not excluded", f"or find(ops, '{c}', 1, true)"), {f"{shape}/gate", f"{shape}/success"})
       for c, shape in _BANNED.items()]])
 def test_weakened_fast_path_is_caught(cbchaos_redis: redis.Redis, mutant: type, caught: set[str]) -> None:
