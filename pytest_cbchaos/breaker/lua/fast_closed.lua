@@ -6,6 +6,7 @@
 -- no-op here) and FAST_ZERO (only with a zero failure count) before this file.
 local FAST
 do
+  local sub, byte = string.sub, string.byte
   local st, fc, lft, ou, act, tok, plu, pa, gen, ops = RAW[1], RAW[2] or '0', RAW[3] or '0', RAW[4] or '0',
     RAW[5], RAW[6], RAW[7], RAW[8], RAW[9] or '0', RAW[10] or ''
   local function int(s)
@@ -25,14 +26,33 @@ do
     local flt, fou = float(lft), float(ou)
     local clean = flt and fou
     if clean and ops ~= '' then
-      -- canonical iff the entries '<32 hex>=<state>><state> ' tile ops .. ' ' (single spaces), at most 16, and
-      -- no letter is upper case (%x, %l: one C call per character, no bracket class to parse); an entry of
-      -- this op id (found by plain search) is a duplicate, answered by the prologue
-      local valid = {['closed>closed'] = '', ['closed>open'] = '', ['closed>half_open'] = '', ['open>closed'] = '',
-        ['open>open'] = '', ['open>half_open'] = '', ['half_open>closed'] = '', ['half_open>open'] = '',
-        ['half_open>half_open'] = ''}
-      local rest, n = string.gsub(ops .. ' ', string.rep('%x', 32) .. '=(%l+_?%l*>%l+_?%l*) ', valid)
-      clean = n <= 16 and rest == '' and string.lower(ops) == ops and not find(ops, OPID, 1, true)
+      -- canonical iff ops is 1-16 entries '<32 hex>=<state>><state>' joined by single spaces, walked with plain
+      -- finds and sub (no per-character pattern: docs/breaker-design.md#closed-state-fast-path). An id is hex by
+      -- tonumber(id, 16), whose strtoul also takes a sign, a 0x prefix, upper case, white space around it and a
+      -- NUL after it: none of those characters may occur in ops (none does in a canonical one), nor a space at an
+      -- id's start (ops starting with one, or two in a row) or end (' ='). An entry of this op id (found by plain
+      -- search) is a duplicate, answered by the prologue.
+      clean = byte(ops) ~= 32 and not (find(ops, OPID, 1, true) or find(ops, '  ', 1, true)
+        or find(ops, ' =', 1, true) or find(ops, '\0', 1, true) or find(ops, '\t', 1, true)
+        or find(ops, '\n', 1, true) or find(ops, '\v', 1, true) or find(ops, '\f', 1, true)
+        or find(ops, '\r', 1, true) or find(ops, '+', 1, true) or find(ops, '-', 1, true)
+        or find(ops, 'x', 1, true) or find(ops, 'X', 1, true) or find(ops, 'A', 1, true) or find(ops, 'B', 1, true)
+        or find(ops, 'C', 1, true) or find(ops, 'D', 1, true) or find(ops, 'E', 1, true) or find(ops, 'F', 1, true))
+      local trans = {['closed>closed'] = 1, ['closed>open'] = 1, ['closed>half_open'] = 1, ['open>closed'] = 1,
+        ['open>open'] = 1, ['open>half_open'] = 1, ['half_open>closed'] = 1, ['half_open>open'] = 1,
+        ['half_open>half_open'] = 1}
+      local pos, n, len = 1, 0, #ops
+      while clean do
+        n = n + 1
+        local j = find(ops, ' ', pos + 33, true) or len + 1
+        if n > 16 or byte(ops, pos + 32) ~= 61 or not trans[sub(ops, pos + 33, j - 1)]
+            or not tonumber(sub(ops, pos, pos + 31), 16) then
+          clean = false
+        elseif j > len then
+          break
+        end
+        pos = j + 1
+      end
     end
     if clean then
       FAST = 'closed|' .. fc .. '|' .. flt .. '|' .. fou .. '|False||0|0|' .. gen .. '|' .. ops
