@@ -5,7 +5,7 @@ setup:
 	./scripts/setup
 
 test: setup
-	.venv/bin/python -m pytest -n 2 --dist worksteal -p no:cacheprovider
+	.venv/bin/python -m pytest -n 3 --dist worksteal -p no:cacheprovider
 
 test-envs: setup
 	.venv/bin/nox -s purgatory
