@@ -394,9 +394,11 @@ def probe_loop_block(ctx: ProbeContext, cls: type[BreakerAdapter], *, latency_ms
                 a.run(scenario())
         finally:
             sampler.stop()
-    raw = max((lag for _, _, lag in ticks), default=0.0)
-    judged, sched = max(((lag - (w := sampler.window(t0, t1)).sum_s, w.sum_s) for t0, t1, lag in ticks),
-                        default=(0.0, 0.0))
+    if not ticks:
+        raise ProbeError("W-LOOP-BLOCK: the ticker never woke during the calls (nothing observed)")
+    seen = [(lag, sampler.window(t0, t1).sum_s) for t0, t1, lag in ticks]  # (loop lag, scheduling lag)
+    raw = max(lag for lag, _ in seen)
+    judged, sched = max((lag - sched, sched) for lag, sched in seen)
     return ProbeResult("W-LOOP-BLOCK", cls.name, round(raw, 4), max_lag_s, judged > max_lag_s,
                        {"latency_ms": latency_ms, "calls": calls, "judged_s": round(judged, 4),
                         "sched_lag_s": round(sched, 4)})
