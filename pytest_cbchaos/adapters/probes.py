@@ -394,14 +394,20 @@ def probe_loop_block(ctx: ProbeContext, cls: type[BreakerAdapter], *, latency_ms
                 a.run(scenario())
         finally:
             sampler.stop()
-    if not ticks:
-        raise ProbeError("W-LOOP-BLOCK: the ticker never woke during the calls (nothing observed)")
-    seen = [(lag, sampler.window(t0, t1).sum_s) for t0, t1, lag in ticks]  # (loop lag, scheduling lag)
-    raw = max(lag for lag, _ in seen)
-    judged, sched = max((lag - sched, sched) for lag, sched in seen)
+    raw, judged, sched = judge_ticks(ticks, sampler)
     return ProbeResult("W-LOOP-BLOCK", cls.name, round(raw, 4), max_lag_s, judged > max_lag_s,
                        {"latency_ms": latency_ms, "calls": calls, "judged_s": round(judged, 4),
                         "sched_lag_s": round(sched, 4)})
+
+
+def judge_ticks(ticks: list[tuple[float, float, float]], sampler: LagSampler) -> tuple[float, float, float]:
+    """(raw, judged, scheduling lag) of ticks ``(start, end, loop lag)``: raw is the worst loop lag;
+    judged the worst loop lag less the scheduling lag ``sampler`` saw inside that same tick."""
+    if not ticks:
+        raise ProbeError("W-LOOP-BLOCK: the ticker never woke during the calls (nothing observed)")
+    seen = [(lag, sampler.window(t0, t1).sum_s) for t0, t1, lag in ticks]  # (loop lag, scheduling lag)
+    judged, sched = max((lag - sched, sched) for lag, sched in seen)
+    return max(lag for lag, _ in seen), judged, sched
 
 
 # --- W-SERIAL ----------------------------------------------------------------------------------

@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from pytest_cbchaos.adapters import get_adapter, unavailable_adapters
-from pytest_cbchaos.adapters.probes import PROBES, ProbeContext, run_probe
+from pytest_cbchaos.adapters.probes import PROBES, ProbeContext, ProbeError, judge_ticks, run_probe
+from pytest_cbchaos.lag import LagSampler
 
 _SKIP = unavailable_adapters()
 
@@ -98,3 +100,50 @@ def test_linear_hook_records_history(cbchaos_probe_context) -> None:
         for a in ads:
             a.close()
     assert len(rec) == 2 * 2 * 6  # an invoke and a completion per op, nothing pending
+
+
+
+def _scripted_sampler(late: list[tuple[float, float]]) -> LagSampler:
+    """A stopped LagSampler whose late wake-ups are ``late`` (scripted, no thread)."""
+    sampler = LagSampler(interval=0.01, clock=lambda: 100.0)
+    sampler.note_wake(0.0, 0.0)
+    for due, woke in late:
+        sampler.note_wake(due, woke)
+    sampler.stop()
+    return sampler
+
+
+def _whole_run_lag(ticks: Any, sampler: LagSampler) -> tuple[float, float, float]:
+    """Weakened: the whole run's scheduling lag taken off the worst tick."""
+    raw = max(lag for _, _, lag in ticks)
+    off = sampler.window(ticks[0][0], ticks[-1][1]).sum_s
+    return raw, raw - off, off
+
+
+def _raw_lag(ticks: Any, sampler: LagSampler) -> tuple[float, float, float]:
+    """Weakened: no scheduling lag taken off."""
+    raw = max(lag for _, _, lag in ticks)
+    return raw, raw, 0.0
+
+
+# (ticks (start, end, loop lag), the sampler's late wake-ups): a 150 ms block while the sampler ran on time
+# (a later tick as late as the sampler), and the same loop lag while the sampler was as late, in that tick
+BLOCKED = ([(1.0, 1.16, 0.15), (2.5, 2.71, 0.2)], [(2.5, 2.7)])
+BUSY = ([(1.0, 1.16, 0.15)], [(1.005, 1.155)])
+
+
+@pytest.mark.parametrize("judge, weak", [
+    (judge_ticks, {"blocked": True, "busy": False}),
+    (_raw_lag, {"blocked": True, "busy": True}),  # a busy machine read as a blocked loop
+    (_whole_run_lag, {"blocked": False, "busy": False}),  # a real block hidden behind later lag
+])
+def test_loop_block_judgement_is_per_tick(judge: Any, weak: dict[str, bool]) -> None:
+    """W-LOOP-BLOCK's judgement on scripted ticks and lag; each weakened judgement gets one case wrong."""
+    got = {name: judge(ticks, _scripted_sampler(late))[1] > 0.1
+           for name, (ticks, late) in {"blocked": BLOCKED, "busy": BUSY}.items()}
+    assert got == weak
+
+
+def test_loop_block_without_ticks_is_an_error() -> None:
+    with pytest.raises(ProbeError, match="nothing observed"):
+        judge_ticks([], _scripted_sampler([]))
