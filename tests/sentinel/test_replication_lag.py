@@ -14,7 +14,8 @@ from pytest_cbchaos.breaker import RedisStore
 from pytest_cbchaos.faults.controller import FaultController, FaultParameterError
 
 LAG_MS = 250  # below the sentinels' down-after (500 ms): the lag must not also look like a dead primary
-PROBE_MS = 100  # the WAIT timeout inside the window: well below the lag, far above a local replication round trip
+PROBE_MS = 100  # the WAIT timeout inside the window: below the lag, so no replica can ack within it
+HEALTHY_WAIT_MS = 5000  # outside the window an ack is waited for, not timed: WAIT returns when both have acked
 
 
 def has(replica, key: str) -> bool:
@@ -47,9 +48,11 @@ def test_replication_lag_holds_writes_back_from_the_replicas(cbchaos_redis_senti
     topo = cbchaos_redis_sentinel
     primary = topo.primary()
     replicas = [n for n in topo.nodes if n is not primary]
-    store = RedisStore(topo.master_client(), key_prefix=f"lag{uuid.uuid4().hex[:8]}", wait_replicas=2,
+    healthy = RedisStore(topo.master_client(), key_prefix=f"lag{uuid.uuid4().hex[:8]}", wait_replicas=2,
+                         wait_timeout_ms=HEALTHY_WAIT_MS)
+    store = RedisStore(topo.master_client(), key_prefix=healthy.key_prefix, wait_replicas=2,
                        wait_timeout_ms=PROBE_MS)
-    assert store.atomic_record_failure("b", 3, 60)["_replicas_acked"] == 2
+    assert healthy.atomic_record_failure("b", 3, 60)["_replicas_acked"] == 2
     fault = cbchaos_faults.sentinel(topo).replication_lag(LAG_MS)
     key = f"k{uuid.uuid4().hex[:8]}"
     assert_lagging(primary, replicas, key)
@@ -57,7 +60,7 @@ def test_replication_lag_holds_writes_back_from_the_replicas(cbchaos_redis_senti
     assert reply["_replicas_acked"] == 0 and reply["failure_count"] == 2 and store.stats["wait_short"] == 1
     fault.heal()
     took = wait_replicated(replicas, key)
-    assert store.atomic_record_failure("b", 3, 60)["_replicas_acked"] == 2 and store.stats["wait_short"] == 1
+    assert healthy.atomic_record_failure("b", 3, 60)["_replicas_acked"] == 2 and healthy.stats["wait_short"] == 0
     assert topo.primary() is primary  # a lag below down-after is no failover
     [w] = cbchaos_faults.journal.windows()
     assert (w.kind, w.params["ms"], w.params["primaries"]) == ("replication_lag", LAG_MS, [primary.name])
