@@ -276,12 +276,13 @@ class _Core:
     def _note_record(self, d: dict, token: str | None = None) -> None:
         """Emit ``record_missing`` when a reply shows the record was lost (DEL, FLUSHALL, eviction,
         expiry, restart: X3): its generation went back, a held token's generation is ahead of it, or
-        it has no history at all after one was seen. Generations never decrease otherwise."""
+        it has no history at all after one was seen. Generations never decrease otherwise. A hot op's brief
+        no-op reply gives the count of the ``recent_ops`` entries it left out (``_recent_ops_omitted``)."""
         self._noted = None
         gen = d.get("probe_generation")
         if gen is None:
             return
-        ops = d.get("recent_ops")
+        ops = d.get("recent_ops") or d.get("_recent_ops_omitted")
         lost = gen < self._hw_gen or (self._hw_hist and not gen and not ops)
         if token and not lost:  # generations are unique per record lifetime: an equal one with another
             head = token.split(":", 1)[0]  # token means the record was lost and re-claimed since

@@ -1,8 +1,10 @@
 """``RedisStore``'s ``HotOps`` (docs/breaker-design.md#redis-hot-ops): the gate's and the success's one EVALSHA,
 written as pre-packed bytes on a pooled connection (:mod:`.redis_wire`) and its reply read; the closed-state fast
-path's plain no-op reply answers ``(view, now)``. Any other reply is decoded by the general path's own code, and any
-exception goes to the general path as its first attempt's (same op id, same resends, same error classes), so both
-paths decide alike.
+path's plain no-op reply answers ``(view, now)``. The hot EVALSHA asks for that reply brief (one argument more than
+the general path's): ``recent_ops`` comes back as ``~<entry count>``, not the entries, which the breaker never reads
+from a no-op (only whether there are any); ``get_state`` reads them. Any other reply is decoded by the general
+path's own code, and any exception goes to the general path as its first attempt's (same op id, same resends,
+same error classes), so both paths decide alike.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ _META = b"|closed|closed|0|"
 _TAIL = b"|||0|0||"
 _NTAIL = len(_TAIL)
 _RECORD_BARS = 9  # the '|' between the record's 10 fields
+_BRIEF = b"1"  # the hot EVALSHA's last argument: the fast path's no-op reply brief (lua/fast/<op>.lua FAST_BRIEF)
+_OMITTED = {b"~%d" % k: k for k in range(1, 17)}  # a brief reply's recent_ops: the record holds k entries (1-16)
 
 View = tuple[bytes, dict[str, Any]]  # (the reply's record fields as sent, their reply template)
 
@@ -38,13 +42,14 @@ class RedisHotOps:
         self._views: dict[str, View] = {}
 
     def _prebuilt(self, op: str, backend: str, args: list[Any]) -> Packet:
-        """The op's EVALSHA as the general path's ``_argv`` encodes it, pre-packed but for the op id's counter (and
-        on client time the settings, read per op)."""
+        """The op's EVALSHA as the general path's ``_argv`` encodes it plus the brief-reply flag, pre-packed but
+        for the op id's counter (and on client time the settings, read per op). ``args`` stay the general path's:
+        a hand-over sends no flag, so its replies are whole."""
         st = self.store
         check_backend(backend)
         head, _, *rest = st._argv("", None, args)
         return Packet((b"EVALSHA", st.scripts[op][1].encode(), b"1", st.key(backend).encode()),
-                      None if st.time_source == "client" else head, self.op_ids._prefix, tuple(rest), args)
+                      None if st.time_source == "client" else head, self.op_ids._prefix, (*rest, _BRIEF), args)
 
     def _wire(self) -> Callable[[bytes], Any] | None:
         """The store's sender for its client, shared by the hot ops of all its breakers (a thread holds one
@@ -74,17 +79,32 @@ class RedisHotOps:
             return None
         v = self._views.get(backend)
         if v is None or v[0] != rec:
-            if rec.count(b"|") != _RECORD_BARS:
+            d = self._template(rec) if rec.count(b"|") == _RECORD_BARS else None
+            if d is None:
                 return None
-            try:
-                d = self.store.parse_script_reply("gate", rec + _META + b"0" + _TAIL)[0]
-            except StoreError:
-                return None  # the general path's decoding raises it
             v = self._views[backend] = (rec, d)
         try:
             return v, float(now)  # a '|' in it fails here: not the plain no-op
         except ValueError:
             return None
+
+    def _template(self, rec: bytes) -> dict[str, Any] | None:
+        """The reply dict of a no-op's record part, None if it does not decode (the general path's decoding
+        raises that error). A brief one (``recent_ops`` ``~k``) has no ``recent_ops`` and ``_recent_ops_omitted``
+        = k instead: the record holds k entries this reply left out. A marker the fast path cannot send raises:
+        the general path would take it for entries."""
+        head, _, ops = rec.rpartition(b"|")
+        k = _OMITTED.get(ops) if ops[:1] == b"~" else 0
+        if k is None:
+            raise StoreError(f"script returned a malformed reply (recent_ops {ops.decode('utf-8', 'replace')!r})")
+        try:
+            d = self.store.parse_script_reply("gate", (head + b"|" if k else rec) + _META + b"0" + _TAIL)[0]
+        except StoreError:
+            return None
+        if k:
+            del d["recent_ops"]
+            d["_recent_ops_omitted"] = k
+        return d
 
     def _bypass(self) -> bool:
         """Hooks, WAIT or the WATCH fallback in force: the general path decides."""
@@ -127,7 +147,8 @@ class RedisHotOps:
 
     @staticmethod
     def noop_reply(view: View, now: float) -> dict[str, Any]:
-        """The reply a no-op answered ``(view, now)`` stands for (``parse_script_reply``'s, as ``_noop`` made it)."""
+        """The reply a no-op answered ``(view, now)`` stands for (``parse_script_reply``'s, as ``_noop`` made it),
+        brief: a record with history has ``_recent_ops_omitted`` (its entry count) instead of ``recent_ops``."""
         d = view[1].copy()
         d["_now"] = now
         d["_corrupt"] = []

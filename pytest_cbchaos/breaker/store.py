@@ -349,7 +349,8 @@ class HotOps(Protocol):
     of ``op_ids`` (``next(op_ids.counter)``) naming the op's id ``op_ids.format(n)``. Each op is the
     protocol's op with that id, except that a no-op (nothing to write, report or claim) answers
     ``(view, now)``; ``noop_reply(view, now)`` is the reply it stands for, and the same view means
-    the same reply but for ``_now``."""
+    the same reply but for ``_now``. It may leave out the record's ``recent_ops`` entries (``RedisHotOps``: no
+    ``recent_ops`` key, ``_recent_ops_omitted`` = their count; ``get_state`` reads them)."""
 
     op_ids: OpIds
 

@@ -1,6 +1,7 @@
 """The closed-state fast path of the gate and record_success scripts (docs/breaker-design.md#closed-state-fast-path):
 on a real redis-server it answers every canonical CLOSED record, declines every other one, and its replies equal
-the kernel's (``InMemoryStore``) for the same raw record; a fast path with a weakened check is caught."""
+the kernel's (``InMemoryStore``) for the same raw record; asked brief (the hot ops), it leaves out only the
+``recent_ops`` entries, giving their count; a fast path with a weakened check or brief reply is caught."""
 
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ SHAPES: list[tuple[str, dict[str, str] | None, bool, bool]] = [
     ("31-hex", {"recent_ops": _entries(2, "{:031x}=closed>open")}, False, False),
     ("33-hex", {"recent_ops": _entries(2, "{:033x}=closed>open")}, False, False),
     ("bad-state", {"recent_ops": _entries(2, "{:032x}=closed>opened")}, False, False),
+    ("no-equals", {"recent_ops": _entries(2, "{:032x}_closed>open")}, False, False),
     # what tonumber(id, 16) takes besides lower-case hex (the fast path's id check, lua/fast_closed.lua)
     ("non-hex", {"recent_ops": _entries(2, "{:032x}=closed>open").replace("0", "g")}, False, False),
     ("0x-id", {"recent_ops": _entries(2, "0x{:030x}=closed>open")}, False, False),
@@ -126,6 +128,49 @@ def test_fast_path_replies_equal_the_kernel(cbchaos_redis: redis.Redis) -> None:
     assert _mismatches(cbchaos_redis) == []
 
 
+def _brief_mismatches(client: redis.Redis, scripts: dict[str, tuple[str, str]] = _SCRIPTS) -> list[str]:
+    """Shapes and ops where the reply asked brief (the hot ops' last argument, ``'1'``) is not the whole reply with
+    a non-empty ``recent_ops`` as ``~<entry count>`` on the fast path, or not the whole reply itself elsewhere (the
+    prologue ignores the flag). Each call runs on the record as written (a success may reset a count)."""
+    s = RedisStore(client, key_prefix="fast", time_source="client", allow_unbounded_io=True)
+    out = []
+    for name, over, gate_fast, success_fast in SHAPES:
+        fields = _fields(over)
+        for op, args, fast in (("gate", ["10.0"], gate_fast), ("record_success", ["", "1"], success_fast),
+                               ("record_success", ["closed", "1"], success_fast),
+                               ("record_success", ["open", "1"], False)):
+            got = []
+            for argv in (args, [*args, "1"]):
+                client.delete(s.key("b"))
+                if fields is not None:
+                    client.hset(s.key("b"), mapping=fields)
+                got.append(client.eval(scripts[op][0], 1, s.key("b"), *s._argv(OP, T0, argv)))
+            whole = got[0].split(b"|")
+            if fast and whole[9]:
+                whole[9] = b"~%d" % len(whole[9].split(b" "))
+            if got[1] != b"|".join(whole):
+                out.append(f"{name}/{op}/{args[0]}")
+    return out
+
+
+def test_brief_replies_leave_out_only_the_entries(cbchaos_redis: redis.Redis) -> None:
+    assert _brief_mismatches(cbchaos_redis) == []
+
+
+@pytest.mark.parametrize("old, new, caught", [
+    ("'~' .. n", "'~16'", {"one-op/gate/10.0", "one-op/record_success/"}),  # a wrong entry count
+    ("if FAST_BRIEF and ops ~= ''", "if false", {"canonical/gate/10.0", "canonical/record_success/"}),  # never brief
+    ("ARGV[4] == '1'", "false", {"canonical/gate/10.0"}),  # the gate's flag not read
+])
+def test_weakened_brief_reply_is_caught(cbchaos_redis: redis.Redis, old: str, new: str, caught: set[str]) -> None:
+    scripts = dict(_SCRIPTS)
+    for op in ("gate", "record_success"):
+        t = _SCRIPTS[op][0].replace(old, new)
+        scripts[op] = (t, hashlib.sha1(t.encode()).hexdigest())
+    assert any(scripts[op] != _SCRIPTS[op] for op in ("gate", "record_success")), "mutant no longer applies"
+    assert caught <= set(_brief_mismatches(cbchaos_redis, scripts))
+
+
 def _weakened(doc: str, old: str, new: str = "") -> type:
     """A RedisStore whose gate and record_success fast paths have ``old`` replaced by ``new``."""
     scripts = {op: _SCRIPTS[op][0].replace(old, new) for op in ("gate", "record_success")}
@@ -139,8 +184,13 @@ _BANNED = {"A": "upper-hex", "\\0": "nul-in-id", "\\n": "newline-in-id", "-": "s
 
 
 @pytest.mark.parametrize("mutant, caught", [
-    (_weakened("no tiling or count check", "n > 16 or byte(ops, pos + 32) ~= 61 or not trans[sub(ops, pos + 33, j - 1)]"
-               "\n            or ", ""), {"17-ops/gate", "33-hex/gate", "adjacent/gate", "bad-state/gate"}),
+    (_weakened("no tiling or count check", "n > 16 or not trans[sub(ops, pos + 32, j - 1)]\n            or ", ""),
+     {"17-ops/gate", "33-hex/gate", "adjacent/gate", "bad-state/gate"}),
+    (_weakened("no check of the '=' after an id", "trans[sub(ops, pos + 32, j - 1)]",
+               "trans['=' .. sub(ops, pos + 33, j - 1)]"),
+     {"no-equals/gate", "no-equals/success"}),
+    (_weakened("brief whether asked or not", "if FAST_BRIEF and ops ~= ''", "if ops ~= ''"),
+     {"canonical/gate", "canonical/success"}),
     (_weakened("no hex check of an id", "\n            or not tonumber(sub(ops, pos, pos + 31), 16)"),
      {"non-hex/gate", "non-hex/success"}),
     (_weakened("no space check at an id's end", "or find(ops, ' =', 1, true)"), {"space-in-id/gate"}),

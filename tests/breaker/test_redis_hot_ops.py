@@ -21,7 +21,7 @@ import pytest
 import redis
 from hypothesis import given, strategies as st
 
-from pytest_cbchaos.breaker import (BreakerConfig, CircuitBreaker, RedisStore, StoreIndeterminateError,
+from pytest_cbchaos.breaker import (BreakerConfig, CircuitBreaker, RedisStore, StoreError, StoreIndeterminateError,
                                     StoreUnavailableError)
 from pytest_cbchaos.breaker import model as bmodel
 from pytest_cbchaos.breaker.record import DEFAULT, STATES, encode
@@ -216,6 +216,9 @@ PROGRAMS = {  # each hand-over case, deterministic
     "record_missing": [("call", "counted"), OK, ("clear",), OK],
     "store_event": [OK, ("store_event",), OK],
     "renewed_prefix": [OK, ("renew",), ("call", "counted"), OK],
+    # history seen first on a brief no-op (generation 0: only recent_ops shows it), then the record lost
+    "history_on_brief_no_op": [("raw", DEFAULT.replace(recent_ops=((OTHER[0], "closed", "open"),)), {}), OK,
+                               ("clear",), OK],
 }
 
 
@@ -251,6 +254,32 @@ def test_hot_ops_take_the_no_op_replies(world: World) -> None:
     assert isinstance(hot, RedisHotOps)
     a, b = hot.hot_gate("b", next(w.store._ids.counter), 30.0), hot.hot_success("b", next(w.store._ids.counter))
     assert a.__class__ is tuple and b.__class__ is tuple and a[0] is b[0] and w.cb._noted is a[0]
+
+
+def test_hot_no_op_replies_are_brief(world: World) -> None:
+    """On a record with history a hot no-op's reply carries the entry count, not the entries; the general path's
+    reply of the same op carries them all."""
+    w = world
+    ops = tuple((f"{i:032x}", "closed", "open") for i in range(16))
+    w.client.hset(w.key, mapping=encode(DEFAULT.replace(recent_ops=ops)))
+    hot = w.cb._hot
+    assert isinstance(hot, RedisHotOps)
+    for r in (hot.hot_gate("b", next(w.store._ids.counter), 30.0), hot.hot_success("b", next(w.store._ids.counter))):
+        assert r.__class__ is tuple and r[0][0].endswith(b"|~16")
+        d = hot.noop_reply(*r)
+        assert "recent_ops" not in d and d["_recent_ops_omitted"] == 16
+    assert w.store.atomic_record_success("b")["recent_ops"] == encode(DEFAULT.replace(recent_ops=ops))["recent_ops"]
+
+
+@pytest.mark.parametrize("marker", [b"~0", b"~17", b"~", b"~1x", b"~016"])
+def test_a_brief_marker_the_fast_path_cannot_send_is_malformed(world: World, marker: bytes) -> None:
+    """Not taken for entries (the general path's parser would keep it as the ``recent_ops`` string)."""
+    hot = world.cb._hot
+    assert isinstance(hot, RedisHotOps)
+    good = b"closed|0|0|0|False||0|0|0|~16|closed|closed|0|1795000000|||0|0||"
+    assert hot.noop_reply(*hot._noop("b", good))["_recent_ops_omitted"] == 16
+    with pytest.raises(StoreError, match="malformed"):
+        hot._noop("b", good.replace(b"~16", marker))
 
 
 def test_declining_stores_get_the_general_path(cbchaos_redis: redis.Redis) -> None:
@@ -312,6 +341,16 @@ class StalePrefix(RedisHotOps):
         return self.__dict__.setdefault("_first", {}).setdefault((op, backend), super()._prebuilt(op, backend, args))
 
 
+class OmittedBlind(RedisHotOps):
+    """Takes a brief no-op reply's left-out ``recent_ops`` for none (history shown only there is missed)."""
+
+    def _template(self, rec: bytes) -> Any:
+        d = super()._template(rec)
+        if d is not None and d.pop("_recent_ops_omitted", None):
+            d["recent_ops"] = ""
+        return d
+
+
 MUTANTS = {
     CorruptBlind: [("raw", DEFAULT, {"probe_generation": "abc"}), OK],
     StaleView: [OK, ("call", "counted"), OK],
@@ -319,6 +358,7 @@ MUTANTS = {
     FreshId: [("fault", "lost", 0, 1), OK],
     Resent: [("fault", "lost", 0, 3), OK],
     StalePrefix: PROGRAMS["renewed_prefix"],
+    OmittedBlind: PROGRAMS["history_on_brief_no_op"],
 }
 
 

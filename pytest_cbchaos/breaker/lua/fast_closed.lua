@@ -3,7 +3,9 @@
 -- CLOSED record (or is absent) and no entry of this op id is answered here, with the reply the prologue would
 -- build, without instantiating its helpers. Anything else (corrupt, non-canonical, a duplicate, a write
 -- due) leaves FAST nil and the prologue decides. fast/<op>.lua sets FAST_OP (the op's arguments allow a
--- no-op here) and FAST_ZERO (only with a zero failure count) before this file.
+-- no-op here), FAST_ZERO (only with a zero failure count) and FAST_BRIEF (the caller, the hot ops, asked for
+-- the brief no-op reply: recent_ops as '~<entry count>' instead of the entries; everything else as ever)
+-- before this file.
 local FAST
 do
   local sub, byte = string.sub, string.byte
@@ -24,10 +26,11 @@ do
       and (not tok or tok == '') and (not plu or plu == '0.000000') and (not pa or pa == '0.000000')
       and int(fc) and int(gen) then
     local flt, fou = float(lft), float(ou)
-    local clean = flt and fou
+    local clean, n = flt and fou, 0
     if clean and ops ~= '' then
       -- canonical iff ops is 1-16 entries '<32 hex>=<state>><state>' joined by single spaces, walked with plain
-      -- finds and sub (no per-character pattern: docs/breaker-design.md#closed-state-fast-path). An id is hex by
+      -- finds and sub (no per-character pattern: docs/breaker-design.md#closed-state-fast-path); the '=' after an
+      -- id is part of the transition looked up (one call fewer per entry). An id is hex by
       -- tonumber(id, 16), whose strtoul also takes a sign, a 0x prefix, upper case, white space around it and a
       -- NUL after it: none of those characters may occur in ops (none does in a canonical one), nor a space at an
       -- id's start (ops starting with one, or two in a row) or end (' ='). An entry of this op id (found by plain
@@ -38,14 +41,14 @@ do
         or find(ops, '\r', 1, true) or find(ops, '+', 1, true) or find(ops, '-', 1, true)
         or find(ops, 'x', 1, true) or find(ops, 'X', 1, true) or find(ops, 'A', 1, true) or find(ops, 'B', 1, true)
         or find(ops, 'C', 1, true) or find(ops, 'D', 1, true) or find(ops, 'E', 1, true) or find(ops, 'F', 1, true))
-      local trans = {['closed>closed'] = 1, ['closed>open'] = 1, ['closed>half_open'] = 1, ['open>closed'] = 1,
-        ['open>open'] = 1, ['open>half_open'] = 1, ['half_open>closed'] = 1, ['half_open>open'] = 1,
-        ['half_open>half_open'] = 1}
-      local pos, n, len = 1, 0, #ops
+      local trans = {['=closed>closed'] = 1, ['=closed>open'] = 1, ['=closed>half_open'] = 1, ['=open>closed'] = 1,
+        ['=open>open'] = 1, ['=open>half_open'] = 1, ['=half_open>closed'] = 1, ['=half_open>open'] = 1,
+        ['=half_open>half_open'] = 1}
+      local pos, len = 1, #ops
       while clean do
         n = n + 1
         local j = find(ops, ' ', pos + 33, true) or len + 1
-        if n > 16 or byte(ops, pos + 32) ~= 61 or not trans[sub(ops, pos + 33, j - 1)]
+        if n > 16 or not trans[sub(ops, pos + 32, j - 1)]
             or not tonumber(sub(ops, pos, pos + 31), 16) then
           clean = false
         elseif j > len then
@@ -55,6 +58,7 @@ do
       end
     end
     if clean then
+      if FAST_BRIEF and ops ~= '' then ops = '~' .. n end  -- n: the walk's entry count, 1-16
       FAST = 'closed|' .. fc .. '|' .. flt .. '|' .. fou .. '|False||0|0|' .. gen .. '|' .. ops
         .. '|closed|closed|0|' .. fmt('%.17g', NOW) .. '|||0|0||'
     end
