@@ -1,6 +1,7 @@
 """The foundation fixtures against the real components: redis-server (or fakeredis) behind the embedded proxy."""
 
 import time
+from typing import Callable
 
 import pytest
 import redis
@@ -11,6 +12,27 @@ def test_redis_client_goes_through_the_proxy(cbchaos_redis, cbchaos_redis_proxy,
     assert cbchaos_redis.connection_pool.connection_kwargs["port"] == cbchaos_redis_proxy.listen_port
     assert cbchaos_redis_proxy.listen_port != cbchaos_redis_proc.port
     assert cbchaos_redis_proxy.listen_host == "127.0.0.1"
+
+
+FAST_WITHIN_S = 10.0  # bound of the wait for one fault-free round trip under a short bound
+
+
+def fastest_under(measure: Callable[[], float], under_s: float, within_s: float = FAST_WITHIN_S) -> float:
+    """A duration ``measure()`` returned below ``under_s``, measured again while above (for up to ``within_s``):
+    a fault-free round trip is waited for, not timed once, since a busy box can delay one past ``under_s``. A
+    fault that adds at least ``under_s`` to every round trip keeps each one above it, so that stays caught: the
+    wait ends with a duration above ``under_s`` for the caller's assertion to report."""
+    deadline = time.monotonic() + within_s
+    while True:
+        took = measure()
+        if took < under_s or time.monotonic() > deadline:
+            return took
+
+
+def ping_time(client: redis.Redis) -> float:
+    start = time.monotonic()
+    assert client.ping()
+    return time.monotonic() - start
 
 
 SHORT_TIMEOUT = 0.1  # the bound under the 200 ms latency: the reply cannot come in time, however fast the box
@@ -114,9 +136,7 @@ def test_toxiproxy_python_latency_and_disable(toxiproxy_python, cbchaos_redis_pr
         client.ping()
         assert time.monotonic() - t0 >= 0.1
         proxy.destroy_toxic("latency_downstream")
-        t0 = time.monotonic()
-        client.ping()
-        assert time.monotonic() - t0 < 0.1
+        assert fastest_under(lambda: ping_time(client), 0.1) < 0.1  # the latency is gone
         proxy.disable()
         client.connection_pool.disconnect()
         with pytest.raises(redis.ConnectionError):
