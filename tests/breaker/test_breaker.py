@@ -282,30 +282,58 @@ def test_threads_get_their_own_permits() -> None:
     assert not errors and cb.failure_count == 0
 
 
-def test_heartbeat_keeps_a_long_probe_owned() -> None:
-    """A live owner's heartbeat renews the lease: others stay rejected past the first lease."""
-    import time
+HB_LEASE_S = 0.3
+HB_STEPS = 4  # each moves the store's clock 2/3 of a lease: 8/3 leases in all, well past the first
+RENEWED_WITHIN_S = 10.0  # bound of the wait for the heartbeat's next renewal (it comes every lease/3 when idle)
 
-    store = InMemoryStore()
-    cb = CircuitBreaker("hb", BreakerConfig(cooldown_s=1, probe_lease_seconds=0.3), store=store)
-    other = CircuitBreaker("hb", BreakerConfig(cooldown_s=1, probe_lease_seconds=0.3,
-                                               probe_heartbeat=False), store=store)
+
+def _heartbeat_run(probe_heartbeat: bool, renewed_within_s: float = RENEWED_WITHIN_S) -> list[str]:
+    """The owner's protected call outlives its first lease on the store's clock; after each move of the clock the
+    call waits for the owner's heartbeat to renew the lease at the new time, then another breaker tries. The
+    clock is a ManualClock, so the lease ends only when the test moves time, never because a busy box ran the
+    heartbeat thread late: the renewal is an event waited for, not a race against a 0.2 s margin."""
+    from pytest_cbchaos.waiting import wait_until
+
+    clock = ManualClock()
+    store = InMemoryStore(clock=clock)
+    cb = CircuitBreaker("hb", BreakerConfig(cooldown_s=1, probe_lease_seconds=HB_LEASE_S,
+                                            probe_heartbeat=probe_heartbeat), store=store, clock=clock)
+    other = CircuitBreaker("hb", BreakerConfig(cooldown_s=1, probe_lease_seconds=HB_LEASE_S,
+                                               probe_heartbeat=False), store=store, clock=clock)
     store.force_open("hb", 0)
     seen: list[str] = []
 
+    def renewed_now() -> bool:
+        """The lease runs a whole lease from the clock's current time: renewed since the last move."""
+        return store.get_state("hb")["probe_lease_until"] >= clock.time() + HB_LEASE_S - 1e-6
+
     def long_call() -> str:
-        start = time.monotonic()
-        while time.monotonic() - start < 0.8:  # the protected call's own work, bounded
+        for _ in range(HB_STEPS):
+            clock.advance(HB_LEASE_S * 2 / 3)  # within the current lease: the owner still holds it
+            wait_until(renewed_now, renewed_within_s, "the owner's heartbeat renewing its lease")
             try:
                 other.call(lambda: None)
                 seen.append("admitted")
             except CircuitBreakerOpenError:
                 seen.append("rejected")
-            time.sleep(0.05)
         return "done"
     assert cb.call(long_call) == "done"
-    assert seen and set(seen) == {"rejected"}, seen
     assert cb.state is CircuitState.CLOSED
+    return seen
+
+
+def test_heartbeat_keeps_a_long_probe_owned() -> None:
+    """A live owner's heartbeat renews the lease: others stay rejected past the first lease."""
+    assert _heartbeat_run(probe_heartbeat=True) == ["rejected"] * HB_STEPS
+
+
+def test_heartbeat_check_fails_without_a_heartbeat() -> None:
+    """The check can fail: without heartbeats no renewal comes and the wait for it fails (its bound shortened:
+    no renewal is coming, so the bound only decides how long the test waits to say so)."""
+    from pytest_cbchaos.waiting import WaitTimeout
+
+    with pytest.raises(WaitTimeout, match="heartbeat renewing"):
+        _heartbeat_run(probe_heartbeat=False, renewed_within_s=0.5)
 
 
 @pytest.mark.parametrize("policy", ["raise", "allow", "deny"])

@@ -46,7 +46,9 @@ from pytest_cbchaos.testing.breaker_mutants import FreshOpIdResendRedisStore, No
 
 pytestmark = pytest.mark.requires_real_redis
 
-SOCKET_TIMEOUT = 0.25  # > the latency fault's worst case, and what each blackholed attempt costs
+SOCKET_TIMEOUT = 0.25  # the bound of an attempt a fault is armed for: what each blackholed attempt costs
+HEALTHY_TIMEOUT = 10.0  # every other request is waited for, not timed: a socket read returns as soon as the reply is in
+WARM_WITHIN_S = 10.0  # bound of connecting the short-bound client before the fault (its pings retried meanwhile)
 IO_RESENDS = 1
 THRESHOLD = 3
 LEASE = 60.0
@@ -86,15 +88,45 @@ def fault_kinds(faults: Any, proxy: Any, proc: Any) -> dict[str, Callable[[], An
     }
 
 
+class Links:
+    """The store's clients through the proxy: ``short`` (``SOCKET_TIMEOUT``) for the attempts a fault is armed
+    for, where the fault, not the box's speed, decides that the reply does not come in time; a patient one
+    (``HEALTHY_TIMEOUT``) for every fault-free request (set-up, a transient fault's healed resend, the resend
+    after the heal), so a slow box makes a healthy request slower, never a timeout."""
+
+    def __init__(self, short: Any, make_patient: Callable[[], Any]) -> None:
+        self.short, self._make = short, make_patient
+        self.clients: list[Any] = [short]  # every client made, closed by the case
+        self.patient = self._fresh()
+        self.store: Any = None
+
+    def _fresh(self) -> Any:
+        client = self._make()
+        self.clients.append(client)
+        return client
+
+    def use(self, short: bool) -> None:
+        """Point the store at one client: it reads ``store.client`` afresh for each attempt (the hook runs first).
+        Back from the short one, a new patient client: a heal may close every link the proxy carried (a timeout
+        partition's does), and a pooled connection closed under it would fail the healed resend."""
+        if short:
+            self.store.client = self.short
+        elif self.store.client is self.short:
+            self.patient = self._fresh()
+            self.store.client = self.patient
+
+
 class Arm:
     """The store's ``before_command`` hook: arms the fault before the chosen op's first attempt and, when
-    transient, heals it before the next attempt of that op. Logs every (op, attempt) it sees."""
+    transient, heals it before the next attempt of that op. Logs every (op, attempt) it sees. With ``links``
+    the attempts made while the fault is armed use the short-bound client, all others the patient one."""
 
     def __init__(self, arm: Callable[[], Any], op: str, transient: bool) -> None:
         self.arm, self.op, self.transient = arm, op, transient
         self.enabled = False
         self.fault: Any = None
         self.calls: list[tuple[str, int]] = []
+        self.links: Links | None = None
 
     def __call__(self, op: str, attempt: int) -> None:
         self.calls.append((op, attempt))
@@ -102,6 +134,7 @@ class Arm:
             return
         if self.fault is None:
             self.fault = self.arm()
+            self._use(short=True)
         elif self.transient:
             self.heal()
 
@@ -109,6 +142,11 @@ class Arm:
         self.enabled = False
         if self.fault is not None:
             self.fault.heal()
+        self._use(short=False)
+
+    def _use(self, short: bool) -> None:
+        if self.links is not None:
+            self.links.use(short)
 
 
 # ---- history recording store wrapper ----------------------------------------------------------------------------
@@ -225,12 +263,26 @@ class CaseResult:
     outcome: Any = None
 
 
-def _clients(env: Env, is_async: bool) -> Any:
+def _clients(env: Env, is_async: bool, timeout: float) -> Any:
+    """A client through the proxy that never retries on its own (the store's resends are under test)."""
     kw = dict(host=env.proxy.listen_host, port=env.proxy.listen_port, password=env.proc.password,
-              socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT)
+              socket_timeout=timeout, socket_connect_timeout=timeout)
     if is_async:
         return aredis.Redis(retry=aredis.retry.Retry(NoBackoff(), 0), **kw)
     return redis.Redis(retry=no_retry(), **kw)
+
+
+async def _warm(client: Any) -> None:
+    """Connect and authenticate ``client`` (the short-bound one) before the fault, so the fault hits the op's own
+    request/reply. Fault-free, so not timed: a ping the box made slower than the short bound is sent again."""
+    deadline = time.monotonic() + WARM_WITHIN_S
+    while True:
+        try:
+            await aw(client.ping())
+            return
+        except (redis.TimeoutError, redis.ConnectionError):
+            if time.monotonic() > deadline:
+                raise
 
 
 def _record_violations(env: Env, key: str) -> list[str]:
@@ -258,11 +310,13 @@ async def run_case(env: Env, mode: str, op: str, fault: str, shape: str,
     """Set the record up for ``op``, run it once with ``fault`` armed before it, heal, check."""
     res = CaseResult()
     is_async = mode.startswith("async")
-    client = _clients(env, is_async)
+    links = Links(_clients(env, is_async, SOCKET_TIMEOUT), lambda: _clients(env, is_async, HEALTHY_TIMEOUT))
     hook = Arm(fault_kinds(env.faults, env.proxy, env.proc)[fault], op, transient=shape == "transient")
+    hook.links = links
     cls = store_cls or (AsyncRedisStore if is_async else RedisStore)
-    store = cls(client, key_prefix=f"of{uuid.uuid4().hex[:8]}", io_resends=IO_RESENDS, probe_lease_seconds=LEASE,
-                before_command=hook, **({"scripting": "disabled"} if mode.endswith("fallback") else {}))
+    store = links.store = cls(links.patient, key_prefix=f"of{uuid.uuid4().hex[:8]}", io_resends=IO_RESENDS,
+                              probe_lease_seconds=LEASE, before_command=hook,
+                              **({"scripting": "disabled"} if mode.endswith("fallback") else {}))
     rec = Recorder(1)
     rs = RecordedStore(store, rec, hook, IO_RESENDS)
     ev = Events()
@@ -290,6 +344,7 @@ async def run_case(env: Env, mode: str, op: str, fault: str, shape: str,
         for text, _ in _SCRIPTS.values():
             env.admin.script_load(text)
         await aw(store.get_state(BACKEND))
+        await _warm(links.short)
         before_ops = _ops_entries(env, key)
         n_tr = len(ev.transitions)
         n_ids = len(rs.op_ids)
@@ -370,10 +425,11 @@ async def run_case(env: Env, mode: str, op: str, fault: str, shape: str,
         return res
     finally:
         hook.heal()
-        if is_async:
-            await client.aclose()
-        else:
-            client.close()
+        for client in links.clients:
+            if is_async:
+                await client.aclose()
+            else:
+                client.close()
 
 
 def _fail(res: CaseResult, msg: str) -> CaseResult:

@@ -195,16 +195,42 @@ def test_reset_peer_is_a_clear_error_and_never_corrupts(cbchaos_redis: redis.Red
     assert set(k.decode() for k in raw) >= {"state", "failure_count", "recent_ops"}
 
 
+SHORT_TIMEOUT = 0.3  # the bound inside a downstream partition: its reply never comes, however fast the box
+HEALTHY_TIMEOUT = 10.0  # a fault-free request is waited for, not timed: the read returns when the reply is in
+
+
+def _proxied(cbchaos_redis: redis.Redis, proxy: Any, timeout: float) -> redis.Redis:
+    """A client through the proxy that never retries on its own (the store's resends are under test)."""
+    return redis.Redis(host=proxy.listen_host, port=proxy.listen_port,
+                       password=cbchaos_redis.connection_pool.connection_kwargs.get("password"),
+                       socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+
+
+def _connect(client: redis.Redis, within_s: float = 10.0) -> None:
+    """Connect and authenticate ``client`` before a fault, so the fault hits an op's own request or reply. Fault-free,
+    so waited for: a ping the box made slower than the client's short bound is sent again (bounded)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.TimeoutError, redis.ConnectionError):
+            if time.monotonic() > deadline:
+                raise
+
+
 def test_indeterminate_resend_is_exactly_once(cbchaos_redis: redis.Redis, cbchaos_redis_proxy: Any,
                                               cbchaos_faults: Any, cbchaos_redis_admin: redis.Redis) -> None:
     """Downstream blackhole: the op applies, its reply is lost → StoreIndeterminateError; a resend with the
-    same op id is recognised as a duplicate and the failure is counted once."""
-    client = redis.Redis(host=cbchaos_redis_proxy.listen_host, port=cbchaos_redis_proxy.listen_port,
-                         password=cbchaos_redis.connection_pool.connection_kwargs.get("password"),
-                         socket_timeout=0.3, socket_connect_timeout=1, retry=Retry(NoBackoff(), 0))
+    same op id is recognised as a duplicate and the failure is counted once. Only the blackholed op runs under
+    the short bound; the fault-free ops before and after it go through a patient client on the same records."""
+    short = _proxied(cbchaos_redis, cbchaos_redis_proxy, SHORT_TIMEOUT)
+    patient = _proxied(cbchaos_redis, cbchaos_redis_proxy, HEALTHY_TIMEOUT)
     try:
-        s = _store(client, io_resends=0)
-        s.atomic_record_failure("b", 10, 60)  # script loaded
+        s = _store(short, io_resends=0)
+        healthy = RedisStore(patient, key_prefix=s.key_prefix, io_resends=0)
+        healthy.atomic_record_failure("b", 10, 60)  # script loaded (the script cache is the server's)
+        _connect(short)
         oid = uuid.uuid4().hex
         with cbchaos_faults.partition(cbchaos_redis_proxy, "downstream"):
             with pytest.raises(StoreIndeterminateError):
@@ -212,10 +238,12 @@ def test_indeterminate_resend_is_exactly_once(cbchaos_redis: redis.Redis, cbchao
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and cbchaos_redis_admin.hget(s.key("b"), "failure_count") != b"2":
             time.sleep(0.01)
-        d = s.atomic_record_failure("b", 10, 60, op_id=oid)
+        patient.connection_pool.disconnect()  # the partition's heal closed the links it carried
+        d = healthy.atomic_record_failure("b", 10, 60, op_id=oid)
         assert d["_duplicate"] and d["failure_count"] == 2
     finally:
-        client.close()
+        short.close()
+        patient.close()
 
 
 def test_readonly_and_noperm_classes() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Callable
 
 import pytest
 
@@ -29,6 +30,21 @@ def rtt(sock: socket.socket, payload: bytes = b"ping") -> float:
     return time.monotonic() - start
 
 
+FAST_WITHIN_S = 10.0  # bound of the wait for one fault-free round trip under a short bound
+
+
+def fastest_under(measure: Callable[[], float], under_s: float, within_s: float = FAST_WITHIN_S) -> float:
+    """A duration ``measure()`` returned below ``under_s``, measured again while above (for up to ``within_s``):
+    a fault-free round trip is waited for, not timed once, since a busy box can delay one past ``under_s``. A
+    fault that adds at least ``under_s`` to every round trip keeps each one above it, so that stays caught: the
+    wait ends with a duration above ``under_s`` for the caller's assertion to report."""
+    deadline = time.monotonic() + within_s
+    while True:
+        took = measure()
+        if took < under_s or time.monotonic() > deadline:
+            return took
+
+
 def test_echo_through_proxy(proxy):
     with connect(proxy.listen_port) as s:
         data = bytes(range(256)) * 1000
@@ -44,7 +60,7 @@ def test_two_latencies_add(proxy):
         assert rtt(s) >= 0.120
         proxy.remove_toxic("a")
         proxy.remove_toxic("b")
-        assert rtt(s) < 0.120
+        assert fastest_under(lambda: rtt(s), 0.120) < 0.120
 
 
 def test_latency_does_not_throttle(proxy):
@@ -63,7 +79,7 @@ def test_upstream_latency_applies_to_live_connection(proxy):
         rtt(s)
         with proxy.toxic("latency", stream="upstream", latency=80):
             assert rtt(s) >= 0.080
-        assert rtt(s) < 0.080
+        assert fastest_under(lambda: rtt(s), 0.080) < 0.080
 
 
 @pytest.mark.parametrize("stream", ["upstream", "downstream"])
@@ -171,9 +187,11 @@ def test_delete_closes_live_connections(proxy):
 
 
 def test_toxicity_zero_never_applies(proxy):
-    proxy.add_toxic("latency", latency=500, toxicity=0)
+    """Every round trip must miss the toxic (so not a retried minimum): a latency of 5 s leaves a fault-free
+    round trip a generous bound it returns early from, and costs only a run where the toxic wrongly applies."""
+    proxy.add_toxic("latency", latency=5000, toxicity=0)
     with connect(proxy.listen_port) as s:
-        assert rtt(s) < 0.5
+        assert rtt(s) < 5.0
 
 
 def test_reset_peer_added_to_open_connection_closes_with_fin(proxy):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 import urllib.parse
+from typing import Callable
 
 import pytest
 import redis
@@ -33,19 +34,34 @@ def ping_time(client: redis.Redis) -> float:
     return time.monotonic() - start
 
 
+FAST_WITHIN_S = 10.0  # bound of the wait for one fault-free round trip under a short bound
+
+
+def fastest_under(measure: Callable[[], float], under_s: float, within_s: float = FAST_WITHIN_S) -> float:
+    """A duration ``measure()`` returned below ``under_s``, measured again while above (for up to ``within_s``):
+    a fault-free round trip is waited for, not timed once, since a busy box can delay one past ``under_s``. A
+    fault that adds at least ``under_s`` to every round trip keeps each one above it, so that stays caught: the
+    wait ends with a duration above ``under_s`` for the caller's assertion to report."""
+    deadline = time.monotonic() + within_s
+    while True:
+        took = measure()
+        if took < under_s or time.monotonic() > deadline:
+            return took
+
+
 def test_latency_disable_enable_with_redis(toxi, real_redis):
     proxy = toxi.create(upstream=f"127.0.0.1:{real_redis.port}", name="redis")
     host, port = proxy.listen.rsplit(":", 1)
     client = real_redis.client(port=int(port))
     try:
-        baseline = ping_time(client)
+        baseline = fastest_under(lambda: ping_time(client), 0.1)
         assert baseline < 0.1
         assert proxy.add_toxic(type="latency", attributes={"latency": 100}) is None  # 0.1.1 returns None
         assert "latency_downstream" in proxy.toxics()
         assert ping_time(client) >= 0.100
         proxy.destroy_toxic("latency_downstream")
         assert proxy.toxics() == {}
-        assert ping_time(client) < 0.100
+        assert fastest_under(lambda: ping_time(client), 0.100) < 0.100
         proxy.disable()
         client.connection_pool.disconnect()
         with pytest.raises(redis.ConnectionError):
@@ -53,7 +69,7 @@ def test_latency_disable_enable_with_redis(toxi, real_redis):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", int(port)), timeout=1).close()
         proxy.enable()
-        assert ping_time(client) < 0.100
+        assert fastest_under(lambda: ping_time(client), 0.100) < 0.100
     finally:
         client.close()
 

@@ -10,20 +10,21 @@ import pytest
 from pytest_cbchaos.breaker import RedisStore
 
 HEALTHY_WAIT_MS = 5000  # a healthy replica's ack is waited for, not timed: WAIT returns when both have acked
+HEALTHY_SOCKET_S = HEALTHY_WAIT_MS / 1000 + 5  # the client outwaits that WAIT (its default 2 s would cut it short)
 SHORT_WAIT_MS = 150  # the bound inside the pause: the paused replica cannot ack however long the box takes
 
 
 def test_paused_replica_is_a_short_wait_count_and_heals(cbchaos_redis_sentinel, cbchaos_faults) -> None:
     topo = cbchaos_redis_sentinel
     nemesis = cbchaos_faults.sentinel(topo)
-    healthy = RedisStore(topo.master_client(), key_prefix=f"np{uuid.uuid4().hex[:8]}", wait_replicas=2,
-                         wait_timeout_ms=HEALTHY_WAIT_MS)
+    healthy = RedisStore(topo.master_client(socket_timeout=HEALTHY_SOCKET_S), key_prefix=f"np{uuid.uuid4().hex[:8]}",
+                         wait_replicas=2, wait_timeout_ms=HEALTHY_WAIT_MS)
     store = RedisStore(topo.master_client(), key_prefix=healthy.key_prefix, wait_replicas=2,
                        wait_timeout_ms=SHORT_WAIT_MS)
     assert healthy.atomic_record_failure("b", 5, 60)["_replicas_acked"] == 2
     replica = topo.replicas_of(topo.primary())[0]
-    one = RedisStore(topo.master_client(), key_prefix=healthy.key_prefix, wait_replicas=1,
-                     wait_timeout_ms=HEALTHY_WAIT_MS)
+    one = RedisStore(topo.master_client(socket_timeout=HEALTHY_SOCKET_S), key_prefix=healthy.key_prefix,
+                     wait_replicas=1, wait_timeout_ms=HEALTHY_WAIT_MS)
     with nemesis.pause(replica.name) as fault:
         short = store.atomic_record_failure("b", 5, 60)
         counted = one.atomic_record_failure("b", 5, 60)  # the live replica's ack, waited for: the paused one is absent

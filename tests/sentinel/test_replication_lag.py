@@ -16,6 +16,7 @@ from pytest_cbchaos.faults.controller import FaultController, FaultParameterErro
 LAG_MS = 250  # below the sentinels' down-after (500 ms): the lag must not also look like a dead primary
 PROBE_MS = 100  # the WAIT timeout inside the window: below the lag, so no replica can ack within it
 HEALTHY_WAIT_MS = 5000  # outside the window an ack is waited for, not timed: WAIT returns when both have acked
+HEALTHY_SOCKET_S = HEALTHY_WAIT_MS / 1000 + 5  # the client outwaits that WAIT (its default 2 s would cut it short)
 
 
 def has(replica, key: str) -> bool:
@@ -48,8 +49,8 @@ def test_replication_lag_holds_writes_back_from_the_replicas(cbchaos_redis_senti
     topo = cbchaos_redis_sentinel
     primary = topo.primary()
     replicas = [n for n in topo.nodes if n is not primary]
-    healthy = RedisStore(topo.master_client(), key_prefix=f"lag{uuid.uuid4().hex[:8]}", wait_replicas=2,
-                         wait_timeout_ms=HEALTHY_WAIT_MS)
+    healthy = RedisStore(topo.master_client(socket_timeout=HEALTHY_SOCKET_S), key_prefix=f"lag{uuid.uuid4().hex[:8]}",
+                         wait_replicas=2, wait_timeout_ms=HEALTHY_WAIT_MS)
     store = RedisStore(topo.master_client(), key_prefix=healthy.key_prefix, wait_replicas=2,
                        wait_timeout_ms=PROBE_MS)
     assert healthy.atomic_record_failure("b", 3, 60)["_replicas_acked"] == 2

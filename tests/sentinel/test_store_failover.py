@@ -19,6 +19,12 @@ from pytest_cbchaos.breaker.redis_store import _maybe_sent
 from pytest_cbchaos.history.recorder import Recorder
 from pytest_cbchaos.servers.redis import no_retry
 
+# no fault is active when a write here WAITs for both replicas (before the failover, or after failover() returned with
+# the old primary demoted), so each ack is waited for, not timed: WAIT returns as soon as both acked; re-attaching the
+# replicas to the new primary (a resync) on a busy box is what a 2 s bound used to race
+HEALTHY_WAIT_MS = 5000
+HEALTHY_SOCKET_S = HEALTHY_WAIT_MS / 1000 + 5  # the clients outwait that WAIT (their default 2 s would cut it short)
+
 
 def test_topology_is_replicated_authenticated_and_proxied(cbchaos_redis_sentinel) -> None:
     topo = cbchaos_redis_sentinel
@@ -44,8 +50,8 @@ def test_topology_is_replicated_authenticated_and_proxied(cbchaos_redis_sentinel
 def test_decisions_continue_on_the_new_primary_after_failover(cbchaos_redis_sentinel, cbchaos_faults) -> None:
     topo = cbchaos_redis_sentinel
     recorder = Recorder(1)
-    store = RedisStore(topo.master_client(), key_prefix=f"fo{uuid.uuid4().hex[:8]}", wait_replicas=2,
-                       wait_timeout_ms=2000)
+    store = RedisStore(topo.master_client(socket_timeout=HEALTHY_SOCKET_S), key_prefix=f"fo{uuid.uuid4().hex[:8]}",
+                       wait_replicas=2, wait_timeout_ms=HEALTHY_WAIT_MS)
     s = Recorded(store, recorder)
     for _ in range(3):
         reply = s.failure()
@@ -53,8 +59,8 @@ def test_decisions_continue_on_the_new_primary_after_failover(cbchaos_redis_sent
     old, loads = topo.primary(), store.stats["script_load"]
     pinned = RedisStore(old.via_client_proxy(), key_prefix=store.key_prefix)  # a client that never asks sentinels
     loop = asyncio.new_event_loop()  # one loop for the asyncio client's pooled connections, across the failover
-    astore = AsyncRedisStore(topo.async_master_client(), key_prefix=store.key_prefix, wait_replicas=2,
-                             wait_timeout_ms=2000)
+    astore = AsyncRedisStore(topo.async_master_client(socket_timeout=HEALTHY_SOCKET_S), key_prefix=store.key_prefix,
+                             wait_replicas=2, wait_timeout_ms=HEALTHY_WAIT_MS)
     assert loop.run_until_complete(astore.get_state(BACKEND))["state"] == "open"
     window = cbchaos_faults.sentinel(topo).failover()
     new = topo.primary()

@@ -159,7 +159,8 @@ def test_stall_forever_released_by_gate(mock: MockLLM) -> None:
     t = threading.Thread(target=reader)
     t.start()
     [rec] = mock.wait_for("main", 1)
-    assert not t.join(0.3) and t.is_alive()  # still stalled (bounded join)
+    assert mock.wait_stalled("main", timeout=10) is rec  # the stall is waited for, not given a fixed 0.3 s
+    assert not t.join(0.3) and t.is_alive()  # still stalled (bounded join): nothing releases it but the gate
     assert rec.outcome == "stalled"
     step.gate.release()
     t.join(10)

@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +28,18 @@ def _fake_binary(tmp_path: Path, body: str) -> OpencodeBinary:
     path.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
     return OpencodeBinary(path, "fake")
+
+
+def _after_logging(line: str, probe: Any, within_s: float = 30.0) -> Any:
+    """A readiness probe that first waits (bounded) for the child to log ``line``, then answers as ``probe``: the
+    fake's start is waited for, not timed, so the deadline's error quotes its line on a box that takes longer
+    than the deadline to start an interpreter."""
+    def ready(proc: Any) -> bool:
+        deadline = time.monotonic() + within_s
+        while line not in proc.log_path.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the fake's log, bounded
+        return probe(proc)
+    return ready
 
 
 # -- fast: config, discovery, start errors --------------------------------------------------------------
@@ -88,6 +101,7 @@ def test_readiness_timeout_quotes_log_tail(tmp_path: Path) -> None:
     """)
     server = OpencodeServer(root=tmp_path / "srv", provider_url="http://127.0.0.1:9/v1", binary=fake,
                             startup_timeout=0.5)
+    server._ready = _after_logging("still loading plugins", server._ready)  # type: ignore[method-assign]
     with pytest.raises(OpencodeStartError, match="(?s)not ready after 0.5s.*still loading plugins"):
         server.start()
     assert server.liveness() is Liveness.DEAD

@@ -26,6 +26,7 @@ from tests.stream.stream_helpers import run_bounded
 
 CFG = StreamConfig.ci()
 TIMEOUT_S = 20.0
+HEALTHY_TIMEOUT_S = 10.0  # a fault-free reply is waited for, not timed: the read returns as soon as it is in
 
 
 def _client(host: str, port: int, password: str, timeout: float = 1.0) -> aioredis.Redis:
@@ -41,6 +42,7 @@ class Kit:
         px = (proxy.listen_host, proxy.listen_port)
         direct = (proc.host, proc.port)
         self.pclient = _client(*(px if producer_via_proxy else direct), proc.password, timeout)
+        self.patient = _client(*(px if producer_via_proxy else direct), proc.password, HEALTHY_TIMEOUT_S)
         self.cclient = _client(*(px if consumer_via_proxy else direct), proc.password, timeout)
         self.admin = _client(*direct, proc.password, 2.0)
         self.pstore, self.cstore = StreamStore(self.pclient, cfg), StreamStore(self.cclient, cfg)
@@ -56,8 +58,16 @@ class Kit:
     async def __aexit__(self, *exc: Any) -> None:
         await self.relay.aclose()
         await self.reaper.stop()
-        for c in (self.pclient, self.cclient, self.admin):
+        for c in (self.pclient, self.patient, self.cclient, self.admin):
             await c.aclose()
+
+    def producer_waits(self) -> None:
+        """From now on the producer's script calls (appends, renewals) go through the patient client: a short
+        ``timeout`` is the bound of the calls a fault holds, where the fault decides that no reply comes; once the
+        fault is healed, a reply a busy box delays past it would be one more indeterminate attempt, not the fault's.
+        A fresh client, too: the heal of a partition closes the links the proxy carried."""
+        for script in self.pstore._scripts.values():
+            script.registered_client = self.patient
 
     async def consume(self, conv: str, mid: str, after: int, name: str, on_item=None) -> Delivery:
         """A ReadLoop on the consumer side; notices are passed to ``on_item`` but never delivered."""
@@ -217,6 +227,7 @@ def test_downstream_partition_terminal_indeterminate_then_healed(cbchaos_redis_p
                     state["fault"] = cbchaos_faults.partition(cbchaos_redis_proxy, "downstream")
                 elif state["attempts"] == 3:
                     state["fault"].heal()
+                    k.producer_waits()  # the healed resend is waited for: attempts stay exactly 3
 
             k.pstore.before_call = arm
             hd = await k.relay.start("kn", ScriptedSource(text_turn(10), delay_s=0.002), model_id="m")
