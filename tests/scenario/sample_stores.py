@@ -16,6 +16,10 @@ import redis
 
 _LOCK = threading.Lock()
 _RECORDS: dict[str, dict[str, Any]] = {}
+#: the mutant's read-then-write window is held open until a second gate has read the same record: the overlap
+#: CB-3 must catch is forced, not left to whether two workers' gates happen to land within a few milliseconds
+_RACE = threading.Barrier(2)
+RACE_WAIT_S = 5.0  # bound on waiting for the second gate (workers gate every few ms while the workload runs)
 
 
 class StoreUnavailableError(Exception):
@@ -94,7 +98,10 @@ class SampleStore:
             return Claim(False, self._reply(rec, prev, False, now, "cooldown"), "")
         if prev == "half_open" and rec["probe_token"] and now < rec["probe_lease_until"]:
             return Claim(False, self._reply(rec, prev, False, now, "probe_busy"), "")
-        time.sleep(0.005)  # the mutant's read-then-write window
+        try:  # the mutant's read-then-write window, until a second gate has read this record too
+            _RACE.wait(RACE_WAIT_S)
+        except threading.BrokenBarrierError:
+            _RACE.reset()  # no second gate came (the workload ended): this one claims alone
         self._claim(rec, now, lease)
         return Claim(True, self._reply(rec, prev, True, now), "open->half_open")
 
