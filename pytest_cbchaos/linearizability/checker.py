@@ -15,8 +15,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..history.ops import INF, Op, pair_events
 from ..history.store import History
+from .greedy import GreedyLinearized
 from .replay import SequentialReplay, is_sequential
-from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch, release_retired
+from .search import ILLEGAL, OK, RUNNING, UNKNOWN, PartitionSearch, entries, release_retired
 
 #: steps per partition per round-robin turn (docs/linearizability-design.md#partitioning-and-scheduling)
 SLICE = 1_024
@@ -268,6 +269,7 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
     uncertain = getattr(model, "needs_confirm", None) or (lambda op: op.unknown)  # default: crashed ops
     confirming: set[Any] = set()
     stopped = False
+    first_round = True
     while active and not stopped:
         nxt_active = []
         for k in active:
@@ -295,6 +297,10 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
                     s.reason = "max_steps" if out_of_steps else "timeout"
                 else:
                     nxt_active.append(k)
+        if first_round:
+            first_round = False
+            # partitions whose greedy got stuck earliest first (stable: the others keep their order)
+            nxt_active.sort(key=lambda k: getattr(searches[k], "first_hint", 1.0))
         active = nxt_active
     out = {}
     for k in parts:
@@ -322,13 +328,27 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
 
 def _searcher(ops: list[Op], model: Any, track: bool, max_cache: int) -> Any:
     """A replay of call order for a sequential partition (the one candidate order) or one the
-    model says no order of can be illegal (``model.never_illegal(ops)``), else the search."""
+    model says no order of can be illegal (``model.never_illegal(ops)``), a linearization the
+    model's greedy finds (``model.greedy(ops, entries)``: OK), else the search (``first_hint``:
+    where the greedy got stuck, the scheduler's order)."""
     if not track:
         if is_sequential(ops):
             return SequentialReplay(ops, model)
         never_illegal = getattr(model, "never_illegal", None)
         if never_illegal is not None and never_illegal(ops):
             return SequentialReplay(ops, model, sum(not op.unknown for op in ops))
+        greedy = getattr(model, "greedy", None)
+        if greedy is not None:  # an OK partition placed greedily; else the search, on the same entries
+            t0 = time.perf_counter()
+            ents = entries(ops)
+            got = greedy(ops, ents)
+            if got is not None:
+                lin, stuck = got
+                if lin is not None:
+                    return GreedyLinearized(ops, lin, time.perf_counter() - t0)
+                s = PartitionSearch(ops, model, max_cache_entries=max_cache, ents=ents)
+                s.first_hint = stuck
+                return s
     return PartitionSearch(ops, model, track=track, max_cache_entries=max_cache)
 
 
