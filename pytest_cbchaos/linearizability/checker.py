@@ -275,7 +275,7 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
         for k in active:
             s = searches.get(k)
             if s is None:
-                s = searches[k] = _searcher(parts[k], _search_model(model, k), track, max_cache)
+                s = searches[k] = _searcher(parts[k], _search_model(model, k), track, max_cache, deadline)
             budget = SLICE if len(active) > 1 else _ALONE
             if max_steps is not None:
                 budget = min(budget, max_steps - s.steps)
@@ -326,7 +326,8 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
     return out
 
 
-def _searcher(ops: list[Op], model: Any, track: bool, max_cache: int) -> Any:
+def _searcher(ops: list[Op], model: Any, track: bool, max_cache: int,
+              deadline: float | None = None) -> Any:
     """A replay of call order for a sequential partition (the one candidate order) or one the
     model says no order of can be illegal (``model.never_illegal(ops)``), a linearization the
     model's greedy finds (``model.greedy(ops, entries)``: OK), else the search (``first_hint``:
@@ -341,7 +342,7 @@ def _searcher(ops: list[Op], model: Any, track: bool, max_cache: int) -> Any:
         if greedy is not None:  # an OK partition placed greedily; else the search, on the same entries
             t0 = time.perf_counter()
             ents = entries(ops)
-            got = greedy(ops, ents)
+            got = greedy(ops, ents, deadline)
             if got is not None:
                 lin, stuck = got
                 if lin is not None:

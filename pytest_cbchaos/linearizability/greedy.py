@@ -20,6 +20,7 @@ c50-ok's keys.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 from ..history.ops import Op
@@ -36,20 +37,23 @@ LOOKAHEAD = 8
 Open = dict[int, Op]
 
 
-def greedy_linearization(ops: Sequence[Op], initial: Any,
-                         ents: list[Entry] | None = None) -> list[tuple[int, str]] | None:
+def greedy_linearization(ops: Sequence[Op], initial: Any, ents: list[Entry] | None = None,
+                         deadline: float | None = None) -> list[tuple[int, str]] | None:
     """``(op id, state after)`` in a linearization of ``ops`` (ids 0..n-1, each op's ``step`` as
     the kv key model's on ``str`` values), or None: stuck, or ops it does not take (a cas, a
     crashed read, a value or an initial value that is not a ``str``, too many open updates)."""
-    return attempt(ops, initial, ents)[0]
+    return attempt(ops, initial, ents, deadline)[0]
 
 
-def attempt(ops: Sequence[Op], initial: Any,
-            ents: list[Entry] | None = None) -> tuple[list[tuple[int, str]] | None, float]:
+def attempt(ops: Sequence[Op], initial: Any, ents: list[Entry] | None = None,
+            deadline: float | None = None) -> tuple[list[tuple[int, str]] | None, float]:
     """:func:`greedy_linearization`, and where it got stuck: the share of the entries scanned by
     then (1.0 if it did not). A read no open update leads to, early in a partition, is a hint
     that the partition is illegal there (the scheduler tries such partitions first).
-    ``ents``: ``search.entries(ops)``, where the caller has them (to hand on to the search)."""
+    ``ents``: ``search.entries(ops)``, where the caller has them (to hand on to the search).
+    ``deadline`` (``time.monotonic()``): checked every 1,024 entries, past it None (a scan costs
+    up to the open updates times the lookahead reads' lengths an entry, so a long key with long
+    values must not run past the check's timeout before the search, which checks it too)."""
     if type(initial) is not str:
         return None, 1.0
     if ents is None:
@@ -67,53 +71,56 @@ def attempt(ops: Sequence[Op], initial: Any,
     puts: Open = {}  # open puts
     reads: dict[str, list[int]] = {}  # open reads by the value read
     last_put = [-1, -1]  # the latest put linearized: scan position then, place in ``lin``
-    for pos, (_, ret, _, i) in enumerate(ents):
-        op = ops[i]
-        f = op.f
-        if not ret:
-            called[i] = pos
-            if f == _READ:
-                v = op.output
-                if v == state:
-                    done[i] = True
-                    lin.append((i, state))
+    for chunk in range(0, len(ents), 1024):
+        if chunk and deadline is not None and time.monotonic() > deadline:
+            return None, 1.0
+        for pos, (_, ret, _, i) in enumerate(ents[chunk:chunk + 1024], chunk):
+            op = ops[i]
+            f = op.f
+            if not ret:
+                called[i] = pos
+                if f == _READ:
+                    v = op.output
+                    if v == state:
+                        done[i] = True
+                        lin.append((i, state))
+                    else:
+                        reads.setdefault(v, []).append(i)
+                    continue
+                if type(op.input) is not str or len(apps) + len(puts) >= MAX_OPEN:
+                    return None, 1.0
+                if f == _APPEND:
+                    apps[i] = op
+                elif f == _WRITE:
+                    puts[i] = op
                 else:
-                    reads.setdefault(v, []).append(i)
+                    return None, 1.0
                 continue
-            if type(op.input) is not str or len(apps) + len(puts) >= MAX_OPEN:
-                return None, 1.0
-            if f == _APPEND:
-                apps[i] = op
-            elif f == _WRITE:
-                puts[i] = op
-            else:
-                return None, 1.0
-            continue
-        if done[i]:
-            continue
-        if f == _READ:
-            while not done[i]:
-                u = _towards(apps, puts, state, op.output)
-                if u < 0:
-                    return None, pos / len(ents)
-                state = _apply(apps, puts, u, state, lin, done, reads, pos, last_put)
-            continue
-        while later and done[later[-1]]:
-            later.pop()
-        if f == _WRITE and _open_at(last_put[0], called[i]) and not (
-                later and ops[later[-1]].output.startswith(op.input)):
-            # open when the latest put was linearized: just before that one it is legal and
-            # overwritten at once, so no read sees it (nor does the next one want it now)
-            del puts[i]
-            done[i] = True
-            lin.insert(last_put[1], (i, op.input))
-            last_put[1] += 1
-            continue
-        nxt = ops[later[-1]].output if later else ""
-        if not (nxt.startswith(state) and nxt.startswith(op.input, len(state))):  # else: shown next
-            for u in _before(ops, apps, puts, i, state, later, done):
-                state = _apply(apps, puts, u, state, lin, done, reads, pos, last_put)
-        state = _apply(apps, puts, i, state, lin, done, reads, pos, last_put)
+            if done[i]:
+                continue
+            if f == _READ:
+                while not done[i]:
+                    u = _towards(apps, puts, state, op.output)
+                    if u < 0:
+                        return None, pos / len(ents)
+                    state = _apply(apps, puts, u, state, lin, done, reads, pos, last_put)
+                continue
+            while later and done[later[-1]]:
+                later.pop()
+            if f == _WRITE and _open_at(last_put[0], called[i]) and not (
+                    later and ops[later[-1]].output.startswith(op.input)):
+                # open when the latest put was linearized: just before that one it is legal and
+                # overwritten at once, so no read sees it (nor does the next one want it now)
+                del puts[i]
+                done[i] = True
+                lin.insert(last_put[1], (i, op.input))
+                last_put[1] += 1
+                continue
+            nxt = ops[later[-1]].output if later else ""
+            if not (nxt.startswith(state) and nxt.startswith(op.input, len(state))):  # else: shown next
+                for u in _before(ops, apps, puts, i, state, later, done):
+                    state = _apply(apps, puts, u, state, lin, done, reads, pos, last_put)
+            state = _apply(apps, puts, i, state, lin, done, reads, pos, last_put)
     return lin, 1.0
 
 

@@ -217,14 +217,16 @@ class _OneKey(CasRegisterModel):
                 return False
         return True
 
-    def greedy(self, ops: Sequence[Op], ents: Any = None) -> tuple[list[tuple[int, Any]] | None, float] | None:
+    def greedy(self, ops: Sequence[Op], ents: Any = None,
+               deadline: float | None = None) -> tuple[list[tuple[int, Any]] | None, float] | None:
         """A linearization found greedily (``greedy.attempt``) before any search, or None and
         where the greedy got stuck (the search then decides); None for a subclass, whose own
         ``step`` decides (the greedy applies reads, puts and appends of strings as this class's
-        ``step`` does). ``ents``: ``search.entries(ops)`` if built already."""
+        ``step`` does). ``ents``: ``search.entries(ops)`` if built already; past ``deadline``
+        (``time.monotonic()``) it gives up."""
         if type(self) is not _OneKey:
             return None
-        return greedy_attempt(ops, self.initial, ents)
+        return greedy_attempt(ops, self.initial, ents, deadline)
 
     def search_tables(self, ops: Sequence[Op]) -> Any:
         """The search's four per-op tables (pure, read, write and append values) in one pass:

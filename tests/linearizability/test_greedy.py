@@ -195,6 +195,17 @@ def test_a_scheduler_that_ignores_where_the_greedy_got_stuck_is_caught(monkeypat
     """Mutant: no hint (every greedy stuck at the end): the key order, seven partitions before
     the illegal one run their fifth slice."""
     from pytest_cbchaos.linearizability import models
-    monkeypatch.setattr(models, "greedy_attempt", lambda ops, initial, ents=None: (
-        greedy.greedy_linearization(ops, initial, ents), 1.0))
+    monkeypatch.setattr(models, "greedy_attempt", lambda ops, initial, ents=None, deadline=None: (
+        greedy.greedy_linearization(ops, initial, ents, deadline), 1.0))
     assert len(_c50_bad_slices_past_four()) == 7
+
+
+def test_the_greedy_gives_up_past_the_deadline() -> None:
+    """A long key's scan checks the check's deadline every 1,024 entries (the search then meets
+    the deadline too): past it, no linearization, though one exists (1,200 entries)."""
+    import time
+    ops = [Op(i, i, "append", f"x{i}y", None, 2 * i, 2 * i + 1, "ok", "k", 2 * i, 2 * i + 1)
+           for i in range(600)]
+    assert greedy.greedy_linearization(ops, "") is not None
+    assert greedy.attempt(ops, "", deadline=time.monotonic() - 1) == (None, 1.0)
+    assert greedy.attempt(ops, "", deadline=time.monotonic() + 60)[0] is not None
