@@ -209,3 +209,16 @@ def test_the_greedy_gives_up_past_the_deadline() -> None:
     assert greedy.greedy_linearization(ops, "") is not None
     assert greedy.attempt(ops, "", deadline=time.monotonic() - 1) == (None, 1.0)
     assert greedy.attempt(ops, "", deadline=time.monotonic() + 60)[0] is not None
+
+
+def test_partition_results_are_built_in_their_field_order() -> None:
+    """The scheduler builds ``PartitionResult`` by position (cheaper than by keyword): a field
+    moved or added before ``partition_ops`` would shift the values silently; this names it."""
+    from dataclasses import fields
+
+    from pytest_cbchaos.linearizability.checker import _RESULT_FIELDS, PartitionResult, _cancelled
+    assert tuple(f.name for f in fields(PartitionResult))[:len(_RESULT_FIELDS)] == _RESULT_FIELDS
+    ops = [Op(0, 0, "write", "x", None, 0, 1, "ok", "k"), Op(1, 1, "write", "y", None, 0, INF, "info", "k")]
+    r = _cancelled("k", ops)
+    assert (r.key, r.verdict, r.ops, r.required, r.steps, r.reason, r.partition_ops) == (
+        "k", Verdict.UNKNOWN, 2, 1, 0, "cancelled: another partition is illegal", ops)
