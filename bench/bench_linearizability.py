@@ -20,6 +20,8 @@
 
 Run: ``.venv/bin/python bench/bench_linearizability.py [--corpus DIR] [--runs 5] [--kv]`` (from a worktree the
 corpus is ``--corpus /work/shared/data/jepsen-etcd``-style: the default looks two levels above ``bench/``).
+The script's directory, not its checkout, heads ``sys.path``: to measure a checkout other than the installed
+package's, run with ``PYTHONPATH=<checkout>``.
 """
 
 from __future__ import annotations
@@ -253,11 +255,11 @@ PORCUPINE_KV_MS = {"c01-ok": 0.120, "c01-bad": 0.059, "c10-ok": 0.797, "c10-bad"
 #: CPU time compares with: the box is shared, and wall time under load favours neither side.
 PORCUPINE_KV_CPU_MS = {"c01-ok": 0.125, "c01-bad": 0.050, "c10-ok": 0.900, "c10-bad": 0.750,
                        "c50-ok": 230.0, "c50-bad": 39.3}
-#: the kit's figure (CPU ms, this section) before the one-pass kv partitions (main at db473b2): the
-#: previous version run in turn with this one, six times in the same minutes, median of the six medians
-#: (docs/linearizability-design.md#performance)
-PREVIOUS_KV_MS = {"c01-ok": 0.154, "c01-bad": 0.089, "c10-ok": 1.634, "c10-bad": 0.806,
-                  "c50-ok": 56.9, "c50-bad": 37.6}
+#: the kit's figure (CPU ms, this section) before the greedy linearization of kv keys (7533efc): the
+#: previous version run in turn with this one, five times in the same minutes (load 10-11), median of
+#: the five medians (docs/linearizability-design.md#performance)
+PREVIOUS_KV_MS = {"c01-ok": 0.137, "c01-bad": 0.071, "c10-ok": 1.516, "c10-bad": 0.639,
+                  "c50-ok": 58.0, "c50-bad": 40.8}
 
 
 def bench_porcupine_kv(runs: int) -> None:

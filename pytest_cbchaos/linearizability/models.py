@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 from ..history.ops import MalformedHistory, Op
 from ..registry import Registry, load_object, load_systems
 from .model import Model, _short, partition_by_key
+from .greedy import attempt as greedy_attempt
 from .search import NO_VALUE
 from .zones import ZoneDecision, decide as decide_register
 from .values import (ValueTypeMismatch, as_int, canonical, check_kinds, is_error_reply, is_scalar,
@@ -215,6 +216,17 @@ class _OneKey(CasRegisterModel):
             if f != "write" and f != "append" and not (op.unknown and (f == _READ or f == "cas")):
                 return False
         return True
+
+    def greedy(self, ops: Sequence[Op], ents: Any = None,
+               deadline: float | None = None) -> tuple[list[tuple[int, Any]] | None, float] | None:
+        """A linearization found greedily (``greedy.attempt``) before any search, or None and
+        where the greedy got stuck (the search then decides); None for a subclass, whose own
+        ``step`` decides (the greedy applies reads, puts and appends of strings as this class's
+        ``step`` does). ``ents``: ``search.entries(ops)`` if built already; past ``deadline``
+        (``time.monotonic()``) it gives up."""
+        if type(self) is not _OneKey:
+            return None
+        return greedy_attempt(ops, self.initial, ents, deadline)
 
     def search_tables(self, ops: Sequence[Op]) -> Any:
         """The search's four per-op tables (pure, read, write and append values) in one pass:

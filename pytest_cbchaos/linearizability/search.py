@@ -73,11 +73,27 @@ def _tables(model: Any, ops: Sequence[Op]) -> Tables:
     return pure, pv, wv, av
 
 
+#: an op's call or return: (time, 0 for a call or 1 for a return, event index, op id)
+Entry = tuple[Any, int, Any, int]
+
+
+def entries(ops: Sequence[Op]) -> list[Entry]:
+    """The ops' calls and returns (crashed ops have none) in the order the search meets them: by
+    time, a call before a return at the same time (closed intervals), then by event index; ties
+    end at the op id, already ascending."""
+    ents = [(op.call, 0, op.invoke_index, i) for i, op in enumerate(ops)]
+    ents += [(op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i)
+             for i, op in enumerate(ops) if not op.unknown]
+    ents.sort()
+    return ents
+
+
 class PartitionSearch:
     """Search state for one partition's ops (ids must be 0..n-1 in list order)."""
 
     def __init__(self, ops: Sequence[Op], model: Any, *, track: bool = False,
-                 max_cache_entries: int = 2_000_000) -> None:
+                 max_cache_entries: int = 2_000_000, ents: list[Entry] | None = None) -> None:
+        """``ents``: ``entries(ops)``, where the caller has them already (the greedy did)."""
         self.ops = list(ops)
         self.model = model
         self.track = track
@@ -90,17 +106,13 @@ class PartitionSearch:
         t = None if tables is None else tables(ops)
         self.pure, self.pv, self.wv, self.av = pure, pv, wv, av = _tables(model, ops) if t is None else t
         self.pt = [type(v) if type(v) in EXACT_TYPES else None for v in pv]
-        # (time, call before return, event index, op id); ties end at the op id, already ascending
         unknown = [op.unknown for op in ops]
-        ents = [(op.call, 0, op.invoke_index, i) for i, op in enumerate(ops)]
-        ents += [(op.ret, 1, op.invoke_index if op.complete_index is None else op.complete_index, i)
-                 for i, op in enumerate(ops) if not op.unknown]
+        ents = entries(ops) if ents is None else ents
         required = (1 << n) - 1
         if True in unknown:
             for i, u in enumerate(unknown):
                 if u:
                     required ^= 1 << i
-        ents.sort()
         m = len(ents)
         # entry 0 = head sentinel, 1..m = entries, m+1 = tail sentinel (a dead end)
         self.op_of = op_of = [-1] * (m + 2)
@@ -192,6 +204,9 @@ class PartitionSearch:
         self.best_open = False
         self.first_unplaceable: dict[str, Any] | None = None
         self.reason = ""
+        #: the scheduler's order after its first round (lowest first): where a greedy attempt got
+        #: stuck, as a share of the entries (checker._searcher)
+        self.first_hint = 1.0
 
     def __del__(self) -> None:
         # a large memo outlives its search until ``release_retired`` (off the caller's clock)
