@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Callable
 
 import pytest
 
 from pytest_cbchaos.proxy.client import Client
 from pytest_cbchaos.proxy.testkit import connect, recv_exact, recv_until_closed
+from tests.waits import fastest_under
 
 
 @pytest.fixture
@@ -28,21 +28,6 @@ def rtt(sock: socket.socket, payload: bytes = b"ping") -> float:
     sock.sendall(payload)
     assert recv_exact(sock, len(payload)) == payload
     return time.monotonic() - start
-
-
-FAST_WITHIN_S = 10.0  # bound of the wait for one fault-free round trip under a short bound
-
-
-def fastest_under(measure: Callable[[], float], under_s: float, within_s: float = FAST_WITHIN_S) -> float:
-    """A duration ``measure()`` returned below ``under_s``, measured again while above (for up to ``within_s``):
-    a fault-free round trip is waited for, not timed once, since a busy box can delay one past ``under_s``. A
-    fault that adds at least ``under_s`` to every round trip keeps each one above it, so that stays caught: the
-    wait ends with a duration above ``under_s`` for the caller's assertion to report."""
-    deadline = time.monotonic() + within_s
-    while True:
-        took = measure()
-        if took < under_s or time.monotonic() > deadline:
-            return took
 
 
 def test_echo_through_proxy(proxy):

@@ -1,10 +1,10 @@
 """The foundation fixtures against the real components: redis-server (or fakeredis) behind the embedded proxy."""
 
 import time
-from typing import Callable
 
 import pytest
 import redis
+from tests.waits import fastest_under
 
 
 def test_redis_client_goes_through_the_proxy(cbchaos_redis, cbchaos_redis_proxy, cbchaos_redis_proc):
@@ -12,21 +12,6 @@ def test_redis_client_goes_through_the_proxy(cbchaos_redis, cbchaos_redis_proxy,
     assert cbchaos_redis.connection_pool.connection_kwargs["port"] == cbchaos_redis_proxy.listen_port
     assert cbchaos_redis_proxy.listen_port != cbchaos_redis_proc.port
     assert cbchaos_redis_proxy.listen_host == "127.0.0.1"
-
-
-FAST_WITHIN_S = 10.0  # bound of the wait for one fault-free round trip under a short bound
-
-
-def fastest_under(measure: Callable[[], float], under_s: float, within_s: float = FAST_WITHIN_S) -> float:
-    """A duration ``measure()`` returned below ``under_s``, measured again while above (for up to ``within_s``):
-    a fault-free round trip is waited for, not timed once, since a busy box can delay one past ``under_s``. A
-    fault that adds at least ``under_s`` to every round trip keeps each one above it, so that stays caught: the
-    wait ends with a duration above ``under_s`` for the caller's assertion to report."""
-    deadline = time.monotonic() + within_s
-    while True:
-        took = measure()
-        if took < under_s or time.monotonic() > deadline:
-            return took
 
 
 def ping_time(client: redis.Redis) -> float:

@@ -5,27 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 import httpx
 import pytest
 
 from pytest_cbchaos.proxy.client import BadRequest
-
-FAST_WITHIN_S = 10.0  # bound of the wait for one fault-free round trip under a short bound
-
-
-def fastest_under(measure: Callable[[], float], under_s: float, within_s: float = FAST_WITHIN_S) -> float:
-    """A duration ``measure()`` returned below ``under_s``, measured again while above (for up to ``within_s``):
-    a fault-free round trip is waited for, not timed once, since a busy box can delay one past ``under_s``. A
-    fault that adds at least ``under_s`` to every round trip keeps each one above it, so that stays caught: the
-    wait ends with a duration above ``under_s`` for the caller's assertion to report."""
-    deadline = time.monotonic() + within_s
-    while True:
-        took = measure()
-        if took < under_s or time.monotonic() > deadline:
-            return took
-
+from tests.waits import fastest_under
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import socket
 import time
 import urllib.parse
-from typing import Callable
 
 import pytest
 import redis
 from toxiproxy import Toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
+from tests.waits import fastest_under
 
 
 @pytest.fixture
@@ -32,21 +32,6 @@ def ping_time(client: redis.Redis) -> float:
     start = time.monotonic()
     assert client.ping() is True
     return time.monotonic() - start
-
-
-FAST_WITHIN_S = 10.0  # bound of the wait for one fault-free round trip under a short bound
-
-
-def fastest_under(measure: Callable[[], float], under_s: float, within_s: float = FAST_WITHIN_S) -> float:
-    """A duration ``measure()`` returned below ``under_s``, measured again while above (for up to ``within_s``):
-    a fault-free round trip is waited for, not timed once, since a busy box can delay one past ``under_s``. A
-    fault that adds at least ``under_s`` to every round trip keeps each one above it, so that stays caught: the
-    wait ends with a duration above ``under_s`` for the caller's assertion to report."""
-    deadline = time.monotonic() + within_s
-    while True:
-        took = measure()
-        if took < under_s or time.monotonic() > deadline:
-            return took
 
 
 def test_latency_disable_enable_with_redis(toxi, real_redis):
