@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from tests.stream.sched_lag import runq_wait_s
 
-__all__ = ["TimedSelector", "loop_lags", "own_lag", "p99", "run", "runq_wait_s"]
+__all__ = ["TimedSelector", "loop_lags", "own_lag", "p99", "run", "runq_wait_s", "wait_at_last_select_exit"]
 T = TypeVar("T")
 Span = tuple[float, float, float, float]  # (enter time, run-queue wait at enter, exit time, wait at exit)
 
@@ -37,13 +37,15 @@ class TimedSelector(selectors.DefaultSelector):  # type: ignore[misc,valid-type]
     def __init__(self) -> None:
         super().__init__()
         self.spans: list[Span] = []
+        self.exit_wait: float | None = None  # the run-queue wait at the last select's exit (never cleared)
 
     def select(self, timeout: float | None = None) -> list[Any]:
         t, w = time.monotonic(), runq_wait_s()
         try:
             return super().select(timeout)
         finally:  # after the GIL is back: waiting for it on the way out is not the loop's own work
-            self.spans.append((t, w, time.monotonic(), runq_wait_s()))
+            self.exit_wait = runq_wait_s()
+            self.spans.append((t, w, time.monotonic(), self.exit_wait))
 
 
 _SELECTORS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, TimedSelector]" = weakref.WeakKeyDictionary()
@@ -60,6 +62,16 @@ def run(main: Coroutine[Any, Any, T], debug: bool = False) -> T:
     """``asyncio.run(main, debug=debug)`` on a loop whose selector is timed (needed by :func:`loop_lags`)."""
     with asyncio.Runner(debug=debug, loop_factory=_timed_loop) as runner:
         return runner.run(main)
+
+
+def wait_at_last_select_exit() -> float | None:
+    """The process's run-queue wait when the running loop last left ``select`` (None: not a loop of
+    :func:`run`): the callbacks of the loop's current iteration all ran after that reading."""
+    try:
+        sel = _SELECTORS.get(asyncio.get_running_loop())
+    except RuntimeError:  # logged outside a running loop
+        return None
+    return None if sel is None else sel.exit_wait
 
 
 def _stretch(start: float, w_start: float, end: float, w_end: float, due: float) -> float:

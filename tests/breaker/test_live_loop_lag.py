@@ -17,7 +17,7 @@ import redis
 from pytest_cbchaos.breaker import AsyncCircuitBreaker, AsyncRedisStore, BreakerConfig, RedisStore
 from pytest_cbchaos.servers.redis import no_retry
 from pytest_cbchaos.testing.breaker_mutants import BlockingAsyncStore
-from loop_lag import loop_lags, p99, run, runq_wait_s
+from loop_lag import loop_lags, p99, run, runq_wait_s, wait_at_last_select_exit
 
 pytestmark = pytest.mark.requires_real_redis
 P99_BOUND, SLOW_CALLBACK, MIN_TICKS, CALLS, PERIOD = 0.2, 0.3, 20, 3, 0.01
@@ -25,19 +25,26 @@ _TOOK = re.compile(r"took (\d+(?:\.\d+)?) seconds")
 
 
 class _SlowCallbacks(logging.Handler):
-    """asyncio debug's slow-callback warnings, each less the run-queue wait since the last tick (an upper
-    bound of the wait inside that callback): what is left is the callback's own work or blocking."""
+    """asyncio debug's slow-callback warnings, each less the process's run-queue wait since the later of the
+    loop's last ``select`` exit, the last tick and the previous slow callback (each callback of the iteration
+    ran after all three readings): what is left is the callback's own work or blocking. A callback asleep in a
+    blocking ``recv`` is not runnable, so that wait stays counted; the window is one callback's, so the wait of
+    earlier blocked callbacks in the same iteration is not taken off a later one."""
 
     def __init__(self, marks: list[float]) -> None:
         super().__init__()
         self.marks = marks
+        self.last: float | None = None  # the run-queue wait when the previous slow callback was reported
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         took = _TOOK.search(record.getMessage())
         if took is None:
             return
-        waited = runq_wait_s() - self.marks[-1] if self.marks else 0.0
+        now = runq_wait_s()
+        starts = [m for m in (self.marks[-1] if self.marks else None, wait_at_last_select_exit(), self.last)
+                  if m is not None]
+        waited, self.last = (now - max(starts) if starts else 0.0), now
         if float(took.group(1)) - waited >= SLOW_CALLBACK:
             self.messages.append(f"{record.getMessage()} (run-queue wait {waited:.3f} s deducted)")
 
@@ -109,3 +116,34 @@ def test_cb27_blocking_store_mutant_is_caught(cbchaos_redis_proxy: Any, cbchaos_
     finally:
         client.close()
     assert any("p99" in x for x in v) and any("slow callbacks" in x for x in v), v
+
+
+def _slow_reports(monkeypatch: pytest.MonkeyPatch, readings: list[float], handler: Any = None) -> list[str]:
+    """Three 0.5 s callbacks reported in one loop iteration after one tick (mark 0.0), the process's run-queue
+    wait read as ``readings`` at each report: each callback waited 0.15 s of it, so each is 0.35 s its own."""
+    import test_live_loop_lag as mod
+    it = iter(readings)
+    monkeypatch.setattr(mod, "runq_wait_s", lambda: next(it))
+    monkeypatch.setattr(mod, "wait_at_last_select_exit", lambda: 0.0)
+    slow = (handler or _SlowCallbacks)([0.0])
+    for _ in range(3):
+        slow.emit(logging.LogRecord("asyncio", logging.WARNING, __file__, 0,
+                                    "Executing <Task> took 0.500 seconds", None, None))
+    return slow.messages
+
+
+def test_each_slow_callback_is_judged_on_its_own_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len(_slow_reports(monkeypatch, [0.15, 0.30, 0.45])) == 3
+
+
+def test_a_window_since_the_last_tick_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutant: every report less the wait since the last tick, which takes the earlier blocked callbacks'
+    wait off the later ones (0.5 - 0.30 and 0.5 - 0.45 are below the 0.3 s line)."""
+    class SinceTick(_SlowCallbacks):
+        def emit(self, record: logging.LogRecord) -> None:
+            self.last = None
+            with pytest.MonkeyPatch.context() as m:
+                import test_live_loop_lag as mod
+                m.setattr(mod, "wait_at_last_select_exit", lambda: None)
+                super().emit(record)
+    assert len(_slow_reports(monkeypatch, [0.15, 0.30, 0.45], SinceTick)) == 1
