@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..lag import LagSampler
 from ..mpcontext import forkserver_context
+from ..testing.threads import ThreadsStuck, run_together
 from .base import AdapterConfig, BreakerAdapter, BreakerRejected, Unsupported
 
 PROBE_IDS = ("W-HERD", "W-OPEN-TIME", "W-LOST-COUNT", "W-DIVERGENCE", "W-REDIS-DOWN", "W-LOOP-BLOCK",
@@ -231,28 +232,12 @@ def probe_open_time(ctx: ProbeContext, cls: type[BreakerAdapter], *, cooldown_s:
 # --- W-LOST-COUNT ------------------------------------------------------------------------------
 
 def _run_threads(fns: list[Callable[[], Any]], timeout: float) -> list[Any]:
-    """Run callables on threads; propagate the first exception; bounded by ``timeout``."""
-    results: list[Any] = [None] * len(fns)
-    errors: list[BaseException] = []
-    start = threading.Barrier(len(fns))
-
-    def runner(i: int, fn: Callable[[], Any]) -> None:
-        try:
-            start.wait(timeout)
-            results[i] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=runner, args=(i, f), daemon=True) for i, f in enumerate(fns)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    if any(t.is_alive() for t in threads):
-        raise ProbeError(f"threads still running after {timeout}s")
-    if errors:
-        raise errors[0]
-    return results
+    """Run callables on threads started together; the first exception propagates; bounded by ``timeout``
+    (a stuck thread is a ProbeError, which the matrix reports as the probe's error)."""
+    try:
+        return run_together(fns, timeout, start_timeout=timeout)
+    except ThreadsStuck as exc:
+        raise ProbeError(str(exc)) from None
 
 
 def probe_lost_count(ctx: ProbeContext, cls: type[BreakerAdapter], *, workers: int = 4, per_worker: int = 10,

@@ -12,7 +12,6 @@ threads under resets and a SCRIPT FLUSH leave a history linearizable for the bre
 from __future__ import annotations
 
 import random
-import threading
 import time
 import uuid
 from typing import Any
@@ -32,6 +31,7 @@ from pytest_cbchaos.faults.clock import ManualClock
 from pytest_cbchaos.history import Recorder as History
 from pytest_cbchaos.linearizability import check, get_model
 from pytest_cbchaos.servers.redis import no_retry
+from pytest_cbchaos.testing.threads import run_together
 
 import record_strategies
 from test_hot_path import Recorder, _fn, answer
@@ -390,18 +390,8 @@ def _linearizable_run(server: Any, hot_cls: type[RedisHotOps], threads: int) -> 
     store, hot, hist = w.store, hot_cls(w.store), History(threads)
     faults = ["lost", None, None, "before", None, None] * 8
     w.conn.arm[:] = faults
-    start = threading.Barrier(threads)
-    crashed: list[BaseException] = []  # a worker that dies must fail the run, not shorten its history
-
-    def worker(p: int) -> None:
-        try:
-            work(p)
-        except BaseException as exc:
-            crashed.append(exc)
-            raise
 
     def work(p: int) -> None:
-        start.wait(timeout=10)
         for i in range(12):
             if p == 0 and i == 6:
                 w.client.script_flush()
@@ -434,12 +424,8 @@ def _linearizable_run(server: Any, hot_cls: type[RedisHotOps], threads: int) -> 
             h.ok(out)
 
     try:
-        ts = [threading.Thread(target=worker, args=(p,)) for p in range(threads)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(timeout=60)
-        assert not crashed and not any(t.is_alive() for t in ts), crashed
+        # a worker that dies or hangs fails the run, never shortens its history
+        run_together([lambda p=p: work(p) for p in range(threads)], 60)
         assert len(w.conn.arm) <= len(faults) - 10 and store.stats["script_load"] >= 1  # faults applied
         assert w.client.hget(w.key, "state") == b"open"
         result = check(hist.history(), get_model("breaker-store"), timeout=20)

@@ -1,11 +1,13 @@
 """FaultController logic: journaling, heal order, idempotent heal (proxy faults on real servers are in test_fixtures)."""
 
 import sys
+import threading
+from collections.abc import Callable
 
 import pytest
 
 from pytest_cbchaos.faults.clock import SkewedClock
-from pytest_cbchaos.faults.controller import FaultController
+from pytest_cbchaos.faults.controller import Fault, FaultController
 from pytest_cbchaos.servers.process import ManagedProcess
 
 
@@ -170,15 +172,42 @@ def test_process_faults_on_a_real_url_redis_are_clear_errors_and_never_windows(t
         server.stop()
 
 
-def test_healed_means_the_window_is_closed_even_while_another_thread_heals() -> None:
-    """A timer thread (cpu_stress ``for_s``) and teardown may heal one fault at once: ``healed`` turns True
-    only after the heal ran and the window closed, and a second ``heal()`` returns only then."""
-    import threading
+class _ContendedLock:
+    """Stands in for ``Fault._lock`` and says when a caller has to wait for it: the test then knows the second
+    heal is blocked behind the first, not merely not scheduled yet (a fixed sleep or short join cannot tell)."""
 
-    from pytest_cbchaos.faults.controller import Fault
+    def __init__(self, decided: threading.Event) -> None:
+        self._inner = threading.RLock()
+        self._decided = decided
+        self.waited = False
 
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._inner.acquire(blocking=False):
+            return True
+        if not blocking:
+            return False
+        self.waited = True  # set before the event, so whoever wakes on the event sees it
+        self._decided.set()
+        return self._inner.acquire(True, timeout)
+
+    def release(self) -> None:
+        self._inner.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _second_heal_problem(heal: Callable[[Fault], None]) -> str | None:
+    """Runs ``heal`` on one fault from two threads while the first is held inside its heal call; returns what
+    went wrong (None: the second caller waited and returned only once the window was closed).
+
+    The second caller is judged only once it has either returned or blocked on the fault's lock (``decided``),
+    so a thread that simply has not run yet can neither pass nor fail the check; every wait is bounded (10 s)."""
     c = FaultController()
-    inside, release = threading.Event(), threading.Event()
+    inside, release, decided = threading.Event(), threading.Event(), threading.Event()
 
     def slow_heal() -> None:
         inside.set()
@@ -186,18 +215,57 @@ def test_healed_means_the_window_is_closed_even_while_another_thread_heals() -> 
 
     window = c.journal.begin("test", "host")
     fault = Fault(c, window, slow_heal)
-    first = threading.Thread(target=fault.heal)
+    lock = _ContendedLock(decided)
+    fault._lock = lock  # type: ignore[assignment]
+    seen: dict[str, bool] = {}
+
+    def second_heal() -> None:
+        heal(fault)
+        seen["healed"] = fault.healed  # what the second caller is told by returning
+        decided.set()
+
+    first = threading.Thread(target=heal, args=(fault,))
     first.start()
-    assert inside.wait(10)  # the first heal is inside its heal call
-    assert not fault.healed and window.end_ns is None
-    second = threading.Thread(target=fault.heal)
-    second.start()
-    second.join(0.05)
-    assert second.is_alive()  # waits for the first heal instead of reporting a heal that has not happened
-    release.set()
-    first.join(10)
+    try:
+        if not inside.wait(10):
+            return "the first heal never reached its heal call"
+        if fault.healed or window.end_ns is not None:
+            return "healed before the heal call returned"
+        second = threading.Thread(target=second_heal)
+        second.start()
+        if not decided.wait(10):
+            return "the second heal neither returned nor waited within 10 s"
+        if "healed" in seen:
+            return f"the second heal returned while the first was still healing (healed={seen['healed']})"
+        if not lock.waited:
+            return "the second heal is not waiting for the first"
+    finally:
+        release.set()
+        first.join(10)
     second.join(10)
-    assert fault.healed and window.end_ns is not None
+    if second.is_alive():
+        return "the second heal did not return within 10 s of the first"
+    if not (seen.get("healed") and fault.healed and window.end_ns is not None):
+        return f"after both heals: healed={fault.healed}, window end={window.end_ns}, second saw {seen}"
+    return None
+
+
+def _heal_without_waiting(fault: Fault) -> None:
+    """Mutant: a heal already under way counts as done, so a second caller returns before the window closes."""
+    if fault._healing:
+        return
+    fault.heal()
+
+
+def test_healed_means_the_window_is_closed_even_while_another_thread_heals() -> None:
+    """A timer thread (cpu_stress ``for_s``) and teardown may heal one fault at once: ``healed`` turns True
+    only after the heal ran and the window closed, and a second ``heal()`` returns only then."""
+    assert _second_heal_problem(Fault.heal) is None
+
+
+def test_a_second_heal_that_does_not_wait_is_caught() -> None:
+    """The check above can fail: the early-return mutant is caught on every run, however threads are scheduled."""
+    assert "returned while the first was still healing" in (_second_heal_problem(_heal_without_waiting) or "")
 
 
 class RefusingProxy(RecordingProxy):

@@ -19,6 +19,10 @@ class CounterTarget(Target):
     invariants = {"no-lost-increments": "final counter == acknowledged increments (+ indeterminate ones)",
                   "always-fails": "a check that is always violated (to test reporting)"}
     default_model = "counter"
+    op_timeout_s: float = 0.5
+    """How long one attempt of an op may wait for Redis (redis-py retries a timed-out one). Short because the
+    fault decides it: the workers must not hang on a paused or killed server, and an op that finally gives up
+    counts as indeterminate, which the check allows for."""
 
     def processes(self, topology):
         return [*super().processes(topology), "redis"]
@@ -46,7 +50,7 @@ class CounterTarget(Target):
 
         def worker(wid: int) -> None:
             client = redis.Redis(host=server.host, port=server.port, password=server.password,
-                                 socket_timeout=0.5, socket_connect_timeout=0.5)
+                                 socket_timeout=self.op_timeout_s, socket_connect_timeout=self.op_timeout_s)
             done = 0
             try:
                 while ctx.ops_left(done):
@@ -96,14 +100,23 @@ class CounterTarget(Target):
 class LostUpdateCounter(CounterTarget):
     """Mutant: read-modify-write without atomicity."""
 
+    op_timeout_s = 30.0
+    """Patient on purpose. The catch is one forced lost increment; an op that gives up after Redis applied it
+    counts as indeterminate and widens the accepted range by one, which would hide that loss whenever the box
+    stalls longer than the client waits (at 0.5 s with redis-py's default retries that was about 8 s). No fault
+    runs against the mutant, so nothing here needs a short bound, and 30 s still bounds a hung server."""
+
     def incr(self, client: redis.Redis) -> None:
         value = int(client.get("counter") or 0)
         self._force_overlap()
         client.set("counter", value + 1)
 
     def run(self, ctx) -> Observations:
-        self._overlap = threading.Barrier(2, timeout=10)
+        self._overlap = threading.Barrier(2, timeout=10, action=lambda: self._on_overlap(ctx))
         return super().run(ctx)
+
+    def _on_overlap(self, ctx) -> None:
+        """Runs once both overlapping increments have read, before either writes (a hook for the twin below)."""
 
     def _force_overlap(self) -> None:
         """The first two increments (two workers: one blocks here until the other arrives) both read
@@ -114,3 +127,27 @@ class LostUpdateCounter(CounterTarget):
             except threading.BrokenBarrierError:
                 pass
             self._overlap.abort()  # later increments race freely
+
+
+class StalledOverlapCounter(LostUpdateCounter):
+    """The mutant on a box made slow on purpose: Redis is paused (SIGSTOP) as the two overlapping increments
+    leave the barrier and resumed ``stall_s`` later, longer than ``CounterTarget.op_timeout_s``; both SETs reach
+    Redis inside the stall and are applied after it. A client that gave up at the short bound would count them
+    indeterminate and the loss would go unseen; the mutant's patient client must still have it caught."""
+
+    stall_s = 1.5
+
+    def run(self, ctx) -> Observations:
+        self._resume: threading.Timer | None = None
+        try:
+            return super().run(ctx)
+        finally:
+            if self._resume is not None:
+                self._resume.cancel()
+                ctx.state["server"].process.resume()  # idempotent: the server is running whatever the timer did
+
+    def _on_overlap(self, ctx) -> None:
+        process = ctx.state["server"].process
+        process.pause()
+        self._resume = threading.Timer(self.stall_s, process.resume)
+        self._resume.start()

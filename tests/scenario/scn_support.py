@@ -32,7 +32,14 @@ checks:
   - invariant: no-lost-increments
 """
 
-
+STALLED = """\
+name: counter-stalled-overlap
+target: sample_targets:StalledOverlapCounter
+topology: {workers: {count: 2}}
+workload: {duration_s: 10, interval_ms: 0, ops_per_worker: 1}
+checks:
+  - invariant: no-lost-increments
+"""
 
 
 def make_project(pytester: pytest.Pytester) -> pytest.Pytester:

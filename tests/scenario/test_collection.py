@@ -47,6 +47,22 @@ def test_passing_scenario_passes_and_mutant_fails_the_run(scenario_project: pyte
     assert "re-run: cbchaos run" in out
 
 
+def test_lost_update_is_caught_when_redis_stalls_past_the_short_op_bound(scenario_project: pytest.Pytester,
+                                                                          scn) -> None:
+    """Redis is paused while the mutant's two overlapping SETs are in flight, longer than the good target's
+    0.5 s op bound: the mutant's ops still wait for their replies, so the loss is counted, not excused as
+    indeterminate (a client that gave up at 0.5 s would see final 1 within [0, 2] and pass the mutant)."""
+    d = scenario_project.path / "scenarios"
+    for name in ("good.yaml", "mutant.yaml"):
+        (d / name).unlink()
+    (d / "stalled.yaml").write_text(scn.STALLED)
+    r = scenario_project.runpytest(*scn.PLUGINS, "scenarios", "-p", "no:cacheprovider")
+    r.assert_outcomes(failed=1)
+    out = r.stdout.str()
+    assert "FAIL     invariant:no-lost-increments" in out
+    assert "final counter 1 outside [2, 2]" in out, out[-3000:]  # both SETs acknowledged, one increment lost
+
+
 def test_xdist_aggregates_the_report(scenario_project: pytest.Pytester) -> None:
     r = scenario_project.runpytest_subprocess(*PLUGINS, "scenarios", "-n", "2", "--cbchaos-report", "rep",
                                               "-p", "no:cacheprovider", "--junitxml", "junit.xml")

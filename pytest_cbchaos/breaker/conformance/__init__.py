@@ -19,11 +19,11 @@ report as such.
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ...testing.threads import run_together
 from ..record import CODEC_VECTORS
 from .capabilities import Capabilities, capabilities_of
 from .classify import BugClass, Finding
@@ -141,32 +141,11 @@ def cb2(t: StoreTarget) -> None:
 def cb3(t: StoreTarget, n: int = 16) -> None:
     st, now = t.make(), _t0()
     _trip(st, "cb3", now)
-    barrier = threading.Barrier(n)
-    results: list[Any] = []
-    lock = threading.Lock()
-    errors: list[BaseException] = []
     rv = Rendezvous(st, n)
-
-    def worker() -> None:
-        try:
-            barrier.wait(timeout=10)
-            r = _claim(st, "cb3", now + R + 1)
-            with lock:
-                results.append(r)
-        except BaseException as exc:  # propagated below (CB-13)
-            errors.append(exc)
-            rv.leave()
-
-    threads = [threading.Thread(target=worker) for _ in range(n)]
     if hasattr(st, "pause_hook"):
         st.pause_hook = rv  # every gate's read before any write (or blocked behind it)
-    with tiny_switch_interval():
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(timeout=20)
-    if errors:
-        raise errors[0]
+    with tiny_switch_interval():  # a worker's error propagates (CB-13); a stuck one fails the run
+        results = run_together([lambda: _claim(st, "cb3", now + R + 1)] * n, 20, on_error=rv.leave)
     won = sum(1 for r in results if r.won)
     opened = sum(1 for r in results if r.won and r.label == "open->half_open")
     _fail(3, won == 1, f"{won} of {n} concurrent gates won the probe", won)

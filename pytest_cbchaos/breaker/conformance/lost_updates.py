@@ -7,9 +7,9 @@ the rest run under a tiny switch interval."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from ...testing.threads import run_together
 from ..errors import StoreContentionError
 from . import StoreTarget
 from .window import Rendezvous, tiny_switch_interval
@@ -25,33 +25,20 @@ def lost_update_violations(target: StoreTarget, n: int = 8, k: int = 200, backen
     rv = Rendezvous(st, n)
     if hasattr(st, "pause_hook"):
         st.pause_hook = rv
-    start = threading.Barrier(n)
     counts: list[list[int]] = [[] for _ in range(n)]
-    errors: list[BaseException] = []
     given_up = [0] * n
 
     def worker(w: int) -> None:
-        try:
-            start.wait(timeout=30)
-            for _ in range(k):
-                try:
-                    d = st.atomic_record_failure(backend, HIGH, 60.0)
-                except StoreContentionError:
-                    given_up[w] += 1
-                    continue
-                counts[w].append(d["failure_count"])
-        except BaseException as exc:  # propagated below
-            errors.append(exc)
-            rv.leave()
+        for _ in range(k):
+            try:
+                d = st.atomic_record_failure(backend, HIGH, 60.0)
+            except StoreContentionError:
+                given_up[w] += 1
+                continue
+            counts[w].append(d["failure_count"])
 
-    threads = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(n)]
-    with tiny_switch_interval():
-        for th in threads:
-            th.start()
-        for th in threads:
-            th.join(120)
-    if errors:
-        raise errors[0]
+    with tiny_switch_interval():  # an error propagates, a stuck worker fails the run
+        run_together([lambda w=w: worker(w) for w in range(n)], 120, start_timeout=30, on_error=rv.leave)
     if hasattr(st, "pause_hook"):
         st.pause_hook = None
     applied = sorted(c for cs in counts for c in cs)
