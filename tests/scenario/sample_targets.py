@@ -12,6 +12,7 @@ import time
 import redis
 
 from pytest_cbchaos.scenario.targets import CheckResult, Observations, Target
+from pytest_cbchaos.servers.redis import no_retry
 
 
 class CounterTarget(Target):
@@ -20,9 +21,10 @@ class CounterTarget(Target):
                   "always-fails": "a check that is always violated (to test reporting)"}
     default_model = "counter"
     op_timeout_s: float = 0.5
-    """How long one attempt of an op may wait for Redis (redis-py retries a timed-out one). Short because the
-    fault decides it: the workers must not hang on a paused or killed server, and an op that finally gives up
-    counts as indeterminate, which the check allows for."""
+    """How long an op may wait for Redis. Short because the fault decides it: the workers must not hang on a paused
+    or killed server, and an op that gives up counts as indeterminate, which the check allows for. Never resent
+    (``no_retry``): an INCR that timed out may have been applied, and a resend would apply it twice while being
+    counted once, a false violation on a correct counter."""
 
     def processes(self, topology):
         return [*super().processes(topology), "redis"]
@@ -49,7 +51,7 @@ class CounterTarget(Target):
         last_fault_end = {"t": None}
 
         def worker(wid: int) -> None:
-            client = redis.Redis(host=server.host, port=server.port, password=server.password,
+            client = redis.Redis(host=server.host, port=server.port, password=server.password, retry=no_retry(),
                                  socket_timeout=self.op_timeout_s, socket_connect_timeout=self.op_timeout_s)
             done = 0
             try:
@@ -103,7 +105,7 @@ class LostUpdateCounter(CounterTarget):
     op_timeout_s = 30.0
     """Patient on purpose. The catch is one forced lost increment; an op that gives up after Redis applied it
     counts as indeterminate and widens the accepted range by one, which would hide that loss whenever the box
-    stalls longer than the client waits (at 0.5 s with redis-py's default retries that was about 8 s). No fault
+    stalls longer than the client waits. No fault
     runs against the mutant, so nothing here needs a short bound, and 30 s still bounds a hung server."""
 
     def incr(self, client: redis.Redis) -> None:
