@@ -123,7 +123,6 @@ def breaker_history(n_ops: int, workers: int, backends: int, info_rate: float,
     t = 0
     busy_until = [0] * workers
     proc = list(range(workers))
-    pending: list[tuple[int, int, int, str, str, dict, int, bool]] = []
     ops_specs = []
     for k in range(n_ops):
         w = rng.randrange(workers)

@@ -48,7 +48,6 @@ class CounterTarget(Target):
         server = ctx.state["server"]
         counts = {"ok": 0, "info": 0}
         lock = threading.Lock()
-        last_fault_end = {"t": None}
 
         def worker(wid: int) -> None:
             client = redis.Redis(host=server.host, port=server.port, password=server.password, retry=no_retry(),

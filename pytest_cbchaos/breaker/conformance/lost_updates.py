@@ -7,8 +7,6 @@ the rest run under a tiny switch interval."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from ...testing.threads import run_together
 from ..errors import StoreContentionError
 from . import StoreTarget
