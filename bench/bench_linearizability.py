@@ -16,7 +16,9 @@
    go bench's wall time, and its CPU time). Like with like: neither side's figure reads or parses
    the file (the kit's ``read_porcupine_kv``, Porcupine's ``parseKvLog``, both outside the timer);
    both include pairing the events into operations, partitioning by key, renumbering, the search
-   and the result (the kit's ``check``, Porcupine's ``CheckEvents``).
+   and the result (the kit's ``check``, Porcupine's ``CheckEvents``). Each parser hands its check
+   events whose fields are read once (Porcupine: typed ``Event`` values; the kit: read-only events
+   and their field tuples).
 
 Run: ``.venv/bin/python bench/bench_linearizability.py [--corpus DIR] [--runs 5] [--kv]`` (from a worktree the
 corpus is ``--corpus /work/shared/data/jepsen-etcd``-style: the default looks two levels above ``bench/``).
@@ -254,11 +256,11 @@ PORCUPINE_KV_MS = {"c01-ok": 0.120, "c01-bad": 0.059, "c10-ok": 0.797, "c10-bad"
 #: CPU time compares with: the box is shared, and wall time under load favours neither side.
 PORCUPINE_KV_CPU_MS = {"c01-ok": 0.125, "c01-bad": 0.050, "c10-ok": 0.900, "c10-bad": 0.750,
                        "c50-ok": 230.0, "c50-bad": 39.3}
-#: the kit's figure (CPU ms, this section) before the greedy linearization of kv keys (7533efc): the
-#: previous version run in turn with this one, five times in the same minutes (load 10-11), median of
-#: the five medians (docs/linearizability-design.md#performance)
-PREVIOUS_KV_MS = {"c01-ok": 0.137, "c01-bad": 0.071, "c10-ok": 1.516, "c10-bad": 0.639,
-                  "c50-ok": 58.0, "c50-bad": 40.8}
+#: the kit's figure (CPU ms, this section) before read-only events (5d2a49f): the previous version
+#: run in turn with this one, five times in the same minutes (load 0.6-0.9), median of the five
+#: medians (docs/linearizability-design.md#performance)
+PREVIOUS_KV_MS = {"c01-ok": 0.114, "c01-bad": 0.065, "c10-ok": 0.777, "c10-bad": 0.546,
+                  "c50-ok": 36.6, "c50-bad": 28.8}
 
 
 def bench_porcupine_kv(runs: int) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Iterable, Sequence
 
+from .read_only import ReadOnlyEvent
+
 INF = math.inf
 EVENT_TYPES = ("invoke", "ok", "fail", "info")
 NEMESIS = "nemesis"
@@ -19,6 +21,8 @@ CORE_KEYS = ("type", "process", "f", "value", "time", "index", "error", "key")
 _CORE = frozenset(CORE_KEYS)
 _TYPES = frozenset(EVENT_TYPES)
 _NUMBERS = (int, float)
+#: the event types ``pair_events`` reads inline (any other goes through ``validate_event``)
+_PLAIN_DICTS = (dict, ReadOnlyEvent)
 
 
 class MalformedHistory(ValueError):
@@ -152,7 +156,7 @@ def pair_events(events: Sequence[dict[str, Any]],
     last_index = None
     types = _TYPES
     for pos, ev in enumerate(events):
-        if type(ev) is dict:
+        if type(ev) in _PLAIN_DICTS:
             typ, p, t, idx = ev.get("type"), ev.get("process"), ev.get("time"), ev.get("index")
             plain = (typ in types and type(p) is int and p >= 0 and type(ev.get("f")) is str
                      and (type(t) is int or _finite(t)) and (type(idx) is int or _finite(idx)))

@@ -38,18 +38,20 @@ class Verdict(str, enum.Enum):
         return {Verdict.OK: True, Verdict.ILLEGAL: False, Verdict.UNKNOWN: ":unknown"}[self]
 
 
-_PRIORITY = {Verdict.OK: 0, Verdict.UNKNOWN: 1, Verdict.ILLEGAL: 2}
+_OK, _UNKNOWN_V, _ILLEGAL = Verdict.OK, Verdict.UNKNOWN, Verdict.ILLEGAL
 #: a search's final status as a verdict
 _VERDICT = {v.value: v for v in Verdict}
 
 
 def compose(verdicts: Iterable[Verdict | str]) -> Verdict:
     """Worst wins: any ILLEGAL, else any UNKNOWN, else OK (Jepsen ``valid-priorities``)."""
-    worst = Verdict.OK
+    worst = _OK
     for v in verdicts:
         if type(v) is not Verdict:
             v = Verdict(v)
-        if _PRIORITY[v] > _PRIORITY[worst]:
+        if v is _ILLEGAL:
+            return v
+        if v is _UNKNOWN_V:
             worst = v
     return worst
 
@@ -306,8 +308,9 @@ def _schedule(parts: Mapping[Any, list[Op]], model: Any, *, deadline: float | No
     for k in parts:
         s = searches.get(k)
         if s is None:
-            if any(not op.unknown for op in parts[k]):
-                out[k] = _cancelled(k, parts[k])
+            unknown = sum(map(_UNKNOWN, parts[k]))
+            if unknown < len(parts[k]):
+                out[k] = _cancelled(k, parts[k], unknown)
                 continue
             s = _searcher(parts[k], _search_model(model, k), track, max_cache)  # OK with no search
         status = s.status
@@ -423,8 +426,11 @@ def _attach_linearizations(decided: Mapping[Any, PartitionResult], model: Any, *
         budget -= s.steps
 
 
-def _cancelled(key: Any, ops: list[Op]) -> PartitionResult:
-    return PartitionResult(key, Verdict.UNKNOWN, len(ops), len(ops) - sum(map(_UNKNOWN, ops)), 0, 0, 0.0, 0,
+def _cancelled(key: Any, ops: list[Op], unknown: int | None = None) -> PartitionResult:
+    """A partition never searched; ``unknown``: its crashed ops, if counted already."""
+    if unknown is None:
+        unknown = sum(map(_UNKNOWN, ops))
+    return PartitionResult(key, _UNKNOWN_V, len(ops), len(ops) - unknown, 0, 0, 0.0, 0,
                            None, None, "cancelled: another partition is illegal", ops)  # _RESULT_FIELDS
 
 

@@ -4,6 +4,9 @@ which can be illegal (``never_illegal``). Each has a mutant the agreement check 
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -15,7 +18,7 @@ from pytest_cbchaos.linearizability import KVModel, Verdict, check
 from pytest_cbchaos.linearizability import porcupine_kv
 from pytest_cbchaos.linearizability.checker import prepare
 from pytest_cbchaos.linearizability.models import _OneKey
-from pytest_cbchaos.linearizability.porcupine_kv import PorcupineKvHistory
+from pytest_cbchaos.linearizability.porcupine_kv import PorcupineKvHistory, read_porcupine_kv
 
 VALUES = ["", "x", "y", "xy", "yx"]
 
@@ -76,15 +79,16 @@ def _fields(ops) -> list[tuple]:
     return [tuple(getattr(op, s) for s in Op.FIELDS) for op in ops]
 
 
-def assert_same_partitions(events: list[dict]) -> None:
-    """The one pass gives ``prepare(pair_events(...))``'s partitions (order, ids, fields) and the
-    pairing's op list; it declines only events the general pairing rejects."""
+def assert_same_partitions(events: list[dict], history: PorcupineKvHistory | None = None) -> None:
+    """The one pass (over ``history``, default: the events as built in memory) gives
+    ``prepare(pair_events(...))``'s partitions (order, ids, fields) and the pairing's op list; it
+    declines only events the general pairing rejects."""
     model = KVModel(initial="")
     try:
         want = prepare(pair_events(events, model.read_only), model)
     except MalformedHistory:
         want = None
-    got = PorcupineKvHistory(events).one_pass_partitions(model)
+    got = (history or PorcupineKvHistory(events)).one_pass_partitions(model)
     if got is None:
         assert want is None
         return
@@ -115,6 +119,64 @@ def test_one_pass_partitions_and_verdicts_are_the_general_paths(events) -> None:
     assert_same_verdicts(PorcupineKvHistory(events), events)
 
 
+_F_NAMES = {"read": "get", "write": "put", "append": "append"}
+
+
+def read_back(events: list[dict], directory: str) -> PorcupineKvHistory:
+    """``events`` written as a Porcupine kv file and read: the reader's own (trusted) history."""
+    path = Path(directory) / "history.txt"
+    path.write_text("".join(
+        f'{{:process {e["process"]}, :type :{e["type"]}, :f :{_F_NAMES[e["f"]]}, :key "{e["key"]}", '
+        f':value {"nil" if e["value"] is None else chr(34) + e["value"] + chr(34)}}}\n' for e in events))
+    history = read_porcupine_kv(path)
+    assert isinstance(history, PorcupineKvHistory) and history._as_read() is not None
+    assert [dict(e) for e in history.events] == events
+    assert history.as_read.rows == tuple(map(porcupine_kv._FIELDS, events))  # type: ignore[union-attr]
+    return history
+
+
+@given(reader_events())
+@example(WITH_DROPS)
+@example(STALE_READ)
+@example(EARLY_READ)
+def test_the_readers_own_events_pair_and_decide_as_the_general_path(events) -> None:
+    """The pass over events as read (fields read once by the reader, shape checks skipped)."""
+    with tempfile.TemporaryDirectory() as d:
+        history = read_back(events, d)
+        assert_same_partitions(events, history)
+        assert_same_verdicts(history, events)
+
+
+def test_events_as_read_are_read_only_and_a_replaced_list_is_checked_again(tmp_path: Path) -> None:
+    """A read history's events refuse edits (saying how to copy them); a history given other
+    events is judged on those, not on the fields read with the old ones."""
+    history = read_back(STALE_READ, str(tmp_path))
+    assert check(history, KVModel(initial="")).verdict is Verdict.ILLEGAL
+    with pytest.raises(TypeError, match=r"read-only: edit a copy \(History\(\[dict\(ev\)"):
+        history.events[4]["value"] = "yx"
+    edited = [dict(e) for e in history.events]
+    edited[4]["value"] = "yx"  # the concurrent read now sees the write, then the append
+    history.events = edited
+    assert history._as_read() is None
+    assert check(history, KVModel(initial="")).verdict is Verdict.OK
+
+
+def test_fields_read_in_another_order_than_the_pass_reads_them_are_caught(tmp_path: Path) -> None:
+    """Mutant: the reader records each event's key where the pass reads its value."""
+    history = read_back(STALE_READ, str(tmp_path))
+    rows = history.as_read.rows  # type: ignore[union-attr]
+    history.as_read = history.as_read._replace(rows=tuple(r[:5] + (r[6], r[5]) for r in rows))  # type: ignore[union-attr]
+    with pytest.raises(AssertionError):
+        assert_same_partitions(STALE_READ, history)
+
+
+def test_fields_read_with_replaced_events_are_caught(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mutant: the fields read with the reader's events are trusted for any events."""
+    monkeypatch.setattr(PorcupineKvHistory, "_as_read", lambda self: self.as_read)
+    with pytest.raises(AssertionError):
+        test_events_as_read_are_read_only_and_a_replaced_list_is_checked_again(tmp_path)
+
+
 def test_examples_cover_both_verdicts() -> None:
     assert check(PorcupineKvHistory(WITH_DROPS), KVModel(initial="")).verdict is Verdict.OK
     assert check(PorcupineKvHistory(STALE_READ), KVModel(initial="")).verdict is Verdict.ILLEGAL
@@ -128,7 +190,7 @@ def test_a_one_pass_that_keeps_fail_ops_is_caught(monkeypatch: pytest.MonkeyPatc
 
     def keeps_fails(*a, **kw):
         got = real(*a, **kw)
-        return got and (got[0], got[1], False)
+        return got and (got[0], False)
 
     monkeypatch.setattr(porcupine_kv, "_kv_pass", keeps_fails)
     with pytest.raises(AssertionError):

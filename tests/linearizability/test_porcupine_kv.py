@@ -217,6 +217,7 @@ def test_light_kv_pairing_pairs_as_the_general_one_or_defers_to_it(case, read_on
 def test_an_edited_history_is_judged_by_the_general_pairing(tmp_path: Path) -> None:
     history = read_porcupine_kv(DATA / "c01-bad.txt")
     assert isinstance(history, PorcupineKvHistory)
+    history.events = [dict(ev) for ev in history.events]  # the events as read are read-only
     history.events[1]["time"] = 0  # process 0's completion before its invoke
     with pytest.raises(MalformedHistory, match="goes backwards"):
         check(history, KVModel(initial=""))
