@@ -190,7 +190,8 @@ def prepare(ops: Sequence[Op], model: Any) -> dict[Any, list[Op]]:
         if validate is not None:
             validate(key, pops)
         pops = sorted(pops, key=_CALL_ORDER)
-        out[key] = [op.with_id(i) for i, op in enumerate(pops)]
+        # an op already numbered by its place is kept (ops are never changed after pairing)
+        out[key] = [op if op.id == i else op.with_id(i) for i, op in enumerate(pops)]
     return out
 
 

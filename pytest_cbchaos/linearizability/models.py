@@ -67,7 +67,7 @@ class RegisterModel(Model):
     def validate(self, key: Any, ops: Sequence[Op]) -> None:
         """Reject unknown operations, malformed cas inputs and values of mixed types, each of
         which would otherwise be a false ILLEGAL (or a traceback) rather than an input error."""
-        if _all_strings(ops, self.ops):
+        if _all_plain(ops, self.ops):
             return
         _check_ops(self, key, ops)
         check_kinds(_register_values(ops), _what(self, key))
@@ -373,15 +373,26 @@ def _check_ops(model: Any, key: Any, ops: Sequence[Op]) -> None:
                 f"{op.process}); expected a string (or bytes or an int, appended as its string)")
 
 
-def _all_strings(ops: Sequence[Op], known: tuple[str, ...]) -> bool:
-    """Every op a read, write or append the model knows, every value compared a ``str`` (or a
-    nil read): nothing ``_check_ops`` or ``check_kinds`` would reject (the common case, cheaply)."""
+def _all_plain(ops: Sequence[Op], known: tuple[str, ...]) -> bool:
+    """Every op a read, write, append or cas the model knows, every value compared an exact
+    ``str`` or ``int`` (one kind, "scalar", never NaN; or a nil read), a cas input two of them:
+    nothing ``_check_ops`` or ``check_kinds`` would reject (the common case, cheaply)."""
     for op in ops:
         f = op.f
         if f == _READ:
-            if type(op.output) is not str and op.output is not None and not op.unknown:
+            out = op.output
+            if out is not None and type(out) is not str and type(out) is not int and not op.unknown:
                 return False
-        elif (f != "write" and f != "append") or f not in known or type(op.input) is not str:
+        elif f not in known:
+            return False
+        elif f == "cas":
+            inp = op.input
+            if (type(inp) is not list and type(inp) is not tuple) or len(inp) != 2:
+                return False
+            old, new = inp
+            if (type(old) is not str and type(old) is not int) or (type(new) is not str and type(new) is not int):
+                return False
+        elif (f != "write" and f != "append") or (type(op.input) is not str and type(op.input) is not int):
             return False
     return True
 

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_cbchaos.history.ops import MalformedHistory, Op, pair_events
-from pytest_cbchaos.linearizability.values import canonical, is_scalar, same_value
+from pytest_cbchaos.linearizability.values import canonical, check_kinds, is_scalar, same_value
 
 VALUES = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3)
           | st.binary(max_size=3) | st.lists(st.integers(), max_size=2) | st.tuples(st.integers()))
@@ -154,3 +154,91 @@ def test_search_entry_tables_match_the_one_at_a_time_construction(specs):
               None if no_index else 2 * i + 1) for i, (call, d, crashed, no_index) in enumerate(specs)]
     s = PartitionSearch(ops, RegisterModel())
     assert (s.is_call, s.op_of, s.ret_of, s.call_op, s.call_entry, s.required) == _reference_tables(ops)
+
+
+_PLAIN = st.integers(-3, 3) | st.text(max_size=2)
+_OTHER = (st.none() | st.booleans() | st.sampled_from([0.5, math.nan, math.inf]) | st.binary(max_size=2)
+          | st.just({"error": "ERR"}) | st.lists(_PLAIN, max_size=3))
+#: mostly the shortcut's plain values (so it often answers yes), sometimes anything else
+_OP_VALUES = st.one_of(_PLAIN, _PLAIN, _PLAIN, _PLAIN, _OTHER)
+
+
+@st.composite
+def register_ops(draw) -> list[Op]:
+    """Register-like ops of every kind the models meet, some crashed: half the time only plain
+    values (the shortcut's yes), else values of every type and cas inputs of every shape."""
+    plain = draw(st.booleans())
+    value = _PLAIN if plain else _OP_VALUES
+    ops = []
+    for i in range(draw(st.integers(0, 5))):
+        f = draw(st.sampled_from(["read", "write", "cas", "append"] + ([] if plain else ["incr"])))
+        cas_input = st.one_of(st.lists(value, min_size=2, max_size=2), st.tuples(value, value),
+                              *(() if plain else (value,)))
+        inp = None if f == "read" else draw(cas_input if f == "cas" else value)
+        status = draw(st.sampled_from(["ok", "ok", "ok", "fail", "info"]))
+        out = None if f != "read" or status == "info" else draw(st.none() | value)
+        call = draw(st.integers(0, 6))  # ids in list order, calls not always: ``prepare`` sorts
+        ops.append(Op(i, i, f, inp, out, call, math.inf if status == "info" else call + draw(st.integers(0, 3)),
+                      status, invoke_index=i))
+    return ops
+
+
+def _shortcut_is_sound(ops: list[Op], known: tuple[str, ...], all_plain) -> None:
+    """Raises (the full checks' error) where ``all_plain`` passes ops the full checks reject."""
+    from pytest_cbchaos.linearizability import models
+
+    class Model:
+        name = "m"
+
+    Model.ops = known
+    if all_plain(ops, known):
+        models._check_ops(Model, None, ops)
+        check_kinds(models._register_values(ops), "m")
+
+
+@given(register_ops(), st.sampled_from([("read", "write"), ("read", "write", "cas"),
+                                        ("read", "write", "cas", "append")]))
+def test_the_plain_values_shortcut_accepts_only_what_the_full_validation_accepts(ops, known):
+    """``_all_plain`` (validate's shortcut) never passes ops the full checks would reject."""
+    from pytest_cbchaos.linearizability import models
+    _shortcut_is_sound(ops, known, models._all_plain)
+
+
+def test_a_plain_values_shortcut_that_admits_floats_is_caught():
+    """Mutant: a float passes the shortcut as an int would (NaN never equals itself)."""
+    from pytest_cbchaos.linearizability import models
+
+    def admits_floats(ops, known):
+        return models._all_plain([op.replace(input=0) if type(op.input) is float else op for op in ops], known)
+
+    nan_write = [Op(0, 0, "write", math.nan, None, 0, 1, "ok")]
+    _shortcut_is_sound(nan_write, ("read", "write"), models._all_plain)
+    with pytest.raises(MalformedHistory, match="finite"):
+        _shortcut_is_sound(nan_write, ("read", "write"), admits_floats)
+
+
+@given(register_ops())
+def test_prepare_renumbers_exactly_as_a_copy_would(ops):
+    _prepare_renumbers(ops)
+
+
+def _prepare_renumbers(ops: list[Op]) -> None:
+    """``prepare`` keeps an op already numbered by its place: the partitions' fields are those
+    of a copy numbered 0..n-1 in call order, and no op given to it changes."""
+    from pytest_cbchaos.linearizability.checker import prepare
+    from pytest_cbchaos.linearizability.models import Model
+    before = [[getattr(op, s) for s in Op.FIELDS] for op in ops]
+    parts = prepare(ops, Model())
+    kept = sorted((op for op in ops if op.status != "fail"), key=lambda o: (o.call, o.invoke_index))
+    assert [[getattr(op, s) for s in Op.FIELDS] for op in parts.get(None, [])] == [
+        [getattr(op.replace(id=i), s) for s in Op.FIELDS] for i, op in enumerate(kept)]
+    assert [[getattr(op, s) for s in Op.FIELDS] for op in ops] == before
+
+
+def test_a_prepare_that_keeps_every_op_unnumbered_is_caught(monkeypatch):
+    """Mutant: every op is kept as given (a fail op dropped before it leaves its id off by one)."""
+    ops = [Op(0, 0, "write", 1, None, 0, 1, "fail"), Op(1, 1, "write", 2, None, 2, 3, "ok")]
+    _prepare_renumbers(ops)
+    monkeypatch.setattr(Op, "with_id", lambda self, i: self)
+    with pytest.raises(AssertionError):
+        _prepare_renumbers(ops)
