@@ -1,8 +1,9 @@
 """Stream fixtures (registered by :mod:`pytest_cbchaos.plugin`).
 
 * ``cbchaos_stream_config`` -- the documented CI profile (docs/stream-design.md#configuration) ``StreamConfig``.
-* ``cbchaos_stream_store`` -- a factory: ``make(loop_client=None) -> StreamStore`` over a
-  ``redis.asyncio`` client to ``cbchaos_redis_proc`` (create it inside your event loop).
+* ``cbchaos_stream_store`` -- a factory: ``make(host=None, port=None) -> StreamStore`` over a new
+  ``redis.asyncio`` client to ``cbchaos_redis_proc`` (make it inside your event loop); the fixture closes
+  every client it made at teardown.
 * ``cbchaos_stream_redis`` -- this worker's stream Redis: redis-server with AOF ``always``
   (docs/stream-design.md#restart-and-lost-suffix: SIGKILL loses no acknowledged append; ``restart()`` keeps the data),
   or the kit's Redis backend without persistence where redis-server is absent (restart tests carry
@@ -33,18 +34,29 @@ def cbchaos_stream_config() -> StreamConfig:
 
 
 @pytest.fixture
-def cbchaos_stream_store(cbchaos_redis_proc: Any, cbchaos_stream_config: StreamConfig) -> Callable[..., StreamStore]:
-    """``make(host=None, port=None) -> StreamStore`` over a ``redis.asyncio`` client (create it in your loop)."""
+def cbchaos_stream_store(cbchaos_redis_proc: Any,
+                         cbchaos_stream_config: StreamConfig) -> Iterator[Callable[..., StreamStore]]:
+    """``make(host=None, port=None) -> StreamStore`` over a new ``redis.asyncio`` client (make it in your loop).
+
+    The fixture owns those clients and closes them at teardown, in the loop they used while it is still
+    open (``close_async_client``): a test need not, and may close one sooner (``await store.redis.aclose()``).
+    Left to the test, one it forgot was dropped unclosed and reported under whichever test came next."""
     import redis.asyncio as aioredis
 
+    from pytest_cbchaos.plugin.factories import close_async_client
     from pytest_cbchaos.stream import StreamStore
+
+    made: list[Any] = []
 
     def make(host: str | None = None, port: int | None = None) -> StreamStore:
         client = aioredis.Redis(host=host or cbchaos_redis_proc.host, port=port or cbchaos_redis_proc.port,
                                 password=cbchaos_redis_proc.password, socket_timeout=2.0, socket_connect_timeout=1.0)
+        made.append(client)
         return StreamStore(client, cbchaos_stream_config)
 
-    return make
+    yield make
+    for client in made:
+        close_async_client(client)
 
 
 @pytest.fixture

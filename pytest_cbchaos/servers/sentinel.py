@@ -122,13 +122,30 @@ class MappedSentinel(redis.sentinel.Sentinel):
 
 def mapped_async_sentinel_class() -> type:
     """``redis.asyncio`` twin of :class:`MappedSentinel` (built on first use: the asyncio client is optional)."""
+    import redis.asyncio as aioredis
     import redis.asyncio.sentinel as asentinel
+
+    class SentinelMasterClient(aioredis.Redis):
+        """A primary's client whose ``aclose`` also closes the links to the sentinels it asked. redis-py
+        closes only the primary's pool: the sentinels' connections, made in the caller's loop, stayed open,
+        and each one dropped later was an "unclosed Connection" ("loop is closed" once that loop had ended)."""
+
+        async def aclose(self, close_connection_pool: bool | None = None) -> None:
+            try:
+                await super().aclose(close_connection_pool)
+            finally:
+                for sentinel in self.connection_pool.sentinel_manager.sentinels:
+                    await sentinel.aclose()
 
     class MappedAsyncSentinel(asentinel.Sentinel):
         def __init__(self, sentinels: list[tuple[str, int]], mapping: Callable[[tuple[str, int]], tuple[str, int]],
                      **kwargs: Any) -> None:
             super().__init__(sentinels, **kwargs)
             self._map = mapping
+
+        def master_for(self, service_name: str, redis_class: type = SentinelMasterClient,  # type: ignore[override]
+                       **kwargs: Any) -> Any:
+            return super().master_for(service_name, redis_class=redis_class, **kwargs)
 
         async def discover_master(self, service_name: str) -> tuple[str, int]:
             return self._map(tuple(await super().discover_master(service_name)))  # type: ignore[arg-type]
@@ -189,7 +206,8 @@ class SentinelTopology(ServerGroup):
         return client
 
     def async_master_client(self, *, socket_timeout: float = 2.0, **kwargs: Any) -> Any:
-        """``redis.asyncio`` twin of :meth:`master_client`; close it (``aclose``) on the loop that used it."""
+        """``redis.asyncio`` twin of :meth:`master_client`; close it (``aclose``) on the loop that used it:
+        that closes its links to the sentinels too (each call asks its own ``Sentinel``)."""
         from pytest_cbchaos.servers.redis import no_async_retry
 
         sentinel = self._sentinel(mapped_async_sentinel_class(), no_async_retry, socket_timeout, **kwargs)

@@ -373,19 +373,29 @@ def m29_liveness(relay: TurnRelay) -> Callable[[str], Awaitable[bool]]:
 
 class M30LeakyReadLoop(ReadLoop):
     """M30: the blocking connection is never closed when a consumer ends: ``CLIENT LIST`` grows
-    with every connect/disconnect cycle -> INV-30."""
+    with every connect/disconnect cycle -> INV-30.
+
+    Only the close is broken. The loop still ends (``closed``): a loop that went on after its close
+    opened a new connection at its next read, which its task then dropped unclosed (the "Unclosed client
+    session" warning a later test of the worker got). Every connection it opens is registered for
+    :func:`close_leaked`, so the teardown reaches all of them, not only the ones dropped at close."""
+
+    def _new_blocking(self) -> Any:
+        client = super()._new_blocking()
+        _LEAKED.append(client)  # held from birth: the test's teardown closes it whatever path drops it
+        return client
 
     async def aclose(self) -> None:  # type: ignore[override]
-        if self._blocking is not None:
-            _LEAKED.append(self._blocking)  # dropped from the loop, still held and never closed
-        self._blocking = None
+        self.closed = True
+        self._blocking = None  # dropped from the loop, still open and never closed by it
 
 
 _LEAKED: list[Any] = []
 
 
 async def close_leaked() -> None:
-    """Test teardown for M30: close what the mutant leaked."""
+    """Test teardown for M30: close every connection the mutant opened. Run it in their event loop once
+    no M30 loop reads any more (after the app that ran them has ended its streams)."""
     while _LEAKED:
         try:
             await _LEAKED.pop().aclose()

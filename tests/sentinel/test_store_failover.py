@@ -47,6 +47,29 @@ def test_topology_is_replicated_authenticated_and_proxied(cbchaos_redis_sentinel
                     retry=no_retry()).ping()
 
 
+async def _open_links_after_aclose(topo) -> tuple[int, int]:
+    """How many links to the primary and to the sentinels an asyncio master client holds after one command,
+    and how many are still open after its ``aclose``."""
+    client = topo.async_master_client()
+    await client.ping()
+    pools = [client.connection_pool, *(s.connection_pool for s in client.connection_pool.sentinel_manager.sentinels)]
+
+    def open_links() -> int:
+        return sum(c.is_connected for p in pools for c in [*p._available_connections, *p._in_use_connections])
+    before = open_links()
+    await client.aclose()
+    return before, open_links()
+
+
+def test_async_master_client_aclose_closes_its_sentinel_links_too(cbchaos_redis_sentinel) -> None:
+    """Closing the client closed only the primary's pool: the links to the sentinels it asked stayed open
+    and, dropped after their loop had ended, were "unclosed Connection" / "loop is closed" warnings in a
+    later test."""
+    before, after = asyncio.run(_open_links_after_aclose(cbchaos_redis_sentinel))
+    assert before >= 2, f"expected a link to the primary and one to a sentinel, {before} open"
+    assert after == 0, f"{after} of {before} links still open after aclose"
+
+
 def test_decisions_continue_on_the_new_primary_after_failover(cbchaos_redis_sentinel, cbchaos_faults) -> None:
     topo = cbchaos_redis_sentinel
     recorder = Recorder(1)
@@ -78,7 +101,7 @@ def test_decisions_continue_on_the_new_primary_after_failover(cbchaos_redis_sent
         areply = loop.run_until_complete(astore.atomic_record_failure("a", 1, 60))
         assert areply["state"] == "open" and areply["_replicas_acked"] == 2, areply
     finally:
-        loop.run_until_complete(astore.aclose())
+        loop.run_until_complete(astore.client.aclose())  # not the store's: its aclose closes only a client it made
         loop.close()
     with new.admin() as c:  # the decisions were made on the new primary
         assert c.hget(store.key("c"), "state") == b"closed" and c.hget(store.key("a"), "state") == b"open"

@@ -9,7 +9,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -163,12 +163,17 @@ def notice_code(frame: Frame) -> str | None:
 
 class HttpKit:
     """Relay (direct) + reaper + SSE app (consumer side through ``cbchaos_redis_proxy``) on an
-    allocated port, behind a ``stream-http`` proxy of the kit's Toxiproxy-compatible server."""
+    allocated port, behind a ``stream-http`` proxy of the kit's Toxiproxy-compatible server.
+
+    ``after_app`` runs in the kit's loop once the app has ended every stream (each handler closed its
+    read loop): the teardown of a ``loop_class`` that keeps connections of its own (M30). Run from the
+    scenario instead, it came before the streams still open had ended, and missed what they dropped."""
 
     def __init__(self, proc: Any, redis_proxy: Any, toxiproxy: Any, cfg: StreamConfig, *,
-                 policy: SSEPolicy | None = None, loop_class: type[ReadLoop] = ReadLoop) -> None:
+                 policy: SSEPolicy | None = None, loop_class: type[ReadLoop] = ReadLoop,
+                 after_app: Callable[[], Awaitable[None]] | None = None) -> None:
         self.proc, self.redis_proxy, self.toxiproxy, self.cfg = proc, redis_proxy, toxiproxy, cfg
-        self.policy, self.loop_class = policy, loop_class
+        self.policy, self.loop_class, self.after_app = policy, loop_class, after_app
         self.token = secrets.token_hex(16)
 
     async def __aenter__(self) -> "HttpKit":
@@ -195,6 +200,8 @@ class HttpKit:
         await self.relay.aclose()
         await self.reaper.stop()
         await self.runner.cleanup()
+        if self.after_app is not None:
+            await self.after_app()
         self.http_proxy.close()
         self.lease.release()
         for c in (self.pclient, self.cclient, self.admin):

@@ -576,13 +576,11 @@ def test_inv30_bounded_resources(run_in_kit, cbchaos_faults, cbchaos_redis_admin
 
 def test_inv30_mutant_leaky_read_loop_is_caught(run_in_kit, cbchaos_faults, cbchaos_redis_admin):
     async def leaky(kit: HttpKit) -> list[str]:
-        try:
-            # a leaked connection never goes away: a short release bound still catches it
-            return await _resources(kit, cbchaos_faults, cbchaos_redis_admin, cycles=RESET_CYCLES + 2 * BATCH,
-                                    release_bound_s=3 * CFG.heartbeat_s + 2)
-        finally:
-            await M.close_leaked()
-    bad = run_in_kit(leaky, INV30_CFG, timeout=120, kit={"loop_class": M.M30LeakyReadLoop})
+        # a leaked connection never goes away: a short release bound still catches it
+        return await _resources(kit, cbchaos_faults, cbchaos_redis_admin, cycles=RESET_CYCLES + 2 * BATCH,
+                                release_bound_s=3 * CFG.heartbeat_s + 2)
+    bad = run_in_kit(leaky, INV30_CFG, timeout=120,
+                     kit={"loop_class": M.M30LeakyReadLoop, "after_app": M.close_leaked})
     assert any("cbchaos-consumer:* connections" in v for v in bad), bad
 
 

@@ -283,3 +283,52 @@ def test_m12_payload_by_reference_is_caught(cbchaos_redis_proc, run):
                 assert "MUTATED" in fold(await store.read_all(conv)).text
         await c.aclose()
     run(main())
+
+
+class _IdleM30(M.M30LeakyReadLoop):
+    """M30 on an empty stream, wake-up checks off: every read is a blocking read that comes back empty."""
+
+    async def _wakeup_checks(self) -> Notice | None:
+        return None
+
+
+async def _consumer_conns(admin, name: str) -> list[str]:
+    return [str(c.get("name")) for c in await admin.client_list() if str(c.get("name")) == name]
+
+
+async def _m30_closed_mid_read(proc) -> tuple[bool, list[str], list[str]]:
+    """Close an M30 loop during its blocking read (as the SSE handler does when a consumer ends): did the
+    loop end, which of its connections were left open, and which were still open after close_leaked."""
+    client, admin = client_for(proc), client_for(proc)
+    loop = _IdleM30(StreamStore(client, CFG), "m30-idle")
+    name = f"cbchaos-consumer:{loop.token}"
+
+    async def drain() -> None:
+        async for _ in loop.items():
+            pass
+
+    task = asyncio.get_running_loop().create_task(drain())
+    try:
+        while loop._blocking is None:  # set just before its XREAD is sent, in the same step
+            await asyncio.sleep(0.01)
+        await loop.aclose()
+        done, _ = await asyncio.wait({task}, timeout=CFG.block_ms / 1000 + 10)
+    finally:
+        task.cancel()
+        await asyncio.wait({task}, timeout=5)
+    leaked = await _consumer_conns(admin, name)
+    await M.close_leaked()
+    left = await _consumer_conns(admin, name)
+    await client.aclose()
+    await admin.aclose()
+    return task in done, leaked, left
+
+
+def test_m30_leaks_only_at_close_and_its_teardown_closes_every_connection(cbchaos_redis_proc, run):
+    """M30 must break one thing: the close. A loop that read on after its close opened a connection
+    no teardown knew of; its task dropped it unclosed, and the garbage collector reported it
+    ("Unclosed client session") in whatever test of the worker ran next."""
+    ended, leaked, left = run(_m30_closed_mid_read(cbchaos_redis_proc))
+    assert ended, "the M30 loop read on after its close"
+    assert leaked, "M30 closed its connection: it is no longer the leak INV-30 must catch"
+    assert left == [], f"connections of M30 still open after close_leaked: {left}"
